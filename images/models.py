@@ -1,0 +1,57 @@
+"""The portal's mirror of Glance: base images and snapshots per site."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from instances.models import MirrorRow
+from portal.models import Project
+
+TRANSITIONAL_IMAGE_STATUSES = {"queued", "saving", "uploading", "importing", "pending_delete"}
+
+
+class Image(MirrorRow):
+    name = models.CharField(max_length=255, db_index=True)
+    status = models.CharField(max_length=32, db_index=True)
+    visibility = models.CharField(max_length=16)
+    # The project that owns it (snapshots), when that project is in the portal.
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
+    )
+    owner_openstack_id = models.CharField(max_length=64, blank=True, db_index=True)
+    size = models.PositiveBigIntegerField(null=True, blank=True)
+    min_disk = models.PositiveIntegerField(default=0)
+    min_ram = models.PositiveIntegerField(default=0)
+    checksum = models.CharField(max_length=64, blank=True)
+    protected = models.BooleanField(default=False)
+    tags = models.JSONField(default=list, blank=True)
+    properties = models.JSONField(default=dict, blank=True)
+    is_snapshot = models.BooleanField(default=False, db_index=True)
+    # For snapshots: the server it was taken of, and the image that server booted.
+    source_server_openstack_id = models.CharField(max_length=64, blank=True, db_index=True)
+    base_image_openstack_id = models.CharField(max_length=64, blank=True, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "openstack_id"], name="image_unique_per_site")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def os_label(self) -> str:
+        distro = self.properties.get("os_distro", "")
+        version = self.properties.get("os_version", "")
+        return f"{distro.capitalize()} {version}".strip()
+
+    @property
+    def is_transitional(self) -> bool:
+        return self.deleted_at is None and self.status in TRANSITIONAL_IMAGE_STATUSES

@@ -1,0 +1,63 @@
+"""Writes to the image mirror (base images and snapshots alike)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from images.models import Image
+from instances.services import CREATED_BY_KEY, _project_ids, _user_ids_by_name
+from portal import cloud
+from portal.mirror import UpsertResult, mirror_upsert
+from portal.models import Site
+
+
+def image_fields(image: cloud.Image, *, projects: dict[str, int], users: dict[str, int]) -> dict:
+    props = dict(image.properties)
+    return {
+        "name": image.name,
+        "status": image.status,
+        "visibility": image.visibility,
+        "project_id": projects.get(image.owner),
+        "owner_openstack_id": image.owner,
+        "size": image.size,
+        "min_disk": image.min_disk,
+        "min_ram": image.min_ram,
+        "checksum": image.checksum,
+        "protected": image.protected,
+        "tags": list(image.tags),
+        "properties": props,
+        "is_snapshot": image.is_snapshot,
+        "source_server_openstack_id": props.get("instance_uuid", ""),
+        "base_image_openstack_id": props.get("base_image_ref", ""),
+        "created_by_id": users.get(props.get(CREATED_BY_KEY, "")),
+        "created_at": image.created_at,
+        "updated_at": image.updated_at,
+    }
+
+
+def images_store(site: Site, images: list[cloud.Image], *, complete: bool) -> UpsertResult:
+    projects = _project_ids(site)
+    users = _user_ids_by_name(i.properties.get(CREATED_BY_KEY, "") for i in images)
+    # Glance shows `deleted` / `pending_delete` images only transiently: they are gone.
+    # A `killed` one stays visible (a failed snapshot) until someone deletes it.
+    gone = {i.id for i in images if i.status in ("deleted", "pending_delete")}
+    rows = {
+        i.id: image_fields(i, projects=projects, users=users) for i in images if i.id not in gone
+    }
+    return mirror_upsert(Image, site=site, rows=rows, deleted_ids=gone, complete=complete)
+
+
+def images_sync(site: Site, *, updated_since: datetime | None) -> UpsertResult:
+    """Glance lists no deleted images, so only a complete listing notices deletions."""
+    images = cloud.image_list(site.name, updated_since=updated_since)
+    return images_store(site, images, complete=updated_since is None)
+
+
+def image_refresh(site: Site, *, openstack_id: str) -> Image | None:
+    try:
+        image = cloud.image_get(site.name, image_id=openstack_id)
+    except cloud.NotFound:
+        mirror_upsert(Image, site=site, rows={}, deleted_ids={openstack_id})
+    else:
+        images_store(site, [image], complete=False)
+    return Image.objects.filter(site=site, openstack_id=openstack_id).first()

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from images import views
+
+app_name = "images"
+
+urlpatterns = [
+    path("", views.image_list, name="image-list"),
+]

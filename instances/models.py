@@ -1,0 +1,110 @@
+"""The portal's mirror of Nova: flavors and servers per site.
+
+Pages read these rows, never the cloud. Sync tasks and the portal's own
+actions keep them fresh (see portal/mirror.py).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from portal.models import Project, Site
+
+# Nova task states a user should read as a verb, not a code.
+TASK_STATE_LABELS = {
+    "powering-off": "stopping",
+    "powering-on": "starting",
+    "image_snapshot_pending": "snapshotting",
+    "image_snapshot": "snapshotting",
+    "image_pending_upload": "uploading",
+    "image_uploading": "uploading",
+    "spawning": "spawning",
+    "scheduling": "scheduling",
+    "networking": "networking",
+    "block_device_mapping": "preparing disk",
+    "deleting": "deleting",
+    "rebooting": "rebooting",
+}
+
+# Statuses a server leaves by itself: rows in them refresh themselves.
+TRANSITIONAL_STATUSES = {"BUILD", "REBOOT", "HARD_REBOOT", "RESIZE", "MIGRATING", "REBUILD"}
+
+
+class MirrorRow(models.Model):
+    """Fields every mirrored OpenStack object has."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    openstack_id = models.CharField(max_length=64)
+    synced_at = models.DateTimeField(auto_now=True)
+    # Set when the object vanished from the cloud (deleted by anyone).
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        abstract = True
+
+
+class Flavor(MirrorRow):
+    name = models.CharField(max_length=255)
+    vcpus = models.PositiveIntegerField(default=0)
+    ram_mib = models.PositiveBigIntegerField(default=0)
+    disk_gb = models.PositiveIntegerField(default=0)
+    is_public = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["ram_mib", "vcpus", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "openstack_id"], name="flavor_unique_per_site")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Server(MirrorRow):
+    name = models.CharField(max_length=255, db_index=True)
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="servers"
+    )
+    project_openstack_id = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=32, db_index=True)
+    task_state = models.CharField(max_length=64, blank=True)
+    vm_state = models.CharField(max_length=32, blank=True)
+    power_state = models.IntegerField(null=True, blank=True)
+    flavor_name = models.CharField(max_length=255, blank=True)
+    flavor_vcpus = models.PositiveIntegerField(default=0)
+    flavor_ram_mib = models.PositiveBigIntegerField(default=0)
+    flavor_disk_gb = models.PositiveIntegerField(default=0)
+    image_openstack_id = models.CharField(max_length=64, blank=True, db_index=True)
+    addresses = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    openstack_user_id = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    fault_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "openstack_id"], name="server_unique_per_site")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None or self.status == "DELETED"
+
+    @property
+    def task_label(self) -> str:
+        return TASK_STATE_LABELS.get(self.task_state, self.task_state.replace("_", " "))
+
+    @property
+    def is_transitional(self) -> bool:
+        return not self.is_deleted and (
+            bool(self.task_state) or self.status in TRANSITIONAL_STATUSES
+        )

@@ -1,0 +1,51 @@
+"""Who may see and do what. Every view asks here; nothing decides inline.
+
+Rules: a superuser sees and acts on everything (facility view). A project
+member sees everything in the project and acts on what they created through
+the portal; a project admin acts on everything in the project.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+
+from portal.models import Membership, Project
+
+
+def projects_visible_to(user) -> QuerySet[Project]:
+    if user.is_superuser:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user).distinct()
+
+
+def project_role(user, project: Project | None) -> str | None:
+    """ "admin", "member" or None. Superusers count as admins everywhere."""
+    if project is None:
+        return "admin" if user.is_superuser else None
+    if user.is_superuser:
+        return Membership.Role.ADMIN
+    return (
+        Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
+    )
+
+
+def can_see(user, project: Project | None) -> bool:
+    return project_role(user, project) is not None
+
+
+def can_act_on(user, *, project: Project | None, created_by_id: int | None) -> bool:
+    """May the user act on an object of `project` that `created_by_id` created?"""
+    role = project_role(user, project)
+    if role == Membership.Role.ADMIN:
+        return True
+    return role == Membership.Role.MEMBER and created_by_id is not None and created_by_id == user.pk
+
+
+def get_project_for_user(user, project_id: int) -> Project:
+    """The project, or 404 if it does not exist, 403 if the user is not in it."""
+    project = get_object_or_404(Project.objects.select_related("site"), pk=project_id)
+    if not can_see(user, project):
+        raise PermissionDenied
+    return project

@@ -1,0 +1,38 @@
+"""The one gateway to OpenStack. Nothing else in the portal imports `openstack`.
+
+Functions are named `<resource>_<verb>`, take the site's clouds.yaml name
+first and keyword arguments after, return the plain values of `types`, and
+raise only the errors of `errors`.
+"""
+
+from portal.cloud.compute import (
+    flavor_list,
+    limits_get,
+    server_create,
+    server_create_image,
+    server_delete,
+    server_get,
+    server_list,
+    server_start,
+    server_stop,
+)
+from portal.cloud.connection import connections_reset
+from portal.cloud.errors import (
+    BadRequest,
+    CloudError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unavailable,
+)
+from portal.cloud.identity import project_list
+from portal.cloud.image import image_delete, image_find_by_property, image_get, image_list
+from portal.cloud.types import CloudProject, Flavor, Image, Limits, Server
+
+__all__ = [
+    "BadRequest", "CloudError", "CloudProject", "Conflict", "Flavor", "Forbidden", "Image",
+    "Limits", "NotFound", "Server", "Unavailable", "connections_reset", "flavor_list",
+    "image_delete", "image_find_by_property", "image_get", "image_list", "limits_get",
+    "project_list", "server_create", "server_create_image", "server_delete", "server_get",
+    "server_list", "server_start", "server_stop",
+]  # fmt: skip

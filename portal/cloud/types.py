@@ -1,0 +1,81 @@
+"""Plain values the gateway returns. Templates and services never see SDK objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Flavor:
+    id: str
+    name: str
+    vcpus: int
+    ram_mib: int
+    disk_gb: int
+    is_public: bool = True
+
+
+@dataclass(frozen=True)
+class Server:
+    id: str
+    name: str
+    status: str  # ACTIVE, SHUTOFF, BUILD, ERROR, DELETED (only in changes-since lists), ...
+    task_state: str | None
+    vm_state: str | None
+    power_state: int | None
+    project_id: str
+    user_id: str
+    flavor_name: str
+    flavor_vcpus: int
+    flavor_ram_mib: int
+    flavor_disk_gb: int
+    image_id: str  # "" when booted from a volume
+    addresses: tuple[str, ...]
+    metadata: Mapping[str, str]
+    created_at: datetime | None
+    updated_at: datetime | None
+    fault_message: str = ""
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.status == "DELETED"
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    name: str
+    status: str  # queued, saving, active, killed, deleted, ...
+    visibility: str
+    owner: str
+    size: int | None
+    min_disk: int
+    min_ram: int
+    checksum: str
+    protected: bool
+    tags: tuple[str, ...]
+    properties: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def is_snapshot(self) -> bool:
+        return self.properties.get("image_type") == "snapshot"
+
+
+@dataclass(frozen=True)
+class CloudProject:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_instances: int
+    max_cores: int
+    max_ram_mib: int
+    used_instances: int
+    used_cores: int
+    used_ram_mib: int

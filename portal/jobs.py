@@ -1,0 +1,311 @@
+"""The job engine: a Job row is the truth, Celery only moves it forward.
+
+A job kind is an ordered list of steps. A step is a function of the job that
+either finishes (returns None), asks to be called again later (returns
+`Wait`), or fails (raises `StepFailed`, or a cloud error). Steps keep what
+they made in `job.state`, so running one twice finds its own work instead of
+doing it again: duplicate deliveries and worker crashes are harmless.
+
+Waiting never blocks a worker: `job_advance` returns a countdown and the task
+re-schedules itself. Each scheduled message carries the job's current
+`wake` token; a message whose token is stale (a duplicate, or one overtaken
+by a newer schedule) is dropped, so a job never grows two polling chains.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from portal import cloud
+from portal.models import Job
+
+log = logging.getLogger(__name__)
+
+# A worker holds a job this long at most per advance (longer than a task's hard limit).
+LEASE = timedelta(seconds=240)
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Call this step again later. `progress` is shown to the user meanwhile."""
+
+    progress: str = ""
+
+
+class StepFailed(Exception):
+    """A step cannot succeed; `str(exc)` is shown to the user."""
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    label: str
+    run: Callable[[Job], Wait | None]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    steps: tuple[Step, ...]
+    # Undo what the job did, after a failure (best effort, recorded on the job).
+    cleanup: Callable[[Job], None] | None = None
+    # Runs once the job ended (succeeded or failed), e.g. to send an email.
+    on_finished: Callable[[Job], None] | None = None
+    describe: Callable[[Job], str] = field(default=lambda job: job.kind)
+
+
+_kinds: dict[str, JobKind] = {}
+
+
+def job_kind_register(kind: JobKind) -> JobKind:
+    _kinds[kind.name] = kind
+    return kind
+
+
+def job_kind_get(name: str) -> JobKind:
+    return _kinds[name]
+
+
+def _now():
+    return timezone.now()
+
+
+def _stamp(moment) -> str:
+    return moment.isoformat()
+
+
+def job_create(
+    *,
+    kind: str,
+    actor=None,
+    project=None,
+    site=None,
+    params: dict | None = None,
+    target_server_id: str = "",
+    target_image_id: str = "",
+) -> Job:
+    """Record a job and hand it to a worker once the surrounding transaction commits."""
+    spec = job_kind_get(kind)
+    job = Job.objects.create(
+        kind=kind,
+        actor=actor,
+        project=project,
+        site=site if site is not None else getattr(project, "site", None),
+        params=params or {},
+        target_server_id=target_server_id,
+        target_image_id=target_image_id,
+        steps=[
+            {
+                "name": s.name,
+                "label": s.label,
+                "status": "pending",
+                "started_at": None,
+                "finished_at": None,
+                "detail": "",
+            }
+            for s in spec.steps
+        ],  # fmt: skip
+        state={"wake": uuid.uuid4().hex},
+    )
+    job_enqueue(job)
+    return job
+
+
+def job_enqueue(job: Job, *, countdown: float = 0) -> None:
+    from portal.tasks import job_advance_task
+
+    wake = job.state.get("wake", "")
+    transaction.on_commit(lambda: job_advance_task.apply_async((job.pk, wake), countdown=countdown))
+
+
+def _claim(job_id: int) -> bool:
+    now = _now()
+    claimed = (
+        Job.objects.filter(pk=job_id)
+        .exclude(status__in=Job.FINISHED)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=now + LEASE, heartbeat_at=now)
+    )
+    return claimed == 1
+
+
+def _backoff(polls: int) -> float:
+    low, high = settings.JOB_POLL_MIN_SECONDS, settings.JOB_POLL_MAX_SECONDS
+    return min(high, low * (1.5 ** min(polls, 20)))
+
+
+def job_advance(job_id: int, wake: str | None = None) -> float | None:
+    """Run the job's steps until one waits or the job ends.
+
+    Returns the countdown after which to call again, or None when there is
+    nothing more to do for this message (job ended, stale message, or another
+    worker holds the job).
+    """
+    if not _claim(job_id):
+        return None
+    job = Job.objects.get(pk=job_id)
+    if wake is not None and wake != job.state.get("wake"):
+        _release(job)
+        return None
+    spec = job_kind_get(job.kind)
+    if job.status == Job.Status.PENDING:
+        job.status = Job.Status.RUNNING
+        job.started_at = _now()
+
+    while job.step_index < len(spec.steps):
+        step = spec.steps[job.step_index]
+        record = job.steps[job.step_index]
+        if record["started_at"] is None:
+            record["started_at"] = _stamp(_now())
+            record["status"] = "running"
+            job.polls = 0
+        job.progress = step.label
+        job.save()
+        try:
+            outcome = step.run(job)
+        except cloud.Unavailable as exc:
+            # The site hiccuped: try the same step again later, until the step times out.
+            outcome = Wait(progress=f"{step.label} (site not answering, retrying)")
+            record["detail"] = exc.message
+            if _step_timed_out(record):
+                return _fail(job, spec, f"{step.label}: {exc.message}")
+        except (StepFailed, cloud.CloudError) as exc:
+            message = exc.message if isinstance(exc, cloud.CloudError) else str(exc)
+            return _fail(job, spec, f"{step.label}: {message}")
+        except Exception as exc:  # a bug: record it on the job, never leave it running
+            log.exception("job %s step %s crashed", job.pk, step.name)
+            job.result["traceback"] = traceback.format_exc()
+            return _fail(job, spec, f"{step.label}: internal error ({exc.__class__.__name__})")
+
+        if isinstance(outcome, Wait):
+            if _step_timed_out(record):
+                return _fail(job, spec, f"{step.label}: timed out waiting for the cloud")
+            job.polls += 1
+            job.progress = outcome.progress or step.label
+            job.state["wake"] = uuid.uuid4().hex
+            countdown = _backoff(job.polls)
+            _release(job)
+            from portal.tasks import job_advance_task
+
+            job_advance_task.apply_async((job.pk, job.state["wake"]), countdown=countdown)
+            return countdown
+
+        record["status"] = "done"
+        record["finished_at"] = _stamp(_now())
+        job.step_index += 1
+
+    job.status = Job.Status.SUCCEEDED
+    job.progress = "done"
+    job.finished_at = _now()
+    _release(job)
+    _finished(job, spec)
+    return None
+
+
+def _step_timed_out(record: dict) -> bool:
+    started = record.get("started_at")
+    if not started:
+        return False
+    elapsed = _now() - timezone.datetime.fromisoformat(started)
+    return elapsed.total_seconds() > settings.JOB_STEP_TIMEOUT_SECONDS
+
+
+def _release(job: Job) -> None:
+    job.lease_until = None
+    job.heartbeat_at = _now()
+    job.save()
+
+
+def _fail(job: Job, spec: JobKind, message: str) -> None:
+    record = job.current_step
+    if record is not None:
+        record["status"] = "failed"
+        record["finished_at"] = _stamp(_now())
+        record["detail"] = message
+    job.status = Job.Status.FAILED
+    job.error = message
+    job.progress = "failed"
+    job.finished_at = _now()
+    job.save()
+    if spec.cleanup is not None:
+        try:
+            spec.cleanup(job)
+        except Exception as exc:
+            log.exception("cleanup of job %s failed", job.pk)
+            job.result["cleanup_error"] = str(exc)
+    _release(job)
+    _finished(job, spec)
+    return None
+
+
+def _finished(job: Job, spec: JobKind) -> None:
+    if spec.on_finished is None:
+        return
+    try:
+        spec.on_finished(job)
+    except Exception:
+        log.exception("on_finished of job %s failed", job.pk)
+
+
+def jobs_recover_stuck() -> list[int]:
+    """Re-enqueue unfinished jobs nobody has touched for JOB_STUCK_AFTER_SECONDS
+    (a worker died, Redis lost the message). Safe: steps are idempotent."""
+    cutoff = _now() - timedelta(seconds=settings.JOB_STUCK_AFTER_SECONDS)
+    stuck = Job.objects.exclude(status__in=Job.FINISHED).filter(heartbeat_at__lt=cutoff)
+    stuck = stuck.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=_now()))
+    recovered = []
+    for job in stuck:
+        job.state["wake"] = uuid.uuid4().hex
+        job.lease_until = None
+        job.heartbeat_at = _now()
+        job.save(update_fields=["state", "lease_until", "heartbeat_at"])
+        job_enqueue(job)
+        recovered.append(job.pk)
+    return recovered
+
+
+def job_cancel(job: Job) -> None:
+    """Stop a job that has not finished; its cleanup undoes what it did."""
+    if job.is_finished:
+        return
+    spec = job_kind_get(job.kind)
+    job.status = Job.Status.CANCELLED
+    job.progress = "cancelled"
+    job.finished_at = _now()
+    job.save()
+    if spec.cleanup is not None:
+        spec.cleanup(job)
+
+
+# --- A trivial kind, to prove the wiring end to end --------------------------
+
+
+def _ping_wait(job: Job) -> Wait | None:
+    """Waits (without holding the worker) until `wait_seconds` after it first ran."""
+    first = job.state.setdefault("ping_first_seen", _stamp(_now()))
+    elapsed = (_now() - timezone.datetime.fromisoformat(first)).total_seconds()
+    if elapsed < float(job.params.get("wait_seconds", 0)):
+        return Wait(progress=f"waiting ({elapsed:.1f}s)")
+    return None
+
+
+def _ping_reply(job: Job) -> None:
+    job.result["reply"] = f"pong {job.params.get('message', '')}".strip()
+
+
+job_kind_register(
+    JobKind(
+        name="ping",
+        steps=(Step("wait", "Waiting", _ping_wait), Step("reply", "Replying", _ping_reply)),
+    )
+)

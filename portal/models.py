@@ -1,0 +1,141 @@
+"""Cross-cutting models: sites, projects and who belongs to them, and jobs."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Site(models.Model):
+    """One OpenStack cloud, reached through one clouds.yaml entry."""
+
+    name = models.CharField(max_length=100, unique=True, help_text="clouds.yaml entry")
+    display_name = models.CharField(max_length=200)
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    last_full_sync_at = models.DateTimeField(null=True, blank=True)
+    # Set when a sync fails, cleared by the next one that succeeds.
+    unreachable_since = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def is_reachable(self) -> bool:
+        return self.unreachable_since is None
+
+
+class Project(models.Model):
+    """A portal project: one OpenStack project on one site."""
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="projects")
+    openstack_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=200)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "openstack_id"], name="project_unique_per_site")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="membership_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+class Job(models.Model):
+    """The record of one long operation; Celery only moves it forward.
+
+    `steps` is the ordered plan, each entry
+    {"name", "label", "status": pending|running|done|failed|skipped,
+     "started_at", "finished_at", "detail"}; `step_index` points at the
+    current one. `state` is the step functions' scratch space (ids they
+    created, the prior power state...), so a re-run step finds its own work.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    kind = models.CharField(max_length=50, db_index=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # OpenStack ids this job acts on, for "jobs on this instance / snapshot" lookups.
+    target_server_id = models.CharField(max_length=64, blank=True, db_index=True)
+    target_image_id = models.CharField(max_length=64, blank=True, db_index=True)
+    params = models.JSONField(default=dict, blank=True)
+    state = models.JSONField(default=dict, blank=True)
+    steps = models.JSONField(default=list, blank=True)
+    step_index = models.PositiveIntegerField(default=0)
+    progress = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Last time a worker touched the job; the stuck-job sweep looks at it.
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    # A worker holds the job until this time; a duplicate delivery backs off.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    polls = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def current_step(self) -> dict | None:
+        if 0 <= self.step_index < len(self.steps):
+            return self.steps[self.step_index]
+        return None
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None

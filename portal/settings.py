@@ -1,0 +1,209 @@
+"""One settings module, configured by environment variables (12-factor).
+
+Every variable is documented in README.md. Defaults are for a developer machine;
+production sets SECRET_KEY, DEBUG=0, ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envbool(name: str, default: str) -> bool:
+    return os.environ.get(name, default).strip().lower() in ("1", "true", "yes", "on")
+
+
+def envint(name: str, default: str) -> int:
+    return int(os.environ.get(name, default))
+
+
+def envfloat(name: str, default: str) -> float:
+    return float(os.environ.get(name, default))
+
+
+def envlist(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = envbool("DEBUG", "1")
+# The fallback key only exists so a developer machine starts without set-up;
+# a production process refuses to start without its own key.
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
+
+# Local state of `make run` (SQLite file, Redis, devcloud data) lives here.
+VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_filters",
+    "django_tables2",
+    "django_htmx",
+    "portal",
+    "images",
+    "instances",
+    "snapshots",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.sites",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"),
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", "0"),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server, the worker and beat share one file: WAL lets readers
+    # and one writer work at once, the timeout rides out short write locks.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "Europe/Berlin")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "instances:instance-list"
+LOGOUT_REDIRECT_URL = "login"
+
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "portal@localhost")
+
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "1")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "31536000")
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+
+# --- OpenStack sites -------------------------------------------------------
+# clouds.yaml holds the portal's service credentials, one entry per site.
+OS_CLIENT_CONFIG_FILE = os.environ.get("OS_CLIENT_CONFIG_FILE", str(VAR_DIR / "clouds.yaml"))
+# Which clouds.yaml entries are sites, with display names: "devcloud=Bielefeld,devcloud2=Heidelberg".
+PORTAL_SITES = os.environ.get("PORTAL_SITES", "devcloud=Bielefeld,devcloud2=Heidelberg")
+# Seconds the gateway waits for one OpenStack API call.
+OPENSTACK_TIMEOUT = envfloat("OPENSTACK_TIMEOUT", "15")
+
+# --- Celery ----------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None  # the Job row is the record, not Celery's result
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+# A task is acknowledged after it ran, so a worker that dies mid-step hands
+# the step to another worker; steps are written to be safe to run twice.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", "120")
+CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", "180")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Re-scheduled job steps wait as ETA messages; the visibility timeout must
+# exceed the longest countdown or Redis redelivers them early.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BEAT_SCHEDULE = {
+    "sites-sync": {
+        "task": "portal.tasks.sites_sync_task",
+        "schedule": timedelta(seconds=envint("PORTAL_SYNC_INTERVAL", "30")),
+    },
+    "jobs-recover-stuck": {
+        "task": "portal.tasks.jobs_recover_stuck_task",
+        "schedule": timedelta(seconds=60),
+    },
+}
+
+# --- Jobs --------------------------------------------------------------------
+# How long a waiting step sleeps before it looks again (backoff between these).
+JOB_POLL_MIN_SECONDS = envfloat("JOB_POLL_MIN_SECONDS", "2")
+JOB_POLL_MAX_SECONDS = envfloat("JOB_POLL_MAX_SECONDS", "15")
+# A job that has not moved for this long is handed to a worker again.
+JOB_STUCK_AFTER_SECONDS = envint("JOB_STUCK_AFTER_SECONDS", "300")
+# Give up waiting on the cloud after this long (a server stuck in a task state).
+JOB_STEP_TIMEOUT_SECONDS = envint("JOB_STEP_TIMEOUT_SECONDS", "1800")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # openstacksdk logs every HTTP call at INFO; too loud for a console.
+        "openstack": {"level": "WARNING"},
+        "keystoneauth": {"level": "WARNING"},
+        "stevedore": {"level": "WARNING"},
+    },
+}
+
+# --- Mirror --------------------------------------------------------------------
+# Every sync is incremental except one in this many seconds, which lists
+# everything (Glance cannot tell which images were deleted since a moment).
+PORTAL_FULL_SYNC_INTERVAL = envint("PORTAL_FULL_SYNC_INTERVAL", "300")

@@ -1,0 +1,29 @@
+"""Which clouds.yaml entries are sites (PORTAL_SITES), and their rows."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from portal.models import Site
+
+
+def configured_sites(spec: str | None = None) -> list[tuple[str, str]]:
+    """Parse "name=Display Name,other=Other" into [(name, display name)]."""
+    spec = settings.PORTAL_SITES if spec is None else spec
+    sites = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, display = item.partition("=")
+        sites.append((name.strip(), (display or name).strip()))
+    return sites
+
+
+def sites_ensure() -> list[Site]:
+    """Create or rename the Site rows for the configured sites."""
+    rows = []
+    for name, display in configured_sites():
+        site, _ = Site.objects.update_or_create(name=name, defaults={"display_name": display})
+        rows.append(site)
+    return rows

@@ -1,0 +1,40 @@
+"""Celery tasks: thin, take ids, call services."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from portal import cloud
+from portal.jobs import job_advance, jobs_recover_stuck
+from portal.models import Site
+from portal.services import site_sync
+from portal.sites import sites_ensure
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True)
+def job_advance_task(job_id: int, wake: str | None = None) -> None:
+    job_advance(job_id, wake)
+
+
+@shared_task(ignore_result=True)
+def jobs_recover_stuck_task() -> list[int]:
+    return jobs_recover_stuck()
+
+
+@shared_task(ignore_result=True)
+def site_sync_task(site_id: int, full: bool | None = None) -> None:
+    site = Site.objects.get(pk=site_id)
+    try:
+        site_sync(site, full=full)
+    except cloud.Unavailable:
+        pass  # recorded on the site; pages show "unreachable since"
+
+
+@shared_task(ignore_result=True)
+def sites_sync_task() -> None:
+    for site in sites_ensure():
+        site_sync_task.delay(site.pk)

@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from portal import views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="instances:instance-list"), name="home"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("jobs/", views.job_list, name="job-list"),
+    path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
+    path("instances/", include("instances.urls")),
+    path("images/", include("images.urls")),
+    path("snapshots/", include("snapshots.urls")),
+    path("admin/", admin.site.urls),
+]

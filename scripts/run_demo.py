@@ -1,0 +1,103 @@
+"""`make run`: everything the portal needs, in one terminal, on loopback.
+
+Two devcloud sites (the embedded OpenStack-compatible demo clouds), a private
+Redis (unless REDIS_URL is set), a Celery worker with beat, and the web
+server at http://127.0.0.1:8000. State lives in var/, so running it again
+keeps the data. Ctrl-C stops every child.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devcloud.launcher import DevcloudProcess  # noqa: E402
+
+from scripts.stack import ROOT, RedisProcess, child_env, start_worker, stop_process  # noqa: E402
+
+VAR = Path(os.environ.get("PORTAL_VAR_DIR", ROOT / "var"))
+WEB_ADDR = os.environ.get("PORTAL_ADDR", "127.0.0.1:8000")
+SPEED = float(os.environ.get("DEVCLOUD_SPEED", "1"))
+
+LOGINS = """\
+  alice / alice   admin of project alpha (Bielefeld), member of gamma (Heidelberg)
+  bob   / bob     member of alpha
+  carol / carol   member of beta
+  admin / admin   superuser (facility view, /admin/)"""
+
+
+def manage(env: dict, *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def main() -> int:
+    VAR.mkdir(parents=True, exist_ok=True)
+    children: list = []
+    stoppers: list = []
+
+    def shutdown(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, shutdown)
+    try:
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            redis = RedisProcess(VAR / "redis").start()
+            stoppers.append(redis.stop)
+            redis_url = redis.url
+            print(f"redis          {redis_url}")
+
+        sites = []
+        for name, profile in (("devcloud", "primary"), ("devcloud2", "secondary")):
+            cloud = DevcloudProcess(VAR / name, profile=profile, speed=SPEED).start()
+            stoppers.append(cloud.stop)
+            sites.append((name, cloud))
+            print(f"{name:<14} {cloud.url} (access log {cloud.access_log_path})")
+        clouds_yaml = VAR / "clouds.yaml"
+        entries = "".join(
+            cloud.clouds_yaml(name=name).split("clouds:\n", 1)[1] for name, cloud in sites
+        )
+        clouds_yaml.write_text("clouds:\n" + entries)
+
+        env = child_env(
+            REDIS_URL=redis_url,
+            OS_CLIENT_CONFIG_FILE=clouds_yaml,
+            PORTAL_SITES=os.environ.get("PORTAL_SITES", "devcloud=Bielefeld,devcloud2=Heidelberg"),
+            PORTAL_VAR_DIR=VAR,
+            JOB_POLL_MIN_SECONDS=os.environ.get("JOB_POLL_MIN_SECONDS", "1"),
+            JOB_POLL_MAX_SECONDS=os.environ.get("JOB_POLL_MAX_SECONDS", "5"),
+        )
+        manage(env, "migrate", "--noinput", "-v", "0")
+        manage(env, "seed_demo")
+
+        worker = start_worker(env, beat=True, log_path=VAR / "worker.log")
+        children.append(worker)
+        web = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", WEB_ADDR], cwd=ROOT, env=env
+        )
+        children.append(web)
+        print(f"\nThe portal runs at http://{WEB_ADDR}/  (worker log: {VAR / 'worker.log'})")
+        print(f"Demo logins:\n{LOGINS}\nPress Ctrl-C to stop everything.\n", flush=True)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        failed = [c.args for c in children if c.poll() is not None]
+        print(f"stopped because a child exited: {failed}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping…")
+        return 0
+    finally:
+        for child in reversed(children):
+            stop_process(child)
+        for stop in reversed(stoppers):
+            stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

