@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class InstancesConfig(AppConfig):
     name = "instances"
+
+    def ready(self):
+        from instances import jobs  # noqa: F401  (registers the job kinds)

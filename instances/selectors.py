@@ -26,3 +26,75 @@ def server_get_for_user(user, server_id: int) -> Server:
     if not can_see(user, server.project):
         raise PermissionDenied
     return server
+
+
+def server_busy_ids(servers) -> set[int]:
+    """Pks of those servers a portal job is working on right now (one query)."""
+    from portal.models import Job
+
+    by_key = {(s.site_id, s.openstack_id): s.pk for s in servers}
+    if not by_key:
+        return set()
+    running = (
+        Job.objects.exclude(status__in=Job.FINISHED)
+        .filter(target_server_id__in=[key[1] for key in by_key])
+        .values_list("site_id", "target_server_id")
+    )
+    return {by_key[key] for key in running if key in by_key}
+
+
+def server_allowed_actions(user, server, *, busy_ids=frozenset()) -> set[str]:
+    """The actions to offer on a row or detail page (the services check again)."""
+    from portal.access import can_act_on
+
+    if server.is_deleted or server.task_state or server.pk in busy_ids:
+        return set()
+    if not can_act_on(user, project=server.project, created_by_id=server.created_by_id):
+        return set()
+    actions = set()
+    if server.status == "ACTIVE":
+        actions |= {"stop", "snapshot"}
+    elif server.status == "SHUTOFF":
+        actions |= {"start", "snapshot"}
+    elif server.status in ("PAUSED", "SUSPENDED"):
+        actions.add("snapshot")
+    return actions
+
+
+def image_names_for(servers) -> dict[tuple[int, str], str]:
+    """{(site id, image id): image name} for the servers given, in one query."""
+    from images.models import Image
+
+    ids = {s.image_openstack_id for s in servers if s.image_openstack_id}
+    rows = Image.objects.filter(openstack_id__in=ids).values_list("site_id", "openstack_id", "name")
+    return {(site_id, image_id): name for site_id, image_id, name in rows}
+
+
+def server_detail_context(user, server) -> dict:
+    """Everything the detail page shows, read from the mirror and the job table."""
+    from images.models import Image
+    from portal.models import Job
+
+    busy = server_busy_ids([server])
+    jobs = list(
+        Job.objects.filter(site=server.site, target_server_id=server.openstack_id)
+        .select_related("actor")
+        .order_by("-created_at")[:50]
+    )
+    snapshots = Image.objects.filter(
+        site=server.site, is_snapshot=True, source_server_openstack_id=server.openstack_id,
+        deleted_at__isnull=True,
+    ).select_related("created_by").order_by("-created_at")  # fmt: skip
+    image = (
+        Image.objects.filter(site=server.site, openstack_id=server.image_openstack_id).first()
+        if server.image_openstack_id
+        else None
+    )
+    return {
+        "server": server,
+        "image": image,
+        "actions": server_allowed_actions(user, server, busy_ids=busy),
+        "running_job": next((j for j in jobs if not j.is_finished), None),
+        "jobs": jobs,
+        "snapshots": snapshots,
+    }

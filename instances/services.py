@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 
 from instances.models import Flavor, Server
 from portal import cloud
+from portal.errors import ActionRefused
 from portal.mirror import UpsertResult, mirror_upsert
 from portal.models import Project, Site
 
@@ -95,3 +96,53 @@ def flavors_sync(site: Site) -> UpsertResult:
         for f in flavors
     }
     return mirror_upsert(Flavor, site=site, rows=rows, complete=True)
+
+
+# --- Actions -----------------------------------------------------------------
+
+
+def server_action_check(*, server: Server, actor, action: str) -> None:
+    """Raise ActionRefused unless `actor` may run `action` on `server` now."""
+    from instances.selectors import server_busy_ids
+    from portal.access import can_act_on, can_see
+
+    if not can_see(actor, server.project):
+        raise ActionRefused("You are not a member of this instance's project.", status=403)
+    if not can_act_on(actor, project=server.project, created_by_id=server.created_by_id):
+        raise ActionRefused(
+            "Members may act only on instances they created; ask a project admin.", status=403
+        )
+    if server.is_deleted:
+        raise ActionRefused(f"{server.name} no longer exists in the cloud.")
+    if not server.site.is_reachable:
+        raise ActionRefused(
+            f"{server.site.display_name} is unreachable since "
+            f"{server.site.unreachable_since:%Y-%m-%d %H:%M}; try again when it answers."
+        )
+    if server.task_state:
+        raise ActionRefused(f"{server.name} is busy ({server.task_label}); wait until it is done.")
+    if server.pk in server_busy_ids([server]):
+        raise ActionRefused(f"Another portal job is running on {server.name}; wait until it ends.")
+    allowed = {"stop": {"ACTIVE"}, "start": {"SHUTOFF"}}.get(action)
+    if allowed is not None and server.status not in allowed:
+        raise ActionRefused(f"Cannot {action} {server.name} while it is {server.status}.")
+
+
+def server_stop_request(*, server: Server, actor):
+    from portal.jobs import job_create
+
+    server_action_check(server=server, actor=actor, action="stop")
+    return job_create(
+        kind="server.stop", actor=actor, project=server.project, site=server.site,
+        target_server_id=server.openstack_id,
+    )  # fmt: skip
+
+
+def server_start_request(*, server: Server, actor):
+    from portal.jobs import job_create
+
+    server_action_check(server=server, actor=actor, action="start")
+    return job_create(
+        kind="server.start", actor=actor, project=server.project, site=server.site,
+        target_server_id=server.openstack_id,
+    )  # fmt: skip

@@ -7,4 +7,7 @@ app_name = "instances"
 urlpatterns = [
     path("", views.instance_list, name="instance-list"),
     path("<int:server_id>/", views.instance_detail, name="instance-detail"),
+    path("<int:server_id>/row/", views.instance_row, name="instance-row"),
+    path("<int:server_id>/stop/", views.instance_stop, name="instance-stop"),
+    path("<int:server_id>/start/", views.instance_start, name="instance-start"),
 ]

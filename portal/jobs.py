@@ -42,6 +42,16 @@ class Wait:
     progress: str = ""
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """The step had nothing to do (e.g. no restart asked for); shown as skipped."""
+
+    reason: str = ""
+
+
+SKIPPED = Skipped()
+
+
 class StepFailed(Exception):
     """A step cannot succeed; `str(exc)` is shown to the user."""
 
@@ -50,7 +60,7 @@ class StepFailed(Exception):
 class Step:
     name: str
     label: str
-    run: Callable[[Job], Wait | None]
+    run: Callable[[Job], Wait | Skipped | None]
 
 
 @dataclass(frozen=True)
@@ -200,7 +210,9 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
             job_advance_task.apply_async((job.pk, job.state["wake"]), countdown=countdown)
             return countdown
 
-        record["status"] = "done"
+        record["status"] = "skipped" if isinstance(outcome, Skipped) else "done"
+        if isinstance(outcome, Skipped) and outcome.reason:
+            record["detail"] = outcome.reason
         record["finished_at"] = _stamp(_now())
         job.step_index += 1
 

@@ -88,6 +88,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.sites",
             ],
+            "builtins": ["portal.templatetags.portal_tags"],
         },
     },
 ]
@@ -99,6 +100,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
     # The web server, the worker and beat share one file: WAL lets readers
     # and one writer work at once, the timeout rides out short write locks.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -207,3 +209,10 @@ LOGGING = {
 # Every sync is incremental except one in this many seconds, which lists
 # everything (Glance cannot tell which images were deleted since a moment).
 PORTAL_FULL_SYNC_INTERVAL = envint("PORTAL_FULL_SYNC_INTERVAL", "300")
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file (not :memory:) so a real Celery worker started by the tests sees
+    # the same database as the test process.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("PORTAL_TEST_DB", str(VAR_DIR / "test-portal.sqlite3"))
+    }

@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class SnapshotsConfig(AppConfig):
     name = "snapshots"
+
+    def ready(self):
+        from snapshots import jobs  # noqa: F401  (registers the job kinds)

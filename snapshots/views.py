@@ -1,12 +1,169 @@
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
 
-from snapshots.models import Snapshot
+from instances.selectors import server_get_for_user
+from portal.access import get_project_for_user
+from portal.errors import ActionRefused
+from portal.selectors import job_get_for_user
+from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
+from snapshots.filters import SnapshotFilterSet
+from snapshots.forms import SnapshotCreateForm
+from snapshots.selectors import (
+    snapshot_jobs_for,
+    source_servers_for,
+)
+from snapshots.selectors import (
+    snapshot_list as snapshots_for,
+)
+from snapshots.services import (
+    MAX_SNAPSHOT_RAM_MIB,
+    snapshot_create_check,
+    snapshot_create_request,
+    snapshot_delete_plan,
+    snapshot_delete_request,
+    snapshots_being_deleted,
+)
+from snapshots.tables import SnapshotTable
+
+
+def _table_context(request, *, project=None) -> dict:
+    snapshots = snapshots_for(user=request.user, project=project)
+    filterset = SnapshotFilterSet(request.GET, queryset=snapshots)
+    rows = filterset.qs if filterset.is_valid() else snapshots.none()
+    per_page = page_size_from(request, remember="snapshots")
+    table = SnapshotTable(rows)
+    table_configure(request, table, per_page=per_page)
+    page_rows = page_records(table)
+    table.source_servers = source_servers_for(page_rows)
+    table.jobs = snapshot_jobs_for(page_rows)
+    table.deleting = snapshots_being_deleted(page_rows)
+    job = None
+    if request.GET.get("job", "").isdigit():
+        try:
+            job = job_get_for_user(request.user, int(request.GET["job"]))
+        except (Http404, PermissionDenied):  # a stale or foreign id in a bookmark: no banner
+            job = None
+    return {
+        "table": table,
+        "filter": filterset,
+        "per_page": per_page,
+        "page_sizes": PAGE_SIZES,
+        "table_id": "snapshot-table",
+        "project": project,
+        "job": job,
+        "has_any": snapshots.exists(),
+        "busy": bool(table.jobs or table.deleting),
+        "filter_query": request.GET.urlencode(),
+    }
 
 
 @login_required
 @require_GET
-def snapshot_list(request):
-    snapshots = Snapshot.objects.filter(deleted_at__isnull=True).select_related("site", "project")
-    return render(request, "snapshots/snapshot_list.html", {"snapshots": snapshots})
+def snapshot_list(request, project_id: int | None = None):
+    project = get_project_for_user(request.user, project_id) if project_id else None
+    context = _table_context(request, project=project)
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "snapshots/_snapshot_table.html", context)
+    return render(request, "snapshots/snapshot_list.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def snapshot_create(request, server_id: int):
+    server = server_get_for_user(request.user, server_id)
+    refusal = None
+    if request.method == "POST":
+        form = SnapshotCreateForm(request.POST)
+        if form.is_valid():
+            try:
+                job = snapshot_create_request(
+                    server=server,
+                    actor=request.user,
+                    name=form.cleaned_data["name"],
+                    description=form.cleaned_data["description"],
+                    restart=form.cleaned_data["restart"],
+                )
+            except ActionRefused as refused:
+                refusal = refused
+            else:
+                messages.success(
+                    request,
+                    f"Snapshot “{job.params['name']}” of {server.name}: job #{job.pk} started.",
+                )
+                target = reverse("instances:instance-detail", kwargs={"server_id": server.pk})
+                if request.htmx:
+                    return HttpResponse(status=204, headers={"HX-Redirect": target})
+                return redirect(target)
+    else:
+        form = SnapshotCreateForm(initial={"restart": server.status == "ACTIVE"})
+        # Refuse up front what can never succeed (e.g. a flavor over 256 GiB).
+        try:
+            snapshot_create_check(server=server, actor=request.user, name="placeholder")
+        except ActionRefused as refused:
+            refusal = refused
+    context = {
+        "server": server,
+        "form": form,
+        "refusal": refusal,
+        "limit_mib": MAX_SNAPSHOT_RAM_MIB,
+        "will_stop": server.status == "ACTIVE",
+    }
+    if refusal is not None:
+        status = refusal.status
+    else:
+        status = 400 if form.is_bound else 200
+    template = "snapshots/_create_modal.html" if request.htmx else "snapshots/snapshot_create.html"
+    return render(request, template, context, status=status)
+
+
+@login_required
+@require_GET
+def snapshot_name_check(request, server_id: int):
+    """Live check while typing: the same rules the submit applies."""
+    server = server_get_for_user(request.user, server_id)
+    try:
+        name = snapshot_create_check(
+            server=server, actor=request.user, name=request.GET.get("name", "")
+        )
+    except ActionRefused as refused:
+        return render(
+            request, "snapshots/_name_check.html", {"ok": False, "message": refused.message}
+        )
+    return render(
+        request, "snapshots/_name_check.html", {"ok": True, "message": f"“{name}” is available."}
+    )
+
+
+def _chosen_snapshots(request, data):
+    """The snapshots a bulk action names: explicit ids, or every one matching the filter."""
+    visible = snapshots_for(user=request.user)
+    if data.get("all_matching") == "1":
+        filterset = SnapshotFilterSet(data, queryset=visible)
+        return list(filterset.qs) if filterset.is_valid() else []
+    ids = [int(v) for v in data.getlist("selected") if v.isdigit()]
+    return list(visible.filter(pk__in=ids))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def snapshot_delete(request):
+    """GET: confirm what will be deleted and skipped. POST: start the delete job."""
+    data = request.POST if request.method == "POST" else request.GET
+    chosen = _chosen_snapshots(request, data)
+    if not chosen:
+        messages.error(request, "Select at least one snapshot to delete.")
+        return render(request, "snapshots/delete_confirm.html", {"plan": None}, status=400)
+    if request.method == "GET":
+        plan = snapshot_delete_plan(snapshots=chosen, actor=request.user)
+        return render(request, "snapshots/delete_confirm.html", {"plan": plan})
+    job, plan = snapshot_delete_request(snapshots=chosen, actor=request.user)
+    if job is None:
+        reasons = "; ".join(f"{s.name} ({reason})" for s, reason in plan.skipped)
+        messages.error(request, f"Nothing deleted: skipped {len(plan.skipped)}: {reasons}.")
+        return render(request, "snapshots/delete_confirm.html", {"plan": plan}, status=409)
+    return redirect(f"{reverse('snapshots:snapshot-list')}?job={job.pk}")

@@ -1,0 +1,98 @@
+"""Reads of the image mirror: the catalog of base images across sites."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Q, QuerySet
+
+from images.models import Image
+from portal.access import projects_visible_to
+from portal.models import Site
+
+
+def base_image_list(*, user) -> QuerySet[Image]:
+    """Bootable base images the user may use: public ones and their projects' own."""
+    images = Image.objects.filter(is_snapshot=False, deleted_at__isnull=True).select_related("site")
+    if user.is_superuser:
+        return images
+    return images.filter(
+        Q(visibility__in=("public", "community")) | Q(project__in=projects_visible_to(user))
+    )
+
+
+@dataclass
+class CatalogCell:
+    state: str  # "present", "missing" or "differs"
+    image: Image | None = None
+    differences: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CatalogRow:
+    name: str
+    reference: Image
+    cells: list[tuple[Site, CatalogCell]]
+    snapshot_count: int = 0
+
+    @property
+    def sites_present(self) -> list[Site]:
+        return [site for site, cell in self.cells if cell.state != "missing"]
+
+    @property
+    def is_consistent(self) -> bool:
+        return all(cell.state == "present" for _, cell in self.cells)
+
+
+# What must match for two sites to offer "the same" image.
+COMPARED = (("checksum", "checksum"), ("min_disk", "min disk"), ("min_ram", "min RAM"))
+
+
+def _fingerprint(image: Image) -> tuple:
+    return tuple(getattr(image, attr) for attr, _ in COMPARED)
+
+
+def image_catalog(*, user, images: QuerySet[Image]) -> list[CatalogRow]:
+    """Rows of images matched by name across every site, with a cell per site.
+
+    de.NBI promises the same images on every site; a cell says whether this
+    site has the image, lacks it, or has a copy that differs from the most
+    common variant (checksum, min disk, min RAM).
+    """
+    sites = list(Site.objects.all())
+    by_name: dict[str, dict[int, Image]] = defaultdict(dict)
+    for image in images.order_by("name", "site__display_name"):
+        by_name[image.name].setdefault(image.site_id, image)
+
+    counts = _snapshot_counts(user)
+    rows = []
+    for name, per_site in sorted(by_name.items(), key=lambda item: item[0].lower()):
+        majority, _ = Counter(_fingerprint(i) for i in per_site.values()).most_common(1)[0]
+        reference = next(i for i in per_site.values() if _fingerprint(i) == majority)
+        cells = []
+        for site in sites:
+            image = per_site.get(site.pk)
+            if image is None:
+                cells.append((site, CatalogCell("missing")))
+                continue
+            differences = [
+                label
+                for attr, label in COMPARED
+                if getattr(image, attr) != getattr(reference, attr)
+            ]
+            cells.append(
+                (site, CatalogCell("differs" if differences else "present", image, differences))
+            )
+        snapshots = sum(counts.get((i.site_id, i.openstack_id), 0) for i in per_site.values())
+        rows.append(CatalogRow(name, reference, cells, snapshots))
+    return rows
+
+
+def _snapshot_counts(user) -> dict[tuple[int, str], int]:
+    """{(site id, base image id): snapshots derived from it in the user's projects}."""
+    snapshots = Image.objects.filter(is_snapshot=True, deleted_at__isnull=True)
+    if not user.is_superuser:
+        snapshots = snapshots.filter(project__in=projects_visible_to(user))
+    rows = snapshots.values("site_id", "base_image_openstack_id").annotate(n=Count("pk"))
+    return {(r["site_id"], r["base_image_openstack_id"]): r["n"] for r in rows}

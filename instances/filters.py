@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import django_filters
+from django import forms
+from django.db.models import Q
+
+from instances.models import Server
+from portal.filters import style_form
+from portal.models import Site
+
+STATUS_CHOICES = [
+    ("ACTIVE", "Active"),
+    ("SHUTOFF", "Shut off"),
+    ("BUILD", "Building"),
+    ("ERROR", "Error"),
+    ("PAUSED", "Paused"),
+    ("SUSPENDED", "Suspended"),
+    ("DELETED", "Deleted"),
+]
+# What the overview shows before the user picks: machines that exist and are
+# usable, plus the ones being built (a user who just launched one expects it).
+DEFAULT_STATUSES = ["ACTIVE", "SHUTOFF", "BUILD"]
+
+
+class ServerFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(
+        method="filter_search",
+        label="Search",
+        widget=forms.TextInput(attrs={"placeholder": "Name, OpenStack ID, project or creator"}),
+    )
+    status = django_filters.MultipleChoiceFilter(
+        choices=STATUS_CHOICES, method="filter_status", widget=forms.CheckboxSelectMultiple
+    )
+    project = django_filters.ModelChoiceFilter(queryset=None, empty_label="All projects")
+    site = django_filters.ModelChoiceFilter(queryset=Site.objects.all(), empty_label="All sites")
+    flavor = django_filters.ChoiceFilter(
+        field_name="flavor_name", choices=[], empty_label="All flavors"
+    )
+
+    class Meta:
+        model = Server
+        fields = ["q", "status", "project", "site", "flavor"]
+
+    def __init__(self, data=None, *args, projects=None, **kwargs):
+        data = data.copy() if data is not None else None
+        if data is not None and not data.getlist("status") and not data.get("filtered"):
+            data.setlist("status", DEFAULT_STATUSES)
+        super().__init__(data, *args, **kwargs)
+        self.filters["project"].queryset = projects
+        flavors = (
+            self.queryset.exclude(flavor_name="")
+            .order_by("flavor_name")
+            .values_list("flavor_name", flat=True)
+            .distinct()
+        )
+        self.filters["flavor"].extra["choices"] = [(f, f) for f in flavors]
+        style_form(self.form)
+
+    def filter_search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(
+            Q(name__icontains=value)
+            | Q(openstack_id__istartswith=value)
+            | Q(project__name__icontains=value)
+            | Q(created_by__username__icontains=value)
+        )
+
+    def filter_status(self, queryset, name, values):
+        if not values:
+            return queryset.filter(deleted_at__isnull=True)
+        wanted = Q(status__in=[v for v in values if v != "DELETED"], deleted_at__isnull=True)
+        if "DELETED" in values:
+            wanted |= Q(deleted_at__isnull=False) | Q(status="DELETED")
+        return queryset.filter(wanted)

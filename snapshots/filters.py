@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import django_filters
+from django import forms
+from django.db.models import Q
+
+from portal.filters import style_form
+from portal.models import Site
+from snapshots.models import Snapshot
+
+STATUS_CHOICES = [
+    ("active", "active"),
+    ("queued", "queued"),
+    ("saving", "saving"),
+    ("killed", "failed"),
+]
+
+
+class SnapshotFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(
+        method="filter_quick",
+        label="Quick search",
+        widget=forms.TextInput(attrs={"placeholder": "Name, project or OpenStack ID"}),
+    )
+    name = django_filters.CharFilter(lookup_expr="icontains", label="Name")
+    project_name = django_filters.CharFilter(
+        field_name="project__name", lookup_expr="icontains", label="Project name"
+    )
+    openstack_id = django_filters.CharFilter(method="filter_openstack_id", label="OpenStack ID")
+    status = django_filters.ChoiceFilter(choices=STATUS_CHOICES, empty_label="Any status")
+    site = django_filters.ModelChoiceFilter(queryset=Site.objects.all(), empty_label="All sites")
+
+    class Meta:
+        model = Snapshot
+        fields = ["q", "name", "project_name", "openstack_id", "status", "site"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        style_form(self.form)
+
+    def filter_openstack_id(self, queryset, name, value):
+        # People paste whole ids or the first characters of one.
+        return queryset.filter(openstack_id__istartswith=value.strip())
+
+    def filter_quick(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(
+            Q(name__icontains=value)
+            | Q(project__name__icontains=value)
+            | Q(openstack_id__istartswith=value)
+        )

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import django_tables2 as tables
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import format_html
+
+from snapshots.models import Snapshot
+
+
+class SnapshotTable(tables.Table):
+    select = tables.CheckBoxColumn(accessor="pk", orderable=False)
+    name = tables.Column()
+    project = tables.Column(accessor="project__name", verbose_name="Project")
+    status = tables.Column()
+    source = tables.Column(
+        accessor="source_server_openstack_id", verbose_name="Source instance", orderable=False
+    )
+    site = tables.Column(accessor="site__display_name", verbose_name="Site")
+    size = tables.Column()
+    created_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="Created at")
+    created_by = tables.Column(accessor="created_by__username", verbose_name="Created by")
+    openstack_id = tables.Column(verbose_name="OpenStack ID", orderable=False)
+    actions = tables.Column(empty_values=(), orderable=False, verbose_name="Actions")
+
+    class Meta:
+        model = Snapshot
+        fields = ()
+        sequence = (
+            "select", "name", "project", "status", "source", "site", "size", "created_at",
+            "created_by", "openstack_id", "actions",
+        )  # fmt: skip
+        order_by = ("-created_at",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Filled per page by the view (one query each, never one per row).
+        self.source_servers: dict = {}
+        self.jobs: dict = {}
+        self.deleting: set[int] = set()
+
+    def render_select(self, record):
+        return format_html(
+            '<input class="form-check-input row-select" type="checkbox" name="selected" '
+            'value="{}" aria-label="Select {}" form="bulk-form">',
+            record.pk,
+            record.name,
+        )
+
+    def render_status(self, record):
+        context = {
+            "snapshot": record,
+            "job": self.jobs.get((record.site_id, record.openstack_id)),
+            "deleting": record.pk in self.deleting,
+        }
+        return render_to_string("snapshots/_row_status.html", context)
+
+    def render_source(self, record):
+        server = self.source_servers.get((record.site_id, record.source_server_openstack_id))
+        if server is None:
+            return record.source_server_openstack_id[:8] or "—"
+        url = reverse("instances:instance-detail", kwargs={"server_id": server.pk})
+        return format_html('<a href="{}">{}</a>', url, server.name)
+
+    def render_size(self, value):
+        from portal.templatetags.portal_tags import bytes_size
+
+        return bytes_size(value)
+
+    def render_openstack_id(self, value):
+        return format_html(
+            '<code class="small">{}</code> <button type="button" class="btn btn-outline-secondary '
+            'copy-btn" data-copy="{}" aria-label="Copy OpenStack ID {}">copy</button>',
+            value[:8],
+            value,
+            value,
+        )
+
+    def render_actions(self, record):
+        return render_to_string("snapshots/_row_actions.html", {"snapshot": record})

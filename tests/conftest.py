@@ -1,0 +1,141 @@
+"""Shared fixtures: demo users and projects, devcloud sites, Redis, a real worker.
+
+The devcloud sites, Redis and the worker are session-wide processes started
+the same way `make run` starts them (scripts/stack.py, devcloud.launcher).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from portal import cloud
+from portal.models import Membership, Project, Site
+from scripts.stack import ROOT, RedisProcess, child_env, start_worker, stop_process
+
+DEVCLOUD_SPEED = 40.0
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    # Real hashing costs ~0.3 s a user; the tests create several per test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def devcloud_pair(tmp_path_factory):
+    """Two devcloud sites (primary and secondary) and a clouds.yaml naming both."""
+    from devcloud.launcher import DevcloudProcess
+
+    base = tmp_path_factory.mktemp("devcloud")
+    primary = DevcloudProcess(base / "one", profile="primary", speed=DEVCLOUD_SPEED).start()
+    secondary = DevcloudProcess(base / "two", profile="secondary", speed=DEVCLOUD_SPEED).start()
+    clouds_yaml = base / "clouds.yaml"
+    entries = primary.clouds_yaml(name="devcloud").split("clouds:\n", 1)[1]
+    entries += secondary.clouds_yaml(name="devcloud2").split("clouds:\n", 1)[1]
+    clouds_yaml.write_text("clouds:\n" + entries)
+    yield {"devcloud": primary, "devcloud2": secondary, "clouds_yaml": clouds_yaml}
+    primary.stop()
+    secondary.stop()
+
+
+@pytest.fixture
+def clouds(devcloud_pair, settings):
+    """Point the gateway at the devcloud sites for this test."""
+    settings.OS_CLIENT_CONFIG_FILE = str(devcloud_pair["clouds_yaml"])
+    settings.PORTAL_SITES = "devcloud=Bielefeld,devcloud2=Heidelberg"
+    cloud.connections_reset()
+    yield devcloud_pair
+    cloud.connections_reset()
+
+
+@pytest.fixture
+def site(db):
+    return Site.objects.create(name="devcloud", display_name="Bielefeld")
+
+
+@pytest.fixture
+def people(db, site):
+    """alpha: alice admin, bob member; beta: carol member; admin superuser; eve in nothing."""
+    User = get_user_model()
+    users = {
+        name: User.objects.create_user(name, f"{name}@example.org", name)
+        for name in ("alice", "bob", "carol", "eve")
+    }
+    users["admin"] = User.objects.create_superuser("admin", "admin@example.org", "admin")
+    alpha = Project.objects.create(site=site, openstack_id="p-alpha", name="alpha")
+    beta = Project.objects.create(site=site, openstack_id="p-beta", name="beta")
+    Membership.objects.create(user=users["alice"], project=alpha, role="admin")
+    Membership.objects.create(user=users["bob"], project=alpha, role="member")
+    Membership.objects.create(user=users["carol"], project=beta, role="member")
+    return {**users, "alpha": alpha, "beta": beta, "site": site}
+
+
+def link_demo_projects(site_names=("devcloud", "devcloud2")):
+    """Create Site and Project rows for the devcloud demo projects (like seed_demo)."""
+    from django.core.management import call_command
+
+    call_command("seed_demo", stdout=open(os.devnull, "w"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    redis = RedisProcess(tmp_path_factory.mktemp("redis")).start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(devcloud_pair, redis_server, django_db_setup, tmp_path_factory):
+    """A real Celery worker process on the test database, Redis and devcloud."""
+    db_name = settings.DATABASES["default"]["NAME"]
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = child_env(
+        DATABASE_URL=f"sqlite:///{db_name}",
+        REDIS_URL=redis_server.url,
+        OS_CLIENT_CONFIG_FILE=devcloud_pair["clouds_yaml"],
+        PORTAL_SITES="devcloud=Bielefeld,devcloud2=Heidelberg",
+        JOB_POLL_MIN_SECONDS="0.2",
+        JOB_POLL_MAX_SECONDS="1",
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(log_path.parent / "mail"),
+    )
+    worker = start_worker(env, concurrency=2, log_path=log_path)
+    _wait_for_worker(redis_server.url, worker, log_path)
+    yield {"process": worker, "log": log_path, "mail_dir": log_path.parent / "mail"}
+    stop_process(worker)
+
+
+def _wait_for_worker(redis_url: str, worker: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"worker exited: {log_path.read_text()[-3000:]}")
+        if log_path.exists() and "ready." in log_path.read_text():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"worker not ready: {log_path.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def broker(redis_server, settings):
+    """Send tasks from the test process to the real Redis the worker listens on."""
+    from portal.celery import app
+
+    settings.CELERY_BROKER_URL = redis_server.url
+    app.conf.broker_url = redis_server.url
+    app.conf.task_always_eager = False
+    return app
+
+
+@pytest.fixture
+def artifacts_dir():
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from tests.factories import make_image, make_server
+
+URL = reverse("instances:instance-list")
+
+
+def names(response) -> list[str]:
+    return [row.record.name for row in response.context["table"].page.object_list]
+
+
+@pytest.fixture
+def servers(people):
+    alpha, beta = people["alpha"], people["beta"]
+    return {
+        "web": make_server(project=alpha, name="alpha-web", created_by=people["bob"]),
+        "db": make_server(project=alpha, name="alpha-db", status="SHUTOFF"),
+        "broken": make_server(project=alpha, name="alpha-broken", status="ERROR"),
+        "beta": make_server(project=beta, name="beta-rstudio"),
+    }
+
+
+def test_it_requires_login(client, servers):
+    response = client.get(URL)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_it_lists_the_projects_instances_active_and_shutoff_by_default(client, people, servers):
+    client.force_login(people["bob"])
+    response = client.get(URL)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "alpha-web" in body and "alpha-db" in body
+    assert "alpha-broken" not in body  # ERROR is not in the default filter
+    assert "beta-rstudio" not in body  # another project
+    assert response.context["table"].paginator.count == 2
+
+
+def test_it_filters_by_status_search_and_project(client, people, servers):
+    client.force_login(people["alice"])
+    response = client.get(URL, {"status": ["ERROR"], "filtered": "1"})
+    assert names(response) == ["alpha-broken"]
+    response = client.get(URL, {"q": servers["db"].openstack_id[:8]})
+    assert names(response) == ["alpha-db"]
+    response = client.get(URL, {"q": "bob"})
+    assert names(response) == ["alpha-web"]
+
+
+def test_a_superuser_sees_every_project(client, people, servers):
+    client.force_login(people["admin"])
+    response = client.get(URL)
+    assert response.context["table"].paginator.count == 3
+
+
+def test_page_size_and_bad_page_numbers(client, people):
+    for i in range(30):
+        make_server(project=people["alpha"], name=f"node-{i:02d}")
+    client.force_login(people["alice"])
+    response = client.get(URL, {"per_page": "10"})
+    assert len(names(response)) == 10
+    assert "30 total" in response.content.decode()
+    # A page size we do not offer falls back to the default; nonsense pages do not 500.
+    assert len(names(client.get(URL, {"per_page": "7"}))) == 25
+    assert client.get(URL, {"page": "999"}).status_code == 200
+    assert client.get(URL, {"page": "abc", "per_page": "x"}).status_code == 200
+
+
+def test_sorting_by_name(client, people, servers):
+    client.force_login(people["alice"])
+    response = client.get(URL, {"sort": "name"})
+    assert names(response) == ["alpha-db", "alpha-web"]
+
+
+def test_htmx_gets_only_the_table(client, people, servers):
+    client.force_login(people["alice"])
+    response = client.get(URL, headers={"HX-Request": "true"})
+    body = response.content.decode()
+    assert 'id="instance-table"' in body
+    assert "<nav class=\"navbar" not in body
+
+
+def test_rows_in_transition_refresh_themselves(client, people):
+    building = make_server(project=people["alpha"], name="new-vm", status="BUILD", task_state="spawning")
+    client.force_login(people["alice"])
+    body = client.get(URL).content.decode()
+    assert reverse("instances:instance-row", args=[building.pk]) in body
+    row = client.get(reverse("instances:instance-row", args=[building.pk]), {"poll": "3"})
+    assert row.status_code == 200
+    assert 'hx-trigger="load delay:8s"' in row.content.decode()  # backs off
+
+
+def test_image_names_come_from_the_mirror(client, people):
+    image = make_image(site=people["site"], name="Ubuntu-22.04-LTS")
+    make_server(project=people["alpha"], name="with-image", image_openstack_id=image.openstack_id)
+    client.force_login(people["alice"])
+    assert "Ubuntu-22.04-LTS" in client.get(URL).content.decode()
+
+
+def test_it_rejects_post(client, people):
+    client.force_login(people["alice"])
+    assert client.post(URL).status_code == 405
+
+
+def test_actions_follow_state_and_role(client, people, servers):
+    client.force_login(people["bob"])
+    body = client.get(URL).content.decode()
+    # bob created alpha-web: he may stop it; alpha-db is not his.
+    assert reverse("instances:instance-stop", args=[servers["web"].pk]) in body
+    assert reverse("instances:instance-start", args=[servers["db"].pk]) not in body
+    client.force_login(people["alice"])
+    body = client.get(URL).content.decode()
+    assert reverse("instances:instance-start", args=[servers["db"].pk]) in body
+    assert reverse("instances:instance-stop", args=[servers["db"].pk]) not in body

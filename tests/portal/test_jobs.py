@@ -1,0 +1,184 @@
+"""The job engine: steps advance, waits re-schedule instead of sleeping,
+failures run the cleanup, stale and duplicate messages do nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from portal import cloud
+from portal.jobs import (
+    JobKind,
+    Step,
+    StepFailed,
+    Wait,
+    job_advance,
+    job_create,
+    job_kind_register,
+    jobs_recover_stuck,
+)
+from portal.models import Job
+
+CALLS: list[str] = []
+
+
+def _first(job):
+    CALLS.append("first")
+    job.state["made"] = job.state.get("made", 0) + 1
+
+
+def _wait_twice(job):
+    CALLS.append("wait")
+    job.state["waits"] = job.state.get("waits", 0) + 1
+    if job.state["waits"] < 3:
+        return Wait(progress="still waiting")
+    return None
+
+
+def _boom(job):
+    raise StepFailed("the cloud said no")
+
+
+def _unavailable(job):
+    raise cloud.Unavailable("devcloud is unreachable")
+
+
+def _cleanup(job):
+    CALLS.append("cleanup")
+
+
+job_kind_register(
+    JobKind(
+        name="test.waits",
+        steps=(Step("first", "First", _first), Step("wait", "Waiting", _wait_twice)),
+    )
+)
+job_kind_register(
+    JobKind(
+        name="test.fails",
+        steps=(Step("first", "First", _first), Step("boom", "Exploding", _boom)),
+        cleanup=_cleanup,
+    )
+)
+job_kind_register(JobKind(name="test.flaky", steps=(Step("call", "Calling", _unavailable),)))
+
+
+@pytest.fixture
+def scheduled(monkeypatch):
+    """Messages the engine hands to Celery (the boundary), instead of a broker."""
+    sent = []
+    from portal import tasks
+
+    monkeypatch.setattr(
+        tasks.job_advance_task,
+        "apply_async",
+        lambda args, countdown=0: sent.append({"args": args, "countdown": countdown}),
+    )
+    CALLS.clear()
+    return sent
+
+
+def _create(kind, django_capture_on_commit_callbacks, **kw):
+    with django_capture_on_commit_callbacks(execute=True):
+        return job_create(kind=kind, **kw)
+
+
+def test_it_enqueues_after_commit_with_the_wake_token(
+    db, scheduled, django_capture_on_commit_callbacks
+):
+    job = _create("test.waits", django_capture_on_commit_callbacks)
+    assert scheduled == [{"args": (job.pk, job.state["wake"]), "countdown": 0}]
+    assert job.status == Job.Status.PENDING
+    assert [s["name"] for s in job.steps] == ["first", "wait"]
+
+
+def test_a_waiting_step_reschedules_instead_of_sleeping(
+    db, scheduled, django_capture_on_commit_callbacks, settings
+):
+    settings.JOB_POLL_MIN_SECONDS = 1
+    settings.JOB_POLL_MAX_SECONDS = 2
+    job = _create("test.waits", django_capture_on_commit_callbacks)
+    countdown = job_advance(job.pk, job.state["wake"])
+    job.refresh_from_db()
+    assert 1 <= countdown <= 2
+    assert job.status == Job.Status.RUNNING
+    assert job.progress == "still waiting"
+    assert job.steps[0]["status"] == "done" and job.steps[1]["status"] == "running"
+    # The re-scheduled message carries a new token; the engine holds no lease meanwhile.
+    assert scheduled[-1]["args"] == (job.pk, job.state["wake"])
+    assert job.lease_until is None
+
+    job_advance(job.pk, job.state["wake"])
+    job.refresh_from_db()
+    job_advance(job.pk, job.state["wake"])
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.state["made"] == 1  # the first step ran once
+    assert CALLS.count("first") == 1
+    assert all(s["status"] == "done" and s["finished_at"] for s in job.steps)
+    assert job.finished_at is not None
+
+
+def test_a_stale_or_duplicate_message_does_nothing(
+    db, scheduled, django_capture_on_commit_callbacks
+):
+    job = _create("test.waits", django_capture_on_commit_callbacks)
+    first_wake = job.state["wake"]
+    job_advance(job.pk, first_wake)
+    # The same message delivered again: its token is stale now.
+    assert job_advance(job.pk, first_wake) is None
+    assert CALLS == ["first", "wait"]
+
+
+def test_a_job_held_by_another_worker_is_left_alone(
+    db, scheduled, django_capture_on_commit_callbacks
+):
+    job = _create("test.waits", django_capture_on_commit_callbacks)
+    Job.objects.filter(pk=job.pk).update(lease_until=timezone.now() + timedelta(minutes=1))
+    assert job_advance(job.pk, job.state["wake"]) is None
+    assert CALLS == []
+
+
+def test_a_failing_step_fails_the_job_and_runs_cleanup(
+    db, scheduled, django_capture_on_commit_callbacks
+):
+    job = _create("test.fails", django_capture_on_commit_callbacks)
+    assert job_advance(job.pk, job.state["wake"]) is None
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert job.error == "Exploding: the cloud said no"
+    assert job.steps[1]["status"] == "failed"
+    assert CALLS == ["first", "cleanup"]
+
+
+def test_an_unreachable_site_is_retried_until_the_step_times_out(
+    db, scheduled, django_capture_on_commit_callbacks, settings
+):
+    job = _create("test.flaky", django_capture_on_commit_callbacks)
+    assert job_advance(job.pk, job.state["wake"]) is not None
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING
+    assert "retrying" in job.progress
+
+    settings.JOB_STEP_TIMEOUT_SECONDS = 0
+    job_advance(job.pk, job.state["wake"])
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert "unreachable" in job.error
+
+
+def test_stuck_jobs_are_handed_to_a_worker_again(
+    db, scheduled, django_capture_on_commit_callbacks, settings
+):
+    job = _create("test.waits", django_capture_on_commit_callbacks)
+    fresh = _create("test.waits", django_capture_on_commit_callbacks)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    scheduled.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        recovered = jobs_recover_stuck()
+    assert recovered == [job.pk]
+    job.refresh_from_db()
+    assert scheduled == [{"args": (job.pk, job.state["wake"]), "countdown": 0}]
+    assert fresh.pk not in recovered
