@@ -1,0 +1,1422 @@
+"""Nova v2.1 subset: discovery, microversions, servers, actions, flavors, limits."""
+
+import hashlib
+import re
+import secrets
+import string
+import urllib.parse
+import uuid
+
+from . import clock, transitions
+from . import image as image_mod
+from .store import dumps, keyset_condition, loads, order_by
+from .web import ApiError, Response, Router
+
+MIN_VERSION = (2, 1)
+MAX_VERSION = (2, 100)
+MAX_LIMIT = 1000
+NETWORK_NAME = "private"
+NETWORK_ID = "7d2c9a43-5f9e-4b59-9c2b-6e1d2f0a9b11"
+
+VM_TO_STATUS = {
+    "active": "ACTIVE",
+    "building": "BUILD",
+    "stopped": "SHUTOFF",
+    "error": "ERROR",
+    "deleted": "DELETED",
+    "paused": "PAUSED",
+    "suspended": "SUSPENDED",
+    "soft-delete": "SOFT_DELETED",
+    "shelved": "SHELVED",
+    "shelved_offloaded": "SHELVED_OFFLOADED",
+    "rescued": "RESCUE",
+    "resized": "VERIFY_RESIZE",
+}
+STATUS_TO_VM = {}
+for _vm, _status in VM_TO_STATUS.items():
+    STATUS_TO_VM.setdefault(_status, []).append(_vm)
+PROGRESS_STATUSES = {"ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"}
+
+SERVER_SORT_KEYS = {
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "display_name": "name",
+    "hostname": "name",
+    "uuid": "id",
+    "vm_state": "vm_state",
+    "task_state": "COALESCE(task_state, '')",
+    "power_state": "power_state",
+    "launched_at": "COALESCE(launched_at, '')",
+    "terminated_at": "COALESCE(terminated_at, '')",
+    "project_id": "project_id",
+    "user_id": "user_id",
+    "key_name": "COALESCE(key_name, '')",
+    "image_ref": "image_id",
+    "availability_zone": "availability_zone",
+    "launch_index": "launch_index",
+    "locked": "locked",
+    "instance_type_id": "flavor_id",
+    "host": "host",
+    "node": "host",
+    "display_description": "COALESCE(description, '')",
+    "access_ip_v4": "''",
+    "access_ip_v6": "''",
+    "config_drive": "''",
+    "kernel_id": "''",
+    "ramdisk_id": "''",
+    "root_device_name": "''",
+    "progress": "0",
+    "locked_by": "''",
+}
+
+DEFAULT_QUOTA = {
+    "instances": 20,
+    "cores": 64,
+    "ram": 600 * 1024,
+    "key_pairs": 100,
+    "metadata_items": 128,
+    "server_groups": 10,
+    "server_group_members": 10,
+    "injected_files": 5,
+    "injected_file_content_bytes": 10240,
+    "injected_file_path_bytes": 255,
+}
+
+
+# -- microversions ---------------------------------------------------------------
+
+
+def _fmt(version):
+    return f"{version[0]}.{version[1]}"
+
+
+def parse_microversion(req):
+    value = None
+    header = req.header("OpenStack-API-Version")
+    if header:
+        for part in header.split(","):
+            service, _, ver = part.strip().partition(" ")
+            if service.lower() == "compute":
+                value = ver.strip()
+    if value is None:
+        value = req.header("X-OpenStack-Nova-API-Version")
+    if value is None:
+        return MIN_VERSION
+    value = value.strip()
+    if value.lower() == "latest":
+        return MAX_VERSION
+    m = re.fullmatch(r"(\d+)\.(\d+)", value)
+    if not m:
+        raise ApiError(
+            400,
+            f"API Version String {value} is of invalid format. Must be of "
+            "format MajorNum.MinorNum.",
+        )
+    version = (int(m.group(1)), int(m.group(2)))
+    if not MIN_VERSION <= version <= MAX_VERSION:
+        raise ApiError(
+            406,
+            f"Version {value} is not supported by the API. Minimum is "
+            f"{_fmt(MIN_VERSION)} and maximum is {_fmt(MAX_VERSION)}.",
+        )
+    return version
+
+
+def add_version_headers(req, resp):
+    if req.microversion is None:
+        return
+    version = _fmt(req.microversion)
+    resp.headers["OpenStack-API-Version"] = f"compute {version}"
+    resp.headers["X-OpenStack-Nova-API-Version"] = version
+    resp.headers["Vary"] = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"
+
+
+def _mv(req, minor):
+    return req.microversion >= (2, minor)
+
+
+# -- discovery ---------------------------------------------------------------------
+
+
+def _version_doc(req):
+    return {
+        "id": "v2.1",
+        "status": "CURRENT",
+        "version": _fmt(MAX_VERSION),
+        "min_version": _fmt(MIN_VERSION),
+        "updated": "2013-07-23T11:33:21Z",
+        "links": [
+            {"rel": "self", "href": f"{req.base_url}/compute/v2.1/"},
+            {"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"},
+        ],
+        "media-types": [
+            {
+                "base": "application/json",
+                "type": "application/vnd.openstack.compute+json;version=2.1",
+            }
+        ],
+    }
+
+
+def dispatch(app, req, rest):
+    if rest in ("", "/"):
+        return Response(200, {"versions": [_version_doc(req)]})
+    if rest in ("/v2.1", "/v2.1/"):
+        return Response(200, {"version": _version_doc(req)})
+    if not rest.startswith("/v2.1/"):
+        raise ApiError(404, "The resource could not be found.")
+    handler, params, needs_auth = app.routers["compute"].match(req.method, rest[len("/v2.1") :])
+    if needs_auth:
+        app.authenticate(req)
+    req.microversion = parse_microversion(req)
+    resp = handler(req, **params)
+    add_version_headers(req, resp)
+    return resp
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _links(req, collection, item_id):
+    return [
+        {"rel": "self", "href": f"{req.base_url}/compute/v2.1/{collection}/{item_id}"},
+        {"rel": "bookmark", "href": f"{req.base_url}/compute/{collection}/{item_id}"},
+    ]
+
+
+def _server_row(req, server_id, include_deleted=False):
+    sql = "SELECT * FROM servers WHERE id = ?"
+    if not include_deleted:
+        sql += " AND deleted = 0"
+    row = req.app.store.one(sql, (server_id,))
+    if row is None or (not req.ctx.is_admin and row["project_id"] != req.ctx.project_id):
+        raise ApiError(404, f"Instance {server_id} could not be found.")
+    return row
+
+
+def _bool_value(name, value):
+    lowered = value.strip().lower()
+    if lowered in ("", "1", "true", "t", "yes", "y", "on"):
+        return True
+    if lowered in ("0", "false", "f", "no", "n", "off"):
+        return False
+    raise ApiError(400, f"Invalid value '{value}' for {name}: must be a boolean.")
+
+
+def _quota(store, project_id):
+    row = store.one("SELECT quota FROM projects WHERE id = ?", (project_id,))
+    quota = dict(DEFAULT_QUOTA)
+    if row:
+        quota.update(loads(row["quota"], {}))
+    return quota
+
+
+def _usage(store, project_id):
+    row = store.one(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(json_extract(flavor, '$.vcpus')), 0) AS cores, "
+        "COALESCE(SUM(json_extract(flavor, '$.ram')), 0) AS ram "
+        "FROM servers WHERE project_id = ? AND deleted = 0",
+        (project_id,),
+    )
+    return {"instances": row["n"], "cores": row["cores"], "ram": row["ram"]}
+
+
+# -- server view --------------------------------------------------------------------------
+
+
+def server_status(row):
+    return VM_TO_STATUS.get(row["vm_state"], "UNKNOWN")
+
+
+def _flavor_ref(req, row):
+    flavor = loads(row["flavor"])
+    if _mv(req, 47):
+        return {
+            "vcpus": flavor["vcpus"],
+            "ram": flavor["ram"],
+            "disk": flavor["disk"],
+            "ephemeral": flavor.get("ephemeral", 0),
+            "swap": flavor.get("swap", 0),
+            "original_name": flavor["name"],
+            "extra_specs": flavor.get("extra_specs", {}),
+        }
+    return {
+        "id": row["flavor_id"],
+        "links": [
+            {"rel": "bookmark", "href": f"{req.base_url}/compute/flavors/{row['flavor_id']}"}
+        ],
+    }
+
+
+def _addresses(row):
+    if not row["network"] or not row["ip"]:
+        return {}
+    mac = "fa:16:3e:" + ":".join(
+        hashlib.md5(row["id"].encode()).hexdigest()[i : i + 2] for i in (0, 2, 4)
+    )
+    return {
+        row["network"]: [
+            {
+                "version": 4,
+                "addr": row["ip"],
+                "OS-EXT-IPS:type": "fixed",
+                "OS-EXT-IPS-MAC:mac_addr": mac,
+            }
+        ]
+    }
+
+
+def server_view(req, row, show=False):
+    ctx = req.ctx
+    status = server_status(row)
+    image_id = row["image_id"]
+    placed = bool(row["launched_at"]) or (
+        row["vm_state"] == "building" and row["task_state"] not in (None, "scheduling")
+    )
+    host = row["host"] if placed else None
+    view = {
+        "id": row["id"],
+        "name": row["name"],
+        "status": status,
+        "tenant_id": row["project_id"],
+        "user_id": row["user_id"],
+        "metadata": loads(row["metadata"], {}),
+        "hostId": hashlib.sha224((row["project_id"] + host).encode()).hexdigest() if host else "",
+        "image": (
+            {
+                "id": image_id,
+                "links": [{"rel": "bookmark", "href": f"{req.base_url}/compute/images/{image_id}"}],
+            }
+            if image_id
+            else ""
+        ),
+        "flavor": _flavor_ref(req, row),
+        "created": clock.db_to_api(row["created_at"]),
+        "updated": clock.db_to_api(row["updated_at"]),
+        "addresses": _addresses(row),
+        "accessIPv4": "",
+        "accessIPv6": "",
+        "links": _links(req, "servers", row["id"]),
+        "OS-DCF:diskConfig": "MANUAL",
+        "OS-EXT-AZ:availability_zone": row["availability_zone"] if host else "",
+        "config_drive": "",
+        "key_name": row["key_name"],
+        "OS-SRV-USG:launched_at": row["launched_at"],
+        "OS-SRV-USG:terminated_at": row["terminated_at"],
+        "OS-EXT-STS:task_state": row["task_state"],
+        "OS-EXT-STS:vm_state": row["vm_state"],
+        "OS-EXT-STS:power_state": row["power_state"],
+        "os-extended-volumes:volumes_attached": [],
+    }
+    if row["network"]:
+        view["security_groups"] = [{"name": n} for n in loads(row["security_groups"], [])]
+    if status in PROGRESS_STATUSES:
+        view["progress"] = 100 if status == "ACTIVE" else 0
+    if ctx.is_admin:
+        view["OS-EXT-SRV-ATTR:host"] = host
+        view["OS-EXT-SRV-ATTR:hypervisor_hostname"] = f"{host}.devcloud" if host else None
+        view["OS-EXT-SRV-ATTR:instance_name"] = "instance-%08x" % (int(row["id"][:8], 16) % 2**32)
+        if _mv(req, 3):
+            view.update(
+                {
+                    "OS-EXT-SRV-ATTR:reservation_id": row["reservation_id"],
+                    "OS-EXT-SRV-ATTR:launch_index": row["launch_index"],
+                    "OS-EXT-SRV-ATTR:hostname": re.sub(r"[^a-z0-9-]", "-", row["name"].lower())[
+                        :63
+                    ],
+                    "OS-EXT-SRV-ATTR:kernel_id": "",
+                    "OS-EXT-SRV-ATTR:ramdisk_id": "",
+                    "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda",
+                    "OS-EXT-SRV-ATTR:user_data": None,
+                }
+            )
+        if _mv(req, 16):
+            view["host_status"] = "UP" if host else ""
+    if _mv(req, 3):
+        view["os-extended-volumes:volumes_attached"] = []
+    if _mv(req, 9):
+        view["locked"] = bool(row["locked"])
+    if _mv(req, 19):
+        view["description"] = row["description"]
+    if _mv(req, 26):
+        view["tags"] = loads(row["tags"], [])
+    if _mv(req, 63):
+        view["trusted_image_certificates"] = None
+    if _mv(req, 73):
+        view["locked_reason"] = None
+    if _mv(req, 96):
+        view["pinned_availability_zone"] = None
+    if _mv(req, 100):
+        view["scheduler_hints"] = {}
+    if show and _mv(req, 71):
+        view["server_groups"] = []
+    fault = loads(row["fault"])
+    if fault and status in ("ERROR", "DELETED"):
+        shown = {"code": fault["code"], "created": fault["created"], "message": fault["message"]}
+        if ctx.is_admin or fault["code"] != 500:
+            shown["details"] = fault.get("details", "")
+        view["fault"] = shown
+    return view
+
+
+# -- list ------------------------------------------------------------------------------------
+
+
+def _limit(req):
+    raw = req.param("limit")
+    if raw is None:
+        return MAX_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ApiError(400, "limit param must be an integer") from None
+    if limit < 0:
+        raise ApiError(400, "limit param must be positive")
+    return min(limit, MAX_LIMIT)
+
+
+def _next_link(req, collection, marker):
+    params = {}
+    for key, value in req.query:
+        params[key] = value
+    params["marker"] = marker
+    return [
+        {
+            "rel": "next",
+            "href": f"{req.base_url}/compute/v2.1/{collection}?{urllib.parse.urlencode(params)}",
+        }
+    ]
+
+
+def _server_sort(req):
+    keys = req.params("sort_key")
+    dirs = req.params("sort_dir")
+    for key in keys:
+        if key not in SERVER_SORT_KEYS:
+            raise ApiError(400, f"Invalid input for query parameters sort_key. Value: {key}.")
+    for direction in dirs:
+        if direction not in ("asc", "desc"):
+            raise ApiError(400, f"Invalid input for query parameters sort_dir. Value: {direction}.")
+    if not keys:
+        keys, dirs = ["created_at"], dirs or ["desc"]
+    dirs = list(dirs) + [dirs[-1] if dirs else "desc"] * (len(keys) - len(dirs))
+    sort = [(SERVER_SORT_KEYS[k], d) for k, d in zip(keys, dirs)]
+    if "id" not in [e for e, _ in sort]:
+        sort.append(("id", dirs[0]))
+    return sort
+
+
+def list_servers(req, detail=False):
+    ctx = req.ctx
+    store = req.app.store
+    where, args = [], []
+    all_tenants = False
+    if req.has_param("all_tenants"):
+        all_tenants = _bool_value("all_tenants", req.param("all_tenants"))
+    if all_tenants:
+        if not ctx.is_admin:
+            action = "detail" if detail else "index"
+            raise ApiError(
+                403,
+                f"Policy doesn't allow os_compute_api:servers:{action}:"
+                "get_all_tenants to be performed.",
+            )
+        project = req.param("project_id") or req.param("tenant_id")
+        if project:
+            where.append("project_id = ?")
+            args.append(project)
+    else:
+        # As in Nova, project_id/tenant_id only take effect together with all_tenants.
+        where.append("project_id = ?")
+        args.append(ctx.project_id)
+
+    include_deleted = False
+    for name, op in (("changes-since", ">="), ("changes-before", "<=")):
+        value = req.param(name)
+        if value is not None:
+            try:
+                stamp = clock.parse_iso(value)
+            except ValueError:
+                raise ApiError(
+                    400,
+                    f"Invalid input for query parameters {name}. "
+                    f"Value: {value}. is not a 'date-time'",
+                ) from None
+            where.append(f"updated_at {op} ?")
+            args.append(stamp)
+            include_deleted = True
+    statuses = req.params("status")
+    if statuses:
+        vm_states = []
+        for status in statuses:
+            vm_states += STATUS_TO_VM.get(status.upper(), [])
+        if "deleted" in vm_states:
+            if not ctx.is_admin:
+                raise ApiError(403, "Only administrators may list deleted instances")
+            include_deleted = True
+        if not vm_states:
+            vm_states = ["__none__"]
+        where.append(f"vm_state IN ({', '.join('?' * len(vm_states))})")
+        args += vm_states
+    if req.param("deleted") is not None and ctx.is_admin:
+        if _bool_value("deleted", req.param("deleted")):
+            where.append("deleted = 1")
+            include_deleted = True
+    if not include_deleted:
+        where.append("deleted = 0")
+    if req.param("name") is not None:
+        try:
+            re.compile(req.param("name"))
+        except re.error:
+            raise ApiError(
+                400, f"Invalid regular expression for name: {req.param('name')}"
+            ) from None
+        where.append("REGEXP(?, name)")
+        args.append(req.param("name"))
+    if req.param("ip") is not None:
+        where.append("REGEXP(?, ip)")
+        args.append(req.param("ip"))
+    for param, column in (
+        ("flavor", "flavor_id"),
+        ("image", "image_id"),
+        ("key_name", "key_name"),
+        ("availability_zone", "availability_zone"),
+        ("vm_state", "vm_state"),
+        ("task_state", "task_state"),
+        ("reservation_id", "reservation_id"),
+    ):
+        value = req.param(param)
+        if value is not None:
+            if param in ("flavor", "image"):
+                value = value.rstrip("/").rsplit("/", 1)[-1]
+            where.append(f"{column} = ?")
+            args.append(value)
+    if req.param("user_id") is not None and ctx.is_admin:
+        where.append("user_id = ?")
+        args.append(req.param("user_id"))
+    if req.param("locked") is not None:
+        where.append("locked = ?")
+        args.append(1 if _bool_value("locked", req.param("locked")) else 0)
+    if req.param("power_state") is not None:
+        where.append("power_state = ?")
+        args.append(req.param("power_state"))
+
+    sort = _server_sort(req)
+    limit = _limit(req)
+    marker = req.param("marker")
+    if marker is not None:
+        exprs = ", ".join(e for e, _ in sort)
+        mrow = store.one(f"SELECT {exprs}, project_id FROM servers WHERE id = ?", (marker,))
+        if mrow is None or (not ctx.is_admin and mrow["project_id"] != ctx.project_id):
+            raise ApiError(400, f"marker [{marker}] not found")
+        clause, cargs = keyset_condition(sort, list(mrow)[: len(sort)])
+        where.append(clause)
+        args += cargs
+    rows = []
+    if limit > 0:
+        rows = store.query(
+            f"SELECT * FROM servers WHERE {' AND '.join(where)} ORDER BY {order_by(sort)} LIMIT ?",
+            args + [limit],
+        )
+    collection = "servers/detail" if detail else "servers"
+    if detail:
+        items = [server_view(req, r) for r in rows]
+    else:
+        items = [
+            {"id": r["id"], "name": r["name"], "links": _links(req, "servers", r["id"])}
+            for r in rows
+        ]
+    body = {"servers": items}
+    if rows and len(rows) == limit:
+        body["servers_links"] = _next_link(req, collection, rows[-1]["id"])
+    return Response(200, body)
+
+
+def list_servers_detail(req):
+    return list_servers(req, detail=True)
+
+
+def show_server(req, server_id):
+    return Response(200, {"server": server_view(req, _server_row(req, server_id), show=True)})
+
+
+# -- create ------------------------------------------------------------------------------------
+
+
+def _ref_id(ref):
+    return str(ref).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _count(server, name, default):
+    value = server.get(name, default)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ApiError(400, f"Invalid input for field/attribute {name}. Value: {value}.")
+    return value
+
+
+def _visible_flavor(store, ctx, flavor_id):
+    row = store.one("SELECT * FROM flavors WHERE id = ?", (flavor_id,))
+    if row is None:
+        return None
+    if row["is_public"] or ctx.is_admin:
+        return row
+    if store.one(
+        "SELECT 1 FROM flavor_access WHERE flavor_id = ? AND project_id = ?",
+        (flavor_id, ctx.project_id),
+    ):
+        return row
+    return None
+
+
+def _parse_networks(req, server):
+    networks = server.get("networks")
+    if networks is None:
+        if _mv(req, 37):
+            raise ApiError(
+                400,
+                "Invalid input for field/attribute server. Value: "
+                "'networks' is a required property",
+            )
+        return NETWORK_NAME
+    if networks == "none":
+        return None
+    if networks == "auto":
+        return NETWORK_NAME
+    if isinstance(networks, str) or not isinstance(networks, list):
+        raise ApiError(400, f"Invalid input for field/attribute networks. Value: {networks}.")
+    if not networks:
+        return NETWORK_NAME
+    for net in networks:
+        if not isinstance(net, dict):
+            raise ApiError(400, "Bad networks format")
+        if "uuid" in net and net["uuid"] not in (NETWORK_ID, NETWORK_NAME):
+            raise ApiError(400, f"Network {net['uuid']} could not be found.")
+        if "port" in net and net["port"]:
+            raise ApiError(400, f"Port {net['port']} could not be found.")
+    return NETWORK_NAME
+
+
+def _boot_image(req, server):
+    """Returns (image_row or None, image_id-for-view)."""
+    store = req.app.store
+    image_ref = server.get("imageRef")
+    bdms = server.get("block_device_mapping_v2") or []
+    boot_bdm = None
+    for bdm in bdms:
+        if isinstance(bdm, dict) and str(bdm.get("boot_index", "")) == "0":
+            boot_bdm = bdm
+    if not image_ref and boot_bdm is None:
+        raise ApiError(400, "Missing imageRef attribute")
+    if boot_bdm is not None and boot_bdm.get("destination_type") == "volume":
+        # Boot from volume: Nova shows image "" and takes image checks from the source image.
+        src = boot_bdm.get("uuid") if boot_bdm.get("source_type") == "image" else None
+        row = image_mod.get_visible(store, req.ctx, src) if src else None
+        return row, ""
+    image_id = _ref_id(image_ref)
+    row = image_mod.get_visible(store, req.ctx, image_id)
+    if row is None:
+        raise ApiError(400, f"Image {image_id} could not be found.")
+    return row, image_id
+
+
+def _check_image_fits(image_row, flavor, boot_from_volume):
+    if image_row is None:
+        return
+    if image_row["status"] != "active":
+        raise ApiError(400, f"Image {image_row['id']} is not active.")
+    if image_row["min_ram"] and flavor["ram"] < image_row["min_ram"]:
+        raise ApiError(400, "Flavor's memory is too small for requested image.")
+    if boot_from_volume or flavor["disk"] == 0:
+        return
+    disk_bytes = flavor["disk"] * clock.GIB
+    if image_row["size"] and image_row["size"] > disk_bytes:
+        raise ApiError(
+            400,
+            f"Flavor's disk is too small for requested image. Flavor disk is "
+            f"{disk_bytes} bytes, image is {image_row['size']} bytes.",
+        )
+    min_disk = (image_row["min_disk"] or 0) * clock.GIB
+    if min_disk > disk_bytes:
+        raise ApiError(
+            400,
+            "Flavor's disk is smaller than the minimum size specified in image "
+            f"metadata. Flavor disk is {disk_bytes} bytes, minimum size is "
+            f"{min_disk} bytes.",
+        )
+
+
+def _check_metadata(metadata, what="metadata"):
+    if not isinstance(metadata, dict):
+        raise ApiError(400, f"Invalid input for field/attribute {what}.")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= 255:
+            raise ApiError(400, f"Invalid input for field/attribute {what}. Value: {key!r}.")
+        if not isinstance(value, str) or len(value) > 255:
+            raise ApiError(400, f"Invalid input for field/attribute {what}. Value: {value!r}.")
+    if len(metadata) > DEFAULT_QUOTA["metadata_items"]:
+        raise ApiError(
+            403,
+            "Quota exceeded for metadata_items: Requested "
+            f"{len(metadata)}, but already used 0 of 128 metadata_items",
+        )
+
+
+def _allowed_count(store, project_id, flavor, min_count, max_count):
+    """Nova creates as many as quota allows between min_count and max_count."""
+    quota = _quota(store, project_id)
+    used = _usage(store, project_id)
+    per = {"instances": 1, "cores": flavor["vcpus"], "ram": flavor["ram"]}
+    allowed = max_count
+    for resource in ("instances", "cores", "ram"):
+        limit = quota[resource]
+        if limit < 0 or per[resource] == 0:
+            continue
+        allowed = min(allowed, (limit - used[resource]) // per[resource])
+    if allowed < min_count:
+        for resource in ("instances", "cores", "ram"):
+            limit = quota[resource]
+            if limit >= 0 and used[resource] + per[resource] * min_count > limit:
+                raise ApiError(
+                    403,
+                    f"Quota exceeded for {resource}: Requested "
+                    f"{per[resource] * min_count}, but already used "
+                    f"{used[resource]} of {limit} {resource}",
+                )
+    return allowed
+
+
+def allocate_ip(conn, store):
+    counter = int(store.get_meta("ip_counter", "2560"))
+    store.set_meta("ip_counter", str(counter + 1))
+    return f"192.168.{(counter // 254) % 256}.{counter % 254 + 1}"
+
+
+def flavor_snapshot(row):
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "vcpus": row["vcpus"],
+        "ram": row["ram"],
+        "disk": row["disk"],
+        "ephemeral": row["ephemeral"],
+        "swap": row["swap"],
+        "extra_specs": loads(row["extra_specs"], {}),
+    }
+
+
+def image_props_snapshot(image_row):
+    if image_row is None:
+        return {}
+    props = loads(image_row["properties"], {})
+    return {
+        "properties": props,
+        "min_disk": image_row["min_disk"],
+        "min_ram": image_row["min_ram"],
+        "disk_format": image_row["disk_format"],
+        "container_format": image_row["container_format"],
+        "size": image_row["size"],
+    }
+
+
+def create_server(req):
+    ctx = req.ctx
+    app = req.app
+    store = app.store
+    body = req.json()
+    server = body.get("server") if isinstance(body, dict) else None
+    if not isinstance(server, dict):
+        raise ApiError(
+            400,
+            "The server could not comply with the request since it is either "
+            "malformed or otherwise incorrect.",
+        )
+    name = server.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise ApiError(400, f"Invalid input for field/attribute name. Value: {name}.")
+    if "flavorRef" not in server:
+        raise ApiError(
+            400,
+            "Invalid input for field/attribute server. Value: 'flavorRef' is a required property",
+        )
+    flavor_row = _visible_flavor(store, ctx, _ref_id(server["flavorRef"]))
+    if flavor_row is None:
+        raise ApiError(400, "Invalid flavorRef provided.")
+    flavor = flavor_snapshot(flavor_row)
+    image_row, image_id = _boot_image(req, server)
+    _check_image_fits(image_row, flavor, boot_from_volume=(image_id == ""))
+    network = _parse_networks(req, server)
+    min_count = _count(server, "min_count", 1)
+    max_count = _count(server, "max_count", min_count)
+    if min_count > max_count:
+        raise ApiError(400, "min_count must be <= max_count")
+    az = server.get("availability_zone")
+    if az not in (None, "", "nova"):
+        raise ApiError(400, "The requested availability zone is not available")
+    key_name = server.get("key_name")
+    if key_name:
+        raise ApiError(400, "Invalid key_name provided.")
+    metadata = server.get("metadata", {})
+    _check_metadata(metadata)
+    description = server.get("description") if _mv(req, 19) else None
+    tags = server.get("tags", []) if _mv(req, 52) else []
+    groups = [
+        g.get("name", "default") for g in server.get("security_groups") or [] if isinstance(g, dict)
+    ] or ["default"]
+    disk_used = image_row["size"] if image_row is not None and image_row["size"] else 2 * clock.GIB
+
+    reservation_id = "r-" + secrets.token_hex(4)
+    created = []
+    with store.write() as conn:
+        count = _allowed_count(store, ctx.project_id, flavor, min_count, max_count)
+        for index in range(count):
+            server_id = str(uuid.uuid4())
+            display = f"{name}-{index + 1}" if count > 1 else name
+            now = clock.now_db()
+            ip = allocate_ip(conn, store) if network else None
+            conn.execute(
+                "INSERT INTO servers (id, name, project_id, user_id, flavor_id, flavor, image_id,"
+                " image_props, vm_state, task_state, power_state, created_at, updated_at,"
+                " metadata, tags, description, key_name, network, ip, disk_used_bytes,"
+                " reservation_id, launch_index, security_groups)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'building', 'scheduling', 0, ?, ?, ?, ?, ?, ?,"
+                " ?, NULL, ?, ?, ?, ?)",
+                (
+                    server_id,
+                    display,
+                    ctx.project_id,
+                    ctx.user_id,
+                    flavor["id"],
+                    dumps(flavor),
+                    image_id,
+                    dumps(image_props_snapshot(image_row)),
+                    now,
+                    now,
+                    dumps(metadata),
+                    dumps(tags),
+                    description,
+                    key_name,
+                    network,
+                    disk_used,
+                    reservation_id,
+                    index,
+                    dumps(groups),
+                ),
+            )
+            transitions.plan_boot(app, conn, server_id, display, ip)
+            created.append(server_id)
+    if server.get("return_reservation_id"):
+        return Response(202, {"reservation_id": reservation_id})
+    first = created[0]
+    admin_pass = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(12))
+    resp = {
+        "id": first,
+        "links": _links(req, "servers", first),
+        "OS-DCF:diskConfig": "MANUAL",
+        "adminPass": admin_pass,
+    }
+    if network:
+        resp["security_groups"] = [{"name": g} for g in groups]
+    return Response(
+        202, {"server": resp}, {"Location": f"{req.base_url}/compute/v2.1/servers/{first}"}
+    )
+
+
+def update_server(req, server_id):
+    body = req.json()
+    server = body.get("server") if isinstance(body, dict) else None
+    if not isinstance(server, dict):
+        raise ApiError(400, "Invalid input for field/attribute server.")
+    allowed = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
+    if _mv(req, 19):
+        allowed.add("description")
+    extra = set(server) - allowed
+    if extra:
+        raise ApiError(
+            400,
+            f"Additional properties are not allowed ({', '.join(sorted(extra))} was unexpected)",
+        )
+    sets, args = [], []
+    if "name" in server:
+        name = server["name"]
+        if not isinstance(name, str) or not name.strip() or len(name) > 255:
+            raise ApiError(400, f"Invalid input for field/attribute name. Value: {name}.")
+        sets.append("name = ?")
+        args.append(name)
+    if "description" in server:
+        sets.append("description = ?")
+        args.append(server["description"])
+    with req.app.store.write() as conn:
+        _server_row(req, server_id)
+        if sets:
+            conn.execute(
+                f"UPDATE servers SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
+                args + [clock.now_db(), server_id],
+            )
+    return Response(200, {"server": server_view(req, _server_row(req, server_id), show=True)})
+
+
+def delete_server(req, server_id):
+    with req.app.store.write() as conn:
+        row = _server_row(req, server_id)
+        if row["locked"] and not req.ctx.is_admin:
+            raise ApiError(409, f"Instance {server_id} is locked")
+        transitions.delete_server(req.app, conn, server_id)
+    return Response(204)
+
+
+# -- actions ---------------------------------------------------------------------------------------
+
+
+def _conflict(action, server_id, attr, state):
+    return ApiError(409, f"Cannot '{action}' instance {server_id} while it is in {attr} {state}")
+
+
+def _check_state(row, action, vm_states):
+    if row["vm_state"] not in vm_states:
+        raise _conflict(action, row["id"], "vm_state", row["vm_state"])
+    if row["task_state"] is not None:
+        raise _conflict(action, row["id"], "task_state", row["task_state"])
+    if row["locked"]:
+        raise ApiError(409, f"Instance {row['id']} is locked")
+
+
+def server_action(req, server_id):
+    body = req.json()
+    if not isinstance(body, dict) or len(body) != 1:
+        raise ApiError(400, "Malformed request body: exactly one action expected.")
+    action, args = next(iter(body.items()))
+    handlers = {
+        "os-stop": _action_stop,
+        "os-start": _action_start,
+        "createImage": _action_create_image,
+    }
+    if action not in handlers:
+        raise ApiError(400, f"There is no such action: {action}")
+    return handlers[action](req, server_id, args)
+
+
+def _action_stop(req, server_id, args):
+    app = req.app
+    with app.store.write() as conn:
+        row = _server_row(req, server_id)
+        _check_state(row, "stop", ("active", "error"))
+        transitions.plan_stop(app, conn, row)
+    return Response(202)
+
+
+def _action_start(req, server_id, args):
+    app = req.app
+    with app.store.write() as conn:
+        row = _server_row(req, server_id)
+        _check_state(row, "start", ("stopped",))
+        transitions.plan_start(app, conn, row)
+    return Response(202)
+
+
+def _action_create_image(req, server_id, args):
+    app = req.app
+    ctx = req.ctx
+    if not isinstance(args, dict):
+        raise ApiError(400, "Invalid input for field/attribute createImage.")
+    name = args.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise ApiError(400, f"Invalid input for field/attribute name. Value: {name}.")
+    metadata = args.get("metadata", {})
+    _check_metadata(metadata)
+    with app.store.write() as conn:
+        row = _server_row(req, server_id)
+        _check_state(row, "createImage", ("active", "stopped", "paused", "suspended"))
+        flavor = loads(row["flavor"])
+        base = loads(row["image_props"], {})
+        props = dict(base.get("properties", {}))
+        project = app.store.one("SELECT name FROM projects WHERE id = ?", (ctx.project_id,))
+        props.update(
+            {
+                "image_type": "snapshot",
+                "instance_uuid": row["id"],
+                "user_id": ctx.user_id,
+                "base_image_ref": row["image_id"],
+                "owner_project_name": project["name"] if project else "",
+                "owner_user_name": ctx.user_name,
+                "boot_roles": ",".join(ctx.roles),
+            }
+        )
+        props.update(metadata)
+        image_id = image_mod.insert_image(
+            conn,
+            {
+                "name": name,
+                "status": "queued",
+                "visibility": "private",
+                "owner": ctx.project_id,
+                "min_disk": max(base.get("min_disk") or 0, flavor["disk"]),
+                "min_ram": base.get("min_ram") or 0,
+                "disk_format": base.get("disk_format") or "qcow2",
+                "container_format": base.get("container_format") or "bare",
+                "properties": props,
+            },
+        )
+        transitions.plan_snapshot(app, conn, row, image_id)
+    location = f"{req.base_url}/image/v2/images/{image_id}"
+    if _mv(req, 45):
+        return Response(202, {"image_id": image_id})
+    return Response(202, None, {"Location": location})
+
+
+# -- metadata --------------------------------------------------------------------------------------
+
+METADATA_STATES = ("active", "paused", "suspended", "stopped")
+
+
+def _metadata_writable(row, action):
+    if row["vm_state"] not in METADATA_STATES:
+        raise _conflict(action, row["id"], "vm_state", row["vm_state"])
+    if row["task_state"] is not None:
+        raise _conflict(action, row["id"], "task_state", row["task_state"])
+
+
+def get_metadata(req, server_id):
+    return Response(200, {"metadata": loads(_server_row(req, server_id)["metadata"], {})})
+
+
+def _write_metadata(req, server_id, replace):
+    body = req.json()
+    metadata = body.get("metadata") if isinstance(body, dict) else None
+    _check_metadata(metadata)
+    with req.app.store.write() as conn:
+        row = _server_row(req, server_id)
+        _metadata_writable(row, "update metadata")
+        current = {} if replace else loads(row["metadata"], {})
+        current.update(metadata)
+        conn.execute(
+            "UPDATE servers SET metadata = ?, updated_at = ? WHERE id = ?",
+            (dumps(current), clock.now_db(), server_id),
+        )
+    return Response(200, {"metadata": current})
+
+
+def replace_metadata(req, server_id):
+    return _write_metadata(req, server_id, replace=True)
+
+
+def merge_metadata(req, server_id):
+    return _write_metadata(req, server_id, replace=False)
+
+
+def get_metadata_item(req, server_id, key):
+    metadata = loads(_server_row(req, server_id)["metadata"], {})
+    if key not in metadata:
+        raise ApiError(404, "Metadata item was not found")
+    return Response(200, {"meta": {key: metadata[key]}})
+
+
+def set_metadata_item(req, server_id, key):
+    body = req.json()
+    meta = body.get("meta") if isinstance(body, dict) else None
+    if not isinstance(meta, dict) or len(meta) != 1 or key not in meta:
+        raise ApiError(400, "Request body and URI mismatch")
+    _check_metadata(meta)
+    with req.app.store.write() as conn:
+        row = _server_row(req, server_id)
+        _metadata_writable(row, "update metadata")
+        current = loads(row["metadata"], {})
+        current[key] = meta[key]
+        conn.execute(
+            "UPDATE servers SET metadata = ?, updated_at = ? WHERE id = ?",
+            (dumps(current), clock.now_db(), server_id),
+        )
+    return Response(200, {"meta": meta})
+
+
+def delete_metadata_item(req, server_id, key):
+    with req.app.store.write() as conn:
+        row = _server_row(req, server_id)
+        current = loads(row["metadata"], {})
+        if key not in current:
+            raise ApiError(404, "Metadata item was not found")
+        _metadata_writable(row, "delete metadata")
+        del current[key]
+        conn.execute(
+            "UPDATE servers SET metadata = ?, updated_at = ? WHERE id = ?",
+            (dumps(current), clock.now_db(), server_id),
+        )
+    return Response(204)
+
+
+def server_ips(req, server_id):
+    return Response(200, {"addresses": _addresses(_server_row(req, server_id))})
+
+
+# -- flavors ---------------------------------------------------------------------------------------
+
+FLAVOR_SORT_KEYS = {
+    "flavorid": "id",
+    "id": "id",
+    "name": "name",
+    "memory_mb": "ram",
+    "vcpus": "vcpus",
+    "root_gb": "disk",
+    "ephemeral_gb": "ephemeral",
+    "swap": "swap",
+    "rxtx_factor": "rxtx_factor",
+    "created_at": "created_at",
+    "disabled": "disabled",
+    "is_public": "is_public",
+    "description": "COALESCE(description, '')",
+}
+
+
+def flavor_view(req, row, detail=True):
+    view = {"id": row["id"], "name": row["name"], "links": _links(req, "flavors", row["id"])}
+    if _mv(req, 55):
+        view["description"] = row["description"]
+    if not detail:
+        return view
+    swap = row["swap"]
+    view.update(
+        {
+            "ram": row["ram"],
+            "disk": row["disk"],
+            "vcpus": row["vcpus"],
+            "swap": swap if (swap or _mv(req, 75)) else "",
+            "OS-FLV-EXT-DATA:ephemeral": row["ephemeral"],
+            "OS-FLV-DISABLED:disabled": bool(row["disabled"]),
+            "os-flavor-access:is_public": bool(row["is_public"]),
+            "rxtx_factor": row["rxtx_factor"],
+        }
+    )
+    if _mv(req, 61):
+        view["extra_specs"] = loads(row["extra_specs"], {})
+    return view
+
+
+def _is_public_filter(req):
+    raw = req.param("is_public")
+    if raw is None:
+        return True
+    lowered = raw.strip().lower()
+    if lowered == "none":
+        return None
+    if lowered in ("true", "t", "1", "yes", "y", "on"):
+        return True
+    if lowered in ("false", "f", "0", "no", "n", "off"):
+        return False
+    raise ApiError(400, f"Invalid is_public filter [{raw}]")
+
+
+def list_flavors(req, detail=False):
+    ctx = req.ctx
+    store = req.app.store
+    where, args = [], []
+    if ctx.is_admin:
+        is_public = _is_public_filter(req)
+    else:
+        is_public = True
+        where.append("disabled = 0")
+    if is_public is not None:
+        if is_public:
+            # Private flavors shared with the caller's project count as "public" for it.
+            where.append(
+                "(is_public = 1 OR id IN (SELECT flavor_id FROM flavor_access "
+                "WHERE project_id = ?))"
+            )
+            args.append(ctx.project_id)
+        else:
+            where.append("is_public = 0")
+    for param, column in (("minDisk", "disk"), ("minRam", "ram")):
+        raw = req.param(param)
+        if raw is not None:
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ApiError(400, f"Invalid {param} filter [{raw}]") from None
+            where.append(f"{column} >= ?")
+            args.append(value)
+    key = req.param("sort_key", "flavorid")
+    direction = req.param("sort_dir", "asc")
+    if key not in FLAVOR_SORT_KEYS or direction not in ("asc", "desc"):
+        raise ApiError(400, f"Invalid sort key or direction: {key} {direction}")
+    sort = [(FLAVOR_SORT_KEYS[key], direction)]
+    if sort[0][0] != "id":
+        sort.append(("id", direction))
+    limit = _limit(req)
+    marker = req.param("marker")
+    if marker is not None:
+        exprs = ", ".join(e for e, _ in sort)
+        mrow = store.one(f"SELECT {exprs} FROM flavors WHERE id = ?", (marker,))
+        if mrow is None:
+            raise ApiError(400, f"marker [{marker}] not found")
+        clause, cargs = keyset_condition(sort, list(mrow))
+        where.append(clause)
+        args += cargs
+    sql = "SELECT * FROM flavors"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    rows = store.query(f"{sql} ORDER BY {order_by(sort)} LIMIT ?", args + [limit]) if limit else []
+    body = {"flavors": [flavor_view(req, r, detail) for r in rows]}
+    if rows and len(rows) == limit:
+        body["flavors_links"] = _next_link(
+            req, "flavors/detail" if detail else "flavors", rows[-1]["id"]
+        )
+    return Response(200, body)
+
+
+def list_flavors_detail(req):
+    return list_flavors(req, detail=True)
+
+
+def _flavor_or_404(req, flavor_id):
+    row = _visible_flavor(req.app.store, req.ctx, flavor_id)
+    if row is None:
+        raise ApiError(404, f"Flavor {flavor_id} could not be found.")
+    return row
+
+
+def show_flavor(req, flavor_id):
+    return Response(200, {"flavor": flavor_view(req, _flavor_or_404(req, flavor_id))})
+
+
+def flavor_extra_specs(req, flavor_id):
+    return Response(200, {"extra_specs": loads(_flavor_or_404(req, flavor_id)["extra_specs"], {})})
+
+
+def flavor_extra_spec(req, flavor_id, key):
+    specs = loads(_flavor_or_404(req, flavor_id)["extra_specs"], {})
+    if key not in specs:
+        raise ApiError(404, f"Flavor {flavor_id} has no extra specs with key {key}.")
+    return Response(200, {key: specs[key]})
+
+
+def flavor_access(req, flavor_id):
+    if not req.ctx.is_admin:
+        raise ApiError(403, "Policy doesn't allow os_compute_api:os-flavor-access to be performed.")
+    row = _flavor_or_404(req, flavor_id)
+    if row["is_public"]:
+        raise ApiError(404, "Access list not available for public flavors.")
+    rows = req.app.store.query(
+        "SELECT project_id FROM flavor_access WHERE flavor_id = ? ORDER BY project_id", (flavor_id,)
+    )
+    return Response(
+        200,
+        {"flavor_access": [{"flavor_id": flavor_id, "tenant_id": r["project_id"]} for r in rows]},
+    )
+
+
+# -- limits, quotas, misc ---------------------------------------------------------------------------
+
+
+def _target_project(req, param_value):
+    if param_value and param_value != req.ctx.project_id:
+        if not req.ctx.is_admin:
+            raise ApiError(
+                403, "Policy doesn't allow os_compute_api:os-quota-sets:show to be performed."
+            )
+        if req.app.store.one("SELECT id FROM projects WHERE id = ?", (param_value,)) is None:
+            raise ApiError(404, f"Project {param_value} could not be found.")
+        return param_value
+    return req.ctx.project_id
+
+
+def limits(req):
+    project_id = _target_project(req, req.param("tenant_id"))
+    quota = _quota(req.app.store, project_id)
+    used = _usage(req.app.store, project_id)
+    absolute = {
+        "maxTotalInstances": quota["instances"],
+        "maxTotalCores": quota["cores"],
+        "maxTotalRAMSize": quota["ram"],
+        "maxServerMeta": quota["metadata_items"],
+        "maxTotalKeypairs": quota["key_pairs"],
+        "maxServerGroups": quota["server_groups"],
+        "maxServerGroupMembers": quota["server_group_members"],
+        "totalInstancesUsed": used["instances"],
+        "totalCoresUsed": used["cores"],
+        "totalRAMUsed": used["ram"],
+        "totalServerGroupsUsed": 0,
+    }
+    if not _mv(req, 39):
+        absolute["maxImageMeta"] = quota["metadata_items"]
+    if not _mv(req, 57):
+        absolute["maxPersonality"] = quota["injected_files"]
+        absolute["maxPersonalitySize"] = quota["injected_file_content_bytes"]
+    if not _mv(req, 36):
+        absolute.update(
+            {
+                "maxTotalFloatingIps": 10,
+                "maxSecurityGroups": 10,
+                "maxSecurityGroupRules": 20,
+                "totalFloatingIpsUsed": 0,
+                "totalSecurityGroupsUsed": 1,
+            }
+        )
+    return Response(200, {"limits": {"rate": [], "absolute": absolute}})
+
+
+QUOTA_KEYS = (
+    "instances",
+    "cores",
+    "ram",
+    "key_pairs",
+    "metadata_items",
+    "server_groups",
+    "server_group_members",
+    "injected_files",
+    "injected_file_content_bytes",
+    "injected_file_path_bytes",
+)
+
+
+def _quota_set_view(req, project_id, detail=False):
+    quota = _quota(req.app.store, project_id)
+    used = _usage(req.app.store, project_id)
+    keys = [k for k in QUOTA_KEYS if not (_mv(req, 57) and k.startswith("injected_file"))]
+    view = {"id": project_id}
+    for key in keys:
+        if detail:
+            view[key] = {"limit": quota[key], "in_use": used.get(key, 0), "reserved": 0}
+        else:
+            view[key] = quota[key]
+    return view
+
+
+def show_quota(req, project_id):
+    project_id = _target_project(req, project_id)
+    return Response(200, {"quota_set": _quota_set_view(req, project_id)})
+
+
+def show_quota_detail(req, project_id):
+    project_id = _target_project(req, project_id)
+    return Response(200, {"quota_set": _quota_set_view(req, project_id, detail=True)})
+
+
+def show_quota_defaults(req, project_id):
+    view = {"id": project_id}
+    view.update({k: DEFAULT_QUOTA[k] for k in QUOTA_KEYS})
+    return Response(200, {"quota_set": view})
+
+
+def update_quota(req, project_id):
+    if not req.ctx.is_admin:
+        raise ApiError(
+            403, "Policy doesn't allow os_compute_api:os-quota-sets:update to be performed."
+        )
+    body = req.json()
+    changes = body.get("quota_set") if isinstance(body, dict) else None
+    if not isinstance(changes, dict):
+        raise ApiError(400, "Invalid input for field/attribute quota_set.")
+    store = req.app.store
+    with store.write() as conn:
+        row = store.one("SELECT quota FROM projects WHERE id = ?", (project_id,))
+        if row is None:
+            raise ApiError(404, f"Project {project_id} could not be found.")
+        quota = loads(row["quota"], {})
+        for key, value in changes.items():
+            if key == "force":
+                continue
+            if key not in QUOTA_KEYS:
+                raise ApiError(400, f"Bad key(s) {key} in quota_set")
+            try:
+                quota[key] = int(value)
+            except (TypeError, ValueError):
+                raise ApiError(400, f"Invalid input for field/attribute {key}.") from None
+        conn.execute("UPDATE projects SET quota = ? WHERE id = ?", (dumps(quota), project_id))
+    view = _quota_set_view(req, project_id)
+    view.pop("id")
+    return Response(200, {"quota_set": view})
+
+
+def availability_zones(req):
+    return Response(
+        200,
+        {
+            "availabilityZoneInfo": [
+                {"zoneName": "nova", "zoneState": {"available": True}, "hosts": None}
+            ]
+        },
+    )
+
+
+def availability_zones_detail(req):
+    if not req.ctx.is_admin:
+        raise ApiError(
+            403, "Policy doesn't allow os_compute_api:os-availability-zone:detail to be performed."
+        )
+    return Response(
+        200,
+        {
+            "availabilityZoneInfo": [
+                {
+                    "zoneName": "internal",
+                    "zoneState": {"available": True},
+                    "hosts": {
+                        "devcloud-controller": {
+                            "nova-scheduler": {
+                                "available": True,
+                                "active": True,
+                                "updated_at": None,
+                            }
+                        }
+                    },
+                },
+                {
+                    "zoneName": "nova",
+                    "zoneState": {"available": True},
+                    "hosts": {
+                        "devcloud-compute-1": {
+                            "nova-compute": {"available": True, "active": True, "updated_at": None}
+                        }
+                    },
+                },
+            ]
+        },
+    )
+
+
+def list_keypairs(req):
+    return Response(200, {"keypairs": []})
+
+
+def show_keypair(req, name):
+    raise ApiError(404, f"Keypair {name} not found for user {req.ctx.user_id}")
+
+
+def extensions(req):
+    return Response(200, {"extensions": []})
+
+
+def register(router: Router):
+    sid = "(?P<server_id>[^/]+)"
+    router.add("GET", "/servers", list_servers)
+    router.add("POST", "/servers", create_server)
+    router.add("GET", "/servers/detail", list_servers_detail)
+    router.add("GET", f"/servers/{sid}", show_server)
+    router.add("PUT", f"/servers/{sid}", update_server)
+    router.add("DELETE", f"/servers/{sid}", delete_server)
+    router.add("POST", f"/servers/{sid}/action", server_action)
+    router.add("GET", f"/servers/{sid}/ips", server_ips)
+    router.add("GET", f"/servers/{sid}/metadata", get_metadata)
+    router.add("PUT", f"/servers/{sid}/metadata", replace_metadata)
+    router.add("POST", f"/servers/{sid}/metadata", merge_metadata)
+    router.add("GET", f"/servers/{sid}/metadata/(?P<key>[^/]+)", get_metadata_item)
+    router.add("PUT", f"/servers/{sid}/metadata/(?P<key>[^/]+)", set_metadata_item)
+    router.add("DELETE", f"/servers/{sid}/metadata/(?P<key>[^/]+)", delete_metadata_item)
+    fid = "(?P<flavor_id>[^/]+)"
+    router.add("GET", "/flavors", list_flavors)
+    router.add("GET", "/flavors/detail", list_flavors_detail)
+    router.add("GET", f"/flavors/{fid}", show_flavor)
+    router.add("GET", f"/flavors/{fid}/os-extra_specs", flavor_extra_specs)
+    router.add("GET", f"/flavors/{fid}/os-extra_specs/(?P<key>[^/]+)", flavor_extra_spec)
+    router.add("GET", f"/flavors/{fid}/os-flavor-access", flavor_access)
+    router.add("GET", "/limits", limits)
+    pid = "(?P<project_id>[^/]+)"
+    router.add("GET", f"/os-quota-sets/{pid}", show_quota)
+    router.add("PUT", f"/os-quota-sets/{pid}", update_quota)
+    router.add("GET", f"/os-quota-sets/{pid}/detail", show_quota_detail)
+    router.add("GET", f"/os-quota-sets/{pid}/defaults", show_quota_defaults)
+    router.add("GET", "/os-availability-zone", availability_zones)
+    router.add("GET", "/os-availability-zone/detail", availability_zones_detail)
+    router.add("GET", "/os-keypairs", list_keypairs)
+    router.add("GET", "/os-keypairs/(?P<name>[^/]+)", show_keypair)
+    router.add("GET", "/extensions", extensions)

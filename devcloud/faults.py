@@ -1,0 +1,168 @@
+"""Fault injection rules, replaceable at runtime through /devcloud/faults.
+
+Rules live in memory only: a restart starts from the --faults given on the
+command line, which is what a test harness expects after restarting a cloud.
+"""
+
+import json
+import random
+import re
+import threading
+
+DEFAULT_BOOT_ERROR = "No valid host was found. There are not enough hosts available."
+
+
+class FaultSpecError(ValueError):
+    pass
+
+
+def _compile(pattern, what):
+    if pattern is None:
+        return None
+    if not isinstance(pattern, str):
+        raise FaultSpecError(f"{what} must be a regular expression string")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise FaultSpecError(f"{what}: bad regular expression: {exc}") from exc
+
+
+def _check_rate(rule, what):
+    rate = rule.get("rate", 1.0)
+    if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise FaultSpecError(f"{what}.rate must be a number between 0 and 1")
+    count = rule.get("count")
+    if count is not None and (not isinstance(count, int) or count < 0):
+        raise FaultSpecError(f"{what}.count must be a non-negative integer or null")
+
+
+def validate(spec):
+    """Check a fault document; returns a normalised deep copy."""
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        raise FaultSpecError("fault spec must be a JSON object")
+    known = {"http", "latency", "snapshot_killed", "stuck_task", "boot_error"}
+    unknown = set(spec) - known
+    if unknown:
+        raise FaultSpecError(f"unknown fault kinds: {sorted(unknown)}")
+    spec = json.loads(json.dumps(spec))
+    for i, rule in enumerate(spec.get("http") or []):
+        what = f"http[{i}]"
+        if not isinstance(rule, dict):
+            raise FaultSpecError(f"{what} must be an object")
+        _compile(rule.get("path", ""), f"{what}.path")
+        status = rule.get("status", 503)
+        if not isinstance(status, int) or not 400 <= status <= 599:
+            raise FaultSpecError(f"{what}.status must be an HTTP error status")
+        _check_rate(rule, what)
+    for i, rule in enumerate(spec.get("latency") or []):
+        what = f"latency[{i}]"
+        if not isinstance(rule, dict):
+            raise FaultSpecError(f"{what} must be an object")
+        _compile(rule.get("path", ""), f"{what}.path")
+        ms = rule.get("ms", 0)
+        if not isinstance(ms, (int, float)) or ms < 0:
+            raise FaultSpecError(f"{what}.ms must be a non-negative number")
+        _check_rate(rule, what)
+    for kind in ("snapshot_killed", "stuck_task", "boot_error"):
+        rule = spec.get(kind)
+        if rule is None:
+            continue
+        if not isinstance(rule, dict):
+            raise FaultSpecError(f"{kind} must be an object or null")
+        _compile(rule.get("server_name", ".*"), f"{kind}.server_name")
+    return spec
+
+
+def parse_cli(value):
+    """--faults accepts inline JSON or @path/to/file.json."""
+    if not value:
+        return {}
+    if value.startswith("@"):
+        with open(value[1:], encoding="utf-8") as fh:
+            value = fh.read()
+    try:
+        spec = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise FaultSpecError(f"--faults is not valid JSON: {exc}") from exc
+    return validate(spec)
+
+
+class Faults:
+    def __init__(self, spec=None):
+        self._lock = threading.Lock()
+        self._random = random.Random()
+        self._spec = validate(spec or {})
+
+    def get(self):
+        with self._lock:
+            return json.loads(json.dumps(self._spec))
+
+    def replace(self, spec):
+        spec = validate(spec)
+        with self._lock:
+            self._spec = spec
+
+    def _take(self, rule):
+        """Decide whether a matching rule fires; consumes its count."""
+        count = rule.get("count")
+        if count is not None and count <= 0:
+            return False
+        rate = rule.get("rate", 1.0)
+        if rate < 1 and self._random.random() >= rate:
+            return False
+        if count is not None:
+            rule["count"] = count - 1
+        return True
+
+    @staticmethod
+    def _matches(rule, method, target):
+        want = rule.get("method")
+        if want and want != "*" and want.upper() != method.upper():
+            return False
+        return re.search(rule.get("path", ""), target) is not None
+
+    def http_error(self, method, target):
+        """The injected error for this request, as {"status", "message"}, or None."""
+        with self._lock:
+            for rule in self._spec.get("http") or []:
+                if self._matches(rule, method, target) and self._take(rule):
+                    return {
+                        "status": rule.get("status", 503),
+                        "message": rule.get("message") or "Injected fault (devcloud)",
+                    }
+        return None
+
+    def latency_ms(self, method, target):
+        total = 0.0
+        with self._lock:
+            for rule in self._spec.get("latency") or []:
+                if self._matches(rule, method, target) and self._take(rule):
+                    total += rule.get("ms", 0)
+        return total
+
+    def _server_rule(self, kind, server_name):
+        with self._lock:
+            rule = self._spec.get(kind)
+            if not rule:
+                return None
+            if re.search(rule.get("server_name", ".*"), server_name or "") is None:
+                return None
+            return dict(rule)
+
+    def boot_error(self, server_name):
+        rule = self._server_rule("boot_error", server_name)
+        if rule is None:
+            return None
+        return rule.get("message") or DEFAULT_BOOT_ERROR
+
+    def snapshot_killed(self, server_name):
+        return self._server_rule("snapshot_killed", server_name) is not None
+
+    def stuck_task(self, server_name):
+        """None if no rule matches; otherwise the task_state to stick at ("" = the first one)."""
+        rule = self._server_rule("stuck_task", server_name)
+        if rule is None:
+            return None
+        return rule.get("task_state") or ""

@@ -1,0 +1,267 @@
+"""HTTP front end: request parsing, routing, auth, faults and the access log.
+
+Each OpenStack service is mounted under its own prefix (/identity, /compute,
+/image) the way devstack does it, plus /devcloud for the simulator's admin
+knobs. Errors are raised as ApiError and rendered in the shape of the service
+that the path belongs to, because clients parse those bodies differently.
+"""
+
+import http.server
+import signal
+import sys
+import threading
+import time
+import uuid
+
+from . import clock, compute, identity, image, transitions
+from . import faults as faults_mod
+from .store import Store
+from .web import HTTP_REASONS, MAX_BODY, ApiError, Request, Response, Router, render_error
+
+
+class App:
+    def __init__(
+        self, data_dir, host="127.0.0.1", port=0, speed=1.0, faults=None, profile="primary"
+    ):
+        self.store = Store(data_dir)
+        self.data_dir = self.store.data_dir
+        self.host = host
+        self.port = port
+        self.speed = float(speed)
+        if self.speed <= 0:
+            raise ValueError("speed must be positive")
+        self.faults = faults_mod.Faults(faults)
+        self.profile = profile
+        self.access_log_path = f"{self.data_dir}/access.log"
+        self._log = open(self.access_log_path, "a", buffering=1, encoding="utf-8")
+        self._log_lock = threading.Lock()
+        self.routers = {
+            "identity": Router(),
+            "compute": Router(),
+            "image": Router(),
+            "devcloud": Router(),
+        }
+        identity.register(self.routers["identity"])
+        compute.register(self.routers["compute"])
+        image.register(self.routers["image"])
+        self.routers["devcloud"].add("GET", "/faults", get_faults)
+        self.routers["devcloud"].add("PUT", "/faults", put_faults)
+        self.routers["devcloud"].add("GET", "/health", health, auth=False)
+        from . import seed
+
+        seed.ensure_seeded(self.store, profile)
+        self.scheduler = transitions.Scheduler(self)
+
+    def duration(self, seconds):
+        return seconds / self.speed
+
+    # -- request pipeline ---------------------------------------------------
+
+    def split_service(self, path):
+        for service in ("identity", "compute", "image", "devcloud"):
+            prefix = "/" + service
+            if path == prefix or path.startswith(prefix + "/"):
+                return service, path[len(prefix) :]
+        return None, path
+
+    def handle(self, req):
+        service, rest = self.split_service(req.path)
+        req.service = service
+        try:
+            if service is None:
+                raise ApiError(404, "The resource could not be found.")
+            if service != "devcloud":
+                delay = self.faults.latency_ms(req.method, req.target)
+                if delay:
+                    time.sleep(delay / 1000.0)
+                injected = self.faults.http_error(req.method, req.target)
+                if injected:
+                    raise ApiError(injected["status"], injected["message"])
+            if service == "compute":
+                return compute.dispatch(self, req, rest)
+            handler, params, needs_auth = self.routers[service].match(req.method, rest)
+            if needs_auth:
+                self.authenticate(req)
+            return handler(req, **params)
+        except ApiError as err:
+            resp = Response(err.status, render_error(service, err), err.headers)
+            if service == "compute":
+                compute.add_version_headers(req, resp)
+            return resp
+
+    def authenticate(self, req):
+        token = req.header("X-Auth-Token")
+        ctx = identity.validate_token(self.store, token) if token else None
+        if ctx is None:
+            raise ApiError(
+                401,
+                "The request you have made requires authentication.",
+                {"WWW-Authenticate": f'Keystone uri="{req.base_url}/identity"'},
+            )
+        req.ctx = ctx
+        return ctx
+
+    def log_access(self, req, status, started):
+        elapsed_ms = (time.monotonic() - started) * 1000.0
+        project = req.ctx.project_id if req.ctx and req.ctx.project_id else "-"
+        stamp = clock.ts_to_db(time.time())[:23] + "Z"
+        line = f"{stamp} {req.method} {req.target} {status} {elapsed_ms:.1f} {project}\n"
+        with self._log_lock:
+            self._log.write(line)
+            self._log.flush()
+
+    def close(self):
+        self.scheduler.stop()
+        with self._log_lock:
+            self._log.close()
+
+
+# -- /devcloud admin endpoints -------------------------------------------------
+
+
+def _require_admin(req):
+    if not req.ctx.is_admin:
+        raise ApiError(
+            403, "You are not authorized to change devcloud faults (admin role required)."
+        )
+
+
+def get_faults(req):
+    _require_admin(req)
+    return Response(200, req.app.faults.get())
+
+
+def put_faults(req):
+    _require_admin(req)
+    spec = req.json(required=False) or {}
+    try:
+        req.app.faults.replace(spec)
+    except faults_mod.FaultSpecError as exc:
+        raise ApiError(400, str(exc)) from exc
+    return Response(200, req.app.faults.get())
+
+
+def health(req):
+    return Response(200, {"status": "ok", "profile": req.app.profile})
+
+
+# -- HTTP plumbing ---------------------------------------------------------------
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "devcloud"
+    sys_version = ""
+
+    def log_message(self, format, *args):
+        pass
+
+    def _read_body(self):
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            total = 0
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                total += size
+                if total > MAX_BODY:
+                    raise ApiError(413, "Request body too large.")
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(3)
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise ApiError(413, "Request body too large.")
+        return self.rfile.read(length) if length else b""
+
+    def _handle(self):
+        app = self.server.app
+        started = time.monotonic()
+        try:
+            body = self._read_body()
+        except (ValueError, ApiError):
+            self.close_connection = True
+            body = None
+        req = Request(app, self.command, self.path, self.headers, body or b"")
+        if body is None:
+            resp = Response(
+                400,
+                {
+                    "error": {
+                        "code": 400,
+                        "title": "Bad Request",
+                        "message": "Unreadable request body.",
+                    }
+                },
+            )
+        else:
+            try:
+                resp = app.handle(req)
+            except Exception as exc:  # a bug must not kill the connection thread silently
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
+                err = ApiError(500, f"Unexpected error: {exc.__class__.__name__}: {exc}")
+                resp = Response(500, render_error(req.service, err))
+        resp.headers.setdefault("X-OpenStack-Request-Id", "req-" + str(uuid.uuid4()))
+        try:
+            self.send_response(resp.status, HTTP_REASONS.get(resp.status))
+            for key, value in resp.headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(resp.body)))
+            self.end_headers()
+            if self.command != "HEAD" and resp.body:
+                self.wfile.write(resp.body)
+        finally:
+            app.log_access(req, resp.status, started)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.server.app.store.close_thread_connection()
+
+
+class DevcloudHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 512
+
+    def __init__(self, app):
+        self.app = app
+        super().__init__((app.host, app.port), Handler)
+        app.port = self.server_address[1]
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+def serve(data_dir, host="127.0.0.1", port=0, speed=1.0, faults=None, profile="primary"):
+    app = App(data_dir, host=host, port=port, speed=speed, faults=faults, profile=profile)
+    httpd = DevcloudHTTPServer(app)
+    app.scheduler.start()
+    stopping = threading.Event()
+
+    def _stop(signum, frame):
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=httpd.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"devcloud listening on http://{host}:{app.port}", flush=True)
+    try:
+        httpd.serve_forever(poll_interval=0.2)
+    finally:
+        httpd.server_close()
+        app.close()
+    return 0
