@@ -1,0 +1,95 @@
+"""Bulk delete: confirmation lists what is deleted and skipped; one job; one combined result."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from portal.models import Job
+from tests.factories import make_image
+
+URL = reverse("snapshots:snapshot-delete")
+
+
+@pytest.fixture
+def snaps(people):
+    site, alpha = people["site"], people["alpha"]
+    return {
+        "bobs": make_image(site=site, project=alpha, snapshot=True, name="bobs", created_by=people["bob"]),
+        "alices": make_image(site=site, project=alpha, snapshot=True, name="alices", created_by=people["alice"]),
+        "locked": make_image(site=site, project=alpha, snapshot=True, name="locked", protected=True, created_by=people["bob"]),
+        "betas": make_image(site=site, project=people["beta"], snapshot=True, name="betas"),
+    }  # fmt: skip
+
+
+@pytest.fixture
+def no_broker(monkeypatch):
+    from portal import tasks
+
+    monkeypatch.setattr(tasks.job_advance_task, "apply_async", lambda *a, **k: None)
+
+
+def test_confirmation_lists_deleted_and_skipped_with_reasons(client, people, snaps):
+    client.force_login(people["bob"])
+    ids = [snaps[k].pk for k in ("bobs", "alices", "locked", "betas")]
+    response = client.get(URL, {"selected": ids})
+    assert response.status_code == 200
+    plan = response.context["plan"]
+    assert [s.name for s in plan.deletable] == ["bobs"]
+    assert {s.name: reason for s, reason in plan.skipped} == {
+        "alices": "members may delete only snapshots they created",
+        "locked": "protected in the cloud",
+    }
+    # beta's snapshot is not even visible to bob: it is not offered at all.
+    assert "betas" not in response.content.decode()
+    assert Job.objects.count() == 0  # confirming changes nothing
+
+
+def test_delete_creates_one_job_with_skips_recorded(client, people, snaps, no_broker, django_capture_on_commit_callbacks):
+    client.force_login(people["bob"])
+    ids = [snaps[k].pk for k in ("bobs", "alices", "locked")]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(URL, {"selected": ids})
+    job = Job.objects.get()
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"?job={job.pk}")
+    assert [i["name"] for i in job.params["images"]] == ["bobs"]
+    assert {s["name"] for s in job.params["skipped"]} == {"alices", "locked"}
+    # While the job runs, its snapshots show as deleting and cannot be chosen again.
+    page = client.get(reverse("snapshots:snapshot-list"))
+    assert "deleting" in page.content.decode()
+    again = client.get(URL, {"selected": [snaps["bobs"].pk]})
+    assert dict((s.name, r) for s, r in again.context["plan"].skipped) == {"bobs": "in use by a running job"}
+
+
+def test_admin_deletes_everything_in_the_project(client, people, snaps):
+    client.force_login(people["alice"])
+    ids = [snaps[k].pk for k in ("bobs", "alices")]
+    plan = client.get(URL, {"selected": ids}).context["plan"]
+    assert {s.name for s in plan.deletable} == {"bobs", "alices"}
+
+
+def test_select_all_matching_uses_the_filter(client, people, snaps):
+    client.force_login(people["alice"])
+    plan = client.get(URL, {"all_matching": "1", "name": "ice"}).context["plan"]
+    assert [s.name for s in plan.deletable] == ["alices"]
+
+
+def test_nothing_selected_is_a_400_with_a_message(client, people, snaps):
+    client.force_login(people["alice"])
+    response = client.post(URL, {})
+    assert response.status_code == 400
+    assert "Select at least one snapshot" in response.content.decode()
+    assert client.get(URL, {"selected": ["abc"]}).status_code == 400
+
+
+def test_only_skipped_ones_is_a_409_and_no_job(client, people, snaps):
+    client.force_login(people["bob"])
+    response = client.post(URL, {"selected": [snaps["locked"].pk]})
+    assert response.status_code == 409
+    assert "Nothing deleted" in response.content.decode()
+    assert Job.objects.count() == 0
+
+
+def test_delete_requires_login(client, snaps):
+    assert client.post(URL, {"selected": [snaps["bobs"].pk]}).status_code == 302
