@@ -60,9 +60,7 @@ def main() -> int:
             sites.append((name, cloud))
             print(f"{name:<14} {cloud.url} (access log {cloud.access_log_path})")
         clouds_yaml = VAR / "clouds.yaml"
-        entries = "".join(
-            cloud.clouds_yaml(name=name).split("clouds:\n", 1)[1] for name, cloud in sites
-        )
+        entries = "".join(cloud.clouds_yaml(name=name, entries_only=True) for name, cloud in sites)
         clouds_yaml.write_text("clouds:\n" + entries)
 
         env = child_env(

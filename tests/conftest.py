@@ -6,7 +6,6 @@ the same way `make run` starts them (scripts/stack.py, devcloud.launcher).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -38,8 +37,8 @@ def devcloud_pair(tmp_path_factory):
     primary = DevcloudProcess(base / "one", profile="primary", speed=DEVCLOUD_SPEED).start()
     secondary = DevcloudProcess(base / "two", profile="secondary", speed=DEVCLOUD_SPEED).start()
     clouds_yaml = base / "clouds.yaml"
-    entries = primary.clouds_yaml(name="devcloud").split("clouds:\n", 1)[1]
-    entries += secondary.clouds_yaml(name="devcloud2").split("clouds:\n", 1)[1]
+    entries = primary.clouds_yaml(name="devcloud", entries_only=True)
+    entries += secondary.clouds_yaml(name="devcloud2", entries_only=True)
     clouds_yaml.write_text("clouds:\n" + entries)
     yield {"devcloud": primary, "devcloud2": secondary, "clouds_yaml": clouds_yaml}
     primary.stop()
@@ -78,11 +77,30 @@ def people(db, site):
     return {**users, "alpha": alpha, "beta": beta, "site": site}
 
 
-def link_demo_projects(site_names=("devcloud", "devcloud2")):
-    """Create Site and Project rows for the devcloud demo projects (like seed_demo)."""
-    from django.core.management import call_command
+@pytest.fixture
+def demo(clouds, db):
+    """What `make run` seeds: demo users, projects linked to devcloud, a full sync."""
+    from portal.demo import demo_seed
 
-    call_command("seed_demo", stdout=open(os.devnull, "w"))
+    demo_seed()
+    User = get_user_model()
+    return {
+        "users": {u.username: u for u in User.objects.all()},
+        "projects": {p.name: p for p in Project.objects.select_related("site")},
+        "sites": {s.name: s for s in Site.objects.all()},
+        "clouds": clouds,
+    }
+
+
+def sdk_connection(devcloud_pair, name="devcloud"):
+    """An openstacksdk connection as the admin, for changes made "out of band"."""
+    import openstack.config
+    import openstack.connection
+
+    config = openstack.config.OpenStackConfig(
+        config_files=[str(devcloud_pair["clouds_yaml"])], load_envvars=False
+    )
+    return openstack.connection.Connection(config=config.get_one(cloud=name))
 
 
 @pytest.fixture(scope="session")

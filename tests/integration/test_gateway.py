@@ -1,0 +1,126 @@
+"""The gateway through the real openstacksdk over HTTP to devcloud."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from portal import cloud
+from tests.conftest import sdk_connection
+
+
+def wait_until(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def project_id(clouds, name):
+    conn = sdk_connection(clouds)
+    return next(p.id for p in conn.identity.projects() if p.name == name)
+
+
+def test_server_list_returns_plain_values_for_every_project(clouds):
+    servers = cloud.server_list("devcloud")
+    assert servers and all(isinstance(s, cloud.Server) for s in servers)
+    names = {s.name for s in servers}
+    assert any(n.startswith("alpha-") for n in names) and any(n.startswith("beta-") for n in names)
+    big = next(s for s in servers if s.flavor_name == "de.NBI highmem 2xlarge")
+    assert big.flavor_ram_mib == 524_288
+
+
+def test_server_list_follows_pagination_to_the_end(clouds, monkeypatch):
+    from portal.cloud import compute
+
+    expected = {s.id for s in cloud.server_list("devcloud")}
+    monkeypatch.setattr(compute, "PAGE_SIZE", 2)  # many small pages
+    assert {s.id for s in cloud.server_list("devcloud")} == expected
+
+
+def test_image_list_pages_and_filters_custom_properties_server_side(clouds, monkeypatch):
+    from portal.cloud import image
+
+    everything = cloud.image_list("devcloud")
+    snapshots = cloud.image_list("devcloud", properties={"image_type": "snapshot"})
+    assert snapshots and all(i.is_snapshot for i in snapshots)
+    assert len(snapshots) < len(everything)
+    monkeypatch.setattr(image, "PAGE_SIZE", 3)
+    assert {i.id for i in cloud.image_list("devcloud")} == {i.id for i in everything}
+
+
+def test_flavors_include_private_ones_and_ram_in_mib(clouds):
+    flavors = {f.name: f for f in cloud.flavor_list("devcloud")}
+    assert flavors["de.NBI highmem xlarge"].ram_mib == 262_144
+    assert flavors["de.NBI gpu"].is_public is False
+
+
+def test_errors_are_translated(clouds):
+    with pytest.raises(cloud.NotFound):
+        cloud.server_get("devcloud", server_id="00000000-0000-0000-0000-000000000000")
+    with pytest.raises(cloud.NotFound):
+        cloud.image_get("devcloud", image_id="00000000-0000-0000-0000-000000000000")
+    stopped = next(s for s in cloud.server_list("devcloud") if s.status == "SHUTOFF")
+    with pytest.raises(cloud.Conflict) as info:
+        cloud.server_stop("devcloud", server_id=stopped.id)
+    assert info.value.status == 409
+
+
+def test_an_unreachable_site_is_unavailable(clouds, tmp_path, settings):
+    from scripts.stack import free_port
+
+    port = free_port()  # nothing listens here
+    cy = tmp_path / "clouds.yaml"
+    cy.write_text(
+        "clouds:\n  nowhere:\n    auth:\n      auth_url: http://127.0.0.1:%d/identity\n"
+        "      username: a\n      password: b\n      project_name: c\n"
+        "      user_domain_name: Default\n      project_domain_name: Default\n"
+        "    identity_api_version: 3\n" % port
+    )
+    settings.OS_CLIENT_CONFIG_FILE = str(cy)
+    cloud.connections_reset()
+    with pytest.raises(cloud.Unavailable):
+        cloud.server_list("nowhere")
+    with pytest.raises(cloud.Unavailable):
+        cloud.server_list("not-in-clouds-yaml")
+
+
+def test_stop_start_and_snapshot_in_the_servers_project(clouds):
+    conn = sdk_connection(clouds)
+    alpha = project_id(clouds, "alpha")
+    image = next(i for i in cloud.image_list("devcloud") if i.name == "Ubuntu-22.04-LTS")
+    flavor = next(f for f in cloud.flavor_list("devcloud") if f.name == "de.NBI tiny")
+    server = cloud.server_create(
+        "devcloud", project_id=alpha, name="gw-test", flavor_id=flavor.id, image_id=image.id,
+        metadata={"portal_user": "alice"},
+    )  # fmt: skip
+    assert server.project_id == alpha and server.metadata["portal_user"] == "alice"
+    wait_until(lambda: cloud.server_get("devcloud", server_id=server.id).status == "ACTIVE")
+
+    cloud.server_stop("devcloud", server_id=server.id)
+    wait_until(lambda: cloud.server_get("devcloud", server_id=server.id).status == "SHUTOFF")
+
+    image_id = cloud.server_create_image(
+        "devcloud", project_id=alpha, server_id=server.id, name="gw-snap",
+        metadata={"portal_job": "job-gw"},
+    )  # fmt: skip
+    made = cloud.image_find_by_property("devcloud", key="portal_job", value="job-gw")
+    assert [i.id for i in made] == [image_id]
+    snap = wait_until(lambda: (i := cloud.image_get("devcloud", image_id=image_id)).status == "active" and i)
+    assert snap.owner == alpha  # owned by the project, not the service account's
+    assert snap.is_snapshot and snap.properties["instance_uuid"] == server.id
+
+    cloud.image_delete("devcloud", image_id=image_id)
+    with pytest.raises(cloud.NotFound):
+        cloud.image_delete("devcloud", image_id=image_id)
+    conn.compute.delete_server(server.id)
+
+
+def test_limits_of_a_project(clouds):
+    limits = cloud.limits_get("devcloud", project_id=project_id(clouds, "alpha"))
+    assert limits.max_instances > limits.used_instances >= 1
+    assert limits.max_ram_mib > 0
