@@ -239,15 +239,15 @@ def _release(job: Job) -> None:
 
 
 def _fail(job: Job, spec: JobKind, message: str) -> None:
+    """Record the error, undo what the job did, and only then mark it failed,
+    so whoever sees "failed" also sees what the cleanup did."""
     record = job.current_step
     if record is not None:
         record["status"] = "failed"
         record["finished_at"] = _stamp(_now())
         record["detail"] = message
-    job.status = Job.Status.FAILED
     job.error = message
-    job.progress = "failed"
-    job.finished_at = _now()
+    job.progress = "cleaning up"
     job.save()
     if spec.cleanup is not None:
         try:
@@ -255,6 +255,9 @@ def _fail(job: Job, spec: JobKind, message: str) -> None:
         except Exception as exc:
             log.exception("cleanup of job %s failed", job.pk)
             job.result["cleanup_error"] = str(exc)
+    job.status = Job.Status.FAILED
+    job.progress = "failed"
+    job.finished_at = _now()
     _release(job)
     _finished(job, spec)
     return None
@@ -284,19 +287,6 @@ def jobs_recover_stuck() -> list[int]:
         job_enqueue(job)
         recovered.append(job.pk)
     return recovered
-
-
-def job_cancel(job: Job) -> None:
-    """Stop a job that has not finished; its cleanup undoes what it did."""
-    if job.is_finished:
-        return
-    spec = job_kind_get(job.kind)
-    job.status = Job.Status.CANCELLED
-    job.progress = "cancelled"
-    job.finished_at = _now()
-    job.save()
-    if spec.cleanup is not None:
-        spec.cleanup(job)
 
 
 # --- A trivial kind, to prove the wiring end to end --------------------------

@@ -18,7 +18,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devcloud.launcher import DevcloudProcess  # noqa: E402
-
 from scripts.stack import ROOT, RedisProcess, child_env, start_worker, stop_process  # noqa: E402
 
 VAR = Path(os.environ.get("PORTAL_VAR_DIR", ROOT / "var"))

@@ -153,7 +153,6 @@ def snapshot_cleanup(job: Job) -> None:
                 done.append(f"could not start the instance again: {exc.message}")
             server_refresh(job.site, openstack_id=server.openstack_id)
     job.result["cleanup"] = done
-    job.save(update_fields=["result"])
 
 
 def snapshot_notify(job: Job) -> None:

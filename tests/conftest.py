@@ -157,3 +157,30 @@ def broker(redis_server, settings):
 def artifacts_dir():
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def live_demo(clouds, transactional_db, celery_worker, broker):
+    """The demo seed on a database a real worker shares, with tasks going to real Redis."""
+    from portal.demo import demo_seed
+
+    demo_seed()
+    User = get_user_model()
+    return {
+        "users": {u.username: u for u in User.objects.all()},
+        "projects": {p.name: p for p in Project.objects.select_related("site")},
+        "sites": {s.name: s for s in Site.objects.all()},
+        "clouds": clouds,
+        "worker": celery_worker,
+    }
+
+
+def wait_for_job(job, timeout=60.0):
+    """Poll the job row (the truth) until it ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.is_finished:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job.pk} still {job.status} at {job.progress!r}: {job.steps}")

@@ -24,11 +24,24 @@ class Api:
         self.cloud = cloud
         self.session = requests.Session()
         self.microversion = microversion
-        resp = self.session.post(f"{cloud.url}/identity/v3/auth/tokens", json={"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": username, "domain": {"name": "Default"}, "password": password}}},
-            "scope": {"project": {"name": project, "domain": {"id": "default"}}},
-        }})
+        resp = self.session.post(
+            f"{cloud.url}/identity/v3/auth/tokens",
+            json={
+                "auth": {
+                    "identity": {
+                        "methods": ["password"],
+                        "password": {
+                            "user": {
+                                "name": username,
+                                "domain": {"name": "Default"},
+                                "password": password,
+                            }
+                        },
+                    },
+                    "scope": {"project": {"name": project, "domain": {"id": "default"}}},
+                }
+            },
+        )
         assert resp.status_code == 201, resp.text
         self.token = resp.headers["X-Subject-Token"]
         self.token_body = resp.json()["token"]
@@ -81,13 +94,18 @@ class Api:
         return images[0]
 
     def flavor_id(self, name):
-        flavors = self.get("/compute/v2.1/flavors/detail",
-                           params={"is_public": "None"}).json()["flavors"]
+        flavors = self.get("/compute/v2.1/flavors/detail", params={"is_public": "None"}).json()[
+            "flavors"
+        ]
         return next(f["id"] for f in flavors if f["name"] == name)
 
     def create_server(self, name, image="Ubuntu-22.04-LTS", flavor="de.NBI small", **extra):
-        body = {"name": name, "imageRef": self.find_image(image)["id"],
-                "flavorRef": self.flavor_id(flavor), "networks": "auto"}
+        body = {
+            "name": name,
+            "imageRef": self.find_image(image)["id"],
+            "flavorRef": self.flavor_id(flavor),
+            "networks": "auto",
+        }
         body.update(extra)
         resp = self.post("/compute/v2.1/servers", json={"server": body})
         assert resp.status_code == 202, resp.text
@@ -107,8 +125,10 @@ class Api:
 
     def wait_status(self, server_id, status, timeout=20):
         return self.wait_server(
-            server_id, lambda s: s["status"] == status and s["OS-EXT-STS:task_state"] is None,
-            timeout)
+            server_id,
+            lambda s: s["status"] == status and s["OS-EXT-STS:task_state"] is None,
+            timeout,
+        )
 
     def wait_image(self, image_id, predicate, timeout=20):
         deadline = time.monotonic() + timeout
@@ -119,17 +139,20 @@ class Api:
             if predicate(resp):
                 return resp
             time.sleep(0.02)
-        raise AssertionError(f"image {image_id} never satisfied predicate: "
-                             f"{last.status_code} {last.text[:300]}")
+        raise AssertionError(
+            f"image {image_id} never satisfied predicate: {last.status_code} {last.text[:300]}"
+        )
 
 
 def admin_api(cloud, project="admin"):
     from devcloud import seed
+
     return Api(cloud, seed.ADMIN_USER, seed.ADMIN_PASSWORD, project)
 
 
 def member_api(cloud, project):
     from devcloud import seed
+
     return Api(cloud, seed.member_user(project), seed.member_password(project), project)
 
 
@@ -185,6 +208,7 @@ def beta(cloud):
 @pytest.fixture
 def sdk(cloud):
     import openstack
+
     conn = openstack.connect(**cloud.admin_credentials)
     yield conn
     conn.close()
@@ -193,6 +217,7 @@ def sdk(cloud):
 @pytest.fixture
 def sdk_alpha(cloud):
     import openstack
+
     conn = openstack.connect(**cloud.member_credentials("alpha"))
     yield conn
     conn.close()

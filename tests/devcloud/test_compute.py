@@ -25,8 +25,15 @@ def test_microversion_is_echoed_and_defaults_to_2_1(alpha):
     assert resp.headers["X-OpenStack-Nova-API-Version"] == "2.100"
     assert "OpenStack-API-Version" in resp.headers["Vary"]
     server = resp.json()["servers"][0]
-    assert set(server["flavor"]) == {"vcpus", "ram", "disk", "ephemeral", "swap",
-                                     "original_name", "extra_specs"}
+    assert set(server["flavor"]) == {
+        "vcpus",
+        "ram",
+        "disk",
+        "ephemeral",
+        "swap",
+        "original_name",
+        "extra_specs",
+    }
     alpha.microversion = None
     try:
         old = alpha.get("/compute/v2.1/servers/detail")
@@ -38,8 +45,9 @@ def test_microversion_is_echoed_and_defaults_to_2_1(alpha):
     assert "locked" not in old_server and "description" not in old_server
 
 
-@pytest.mark.parametrize("version,status", [("2.101", 406), ("3.0", 406), ("2.0", 406),
-                                            ("bogus", 400), ("latest", 200)])
+@pytest.mark.parametrize(
+    "version,status", [("2.101", 406), ("3.0", 406), ("2.0", 406), ("bogus", 400), ("latest", 200)]
+)
 def test_microversion_range_is_enforced(alpha, version, status):
     resp = alpha.get("/compute/v2.1/servers", microversion=version)
     assert resp.status_code == status
@@ -51,11 +59,31 @@ def test_microversion_range_is_enforced(alpha, version, status):
 
 def test_server_body_has_the_2_100_shape(alpha):
     server = alpha.find_server("alpha-web-01")
-    for key in ("id", "name", "status", "tenant_id", "user_id", "created", "updated", "addresses",
-                "metadata", "locked", "key_name", "OS-EXT-AZ:availability_zone",
-                "OS-EXT-STS:vm_state", "OS-EXT-STS:task_state", "OS-EXT-STS:power_state",
-                "links", "hostId", "description", "tags", "locked_reason",
-                "pinned_availability_zone", "scheduler_hints", "os-extended-volumes:volumes_attached"):
+    for key in (
+        "id",
+        "name",
+        "status",
+        "tenant_id",
+        "user_id",
+        "created",
+        "updated",
+        "addresses",
+        "metadata",
+        "locked",
+        "key_name",
+        "OS-EXT-AZ:availability_zone",
+        "OS-EXT-STS:vm_state",
+        "OS-EXT-STS:task_state",
+        "OS-EXT-STS:power_state",
+        "links",
+        "hostId",
+        "description",
+        "tags",
+        "locked_reason",
+        "pinned_availability_zone",
+        "scheduler_hints",
+        "os-extended-volumes:volumes_attached",
+    ):
         assert key in server, key
     assert server["status"] == "ACTIVE" and server["OS-EXT-STS:power_state"] == 1
     assert server["tenant_id"] == alpha.project_id
@@ -86,12 +114,15 @@ def test_list_is_scoped_to_the_token_project(alpha, beta, admin, admin_alpha):
     assert admin.get("/compute/v2.1/servers").json()["servers"] == []
     everything = admin.get("/compute/v2.1/servers/detail", params={"all_tenants": "1"}).json()
     assert {s["tenant_id"] for s in everything["servers"]} == {alpha.project_id, beta.project_id}
-    only_beta = admin.get("/compute/v2.1/servers/detail",
-                          params={"all_tenants": "True", "project_id": beta.project_id}).json()
+    only_beta = admin.get(
+        "/compute/v2.1/servers/detail",
+        params={"all_tenants": "True", "project_id": beta.project_id},
+    ).json()
     assert {s["tenant_id"] for s in only_beta["servers"]} == {beta.project_id}
     # Like Nova, project_id without all_tenants is ignored: the token scope wins.
-    ignored = admin_alpha.get("/compute/v2.1/servers/detail",
-                              params={"project_id": beta.project_id}).json()
+    ignored = admin_alpha.get(
+        "/compute/v2.1/servers/detail", params={"project_id": beta.project_id}
+    ).json()
     assert {s["tenant_id"] for s in ignored["servers"]} == {alpha.project_id}
 
 
@@ -102,19 +133,25 @@ def test_all_tenants_is_forbidden_for_members(alpha):
 
 
 def test_name_is_a_regex_and_status_filters(alpha):
-    names = [s["name"] for s in alpha.get("/compute/v2.1/servers/detail",
-                                          params={"name": "^alpha-w(eb|orker)-01$"}).json()["servers"]]
+    names = [
+        s["name"]
+        for s in alpha.get(
+            "/compute/v2.1/servers/detail", params={"name": "^alpha-w(eb|orker)-01$"}
+        ).json()["servers"]
+    ]
     assert sorted(names) == ["alpha-web-01", "alpha-worker-01"]
     shutoff = alpha.get("/compute/v2.1/servers/detail", params={"status": "SHUTOFF"}).json()
     assert shutoff["servers"] and {s["status"] for s in shutoff["servers"]} == {"SHUTOFF"}
-    assert alpha.get("/compute/v2.1/servers/detail",
-                     params={"status": "NOPE"}).json()["servers"] == []
+    assert (
+        alpha.get("/compute/v2.1/servers/detail", params={"status": "NOPE"}).json()["servers"] == []
+    )
     flavor = alpha.flavor_id("de.NBI highmem 2xlarge")
     big = alpha.get("/compute/v2.1/servers/detail", params={"flavor": flavor}).json()["servers"]
     assert [s["name"] for s in big] == ["alpha-bigmem-01"]
     web = alpha.find_server("alpha-web-01")
-    by_ip = alpha.get("/compute/v2.1/servers/detail",
-                      params={"ip": web["addresses"]["private"][0]["addr"] + "$"}).json()
+    by_ip = alpha.get(
+        "/compute/v2.1/servers/detail", params={"ip": web["addresses"]["private"][0]["addr"] + "$"}
+    ).json()
     assert [s["name"] for s in by_ip["servers"]] == ["alpha-web-01"]
 
 
@@ -122,8 +159,9 @@ def test_default_sort_is_created_desc_and_sort_keys_work(alpha):
     servers = alpha.get("/compute/v2.1/servers/detail").json()["servers"]
     created = [s["created"] for s in servers]
     assert created == sorted(created, reverse=True)
-    by_name = alpha.get("/compute/v2.1/servers/detail",
-                        params={"sort_key": "display_name", "sort_dir": "asc"}).json()["servers"]
+    by_name = alpha.get(
+        "/compute/v2.1/servers/detail", params={"sort_key": "display_name", "sort_dir": "asc"}
+    ).json()["servers"]
     names = [s["name"] for s in by_name]
     assert names == sorted(names)
     bad = alpha.get("/compute/v2.1/servers/detail", params={"sort_key": "favourite_colour"})
@@ -145,9 +183,13 @@ def test_limit_marker_and_servers_links(cloud, alpha):
             break
         (link,) = links
         assert link["rel"] == "next"
-        assert link["href"] == (f"{cloud.url}/compute/v2.1/servers/detail?limit=3&marker={page[-1]}")
-        resp = alpha.session.get(link["href"], headers={
-            "X-Auth-Token": alpha.token, "OpenStack-API-Version": "compute 2.100"}).json()
+        assert link["href"] == (
+            f"{cloud.url}/compute/v2.1/servers/detail?limit=3&marker={page[-1]}"
+        )
+        resp = alpha.session.get(
+            link["href"],
+            headers={"X-Auth-Token": alpha.token, "OpenStack-API-Version": "compute 2.100"},
+        ).json()
     assert seen == everything
     missing = alpha.get("/compute/v2.1/servers/detail", params={"marker": "nope"})
     assert missing.status_code == 400
@@ -161,10 +203,21 @@ def test_sdk_paginates_servers_to_the_end(sdk_alpha, alpha):
 
 
 def test_flavors_visibility_and_fields(admin, alpha, beta):
-    flavors = {f["name"]: f for f in admin.get("/compute/v2.1/flavors/detail",
-                                               params={"is_public": "None"}).json()["flavors"]}
-    assert set(flavors) == {"de.NBI tiny", "de.NBI small", "de.NBI medium", "de.NBI large",
-                            "de.NBI highmem xlarge", "de.NBI highmem 2xlarge", "de.NBI gpu"}
+    flavors = {
+        f["name"]: f
+        for f in admin.get("/compute/v2.1/flavors/detail", params={"is_public": "None"}).json()[
+            "flavors"
+        ]
+    }
+    assert set(flavors) == {
+        "de.NBI tiny",
+        "de.NBI small",
+        "de.NBI medium",
+        "de.NBI large",
+        "de.NBI highmem xlarge",
+        "de.NBI highmem 2xlarge",
+        "de.NBI gpu",
+    }
     assert flavors["de.NBI highmem 2xlarge"]["ram"] == 524288
     assert flavors["de.NBI highmem xlarge"]["ram"] == 262144
     assert flavors["de.NBI tiny"]["disk"] == 20 and flavors["de.NBI tiny"]["vcpus"] == 1
@@ -172,10 +225,18 @@ def test_flavors_visibility_and_fields(admin, alpha, beta):
     assert "extra_specs" in flavors["de.NBI gpu"]
     public_only = {f["name"] for f in admin.get("/compute/v2.1/flavors/detail").json()["flavors"]}
     assert "de.NBI gpu" not in public_only
-    alpha_names = {f["name"] for f in alpha.get("/compute/v2.1/flavors/detail",
-                                                params={"is_public": "None"}).json()["flavors"]}
-    beta_names = {f["name"] for f in beta.get("/compute/v2.1/flavors/detail",
-                                              params={"is_public": "None"}).json()["flavors"]}
+    alpha_names = {
+        f["name"]
+        for f in alpha.get("/compute/v2.1/flavors/detail", params={"is_public": "None"}).json()[
+            "flavors"
+        ]
+    }
+    beta_names = {
+        f["name"]
+        for f in beta.get("/compute/v2.1/flavors/detail", params={"is_public": "None"}).json()[
+            "flavors"
+        ]
+    }
     assert "de.NBI gpu" in alpha_names and "de.NBI gpu" not in beta_names
     gpu = flavors["de.NBI gpu"]["id"]
     assert beta.get(f"/compute/v2.1/flavors/{gpu}").status_code == 404
@@ -200,14 +261,20 @@ def test_limits_and_quota_sets(admin, alpha, beta):
     assert absolute["maxTotalInstances"] >= absolute["totalInstancesUsed"] + 5
     for_beta = admin.get("/compute/v2.1/limits", params={"tenant_id": beta.project_id}).json()
     assert for_beta["limits"]["absolute"]["maxTotalCores"] == 64
-    assert alpha.get("/compute/v2.1/limits", params={"tenant_id": beta.project_id}).status_code == 403
+    assert (
+        alpha.get("/compute/v2.1/limits", params={"tenant_id": beta.project_id}).status_code == 403
+    )
     quota = alpha.get(f"/compute/v2.1/os-quota-sets/{alpha.project_id}").json()["quota_set"]
     assert quota["instances"] == absolute["maxTotalInstances"]
 
 
 def _server_body(api, name, **extra):
-    body = {"name": name, "imageRef": api.find_image("Ubuntu-22.04-LTS")["id"],
-            "flavorRef": api.flavor_id("de.NBI small"), "networks": "auto"}
+    body = {
+        "name": name,
+        "imageRef": api.find_image("Ubuntu-22.04-LTS")["id"],
+        "flavorRef": api.flavor_id("de.NBI small"),
+        "networks": "auto",
+    }
     body.update(extra)
     return {"server": body}
 
@@ -225,7 +292,9 @@ def test_create_validation_errors(alpha, beta):
     body = _server_body(alpha, "v3", imageRef="0b4b0a9c-0000-4000-8000-000000000000")
     assert create(body).status_code == 400
     rstudio = alpha.find_image("RStudio-Ubuntu-22.04")
-    body = _server_body(alpha, "v4", imageRef=rstudio["id"], flavorRef=alpha.flavor_id("de.NBI tiny"))
+    body = _server_body(
+        alpha, "v4", imageRef=rstudio["id"], flavorRef=alpha.flavor_id("de.NBI tiny")
+    )
     resp = create(body)
     assert resp.status_code == 400 and "memory is too small" in resp.json()["badRequest"]["message"]
     gpu = alpha.flavor_id("de.NBI gpu")
@@ -234,18 +303,32 @@ def test_create_validation_errors(alpha, beta):
 
 
 def test_create_rejects_inactive_and_too_big_images(alpha):
-    queued = alpha.post("/image/v2/images", json={"name": "not-yet", "disk_format": "qcow2",
-                                                  "container_format": "bare"}).json()
+    queued = alpha.post(
+        "/image/v2/images",
+        json={"name": "not-yet", "disk_format": "qcow2", "container_format": "bare"},
+    ).json()
     try:
-        resp = alpha.post("/compute/v2.1/servers", json=_server_body(alpha, "x", imageRef=queued["id"]))
+        resp = alpha.post(
+            "/compute/v2.1/servers", json=_server_body(alpha, "x", imageRef=queued["id"])
+        )
         assert resp.status_code == 400
         assert resp.json()["badRequest"]["message"] == f"Image {queued['id']} is not active."
-        alpha.patch(f"/image/v2/images/{queued['id']}",
-                    headers={"Content-Type": "application/openstack-images-v2.1-json-patch"},
-                    json=[{"op": "replace", "path": "/min_disk", "value": 60}])
-        assert alpha.put(f"/image/v2/images/{queued['id']}/file", data=b"x" * 10,
-                         headers={"Content-Type": "application/octet-stream"}).status_code == 204
-        resp = alpha.post("/compute/v2.1/servers", json=_server_body(alpha, "x", imageRef=queued["id"]))
+        alpha.patch(
+            f"/image/v2/images/{queued['id']}",
+            headers={"Content-Type": "application/openstack-images-v2.1-json-patch"},
+            json=[{"op": "replace", "path": "/min_disk", "value": 60}],
+        )
+        assert (
+            alpha.put(
+                f"/image/v2/images/{queued['id']}/file",
+                data=b"x" * 10,
+                headers={"Content-Type": "application/octet-stream"},
+            ).status_code
+            == 204
+        )
+        resp = alpha.post(
+            "/compute/v2.1/servers", json=_server_body(alpha, "x", imageRef=queued["id"])
+        )
         assert resp.status_code == 400
         assert "minimum size" in resp.json()["badRequest"]["message"]
     finally:
@@ -257,20 +340,25 @@ def test_quota_exceeded_is_403_in_nova_shape(beta):
     resp = beta.post("/compute/v2.1/servers", json=big)
     assert resp.status_code == 403
     assert resp.json()["forbidden"]["message"].startswith("Quota exceeded for cores:")
-    many = _server_body(beta, "many", flavorRef=beta.flavor_id("de.NBI tiny"), min_count=30,
-                        max_count=30)
+    many = _server_body(
+        beta, "many", flavorRef=beta.flavor_id("de.NBI tiny"), min_count=30, max_count=30
+    )
     resp = beta.post("/compute/v2.1/servers", json=many)
     assert resp.status_code == 403
     assert resp.json()["forbidden"]["message"].startswith("Quota exceeded for instances:")
-    assert beta.get("/compute/v2.1/servers", params={"name": "^(too-big|many)"}).json()["servers"] == []
+    assert (
+        beta.get("/compute/v2.1/servers", params={"name": "^(too-big|many)"}).json()["servers"]
+        == []
+    )
 
 
 def test_create_batch_delete_and_changes_since(alpha):
     before = clock.db_to_api(clock.now_db())
     time.sleep(1.05)  # changes-since has second resolution in the query we send
-    resp = alpha.post("/compute/v2.1/servers",
-                      json=_server_body(alpha, "batch", min_count=1, max_count=3,
-                                        metadata={"purpose": "test"}))
+    resp = alpha.post(
+        "/compute/v2.1/servers",
+        json=_server_body(alpha, "batch", min_count=1, max_count=3, metadata={"purpose": "test"}),
+    )
     assert resp.status_code == 202
     created = resp.json()["server"]
     assert created["adminPass"] and created["links"][0]["rel"] == "self"
@@ -286,8 +374,9 @@ def test_create_batch_delete_and_changes_since(alpha):
     assert alpha.delete(f"/compute/v2.1/servers/{victim}").status_code == 404
     listed = {s["id"] for s in alpha.get("/compute/v2.1/servers").json()["servers"]}
     assert victim not in listed
-    changed = alpha.get("/compute/v2.1/servers/detail",
-                        params={"changes-since": before}).json()["servers"]
+    changed = alpha.get("/compute/v2.1/servers/detail", params={"changes-since": before}).json()[
+        "servers"
+    ]
     states = {s["id"]: s["status"] for s in changed}
     assert states[victim] == "DELETED"
     assert {states[s["id"]] for s in batch[1:]} == {"ACTIVE"}
@@ -300,16 +389,19 @@ def test_networks_none_and_list(alpha):
     ids = []
     try:
         for networks in ("none", [{"uuid": "7d2c9a43-5f9e-4b59-9c2b-6e1d2f0a9b11"}]):
-            resp = alpha.post("/compute/v2.1/servers",
-                              json=_server_body(alpha, "netcheck", networks=networks))
+            resp = alpha.post(
+                "/compute/v2.1/servers", json=_server_body(alpha, "netcheck", networks=networks)
+            )
             assert resp.status_code == 202, resp.text
             ids.append(resp.json()["server"]["id"])
         none_server = alpha.wait_status(ids[0], "ACTIVE")
         listed_server = alpha.wait_status(ids[1], "ACTIVE")
         assert none_server["addresses"] == {}
         assert list(listed_server["addresses"]) == ["private"]
-        bad = alpha.post("/compute/v2.1/servers",
-                         json=_server_body(alpha, "netcheck", networks=[{"uuid": "nope"}]))
+        bad = alpha.post(
+            "/compute/v2.1/servers",
+            json=_server_body(alpha, "netcheck", networks=[{"uuid": "nope"}]),
+        )
         assert bad.status_code == 400
     finally:
         for server_id in ids:

@@ -8,11 +8,22 @@ from .conftest import admin_api, member_api
 
 
 def _password_body(user, password, project=None, user_domain=None, project_domain=None):
-    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": dict(
-        user, password=password, **({"domain": user_domain} if user_domain else {}))}}}}
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": dict(
+                        user, password=password, **({"domain": user_domain} if user_domain else {})
+                    )
+                },
+            }
+        }
+    }
     if project:
-        body["auth"]["scope"] = {"project": dict(project, **(
-            {"domain": project_domain} if project_domain else {}))}
+        body["auth"]["scope"] = {
+            "project": dict(project, **({"domain": project_domain} if project_domain else {}))
+        }
     return body
 
 
@@ -29,16 +40,33 @@ def test_unversioned_discovery_is_300_with_v3_link(cloud):
 
 
 def test_password_auth_with_domain_by_name_and_by_id(cloud):
-    for user_domain, project_domain in (({"name": "Default"}, {"name": "Default"}),
-                                        ({"id": "default"}, {"id": "default"})):
-        resp = requests.post(f"{cloud.auth_url}/v3/auth/tokens", json=_password_body(
-            {"name": "alpha-user"}, seed.member_password("alpha"), {"name": "alpha"},
-            user_domain, project_domain))
+    for user_domain, project_domain in (
+        ({"name": "Default"}, {"name": "Default"}),
+        ({"id": "default"}, {"id": "default"}),
+    ):
+        resp = requests.post(
+            f"{cloud.auth_url}/v3/auth/tokens",
+            json=_password_body(
+                {"name": "alpha-user"},
+                seed.member_password("alpha"),
+                {"name": "alpha"},
+                user_domain,
+                project_domain,
+            ),
+        )
         assert resp.status_code == 201, resp.text
         assert resp.headers["X-Subject-Token"]
         token = resp.json()["token"]
-        assert set(token) >= {"methods", "user", "project", "roles", "catalog", "expires_at",
-                              "issued_at", "audit_ids"}
+        assert set(token) >= {
+            "methods",
+            "user",
+            "project",
+            "roles",
+            "catalog",
+            "expires_at",
+            "issued_at",
+            "audit_ids",
+        }
         assert token["methods"] == ["password"]
         assert token["project"]["name"] == "alpha"
         assert token["user"]["domain"] == {"id": "default", "name": "Default"}
@@ -53,21 +81,39 @@ def test_password_auth_with_domain_by_name_and_by_id(cloud):
 
 
 def test_auth_by_user_and_project_id(cloud, alpha):
-    resp = requests.post(f"{cloud.auth_url}/v3/auth/tokens", json=_password_body(
-        {"id": alpha.user_id}, seed.member_password("alpha"), {"id": alpha.project_id}))
+    resp = requests.post(
+        f"{cloud.auth_url}/v3/auth/tokens",
+        json=_password_body(
+            {"id": alpha.user_id}, seed.member_password("alpha"), {"id": alpha.project_id}
+        ),
+    )
     assert resp.status_code == 201
     assert resp.json()["token"]["project"]["id"] == alpha.project_id
 
 
 def test_bad_password_and_foreign_project_are_401(cloud):
-    bad = requests.post(f"{cloud.auth_url}/v3/auth/tokens", json=_password_body(
-        {"name": "alpha-user"}, "wrong", {"name": "alpha"}, {"name": "Default"},
-        {"name": "Default"}))
+    bad = requests.post(
+        f"{cloud.auth_url}/v3/auth/tokens",
+        json=_password_body(
+            {"name": "alpha-user"},
+            "wrong",
+            {"name": "alpha"},
+            {"name": "Default"},
+            {"name": "Default"},
+        ),
+    )
     assert bad.status_code == 401
     assert bad.json()["error"]["code"] == 401
-    foreign = requests.post(f"{cloud.auth_url}/v3/auth/tokens", json=_password_body(
-        {"name": "alpha-user"}, seed.member_password("alpha"), {"name": "beta"},
-        {"name": "Default"}, {"name": "Default"}))
+    foreign = requests.post(
+        f"{cloud.auth_url}/v3/auth/tokens",
+        json=_password_body(
+            {"name": "alpha-user"},
+            seed.member_password("alpha"),
+            {"name": "beta"},
+            {"name": "Default"},
+            {"name": "Default"},
+        ),
+    )
     assert foreign.status_code == 401
 
 
@@ -78,8 +124,12 @@ def test_validate_and_revoke_token(cloud, admin):
     assert resp.headers["X-Subject-Token"] == other.token
     assert resp.json()["token"]["project"]["name"] == "beta"
     assert other.get("/compute/v2.1/servers").status_code == 200
-    assert other.delete("/identity/v3/auth/tokens",
-                        headers={"X-Subject-Token": other.token}).status_code == 204
+    assert (
+        other.delete(
+            "/identity/v3/auth/tokens", headers={"X-Subject-Token": other.token}
+        ).status_code
+        == 204
+    )
     assert other.get("/compute/v2.1/servers").status_code == 401
     missing = admin.get("/identity/v3/auth/tokens", headers={"X-Subject-Token": "nope"})
     assert missing.status_code == 404

@@ -110,7 +110,9 @@ def test_stop_start_and_snapshot_in_the_servers_project(clouds):
     )  # fmt: skip
     made = cloud.image_find_by_property("devcloud", key="portal_job", value="job-gw")
     assert [i.id for i in made] == [image_id]
-    snap = wait_until(lambda: (i := cloud.image_get("devcloud", image_id=image_id)).status == "active" and i)
+    snap = wait_until(
+        lambda: (i := cloud.image_get("devcloud", image_id=image_id)).status == "active" and i
+    )
     assert snap.owner == alpha  # owned by the project, not the service account's
     assert snap.is_snapshot and snap.properties["instance_uuid"] == server.id
 

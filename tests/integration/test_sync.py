@@ -35,7 +35,10 @@ def test_out_of_band_create_stop_and_delete_show_after_a_sync(demo, full):
     image = Image.objects.get(site=site, name="Ubuntu-22.04-LTS")
     flavor = Flavor.objects.get(site=site, name="de.NBI tiny")
     made = scoped.compute.create_server(
-        name=f"oob-{full}", flavor_id=flavor.openstack_id, image_id=image.openstack_id, networks="auto"
+        name=f"oob-{full}",
+        flavor_id=flavor.openstack_id,
+        image_id=image.openstack_id,
+        networks="auto",
     )
     site_sync(site, full=full)
     row = Server.objects.get(site=site, openstack_id=made.id)

@@ -120,7 +120,9 @@ def test_permissions(people, vm):
     assert snapshot_create_check(server=vm, actor=people["admin"], name="n") == "n"
 
 
-def test_another_portal_job_on_the_instance_blocks_it(people, vm, django_capture_on_commit_callbacks):
+def test_another_portal_job_on_the_instance_blocks_it(
+    people, vm, django_capture_on_commit_callbacks
+):
     snapshot_create_request(server=vm, actor=people["bob"], name="first")
     assert "Another portal job" in refused(server=vm, actor=people["bob"], name="second").message
 

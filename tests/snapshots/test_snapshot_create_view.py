@@ -41,7 +41,9 @@ def test_htmx_gets_the_modal(client, people, vm):
     assert 'role="dialog"' in response.content.decode()
 
 
-def test_it_creates_the_job_and_redirects(client, people, vm, django_capture_on_commit_callbacks, monkeypatch):
+def test_it_creates_the_job_and_redirects(
+    client, people, vm, django_capture_on_commit_callbacks, monkeypatch
+):
     from portal import tasks
 
     sent = []
@@ -55,7 +57,9 @@ def test_it_creates_the_job_and_redirects(client, people, vm, django_capture_on_
     assert len(sent) == 1  # handed to a worker after commit
 
 
-def test_htmx_post_redirects_by_header(client, people, vm, django_capture_on_commit_callbacks, monkeypatch):
+def test_htmx_post_redirects_by_header(
+    client, people, vm, django_capture_on_commit_callbacks, monkeypatch
+):
     from portal import tasks
 
     monkeypatch.setattr(tasks.job_advance_task, "apply_async", lambda *a, **k: None)

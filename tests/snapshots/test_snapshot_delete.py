@@ -45,7 +45,9 @@ def test_confirmation_lists_deleted_and_skipped_with_reasons(client, people, sna
     assert Job.objects.count() == 0  # confirming changes nothing
 
 
-def test_delete_creates_one_job_with_skips_recorded(client, people, snaps, no_broker, django_capture_on_commit_callbacks):
+def test_delete_creates_one_job_with_skips_recorded(
+    client, people, snaps, no_broker, django_capture_on_commit_callbacks
+):
     client.force_login(people["bob"])
     ids = [snaps[k].pk for k in ("bobs", "alices", "locked")]
     with django_capture_on_commit_callbacks(execute=True):
@@ -59,7 +61,9 @@ def test_delete_creates_one_job_with_skips_recorded(client, people, snaps, no_br
     page = client.get(reverse("snapshots:snapshot-list"))
     assert "deleting" in page.content.decode()
     again = client.get(URL, {"selected": [snaps["bobs"].pk]})
-    assert dict((s.name, r) for s, r in again.context["plan"].skipped) == {"bobs": "in use by a running job"}
+    assert dict((s.name, r) for s, r in again.context["plan"].skipped) == {
+        "bobs": "in use by a running job"
+    }
 
 
 def test_admin_deletes_everything_in_the_project(client, people, snaps):

@@ -98,7 +98,12 @@ def test_per_project_view_and_facility_view(client, people, snaps):
     client.force_login(people["carol"])
     project_url = reverse("snapshots:snapshot-project-list", args=[people["beta"].pk])
     assert names(client.get(project_url)) == ["beta-course"]
-    assert client.get(reverse("snapshots:snapshot-project-list", args=[people["alpha"].pk])).status_code == 403
+    assert (
+        client.get(
+            reverse("snapshots:snapshot-project-list", args=[people["alpha"].pk])
+        ).status_code
+        == 403
+    )
     client.force_login(people["admin"])
     assert len(names(client.get(URL))) == 4
 

@@ -15,6 +15,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         if not settings.DEBUG:
-            raise CommandError("seed_demo creates well-known passwords; it only runs with DEBUG on.")
+            raise CommandError(
+                "seed_demo creates well-known passwords; it only runs with DEBUG on."
+            )
         demo_seed(log=lambda message: self.stderr.write(message))
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
