@@ -36,6 +36,11 @@ def now_db():
     return ts_to_db(now_ts())
 
 
+def now_db_seconds():
+    """Glance keeps whole seconds, and its ordering ties on created_at fall back to id."""
+    return ts_to_db(int(now_ts()))
+
+
 def db_to_api(value):
     """Stored timestamp -> 'YYYY-MM-DDTHH:MM:SSZ' (None stays None)."""
     if not value:

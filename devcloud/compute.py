@@ -352,7 +352,8 @@ def server_view(req, row, show=False):
         view["server_groups"] = []
     fault = loads(row["fault"])
     if fault and status in ("ERROR", "DELETED"):
-        shown = {"code": fault["code"], "created": fault["created"], "message": fault["message"]}
+        shown = {"code": fault["code"], "created": clock.db_to_api(fault["created"]),
+                 "message": fault["message"]}
         if ctx.is_admin or fault["code"] != 500:
             shown["details"] = fault.get("details", "")
         view["fault"] = shown

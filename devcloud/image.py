@@ -133,7 +133,7 @@ def content_hashes(data):
 
 
 def insert_image(conn, fields):
-    now = clock.now_db()
+    now = clock.now_db_seconds()
     row = {
         "id": str(uuid.uuid4()),
         "name": None,
@@ -291,9 +291,7 @@ def _time_filter(name, value):
         parsed = clock.parse_iso(stamp)
     except ValueError:
         raise ApiError(400, f"Invalid {name} value '{stamp}': expected an ISO 8601 time.") from None
-    # Glance compares at second resolution; stored times carry microseconds.
-    column = f"substr({name}, 1, 19)"
-    return f"{column} {sql_op} ?", [parsed[:19]]
+    return f"{name} {sql_op} ?", [parsed[:19] + ".000000"]
 
 
 def _parse_sort(req):
@@ -646,7 +644,7 @@ def update_image(req, image_id):
             else:
                 props[key] = value
         core["properties"] = dumps(props)
-        core["updated_at"] = clock.now_db()
+        core["updated_at"] = clock.now_db_seconds()
         sets = ", ".join(f"{k} = ?" for k in core)
         conn.execute(f"UPDATE images SET {sets} WHERE id = ?", list(core.values()) + [image_id])
     row = store.one("SELECT * FROM images WHERE id = ?", (image_id,))
@@ -670,7 +668,7 @@ def delete_image(req, image_id):
 
 
 def mark_deleted(conn, image_id):
-    now = clock.now_db()
+    now = clock.now_db_seconds()
     conn.execute(
         "UPDATE images SET status = 'deleted', deleted = 1, deleted_at = ?, "
         "updated_at = ? WHERE id = ? AND deleted = 0",
@@ -706,7 +704,7 @@ def upload(req, image_id):
         conn.execute(
             "UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_algo = 'sha512',"
             " os_hash_value = ?, data = 'file', updated_at = ? WHERE id = ?",
-            (len(data), md5, sha512, clock.now_db(), image_id),
+            (len(data), md5, sha512, clock.now_db_seconds(), image_id),
         )
     return Response(204)
 
@@ -739,7 +737,7 @@ def add_tag(req, image_id, tag):
             tags.append(tag)
         conn.execute(
             "UPDATE images SET tags = ?, updated_at = ? WHERE id = ?",
-            (dumps(tags), clock.now_db(), image_id),
+            (dumps(tags), clock.now_db_seconds(), image_id),
         )
     return Response(204)
 
@@ -755,7 +753,7 @@ def delete_tag(req, image_id, tag):
         tags.remove(tag)
         conn.execute(
             "UPDATE images SET tags = ?, updated_at = ? WHERE id = ?",
-            (dumps(tags), clock.now_db(), image_id),
+            (dumps(tags), clock.now_db_seconds(), image_id),
         )
     return Response(204)
 
@@ -781,7 +779,7 @@ def _set_active_state(req, image_id, target):
             raise ApiError(400, f"Not allowed to {target} image in status '{row['status']}'")
         conn.execute(
             "UPDATE images SET status = ?, updated_at = ? WHERE id = ?",
-            (dest, clock.now_db(), image_id),
+            (dest, clock.now_db_seconds(), image_id),
         )
     return Response(204)
 

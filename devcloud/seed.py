@@ -173,7 +173,7 @@ def ensure_seeded(store, profile):
 def _seed(store, profile):
     conn = store.conn
     spec = PROFILES[profile]
-    now = clock.now_ts()
+    now = float(int(clock.now_ts()))
     projects = [ADMIN_PROJECT] + spec["projects"]
     pids = {name: project_id(profile, name) for name in projects}
     for name in projects:
@@ -365,8 +365,7 @@ def populate(store, n_servers, n_images, project_name="alpha"):
         server_refs.append((sid, used, base, fsnap))
     image_rows = []
     for j in range(n_images):
-        created_ts = now - DAY - j * 11.0 - rng.random()
-        created = clock.ts_to_db(created_ts)
+        created = clock.ts_to_db(int(now - DAY - j * 11.0))
         iid = str(uuid.uuid4())
         md5, sha512 = content_hashes(synthetic_content(iid))
         if j % 5 == 4 or not server_refs:

@@ -273,7 +273,7 @@ def apply_step(conn, row):
         )
     if payload.get("image"):
         values = {k: v for k, v in payload["image"].items() if k in IMAGE_COLUMNS}
-        values["updated_at"] = now
+        values["updated_at"] = clock.now_db_seconds()
         sets = ", ".join(f"{k} = ?" for k in values)
         conn.execute(
             f"UPDATE images SET {sets} WHERE id = ? AND deleted = 0",

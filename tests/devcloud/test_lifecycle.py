@@ -153,7 +153,7 @@ def test_snapshot_sequence_and_image_properties(api, slow_cloud):
 
 
 def test_snapshot_of_a_stopped_server_keeps_it_shutoff(api):
-    sid = api.find_server("alpha-assembly-01")["id"]
+    sid = api.find_server("alpha-analysis-02")["id"]
     resp = api.action(sid, {"createImage": {"name": "stopped-snap"}}, microversion="2.44")
     assert resp.status_code == 202 and resp.content == b""
     image_id = resp.headers["Location"].rsplit("/", 1)[1]
