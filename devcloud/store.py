@@ -142,9 +142,9 @@ CREATE INDEX IF NOT EXISTS images_created ON images (created_at, id);
 CREATE INDEX IF NOT EXISTS images_updated ON images (updated_at, id);
 CREATE INDEX IF NOT EXISTS images_owner ON images (owner, created_at, id);
 CREATE INDEX IF NOT EXISTS images_visibility ON images (visibility, created_at, id);
-CREATE INDEX IF NOT EXISTS images_name ON images (name, id);
+CREATE INDEX IF NOT EXISTS images_name ON images (COALESCE(name, ''), created_at, id);
 CREATE INDEX IF NOT EXISTS images_status ON images (status);
-CREATE INDEX IF NOT EXISTS images_size ON images (size, id);
+CREATE INDEX IF NOT EXISTS images_size ON images (COALESCE(size, -1), created_at, id);
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     due REAL NOT NULL,
@@ -271,6 +271,10 @@ def keyset_condition(sort, marker_values):
     """
     clauses = []
     params = []
+    # A redundant range on the leading key lets SQLite seek in an index on it
+    # instead of evaluating the OR for every row before the marker.
+    lead_op = "<=" if sort[0][1] == "desc" else ">="
+    lead = f"{sort[0][0]} {lead_op} ?"
     for i, (expr, direction) in enumerate(sort):
         parts = []
         for j in range(i):
@@ -280,7 +284,7 @@ def keyset_condition(sort, marker_values):
         parts.append(f"{expr} {op} ?")
         params.append(marker_values[i])
         clauses.append("(" + " AND ".join(parts) + ")")
-    return "(" + " OR ".join(clauses) + ")", params
+    return f"({lead} AND (" + " OR ".join(clauses) + "))", [marker_values[0]] + params
 
 
 def order_by(sort):
