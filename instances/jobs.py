@@ -85,3 +85,127 @@ job_kind_register(
         ),
     )
 )
+
+
+# --- Launch ---------------------------------------------------------------------
+
+
+def _launch_key(job: Job) -> str:
+    return f"job-{job.pk}"
+
+
+def step_launch_check(job: Job) -> None:
+    """The page's rules again, with the cloud's live quota."""
+    from images.models import Image
+    from instances.launch import launch_check
+    from instances.models import Flavor
+    from portal.errors import ActionRefused
+    from portal.services import quotas_sync
+
+    quotas_sync(job.site)
+    job.project.refresh_from_db()
+    try:
+        launch_check(
+            actor=job.actor,
+            project=job.project,
+            flavor=Flavor.objects.get(pk=job.params["flavor_pk"]),
+            image=Image.objects.get(pk=job.params["image_pk"]),
+            prefix=job.params.get("prefix", ""),
+            count=len(job.params["names"]),
+            participants=job.params.get("participants", []),
+        )
+    except ActionRefused as refused:
+        raise StepFailed(refused.message) from refused
+    except (Flavor.DoesNotExist, Image.DoesNotExist) as exc:
+        raise StepFailed("the flavor or image is gone") from exc
+
+
+def step_launch_create(job: Job) -> None:
+    """Create each server once: one already made for this job (found by name and
+    its `portal_job` metadata) is adopted, not made again."""
+    created = job.state.setdefault("servers", {})
+    outcomes = job.state.setdefault("outcomes", {})
+    participants = job.params.get("participants", [])
+    project_id = job.project.openstack_id
+    for index, name in enumerate(job.params["names"]):
+        key = str(index)
+        if key in created or key in outcomes:
+            continue
+        mine = [
+            s for s in cloud.server_find(job.site.name, project_id=project_id, name=name)
+            if s.metadata.get("portal_job") == _launch_key(job)
+        ]  # fmt: skip
+        if mine:
+            created[key] = mine[0].id
+        else:
+            metadata = {
+                "portal_user": job.actor.username,
+                "portal_job": _launch_key(job),
+                "portal_index": key,
+            }
+            if index < len(participants):
+                metadata["participant"] = participants[index][:255]
+            try:
+                server = cloud.server_create(
+                    job.site.name, project_id=project_id, name=name,
+                    flavor_id=job.params["flavor_id"], image_id=job.params["image_id"],
+                    metadata=metadata,
+                )  # fmt: skip
+            except (cloud.BadRequest, cloud.Forbidden, cloud.Conflict) as exc:
+                outcomes[key] = f"failed: {exc.message}"
+                job.save(update_fields=["state"])
+                continue
+            created[key] = server.id
+        server_refresh(job.site, openstack_id=created[key])
+        job.save(update_fields=["state"])  # what exists survives a crash of this step
+    return None
+
+
+def step_launch_wait(job: Job) -> Wait | None:
+    created = job.state.get("servers", {})
+    outcomes = job.state.setdefault("outcomes", {})
+    for key, server_id in created.items():
+        if key in outcomes:
+            continue
+        server = server_refresh(job.site, openstack_id=server_id)
+        if server is None or server.is_deleted:
+            outcomes[key] = "failed: the instance vanished"
+        elif server.status == "ACTIVE":
+            outcomes[key] = "active"
+        elif server.status == "ERROR":
+            outcomes[key] = f"failed: {server.fault_message or 'the cloud gave no reason'}"
+    total = len(job.params["names"])
+    if len(outcomes) < total:
+        return Wait(progress=f"{len(outcomes)} of {total} ready")
+    return None
+
+
+def step_launch_summary(job: Job) -> None:
+    outcomes = job.state.get("outcomes", {})
+    names = job.params["names"]
+    active = [names[int(k)] for k, o in outcomes.items() if o == "active"]
+    failed = [
+        f"{names[int(k)]} ({o.removeprefix('failed: ')})"
+        for k, o in outcomes.items()
+        if o != "active"
+    ]
+    summary = f"{len(active)} active"
+    if failed:
+        summary += f", {len(failed)} failed: " + "; ".join(failed)
+    job.result.update({"summary": summary + ".", "active": active, "failed": failed})
+    if not active:
+        raise StepFailed(summary)
+    return None
+
+
+job_kind_register(
+    JobKind(
+        name="instances.launch",
+        steps=(
+            Step("check", "Checking", step_launch_check),
+            Step("create", "Creating", step_launch_create),
+            Step("wait", "Booting", step_launch_wait),
+            Step("summary", "Summing up", step_launch_summary),
+        ),
+    )
+)

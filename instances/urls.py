@@ -1,11 +1,12 @@
 from django.urls import path
 
-from instances import views
+from instances import launch_views, views
 
 app_name = "instances"
 
 urlpatterns = [
     path("", views.instance_list, name="instance-list"),
+    path("new/", launch_views.instance_new, name="instance-new"),
     path("<int:server_id>/", views.instance_detail, name="instance-detail"),
     path("<int:server_id>/row/", views.instance_row, name="instance-row"),
     path("<int:server_id>/stop/", views.instance_stop, name="instance-stop"),

@@ -38,6 +38,14 @@ class Project(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
     )
+    # Compute limits and usage, mirrored by the sync (Nova /limits).
+    quota_instances = models.IntegerField(null=True, blank=True)
+    quota_cores = models.IntegerField(null=True, blank=True)
+    quota_ram_mib = models.BigIntegerField(null=True, blank=True)
+    used_instances = models.IntegerField(default=0)
+    used_cores = models.IntegerField(default=0)
+    used_ram_mib = models.BigIntegerField(default=0)
+    quota_synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -33,6 +33,22 @@ def projects_sync(site: Site) -> int:
     return changed
 
 
+def quotas_sync(site: Site) -> None:
+    """Mirror each portal project's compute limits and usage (one call per project)."""
+    now = timezone.now()
+    for project in Project.objects.filter(site=site):
+        limits = cloud.limits_get(site.name, project_id=project.openstack_id)
+        Project.objects.filter(pk=project.pk).update(
+            quota_instances=limits.max_instances,
+            quota_cores=limits.max_cores,
+            quota_ram_mib=limits.max_ram_mib,
+            used_instances=limits.used_instances,
+            used_cores=limits.used_cores,
+            used_ram_mib=limits.used_ram_mib,
+            quota_synced_at=now,
+        )
+
+
 def site_sync(site: Site, *, full: bool | None = None) -> dict:
     """Bring the mirror of one site up to date.
 
@@ -51,6 +67,9 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
         flavors = flavors_sync(site)
         servers = servers_sync(site, changes_since=since)
         images = images_sync(site, updated_since=since)
+        quotas_sync(site)
+        if since is None:
+            projects_sync(site)
     except cloud.Unavailable as exc:
         log.warning("sync of %s failed: %s", site.name, exc)
         Site.objects.filter(pk=site.pk, unreachable_since__isnull=True).update(

@@ -11,6 +11,7 @@ from portal.cloud.compute import (
     server_create,
     server_create_image,
     server_delete,
+    server_find,
     server_get,
     server_list,
     server_start,
@@ -33,6 +34,6 @@ __all__ = [
     "BadRequest", "CloudError", "CloudProject", "Conflict", "Flavor", "Forbidden", "Image",
     "Limits", "NotFound", "Server", "Unavailable", "connections_reset", "flavor_list",
     "image_delete", "image_find_by_property", "image_get", "image_list", "limits_get",
-    "project_list", "server_create", "server_create_image", "server_delete", "server_get",
+    "project_list", "server_create", "server_create_image", "server_delete", "server_find", "server_get",
     "server_list", "server_start", "server_stop",
 ]  # fmt: skip

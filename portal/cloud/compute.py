@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -78,6 +79,19 @@ def server_list(site: str, *, changes_since: datetime | None = None) -> list[Ser
     with translate_errors(site):
         conn = connection_for(site)
         return [_server_from_sdk(s) for s in conn.compute.servers(all_projects=True, **query)]
+
+
+def server_find(site: str, *, project_id: str, name: str) -> list[Server]:
+    """Servers of a project with exactly this name.
+
+    Nova's `name` filter is a regular expression matched anywhere in the
+    name, so the name is escaped and anchored.
+    """
+    query = {"name": f"^{re.escape(name)}$", "project_id": project_id, "limit": PAGE_SIZE}
+    with translate_errors(site):
+        conn = connection_for(site)
+        found = [_server_from_sdk(s) for s in conn.compute.servers(all_projects=True, **query)]
+        return [s for s in found if s.name == name and s.project_id == project_id]
 
 
 def server_get(site: str, *, server_id: str) -> Server:

@@ -76,10 +76,10 @@ def test_an_unreachable_site_is_unavailable(clouds, tmp_path, settings):
     port = free_port()  # nothing listens here
     cy = tmp_path / "clouds.yaml"
     cy.write_text(
-        "clouds:\n  nowhere:\n    auth:\n      auth_url: http://127.0.0.1:%d/identity\n"
+        f"clouds:\n  nowhere:\n    auth:\n      auth_url: http://127.0.0.1:{port}/identity\n"
         "      username: a\n      password: b\n      project_name: c\n"
         "      user_domain_name: Default\n      project_domain_name: Default\n"
-        "    identity_api_version: 3\n" % port
+        "    identity_api_version: 3\n"
     )
     settings.OS_CLIENT_CONFIG_FILE = str(cy)
     cloud.connections_reset()

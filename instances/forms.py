@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from django import forms
+
+from instances.launch import MAX_COUNT
+
+
+class LaunchForm(forms.Form):
+    """The new-instance form. Choices are filled by the view from the mirror."""
+
+    project = forms.ModelChoiceField(queryset=None, empty_label=None)
+    name = forms.CharField(
+        required=False, max_length=63, label="Name",
+        help_text="Letters, digits and dashes; with several instances, the prefix of each name.",
+    )  # fmt: skip
+    flavor = forms.ModelChoiceField(queryset=None, empty_label=None)
+    image = forms.ModelChoiceField(queryset=None, empty_label=None)
+    count = forms.IntegerField(
+        min_value=1, max_value=MAX_COUNT, initial=1, label="Number of instances"
+    )
+    participants = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 5}), label="Participants (one per line)",
+        help_text="Workshop mode: one instance per participant, named after them.",
+    )  # fmt: skip
+
+    def __init__(self, *args, projects, flavors, images, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["project"].queryset = projects
+        self.fields["flavor"].queryset = flavors
+        self.fields["image"].queryset = images
+        self.fields["flavor"].error_messages["invalid_choice"] = "Choose one of the listed flavors."
+        self.fields["image"].error_messages["invalid_choice"] = (
+            "Choose one of the listed images or snapshots."
+        )

@@ -1,0 +1,164 @@
+"""Launching instances from an image or a snapshot, one or a workshop's worth.
+
+The rules (compatibility, quota, names) live here; the form, the request and
+the job all call them, so the job re-checks exactly what the page checked.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from images.models import Image
+from instances.models import Flavor
+from portal.access import projects_visible_to
+from portal.errors import ActionRefused
+from portal.jobs import job_create
+from portal.models import Job, Project
+
+MAX_NAME = 63
+MAX_COUNT = 100
+
+# German letters first, so "Müller" becomes "mueller", not "muller".
+_SPELLED = str.maketrans(
+    {"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss"}
+)
+
+
+def hostname_part(text: str) -> str:
+    """Letters, digits and dashes only: transliterated, lower case, no edge dashes."""
+    ascii_text = unicodedata.normalize("NFKD", text.translate(_SPELLED))
+    ascii_text = ascii_text.encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+
+
+def instance_names(*, prefix: str, participants: list[str], count: int) -> list[str]:
+    """Final instance names: prefix + participant (or a number), ≤63 characters, unique.
+
+    One instance keeps the prefix as its name. Collisions (two "Anna"s, or
+    names cut at 63 characters) get -2, -3… so nothing is silently merged.
+    """
+    base = hostname_part(prefix) or "vm"
+    if count == 1 and not participants:
+        return [base[:MAX_NAME]]
+    labels = participants or [str(i) for i in range(1, count + 1)]
+    names, seen = [], set()
+    for label in labels:
+        part = hostname_part(label) or "participant"
+        candidate = f"{base}-{part}"[:MAX_NAME].rstrip("-")
+        unique, n = candidate, 2
+        while unique in seen:
+            suffix = f"-{n}"
+            unique = candidate[: MAX_NAME - len(suffix)].rstrip("-") + suffix
+            n += 1
+        seen.add(unique)
+        names.append(unique)
+    return names
+
+
+def participants_from(text: str) -> list[str]:
+    """One participant per line; blank lines ignored."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def fit_problems(*, image: Image, flavor: Flavor) -> list[str]:
+    """Why `image` cannot boot on `flavor` (empty when it can)."""
+    problems = []
+    if image.status != "active":
+        problems.append(f"it is {image.status}, not active")
+    if flavor.disk_gb and image.min_disk and flavor.disk_gb < image.min_disk:
+        problems.append(f"needs {image.min_disk} GB disk, the flavor has {flavor.disk_gb} GB")
+    if image.min_ram and flavor.ram_mib < image.min_ram:
+        problems.append(f"needs {image.min_ram} MiB RAM, the flavor has {flavor.ram_mib} MiB")
+    return problems
+
+
+def quota_problem(*, project: Project, flavor: Flavor, count: int) -> str:
+    """A message when the batch does not fit the project's mirrored quota, else ""."""
+    if project.quota_instances is None:
+        return ""  # never synced: the cloud will enforce it, the job re-checks live
+    need = {"instances": count, "vCPUs": count * flavor.vcpus, "MiB RAM": count * flavor.ram_mib}
+    free = {
+        "instances": project.quota_instances - project.used_instances,
+        "vCPUs": project.quota_cores - project.used_cores,
+        "MiB RAM": project.quota_ram_mib - project.used_ram_mib,
+    }
+    short = [f"{need[k]:,} {k} (free: {max(free[k], 0):,})" for k in need if need[k] > free[k]]
+    if not short:
+        return ""
+    return (
+        f"This launch does not fit project {project.name}'s quota: it needs "
+        + ", ".join(short)
+        + ". Launch fewer instances, pick a smaller flavor, or ask for more quota."
+    )
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    project: Project
+    flavor: Flavor
+    image: Image
+    names: list[str]
+    participants: list[str]
+    prefix: str
+
+
+def launch_check(
+    *, actor, project: Project, flavor: Flavor, image: Image, prefix: str, count: int,
+    participants: list[str],
+) -> LaunchPlan:  # fmt: skip
+    """Every launch rule; raises ActionRefused with the message for the user."""
+    if not projects_visible_to(actor).filter(pk=project.pk).exists():
+        raise ActionRefused("You are not a member of this project.", status=403)
+    if not project.site.is_reachable:
+        raise ActionRefused(f"{project.site.display_name} is unreachable; try again later.")
+    if flavor.site_id != project.site_id or image.site_id != project.site_id:
+        raise ActionRefused("Flavor and image must be on the project's site.", status=400)
+    if flavor.deleted_at or image.deleted_at:
+        raise ActionRefused("That flavor or image no longer exists.", status=400)
+    if image.is_snapshot and image.project_id != project.pk:
+        raise ActionRefused(
+            "Snapshots can be launched only in the project that owns them.", status=400
+        )
+    if (
+        not image.is_snapshot
+        and image.visibility not in ("public", "community")
+        and image.project_id != project.pk
+    ):
+        raise ActionRefused("This image is not available to the project.", status=400)
+    problems = fit_problems(image=image, flavor=flavor)
+    if problems:
+        raise ActionRefused(
+            f"{image.name} cannot boot on {flavor.name}: " + "; ".join(problems) + ".", status=400
+        )
+    if participants:
+        count = len(participants)
+    if not 1 <= count <= MAX_COUNT:
+        raise ActionRefused(f"Launch between 1 and {MAX_COUNT} instances at once.", status=400)
+    message = quota_problem(project=project, flavor=flavor, count=count)
+    if message:
+        raise ActionRefused(message, status=400)
+    # Without a name, instances are named after what they boot.
+    prefix = prefix.strip() or image.name
+    names = instance_names(prefix=prefix, participants=participants, count=count)
+    return LaunchPlan(project, flavor, image, names, participants, prefix)
+
+
+def instance_launch_request(*, actor, plan: LaunchPlan) -> Job:
+    return job_create(
+        kind="instances.launch",
+        actor=actor,
+        project=plan.project,
+        site=plan.project.site,
+        target_image_id=plan.image.openstack_id,
+        params={
+            "prefix": plan.prefix,
+            "names": plan.names,
+            "participants": plan.participants,
+            "flavor_id": plan.flavor.openstack_id,
+            "flavor_pk": plan.flavor.pk,
+            "image_pk": plan.image.pk,
+            "image_id": plan.image.openstack_id,
+        },
+    )
