@@ -20,10 +20,15 @@ from portal.models import Job, Project
 MAX_NAME = 63
 MAX_COUNT = 100
 
-# German letters first, so "Müller" becomes "mueller", not "muller".
+# German letters first, so "Müller" becomes "mueller", not "muller"; then the
+# Latin letters Unicode does not decompose into a base letter plus accent.
 _SPELLED = str.maketrans(
-    {"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss"}
-)
+    {
+        "ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss",
+        "Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "Đ": "D", "đ": "d", "Æ": "AE", "æ": "ae",
+        "Œ": "OE", "œ": "oe", "ı": "i", "Þ": "Th", "þ": "th",
+    }
+)  # fmt: skip
 
 
 def hostname_part(text: str) -> str:

@@ -1,0 +1,93 @@
+"""Launching from a snapshot through a real worker against devcloud."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from images.models import Image
+from instances.launch import instance_launch_request, launch_check
+from instances.models import Flavor, Server
+from portal import cloud
+from portal.models import Job
+from tests.conftest import wait_for_job
+
+pytestmark = pytest.mark.worker
+
+
+def plan_for(demo, *, participants, prefix="ws"):
+    site = demo["sites"]["devcloud"]
+    alpha = demo["projects"]["alpha"]
+    alpha.refresh_from_db()
+    snapshot = Image.objects.filter(
+        site=site, project=alpha, is_snapshot=True, status="active", deleted_at__isnull=True
+    ).first()
+    flavor = Flavor.objects.get(site=site, name="de.NBI small")
+    plan = launch_check(
+        actor=demo["users"]["alice"], project=alpha, flavor=flavor, image=snapshot,
+        prefix=prefix, count=len(participants), participants=participants,
+    )  # fmt: skip
+    return plan, snapshot
+
+
+def test_a_workshop_boots_from_a_snapshot_and_one_error_does_not_stop_the_rest(live_demo, client):
+    devcloud = live_demo["clouds"]["devcloud"]
+    plan, snapshot = plan_for(live_demo, participants=["Anna", "Ben", "Cem", "Dörte", "Emil"])
+    assert plan.names == ["ws-anna", "ws-ben", "ws-cem", "ws-doerte", "ws-emil"]
+    devcloud.set_faults(
+        {"boot_error": {"server_name": "^ws-cem$", "message": "No valid host was found."}}
+    )
+    try:
+        job = instance_launch_request(actor=live_demo["users"]["alice"], plan=plan)
+        job = wait_for_job(job, timeout=90)
+    finally:
+        devcloud.set_faults({})
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.result["summary"] == "4 active, 1 failed: ws-cem (No valid host was found.)."
+
+    servers = {
+        s.name: s for s in Server.objects.filter(name__startswith="ws-", deleted_at__isnull=True)
+    }
+    assert set(servers) == set(plan.names)
+    assert servers["ws-cem"].status == "ERROR"
+    anna = servers["ws-anna"]
+    assert anna.status == "ACTIVE" and anna.image_openstack_id == snapshot.openstack_id
+    assert anna.metadata["participant"] == "Anna" and anna.created_by.username == "alice"
+
+    # Visible in the overview at once, and the detail page says it came from the snapshot.
+    client.force_login(live_demo["users"]["alice"])
+    assert "ws-doerte" in client.get(reverse("instances:instance-list")).content.decode()
+    detail = client.get(reverse("instances:instance-detail", args=[anna.pk])).content.decode()
+    assert snapshot.name in detail and ">snapshot<" in detail
+
+
+def test_a_duplicate_delivery_creates_no_duplicate_servers(live_demo):
+    from portal.tasks import job_advance_task
+
+    plan, _ = plan_for(live_demo, participants=["Fay", "Gus"], prefix="dup")
+    job = instance_launch_request(actor=live_demo["users"]["alice"], plan=plan)
+    job_advance_task.apply_async((job.pk, job.state["wake"]))
+    job_advance_task.apply_async((job.pk, job.state["wake"]), countdown=0.2)
+    job = wait_for_job(job, timeout=60)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    alpha = live_demo["projects"]["alpha"].openstack_id
+    for name in plan.names:
+        assert len(cloud.server_find("devcloud", project_id=alpha, name=name)) == 1
+
+
+def test_a_retried_create_step_adopts_servers_it_already_made(live_demo):
+    """A worker that died after creating servers but before saving: nothing is made twice."""
+    from instances.jobs import step_launch_create
+
+    plan, _ = plan_for(live_demo, participants=["Hal"], prefix="retry")
+    job = Job.objects.create(
+        kind="instances.launch", actor=live_demo["users"]["alice"], project=plan.project,
+        site=plan.project.site,
+        params={"names": plan.names, "participants": plan.participants,
+                "flavor_id": plan.flavor.openstack_id, "image_id": plan.image.openstack_id},
+    )  # fmt: skip
+    step_launch_create(job)
+    first = dict(job.state["servers"])
+    job.state = {}
+    step_launch_create(job)
+    assert job.state["servers"] == first
