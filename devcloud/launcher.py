@@ -43,7 +43,9 @@ class DevcloudProcess:
                "--port", str(self._port), "--data", self.data_dir,
                "--speed", str(self.speed), "--profile", self.profile]
         if self.faults:
-            cmd += ["--faults", json.dumps(self.faults)]
+            # A dict goes over as JSON; a string ("@file.json" or JSON text) as-is.
+            spec = self.faults if isinstance(self.faults, str) else json.dumps(self.faults)
+            cmd += ["--faults", spec]
         return cmd
 
     def start(self, timeout=30):
