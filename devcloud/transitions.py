@@ -101,9 +101,9 @@ def plan_boot(app, conn, server_id, name, ip):
         ]
     else:
         steps = [
-            (0.2 * total, {"server": {"task_state": "networking", "ip": ip}}),
-            (0.3 * total, {"server": {"task_state": "block_device_mapping"}}),
-            (0.4 * total, {"server": {"task_state": "spawning"}}),
+            (0.20 * total, {"server": {"task_state": "networking", "ip": ip}}),
+            (0.35 * total, {"server": {"task_state": "block_device_mapping"}}),
+            (0.50 * total, {"server": {"task_state": "spawning"}}),
             (
                 total,
                 {

@@ -8,7 +8,7 @@ from devcloud import seed
 
 from .conftest import member_api
 
-SLOW = 4.0  # slow enough that a 2 ms poll loop sees every intermediate state
+SLOW = 8.0  # slow enough that a ~3 ms poll loop sees every intermediate state
 GIB = 1024**3
 
 

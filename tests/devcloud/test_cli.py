@@ -1,0 +1,97 @@
+"""The real `openstack` CLI and the clouds-yaml command against devcloud."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from devcloud.launcher import REPO_ROOT
+
+from .conftest import member_api
+
+OPENSTACK = os.path.join(os.path.dirname(sys.executable), "openstack")
+
+
+def _clouds_yaml(*args):
+    proc = subprocess.run([sys.executable, "-m", "devcloud", "clouds-yaml", *args],
+                          cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=30)
+    return proc.stdout
+
+
+@pytest.fixture
+def cli(fresh_cloud, tmp_path):
+    cloud = fresh_cloud()
+    config = tmp_path / "clouds.yaml"
+    config.write_text(_clouds_yaml("--port", str(cloud.port)))
+    env = dict(os.environ, OS_CLIENT_CONFIG_FILE=str(config))
+    for key in list(env):
+        if key.startswith("OS_") and key != "OS_CLIENT_CONFIG_FILE":
+            del env[key]
+
+    def run(cloud_name, *args):
+        proc = subprocess.run([OPENSTACK, "--os-cloud", cloud_name, *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"openstack {' '.join(args)} failed:\n{proc.stderr}"
+        return proc.stdout
+
+    run.cloud = cloud
+    return run
+
+
+def test_clouds_yaml_command_output(fresh_cloud):
+    text = _clouds_yaml("--port", "5000", "--name", "site2")
+    assert text.startswith("clouds:\n  site2:\n")
+    assert 'auth_url: "http://127.0.0.1:5000/identity"' in text
+    assert "  site2-alpha:\n" in text and "  site2-beta:\n" in text
+    assert "identity_api_version: 3" in text and 'region_name: "RegionOne"' in text
+    entries = _clouds_yaml("--port", "5001", "--entries-only", "--profile", "secondary",
+                           "--name", "other")
+    assert entries.startswith("  other:\n") and "other-gamma" in entries
+    cloud = fresh_cloud()
+    assert _clouds_yaml("--port", str(cloud.port)) == cloud.clouds_yaml()
+
+
+def test_combined_clouds_yaml_loads_in_the_sdk(tmp_path):
+    from openstack.config import loader
+    path = tmp_path / "clouds.yaml"
+    path.write_text("clouds:\n" + _clouds_yaml("--port", "5000", "--entries-only")
+                    + _clouds_yaml("--port", "5001", "--entries-only", "--name", "devcloud2",
+                                   "--profile", "secondary"))
+    config = loader.OpenStackConfig(config_files=[str(path)], vendor_files=[])
+    names = {c.name for c in config.get_all()}
+    assert names == {"devcloud", "devcloud-alpha", "devcloud-beta", "devcloud2",
+                     "devcloud2-gamma"}
+    region = config.get_one("devcloud2")
+    assert region.config["auth"]["auth_url"] == "http://127.0.0.1:5001/identity"
+    assert region.config["auth"]["project_name"] == "admin"
+
+
+def test_openstack_cli_full_cycle(cli):
+    api = member_api(cli.cloud, "alpha")
+    everyone = json.loads(cli("devcloud", "server", "list", "--all-projects", "-f", "json"))
+    assert {"alpha-web-01", "beta-ws-01"} <= {s["Name"] for s in everyone}
+    sid = api.find_server("alpha-web-01")["id"]
+
+    cli("devcloud-alpha", "server", "stop", "alpha-web-01")
+    api.wait_status(sid, "SHUTOFF")
+    cli("devcloud-alpha", "server", "start", "alpha-web-01")
+    api.wait_status(sid, "ACTIVE")
+
+    snap = json.loads(cli("devcloud-alpha", "server", "image", "create", "--name", "cli-snap",
+                          "--wait", "-f", "json", "alpha-web-01"))
+    assert snap["status"] == "active" and snap["name"] == "cli-snap"
+    images = json.loads(cli("devcloud-alpha", "image", "list", "-f", "json"))
+    assert "cli-snap" in {i["Name"] for i in images}
+
+    server = json.loads(cli("devcloud-alpha", "server", "create", "--image", "cli-snap",
+                            "--flavor", "de.NBI small", "--auto-network", "--wait",
+                            "-f", "json", "cli-vm"))
+    assert server["status"] == "ACTIVE"
+    assert api.server(server["id"])["image"]["id"] == snap["id"]
+
+    cli("devcloud-alpha", "server", "delete", "--wait", "cli-vm")
+    assert api.get(f"/compute/v2.1/servers/{server['id']}").status_code == 404
+    cli("devcloud-alpha", "image", "delete", "cli-snap")
+    assert api.image(snap["id"]).status_code == 404
