@@ -12,8 +12,10 @@ class ServerTable(tables.Table):
     status = tables.Column(order_by=("status", "task_state"))
     project = tables.Column(accessor="project__name", verbose_name="Project")
     site = tables.Column(accessor="site__display_name", verbose_name="Site")
-    flavor = tables.Column(accessor="flavor_name", order_by=("flavor_ram_mib", "flavor_name"))
-    image = tables.Column(accessor="image_openstack_id", orderable=False)
+    flavor = tables.Column(
+        accessor="flavor_name", order_by=("flavor_ram_mib", "flavor_name"), verbose_name="Flavor"
+    )
+    image = tables.Column(accessor="image_openstack_id", orderable=False, verbose_name="Image")
     addresses = tables.Column(verbose_name="IP addresses", orderable=False)
     created_by = tables.Column(accessor="created_by__username", verbose_name="Created by")
     created_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="Created at")

@@ -5,8 +5,10 @@ import time
 
 import requests
 
-LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (GET|POST|PUT|PATCH|DELETE|HEAD) "
-                  r"(\S+) (\d{3}) (\d+\.\d) (\S+)$")
+LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (GET|POST|PUT|PATCH|DELETE|HEAD) "
+    r"(\S+) (\d{3}) (\d+\.\d) (\S+)$"
+)
 
 
 def _lines(cloud):
@@ -27,7 +29,7 @@ def test_every_request_is_logged_once_with_project(cloud, alpha):
     assert first[1:4] == ("GET", "/compute/v2.1/servers/detail?name=web", "200")
     assert first[5] == alpha.project_id
     assert second[2:4] == ("/image/v2/images/does-not-exist", "404")
-    assert third[2:] [0] == "/identity" and third[3] == "300" and third[5] == "-"
+    assert third[2:][0] == "/identity" and third[3] == "300" and third[5] == "-"
     assert float(first[4]) >= 0
 
 

@@ -15,8 +15,14 @@ OPENSTACK = os.path.join(os.path.dirname(sys.executable), "openstack")
 
 
 def _clouds_yaml(*args):
-    proc = subprocess.run([sys.executable, "-m", "devcloud", "clouds-yaml", *args],
-                          cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "devcloud", "clouds-yaml", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
     return proc.stdout
 
 
@@ -31,8 +37,13 @@ def cli(fresh_cloud, tmp_path):
             del env[key]
 
     def run(cloud_name, *args):
-        proc = subprocess.run([OPENSTACK, "--os-cloud", cloud_name, *args], env=env,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [OPENSTACK, "--os-cloud", cloud_name, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, f"openstack {' '.join(args)} failed:\n{proc.stderr}"
         return proc.stdout
 
@@ -46,8 +57,9 @@ def test_clouds_yaml_command_output(fresh_cloud):
     assert 'auth_url: "http://127.0.0.1:5000/identity"' in text
     assert "  site2-alpha:\n" in text and "  site2-beta:\n" in text
     assert "identity_api_version: 3" in text and 'region_name: "RegionOne"' in text
-    entries = _clouds_yaml("--port", "5001", "--entries-only", "--profile", "secondary",
-                           "--name", "other")
+    entries = _clouds_yaml(
+        "--port", "5001", "--entries-only", "--profile", "secondary", "--name", "other"
+    )
     assert entries.startswith("  other:\n") and "other-gamma" in entries
     cloud = fresh_cloud()
     assert _clouds_yaml("--port", str(cloud.port)) == cloud.clouds_yaml()
@@ -55,14 +67,18 @@ def test_clouds_yaml_command_output(fresh_cloud):
 
 def test_combined_clouds_yaml_loads_in_the_sdk(tmp_path):
     from openstack.config import loader
+
     path = tmp_path / "clouds.yaml"
-    path.write_text("clouds:\n" + _clouds_yaml("--port", "5000", "--entries-only")
-                    + _clouds_yaml("--port", "5001", "--entries-only", "--name", "devcloud2",
-                                   "--profile", "secondary"))
+    path.write_text(
+        "clouds:\n"
+        + _clouds_yaml("--port", "5000", "--entries-only")
+        + _clouds_yaml(
+            "--port", "5001", "--entries-only", "--name", "devcloud2", "--profile", "secondary"
+        )
+    )
     config = loader.OpenStackConfig(config_files=[str(path)], vendor_files=[])
     names = {c.name for c in config.get_all()}
-    assert names == {"devcloud", "devcloud-alpha", "devcloud-beta", "devcloud2",
-                     "devcloud2-gamma"}
+    assert names == {"devcloud", "devcloud-alpha", "devcloud-beta", "devcloud2", "devcloud2-gamma"}
     region = config.get_one("devcloud2")
     assert region.config["auth"]["auth_url"] == "http://127.0.0.1:5001/identity"
     assert region.config["auth"]["project_name"] == "admin"
@@ -79,15 +95,40 @@ def test_openstack_cli_full_cycle(cli):
     cli("devcloud-alpha", "server", "start", "alpha-web-01")
     api.wait_status(sid, "ACTIVE")
 
-    snap = json.loads(cli("devcloud-alpha", "server", "image", "create", "--name", "cli-snap",
-                          "--wait", "-f", "json", "alpha-web-01"))
+    snap = json.loads(
+        cli(
+            "devcloud-alpha",
+            "server",
+            "image",
+            "create",
+            "--name",
+            "cli-snap",
+            "--wait",
+            "-f",
+            "json",
+            "alpha-web-01",
+        )
+    )
     assert snap["status"] == "active" and snap["name"] == "cli-snap"
     images = json.loads(cli("devcloud-alpha", "image", "list", "-f", "json"))
     assert "cli-snap" in {i["Name"] for i in images}
 
-    server = json.loads(cli("devcloud-alpha", "server", "create", "--image", "cli-snap",
-                            "--flavor", "de.NBI small", "--auto-network", "--wait",
-                            "-f", "json", "cli-vm"))
+    server = json.loads(
+        cli(
+            "devcloud-alpha",
+            "server",
+            "create",
+            "--image",
+            "cli-snap",
+            "--flavor",
+            "de.NBI small",
+            "--auto-network",
+            "--wait",
+            "-f",
+            "json",
+            "cli-vm",
+        )
+    )
     assert server["status"] == "ACTIVE"
     assert api.server(server["id"])["image"]["id"] == snap["id"]
 

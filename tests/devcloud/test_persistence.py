@@ -9,10 +9,14 @@ def test_restart_keeps_everything_and_resumes_transitions(fresh_cloud):
     cloud = fresh_cloud(speed=4.0)  # slow enough that operations are mid-flight at stop()
     api = member_api(cloud, "alpha")
     port = cloud.port
-    upload = api.post("/image/v2/images", json={"name": "kept", "disk_format": "raw",
-                                                "container_format": "bare"}).json()
-    api.put(f"/image/v2/images/{upload['id']}/file", data=b"persist me",
-            headers={"Content-Type": "application/octet-stream"})
+    upload = api.post(
+        "/image/v2/images", json={"name": "kept", "disk_format": "raw", "container_format": "bare"}
+    ).json()
+    api.put(
+        f"/image/v2/images/{upload['id']}/file",
+        data=b"persist me",
+        headers={"Content-Type": "application/octet-stream"},
+    )
     booting = api.create_server("survivor")
     web = api.find_server("alpha-web-01")["id"]
     snap = api.action(web, {"createImage": {"name": "mid-flight"}}).json()["image_id"]
@@ -48,10 +52,14 @@ def test_overdue_transitions_apply_right_after_restart(fresh_cloud):
 
 def test_seed_is_deterministic_and_only_applied_once(tmp_path_factory, fresh_cloud):
     one, two = fresh_cloud(), fresh_cloud()
-    ids_one = {s["name"]: s["id"] for s in member_api(one, "alpha").get(
-        "/compute/v2.1/servers").json()["servers"]}
-    ids_two = {s["name"]: s["id"] for s in member_api(two, "alpha").get(
-        "/compute/v2.1/servers").json()["servers"]}
+    ids_one = {
+        s["name"]: s["id"]
+        for s in member_api(one, "alpha").get("/compute/v2.1/servers").json()["servers"]
+    }
+    ids_two = {
+        s["name"]: s["id"]
+        for s in member_api(two, "alpha").get("/compute/v2.1/servers").json()["servers"]
+    }
     assert ids_one == ids_two
     api = member_api(one, "alpha")
     victim = ids_one["alpha-analysis-02"]
@@ -64,6 +72,7 @@ def test_seed_is_deterministic_and_only_applied_once(tmp_path_factory, fresh_clo
 def test_secondary_profile_catalog(fresh_cloud):
     cloud = fresh_cloud(profile="secondary")
     from .conftest import admin_api
+
     admin = admin_api(cloud)
     names = {p["name"] for p in admin.get("/identity/v3/projects").json()["projects"]}
     assert names == {"admin", "gamma"}
@@ -81,9 +90,13 @@ def test_secondary_profile_catalog(fresh_cloud):
 def test_base_image_checksums_match_across_sites_except_debian(fresh_cloud):
     one = member_api(fresh_cloud(), "alpha")
     two = member_api(fresh_cloud(profile="secondary"), "gamma")
-    sums_one = {i["name"]: i["checksum"] for i in one.get(
-        "/image/v2/images", params={"visibility": "public"}).json()["images"]}
-    sums_two = {i["name"]: i["checksum"] for i in two.get(
-        "/image/v2/images", params={"visibility": "public"}).json()["images"]}
+    sums_one = {
+        i["name"]: i["checksum"]
+        for i in one.get("/image/v2/images", params={"visibility": "public"}).json()["images"]
+    }
+    sums_two = {
+        i["name"]: i["checksum"]
+        for i in two.get("/image/v2/images", params={"visibility": "public"}).json()["images"]
+    }
     assert sums_one["Ubuntu-22.04-LTS"] == sums_two["Ubuntu-22.04-LTS"]
     assert sums_one["Debian-12"] != sums_two["Debian-12"]

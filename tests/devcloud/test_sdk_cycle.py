@@ -23,8 +23,9 @@ def test_sdk_full_cycle_as_admin_scoped_to_alpha(conn):
     alpha.compute.start_server(server)
     server = alpha.compute.wait_for_server(server, status="ACTIVE", interval=0.05, wait=20)
 
-    image = alpha.compute.create_server_image(server, "sdk-snap", metadata={"k": "v"},
-                                              wait=True, timeout=30)
+    image = alpha.compute.create_server_image(
+        server, "sdk-snap", metadata={"k": "v"}, wait=True, timeout=30
+    )
     image = alpha.image.get_image(image.id)
     assert image.status == "active" and image.owner == alpha_id
     assert image.properties["image_type"] == "snapshot"
@@ -33,8 +34,9 @@ def test_sdk_full_cycle_as_admin_scoped_to_alpha(conn):
     assert image.visibility == "private"
 
     flavor = alpha.compute.find_flavor("de.NBI small", ignore_missing=False)
-    created = alpha.compute.create_server(name="sdk-vm", image_id=image.id,
-                                          flavor_id=flavor.id, networks="auto")
+    created = alpha.compute.create_server(
+        name="sdk-vm", image_id=image.id, flavor_id=flavor.id, networks="auto"
+    )
     created = alpha.compute.wait_for_server(created, status="ACTIVE", interval=0.05, wait=20)
     assert created.project_id == alpha_id
     assert created.image.id == image.id
@@ -50,8 +52,9 @@ def test_sdk_full_cycle_as_admin_scoped_to_alpha(conn):
 
 def test_cloud_layer_create_server_body_is_accepted(conn):
     alpha = conn.connect_as_project("alpha")
-    server = alpha.create_server("cloud-layer", image="Debian-12", flavor="de.NBI small",
-                                 wait=False, auto_ip=False)
+    server = alpha.create_server(
+        "cloud-layer", image="Debian-12", flavor="de.NBI small", wait=False, auto_ip=False
+    )
     try:
         server = alpha.compute.wait_for_server(server, status="ACTIVE", interval=0.05, wait=20)
         assert server.addresses["private"][0]["version"] == 4
@@ -65,8 +68,9 @@ def test_snapshot_booted_server_inherits_disk_use(conn):
     first = alpha.compute.create_server_image(web, "gen1")
     first = alpha.image.wait_for_status(first, "active", interval=0.05, wait=20)
     flavor = alpha.compute.find_flavor("de.NBI small", ignore_missing=False)
-    child = alpha.compute.create_server(name="gen1-vm", image_id=first.id,
-                                        flavor_id=flavor.id, networks="auto")
+    child = alpha.compute.create_server(
+        name="gen1-vm", image_id=first.id, flavor_id=flavor.id, networks="auto"
+    )
     child = alpha.compute.wait_for_server(child, status="ACTIVE", interval=0.05, wait=20)
     second = alpha.compute.create_server_image(child, "gen2")
     second = alpha.image.wait_for_status(second, "active", interval=0.05, wait=20)
