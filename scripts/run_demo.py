@@ -43,7 +43,9 @@ def main() -> int:
     def shutdown(*_):
         raise KeyboardInterrupt
 
+    # Ctrl-C, or a TERM from a process manager: stop the children, then exit.
     signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
     try:
         redis_url = os.environ.get("REDIS_URL")
         if not redis_url:
