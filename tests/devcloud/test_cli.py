@@ -1,5 +1,6 @@
 """The real `openstack` CLI and the clouds-yaml command against devcloud."""
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -84,55 +85,42 @@ def test_combined_clouds_yaml_loads_in_the_sdk(tmp_path):
     assert region.config["auth"]["project_name"] == "admin"
 
 
+def _together(*calls):
+    """Run independent CLI invocations side by side (each costs ~1 s of Python start-up)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return [f.result() for f in [pool.submit(call) for call in calls]]
+
+
 def test_openstack_cli_full_cycle(cli):
     api = member_api(cli.cloud, "alpha")
-    everyone = json.loads(cli("devcloud", "server", "list", "--all-projects", "-f", "json"))
-    assert {"alpha-web-01", "beta-ws-01"} <= {s["Name"] for s in everyone}
     sid = api.find_server("alpha-web-01")["id"]
 
-    cli("devcloud-alpha", "server", "stop", "alpha-web-01")
-    api.wait_status(sid, "SHUTOFF")
-    cli("devcloud-alpha", "server", "start", "alpha-web-01")
-    api.wait_status(sid, "ACTIVE")
+    def stop_then_start():
+        cli("devcloud-alpha", "server", "stop", "alpha-web-01")
+        api.wait_status(sid, "SHUTOFF")
+        cli("devcloud-alpha", "server", "start", "alpha-web-01")
+        api.wait_status(sid, "ACTIVE")
 
-    snap = json.loads(
-        cli(
-            "devcloud-alpha",
-            "server",
-            "image",
-            "create",
-            "--name",
-            "cli-snap",
-            "--wait",
-            "-f",
-            "json",
-            "alpha-web-01",
-        )
-    )
+    listing, _ = _together(
+        lambda: cli("devcloud", "server", "list", "--all-projects", "-f", "json"),
+        stop_then_start)
+    assert {"alpha-web-01", "beta-ws-01"} <= {s["Name"] for s in json.loads(listing)}
+
+    snap = json.loads(cli("devcloud-alpha", "server", "image", "create", "--name", "cli-snap",
+                          "--wait", "-f", "json", "alpha-web-01"))
     assert snap["status"] == "active" and snap["name"] == "cli-snap"
-    images = json.loads(cli("devcloud-alpha", "image", "list", "-f", "json"))
-    assert "cli-snap" in {i["Name"] for i in images}
 
-    server = json.loads(
-        cli(
-            "devcloud-alpha",
-            "server",
-            "create",
-            "--image",
-            "cli-snap",
-            "--flavor",
-            "de.NBI small",
-            "--auto-network",
-            "--wait",
-            "-f",
-            "json",
-            "cli-vm",
-        )
-    )
+    images, server = _together(
+        lambda: cli("devcloud-alpha", "image", "list", "-f", "json"),
+        lambda: cli("devcloud-alpha", "server", "create", "--image", "cli-snap",
+                    "--flavor", "de.NBI small", "--auto-network", "--wait", "-f", "json",
+                    "cli-vm"))
+    assert "cli-snap" in {i["Name"] for i in json.loads(images)}
+    server = json.loads(server)
     assert server["status"] == "ACTIVE"
     assert api.server(server["id"])["image"]["id"] == snap["id"]
 
-    cli("devcloud-alpha", "server", "delete", "--wait", "cli-vm")
+    _together(lambda: cli("devcloud-alpha", "server", "delete", "--wait", "cli-vm"),
+              lambda: cli("devcloud-alpha", "image", "delete", "cli-snap"))
     assert api.get(f"/compute/v2.1/servers/{server['id']}").status_code == 404
-    cli("devcloud-alpha", "image", "delete", "cli-snap")
     assert api.image(snap["id"]).status_code == 404
