@@ -20,13 +20,16 @@ class DevcloudError(RuntimeError):
 
 class DevcloudProcess:
     def __init__(self, data_dir, *, port=0, host="127.0.0.1", speed=1.0, faults=None,
-                 profile="primary", python=sys.executable):
+                 profile="primary", python=sys.executable, exit_with_parent=True):
         self.data_dir = os.path.abspath(str(data_dir))
         self.host = host
         self.speed = speed
         self.faults = faults
         self.profile = profile
         self.python = python
+        # The server stops itself when this process dies, so crashed test runs
+        # leave nothing listening; pass False to let it outlive its launcher.
+        self.exit_with_parent = exit_with_parent
         self._port = int(port)
         self._proc = None
         self._log = None
@@ -55,6 +58,9 @@ class DevcloudProcess:
         self._log = open(self.log_path, "ab")
         offset = self._log.tell()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("DEVCLOUD_PARENT_PID", None)
+        if self.exit_with_parent:
+            env["DEVCLOUD_PARENT_PID"] = str(os.getpid())
         self._proc = subprocess.Popen(self.command(), cwd=REPO_ROOT, env=env,
                                       stdin=subprocess.DEVNULL, stdout=self._log,
                                       stderr=subprocess.STDOUT)

@@ -252,7 +252,43 @@ class DevcloudHTTPServer(http.server.ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+def _lock_data_dir(data_dir):
+    """One server per data directory: a second one would race the first's transitions."""
+    import fcntl
+    import os
+    os.makedirs(data_dir, exist_ok=True)
+    handle = open(os.path.join(data_dir, "devcloud.lock"), "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise SystemExit(f"devcloud: data directory {data_dir} is in use by another devcloud")
+    return handle
+
+
+def _watch_parent(stop):
+    """Exit when the launcher that started us dies, so test runs never leak servers.
+
+    The launcher passes its pid in DEVCLOUD_PARENT_PID; once we are re-parented
+    the pid differs and we shut down as if we had received SIGTERM.
+    """
+    import os
+    expected = os.environ.get("DEVCLOUD_PARENT_PID")
+    if not expected or not expected.isdigit():
+        return
+
+    def watch():
+        while True:
+            if os.getppid() != int(expected):
+                stop(None, None)
+                return
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="devcloud-parent-watch", daemon=True).start()
+
+
 def serve(data_dir, host="127.0.0.1", port=0, speed=1.0, faults=None, profile="primary"):
+    lock = _lock_data_dir(data_dir)
     app = App(data_dir, host=host, port=port, speed=speed, faults=faults, profile=profile)
     httpd = DevcloudHTTPServer(app)
     app.scheduler.start()
@@ -265,10 +301,12 @@ def serve(data_dir, host="127.0.0.1", port=0, speed=1.0, faults=None, profile="p
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    _watch_parent(_stop)
     print(f"devcloud listening on http://{host}:{app.port}", flush=True)
     try:
         httpd.serve_forever(poll_interval=0.2)
     finally:
         httpd.server_close()
         app.close()
+        lock.close()
     return 0
