@@ -162,7 +162,6 @@ def _keystone_time(value):
 
 
 def token_body(req, ctx, include_catalog=True):
-    store = req.app.store
     token = {
         "methods": ctx.methods,
         "user": {
@@ -183,7 +182,6 @@ def token_body(req, ctx, include_catalog=True):
             token["catalog"] = catalog(req.base_url)
     elif include_catalog:
         token["catalog"] = []
-    del store
     return {"token": token}
 
 

@@ -124,3 +124,27 @@ def test_openstack_cli_full_cycle(cli):
               lambda: cli("devcloud-alpha", "image", "delete", "cli-snap"))
     assert api.get(f"/compute/v2.1/servers/{server['id']}").status_code == 404
     assert api.image(snap["id"]).status_code == 404
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_serve_prints_the_chosen_port_and_stops_cleanly_on_signals(tmp_path, sig):
+    import signal
+    import urllib.error
+    import urllib.request
+    proc = subprocess.Popen([sys.executable, "-m", "devcloud", "serve", "--port", "0",
+                             "--data", str(tmp_path)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("devcloud listening on http://127.0.0.1:")
+        port = int(line.rsplit(":", 1)[1])
+        assert port > 0
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/identity")
+        assert exc.value.code == 300
+        proc.send_signal(getattr(signal, sig))
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -426,3 +426,23 @@ def test_small_endpoints_the_clients_ask_for(alpha):
     assert alpha.get("/compute/v2.1/os-keypairs").json() == {"keypairs": []}
     zones = alpha.get("/compute/v2.1/os-availability-zone").json()["availabilityZoneInfo"]
     assert zones[0]["zoneName"] == "nova"
+
+
+def test_admin_quota_update_is_enforced(fresh_cloud):
+    from .conftest import admin_api, member_api
+    cloud = fresh_cloud()
+    admin, alpha = admin_api(cloud), member_api(cloud, "alpha")
+    used = alpha.get("/compute/v2.1/limits").json()["limits"]["absolute"]["totalInstancesUsed"]
+    assert alpha.put(f"/compute/v2.1/os-quota-sets/{alpha.project_id}",
+                     json={"quota_set": {"instances": used + 1}}).status_code == 403
+    resp = admin.put(f"/compute/v2.1/os-quota-sets/{alpha.project_id}",
+                     json={"quota_set": {"instances": used + 1}})
+    assert resp.json()["quota_set"]["instances"] == used + 1
+    detail = alpha.get(f"/compute/v2.1/os-quota-sets/{alpha.project_id}/detail").json()
+    assert detail["quota_set"]["instances"] == {"limit": used + 1, "in_use": used, "reserved": 0}
+    alpha.create_server("last-one")
+    resp = alpha.post("/compute/v2.1/servers", json=_server_body(alpha, "one-too-many"))
+    assert resp.status_code == 403
+    assert resp.json()["forbidden"]["message"] == (
+        f"Quota exceeded for instances: Requested 1, but already used {used + 1} of "
+        f"{used + 1} instances")
