@@ -74,6 +74,7 @@ job_kind_register(
             Step("stop", "Stopping", step_stop),
             Step("wait", "Waiting for SHUTOFF", step_wait_shutoff),
         ),
+        describe=lambda job: "Stop instance",
     )
 )
 job_kind_register(
@@ -83,6 +84,7 @@ job_kind_register(
             Step("start", "Starting", step_start),
             Step("wait", "Waiting for ACTIVE", step_wait_active),
         ),
+        describe=lambda job: "Start instance",
     )
 )
 
@@ -100,10 +102,9 @@ def step_launch_check(job: Job) -> None:
     from instances.launch import launch_check
     from instances.models import Flavor
     from portal.errors import ActionRefused
-    from portal.services import quotas_sync
+    from portal.services import project_quota_refresh
 
-    quotas_sync(job.site)
-    job.project.refresh_from_db()
+    project_quota_refresh(job.project)
     try:
         launch_check(
             actor=job.actor,
@@ -193,6 +194,9 @@ def step_launch_summary(job: Job) -> None:
     if failed:
         summary += f", {len(failed)} failed: " + "; ".join(failed)
     job.result.update({"summary": summary + ".", "active": active, "failed": failed})
+    from portal.services import project_quota_refresh
+
+    project_quota_refresh(job.project)  # the new page shows the quota these now use
     if not active:
         raise StepFailed(summary)
     return None
@@ -207,5 +211,6 @@ job_kind_register(
             Step("wait", "Booting", step_launch_wait),
             Step("summary", "Summing up", step_launch_summary),
         ),
+        describe=lambda job: f"Launch {len(job.params['names'])} instance(s)",
     )
 )

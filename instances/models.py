@@ -39,6 +39,8 @@ class MirrorRow(models.Model):
     synced_at = models.DateTimeField(auto_now=True)
     # Set when the object vanished from the cloud (deleted by anyone).
     deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Hash of the mirrored fields: a sync compares it instead of every column.
+    fingerprint = models.CharField(max_length=40, blank=True, editable=False)
 
     class Meta:
         abstract = True

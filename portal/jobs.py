@@ -71,6 +71,7 @@ class JobKind:
     cleanup: Callable[[Job], None] | None = None
     # Runs once the job ended (succeeded or failed), e.g. to send an email.
     on_finished: Callable[[Job], None] | None = None
+    # What the job does, in words, for event logs and job pages.
     describe: Callable[[Job], str] = field(default=lambda job: job.kind)
 
 
@@ -309,5 +310,6 @@ job_kind_register(
     JobKind(
         name="ping",
         steps=(Step("wait", "Waiting", _ping_wait), Step("reply", "Replying", _ping_reply)),
+        describe=lambda job: "Ping",
     )
 )

@@ -1,7 +1,7 @@
 """Upserting cloud objects into the portal's mirror tables.
 
 One mechanism for flavors, servers and images: load what the mirror holds
-for the site once, compare field by field, then bulk-create the new rows,
+for the site once (ids and a hash of the fields), compare hashes, then bulk-create the new rows,
 bulk-update the changed ones and (on a full listing) mark the ones the cloud
 no longer has as deleted. Unchanged rows cost a dict lookup, so a sync of a
 site with 100,000 images that changed little writes little.
@@ -9,6 +9,8 @@ site with 100,000 images that changed little writes little.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -50,38 +52,43 @@ def mirror_upsert(
     result = UpsertResult()
     now = timezone.now()
     scope = (queryset if queryset is not None else model.objects).filter(site=site)
-    compared = sorted({name for fields in rows.values() for name in fields})
+    # Only ids, hashes and flags come back from the database: decoding JSON and
+    # timestamps of 100,000 rows would cost more than the whole comparison.
     existing = {
-        values["openstack_id"]: values
-        for values in scope.values("pk", "openstack_id", "deleted_at", *compared)
+        openstack_id: (pk, fingerprint, deleted_at)
+        for pk, openstack_id, fingerprint, deleted_at in scope.values_list(
+            "pk", "openstack_id", "fingerprint", "deleted_at"
+        )
     }
+    compared = sorted({name for fields in rows.values() for name in fields})
 
     to_create = []
     to_update = []
     for openstack_id, fields in rows.items():
+        fingerprint = _fingerprint(fields)
         current = existing.get(openstack_id)
         if current is None:
-            to_create.append(model(site=site, openstack_id=openstack_id, **fields))
-            continue
-        changed = current["deleted_at"] is not None or any(
-            current[name] != value for name, value in fields.items()
-        )
-        if changed:
-            to_update.append(model(pk=current["pk"], deleted_at=None, synced_at=now, **fields))
+            to_create.append(
+                model(site=site, openstack_id=openstack_id, fingerprint=fingerprint, **fields)
+            )
+        elif current[1] != fingerprint or current[2] is not None:
+            to_update.append(
+                model(
+                    pk=current[0], deleted_at=None, synced_at=now, fingerprint=fingerprint, **fields
+                )
+            )
 
     vanished = set(deleted_ids)
     if complete:
         vanished |= set(existing) - set(rows)
-    vanished_pks = [
-        existing[i]["pk"] for i in vanished if i in existing and existing[i]["deleted_at"] is None
-    ]
+    vanished_pks = [existing[i][0] for i in vanished if i in existing and existing[i][2] is None]
 
     with transaction.atomic():
         if to_create:
             model.objects.bulk_create(to_create, batch_size=CHUNK)
         if to_update:
             model.objects.bulk_update(
-                to_update, [*compared, "deleted_at", "synced_at"], batch_size=CHUNK
+                to_update, [*compared, "fingerprint", "deleted_at", "synced_at"], batch_size=CHUNK
             )
         for start in range(0, len(vanished_pks), CHUNK):
             model.objects.filter(pk__in=vanished_pks[start : start + CHUNK]).update(
@@ -93,3 +100,8 @@ def mirror_upsert(
         len(vanished_pks),
     )
     return result
+
+
+def _fingerprint(fields: dict) -> str:
+    text = json.dumps(fields, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()

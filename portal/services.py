@@ -33,20 +33,24 @@ def projects_sync(site: Site) -> int:
     return changed
 
 
+def project_quota_refresh(project: Project) -> Project:
+    """Mirror one project's compute limits and usage (Nova /limits)."""
+    limits = cloud.limits_get(project.site.name, project_id=project.openstack_id)
+    project.quota_instances = limits.max_instances
+    project.quota_cores = limits.max_cores
+    project.quota_ram_mib = limits.max_ram_mib
+    project.used_instances = limits.used_instances
+    project.used_cores = limits.used_cores
+    project.used_ram_mib = limits.used_ram_mib
+    project.quota_synced_at = timezone.now()
+    project.save()
+    return project
+
+
 def quotas_sync(site: Site) -> None:
-    """Mirror each portal project's compute limits and usage (one call per project)."""
-    now = timezone.now()
-    for project in Project.objects.filter(site=site):
-        limits = cloud.limits_get(site.name, project_id=project.openstack_id)
-        Project.objects.filter(pk=project.pk).update(
-            quota_instances=limits.max_instances,
-            quota_cores=limits.max_cores,
-            quota_ram_mib=limits.max_ram_mib,
-            used_instances=limits.used_instances,
-            used_cores=limits.used_cores,
-            used_ram_mib=limits.used_ram_mib,
-            quota_synced_at=now,
-        )
+    """One call per portal project, so only on full syncs and where a launch needs it."""
+    for project in Project.objects.filter(site=site).select_related("site"):
+        project_quota_refresh(project)
 
 
 def site_sync(site: Site, *, full: bool | None = None) -> dict:
@@ -67,8 +71,8 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
         flavors = flavors_sync(site)
         servers = servers_sync(site, changes_since=since)
         images = images_sync(site, updated_since=since)
-        quotas_sync(site)
         if since is None:
+            quotas_sync(site)
             projects_sync(site)
     except cloud.Unavailable as exc:
         log.warning("sync of %s failed: %s", site.name, exc)

@@ -183,6 +183,7 @@ job_kind_register(
             Step("wait_restarted", "Restarting", step_wait_restarted),
         ),
         cleanup=snapshot_cleanup,
+        describe=lambda job: f"Create snapshot “{job.params.get('name', '')}”",
         on_finished=snapshot_notify,
     )
 )
@@ -244,5 +245,6 @@ job_kind_register(
             Step("delete", "Deleting", step_delete),
             Step("summary", "Summing up", step_delete_summary),
         ),
+        describe=lambda job: f"Delete {len(job.params['images'])} snapshot(s)",
     )
 )

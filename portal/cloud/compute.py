@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+from openstack import exceptions as sdk_exceptions
 from openstack.compute.v2 import server as sdk_server
 
 from portal.cloud.connection import connection_for, translate_errors
@@ -18,52 +20,63 @@ from portal.cloud.util import parse_time
 PAGE_SIZE = 1000
 
 
-def _flavor_of(raw: Any) -> dict:
-    # From microversion 2.47 the server embeds the flavor (original_name, ram,
-    # vcpus, disk) instead of a link to it; the SDK hands it over as a resource.
-    if raw is None:
-        return {}
-    if hasattr(raw, "to_dict"):
-        raw = raw.to_dict()
-    return dict(raw)
+# The microversion our raw server requests speak: from 2.47 a server embeds
+# its flavor (original_name, ram, vcpus, disk), so no flavor lookups per row.
+# Every Nova since Pike (2017) supports it.
+SERVER_MICROVERSION = "2.47"
 
 
 def _addresses_of(raw: Mapping[str, list] | None) -> tuple[str, ...]:
-    found = []
-    for entries in (raw or {}).values():
-        for entry in entries:
-            addr = entry.get("addr")
-            if addr:
-                found.append(addr)
-    return tuple(found)
+    return tuple(
+        entry["addr"] for entries in (raw or {}).values() for entry in entries if entry.get("addr")
+    )
 
 
-def _server_from_sdk(s: Any) -> Server:
-    flavor = _flavor_of(s.flavor)
-    image = s.image or {}
-    if hasattr(image, "to_dict"):
-        image = image.to_dict()
-    fault = s.fault or {}
+def _server_from_body(body: Mapping[str, Any]) -> Server:
+    flavor = body.get("flavor") or {}
+    image = body.get("image") or {}  # "" for a server booted from a volume
+    fault = body.get("fault") or {}
     return Server(
-        id=s.id,
-        name=s.name or "",
-        status=(s.status or "").upper(),
-        task_state=s.task_state or None,
-        vm_state=s.vm_state or None,
-        power_state=s.power_state,
-        project_id=s.project_id or "",
-        user_id=s.user_id or "",
+        id=body["id"],
+        name=body.get("name") or "",
+        status=(body.get("status") or "").upper(),
+        task_state=body.get("OS-EXT-STS:task_state") or None,
+        vm_state=body.get("OS-EXT-STS:vm_state") or None,
+        power_state=body.get("OS-EXT-STS:power_state"),
+        project_id=body.get("tenant_id") or "",
+        user_id=body.get("user_id") or "",
         flavor_name=flavor.get("original_name") or flavor.get("name") or "",
         flavor_vcpus=int(flavor.get("vcpus") or 0),
         flavor_ram_mib=int(flavor.get("ram") or 0),
         flavor_disk_gb=int(flavor.get("disk") or 0),
         image_id=(image.get("id") if isinstance(image, Mapping) else "") or "",
-        addresses=_addresses_of(s.addresses),
-        metadata=dict(s.metadata or {}),
-        created_at=parse_time(s.created_at),
-        updated_at=parse_time(s.updated_at),
-        fault_message=(fault.get("message") if isinstance(fault, Mapping) else "") or "",
+        addresses=_addresses_of(body.get("addresses")),
+        metadata=dict(body.get("metadata") or {}),
+        created_at=parse_time(body.get("created")),
+        updated_at=parse_time(body.get("updated")),
+        fault_message=fault.get("message") or "",
     )
+
+
+def _server_pages(site: str, query: dict[str, Any]) -> Iterator[list[dict]]:
+    """Raw `GET /servers/detail` pages, following `servers_links` to the end.
+
+    Why raw: building an SDK resource per server costs ~3 ms, so a 10,000-server
+    listing took a minute in the SDK and takes seconds this way. Nova adds a
+    `next` link only when the page was full; it carries the marker.
+    """
+    conn = connection_for(site)
+    while True:
+        response = conn.compute.get(
+            "/servers/detail", params=query, microversion=SERVER_MICROVERSION
+        )
+        sdk_exceptions.raise_from_response(response)
+        body = response.json()
+        yield body.get("servers", [])
+        links = [link for link in body.get("servers_links", []) if link.get("rel") == "next"]
+        if not links:
+            return
+        query = dict(parse_qsl(urlsplit(links[0]["href"]).query, keep_blank_values=True))
 
 
 def server_list(site: str, *, changes_since: datetime | None = None) -> list[Server]:
@@ -73,12 +86,11 @@ def server_list(site: str, *, changes_since: datetime | None = None) -> list[Ser
     includes the ones deleted since then (status DELETED): that is what makes
     an incremental sync able to notice deletions cheaply.
     """
-    query: dict[str, Any] = {"limit": PAGE_SIZE}
+    query: dict[str, Any] = {"all_tenants": "True", "limit": PAGE_SIZE}
     if changes_since is not None:
-        query["changes_since"] = changes_since.isoformat()
+        query["changes-since"] = changes_since.isoformat()
     with translate_errors(site):
-        conn = connection_for(site)
-        return [_server_from_sdk(s) for s in conn.compute.servers(all_projects=True, **query)]
+        return [_server_from_body(b) for page in _server_pages(site, query) for b in page]
 
 
 def server_find(site: str, *, project_id: str, name: str) -> list[Server]:
@@ -87,16 +99,22 @@ def server_find(site: str, *, project_id: str, name: str) -> list[Server]:
     Nova's `name` filter is a regular expression matched anywhere in the
     name, so the name is escaped and anchored.
     """
-    query = {"name": f"^{re.escape(name)}$", "project_id": project_id, "limit": PAGE_SIZE}
+    query = {
+        "all_tenants": "True", "project_id": project_id, "name": f"^{re.escape(name)}$",
+        "limit": PAGE_SIZE,
+    }  # fmt: skip
     with translate_errors(site):
-        conn = connection_for(site)
-        found = [_server_from_sdk(s) for s in conn.compute.servers(all_projects=True, **query)]
+        found = [_server_from_body(b) for page in _server_pages(site, query) for b in page]
         return [s for s in found if s.name == name and s.project_id == project_id]
 
 
 def server_get(site: str, *, server_id: str) -> Server:
     with translate_errors(site):
-        return _server_from_sdk(connection_for(site).compute.get_server(server_id))
+        response = connection_for(site).compute.get(
+            f"/servers/{server_id}", microversion=SERVER_MICROVERSION
+        )
+        sdk_exceptions.raise_from_response(response)
+        return _server_from_body(response.json()["server"])
 
 
 def server_stop(site: str, *, server_id: str) -> None:

@@ -16,5 +16,16 @@ def filesizeformat_mib(mib) -> str:
 
 
 @register.filter
+def job_title(job) -> str:
+    """What the job does, in words ("Create snapshot “gold”")."""
+    from portal.jobs import job_kind_get
+
+    try:
+        return job_kind_get(job.kind).describe(job)
+    except KeyError:
+        return job.kind
+
+
+@register.filter
 def bytes_size(value) -> str:
     return "—" if value in (None, "") else filesizeformat(value)

@@ -43,7 +43,9 @@ def test_create_a_snapshot_then_filter_select_all_and_bulk_delete(
     # Progress updates without reload until the snapshot is active and the VM runs again.
     snapshots = page.locator("li", has_text="browser-gold")
     expect(snapshots.get_by_text("active")).to_be_visible(timeout=60_000)
-    expect(page.get_by_role("cell", name=re.compile("snapshot.create")).first).to_be_visible()
+    expect(
+        page.get_by_role("cell", name=re.compile("Create snapshot “browser-gold”")).first
+    ).to_be_visible()
     expect(page.locator("#instance-live .badge").first).to_have_text("ACTIVE", timeout=30_000)
     page.screenshot(path=str(artifacts_dir / "snapshot-created.png"), full_page=True)
 

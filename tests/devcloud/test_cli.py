@@ -102,26 +102,52 @@ def test_openstack_cli_full_cycle(cli):
         api.wait_status(sid, "ACTIVE")
 
     listing, _ = _together(
-        lambda: cli("devcloud", "server", "list", "--all-projects", "-f", "json"),
-        stop_then_start)
+        lambda: cli("devcloud", "server", "list", "--all-projects", "-f", "json"), stop_then_start
+    )
     assert {"alpha-web-01", "beta-ws-01"} <= {s["Name"] for s in json.loads(listing)}
 
-    snap = json.loads(cli("devcloud-alpha", "server", "image", "create", "--name", "cli-snap",
-                          "--wait", "-f", "json", "alpha-web-01"))
+    snap = json.loads(
+        cli(
+            "devcloud-alpha",
+            "server",
+            "image",
+            "create",
+            "--name",
+            "cli-snap",
+            "--wait",
+            "-f",
+            "json",
+            "alpha-web-01",
+        )
+    )
     assert snap["status"] == "active" and snap["name"] == "cli-snap"
 
     images, server = _together(
         lambda: cli("devcloud-alpha", "image", "list", "-f", "json"),
-        lambda: cli("devcloud-alpha", "server", "create", "--image", "cli-snap",
-                    "--flavor", "de.NBI small", "--auto-network", "--wait", "-f", "json",
-                    "cli-vm"))
+        lambda: cli(
+            "devcloud-alpha",
+            "server",
+            "create",
+            "--image",
+            "cli-snap",
+            "--flavor",
+            "de.NBI small",
+            "--auto-network",
+            "--wait",
+            "-f",
+            "json",
+            "cli-vm",
+        ),
+    )
     assert "cli-snap" in {i["Name"] for i in json.loads(images)}
     server = json.loads(server)
     assert server["status"] == "ACTIVE"
     assert api.server(server["id"])["image"]["id"] == snap["id"]
 
-    _together(lambda: cli("devcloud-alpha", "server", "delete", "--wait", "cli-vm"),
-              lambda: cli("devcloud-alpha", "image", "delete", "cli-snap"))
+    _together(
+        lambda: cli("devcloud-alpha", "server", "delete", "--wait", "cli-vm"),
+        lambda: cli("devcloud-alpha", "image", "delete", "cli-snap"),
+    )
     assert api.get(f"/compute/v2.1/servers/{server['id']}").status_code == 404
     assert api.image(snap["id"]).status_code == 404
 
@@ -131,9 +157,14 @@ def test_serve_prints_the_chosen_port_and_stops_cleanly_on_signals(tmp_path, sig
     import signal
     import urllib.error
     import urllib.request
-    proc = subprocess.Popen([sys.executable, "-m", "devcloud", "serve", "--port", "0",
-                             "--data", str(tmp_path)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devcloud", "serve", "--port", "0", "--data", str(tmp_path)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("devcloud listening on http://127.0.0.1:")

@@ -430,13 +430,21 @@ def test_small_endpoints_the_clients_ask_for(alpha):
 
 def test_admin_quota_update_is_enforced(fresh_cloud):
     from .conftest import admin_api, member_api
+
     cloud = fresh_cloud()
     admin, alpha = admin_api(cloud), member_api(cloud, "alpha")
     used = alpha.get("/compute/v2.1/limits").json()["limits"]["absolute"]["totalInstancesUsed"]
-    assert alpha.put(f"/compute/v2.1/os-quota-sets/{alpha.project_id}",
-                     json={"quota_set": {"instances": used + 1}}).status_code == 403
-    resp = admin.put(f"/compute/v2.1/os-quota-sets/{alpha.project_id}",
-                     json={"quota_set": {"instances": used + 1}})
+    assert (
+        alpha.put(
+            f"/compute/v2.1/os-quota-sets/{alpha.project_id}",
+            json={"quota_set": {"instances": used + 1}},
+        ).status_code
+        == 403
+    )
+    resp = admin.put(
+        f"/compute/v2.1/os-quota-sets/{alpha.project_id}",
+        json={"quota_set": {"instances": used + 1}},
+    )
     assert resp.json()["quota_set"]["instances"] == used + 1
     detail = alpha.get(f"/compute/v2.1/os-quota-sets/{alpha.project_id}/detail").json()
     assert detail["quota_set"]["instances"] == {"limit": used + 1, "in_use": used, "reserved": 0}
@@ -445,4 +453,5 @@ def test_admin_quota_update_is_enforced(fresh_cloud):
     assert resp.status_code == 403
     assert resp.json()["forbidden"]["message"] == (
         f"Quota exceeded for instances: Requested 1, but already used {used + 1} of "
-        f"{used + 1} instances")
+        f"{used + 1} instances"
+    )
