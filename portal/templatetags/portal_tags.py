@@ -27,5 +27,22 @@ def job_title(job) -> str:
 
 
 @register.filter
+def step_duration(step: dict) -> str:
+    """How long a job step took (or has been running), e.g. "4.2 s"."""
+    from datetime import datetime
+
+    from django.utils import timezone
+
+    if not step.get("started_at"):
+        return ""
+    started = datetime.fromisoformat(step["started_at"])
+    ended = (
+        datetime.fromisoformat(step["finished_at"]) if step.get("finished_at") else timezone.now()
+    )
+    seconds = (ended - started).total_seconds()
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+@register.filter
 def bytes_size(value) -> str:
     return "—" if value in (None, "") else filesizeformat(value)

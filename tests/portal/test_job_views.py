@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from django.urls import reverse
+
+from portal.models import Job
+
+
+def make_job(people, **fields):
+    defaults = {
+        "kind": "snapshot.create", "actor": people["bob"], "project": people["alpha"],
+        "site": people["site"], "params": {"name": "gold"}, "status": "running",
+        "steps": [
+            {"name": "check", "label": "Checking", "status": "done",
+             "started_at": "2026-11-27T10:00:00+00:00", "finished_at": "2026-11-27T10:00:01.500000+00:00", "detail": ""},
+            {"name": "stop", "label": "Stopping", "status": "running",
+             "started_at": "2026-11-27T10:00:01.500000+00:00", "finished_at": None, "detail": ""},
+        ],
+    }  # fmt: skip
+    defaults.update(fields)
+    return Job.objects.create(**defaults)
+
+
+def test_job_detail_shows_steps_with_durations_and_polls(client, people):
+    job = make_job(people)
+    client.force_login(people["alice"])
+    response = client.get(reverse("job-detail", args=[job.pk]))
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Create snapshot “gold”" in body
+    assert "Checking — done" in body and "(1.5 s)" in body
+    assert 'hx-trigger="every 2s"' in body
+    partial = client.get(reverse("job-detail", args=[job.pk]), headers={"HX-Request": "true"})
+    assert "<nav" not in partial.content.decode()
+
+
+def test_a_finished_job_stops_polling_and_shows_its_error(client, people):
+    job = make_job(people, status="failed", error="Stopping: the instance went to ERROR")
+    client.force_login(people["bob"])
+    body = client.get(reverse("job-detail", args=[job.pk])).content.decode()
+    assert "every 2s" not in body and "went to ERROR" in body
+
+
+def test_job_access(client, people):
+    job = make_job(people)
+    assert client.get(reverse("job-detail", args=[job.pk])).status_code == 302
+    client.force_login(people["carol"])
+    assert client.get(reverse("job-detail", args=[job.pk])).status_code == 403
+    assert client.get(reverse("job-detail", args=[999])).status_code == 404
+    assert "gold" not in client.get(reverse("job-list")).content.decode()
+    client.force_login(people["bob"])
+    assert "gold" in client.get(reverse("job-list")).content.decode()
