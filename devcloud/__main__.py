@@ -6,19 +6,34 @@ import sys
 
 def _cmd_serve(args):
     from . import faults, server
+
     try:
         spec = faults.parse_cli(args.faults)
     except (faults.FaultSpecError, OSError) as exc:
         print(f"devcloud: bad --faults: {exc}", file=sys.stderr)
         return 2
-    return server.serve(args.data, host=args.host, port=args.port, speed=args.speed,
-                        faults=spec, profile=args.profile)
+    return server.serve(
+        args.data,
+        host=args.host,
+        port=args.port,
+        speed=args.speed,
+        faults=spec,
+        profile=args.profile,
+    )
 
 
 def _cmd_clouds_yaml(args):
     from .clouds import clouds_yaml
-    sys.stdout.write(clouds_yaml(args.port, host=args.host, name=args.name,
-                                 profile=args.profile, entries_only=args.entries_only))
+
+    sys.stdout.write(
+        clouds_yaml(
+            args.port,
+            host=args.host,
+            name=args.name,
+            profile=args.profile,
+            entries_only=args.entries_only,
+        )
+    )
     return 0
 
 
@@ -27,39 +42,58 @@ def _cmd_populate(args):
 
     from . import seed
     from .store import Store
+
     store = Store(args.data)
     seed.ensure_seeded(store, args.profile)
     started = time.monotonic()
     servers, images = seed.populate(store, args.servers, args.images, project_name=args.project)
-    print(f"devcloud populated {servers} servers and {images} images in project "
-          f"{args.project} in {time.monotonic() - started:.1f}s")
+    print(
+        f"devcloud populated {servers} servers and {images} images in project "
+        f"{args.project} in {time.monotonic() - started:.1f}s"
+    )
     return 0
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m devcloud",
-                                     description="Small OpenStack-compatible cloud for development")
+    parser = argparse.ArgumentParser(
+        prog="python -m devcloud", description="Small OpenStack-compatible cloud for development"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the cloud")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
     serve.add_argument("--data", required=True, help="state directory (created and seeded if new)")
-    serve.add_argument("--speed", type=float, default=1.0,
-                       help="simulated-time factor: durations are divided by it")
+    serve.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="simulated-time factor: durations are divided by it",
+    )
     serve.add_argument("--faults", default=None, help="fault JSON, or @file.json")
-    serve.add_argument("--profile", choices=["primary", "secondary"], default="primary",
-                       help="demo catalog for a new data directory")
+    serve.add_argument(
+        "--profile",
+        choices=["primary", "secondary"],
+        default="primary",
+        help="demo catalog for a new data directory",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     clouds = sub.add_parser("clouds-yaml", help="print a clouds.yaml for a running devcloud")
     clouds.add_argument("--port", type=int, required=True)
     clouds.add_argument("--host", default="127.0.0.1")
     clouds.add_argument("--name", default="devcloud")
-    clouds.add_argument("--profile", choices=["primary", "secondary"], default="primary",
-                        help="which demo projects get per-project entries")
-    clouds.add_argument("--entries-only", action="store_true",
-                        help="omit the 'clouds:' header to concatenate several sites")
+    clouds.add_argument(
+        "--profile",
+        choices=["primary", "secondary"],
+        default="primary",
+        help="which demo projects get per-project entries",
+    )
+    clouds.add_argument(
+        "--entries-only",
+        action="store_true",
+        help="omit the 'clouds:' header to concatenate several sites",
+    )
     clouds.set_defaults(func=_cmd_clouds_yaml)
 
     populate = sub.add_parser("populate", help="bulk-add servers and images for benchmarks")
@@ -67,8 +101,12 @@ def main(argv=None):
     populate.add_argument("--servers", type=int, default=0)
     populate.add_argument("--images", type=int, default=0)
     populate.add_argument("--project", default="alpha")
-    populate.add_argument("--profile", choices=["primary", "secondary"], default="primary",
-                          help="catalog to seed with if the directory is new")
+    populate.add_argument(
+        "--profile",
+        choices=["primary", "secondary"],
+        default="primary",
+        help="catalog to seed with if the directory is new",
+    )
     populate.set_defaults(func=_cmd_populate)
 
     args = parser.parse_args(argv)

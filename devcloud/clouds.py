@@ -9,28 +9,36 @@ def _quote(value):
 
 
 def _entry(name, auth_url, username, password, project):
-    return "\n".join([
-        f"  {name}:",
-        "    auth:",
-        f"      auth_url: {_quote(auth_url)}",
-        f"      username: {_quote(username)}",
-        f"      password: {_quote(password)}",
-        f"      project_name: {_quote(project)}",
-        "      user_domain_name: \"Default\"",
-        "      project_domain_id: \"default\"",
-        "    region_name: \"RegionOne\"",
-        "    identity_api_version: 3",
-        "    interface: \"public\"",
-    ])
+    return "\n".join(
+        [
+            f"  {name}:",
+            "    auth:",
+            f"      auth_url: {_quote(auth_url)}",
+            f"      username: {_quote(username)}",
+            f"      password: {_quote(password)}",
+            f"      project_name: {_quote(project)}",
+            '      user_domain_name: "Default"',
+            '      project_domain_id: "default"',
+            '    region_name: "RegionOne"',
+            "    identity_api_version: 3",
+            '    interface: "public"',
+        ]
+    )
 
 
-def clouds_yaml(port, host="127.0.0.1", name="devcloud", profile="primary",
-                entries_only=False):
+def clouds_yaml(port, host="127.0.0.1", name="devcloud", profile="primary", entries_only=False):
     auth_url = f"http://{host}:{port}/identity"
     entries = [_entry(name, auth_url, seed.ADMIN_USER, seed.ADMIN_PASSWORD, seed.ADMIN_PROJECT)]
     for project in seed.demo_projects(profile):
-        entries.append(_entry(f"{name}-{project}", auth_url, seed.member_user(project),
-                              seed.member_password(project), project))
+        entries.append(
+            _entry(
+                f"{name}-{project}",
+                auth_url,
+                seed.member_user(project),
+                seed.member_password(project),
+                project,
+            )
+        )
     body = "\n".join(entries) + "\n"
     return body if entries_only else "clouds:\n" + body
 
@@ -51,6 +59,9 @@ def admin_credentials(port, host="127.0.0.1"):
 
 def member_credentials(project, port, host="127.0.0.1"):
     creds = admin_credentials(port, host)
-    creds.update(username=seed.member_user(project), password=seed.member_password(project),
-                 project_name=project)
+    creds.update(
+        username=seed.member_user(project),
+        password=seed.member_password(project),
+        project_name=project,
+    )
     return creds

@@ -352,8 +352,11 @@ def server_view(req, row, show=False):
         view["server_groups"] = []
     fault = loads(row["fault"])
     if fault and status in ("ERROR", "DELETED"):
-        shown = {"code": fault["code"], "created": clock.db_to_api(fault["created"]),
-                 "message": fault["message"]}
+        shown = {
+            "code": fault["code"],
+            "created": clock.db_to_api(fault["created"]),
+            "message": fault["message"],
+        }
         if ctx.is_admin or fault["code"] != 500:
             shown["details"] = fault.get("details", "")
         view["fault"] = shown
@@ -400,8 +403,8 @@ def _server_sort(req):
             raise ApiError(400, f"Invalid input for query parameters sort_dir. Value: {direction}.")
     if not keys:
         keys, dirs = ["created_at"], dirs or ["desc"]
-    dirs = list(dirs) + [dirs[-1] if dirs else "desc"] * (len(keys) - len(dirs))
-    sort = [(SERVER_SORT_KEYS[k], d) for k, d in zip(keys, dirs)]
+    dirs = (list(dirs) + [dirs[-1] if dirs else "desc"] * len(keys))[: len(keys)]
+    sort = [(SERVER_SORT_KEYS[k], d) for k, d in zip(keys, dirs, strict=True)]
     if "id" not in [e for e, _ in sort]:
         sort.append(("id", dirs[0]))
     return sort

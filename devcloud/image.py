@@ -341,7 +341,7 @@ def _parse_sort(req):
         if extra not in keys:
             keys.append(extra)
             dirs.append(default_dir)
-    return [(SORT_KEYS[k], d) for k, d in zip(keys, dirs)]
+    return [(SORT_KEYS[k], d) for k, d in zip(keys, dirs, strict=True)]
 
 
 def list_images(req):

@@ -19,8 +19,18 @@ class DevcloudError(RuntimeError):
 
 
 class DevcloudProcess:
-    def __init__(self, data_dir, *, port=0, host="127.0.0.1", speed=1.0, faults=None,
-                 profile="primary", python=sys.executable, exit_with_parent=True):
+    def __init__(
+        self,
+        data_dir,
+        *,
+        port=0,
+        host="127.0.0.1",
+        speed=1.0,
+        faults=None,
+        profile="primary",
+        python=sys.executable,
+        exit_with_parent=True,
+    ):
         self.data_dir = os.path.abspath(str(data_dir))
         self.host = host
         self.speed = speed
@@ -42,9 +52,22 @@ class DevcloudProcess:
         return os.path.join(self.data_dir, "devcloud.log")
 
     def command(self):
-        cmd = [self.python, "-m", "devcloud", "serve", "--host", self.host,
-               "--port", str(self._port), "--data", self.data_dir,
-               "--speed", str(self.speed), "--profile", self.profile]
+        cmd = [
+            self.python,
+            "-m",
+            "devcloud",
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self._port),
+            "--data",
+            self.data_dir,
+            "--speed",
+            str(self.speed),
+            "--profile",
+            self.profile,
+        ]
         if self.faults:
             # A dict goes over as JSON; a string ("@file.json" or JSON text) as-is.
             spec = self.faults if isinstance(self.faults, str) else json.dumps(self.faults)
@@ -61,9 +84,14 @@ class DevcloudProcess:
         env.pop("DEVCLOUD_PARENT_PID", None)
         if self.exit_with_parent:
             env["DEVCLOUD_PARENT_PID"] = str(os.getpid())
-        self._proc = subprocess.Popen(self.command(), cwd=REPO_ROOT, env=env,
-                                      stdin=subprocess.DEVNULL, stdout=self._log,
-                                      stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(
+            self.command(),
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         try:
             self._port = self._wait_for_listening(offset, deadline)
@@ -85,11 +113,14 @@ class DevcloudProcess:
                 if line.startswith(LISTENING):
                     return int(line.rsplit(":", 1)[1].strip().rstrip("/"))
             if self._proc.poll() is not None:
-                raise DevcloudError(f"devcloud exited with {self._proc.returncode}:\n"
-                                    + self._read_log(offset)[-4000:])
+                raise DevcloudError(
+                    f"devcloud exited with {self._proc.returncode}:\n"
+                    + self._read_log(offset)[-4000:]
+                )
             time.sleep(0.02)
-        raise DevcloudError("devcloud did not report listening in time:\n"
-                            + self._read_log(offset)[-4000:])
+        raise DevcloudError(
+            "devcloud did not report listening in time:\n" + self._read_log(offset)[-4000:]
+        )
 
     def _wait_for_identity(self, deadline):
         while time.monotonic() < deadline:
@@ -152,15 +183,17 @@ class DevcloudProcess:
         return clouds.member_credentials(project, self._port, self.host)
 
     def clouds_yaml(self, name="devcloud", entries_only=False):
-        return clouds.clouds_yaml(self._port, host=self.host, name=name, profile=self.profile,
-                                  entries_only=entries_only)
+        return clouds.clouds_yaml(
+            self._port, host=self.host, name=name, profile=self.profile, entries_only=entries_only
+        )
 
     # -- admin API ------------------------------------------------------------------------
 
     def _request(self, method, path, body=None, headers=None):
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers=dict(headers or {}))
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers=dict(headers or {})
+        )
         if data is not None:
             req.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -168,23 +201,34 @@ class DevcloudProcess:
 
     def admin_token(self):
         if self._admin_token is None:
-            body = {"auth": {
-                "identity": {"methods": ["password"], "password": {"user": {
-                    "name": seed.ADMIN_USER, "domain": {"id": "default"},
-                    "password": seed.ADMIN_PASSWORD}}},
-                "scope": {"project": {"name": seed.ADMIN_PROJECT, "domain": {"id": "default"}}},
-            }}
+            body = {
+                "auth": {
+                    "identity": {
+                        "methods": ["password"],
+                        "password": {
+                            "user": {
+                                "name": seed.ADMIN_USER,
+                                "domain": {"id": "default"},
+                                "password": seed.ADMIN_PASSWORD,
+                            }
+                        },
+                    },
+                    "scope": {"project": {"name": seed.ADMIN_PROJECT, "domain": {"id": "default"}}},
+                }
+            }
             _, headers, _ = self._request("POST", "/identity/v3/auth/tokens?nocatalog", body)
             self._admin_token = headers["X-Subject-Token"]
         return self._admin_token
 
     def get_faults(self):
-        _, _, raw = self._request("GET", "/devcloud/faults",
-                                  headers={"X-Auth-Token": self.admin_token()})
+        _, _, raw = self._request(
+            "GET", "/devcloud/faults", headers={"X-Auth-Token": self.admin_token()}
+        )
         return json.loads(raw)
 
     def set_faults(self, faults):
         """Replace the running server's fault rules (an empty dict clears them)."""
-        _, _, raw = self._request("PUT", "/devcloud/faults", faults or {},
-                                  headers={"X-Auth-Token": self.admin_token()})
+        _, _, raw = self._request(
+            "PUT", "/devcloud/faults", faults or {}, headers={"X-Auth-Token": self.admin_token()}
+        )
         return json.loads(raw)

@@ -108,6 +108,8 @@ class App:
         stamp = clock.ts_to_db(time.time())[:23] + "Z"
         line = f"{stamp} {req.method} {req.target} {status} {elapsed_ms:.1f} {project}\n"
         with self._log_lock:
+            if self._log.closed:  # a straggling daemon thread after shutdown
+                return
             self._log.write(line)
             self._log.flush()
 
@@ -256,13 +258,16 @@ def _lock_data_dir(data_dir):
     """One server per data directory: a second one would race the first's transitions."""
     import fcntl
     import os
+
     os.makedirs(data_dir, exist_ok=True)
     handle = open(os.path.join(data_dir, "devcloud.lock"), "w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        raise SystemExit(f"devcloud: data directory {data_dir} is in use by another devcloud")
+        raise SystemExit(
+            f"devcloud: data directory {data_dir} is in use by another devcloud"
+        ) from None
     return handle
 
 
@@ -273,6 +278,7 @@ def _watch_parent(stop):
     the pid differs and we shut down as if we had received SIGTERM.
     """
     import os
+
     expected = os.environ.get("DEVCLOUD_PARENT_PID")
     if not expected or not expected.isdigit():
         return
