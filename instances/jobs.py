@@ -17,54 +17,52 @@ def server_of(job: Job) -> Server:
     return server
 
 
-def step_stop(job: Job) -> None:
-    """Ask Nova to stop the server, unless it is off or already stopping (safe to re-run)."""
+def _power(job: Job, *, call, target: str, transition: str) -> None:
+    """Ask Nova to move the server to `target`, unless it is there or on its way.
+
+    Safe to run twice: a duplicate delivery that finds Nova answering 409
+    looks again, and is content if the first delivery's request took.
+    """
     server = server_of(job)
-    job.state.setdefault("prior_status", server.status)
-    if server.status == "SHUTOFF" or server.task_state == "powering-off":
-        return None
+    if server.status == target or server.task_state == transition:
+        return
     try:
-        cloud.server_stop(job.site.name, server_id=server.openstack_id)
+        call(job.site.name, server_id=server.openstack_id)
     except cloud.Conflict:
-        # A duplicate delivery may have stopped it a moment ago: look again.
         server = server_of(job)
-        if server.status != "SHUTOFF" and server.task_state != "powering-off":
+        if server.status != target and server.task_state != transition:
             raise
-    job.state["stopped_by_portal"] = True
     server_refresh(job.site, openstack_id=server.openstack_id)
-    return None
+
+
+def _wait_for(job: Job, *, target: str, progress: str) -> Wait | None:
+    server = server_of(job)
+    if server.status == target and not server.task_state:
+        return None
+    if server.status == "ERROR":
+        raise StepFailed(f"the instance went to ERROR: {server.fault_message or 'no reason given'}")
+    return Wait(progress=progress)
+
+
+def step_stop(job: Job) -> None:
+    job.state.setdefault("prior_status", server_of(job).status)
+    _power(job, call=cloud.server_stop, target="SHUTOFF", transition="powering-off")
+    # Recorded even when a re-run finds it already stopping: it was running
+    # before this job, so the job stopped it and may have to start it again.
+    if job.state["prior_status"] == "ACTIVE":
+        job.state["stopped_by_portal"] = True
 
 
 def step_wait_shutoff(job: Job) -> Wait | None:
-    server = server_of(job)
-    if server.status == "SHUTOFF" and not server.task_state:
-        return None
-    if server.status == "ERROR":
-        raise StepFailed(f"the instance went to ERROR: {server.fault_message or 'no reason given'}")
-    return Wait(progress="stopping")
+    return _wait_for(job, target="SHUTOFF", progress="stopping")
 
 
 def step_start(job: Job) -> None:
-    server = server_of(job)
-    if server.status == "ACTIVE" or server.task_state == "powering-on":
-        return None
-    try:
-        cloud.server_start(job.site.name, server_id=server.openstack_id)
-    except cloud.Conflict:
-        server = server_of(job)
-        if server.status != "ACTIVE" and server.task_state != "powering-on":
-            raise
-    server_refresh(job.site, openstack_id=server.openstack_id)
-    return None
+    _power(job, call=cloud.server_start, target="ACTIVE", transition="powering-on")
 
 
 def step_wait_active(job: Job) -> Wait | None:
-    server = server_of(job)
-    if server.status == "ACTIVE" and not server.task_state:
-        return None
-    if server.status == "ERROR":
-        raise StepFailed(f"the instance went to ERROR: {server.fault_message or 'no reason given'}")
-    return Wait(progress="starting")
+    return _wait_for(job, target="ACTIVE", progress="starting")
 
 
 job_kind_register(

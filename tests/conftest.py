@@ -80,6 +80,10 @@ def people(db, site):
 @pytest.fixture
 def demo(clouds, db):
     """What `make run` seeds: demo users, projects linked to devcloud, a full sync."""
+    return _seeded(clouds)
+
+
+def _seeded(clouds) -> dict:
     from portal.demo import demo_seed
 
     demo_seed()
@@ -162,17 +166,7 @@ def artifacts_dir():
 @pytest.fixture
 def live_demo(clouds, transactional_db, celery_worker, broker):
     """The demo seed on a database a real worker shares, with tasks going to real Redis."""
-    from portal.demo import demo_seed
-
-    demo_seed()
-    User = get_user_model()
-    return {
-        "users": {u.username: u for u in User.objects.all()},
-        "projects": {p.name: p for p in Project.objects.select_related("site")},
-        "sites": {s.name: s for s in Site.objects.all()},
-        "clouds": clouds,
-        "worker": celery_worker,
-    }
+    return {**_seeded(clouds), "worker": celery_worker}
 
 
 def wait_for_job(job, timeout=60.0):

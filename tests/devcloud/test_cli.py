@@ -29,7 +29,9 @@ def _clouds_yaml(*args):
 
 @pytest.fixture
 def cli(fresh_cloud, tmp_path):
-    cloud = fresh_cloud()
+    # OSC's --wait polls every 5 s but checks once right away; at this speed a boot
+    # or snapshot is usually done by then, which keeps this test short.
+    cloud = fresh_cloud(speed=5000)
     config = tmp_path / "clouds.yaml"
     config.write_text(_clouds_yaml("--port", str(cloud.port)))
     env = dict(os.environ, OS_CLIENT_CONFIG_FILE=str(config))

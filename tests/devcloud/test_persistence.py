@@ -6,7 +6,7 @@ from .conftest import member_api
 
 
 def test_restart_keeps_everything_and_resumes_transitions(fresh_cloud):
-    cloud = fresh_cloud(speed=4.0)  # slow enough that operations are mid-flight at stop()
+    cloud = fresh_cloud(speed=8.0)  # slow enough that operations are mid-flight at stop()
     api = member_api(cloud, "alpha")
     port = cloud.port
     upload = api.post(
