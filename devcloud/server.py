@@ -79,11 +79,16 @@ class App:
                 if injected:
                     raise ApiError(injected["status"], injected["message"])
             if service == "compute":
-                return compute.dispatch(self, req, rest)
-            handler, params, needs_auth = self.routers[service].match(req.method, rest)
-            if needs_auth:
-                self.authenticate(req)
-            return handler(req, **params)
+                resp = compute.dispatch(self, req, rest)
+            else:
+                handler, params, needs_auth = self.routers[service].match(req.method, rest)
+                if needs_auth:
+                    self.authenticate(req)
+                resp = handler(req, **params)
+            if req.method in ("POST", "PUT", "DELETE"):
+                # The request may have planned steps; let the scheduler re-read its deadline.
+                self.scheduler.poke()
+            return resp
         except ApiError as err:
             resp = Response(err.status, render_error(service, err), err.headers)
             if service == "compute":

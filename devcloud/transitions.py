@@ -285,13 +285,19 @@ def apply_step(conn, row):
 
 
 class Scheduler:
-    """Background thread applying due steps every ~50 ms."""
+    """Background thread applying due steps.
+
+    It sleeps until the earliest pending step (at most `interval`), and request
+    handlers poke it after scheduling work, so even at very high --speed steps
+    land on time instead of on a coarse tick.
+    """
 
     interval = 0.05
 
     def __init__(self, app):
         self.app = app
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="devcloud-transitions", daemon=True)
 
     def start(self):
@@ -299,8 +305,12 @@ class Scheduler:
 
     def stop(self):
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+
+    def poke(self):
+        self._wake.set()
 
     def run_due(self):
         store = self.app.store
@@ -321,13 +331,23 @@ class Scheduler:
                     apply_step(conn, row)
                     applied += 1
 
+    def _next_delay(self):
+        row = self.app.store.one("SELECT MIN(due) AS due FROM transitions")
+        if row is None or row["due"] is None:
+            return self.interval
+        return max(0.0, min(self.interval, row["due"] - time.time()))
+
     def _run(self):
         while not self._stop.is_set():
+            self._wake.clear()
             try:
                 self.run_due()
+                delay = self._next_delay()
             except Exception:  # keep ticking: one bad row must not freeze the cloud
                 import traceback
 
                 traceback.print_exc()
-            self._stop.wait(self.interval)
+                delay = self.interval
+            if delay > 0:
+                self._wake.wait(delay)
         self.app.store.close_thread_connection()
