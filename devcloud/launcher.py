@@ -220,15 +220,21 @@ class DevcloudProcess:
             self._admin_token = headers["X-Subject-Token"]
         return self._admin_token
 
+    def _admin_request(self, method, path, body=None):
+        try:
+            return self._request(method, path, body, {"X-Auth-Token": self.admin_token()})
+        except urllib.error.HTTPError as exc:
+            if exc.code != 401:
+                raise
+            # The cached token died (revoked, expired, or a fresh data directory): renew once.
+            self._admin_token = None
+            return self._request(method, path, body, {"X-Auth-Token": self.admin_token()})
+
     def get_faults(self):
-        _, _, raw = self._request(
-            "GET", "/devcloud/faults", headers={"X-Auth-Token": self.admin_token()}
-        )
+        _, _, raw = self._admin_request("GET", "/devcloud/faults")
         return json.loads(raw)
 
     def set_faults(self, faults):
         """Replace the running server's fault rules (an empty dict clears them)."""
-        _, _, raw = self._request(
-            "PUT", "/devcloud/faults", faults or {}, headers={"X-Auth-Token": self.admin_token()}
-        )
+        _, _, raw = self._admin_request("PUT", "/devcloud/faults", faults or {})
         return json.loads(raw)

@@ -455,3 +455,12 @@ def test_admin_quota_update_is_enforced(fresh_cloud):
         f"Quota exceeded for instances: Requested 1, but already used {used + 1} of "
         f"{used + 1} instances"
     )
+
+
+def test_admins_see_host_attributes_and_fault_details(admin_alpha):
+    web = admin_alpha.find_server("alpha-web-01")
+    assert web["OS-EXT-SRV-ATTR:host"] == "devcloud-compute-1"
+    assert web["host_status"] == "UP"
+    broken = admin_alpha.find_server("alpha-broken-01")
+    assert broken["fault"]["details"]
+    assert broken["OS-EXT-SRV-ATTR:host"] is None
