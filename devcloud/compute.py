@@ -1,20 +1,28 @@
-"""Nova v2.1 subset: discovery, microversions, servers, actions, flavors, limits."""
+"""Nova v2.1 subset: discovery, servers, actions, metadata; route table for all of Nova."""
 
 import hashlib
 import re
 import secrets
 import string
-import urllib.parse
 import uuid
 
-from . import clock, transitions
+from . import clock, flavors, quotas, transitions
 from . import image as image_mod
+from .nova import (
+    MAX_VERSION,
+    MIN_VERSION,
+    add_version_headers,
+    bool_value,
+    fmt,
+    limit_param,
+    links,
+    mv,
+    next_link,
+    parse_microversion,
+)
 from .store import dumps, keyset_condition, loads, order_by
 from .web import ApiError, Response, Router
 
-MIN_VERSION = (2, 1)
-MAX_VERSION = (2, 100)
-MAX_LIMIT = 1000
 NETWORK_NAME = "private"
 NETWORK_ID = "7d2c9a43-5f9e-4b59-9c2b-6e1d2f0a9b11"
 
@@ -69,72 +77,6 @@ SERVER_SORT_KEYS = {
     "locked_by": "''",
 }
 
-DEFAULT_QUOTA = {
-    "instances": 20,
-    "cores": 64,
-    "ram": 600 * 1024,
-    "key_pairs": 100,
-    "metadata_items": 128,
-    "server_groups": 10,
-    "server_group_members": 10,
-    "injected_files": 5,
-    "injected_file_content_bytes": 10240,
-    "injected_file_path_bytes": 255,
-}
-
-
-# -- microversions ---------------------------------------------------------------
-
-
-def _fmt(version):
-    return f"{version[0]}.{version[1]}"
-
-
-def parse_microversion(req):
-    value = None
-    header = req.header("OpenStack-API-Version")
-    if header:
-        for part in header.split(","):
-            service, _, ver = part.strip().partition(" ")
-            if service.lower() == "compute":
-                value = ver.strip()
-    if value is None:
-        value = req.header("X-OpenStack-Nova-API-Version")
-    if value is None:
-        return MIN_VERSION
-    value = value.strip()
-    if value.lower() == "latest":
-        return MAX_VERSION
-    m = re.fullmatch(r"(\d+)\.(\d+)", value)
-    if not m:
-        raise ApiError(
-            400,
-            f"API Version String {value} is of invalid format. Must be of "
-            "format MajorNum.MinorNum.",
-        )
-    version = (int(m.group(1)), int(m.group(2)))
-    if not MIN_VERSION <= version <= MAX_VERSION:
-        raise ApiError(
-            406,
-            f"Version {value} is not supported by the API. Minimum is "
-            f"{_fmt(MIN_VERSION)} and maximum is {_fmt(MAX_VERSION)}.",
-        )
-    return version
-
-
-def add_version_headers(req, resp):
-    if req.microversion is None:
-        return
-    version = _fmt(req.microversion)
-    resp.headers["OpenStack-API-Version"] = f"compute {version}"
-    resp.headers["X-OpenStack-Nova-API-Version"] = version
-    resp.headers["Vary"] = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"
-
-
-def _mv(req, minor):
-    return req.microversion >= (2, minor)
-
-
 # -- discovery ---------------------------------------------------------------------
 
 
@@ -142,8 +84,8 @@ def _version_doc(req):
     return {
         "id": "v2.1",
         "status": "CURRENT",
-        "version": _fmt(MAX_VERSION),
-        "min_version": _fmt(MIN_VERSION),
+        "version": fmt(MAX_VERSION),
+        "min_version": fmt(MIN_VERSION),
         "updated": "2013-07-23T11:33:21Z",
         "links": [
             {"rel": "self", "href": f"{req.base_url}/compute/v2.1/"},
@@ -177,13 +119,6 @@ def dispatch(app, req, rest):
 # -- helpers -------------------------------------------------------------------------
 
 
-def _links(req, collection, item_id):
-    return [
-        {"rel": "self", "href": f"{req.base_url}/compute/v2.1/{collection}/{item_id}"},
-        {"rel": "bookmark", "href": f"{req.base_url}/compute/{collection}/{item_id}"},
-    ]
-
-
 def _server_row(req, server_id, include_deleted=False):
     sql = "SELECT * FROM servers WHERE id = ?"
     if not include_deleted:
@@ -192,33 +127,6 @@ def _server_row(req, server_id, include_deleted=False):
     if row is None or (not req.ctx.is_admin and row["project_id"] != req.ctx.project_id):
         raise ApiError(404, f"Instance {server_id} could not be found.")
     return row
-
-
-def _bool_value(name, value):
-    lowered = value.strip().lower()
-    if lowered in ("", "1", "true", "t", "yes", "y", "on"):
-        return True
-    if lowered in ("0", "false", "f", "no", "n", "off"):
-        return False
-    raise ApiError(400, f"Invalid value '{value}' for {name}: must be a boolean.")
-
-
-def _quota(store, project_id):
-    row = store.one("SELECT quota FROM projects WHERE id = ?", (project_id,))
-    quota = dict(DEFAULT_QUOTA)
-    if row:
-        quota.update(loads(row["quota"], {}))
-    return quota
-
-
-def _usage(store, project_id):
-    row = store.one(
-        "SELECT COUNT(*) AS n, COALESCE(SUM(json_extract(flavor, '$.vcpus')), 0) AS cores, "
-        "COALESCE(SUM(json_extract(flavor, '$.ram')), 0) AS ram "
-        "FROM servers WHERE project_id = ? AND deleted = 0",
-        (project_id,),
-    )
-    return {"instances": row["n"], "cores": row["cores"], "ram": row["ram"]}
 
 
 # -- server view --------------------------------------------------------------------------
@@ -230,7 +138,7 @@ def server_status(row):
 
 def _flavor_ref(req, row):
     flavor = loads(row["flavor"])
-    if _mv(req, 47):
+    if mv(req, 47):
         return {
             "vcpus": flavor["vcpus"],
             "ram": flavor["ram"],
@@ -296,7 +204,7 @@ def server_view(req, row, show=False):
         "addresses": _addresses(row),
         "accessIPv4": "",
         "accessIPv6": "",
-        "links": _links(req, "servers", row["id"]),
+        "links": links(req, "servers", row["id"]),
         "OS-DCF:diskConfig": "MANUAL",
         "OS-EXT-AZ:availability_zone": row["availability_zone"] if host else "",
         "config_drive": "",
@@ -316,7 +224,7 @@ def server_view(req, row, show=False):
         view["OS-EXT-SRV-ATTR:host"] = host
         view["OS-EXT-SRV-ATTR:hypervisor_hostname"] = f"{host}.devcloud" if host else None
         view["OS-EXT-SRV-ATTR:instance_name"] = "instance-%08x" % (int(row["id"][:8], 16) % 2**32)
-        if _mv(req, 3):
+        if mv(req, 3):
             view.update(
                 {
                     "OS-EXT-SRV-ATTR:reservation_id": row["reservation_id"],
@@ -330,25 +238,25 @@ def server_view(req, row, show=False):
                     "OS-EXT-SRV-ATTR:user_data": None,
                 }
             )
-        if _mv(req, 16):
+        if mv(req, 16):
             view["host_status"] = "UP" if host else ""
-    if _mv(req, 3):
+    if mv(req, 3):
         view["os-extended-volumes:volumes_attached"] = []
-    if _mv(req, 9):
+    if mv(req, 9):
         view["locked"] = bool(row["locked"])
-    if _mv(req, 19):
+    if mv(req, 19):
         view["description"] = row["description"]
-    if _mv(req, 26):
+    if mv(req, 26):
         view["tags"] = loads(row["tags"], [])
-    if _mv(req, 63):
+    if mv(req, 63):
         view["trusted_image_certificates"] = None
-    if _mv(req, 73):
+    if mv(req, 73):
         view["locked_reason"] = None
-    if _mv(req, 96):
+    if mv(req, 96):
         view["pinned_availability_zone"] = None
-    if _mv(req, 100):
+    if mv(req, 100):
         view["scheduler_hints"] = {}
-    if show and _mv(req, 71):
+    if show and mv(req, 71):
         view["server_groups"] = []
     fault = loads(row["fault"])
     if fault and status in ("ERROR", "DELETED"):
@@ -364,32 +272,6 @@ def server_view(req, row, show=False):
 
 
 # -- list ------------------------------------------------------------------------------------
-
-
-def _limit(req):
-    raw = req.param("limit")
-    if raw is None:
-        return MAX_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ApiError(400, "limit param must be an integer") from None
-    if limit < 0:
-        raise ApiError(400, "limit param must be positive")
-    return min(limit, MAX_LIMIT)
-
-
-def _next_link(req, collection, marker):
-    params = {}
-    for key, value in req.query:
-        params[key] = value
-    params["marker"] = marker
-    return [
-        {
-            "rel": "next",
-            "href": f"{req.base_url}/compute/v2.1/{collection}?{urllib.parse.urlencode(params)}",
-        }
-    ]
 
 
 def _server_sort(req):
@@ -416,7 +298,7 @@ def list_servers(req, detail=False):
     where, args = [], []
     all_tenants = False
     if req.has_param("all_tenants"):
-        all_tenants = _bool_value("all_tenants", req.param("all_tenants"))
+        all_tenants = bool_value("all_tenants", req.param("all_tenants"))
     if all_tenants:
         if not ctx.is_admin:
             action = "detail" if detail else "index"
@@ -463,7 +345,7 @@ def list_servers(req, detail=False):
         where.append(f"vm_state IN ({', '.join('?' * len(vm_states))})")
         args += vm_states
     if req.param("deleted") is not None and ctx.is_admin:
-        if _bool_value("deleted", req.param("deleted")):
+        if bool_value("deleted", req.param("deleted")):
             where.append("deleted = 1")
             include_deleted = True
     if not include_deleted:
@@ -500,13 +382,13 @@ def list_servers(req, detail=False):
         args.append(req.param("user_id"))
     if req.param("locked") is not None:
         where.append("locked = ?")
-        args.append(1 if _bool_value("locked", req.param("locked")) else 0)
+        args.append(1 if bool_value("locked", req.param("locked")) else 0)
     if req.param("power_state") is not None:
         where.append("power_state = ?")
         args.append(req.param("power_state"))
 
     sort = _server_sort(req)
-    limit = _limit(req)
+    limit = limit_param(req)
     marker = req.param("marker")
     if marker is not None:
         exprs = ", ".join(e for e, _ in sort)
@@ -527,12 +409,12 @@ def list_servers(req, detail=False):
         items = [server_view(req, r) for r in rows]
     else:
         items = [
-            {"id": r["id"], "name": r["name"], "links": _links(req, "servers", r["id"])}
+            {"id": r["id"], "name": r["name"], "links": links(req, "servers", r["id"])}
             for r in rows
         ]
     body = {"servers": items}
     if rows and len(rows) == limit:
-        body["servers_links"] = _next_link(req, collection, rows[-1]["id"])
+        body["servers_links"] = next_link(req, collection, rows[-1]["id"])
     return Response(200, body)
 
 
@@ -560,24 +442,10 @@ def _count(server, name, default):
     return value
 
 
-def _visible_flavor(store, ctx, flavor_id):
-    row = store.one("SELECT * FROM flavors WHERE id = ?", (flavor_id,))
-    if row is None:
-        return None
-    if row["is_public"] or ctx.is_admin:
-        return row
-    if store.one(
-        "SELECT 1 FROM flavor_access WHERE flavor_id = ? AND project_id = ?",
-        (flavor_id, ctx.project_id),
-    ):
-        return row
-    return None
-
-
 def _parse_networks(req, server):
     networks = server.get("networks")
     if networks is None:
-        if _mv(req, 37):
+        if mv(req, 37):
             raise ApiError(
                 400,
                 "Invalid input for field/attribute server. Value: "
@@ -659,7 +527,7 @@ def _check_metadata(metadata, what="metadata"):
             raise ApiError(400, f"Invalid input for field/attribute {what}. Value: {key!r}.")
         if not isinstance(value, str) or len(value) > 255:
             raise ApiError(400, f"Invalid input for field/attribute {what}. Value: {value!r}.")
-    if len(metadata) > DEFAULT_QUOTA["metadata_items"]:
+    if len(metadata) > quotas.DEFAULT_QUOTA["metadata_items"]:
         raise ApiError(
             403,
             "Quota exceeded for metadata_items: Requested "
@@ -669,8 +537,8 @@ def _check_metadata(metadata, what="metadata"):
 
 def _allowed_count(store, project_id, flavor, min_count, max_count):
     """Nova creates as many as quota allows between min_count and max_count."""
-    quota = _quota(store, project_id)
-    used = _usage(store, project_id)
+    quota = quotas.quota_of(store, project_id)
+    used = quotas.usage_of(store, project_id)
     per = {"instances": 1, "cores": flavor["vcpus"], "ram": flavor["ram"]}
     allowed = max_count
     for resource in ("instances", "cores", "ram"):
@@ -744,7 +612,7 @@ def create_server(req):
             400,
             "Invalid input for field/attribute server. Value: 'flavorRef' is a required property",
         )
-    flavor_row = _visible_flavor(store, ctx, _ref_id(server["flavorRef"]))
+    flavor_row = flavors.visible_flavor(store, ctx, _ref_id(server["flavorRef"]))
     if flavor_row is None:
         raise ApiError(400, "Invalid flavorRef provided.")
     flavor = flavor_snapshot(flavor_row)
@@ -763,8 +631,8 @@ def create_server(req):
         raise ApiError(400, "Invalid key_name provided.")
     metadata = server.get("metadata", {})
     _check_metadata(metadata)
-    description = server.get("description") if _mv(req, 19) else None
-    tags = server.get("tags", []) if _mv(req, 52) else []
+    description = server.get("description") if mv(req, 19) else None
+    tags = server.get("tags", []) if mv(req, 52) else []
     groups = [
         g.get("name", "default") for g in server.get("security_groups") or [] if isinstance(g, dict)
     ] or ["default"]
@@ -816,7 +684,7 @@ def create_server(req):
     admin_pass = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(12))
     resp = {
         "id": first,
-        "links": _links(req, "servers", first),
+        "links": links(req, "servers", first),
         "OS-DCF:diskConfig": "MANUAL",
         "adminPass": admin_pass,
     }
@@ -833,7 +701,7 @@ def update_server(req, server_id):
     if not isinstance(server, dict):
         raise ApiError(400, "Invalid input for field/attribute server.")
     allowed = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
-    if _mv(req, 19):
+    if mv(req, 19):
         allowed.add("description")
     extra = set(server) - allowed
     if extra:
@@ -964,7 +832,7 @@ def _action_create_image(req, server_id, args):
         )
         transitions.plan_snapshot(app, conn, row, image_id)
     location = f"{req.base_url}/image/v2/images/{image_id}"
-    if _mv(req, 45):
+    if mv(req, 45):
         return Response(202, {"image_id": image_id})
     return Response(202, None, {"Location": location})
 
@@ -1053,343 +921,6 @@ def server_ips(req, server_id):
     return Response(200, {"addresses": _addresses(_server_row(req, server_id))})
 
 
-# -- flavors ---------------------------------------------------------------------------------------
-
-FLAVOR_SORT_KEYS = {
-    "flavorid": "id",
-    "id": "id",
-    "name": "name",
-    "memory_mb": "ram",
-    "vcpus": "vcpus",
-    "root_gb": "disk",
-    "ephemeral_gb": "ephemeral",
-    "swap": "swap",
-    "rxtx_factor": "rxtx_factor",
-    "created_at": "created_at",
-    "disabled": "disabled",
-    "is_public": "is_public",
-    "description": "COALESCE(description, '')",
-}
-
-
-def flavor_view(req, row, detail=True):
-    view = {"id": row["id"], "name": row["name"], "links": _links(req, "flavors", row["id"])}
-    if _mv(req, 55):
-        view["description"] = row["description"]
-    if not detail:
-        return view
-    swap = row["swap"]
-    view.update(
-        {
-            "ram": row["ram"],
-            "disk": row["disk"],
-            "vcpus": row["vcpus"],
-            "swap": swap if (swap or _mv(req, 75)) else "",
-            "OS-FLV-EXT-DATA:ephemeral": row["ephemeral"],
-            "OS-FLV-DISABLED:disabled": bool(row["disabled"]),
-            "os-flavor-access:is_public": bool(row["is_public"]),
-            "rxtx_factor": row["rxtx_factor"],
-        }
-    )
-    if _mv(req, 61):
-        view["extra_specs"] = loads(row["extra_specs"], {})
-    return view
-
-
-def _is_public_filter(req):
-    raw = req.param("is_public")
-    if raw is None:
-        return True
-    lowered = raw.strip().lower()
-    if lowered == "none":
-        return None
-    if lowered in ("true", "t", "1", "yes", "y", "on"):
-        return True
-    if lowered in ("false", "f", "0", "no", "n", "off"):
-        return False
-    raise ApiError(400, f"Invalid is_public filter [{raw}]")
-
-
-def list_flavors(req, detail=False):
-    ctx = req.ctx
-    store = req.app.store
-    where, args = [], []
-    if ctx.is_admin:
-        is_public = _is_public_filter(req)
-    else:
-        is_public = True
-        where.append("disabled = 0")
-    if is_public is not None:
-        if is_public:
-            # Private flavors shared with the caller's project count as "public" for it.
-            where.append(
-                "(is_public = 1 OR id IN (SELECT flavor_id FROM flavor_access "
-                "WHERE project_id = ?))"
-            )
-            args.append(ctx.project_id)
-        else:
-            where.append("is_public = 0")
-    for param, column in (("minDisk", "disk"), ("minRam", "ram")):
-        raw = req.param(param)
-        if raw is not None:
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ApiError(400, f"Invalid {param} filter [{raw}]") from None
-            where.append(f"{column} >= ?")
-            args.append(value)
-    key = req.param("sort_key", "flavorid")
-    direction = req.param("sort_dir", "asc")
-    if key not in FLAVOR_SORT_KEYS or direction not in ("asc", "desc"):
-        raise ApiError(400, f"Invalid sort key or direction: {key} {direction}")
-    sort = [(FLAVOR_SORT_KEYS[key], direction)]
-    if sort[0][0] != "id":
-        sort.append(("id", direction))
-    limit = _limit(req)
-    marker = req.param("marker")
-    if marker is not None:
-        exprs = ", ".join(e for e, _ in sort)
-        mrow = store.one(f"SELECT {exprs} FROM flavors WHERE id = ?", (marker,))
-        if mrow is None:
-            raise ApiError(400, f"marker [{marker}] not found")
-        clause, cargs = keyset_condition(sort, list(mrow))
-        where.append(clause)
-        args += cargs
-    sql = "SELECT * FROM flavors"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    rows = store.query(f"{sql} ORDER BY {order_by(sort)} LIMIT ?", args + [limit]) if limit else []
-    body = {"flavors": [flavor_view(req, r, detail) for r in rows]}
-    if rows and len(rows) == limit:
-        body["flavors_links"] = _next_link(
-            req, "flavors/detail" if detail else "flavors", rows[-1]["id"]
-        )
-    return Response(200, body)
-
-
-def list_flavors_detail(req):
-    return list_flavors(req, detail=True)
-
-
-def _flavor_or_404(req, flavor_id):
-    row = _visible_flavor(req.app.store, req.ctx, flavor_id)
-    if row is None:
-        raise ApiError(404, f"Flavor {flavor_id} could not be found.")
-    return row
-
-
-def show_flavor(req, flavor_id):
-    return Response(200, {"flavor": flavor_view(req, _flavor_or_404(req, flavor_id))})
-
-
-def flavor_extra_specs(req, flavor_id):
-    return Response(200, {"extra_specs": loads(_flavor_or_404(req, flavor_id)["extra_specs"], {})})
-
-
-def flavor_extra_spec(req, flavor_id, key):
-    specs = loads(_flavor_or_404(req, flavor_id)["extra_specs"], {})
-    if key not in specs:
-        raise ApiError(404, f"Flavor {flavor_id} has no extra specs with key {key}.")
-    return Response(200, {key: specs[key]})
-
-
-def flavor_access(req, flavor_id):
-    if not req.ctx.is_admin:
-        raise ApiError(403, "Policy doesn't allow os_compute_api:os-flavor-access to be performed.")
-    row = _flavor_or_404(req, flavor_id)
-    if row["is_public"]:
-        raise ApiError(404, "Access list not available for public flavors.")
-    rows = req.app.store.query(
-        "SELECT project_id FROM flavor_access WHERE flavor_id = ? ORDER BY project_id", (flavor_id,)
-    )
-    return Response(
-        200,
-        {"flavor_access": [{"flavor_id": flavor_id, "tenant_id": r["project_id"]} for r in rows]},
-    )
-
-
-# -- limits, quotas, misc ---------------------------------------------------------------------------
-
-
-def _target_project(req, param_value):
-    if param_value and param_value != req.ctx.project_id:
-        if not req.ctx.is_admin:
-            raise ApiError(
-                403, "Policy doesn't allow os_compute_api:os-quota-sets:show to be performed."
-            )
-        if req.app.store.one("SELECT id FROM projects WHERE id = ?", (param_value,)) is None:
-            raise ApiError(404, f"Project {param_value} could not be found.")
-        return param_value
-    return req.ctx.project_id
-
-
-def limits(req):
-    project_id = _target_project(req, req.param("tenant_id"))
-    quota = _quota(req.app.store, project_id)
-    used = _usage(req.app.store, project_id)
-    absolute = {
-        "maxTotalInstances": quota["instances"],
-        "maxTotalCores": quota["cores"],
-        "maxTotalRAMSize": quota["ram"],
-        "maxServerMeta": quota["metadata_items"],
-        "maxTotalKeypairs": quota["key_pairs"],
-        "maxServerGroups": quota["server_groups"],
-        "maxServerGroupMembers": quota["server_group_members"],
-        "totalInstancesUsed": used["instances"],
-        "totalCoresUsed": used["cores"],
-        "totalRAMUsed": used["ram"],
-        "totalServerGroupsUsed": 0,
-    }
-    if not _mv(req, 39):
-        absolute["maxImageMeta"] = quota["metadata_items"]
-    if not _mv(req, 57):
-        absolute["maxPersonality"] = quota["injected_files"]
-        absolute["maxPersonalitySize"] = quota["injected_file_content_bytes"]
-    if not _mv(req, 36):
-        absolute.update(
-            {
-                "maxTotalFloatingIps": 10,
-                "maxSecurityGroups": 10,
-                "maxSecurityGroupRules": 20,
-                "totalFloatingIpsUsed": 0,
-                "totalSecurityGroupsUsed": 1,
-            }
-        )
-    return Response(200, {"limits": {"rate": [], "absolute": absolute}})
-
-
-QUOTA_KEYS = (
-    "instances",
-    "cores",
-    "ram",
-    "key_pairs",
-    "metadata_items",
-    "server_groups",
-    "server_group_members",
-    "injected_files",
-    "injected_file_content_bytes",
-    "injected_file_path_bytes",
-)
-
-
-def _quota_set_view(req, project_id, detail=False):
-    quota = _quota(req.app.store, project_id)
-    used = _usage(req.app.store, project_id)
-    keys = [k for k in QUOTA_KEYS if not (_mv(req, 57) and k.startswith("injected_file"))]
-    view = {"id": project_id}
-    for key in keys:
-        if detail:
-            view[key] = {"limit": quota[key], "in_use": used.get(key, 0), "reserved": 0}
-        else:
-            view[key] = quota[key]
-    return view
-
-
-def show_quota(req, project_id):
-    project_id = _target_project(req, project_id)
-    return Response(200, {"quota_set": _quota_set_view(req, project_id)})
-
-
-def show_quota_detail(req, project_id):
-    project_id = _target_project(req, project_id)
-    return Response(200, {"quota_set": _quota_set_view(req, project_id, detail=True)})
-
-
-def show_quota_defaults(req, project_id):
-    view = {"id": project_id}
-    view.update({k: DEFAULT_QUOTA[k] for k in QUOTA_KEYS})
-    return Response(200, {"quota_set": view})
-
-
-def update_quota(req, project_id):
-    if not req.ctx.is_admin:
-        raise ApiError(
-            403, "Policy doesn't allow os_compute_api:os-quota-sets:update to be performed."
-        )
-    body = req.json()
-    changes = body.get("quota_set") if isinstance(body, dict) else None
-    if not isinstance(changes, dict):
-        raise ApiError(400, "Invalid input for field/attribute quota_set.")
-    store = req.app.store
-    with store.write() as conn:
-        row = store.one("SELECT quota FROM projects WHERE id = ?", (project_id,))
-        if row is None:
-            raise ApiError(404, f"Project {project_id} could not be found.")
-        quota = loads(row["quota"], {})
-        for key, value in changes.items():
-            if key == "force":
-                continue
-            if key not in QUOTA_KEYS:
-                raise ApiError(400, f"Bad key(s) {key} in quota_set")
-            try:
-                quota[key] = int(value)
-            except (TypeError, ValueError):
-                raise ApiError(400, f"Invalid input for field/attribute {key}.") from None
-        conn.execute("UPDATE projects SET quota = ? WHERE id = ?", (dumps(quota), project_id))
-    view = _quota_set_view(req, project_id)
-    view.pop("id")
-    return Response(200, {"quota_set": view})
-
-
-def availability_zones(req):
-    return Response(
-        200,
-        {
-            "availabilityZoneInfo": [
-                {"zoneName": "nova", "zoneState": {"available": True}, "hosts": None}
-            ]
-        },
-    )
-
-
-def availability_zones_detail(req):
-    if not req.ctx.is_admin:
-        raise ApiError(
-            403, "Policy doesn't allow os_compute_api:os-availability-zone:detail to be performed."
-        )
-    return Response(
-        200,
-        {
-            "availabilityZoneInfo": [
-                {
-                    "zoneName": "internal",
-                    "zoneState": {"available": True},
-                    "hosts": {
-                        "devcloud-controller": {
-                            "nova-scheduler": {
-                                "available": True,
-                                "active": True,
-                                "updated_at": None,
-                            }
-                        }
-                    },
-                },
-                {
-                    "zoneName": "nova",
-                    "zoneState": {"available": True},
-                    "hosts": {
-                        "devcloud-compute-1": {
-                            "nova-compute": {"available": True, "active": True, "updated_at": None}
-                        }
-                    },
-                },
-            ]
-        },
-    )
-
-
-def list_keypairs(req):
-    return Response(200, {"keypairs": []})
-
-
-def show_keypair(req, name):
-    raise ApiError(404, f"Keypair {name} not found for user {req.ctx.user_id}")
-
-
-def extensions(req):
-    return Response(200, {"extensions": []})
-
-
 def register(router: Router):
     sid = "(?P<server_id>[^/]+)"
     router.add("GET", "/servers", list_servers)
@@ -1407,20 +938,20 @@ def register(router: Router):
     router.add("PUT", f"/servers/{sid}/metadata/(?P<key>[^/]+)", set_metadata_item)
     router.add("DELETE", f"/servers/{sid}/metadata/(?P<key>[^/]+)", delete_metadata_item)
     fid = "(?P<flavor_id>[^/]+)"
-    router.add("GET", "/flavors", list_flavors)
-    router.add("GET", "/flavors/detail", list_flavors_detail)
-    router.add("GET", f"/flavors/{fid}", show_flavor)
-    router.add("GET", f"/flavors/{fid}/os-extra_specs", flavor_extra_specs)
-    router.add("GET", f"/flavors/{fid}/os-extra_specs/(?P<key>[^/]+)", flavor_extra_spec)
-    router.add("GET", f"/flavors/{fid}/os-flavor-access", flavor_access)
-    router.add("GET", "/limits", limits)
+    router.add("GET", "/flavors", flavors.list_flavors)
+    router.add("GET", "/flavors/detail", flavors.list_flavors_detail)
+    router.add("GET", f"/flavors/{fid}", flavors.show_flavor)
+    router.add("GET", f"/flavors/{fid}/os-extra_specs", flavors.flavor_extra_specs)
+    router.add("GET", f"/flavors/{fid}/os-extra_specs/(?P<key>[^/]+)", flavors.flavor_extra_spec)
+    router.add("GET", f"/flavors/{fid}/os-flavor-access", flavors.flavor_access)
+    router.add("GET", "/limits", quotas.limits)
     pid = "(?P<project_id>[^/]+)"
-    router.add("GET", f"/os-quota-sets/{pid}", show_quota)
-    router.add("PUT", f"/os-quota-sets/{pid}", update_quota)
-    router.add("GET", f"/os-quota-sets/{pid}/detail", show_quota_detail)
-    router.add("GET", f"/os-quota-sets/{pid}/defaults", show_quota_defaults)
-    router.add("GET", "/os-availability-zone", availability_zones)
-    router.add("GET", "/os-availability-zone/detail", availability_zones_detail)
-    router.add("GET", "/os-keypairs", list_keypairs)
-    router.add("GET", "/os-keypairs/(?P<name>[^/]+)", show_keypair)
-    router.add("GET", "/extensions", extensions)
+    router.add("GET", f"/os-quota-sets/{pid}", quotas.show_quota)
+    router.add("PUT", f"/os-quota-sets/{pid}", quotas.update_quota)
+    router.add("GET", f"/os-quota-sets/{pid}/detail", quotas.show_quota_detail)
+    router.add("GET", f"/os-quota-sets/{pid}/defaults", quotas.show_quota_defaults)
+    router.add("GET", "/os-availability-zone", quotas.availability_zones)
+    router.add("GET", "/os-availability-zone/detail", quotas.availability_zones_detail)
+    router.add("GET", "/os-keypairs", quotas.list_keypairs)
+    router.add("GET", "/os-keypairs/(?P<name>[^/]+)", quotas.show_keypair)
+    router.add("GET", "/extensions", quotas.extensions)
