@@ -222,16 +222,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 err = ApiError(500, f"Unexpected error: {exc.__class__.__name__}: {exc}")
                 resp = Response(500, render_error(req.service, err))
         resp.headers.setdefault("X-OpenStack-Request-Id", "req-" + str(uuid.uuid4()))
-        try:
-            self.send_response(resp.status, HTTP_REASONS.get(resp.status))
-            for key, value in resp.headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(resp.body)))
-            self.end_headers()
-            if self.command != "HEAD" and resp.body:
-                self.wfile.write(resp.body)
-        finally:
-            app.log_access(req, resp.status, started)
+        # Logged before the response leaves, so a client that counts lines right
+        # after its request returns always sees its own line.
+        app.log_access(req, resp.status, started)
+        self.send_response(resp.status, HTTP_REASONS.get(resp.status))
+        for key, value in resp.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(resp.body)))
+        self.end_headers()
+        if self.command != "HEAD" and resp.body:
+            self.wfile.write(resp.body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 

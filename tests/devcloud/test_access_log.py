@@ -1,7 +1,6 @@
 """One flushed access-log line per request, in a parseable format."""
 
 import re
-import time
 
 import requests
 
@@ -33,12 +32,9 @@ def test_every_request_is_logged_once_with_project(cloud, alpha):
     assert float(first[4]) >= 0
 
 
-def test_log_is_written_before_the_response_is_observed(cloud, alpha):
-    # The portal counts lines right after a page view: no buffering may delay them.
-    for _ in range(5):
+def test_log_line_exists_as_soon_as_the_response_arrives(cloud, alpha):
+    # The portal counts lines right after a page view: the line must already be there.
+    for _ in range(50):
         before = len(_lines(cloud))
         alpha.get("/compute/v2.1/flavors")
-        deadline = time.monotonic() + 0.05
-        while len(_lines(cloud)) != before + 1 and time.monotonic() < deadline:
-            time.sleep(0.001)
         assert len(_lines(cloud)) == before + 1
