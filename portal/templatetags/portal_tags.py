@@ -26,6 +26,16 @@ def job_title(job) -> str:
         return job.kind
 
 
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+@register.filter
+def duration_text(value) -> str:
+    """A timedelta as "4.2 s" or "3.5 min"."""
+    return _seconds_text(value.total_seconds())
+
+
 @register.filter
 def step_duration(step: dict) -> str:
     """How long a job step took (or has been running), e.g. "4.2 s"."""
@@ -39,8 +49,7 @@ def step_duration(step: dict) -> str:
     ended = (
         datetime.fromisoformat(step["finished_at"]) if step.get("finished_at") else timezone.now()
     )
-    seconds = (ended - started).total_seconds()
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    return _seconds_text((ended - started).total_seconds())
 
 
 @register.filter

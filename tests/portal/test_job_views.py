@@ -31,6 +31,8 @@ def test_job_detail_shows_steps_with_durations_and_polls(client, people):
     assert 'hx-trigger="every 2s"' in body
     partial = client.get(reverse("job-detail", args=[job.pk]), headers={"HX-Request": "true"})
     assert "<nav" not in partial.content.decode()
+    # Each poll swaps the whole partial: nothing of it may leak as text outside the div.
+    assert partial.content.decode().strip().startswith('<div id="job-')
 
 
 def test_a_finished_job_stops_polling_and_shows_its_error(client, people):
@@ -38,6 +40,10 @@ def test_a_finished_job_stops_polling_and_shows_its_error(client, people):
     client.force_login(people["bob"])
     body = client.get(reverse("job-detail", args=[job.pk])).content.decode()
     assert "every 2s" not in body and "went to ERROR" in body
+    job.finished_at = job.created_at
+    job.started_at = job.created_at
+    job.save()
+    assert "took 0.0 s" in client.get(reverse("job-detail", args=[job.pk])).content.decode()
 
 
 def test_job_access(client, people):
