@@ -128,21 +128,12 @@ def server_action_check(*, server: Server, actor, action: str) -> None:
         raise ActionRefused(f"Cannot {action} {server.name} while it is {server.status}.")
 
 
-def server_stop_request(*, server: Server, actor):
+def server_power_request(*, server: Server, actor, action: str):
+    """Check, then record a `server.stop` or `server.start` job."""
     from portal.jobs import job_create
 
-    server_action_check(server=server, actor=actor, action="stop")
+    server_action_check(server=server, actor=actor, action=action)
     return job_create(
-        kind="server.stop", actor=actor, project=server.project, site=server.site,
-        target_server_id=server.openstack_id,
-    )  # fmt: skip
-
-
-def server_start_request(*, server: Server, actor):
-    from portal.jobs import job_create
-
-    server_action_check(server=server, actor=actor, action="start")
-    return job_create(
-        kind="server.start", actor=actor, project=server.project, site=server.site,
+        kind=f"server.{action}", actor=actor, project=server.project, site=server.site,
         target_server_id=server.openstack_id,
     )  # fmt: skip

@@ -11,7 +11,7 @@ from instances.selectors import (
     server_get_for_user,
     server_list,
 )
-from instances.services import server_start_request, server_stop_request
+from instances.services import server_power_request
 from instances.tables import ServerTable
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
@@ -77,10 +77,10 @@ def instance_detail(request, server_id: int):
     return render(request, "instances/instance_detail.html", context)
 
 
-def _run_action(request, server_id: int, request_action):
+def _run_action(request, server_id: int, action: str):
     server = server_get_for_user(request.user, server_id)
     try:
-        job = request_action(server=server, actor=request.user)
+        job = server_power_request(server=server, actor=request.user, action=action)
     except ActionRefused as refused:
         messages.error(request, refused.message)
         context = server_detail_context(request.user, server)
@@ -92,10 +92,10 @@ def _run_action(request, server_id: int, request_action):
 @login_required
 @require_POST
 def instance_stop(request, server_id: int):
-    return _run_action(request, server_id, server_stop_request)
+    return _run_action(request, server_id, "stop")
 
 
 @login_required
 @require_POST
 def instance_start(request, server_id: int):
-    return _run_action(request, server_id, server_start_request)
+    return _run_action(request, server_id, "start")

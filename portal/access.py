@@ -26,9 +26,17 @@ def project_role(user, project: Project | None) -> str | None:
         return "admin" if user.is_superuser else None
     if user.is_superuser:
         return Membership.Role.ADMIN
-    return (
-        Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
-    )
+    return _roles_of(user).get(project.pk)
+
+
+def _roles_of(user) -> dict[int, str]:
+    """{project id: role}, read once per user object: a table asks for every row,
+    and a request's user object lives only as long as the request."""
+    roles = getattr(user, "_portal_project_roles", None)
+    if roles is None:
+        roles = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+        user._portal_project_roles = roles
+    return roles
 
 
 def can_see(user, project: Project | None) -> bool:

@@ -15,23 +15,23 @@ def page_size_from(request, *, default: int = 25, remember: str = "") -> int:
     from portal.models import Preference
 
     key = f"{remember}.per_page"
+    stored = None
+    if remember:
+        values = Preference.objects.filter(user=request.user, key=key).values_list(
+            "value", flat=True
+        )
+        stored = values[0] if values else None
     try:
         size = int(request.GET["per_page"])
     except (KeyError, TypeError, ValueError):
         size = None
     if size in PAGE_SIZES:
-        if remember:
+        if remember and size != stored:
             Preference.objects.update_or_create(
                 user=request.user, key=key, defaults={"value": size}
             )
         return size
-    if remember:
-        stored = Preference.objects.filter(user=request.user, key=key).values_list(
-            "value", flat=True
-        )
-        if stored and stored[0] in PAGE_SIZES:
-            return stored[0]
-    return default
+    return stored if stored in PAGE_SIZES else default
 
 
 def table_configure(request, table: Table, *, per_page: int) -> Table:

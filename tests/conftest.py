@@ -178,3 +178,14 @@ def wait_for_job(job, timeout=60.0):
             return job
         time.sleep(0.1)
     raise AssertionError(f"job {job.pk} still {job.status} at {job.progress!r}: {job.steps}")
+
+
+def write_unreachable_clouds_yaml(path, *, name: str, port: int) -> str:
+    """A clouds.yaml whose entry `name` points at a port nobody listens on."""
+    path.write_text(
+        f"clouds:\n  {name}:\n    auth:\n      auth_url: http://127.0.0.1:{port}/identity\n"
+        "      username: a\n      password: b\n      project_name: c\n"
+        "      user_domain_name: Default\n      project_domain_name: Default\n"
+        "    identity_api_version: 3\n"
+    )
+    return str(path)

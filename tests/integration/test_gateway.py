@@ -7,7 +7,7 @@ import time
 import pytest
 
 from portal import cloud
-from tests.conftest import sdk_connection
+from tests.conftest import sdk_connection, write_unreachable_clouds_yaml
 
 
 def wait_until(predicate, timeout=20.0):
@@ -73,15 +73,9 @@ def test_errors_are_translated(clouds):
 def test_an_unreachable_site_is_unavailable(clouds, tmp_path, settings):
     from scripts.stack import free_port
 
-    port = free_port()  # nothing listens here
-    cy = tmp_path / "clouds.yaml"
-    cy.write_text(
-        f"clouds:\n  nowhere:\n    auth:\n      auth_url: http://127.0.0.1:{port}/identity\n"
-        "      username: a\n      password: b\n      project_name: c\n"
-        "      user_domain_name: Default\n      project_domain_name: Default\n"
-        "    identity_api_version: 3\n"
+    settings.OS_CLIENT_CONFIG_FILE = write_unreachable_clouds_yaml(
+        tmp_path / "clouds.yaml", name="nowhere", port=free_port()
     )
-    settings.OS_CLIENT_CONFIG_FILE = str(cy)
     cloud.connections_reset()
     with pytest.raises(cloud.Unavailable):
         cloud.server_list("nowhere")

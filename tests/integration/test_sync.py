@@ -9,7 +9,8 @@ from images.models import Image
 from instances.models import Flavor, Server
 from portal import cloud
 from portal.services import site_sync
-from tests.conftest import sdk_connection
+from scripts.stack import free_port
+from tests.conftest import sdk_connection, write_unreachable_clouds_yaml
 from tests.integration.test_gateway import wait_until
 
 
@@ -80,13 +81,9 @@ def test_an_unchanged_site_syncs_without_writes(demo):
 
 def test_an_unreachable_site_is_noted_and_pages_still_render(demo, client, tmp_path, settings):
     site = demo["sites"]["devcloud"]
-    cy = tmp_path / "clouds.yaml"
-    cy.write_text(
-        "clouds:\n  devcloud:\n    auth:\n      auth_url: http://127.0.0.1:9/identity\n"
-        "      username: a\n      password: b\n      project_name: c\n"
-        "      user_domain_name: Default\n      project_domain_name: Default\n"
+    settings.OS_CLIENT_CONFIG_FILE = write_unreachable_clouds_yaml(
+        tmp_path / "clouds.yaml", name="devcloud", port=free_port()
     )
-    settings.OS_CLIENT_CONFIG_FILE = str(cy)
     cloud.connections_reset()
     with pytest.raises(cloud.Unavailable):
         site_sync(site, full=False)
