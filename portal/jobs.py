@@ -19,7 +19,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -229,7 +229,7 @@ def _step_timed_out(record: dict) -> bool:
     started = record.get("started_at")
     if not started:
         return False
-    elapsed = _now() - timezone.datetime.fromisoformat(started)
+    elapsed = _now() - datetime.fromisoformat(started)
     return elapsed.total_seconds() > settings.JOB_STEP_TIMEOUT_SECONDS
 
 
@@ -296,7 +296,7 @@ def jobs_recover_stuck() -> list[int]:
 def _ping_wait(job: Job) -> Wait | None:
     """Waits (without holding the worker) until `wait_seconds` after it first ran."""
     first = job.state.setdefault("ping_first_seen", _stamp(_now()))
-    elapsed = (_now() - timezone.datetime.fromisoformat(first)).total_seconds()
+    elapsed = (_now() - datetime.fromisoformat(first)).total_seconds()
     if elapsed < float(job.params.get("wait_seconds", 0)):
         return Wait(progress=f"waiting ({elapsed:.1f}s)")
     return None
