@@ -11,7 +11,15 @@ from snapshots.models import Snapshot
 class SnapshotTable(tables.Table):
     select = tables.CheckBoxColumn(accessor="pk", orderable=False)
     name = tables.Column()
-    project = tables.Column(accessor="project__name", verbose_name="Project")
+    project = tables.Column(
+        accessor="project__name",
+        verbose_name="Project",
+        linkify=lambda record: (
+            reverse("snapshots:snapshot-project-list", kwargs={"project_id": record.project_id})
+            if record.project_id
+            else None
+        ),
+    )
     status = tables.Column()
     source = tables.Column(
         accessor="source_server_openstack_id", verbose_name="Source instance", orderable=False

@@ -121,3 +121,9 @@ def test_select_all_matching_offered_across_pages(client, people):
     client.force_login(people["alice"])
     body = client.get(URL, {"per_page": "10"}).content.decode()
     assert "Select all 12 matching" in body
+
+
+def test_project_names_link_to_the_per_project_view(client, people, snaps):
+    client.force_login(people["alice"])
+    body = client.get(URL).content.decode()
+    assert reverse("snapshots:snapshot-project-list", args=[people["alpha"].pk]) in body
