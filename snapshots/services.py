@@ -55,19 +55,7 @@ def snapshot_create_check(
         name = clean_snapshot_name(name)
     except forms.ValidationError as exc:
         raise ActionRefused(exc.messages[0], status=400) from exc
-    if server.flavor_ram_mib > MAX_SNAPSHOT_RAM_MIB:
-        raise ActionRefused(
-            f"Snapshots are limited to instances with at most {_gib(MAX_SNAPSHOT_RAM_MIB)} RAM, "
-            f"because a snapshot preserves the full RAM state. {server.name} runs on flavor "
-            f"{server.flavor_name} with {_gib(server.flavor_ram_mib)}.",
-            status=400,
-        )
-    if exclude_job_id is None:
-        server_action_check(server=server, actor=actor, action="snapshot")
-    elif not can_act_on(actor, project=server.project, created_by_id=server.created_by_id):
-        raise ActionRefused("You may no longer act on this instance.", status=403)
-    if server.status not in SNAPSHOT_STATUSES:
-        raise ActionRefused(f"Cannot snapshot {server.name} while it is {server.status}.")
+    snapshot_allowed_check(server=server, actor=actor, in_job=exclude_job_id is not None)
     if snapshot_name_taken(server=server, name=name, exclude_job_id=exclude_job_id):
         raise ActionRefused(
             f"Project {server.project} already has a snapshot named “{name}” on "
@@ -75,6 +63,25 @@ def snapshot_create_check(
             status=400,
         )
     return name
+
+
+def snapshot_allowed_check(*, server: Server, actor, in_job: bool = False) -> None:
+    """The rules about the instance and the actor, whatever the name: the form
+    shows these before the user types anything. Inside the job, the job itself
+    counts as running on the instance, so only the permission is asked again."""
+    if server.flavor_ram_mib > MAX_SNAPSHOT_RAM_MIB:
+        raise ActionRefused(
+            f"Snapshots are limited to instances with at most {_gib(MAX_SNAPSHOT_RAM_MIB)} RAM, "
+            f"because a snapshot preserves the full RAM state. {server.name} runs on flavor "
+            f"{server.flavor_name} with {_gib(server.flavor_ram_mib)}.",
+            status=400,
+        )
+    if not in_job:
+        server_action_check(server=server, actor=actor, action="snapshot")
+    elif not can_act_on(actor, project=server.project, created_by_id=server.created_by_id):
+        raise ActionRefused("You may no longer act on this instance.", status=403)
+    if server.status not in SNAPSHOT_STATUSES:
+        raise ActionRefused(f"Cannot snapshot {server.name} while it is {server.status}.")
 
 
 def snapshot_create_request(

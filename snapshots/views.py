@@ -22,6 +22,7 @@ from snapshots.selectors import (
 )
 from snapshots.services import (
     MAX_SNAPSHOT_RAM_MIB,
+    snapshot_allowed_check,
     snapshot_create_check,
     snapshot_create_request,
     snapshot_delete_plan,
@@ -103,7 +104,7 @@ def snapshot_create(request, server_id: int):
         form = SnapshotCreateForm(initial={"restart": server.status == "ACTIVE"})
         # Refuse up front what can never succeed (e.g. a flavor over 256 GiB).
         try:
-            snapshot_create_check(server=server, actor=request.user, name="placeholder")
+            snapshot_allowed_check(server=server, actor=request.user)
         except ActionRefused as refused:
             refusal = refused
     context = {

@@ -108,3 +108,14 @@ def test_it_requires_login_and_rejects_other_methods(client, people, vm):
     assert client.get(url(vm)).status_code == 302
     client.force_login(people["bob"])
     assert client.delete(url(vm)).status_code == 405
+
+
+def test_the_form_opens_whatever_snapshots_already_exist(client, people, vm):
+    from tests.factories import make_image
+
+    # Opening the form checks the instance, not a made-up name.
+    make_image(site=vm.site, project=people["alpha"], snapshot=True, name="placeholder")
+    client.force_login(people["bob"])
+    response = client.get(url(vm))
+    assert response.status_code == 200
+    assert response.context["refusal"] is None
