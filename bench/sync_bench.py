@@ -62,8 +62,8 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         from portal import cloud
         from portal.models import Project
-        from portal.services import site_sync
         from portal.sites import sites_ensure
+        from portal.sync import site_sync
 
         site = sites_ensure()[0]
         for p in cloud.project_list(site.name):

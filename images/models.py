@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from instances.models import MirrorRow
+from portal.mirror import MirrorRow
 from portal.models import Project
 
 TRANSITIONAL_IMAGE_STATUSES = {"queued", "saving", "uploading", "importing", "pending_delete"}

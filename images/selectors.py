@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count, Q, QuerySet
 
 from images.models import Image
-from portal.access import projects_visible_to
+from portal.access import in_visible_projects, projects_visible_to
 from portal.models import Site
 
 
@@ -17,6 +17,7 @@ def base_image_list(*, user) -> QuerySet[Image]:
     images = Image.objects.filter(is_snapshot=False, deleted_at__isnull=True).select_related("site")
     if user.is_superuser:
         return images
+    # Not in_visible_projects: public images belong to no portal project.
     return images.filter(
         Q(visibility__in=("public", "community")) | Q(project__in=projects_visible_to(user))
     )
@@ -49,7 +50,8 @@ class CatalogRow:
 COMPARED = (("checksum", "checksum"), ("min_disk", "min disk"), ("min_ram", "min RAM"))
 
 
-def _fingerprint(image: Image) -> tuple:
+def catalog_variant(image: Image) -> tuple:
+    """What two sites' copies of an image must share to count as the same image."""
     return tuple(getattr(image, attr) for attr, _ in COMPARED)
 
 
@@ -68,8 +70,8 @@ def image_catalog(*, user, images: QuerySet[Image]) -> list[CatalogRow]:
     counts = _snapshot_counts(user)
     rows = []
     for name, per_site in sorted(by_name.items(), key=lambda item: item[0].lower()):
-        majority, _ = Counter(_fingerprint(i) for i in per_site.values()).most_common(1)[0]
-        reference = next(i for i in per_site.values() if _fingerprint(i) == majority)
+        majority, _ = Counter(catalog_variant(i) for i in per_site.values()).most_common(1)[0]
+        reference = next(i for i in per_site.values() if catalog_variant(i) == majority)
         cells = []
         for site in sites:
             image = per_site.get(site.pk)
@@ -91,8 +93,8 @@ def image_catalog(*, user, images: QuerySet[Image]) -> list[CatalogRow]:
 
 def _snapshot_counts(user) -> dict[tuple[int, str], int]:
     """{(site id, base image id): snapshots derived from it in the user's projects}."""
-    snapshots = Image.objects.filter(is_snapshot=True, deleted_at__isnull=True)
-    if not user.is_superuser:
-        snapshots = snapshots.filter(project__in=projects_visible_to(user))
+    snapshots = in_visible_projects(
+        Image.objects.filter(is_snapshot=True, deleted_at__isnull=True), user
+    )
     rows = snapshots.values("site_id", "base_image_openstack_id").annotate(n=Count("pk"))
     return {(r["site_id"], r["base_image_openstack_id"]): r["n"] for r in rows}

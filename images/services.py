@@ -5,13 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from images.models import Image
-from instances.services import CREATED_BY_KEY, _project_ids, _user_ids_by_name
 from portal import cloud
-from portal.mirror import UpsertResult, mirror_upsert
+from portal.mirror import (
+    CREATED_BY_KEY,
+    UpsertResult,
+    mirror_upsert,
+    project_ids,
+    user_ids_by_name,
+)
 from portal.models import Site
 
 
-def image_fields(image: cloud.Image, *, projects: dict[str, int], users: dict[str, int]) -> dict:
+def image_fields(
+    image: cloud.CloudImage, *, projects: dict[str, int], users: dict[str, int]
+) -> dict:
     props = dict(image.properties)
     return {
         "name": image.name,
@@ -35,9 +42,9 @@ def image_fields(image: cloud.Image, *, projects: dict[str, int], users: dict[st
     }
 
 
-def images_store(site: Site, images: list[cloud.Image], *, complete: bool) -> UpsertResult:
-    projects = _project_ids(site)
-    users = _user_ids_by_name(i.properties.get(CREATED_BY_KEY, "") for i in images)
+def images_store(site: Site, images: list[cloud.CloudImage], *, complete: bool) -> UpsertResult:
+    projects = project_ids(site)
+    users = user_ids_by_name(i.properties.get(CREATED_BY_KEY, "") for i in images)
     # Glance shows `deleted` / `pending_delete` images only transiently: they are gone.
     # A `killed` one stays visible (a failed snapshot) until someone deletes it.
     gone = {i.id for i in images if i.status in ("deleted", "pending_delete")}

@@ -5,7 +5,7 @@ from django import forms
 from django.db.models import Q
 
 from instances.models import Server
-from portal.filters import style_form
+from portal.filters import quick_search, style_form
 from portal.models import Site
 
 STATUS_CHOICES = [
@@ -57,14 +57,8 @@ class ServerFilterSet(django_filters.FilterSet):
         style_form(self.form)
 
     def filter_search(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
-        return queryset.filter(
-            Q(name__icontains=value)
-            | Q(openstack_id__istartswith=value)
-            | Q(project__name__icontains=value)
-            | Q(created_by__username__icontains=value)
+        return quick_search(
+            queryset, value, contains=("name", "project__name", "created_by__username")
         )
 
     def filter_status(self, queryset, name, values):

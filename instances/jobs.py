@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from instances.models import Server
-from instances.services import server_refresh
+from images.models import Image
+from instances.launch import launch_check
+from instances.models import Flavor, Server
+from instances.services import project_quota_refresh, server_refresh
 from portal import cloud
-from portal.jobs import JobKind, Step, StepFailed, Wait, job_kind_register
+from portal.errors import ActionRefused
+from portal.jobs import JOB_KEY, JobKind, Step, StepFailed, Wait, job_key, job_kind_register
+from portal.mirror import CREATED_BY_KEY
 from portal.models import Job
 
 
@@ -90,18 +94,8 @@ job_kind_register(
 # --- Launch ---------------------------------------------------------------------
 
 
-def _launch_key(job: Job) -> str:
-    return f"job-{job.pk}"
-
-
 def step_launch_check(job: Job) -> None:
     """The page's rules again, with the cloud's live quota."""
-    from images.models import Image
-    from instances.launch import launch_check
-    from instances.models import Flavor
-    from portal.errors import ActionRefused
-    from portal.services import project_quota_refresh
-
     project_quota_refresh(job.project)
     try:
         launch_check(
@@ -132,14 +126,14 @@ def step_launch_create(job: Job) -> None:
             continue
         mine = [
             s for s in cloud.server_find(job.site.name, project_id=project_id, name=name)
-            if s.metadata.get("portal_job") == _launch_key(job)
+            if s.metadata.get(JOB_KEY) == job_key(job)
         ]  # fmt: skip
         if mine:
             created[key] = mine[0].id
         else:
             metadata = {
-                "portal_user": job.actor.username,
-                "portal_job": _launch_key(job),
+                CREATED_BY_KEY: job.actor.username,
+                JOB_KEY: job_key(job),
                 "portal_index": key,
             }
             if index < len(participants):
@@ -192,8 +186,6 @@ def step_launch_summary(job: Job) -> None:
     if failed:
         summary += f", {len(failed)} failed: " + "; ".join(failed)
     job.result.update({"summary": summary + ".", "active": active, "failed": failed})
-    from portal.services import project_quota_refresh
-
     project_quota_refresh(job.project)  # the new page shows the quota these now use
     if not active:
         raise StepFailed(summary)

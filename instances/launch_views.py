@@ -19,9 +19,9 @@ from instances.launch import (
     quota_problem,
 )
 from instances.models import Flavor
+from instances.selectors import source_servers_for
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
-from snapshots.selectors import source_servers_for
 
 MAX_PREVIEW = 100
 
@@ -50,100 +50,128 @@ def _choice(queryset, raw):
     return None
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def instance_new(request):
-    data = request.POST if request.method == "POST" else request.GET
-    projects = projects_visible_to(request.user).select_related("site").order_by("name")
-    project = _choice(projects, data.get("project")) or projects.first()
-    if project is None:
-        return render(request, "instances/instance_new.html", {"no_project": True}, status=200)
-
-    flavors = Flavor.objects.filter(site=project.site, deleted_at__isnull=True)
-    images = Image.objects.filter(site=project.site, deleted_at__isnull=True).filter(
+def _launchable_images(project):
+    """Images and snapshots the project may boot: public base images, its own
+    base images, and its own snapshots."""
+    return Image.objects.filter(site=project.site, deleted_at__isnull=True).filter(
         Q(is_snapshot=False, visibility__in=("public", "community"))
         | Q(is_snapshot=False, project=project)
         | Q(is_snapshot=True, project=project)
     )
+
+
+def _image_rows(images, *, flavor) -> list[dict]:
+    """Each image with the reasons it cannot boot on `flavor` and its source instance's name."""
+    images = list(images.order_by("-is_snapshot", "name"))
+    sources = source_servers_for(images)
+    rows = []
+    for image in images:
+        if flavor is not None:
+            reasons = fit_problems(image=image, flavor=flavor)
+        else:
+            reasons = [] if image.status == "active" else [f"it is {image.status}, not active"]
+        source = sources.get((image.site_id, image.source_server_openstack_id))
+        rows.append(
+            {"image": image, "reasons": reasons, "source_name": source.name if source else ""}
+        )
+    return rows
+
+
+def _requested_count(data, participants: list[str]) -> int:
+    """How many instances the page previews: one per participant, else the count asked for."""
+    if participants:
+        return len(participants)
+    try:
+        return max(1, int(data.get("count") or 1))
+    except ValueError:
+        return 1
+
+
+def _launch_submit(request, form):
+    """Check the posted form's plan and start the job; returns (job, refusal)."""
+    try:
+        plan = launch_check(
+            actor=request.user,
+            project=form.cleaned_data["project"],
+            flavor=form.cleaned_data["flavor"],
+            image=form.cleaned_data["image"],
+            prefix=form.cleaned_data["name"],
+            count=form.cleaned_data["count"],
+            participants=participants_from(form.cleaned_data["participants"]),
+        )
+    except ActionRefused as refused:
+        return None, refused
+    job = instance_launch_request(actor=request.user, plan=plan)
+    messages.success(request, f"Launching {len(plan.names)} instance(s): job #{job.pk}.")
+    return job, None
+
+
+def _launch_context(data, *, project, projects, form, refusal) -> dict:
+    """What the page shows for the choices in `data`: flavors, images, preview, quota."""
+    flavors = form.fields["flavor"].queryset
+    images = form.fields["image"].queryset
     flavor_q = data.get("flavor_q", "").strip()
     image_q = data.get("image_q", "").strip()
     flavor = _choice(flavors, data.get("flavor"))
     image = _choice(images, data.get("image"))
     shown_flavors = flavors.filter(name__icontains=flavor_q) if flavor_q else flavors
     shown_images = images.filter(name__icontains=image_q) if image_q else images
-    if image is not None and image.pk not in {i.pk for i in shown_images}:
+    if image is not None and not shown_images.filter(pk=image.pk).exists():
+        # The chosen image stays visible even when the name filter excludes it.
         shown_images = images.filter(Q(pk=image.pk) | Q(name__icontains=image_q))
-
     participants = participants_from(data.get("participants", ""))
-    try:
-        count = max(1, int(data.get("count") or 1))
-    except ValueError:
-        count = 1
-    if participants:
-        count = len(participants)
+    count = _requested_count(data, participants)
     prefix = data.get("name", "").strip()
-
-    form = LaunchForm(
-        data if request.method == "POST" else None,
-        initial={"project": project, "count": count},
-        projects=projects, flavors=flavors, images=images,
-    )  # fmt: skip
-    refusal = None
-    if request.method == "POST" and form.is_valid():
-        try:
-            plan = launch_check(
-                actor=request.user,
-                project=form.cleaned_data["project"],
-                flavor=form.cleaned_data["flavor"],
-                image=form.cleaned_data["image"],
-                prefix=form.cleaned_data["name"],
-                count=form.cleaned_data["count"],
-                participants=participants_from(form.cleaned_data["participants"]),
-            )
-        except ActionRefused as refused:
-            refusal = refused
-        else:
-            job = instance_launch_request(actor=request.user, plan=plan)
-            messages.success(request, f"Launching {len(plan.names)} instance(s): job #{job.pk}.")
-            return redirect("job-detail", job_id=job.pk)
-
-    def annotate(image_rows):
-        image_rows = list(image_rows.order_by("-is_snapshot", "name"))
-        sources = source_servers_for(image_rows)
-        rows = []
-        for row in image_rows:
-            reasons = fit_problems(image=row, flavor=flavor) if flavor else (
-                [] if row.status == "active" else [f"it is {row.status}, not active"]
-            )  # fmt: skip
-            source = sources.get((row.site_id, row.source_server_openstack_id))
-            rows.append(
-                {"image": row, "reasons": reasons, "source_name": source.name if source else ""}
-            )
-        return rows
-
-    context = {
+    names = instance_names(
+        prefix=prefix or (image.name if image else ""), participants=participants, count=count
+    )
+    return {
         "form": form,
         "projects": projects,
         "project": project,
         "flavor_groups": _group_flavors(shown_flavors),
         "flavor": flavor,
         "image": image,
-        "base_images": annotate(shown_images.filter(is_snapshot=False)),
-        "snapshots": annotate(shown_images.filter(is_snapshot=True)),
+        "base_images": _image_rows(shown_images.filter(is_snapshot=False), flavor=flavor),
+        "snapshots": _image_rows(shown_images.filter(is_snapshot=True), flavor=flavor),
         "flavor_q": flavor_q,
         "image_q": image_q,
         "count": count,
         "prefix": prefix,
         "participants_text": data.get("participants", ""),
-        "names": instance_names(
-            prefix=prefix or (image.name if image else ""), participants=participants, count=count
-        )[:MAX_PREVIEW],
-        "quota_message": quota_problem(project=project, flavor=flavor, count=count)
-        if flavor
-        else "",
+        "names": names[:MAX_PREVIEW],
+        "quota_message": (
+            quota_problem(project=project, flavor=flavor, count=count) if flavor else ""
+        ),
         "refusal": refusal,
         "tab": "snapshots" if image is not None and image.is_snapshot else data.get("tab", "base"),
     }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def instance_new(request):
+    """GET previews the choices (live, through htmx); POST checks and launches."""
+    data = request.POST if request.method == "POST" else request.GET
+    projects = projects_visible_to(request.user).select_related("site").order_by("name")
+    project = _choice(projects, data.get("project")) or projects.first()
+    if project is None:
+        return render(request, "instances/instance_new.html", {"no_project": True})
+
+    form = LaunchForm(
+        data if request.method == "POST" else None,
+        initial={"project": project},
+        projects=projects,
+        flavors=Flavor.objects.filter(site=project.site, deleted_at__isnull=True),
+        images=_launchable_images(project),
+    )
+    refusal = None
+    if request.method == "POST" and form.is_valid():
+        job, refusal = _launch_submit(request, form)
+        if job is not None:
+            return redirect("job-detail", job_id=job.pk)
+
+    context = _launch_context(data, project=project, projects=projects, form=form, refusal=refusal)
     status = 200
     if request.method == "POST":
         status = refusal.status if refusal else 400

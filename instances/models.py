@@ -9,7 +9,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from portal.models import Project, Site
+from portal.mirror import MirrorRow
+from portal.models import Project
 
 # Nova task states a user should read as a verb, not a code.
 TASK_STATE_LABELS = {
@@ -29,21 +30,6 @@ TASK_STATE_LABELS = {
 
 # Statuses a server leaves by itself: rows in them refresh themselves.
 TRANSITIONAL_STATUSES = {"BUILD", "REBOOT", "HARD_REBOOT", "RESIZE", "MIGRATING", "REBUILD"}
-
-
-class MirrorRow(models.Model):
-    """Fields every mirrored OpenStack object has."""
-
-    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
-    openstack_id = models.CharField(max_length=64)
-    synced_at = models.DateTimeField(auto_now=True)
-    # Set when the object vanished from the cloud (deleted by anyone).
-    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    # Hash of the mirrored fields: a sync compares it instead of every column.
-    fingerprint = models.CharField(max_length=40, blank=True, editable=False)
-
-    class Meta:
-        abstract = True
 
 
 class Flavor(MirrorRow):

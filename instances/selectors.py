@@ -6,16 +6,16 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
+from images.models import Image
 from instances.models import Server
-from portal.access import can_see, projects_visible_to
+from portal.access import can_act_on, can_see, in_visible_projects
+from portal.jobs import busy_pks
+from portal.models import Job
 
 
 def server_list(*, user) -> QuerySet[Server]:
     """Servers of the user's projects (all of them for a superuser)."""
-    servers = Server.objects.select_related("project", "site", "created_by")
-    if user.is_superuser:
-        return servers
-    return servers.filter(project__in=projects_visible_to(user))
+    return in_visible_projects(Server.objects.select_related("project", "site", "created_by"), user)
 
 
 def server_get_for_user(user, server_id: int) -> Server:
@@ -28,25 +28,8 @@ def server_get_for_user(user, server_id: int) -> Server:
     return server
 
 
-def server_busy_ids(servers) -> set[int]:
-    """Pks of those servers a portal job is working on right now (one query)."""
-    from portal.models import Job
-
-    by_key = {(s.site_id, s.openstack_id): s.pk for s in servers}
-    if not by_key:
-        return set()
-    running = (
-        Job.objects.exclude(status__in=Job.FINISHED)
-        .filter(target_server_id__in=[key[1] for key in by_key])
-        .values_list("site_id", "target_server_id")
-    )
-    return {by_key[key] for key in running if key in by_key}
-
-
 def server_allowed_actions(user, server, *, busy_ids=frozenset()) -> set[str]:
     """The actions to offer on a row or detail page (the services check again)."""
-    from portal.access import can_act_on
-
     if server.is_deleted or server.task_state or server.pk in busy_ids:
         return set()
     if not can_act_on(user, project=server.project, created_by_id=server.created_by_id):
@@ -63,8 +46,6 @@ def server_allowed_actions(user, server, *, busy_ids=frozenset()) -> set[str]:
 
 def image_names_for(servers) -> dict[tuple[int, str], str]:
     """{(site id, image id): image name} for the servers given, in one query."""
-    from images.models import Image
-
     ids = {s.image_openstack_id for s in servers if s.image_openstack_id}
     rows = Image.objects.filter(openstack_id__in=ids).values_list("site_id", "openstack_id", "name")
     return {(site_id, image_id): name for site_id, image_id, name in rows}
@@ -72,10 +53,7 @@ def image_names_for(servers) -> dict[tuple[int, str], str]:
 
 def server_detail_context(user, server) -> dict:
     """Everything the detail page shows, read from the mirror and the job table."""
-    from images.models import Image
-    from portal.models import Job
-
-    busy = server_busy_ids([server])
+    busy = busy_pks([server], target="server")
     jobs = list(
         Job.objects.filter(site=server.site, target_server_id=server.openstack_id)
         .select_related("actor")
@@ -98,3 +76,10 @@ def server_detail_context(user, server) -> dict:
         "jobs": jobs,
         "snapshots": snapshots,
     }
+
+
+def source_servers_for(images) -> dict[tuple[int, str], Server]:
+    """{(site id, server id): mirrored Server} the snapshots among `images` were taken of, one query."""
+    ids = {i.source_server_openstack_id for i in images if i.source_server_openstack_id}
+    servers = Server.objects.filter(openstack_id__in=ids)
+    return {(s.site_id, s.openstack_id): s for s in servers}

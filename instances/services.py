@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 
-from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from instances.models import Flavor, Server
 from portal import cloud
+from portal.access import can_act_on, can_see
 from portal.errors import ActionRefused
-from portal.mirror import UpsertResult, mirror_upsert
+from portal.jobs import busy_pks, job_create
+from portal.mirror import (
+    CREATED_BY_KEY,
+    UpsertResult,
+    mirror_upsert,
+    project_ids,
+    user_ids_by_name,
+)
 from portal.models import Project, Site
 
-# Metadata key the portal writes on what it creates: the portal user's name.
-CREATED_BY_KEY = "portal_user"
 
-
-def _user_ids_by_name(names: Iterable[str]) -> dict[str, int]:
-    wanted = {n for n in names if n}
-    if not wanted:
-        return {}
-    User = get_user_model()
-    return dict(User.objects.filter(username__in=wanted).values_list("username", "pk"))
-
-
-def _project_ids(site: Site) -> dict[str, int]:
-    return dict(Project.objects.filter(site=site).values_list("openstack_id", "pk"))
-
-
-def server_fields(server: cloud.Server, *, projects: dict[str, int], users: dict[str, int]) -> dict:
+def server_fields(
+    server: cloud.CloudServer, *, projects: dict[str, int], users: dict[str, int]
+) -> dict:
     return {
         "name": server.name,
         "project_id": projects.get(server.project_id),
@@ -53,10 +47,10 @@ def server_fields(server: cloud.Server, *, projects: dict[str, int], users: dict
     }
 
 
-def servers_store(site: Site, servers: list[cloud.Server], *, complete: bool) -> UpsertResult:
+def servers_store(site: Site, servers: list[cloud.CloudServer], *, complete: bool) -> UpsertResult:
     """Upsert servers as listed by the cloud. DELETED ones (from changes-since) are marked."""
-    projects = _project_ids(site)
-    users = _user_ids_by_name(s.metadata.get(CREATED_BY_KEY, "") for s in servers)
+    projects = project_ids(site)
+    users = user_ids_by_name(s.metadata.get(CREATED_BY_KEY, "") for s in servers)
     live = [s for s in servers if not s.is_deleted]
     return mirror_upsert(
         Server,
@@ -98,14 +92,31 @@ def flavors_sync(site: Site) -> UpsertResult:
     return mirror_upsert(Flavor, site=site, rows=rows, complete=True)
 
 
+def project_quota_refresh(project: Project) -> Project:
+    """Mirror one project's compute limits and usage (Nova /limits)."""
+    limits = cloud.limits_get(project.site.name, project_id=project.openstack_id)
+    project.quota_instances = limits.max_instances
+    project.quota_cores = limits.max_cores
+    project.quota_ram_mib = limits.max_ram_mib
+    project.used_instances = limits.used_instances
+    project.used_cores = limits.used_cores
+    project.used_ram_mib = limits.used_ram_mib
+    project.quota_synced_at = timezone.now()
+    project.save()
+    return project
+
+
+def quotas_sync(site: Site) -> None:
+    """One call per portal project, so only on full syncs and where a launch needs it."""
+    for project in Project.objects.filter(site=site).select_related("site"):
+        project_quota_refresh(project)
+
+
 # --- Actions -----------------------------------------------------------------
 
 
 def server_action_check(*, server: Server, actor, action: str) -> None:
     """Raise ActionRefused unless `actor` may run `action` on `server` now."""
-    from instances.selectors import server_busy_ids
-    from portal.access import can_act_on, can_see
-
     if not can_see(actor, server.project):
         raise ActionRefused("You are not a member of this instance's project.", status=403)
     if not can_act_on(actor, project=server.project, created_by_id=server.created_by_id):
@@ -121,7 +132,7 @@ def server_action_check(*, server: Server, actor, action: str) -> None:
         )
     if server.task_state:
         raise ActionRefused(f"{server.name} is busy ({server.task_label}); wait until it is done.")
-    if server.pk in server_busy_ids([server]):
+    if busy_pks([server], target="server"):
         raise ActionRefused(f"Another portal job is running on {server.name}; wait until it ends.")
     allowed = {"stop": {"ACTIVE"}, "start": {"SHUTOFF"}}.get(action)
     if allowed is not None and server.status not in allowed:
@@ -130,8 +141,6 @@ def server_action_check(*, server: Server, actor, action: str) -> None:
 
 def server_power_request(*, server: Server, actor, action: str):
     """Check, then record a `server.stop` or `server.start` job."""
-    from portal.jobs import job_create
-
     server_action_check(server=server, actor=actor, action=action)
     return job_create(
         kind=f"server.{action}", actor=actor, project=server.project, site=server.site,

@@ -6,7 +6,6 @@ from django.views.decorators.http import require_GET, require_POST
 from instances.filters import ServerFilterSet
 from instances.selectors import (
     image_names_for,
-    server_busy_ids,
     server_detail_context,
     server_get_for_user,
     server_list,
@@ -16,6 +15,7 @@ from instances.tables import ServerTable
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
 from portal.http import redirect_back
+from portal.jobs import busy_pks
 from portal.models import Site
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
 
@@ -36,7 +36,7 @@ def instance_list(request):
     table_configure(request, table, per_page=per_page)
     page_rows = page_records(table)
     table.image_names = image_names_for(page_rows)
-    table.busy_ids = server_busy_ids(page_rows)
+    table.busy_ids = busy_pks(page_rows, target="server")
     context = {
         "table": table,
         "filter": filterset,
@@ -57,7 +57,7 @@ def instance_row(request, server_id: int):
     server = server_get_for_user(request.user, server_id)
     table = ServerTable([server], user=request.user)
     table.image_names = image_names_for([server])
-    table.busy_ids = server_busy_ids([server])
+    table.busy_ids = busy_pks([server], target="server")
     try:
         poll = min(int(request.GET.get("poll", 0)), len(ROW_POLL_DELAYS) - 1)
     except ValueError:

@@ -20,6 +20,15 @@ def projects_visible_to(user) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user).distinct()
 
 
+def in_visible_projects(queryset: QuerySet, user) -> QuerySet:
+    """The rows of `queryset` (anything with a `project`) in the user's projects;
+    all of them for a superuser. Every list of servers, images or snapshots goes
+    through here."""
+    if user.is_superuser:
+        return queryset
+    return queryset.filter(project__in=projects_visible_to(user))
+
+
 def project_role(user, project: Project | None) -> str | None:
     """ "admin", "member" or None. Superusers count as admins everywhere."""
     if project is None:

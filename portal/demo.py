@@ -6,8 +6,8 @@ from django.contrib.auth import get_user_model
 
 from portal import cloud
 from portal.models import Membership, Project, Site
-from portal.services import site_sync
 from portal.sites import sites_ensure
+from portal.sync import site_sync
 
 USERS = [
     # username, password, superuser

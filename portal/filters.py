@@ -1,4 +1,5 @@
 from django import forms
+from django.db.models import Q, QuerySet
 
 
 def style_form(form: forms.Form) -> forms.Form:
@@ -12,3 +13,15 @@ def style_form(form: forms.Form) -> forms.Form:
         else:
             widget.attrs.setdefault("class", "form-control form-control-sm")
     return form
+
+
+def quick_search(queryset: QuerySet, value: str, *, contains: tuple[str, ...]) -> QuerySet:
+    """Rows whose OpenStack id starts with `value` (people paste whole ids or the
+    first characters of one) or whose `contains` fields contain it."""
+    value = value.strip()
+    if not value:
+        return queryset
+    wanted = Q(openstack_id__istartswith=value)
+    for field_name in contains:
+        wanted |= Q(**{f"{field_name}__icontains": value})
+    return queryset.filter(wanted)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -33,6 +34,36 @@ log = logging.getLogger(__name__)
 
 # A worker holds a job this long at most per advance (longer than a task's hard limit).
 LEASE = timedelta(seconds=240)
+
+# The task that advances a job, by name: the engine never imports the wiring
+# (portal.tasks) that defines it.
+ADVANCE_TASK = "portal.tasks.job_advance_task"
+
+# Metadata / property key tying a cloud object to the job that made it: a re-run
+# step finds its own server or image by it instead of making a second one.
+JOB_KEY = "portal_job"
+
+
+def job_key(job: Job) -> str:
+    """The value of JOB_KEY on what `job` creates."""
+    return f"job-{job.pk}"
+
+
+def busy_pks(rows, *, target: str) -> set[int]:
+    """Pks of those mirror rows (servers or images) an unfinished job acts on, in one query.
+
+    `target` is "server" or "image": which of the job's target ids to match.
+    """
+    by_key = {(row.site_id, row.openstack_id): row.pk for row in rows}
+    if not by_key:
+        return set()
+    field_name = f"target_{target}_id"
+    running = (
+        Job.objects.exclude(status__in=Job.FINISHED)
+        .filter(**{f"{field_name}__in": {key[1] for key in by_key}})
+        .values_list("site_id", field_name)
+    )
+    return {by_key[key] for key in running if key in by_key}
 
 
 @dataclass(frozen=True)
@@ -132,11 +163,14 @@ def job_create(
     return job
 
 
-def job_enqueue(job: Job, *, countdown: float = 0) -> None:
-    from portal.tasks import job_advance_task
+def _send(job_id: int, wake: str, countdown: float) -> None:
+    current_app.send_task(ADVANCE_TASK, args=(job_id, wake), countdown=countdown)
 
+
+def job_enqueue(job: Job, *, countdown: float = 0) -> None:
+    """Hand the job to a worker once the surrounding transaction commits."""
     wake = job.state.get("wake", "")
-    transaction.on_commit(lambda: job_advance_task.apply_async((job.pk, wake), countdown=countdown))
+    transaction.on_commit(lambda: _send(job.pk, wake, countdown))
 
 
 def _claim(job_id: int) -> bool:
@@ -206,9 +240,7 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
             job.state["wake"] = uuid.uuid4().hex
             countdown = _backoff(job.polls)
             _release(job)
-            from portal.tasks import job_advance_task
-
-            job_advance_task.apply_async((job.pk, job.state["wake"]), countdown=countdown)
+            _send(job.pk, job.state["wake"], countdown)
             return countdown
 
         record["status"] = "skipped" if isinstance(outcome, Skipped) else "done"
@@ -217,12 +249,7 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
         record["finished_at"] = _stamp(_now())
         job.step_index += 1
 
-    job.status = Job.Status.SUCCEEDED
-    job.progress = "done"
-    job.finished_at = _now()
-    _release(job)
-    _finished(job, spec)
-    return None
+    return _end(job, spec, Job.Status.SUCCEEDED)
 
 
 def _step_timed_out(record: dict) -> bool:
@@ -256,21 +283,21 @@ def _fail(job: Job, spec: JobKind, message: str) -> None:
         except Exception as exc:
             log.exception("cleanup of job %s failed", job.pk)
             job.result["cleanup_error"] = str(exc)
-    job.status = Job.Status.FAILED
-    job.progress = "failed"
+    return _end(job, spec, Job.Status.FAILED)
+
+
+def _end(job: Job, spec: JobKind, status: str) -> None:
+    """The bookkeeping of every ending: status, time, lease, then `on_finished`."""
+    job.status = status
+    job.progress = "done" if status == Job.Status.SUCCEEDED else "failed"
     job.finished_at = _now()
     _release(job)
-    _finished(job, spec)
+    if spec.on_finished is not None:
+        try:
+            spec.on_finished(job)
+        except Exception:
+            log.exception("on_finished of job %s failed", job.pk)
     return None
-
-
-def _finished(job: Job, spec: JobKind) -> None:
-    if spec.on_finished is None:
-        return
-    try:
-        spec.on_finished(job)
-    except Exception:
-        log.exception("on_finished of job %s failed", job.pk)
 
 
 def jobs_recover_stuck() -> list[int]:
@@ -288,28 +315,3 @@ def jobs_recover_stuck() -> list[int]:
         job_enqueue(job)
         recovered.append(job.pk)
     return recovered
-
-
-# --- A trivial kind, to prove the wiring end to end --------------------------
-
-
-def _ping_wait(job: Job) -> Wait | None:
-    """Waits (without holding the worker) until `wait_seconds` after it first ran."""
-    first = job.state.setdefault("ping_first_seen", _stamp(_now()))
-    elapsed = (_now() - datetime.fromisoformat(first)).total_seconds()
-    if elapsed < float(job.params.get("wait_seconds", 0)):
-        return Wait(progress=f"waiting ({elapsed:.1f}s)")
-    return None
-
-
-def _ping_reply(job: Job) -> None:
-    job.result["reply"] = f"pong {job.params.get('message', '')}".strip()
-
-
-job_kind_register(
-    JobKind(
-        name="ping",
-        steps=(Step("wait", "Waiting", _ping_wait), Step("reply", "Replying", _ping_reply)),
-        describe=lambda job: "Ping",
-    )
-)

@@ -1,4 +1,5 @@
-"""Upserting cloud objects into the portal's mirror tables.
+"""The portal's mirror of the clouds: the row base class, the id maps every
+app's sync uses, and upserting cloud objects into mirror tables.
 
 One mechanism for flavors, servers and images: load what the mirror holds
 for the site once (ids and a hash of the fields), compare hashes, then bulk-create the new rows,
@@ -11,15 +12,64 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.utils import timezone
 
-from portal.models import Site
+from portal import cloud
+from portal.models import Project, Site
 
 CHUNK = 500
+
+# Metadata key the portal writes on what it creates: the portal user's name.
+# Only a hint for objects made outside the portal (the job that made a thing
+# knows its actor); anyone with cloud credentials in the project can change it.
+CREATED_BY_KEY = "portal_user"
+
+
+class MirrorRow(models.Model):
+    """Fields every mirrored OpenStack object has."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    openstack_id = models.CharField(max_length=64)
+    synced_at = models.DateTimeField(auto_now=True)
+    # Set when the object vanished from the cloud (deleted by anyone).
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Hash of the mirrored fields: a sync compares it instead of every column.
+    fingerprint = models.CharField(max_length=40, blank=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+
+def user_ids_by_name(names: Iterable[str]) -> dict[str, int]:
+    """{portal username: user pk} for the names given that are portal users."""
+    wanted = {n for n in names if n}
+    if not wanted:
+        return {}
+    User = get_user_model()
+    return dict(User.objects.filter(username__in=wanted).values_list("username", "pk"))
+
+
+def project_ids(site: Site) -> dict[str, int]:
+    """{OpenStack project id: portal project pk} of the site."""
+    return dict(Project.objects.filter(site=site).values_list("openstack_id", "pk"))
+
+
+def projects_sync(site: Site) -> int:
+    """Refresh the names of the site's projects the portal knows (ids never change)."""
+    names = {p.id: p.name for p in cloud.project_list(site.name)}
+    changed = 0
+    for project in Project.objects.filter(site=site):
+        name = names.get(project.openstack_id)
+        if name and name != project.name:
+            project.name = name
+            project.save(update_fields=["name"])
+            changed += 1
+    return changed
 
 
 @dataclass
@@ -65,7 +115,7 @@ def mirror_upsert(
     to_create = []
     to_update = []
     for openstack_id, fields in rows.items():
-        fingerprint = _fingerprint(fields)
+        fingerprint = row_fingerprint(fields)
         current = existing.get(openstack_id)
         if current is None:
             to_create.append(
@@ -102,6 +152,7 @@ def mirror_upsert(
     return result
 
 
-def _fingerprint(fields: dict) -> str:
+def row_fingerprint(fields: dict) -> str:
+    """A hash of a mirror row's cloud fields: equal hashes mean nothing to write."""
     text = json.dumps(fields, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.core.paginator import EmptyPage, PageNotAnInteger
 from django_tables2 import RequestConfig, Table
 
+from portal.models import Preference
+
 PAGE_SIZES = (10, 25, 50, 100)
 
 
@@ -12,8 +14,6 @@ def page_size_from(request, *, default: int = 25, remember: str = "") -> int:
     """The `per_page` the request asks for, if it is one we offer; else the one
     remembered under `remember` for this user; else the default. A valid choice
     is remembered for next time."""
-    from portal.models import Preference
-
     key = f"{remember}.per_page"
     stored = None
     if remember:

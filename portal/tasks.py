@@ -9,8 +9,8 @@ from celery import shared_task
 from portal import cloud
 from portal.jobs import job_advance, jobs_recover_stuck
 from portal.models import Site
-from portal.services import site_sync
 from portal.sites import sites_ensure
+from portal.sync import site_sync
 
 log = logging.getLogger(__name__)
 

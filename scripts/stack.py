@@ -86,8 +86,11 @@ def celery_command(*args: str) -> list[str]:
 
 
 def start_worker(env: dict, *, concurrency: int = 2, log_path: Path | None = None,
-                 beat: bool = False) -> subprocess.Popen:  # fmt: skip
+                 beat: bool = False, include: tuple[str, ...] = ()) -> subprocess.Popen:  # fmt: skip
+    """`include`: extra modules the worker imports (the tests' own job kinds)."""
     args = celery_command("worker", "--loglevel", "INFO", "--concurrency", str(concurrency))
+    if include:
+        args += ["--include", ",".join(include)]
     if beat:
         args += [
             "--beat",

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
-from django.db.models import Q
 
-from portal.filters import style_form
+from portal.filters import quick_search, style_form
 from portal.models import Site
 from snapshots.models import Snapshot
 
@@ -43,11 +42,4 @@ class SnapshotFilterSet(django_filters.FilterSet):
         return queryset.filter(openstack_id__istartswith=value.strip())
 
     def filter_quick(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
-        return queryset.filter(
-            Q(name__icontains=value)
-            | Q(project__name__icontains=value)
-            | Q(openstack_id__istartswith=value)
-        )
+        return quick_search(queryset, value, contains=("name", "project__name"))

@@ -16,28 +16,31 @@ from django.core.mail import send_mail
 
 from images.services import image_refresh
 from instances.jobs import server_of, step_start, step_stop, step_wait_active, step_wait_shutoff
-from instances.services import CREATED_BY_KEY, server_refresh
+from instances.services import server_refresh
 from portal import cloud
 from portal.errors import ActionRefused
-from portal.jobs import SKIPPED, JobKind, Skipped, Step, StepFailed, Wait, job_kind_register
+from portal.jobs import (
+    JOB_KEY,
+    SKIPPED,
+    JobKind,
+    Skipped,
+    Step,
+    StepFailed,
+    Wait,
+    job_key,
+    job_kind_register,
+)
+from portal.mirror import CREATED_BY_KEY
 from portal.models import Job, Site
+from snapshots.services import snapshot_create_check
 
 log = logging.getLogger(__name__)
-
-# Image property tying a snapshot to the job that made it (the idempotency key).
-JOB_KEY = "portal_job"
 
 SNAPSHOTTING_TASKS = {"image_snapshot_pending", "image_snapshot"}
 
 
-def _job_key(job: Job) -> str:
-    return f"job-{job.pk}"
-
-
 def step_check(job: Job) -> None:
     """The same rules as the form, again: no path around the form skips them."""
-    from snapshots.services import snapshot_create_check
-
     server = server_of(job)
     try:
         snapshot_create_check(
@@ -61,8 +64,8 @@ def step_wait_stopped(job: Job) -> Wait | None | Skipped:
     return step_wait_shutoff(job)
 
 
-def _find_own_image(job: Job) -> cloud.Image | None:
-    found = cloud.image_find_by_property(job.site.name, key=JOB_KEY, value=_job_key(job))
+def _find_own_image(job: Job) -> cloud.CloudImage | None:
+    found = cloud.image_find_by_property(job.site.name, key=JOB_KEY, value=job_key(job))
     return found[0] if found else None
 
 
@@ -72,7 +75,7 @@ def step_snapshot(job: Job) -> Wait | None:
         existing = _find_own_image(job)
         if existing is None:
             server = server_of(job)
-            metadata = {JOB_KEY: _job_key(job), CREATED_BY_KEY: job.actor.username}
+            metadata = {JOB_KEY: job_key(job), CREATED_BY_KEY: job.actor.username}
             if job.params.get("description"):
                 metadata["description"] = job.params["description"]
             try:

@@ -10,7 +10,7 @@ from instances.models import Server
 from instances.services import server_action_check
 from portal.access import can_act_on, project_role
 from portal.errors import ActionRefused
-from portal.jobs import job_create
+from portal.jobs import busy_pks, job_create
 from portal.models import Job
 from snapshots.forms import clean_snapshot_name
 from snapshots.models import Snapshot
@@ -108,22 +108,11 @@ class DeletePlan:
     skipped: list[tuple[Snapshot, str]]  # with the reason
 
 
-def snapshots_in_use(snapshots) -> set[int]:
-    """Pks of snapshots a running job works on (being created, or booting from)."""
-    ids = {s.openstack_id for s in snapshots}
-    busy = set(
-        Job.objects.exclude(status__in=Job.FINISHED)
-        .filter(target_image_id__in=ids)
-        .values_list("site_id", "target_image_id")
-    )
-    return {s.pk for s in snapshots if (s.site_id, s.openstack_id) in busy}
-
-
 def snapshot_delete_plan(*, snapshots, actor) -> DeletePlan:
     """Split the chosen snapshots into what the actor may delete now and what is
     skipped, with the reason shown to them."""
     snapshots = list(snapshots)
-    in_use = snapshots_in_use(snapshots) | snapshots_being_deleted(snapshots)
+    in_use = busy_pks(snapshots, target="image") | snapshots_being_deleted(snapshots)
     deletable, skipped = [], []
     for snapshot in snapshots:
         if project_role(actor, snapshot.project) is None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import django_tables2 as tables
+from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
@@ -71,9 +72,7 @@ class SnapshotTable(tables.Table):
         return format_html('<a href="{}">{}</a>', url, server.name)
 
     def render_size(self, value):
-        from portal.templatetags.portal_tags import bytes_size
-
-        return bytes_size(value)
+        return "—" if value is None else filesizeformat(value)
 
     def render_openstack_id(self, value):
         return format_html(

@@ -6,20 +6,15 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from instances.selectors import server_get_for_user
+from instances.selectors import server_get_for_user, source_servers_for
 from portal.access import get_project_for_user
 from portal.errors import ActionRefused
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
 from snapshots.filters import SnapshotFilterSet
 from snapshots.forms import SnapshotCreateForm
-from snapshots.selectors import (
-    snapshot_jobs_for,
-    source_servers_for,
-)
-from snapshots.selectors import (
-    snapshot_list as snapshots_for,
-)
+from snapshots.selectors import snapshot_jobs_for
+from snapshots.selectors import snapshot_list as snapshots_for
 from snapshots.services import (
     MAX_SNAPSHOT_RAM_MIB,
     snapshot_allowed_check,

@@ -129,7 +129,7 @@ def celery_worker(devcloud_pair, redis_server, django_db_setup, tmp_path_factory
         EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
         EMAIL_FILE_PATH=str(log_path.parent / "mail"),
     )
-    worker = start_worker(env, concurrency=2, log_path=log_path)
+    worker = start_worker(env, concurrency=2, log_path=log_path, include=("tests.job_kinds",))
     _wait_for_worker(redis_server.url, worker, log_path)
     yield {"process": worker, "log": log_path, "mail_dir": log_path.parent / "mail"}
     stop_process(worker)

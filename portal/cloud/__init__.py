@@ -28,11 +28,11 @@ from portal.cloud.errors import (
 )
 from portal.cloud.identity import project_list
 from portal.cloud.image import image_delete, image_find_by_property, image_get, image_list
-from portal.cloud.types import CloudProject, Flavor, Image, Limits, Server
+from portal.cloud.types import CloudFlavor, CloudImage, CloudProject, CloudServer, Limits
 
 __all__ = [
-    "BadRequest", "CloudError", "CloudProject", "Conflict", "Flavor", "Forbidden", "Image",
-    "Limits", "NotFound", "Server", "Unavailable", "connections_reset", "flavor_list",
+    "BadRequest", "CloudError", "CloudFlavor", "CloudImage", "CloudProject", "CloudServer",
+    "Conflict", "Forbidden", "Limits", "NotFound", "Unavailable", "connections_reset", "flavor_list",
     "image_delete", "image_find_by_property", "image_get", "image_list", "limits_get",
     "project_list", "server_create", "server_create_image", "server_delete", "server_find", "server_get",
     "server_list", "server_start", "server_stop",

@@ -12,7 +12,7 @@ from openstack import exceptions as sdk_exceptions
 from openstack.compute.v2 import server as sdk_server
 
 from portal.cloud.connection import connection_for, translate_errors
-from portal.cloud.types import Flavor, Limits, Server
+from portal.cloud.types import CloudFlavor, CloudServer, Limits
 from portal.cloud.util import parse_time
 
 # Nova caps a page at 1000 by default (osapi_max_limit); asking for that many
@@ -32,11 +32,11 @@ def _addresses_of(raw: Mapping[str, list] | None) -> tuple[str, ...]:
     )
 
 
-def _server_from_body(body: Mapping[str, Any]) -> Server:
+def _server_from_body(body: Mapping[str, Any]) -> CloudServer:
     flavor = body.get("flavor") or {}
     image = body.get("image") or {}  # "" for a server booted from a volume
     fault = body.get("fault") or {}
-    return Server(
+    return CloudServer(
         id=body["id"],
         name=body.get("name") or "",
         status=(body.get("status") or "").upper(),
@@ -79,7 +79,7 @@ def _server_pages(site: str, query: dict[str, Any]) -> Iterator[list[dict]]:
         query = dict(parse_qsl(urlsplit(links[0]["href"]).query, keep_blank_values=True))
 
 
-def server_list(site: str, *, changes_since: datetime | None = None) -> list[Server]:
+def server_list(site: str, *, changes_since: datetime | None = None) -> list[CloudServer]:
     """Every server of every project on the site, following pagination to the end.
 
     With `changes_since`, Nova returns only servers changed since then, and
@@ -93,7 +93,7 @@ def server_list(site: str, *, changes_since: datetime | None = None) -> list[Ser
         return [_server_from_body(b) for page in _server_pages(site, query) for b in page]
 
 
-def server_find(site: str, *, project_id: str, name: str) -> list[Server]:
+def server_find(site: str, *, project_id: str, name: str) -> list[CloudServer]:
     """Servers of a project with exactly this name.
 
     Nova's `name` filter is a regular expression matched anywhere in the
@@ -108,7 +108,7 @@ def server_find(site: str, *, project_id: str, name: str) -> list[Server]:
         return [s for s in found if s.name == name and s.project_id == project_id]
 
 
-def server_get(site: str, *, server_id: str) -> Server:
+def server_get(site: str, *, server_id: str) -> CloudServer:
     with translate_errors(site):
         response = connection_for(site).compute.get(
             f"/servers/{server_id}", microversion=SERVER_MICROVERSION
@@ -140,7 +140,7 @@ def server_create(
     flavor_id: str,
     image_id: str,
     metadata: Mapping[str, str],
-) -> Server:
+) -> CloudServer:
     """Boot one server inside the project. Returns it as Nova first describes it (BUILD).
 
     From microversion 2.37 Nova requires `networks`; "auto" asks Nova to pick
@@ -173,12 +173,12 @@ def server_create_image(
         return sdk_server.Server(id=server_id).create_image(conn.compute, name, dict(metadata))
 
 
-def flavor_list(site: str) -> list[Flavor]:
+def flavor_list(site: str) -> list[CloudFlavor]:
     """Public and private flavors (the SDK sends `is_public=None` for "both")."""
     with translate_errors(site):
         conn = connection_for(site)
         return [
-            Flavor(
+            CloudFlavor(
                 id=f.id,
                 name=f.name,
                 vcpus=int(f.vcpus or 0),

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 from openstack import exceptions as sdk_exceptions
 
 from portal.cloud.connection import connection_for, translate_errors
-from portal.cloud.types import Image
+from portal.cloud.types import CloudImage
 from portal.cloud.util import glance_time, parse_time
 
 # Glance's maximum page size (api_limit_max); 100,000 images are 100 requests.
@@ -27,13 +27,13 @@ CORE_KEYS = frozenset(
 )  # fmt: skip
 
 
-def _image_from_body(body: Mapping[str, Any]) -> Image:
+def _image_from_body(body: Mapping[str, Any]) -> CloudImage:
     properties = {
         key: value if isinstance(value, str) else str(value)
         for key, value in body.items()
         if key not in CORE_KEYS and value is not None
     }
-    return Image(
+    return CloudImage(
         id=body["id"],
         name=body.get("name") or "",
         status=body.get("status") or "",
@@ -85,7 +85,7 @@ def image_list(
     *,
     updated_since: datetime | None = None,
     properties: Mapping[str, str] | None = None,
-) -> list[Image]:
+) -> list[CloudImage]:
     """Every image the service account sees (all projects'), optionally only those
     updated after a moment (`updated_at=gt:`) or with given custom properties."""
     params: dict[str, Any] = dict(properties or {})
@@ -95,14 +95,14 @@ def image_list(
         return [_image_from_body(body) for page in _pages(site, params) for body in page]
 
 
-def image_get(site: str, *, image_id: str) -> Image:
+def image_get(site: str, *, image_id: str) -> CloudImage:
     with translate_errors(site):
         response = connection_for(site).image.get(f"/images/{image_id}")
         _raise_for(response)
         return _image_from_body(response.json())
 
 
-def image_find_by_property(site: str, *, key: str, value: str) -> list[Image]:
+def image_find_by_property(site: str, *, key: str, value: str) -> list[CloudImage]:
     """Images carrying a custom property, filtered by Glance (not client-side)."""
     return image_list(site, properties={key: value})
 

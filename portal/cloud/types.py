@@ -8,7 +8,7 @@ from datetime import datetime
 
 
 @dataclass(frozen=True)
-class Flavor:
+class CloudFlavor:
     id: str
     name: str
     vcpus: int
@@ -18,7 +18,7 @@ class Flavor:
 
 
 @dataclass(frozen=True)
-class Server:
+class CloudServer:
     id: str
     name: str
     status: str  # ACTIVE, SHUTOFF, BUILD, ERROR, DELETED (only in changes-since lists), ...
@@ -44,7 +44,7 @@ class Server:
 
 
 @dataclass(frozen=True)
-class Image:
+class CloudImage:
     id: str
     name: str
     status: str  # queued, saving, active, killed, deleted, ...

@@ -1,5 +1,10 @@
+from datetime import datetime
+
 from django import template
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
+
+from portal.jobs import job_kind_get
 
 register = template.Library()
 
@@ -18,8 +23,6 @@ def filesizeformat_mib(mib) -> str:
 @register.filter
 def job_title(job) -> str:
     """What the job does, in words ("Create snapshot “gold”")."""
-    from portal.jobs import job_kind_get
-
     try:
         return job_kind_get(job.kind).describe(job)
     except KeyError:
@@ -39,10 +42,6 @@ def duration_text(value) -> str:
 @register.filter
 def step_duration(step: dict) -> str:
     """How long a job step took (or has been running), e.g. "4.2 s"."""
-    from datetime import datetime
-
-    from django.utils import timezone
-
     if not step.get("started_at"):
         return ""
     started = datetime.fromisoformat(step["started_at"])

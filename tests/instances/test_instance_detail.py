@@ -87,9 +87,7 @@ def test_access(client, people, vm):
 def test_stop_and_start_are_post_only_and_checked(
     client, people, vm, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from portal import tasks
-
-    monkeypatch.setattr(tasks.job_advance_task, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
     stop = reverse("instances:instance-stop", args=[vm.pk])
     client.force_login(people["bob"])
     assert client.get(stop).status_code == 405
@@ -109,9 +107,7 @@ def test_stop_and_start_are_post_only_and_checked(
 def test_next_must_stay_on_this_site(
     client, people, vm, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from portal import tasks
-
-    monkeypatch.setattr(tasks.job_advance_task, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
     client.force_login(people["bob"])
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(

@@ -27,7 +27,7 @@ def project_id(clouds, name):
 
 def test_server_list_returns_plain_values_for_every_project(clouds):
     servers = cloud.server_list("devcloud")
-    assert servers and all(isinstance(s, cloud.Server) for s in servers)
+    assert servers and all(isinstance(s, cloud.CloudServer) for s in servers)
     names = {s.name for s in servers}
     assert any(n.startswith("alpha-") for n in names) and any(n.startswith("beta-") for n in names)
     big = next(s for s in servers if s.flavor_name == "de.NBI highmem 2xlarge")

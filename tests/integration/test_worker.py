@@ -6,6 +6,7 @@ import pytest
 
 from portal.jobs import job_create
 from portal.models import Job
+from tests import job_kinds  # noqa: F401  (registers the ping kind here too)
 from tests.conftest import wait_for_job
 
 pytestmark = pytest.mark.worker

@@ -69,13 +69,13 @@ job_kind_register(JobKind(name="test.flaky", steps=(Step("call", "Calling", _una
 def scheduled(monkeypatch):
     """Messages the engine hands to Celery (the boundary), instead of a broker."""
     sent = []
-    from portal import tasks
+    from portal.celery import app
 
-    monkeypatch.setattr(
-        tasks.job_advance_task,
-        "apply_async",
-        lambda args, countdown=0: sent.append({"args": args, "countdown": countdown}),
-    )
+    def send_task(name, args, countdown=0):
+        assert name == "portal.tasks.job_advance_task"
+        sent.append({"args": tuple(args), "countdown": countdown})
+
+    monkeypatch.setattr(app, "send_task", send_task)
     CALLS.clear()
     return sent
 

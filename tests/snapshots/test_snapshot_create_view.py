@@ -44,10 +44,8 @@ def test_htmx_gets_the_modal(client, people, vm):
 def test_it_creates_the_job_and_redirects(
     client, people, vm, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from portal import tasks
-
     sent = []
-    monkeypatch.setattr(tasks.job_advance_task, "apply_async", lambda *a, **k: sent.append(a))
+    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: sent.append(a))
     client.force_login(people["bob"])
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(url(vm), {"name": "gold", "restart": "on"})
@@ -60,9 +58,7 @@ def test_it_creates_the_job_and_redirects(
 def test_htmx_post_redirects_by_header(
     client, people, vm, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from portal import tasks
-
-    monkeypatch.setattr(tasks.job_advance_task, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
     client.force_login(people["bob"])
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(url(vm), {"name": "gold"}, headers={"HX-Request": "true"})

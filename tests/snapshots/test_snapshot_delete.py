@@ -24,9 +24,7 @@ def snaps(people):
 
 @pytest.fixture
 def no_broker(monkeypatch):
-    from portal import tasks
-
-    monkeypatch.setattr(tasks.job_advance_task, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
 
 
 def test_confirmation_lists_deleted_and_skipped_with_reasons(client, people, snaps):

@@ -1,4 +1,7 @@
-"""Site-wide writes: syncing a site's mirror."""
+"""The per-site sync: the wiring that brings every app's mirror of one site up to date.
+
+It sits on top of the apps (it calls each one's sync), so nothing below imports it.
+"""
 
 from __future__ import annotations
 
@@ -9,48 +12,16 @@ from django.conf import settings
 from django.utils import timezone
 
 from images.services import images_sync
-from instances.services import flavors_sync, servers_sync
+from instances.services import flavors_sync, quotas_sync, servers_sync
 from portal import cloud
-from portal.models import Project, Site
+from portal.mirror import projects_sync
+from portal.models import Site
 
 log = logging.getLogger(__name__)
 
 # Incremental syncs ask for changes since the last sync minus this margin, so
 # a clock difference between portal and cloud cannot hide a change.
 OVERLAP = timedelta(seconds=60)
-
-
-def projects_sync(site: Site) -> int:
-    """Refresh the names of the site's projects the portal knows (ids never change)."""
-    names = {p.id: p.name for p in cloud.project_list(site.name)}
-    changed = 0
-    for project in Project.objects.filter(site=site):
-        name = names.get(project.openstack_id)
-        if name and name != project.name:
-            project.name = name
-            project.save(update_fields=["name"])
-            changed += 1
-    return changed
-
-
-def project_quota_refresh(project: Project) -> Project:
-    """Mirror one project's compute limits and usage (Nova /limits)."""
-    limits = cloud.limits_get(project.site.name, project_id=project.openstack_id)
-    project.quota_instances = limits.max_instances
-    project.quota_cores = limits.max_cores
-    project.quota_ram_mib = limits.max_ram_mib
-    project.used_instances = limits.used_instances
-    project.used_cores = limits.used_cores
-    project.used_ram_mib = limits.used_ram_mib
-    project.quota_synced_at = timezone.now()
-    project.save()
-    return project
-
-
-def quotas_sync(site: Site) -> None:
-    """One call per portal project, so only on full syncs and where a launch needs it."""
-    for project in Project.objects.filter(site=site).select_related("site"):
-        project_quota_refresh(project)
 
 
 def site_sync(site: Site, *, full: bool | None = None) -> dict:

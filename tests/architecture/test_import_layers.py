@@ -1,0 +1,84 @@
+"""`make lint` keeps the layering: an upward import fails the build.
+
+Runs import-linter (the contracts in pyproject.toml) on this tree, and on a
+copy of it with one upward import added, the way a careless change would.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from scripts.stack import ROOT
+
+PACKAGES = ("portal", "images", "instances", "snapshots", "devcloud", "scripts")
+
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess:
+    lint = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run(
+        [str(lint), "--no-cache"], cwd=root, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+
+
+def _copy_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    root.mkdir()
+    for name in PACKAGES:
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    return root
+
+
+def test_the_tree_keeps_every_contract():
+    result = _lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_an_upward_import_breaks_the_build_even_inside_a_function(tmp_path):
+    root = _copy_tree(tmp_path)
+    selectors = root / "images" / "selectors.py"
+    selectors.write_text(
+        selectors.read_text() + "\n\ndef _sneaky():\n    from snapshots.models import Snapshot\n"
+    )
+    result = _lint_imports(root)
+    assert result.returncode != 0
+    assert "images is not allowed to import snapshots" in result.stdout
+
+
+def test_the_engine_may_not_import_the_tasks_it_enqueues(tmp_path):
+    root = _copy_tree(tmp_path)
+    engine = root / "portal" / "jobs.py"
+    engine.write_text(engine.read_text() + "\nfrom portal.tasks import job_advance_task\n")
+    result = _lint_imports(root)
+    assert result.returncode != 0
+    assert "portal.jobs is not allowed to import portal.tasks" in result.stdout
+
+
+def test_only_the_gateway_imports_openstack(tmp_path):
+    root = _copy_tree(tmp_path)
+    views = root / "instances" / "views.py"
+    views.write_text(views.read_text() + "\nimport openstack\n")
+    result = _lint_imports(root)
+    assert result.returncode != 0
+    assert "instances.views -> openstack" in result.stdout
+
+
+def test_every_module_of_portal_sits_in_a_layer():
+    """A new portal module outside every layer would escape the contract unnoticed."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c for c in config["contracts"] if c["type"] == "layers")["layers"]
+    declared = {name.strip() for layer in layers for name in layer.replace("|", ":").split(":")}
+    modules = {
+        f"portal.{path.stem}"
+        for path in (ROOT / "portal").iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__")
+        or (path.is_dir() and (path / "__init__.py").exists())
+    }
+    assert modules - {"portal.migrations"} <= declared, sorted(modules - declared)
