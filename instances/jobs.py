@@ -1,16 +1,39 @@
-"""Job kinds for instance actions, and the steps other kinds reuse."""
+"""Job kinds for instance actions (stop, start, launch, delete), and the power
+steps the snapshot job reuses.
+
+Nova refuses an action (409) while a `task_state` is set, and clears it a
+little after the work it stands for is visible elsewhere (e.g. after Glance
+shows a snapshot active). So a power step never acts on a busy server: it
+waits, with the server's state as its progress marker, until Nova is idle.
+"""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from images.models import Image
 from instances.launch import launch_check
 from instances.models import Flavor, Server
-from instances.services import project_quota_refresh, server_refresh
+from instances.services import project_quota_refresh, server_refresh, servers_store
 from portal import cloud
 from portal.errors import ActionRefused
-from portal.jobs import JOB_KEY, JobKind, Step, StepFailed, Wait, job_key, job_kind_register
+from portal.jobs import (
+    JOB_KEY,
+    Done,
+    JobKind,
+    Skipped,
+    Step,
+    StepFailed,
+    Wait,
+    job_key,
+    job_kind_register,
+)
 from portal.mirror import CREATED_BY_KEY
-from portal.models import Job
+from portal.models import Job, Site
+
+# Servers created, or deleted, per task run: each is one or two HTTP calls, and a
+# run must end well inside the task's soft time limit even on a slow cloud.
+BATCH = 10
 
 
 def server_of(job: Job) -> Server:
@@ -21,22 +44,41 @@ def server_of(job: Job) -> Server:
     return server
 
 
-def _power(job: Job, *, call, target: str, transition: str) -> None:
+def server_observed(server: Server) -> list:
+    """What a waiting step watches for progress."""
+    return [server.status, server.task_state, server.power_state, str(server.updated_at)]
+
+
+def _busy(server: Server) -> Wait:
+    return Wait(
+        progress=f"waiting for {server.name} to finish {server.task_label}",
+        observed=server_observed(server),
+    )
+
+
+def _power(job: Job, *, call, target: str, transition: str) -> Wait | None:
     """Ask Nova to move the server to `target`, unless it is there or on its way.
 
-    Safe to run twice: a duplicate delivery that finds Nova answering 409
-    looks again, and is content if the first delivery's request took.
+    Waits while another task runs on the server (Nova would answer 409). Safe to
+    run twice: a duplicate delivery that finds Nova answering 409 looks again,
+    and is content if the first delivery's request took.
     """
     server = server_of(job)
     if server.status == target or server.task_state == transition:
-        return
+        return None
+    if server.task_state:
+        return _busy(server)
     try:
         call(job.site.name, server_id=server.openstack_id)
     except cloud.Conflict:
         server = server_of(job)
-        if server.status != target and server.task_state != transition:
-            raise
+        if server.status == target or server.task_state == transition:
+            return None
+        if server.task_state:
+            return _busy(server)
+        raise
     server_refresh(job.site, openstack_id=server.openstack_id)
+    return None
 
 
 def _wait_for(job: Job, *, target: str, progress: str) -> Wait | None:
@@ -45,27 +87,32 @@ def _wait_for(job: Job, *, target: str, progress: str) -> Wait | None:
         return None
     if server.status == "ERROR":
         raise StepFailed(f"the instance went to ERROR: {server.fault_message or 'no reason given'}")
-    return Wait(progress=progress)
+    return Wait(progress=progress, observed=server_observed(server))
 
 
-def step_stop(job: Job) -> None:
+def step_stop(job: Job) -> Wait | None:
     job.state.setdefault("prior_status", server_of(job).status)
-    _power(job, call=cloud.server_stop, target="SHUTOFF", transition="powering-off")
-    # Recorded even when a re-run finds it already stopping: it was running
-    # before this job, so the job stopped it and may have to start it again.
+    # Recorded before asking: a re-run that finds it already stopping still knows
+    # it was running before this job, so the job may have to start it again.
     if job.state["prior_status"] == "ACTIVE":
         job.state["stopped_by_portal"] = True
+    return _power(job, call=cloud.server_stop, target="SHUTOFF", transition="powering-off")
 
 
 def step_wait_shutoff(job: Job) -> Wait | None:
     return _wait_for(job, target="SHUTOFF", progress="stopping")
 
 
-def step_start(job: Job) -> None:
-    _power(job, call=cloud.server_start, target="ACTIVE", transition="powering-on")
+def step_start(job: Job) -> Wait | None:
+    return _power(job, call=cloud.server_start, target="ACTIVE", transition="powering-on")
 
 
 def step_wait_active(job: Job) -> Wait | None:
+    """Wait for ACTIVE. A server back at SHUTOFF with no task: Nova could not start it."""
+    server = server_of(job)
+    if server.status == "SHUTOFF" and not server.task_state:
+        reason = server.fault_message or "the cloud gave no reason"
+        raise StepFailed(f"the cloud did not start the instance ({reason})")
     return _wait_for(job, target="ACTIVE", progress="starting")
 
 
@@ -73,7 +120,7 @@ job_kind_register(
     JobKind(
         name="server.stop",
         steps=(
-            Step("stop", "Stopping", step_stop),
+            Step("stop", "Stop requested", step_stop),
             Step("wait", "Waiting for SHUTOFF", step_wait_shutoff),
         ),
         describe=lambda job: "Stop instance",
@@ -83,7 +130,7 @@ job_kind_register(
     JobKind(
         name="server.start",
         steps=(
-            Step("start", "Starting", step_start),
+            Step("start", "Start requested", step_start),
             Step("wait", "Waiting for ACTIVE", step_wait_active),
         ),
         describe=lambda job: "Start instance",
@@ -92,6 +139,27 @@ job_kind_register(
 
 
 # --- Launch ---------------------------------------------------------------------
+
+
+def step_launch_remove_replaced(job: Job) -> Wait | Skipped | None:
+    """A retry first deletes the machines its failed seats still hold (they use quota
+    the new ones need), BATCH per run."""
+    replaced = job.params.get("replaces", [])
+    if not replaced:
+        return Skipped("nothing to replace")
+    removed = job.state.setdefault("removed", [])
+    todo = [item for item in replaced if item["id"] not in removed]
+    for item in todo[:BATCH]:
+        try:
+            cloud.server_delete(job.site.name, server_id=item["id"])
+        except cloud.NotFound:
+            pass
+        removed.append(item["id"])
+        server_refresh(job.site, openstack_id=item["id"])
+        job.save(update_fields=["state"])
+    if todo[BATCH:]:
+        return Wait(progress=f"removed {len(removed)} of {len(replaced)}", more=True)
+    return None
 
 
 def step_launch_check(job: Job) -> None:
@@ -113,94 +181,206 @@ def step_launch_check(job: Job) -> None:
         raise StepFailed("the flavor or image is gone") from exc
 
 
-def step_launch_create(job: Job) -> None:
-    """Create each server once: one already made for this job (found by name and
-    its `portal_job` metadata) is adopted, not made again."""
-    created = job.state.setdefault("servers", {})
-    outcomes = job.state.setdefault("outcomes", {})
-    participants = job.params.get("participants", [])
+def _launch_one(job: Job, index: int, name: str) -> None:
+    """Create seat `index` once: a server already made for this job (found by name
+    and its `portal_job` metadata) is adopted, not made again."""
+    created = job.state["servers"]
+    outcomes = job.state["outcomes"]
+    key = str(index)
     project_id = job.project.openstack_id
-    for index, name in enumerate(job.params["names"]):
-        key = str(index)
-        if key in created or key in outcomes:
-            continue
-        mine = [
-            s for s in cloud.server_find(job.site.name, project_id=project_id, name=name)
-            if s.metadata.get(JOB_KEY) == job_key(job)
-        ]  # fmt: skip
-        if mine:
-            created[key] = mine[0].id
-        else:
-            metadata = {
-                CREATED_BY_KEY: job.actor.username,
-                JOB_KEY: job_key(job),
-                "portal_index": key,
-            }
-            if index < len(participants):
-                metadata["participant"] = participants[index][:255]
-            try:
-                server = cloud.server_create(
-                    job.site.name, project_id=project_id, name=name,
-                    flavor_id=job.params["flavor_id"], image_id=job.params["image_id"],
-                    metadata=metadata,
-                )  # fmt: skip
-            except (cloud.BadRequest, cloud.Forbidden, cloud.Conflict) as exc:
-                outcomes[key] = f"failed: {exc.message}"
-                job.save(update_fields=["state"])
-                continue
-            created[key] = server.id
-        server_refresh(job.site, openstack_id=created[key])
-        job.save(update_fields=["state"])  # what exists survives a crash of this step
+    mine = [
+        s for s in cloud.server_find(job.site.name, project_id=project_id, name=name)
+        if s.metadata.get(JOB_KEY) == job_key(job)
+    ]  # fmt: skip
+    if mine:
+        created[key] = mine[0].id
+        return
+    metadata = {CREATED_BY_KEY: job.actor.username, JOB_KEY: job_key(job), "portal_index": key}
+    participants = job.params.get("participants", [])
+    if index < len(participants):
+        metadata["participant"] = participants[index][:255]
+    try:
+        server = cloud.server_create(
+            job.site.name, project_id=project_id, name=name,
+            flavor_id=job.params["flavor_id"], image_id=job.params["image_id"],
+            metadata=metadata,
+        )  # fmt: skip
+    except (cloud.BadRequest, cloud.Forbidden, cloud.Conflict) as exc:
+        outcomes[key] = f"failed: {exc.message}"
+        return
+    created[key] = server.id
+    servers_store(job.site, [server], complete=False)
+
+
+def step_launch_create(job: Job) -> Wait | None:
+    """Create the seats in batches of BATCH per run; what exists survives a crash."""
+    job.state.setdefault("servers", {})
+    job.state.setdefault("outcomes", {})
+    names = job.params["names"]
+    todo = [
+        (index, name)
+        for index, name in enumerate(names)
+        if str(index) not in job.state["servers"] and str(index) not in job.state["outcomes"]
+    ]
+    for index, name in todo[:BATCH]:
+        _launch_one(job, index, name)
+        job.save(update_fields=["state"])
+    done = len(names) - len(todo[BATCH:])
+    if todo[BATCH:]:
+        return Wait(progress=f"created {done} of {len(names)}", more=True)
     return None
+
+
+def _servers_watched(job: Job) -> dict[str, cloud.CloudServer]:
+    """The project's servers changed since the job started, in one listing (not one
+    call per seat): {server id: server}, stored into the mirror as well."""
+    since = (job.started_at or job.created_at) - timedelta(minutes=1)
+    servers = cloud.server_list(
+        job.site.name, changes_since=since, project_id=job.project.openstack_id
+    )
+    servers_store(job.site, servers, complete=False)
+    return {s.id: s for s in servers}
 
 
 def step_launch_wait(job: Job) -> Wait | None:
     created = job.state.get("servers", {})
     outcomes = job.state.setdefault("outcomes", {})
-    for key, server_id in created.items():
-        if key in outcomes:
-            continue
-        server = server_refresh(job.site, openstack_id=server_id)
-        if server is None or server.is_deleted:
-            outcomes[key] = "failed: the instance vanished"
-        elif server.status == "ACTIVE":
-            outcomes[key] = "active"
-        elif server.status == "ERROR":
-            outcomes[key] = f"failed: {server.fault_message or 'the cloud gave no reason'}"
+    pending = {key: server_id for key, server_id in created.items() if key not in outcomes}
+    if pending:
+        seen = _servers_watched(job)
+        for key, server_id in pending.items():
+            server = seen.get(server_id)
+            if server is None or server.is_deleted:
+                # Not in the listing: look once more by id before calling it gone.
+                refreshed = server_refresh(job.site, openstack_id=server_id)
+                if refreshed is None or refreshed.is_deleted:
+                    outcomes[key] = "failed: the instance vanished"
+                continue
+            if server.status == "ACTIVE":
+                outcomes[key] = "active"
+            elif server.status == "ERROR":
+                outcomes[key] = f"failed: {server.fault_message or 'the cloud gave no reason'}"
     total = len(job.params["names"])
     if len(outcomes) < total:
-        return Wait(progress=f"{len(outcomes)} of {total} ready")
+        building = sorted(key for key in created if key not in outcomes)
+        return Wait(
+            progress=f"{len(outcomes)} of {total} ready", observed=[len(outcomes), building]
+        )
     return None
 
 
-def step_launch_summary(job: Job) -> None:
+def _launch_summary(job: Job) -> tuple[list[str], list[str]]:
+    """Record per-seat outcomes in job.result; returns (active names, failed lines)."""
     outcomes = job.state.get("outcomes", {})
     names = job.params["names"]
-    active = [names[int(k)] for k, o in outcomes.items() if o == "active"]
-    failed = [
-        f"{names[int(k)]} ({o.removeprefix('failed: ')})"
-        for k, o in outcomes.items()
-        if o != "active"
-    ]
+    active, failed, failed_seats = [], [], []
+    for index, name in enumerate(names):
+        outcome = outcomes.get(str(index), "failed: did not finish booting")
+        if outcome == "active":
+            active.append(name)
+        else:
+            failed.append(f"{name} ({outcome.removeprefix('failed: ')})")
+            failed_seats.append(index)
     summary = f"{len(active)} active"
     if failed:
         summary += f", {len(failed)} failed: " + "; ".join(failed)
-    job.result.update({"summary": summary + ".", "active": active, "failed": failed})
+    job.result.update(
+        {"summary": summary + ".", "active": active, "failed": failed, "failed_seats": failed_seats}
+    )
+    return active, failed
+
+
+def step_launch_summary(job: Job) -> None:
+    active, failed = _launch_summary(job)
     project_quota_refresh(job.project)  # the new page shows the quota these now use
     if not active:
-        raise StepFailed(summary)
+        raise StepFailed(job.result["summary"])
     return None
+
+
+def undo_launch_report(job: Job) -> Done:
+    """After a failure: say which seats have a machine and which do not, so the job
+    page can offer to retry just those or delete their machines."""
+    _launch_summary(job)
+    return Done(job.result["summary"])
 
 
 job_kind_register(
     JobKind(
         name="instances.launch",
         steps=(
-            Step("check", "Checking", step_launch_check),
-            Step("create", "Creating", step_launch_create),
-            Step("wait", "Booting", step_launch_wait),
+            Step("replace", "Removing the failed machines", step_launch_remove_replaced),
+            Step("check", "Checking the request", step_launch_check),
+            Step("create", "Creating the instances", step_launch_create),
+            Step("wait", "Waiting for the instances to boot", step_launch_wait),
             Step("summary", "Summing up", step_launch_summary),
         ),
+        undo=(Step("report", "Reporting each seat", undo_launch_report),),
         describe=lambda job: f"Launch {len(job.params['names'])} instance(s)",
+    )
+)
+
+
+# --- Delete ---------------------------------------------------------------------
+
+
+def step_delete_servers(job: Job) -> Wait | None:
+    """Delete BATCH servers per run; outcomes land in job.state so a re-run skips them."""
+    outcomes = job.state.setdefault("outcomes", {})
+    sites = {site.pk: site for site in Site.objects.all()}
+    todo = [item for item in job.params["servers"] if item["id"] not in outcomes]
+    for item in todo[:BATCH]:
+        site = sites[item["site_id"]]
+        try:
+            cloud.server_delete(site.name, server_id=item["id"])
+            outcomes[item["id"]] = "deleted"
+        except cloud.NotFound:
+            outcomes[item["id"]] = "deleted"  # already gone: what the user wanted
+        except cloud.Unavailable:
+            raise  # the engine retries the step; done ones stay done
+        except cloud.CloudError as exc:
+            outcomes[item["id"]] = f"failed: {exc.message}"
+        server_refresh(site, openstack_id=item["id"])
+        job.save(update_fields=["state"])
+    if todo[BATCH:]:
+        done = len(job.params["servers"]) - len(todo[BATCH:])
+        return Wait(progress=f"deleted {done} of {len(job.params['servers'])}", more=True)
+    return None
+
+
+def step_delete_servers_summary(job: Job) -> None:
+    outcomes = job.state.get("outcomes", {})
+    names = {item["id"]: item["name"] for item in job.params["servers"]}
+    deleted = [names[i] for i, o in outcomes.items() if o == "deleted"]
+    failed = [f"{names[i]} ({o.removeprefix('failed: ')})" for i, o in outcomes.items() if o != "deleted"]  # fmt: skip
+    skipped = [f"{s['name']} ({s['reason']})" for s in job.params.get("skipped", [])]
+    parts = [f"Deleted {len(deleted)}"]
+    if skipped:
+        parts.append(f"skipped {len(skipped)}: " + "; ".join(skipped))
+    if failed:
+        parts.append(f"failed {len(failed)}: " + "; ".join(failed))
+    job.result.update(
+        {
+            "summary": ", ".join(parts) + ".",
+            "deleted": deleted,
+            "failed": failed,
+            "skipped": skipped,
+        }
+    )
+    if job.project_id:
+        project_quota_refresh(job.project)
+    if failed and not deleted:
+        raise StepFailed(job.result["summary"])
+    return None
+
+
+job_kind_register(
+    JobKind(
+        name="instances.delete",
+        steps=(
+            Step("delete", "Deleting the instances", step_delete_servers),
+            Step("summary", "Summing up", step_delete_servers_summary),
+        ),
+        describe=lambda job: f"Delete {len(job.params['servers'])} instance(s)",
     )
 )

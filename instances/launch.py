@@ -11,8 +11,8 @@ import unicodedata
 from dataclasses import dataclass
 
 from images.models import Image
-from instances.models import Flavor
-from portal.access import projects_visible_to
+from instances.models import Flavor, Server
+from portal.access import can_act_on, projects_visible_to
 from portal.errors import ActionRefused
 from portal.jobs import job_create
 from portal.models import Job, Project
@@ -165,5 +165,63 @@ def instance_launch_request(*, actor, plan: LaunchPlan) -> Job:
             "flavor_pk": plan.flavor.pk,
             "image_pk": plan.image.pk,
             "image_id": plan.image.openstack_id,
+        },
+    )
+
+
+def _failed_seats(job: Job, actor) -> tuple[list[int], list[Server]]:
+    """The seats of a finished launch that have no running machine, and the
+    machines (ERROR, or never finished) those seats still hold."""
+    if job.kind != "instances.launch" or not job.is_finished:
+        raise ActionRefused("Only a finished launch has failed seats.", status=400)
+    if not can_act_on(actor, project=job.project, created_by_id=job.actor_id):
+        raise ActionRefused(
+            "Only whoever launched these machines, or a project admin, may do that.", status=403
+        )
+    seats = job.result.get("failed_seats", [])
+    if not seats:
+        raise ActionRefused("Every seat of this launch has a running machine.", status=400)
+    ids = [job.state.get("servers", {}).get(str(seat)) for seat in seats]
+    held = Server.objects.filter(
+        site=job.site, openstack_id__in=[i for i in ids if i], deleted_at__isnull=True
+    )
+    return seats, list(held)
+
+
+def launch_retry_request(*, job: Job, actor) -> Job:
+    """A new launch of just the failed seats of `job`, with their names and
+    participants; the machines those seats still hold are deleted first."""
+    seats, held = _failed_seats(job, actor)
+    names = [job.params["names"][seat] for seat in seats]
+    participants = job.params.get("participants", [])
+    return job_create(
+        kind="instances.launch",
+        actor=actor,
+        project=job.project,
+        site=job.site,
+        target_image_id=job.params["image_id"],
+        params={
+            **job.params,
+            "names": names,
+            "participants": [participants[s] for s in seats if s < len(participants)],
+            "retry_of": job.pk,
+            "replaces": [{"id": s.openstack_id, "name": s.name} for s in held],
+        },
+    )
+
+
+def launch_failed_delete_request(*, job: Job, actor) -> Job:
+    """Delete the machines the failed seats of `job` still hold (they use quota)."""
+    _, held = _failed_seats(job, actor)
+    if not held:
+        raise ActionRefused("The failed seats hold no machines any more.", status=400)
+    return job_create(
+        kind="instances.delete",
+        actor=actor,
+        project=job.project,
+        site=job.site,
+        params={
+            "servers": [{"id": s.openstack_id, "name": s.name, "site_id": s.site_id} for s in held],
+            "skipped": [],
         },
     )

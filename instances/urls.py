@@ -11,4 +11,10 @@ urlpatterns = [
     path("<int:server_id>/row/", views.instance_row, name="instance-row"),
     path("<int:server_id>/stop/", views.instance_stop, name="instance-stop"),
     path("<int:server_id>/start/", views.instance_start, name="instance-start"),
+    path("launches/<int:job_id>/retry/", views.launch_retry, name="launch-retry"),
+    path(
+        "launches/<int:job_id>/delete-failed/",
+        views.launch_failed_delete,
+        name="launch-failed-delete",
+    ),
 ]

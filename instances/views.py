@@ -1,9 +1,10 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from instances.filters import ServerFilterSet
+from instances.launch import launch_failed_delete_request, launch_retry_request
 from instances.selectors import (
     image_names_for,
     server_detail_context,
@@ -17,6 +18,7 @@ from portal.errors import ActionRefused
 from portal.http import redirect_back
 from portal.jobs import busy_pks
 from portal.models import Site
+from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
 
 # Seconds before a transitional row asks again: grows with each poll, capped.
@@ -99,3 +101,30 @@ def instance_stop(request, server_id: int):
 @require_POST
 def instance_start(request, server_id: int):
     return _run_action(request, server_id, "start")
+
+
+def _launch_followup(request, job_id: int, start, done: str):
+    job = job_get_for_user(request.user, job_id)
+    try:
+        followup = start(job=job, actor=request.user)
+    except ActionRefused as refused:
+        messages.error(request, refused.message)
+        return render(request, "portal/job_detail.html", {"job": job}, status=refused.status)
+    messages.success(request, f"{done}: job #{followup.pk}.")
+    return redirect("job-detail", job_id=followup.pk)
+
+
+@login_required
+@require_POST
+def launch_retry(request, job_id: int):
+    """Launch the failed seats of a finished launch again."""
+    return _launch_followup(request, job_id, launch_retry_request, "Retrying the failed seats")
+
+
+@login_required
+@require_POST
+def launch_failed_delete(request, job_id: int):
+    """Delete the machines a finished launch's failed seats still hold."""
+    return _launch_followup(
+        request, job_id, launch_failed_delete_request, "Deleting the failed machines"
+    )

@@ -1,19 +1,37 @@
 """The job engine: a Job row is the truth, Celery only moves it forward.
 
-A job kind is an ordered list of steps. A step is a function of the job that
-either finishes (returns None), asks to be called again later (returns
-`Wait`), or fails (raises `StepFailed`, or a cloud error). Steps keep what
-they made in `job.state`, so running one twice finds its own work instead of
-doing it again: duplicate deliveries and worker crashes are harmless.
+A job kind is an ordered list of steps, plus the undo steps that compensate
+for them (a saga). A step is a function of the job that either finishes
+(returns None or `Skipped`), asks to be called again (returns `Wait`), or fails
+(raises `StepFailed`, or a cloud error). Steps keep what they made in
+`job.state`, so running one twice finds its own work instead of doing it
+again: duplicate deliveries and worker crashes are harmless.
+
+When a forward step fails, the job records the error, appends the kind's undo
+steps to its plan and turns "cleaning up". Undo steps are ordinary steps: they
+may wait, they are idempotent, and a crash resumes them, not the failed step.
+"Failed" is written only when the last undo step has ended, so whoever sees
+"failed" also sees what the cleanup did. A failing undo step is recorded and
+the next one still runs.
 
 Waiting never blocks a worker: `job_advance` returns a countdown and the task
-re-schedules itself. Each scheduled message carries the job's current
-`wake` token; a message whose token is stale (a duplicate, or one overtaken
-by a newer schedule) is dropped, so a job never grows two polling chains.
+re-schedules itself. No step does unbounded work in one run: a step that did a
+batch returns `Wait(more=True)` to be called again at once, and Celery's soft
+time limit means "continue later", never an error. A wait fails only when the
+cloud has shown no progress (`Wait.observed` unchanged) for
+JOB_NO_PROGRESS_SECONDS, so a 500 GB upload that advances is never cut short.
+
+Each scheduled message carries the job's current `wake` token; a message whose
+token is stale (a duplicate, or one overtaken by a newer schedule) is dropped,
+so a job never grows two polling chains. A worker holds a job under a short
+lease; a job whose lease ran out and whose next run is overdue (its worker
+died) is handed to a worker again by `jobs_recover_stuck` within seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import traceback
 import uuid
@@ -22,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from celery import current_app
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -32,8 +51,10 @@ from portal.models import Job
 
 log = logging.getLogger(__name__)
 
-# A worker holds a job this long at most per advance (longer than a task's hard limit).
-LEASE = timedelta(seconds=240)
+# A worker holds a job this long per advance: longer than the advance task's hard
+# time limit (so a live worker never loses it), short enough that a job whose worker
+# died is picked up again within seconds.
+LEASE = timedelta(seconds=20)
 
 # The task that advances a job, by name: the engine never imports the wiring
 # (portal.tasks) that defines it.
@@ -68,9 +89,17 @@ def busy_pks(rows, *, target: str) -> set[int]:
 
 @dataclass(frozen=True)
 class Wait:
-    """Call this step again later. `progress` is shown to the user meanwhile."""
+    """Call this step again later. `progress` is shown to the user meanwhile.
+
+    `observed`: what the step saw of the cloud (status, size, task_state,
+    updated_at...), JSON-serialisable. While it keeps changing the step is
+    making progress; a step that gives none is judged by its age instead.
+    `more`: the step did a bounded batch and has more to do: call again at once.
+    """
 
     progress: str = ""
+    observed: object = None
+    more: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +112,13 @@ class Skipped:
 SKIPPED = Skipped()
 
 
+@dataclass(frozen=True)
+class Done:
+    """The step finished; `detail` says what it did (shown on the job page)."""
+
+    detail: str = ""
+
+
 class StepFailed(Exception):
     """A step cannot succeed; `str(exc)` is shown to the user."""
 
@@ -91,15 +127,15 @@ class StepFailed(Exception):
 class Step:
     name: str
     label: str
-    run: Callable[[Job], Wait | Skipped | None]
+    run: Callable[[Job], Wait | Skipped | Done | None]
 
 
 @dataclass(frozen=True)
 class JobKind:
     name: str
     steps: tuple[Step, ...]
-    # Undo what the job did, after a failure (best effort, recorded on the job).
-    cleanup: Callable[[Job], None] | None = None
+    # Compensation steps, run in order after a forward step failed (the saga's undo).
+    undo: tuple[Step, ...] = ()
     # Runs once the job ended (succeeded or failed), e.g. to send an email.
     on_finished: Callable[[Job], None] | None = None
     # What the job does, in words, for event logs and job pages.
@@ -116,6 +152,23 @@ def job_kind_register(kind: JobKind) -> JobKind:
 
 def job_kind_get(name: str) -> JobKind:
     return _kinds[name]
+
+
+def _step_of(spec: JobKind, record: dict) -> Step:
+    steps = spec.undo if record.get("phase") == "undo" else spec.steps
+    return next(step for step in steps if step.name == record["name"])
+
+
+def _step_record(step: Step, *, phase: str) -> dict:
+    return {
+        "name": step.name,
+        "label": step.label,
+        "phase": phase,
+        "status": "pending",
+        "started_at": None,
+        "finished_at": None,
+        "detail": "",
+    }
 
 
 def _now():
@@ -146,18 +199,9 @@ def job_create(
         params=params or {},
         target_server_id=target_server_id,
         target_image_id=target_image_id,
-        steps=[
-            {
-                "name": s.name,
-                "label": s.label,
-                "status": "pending",
-                "started_at": None,
-                "finished_at": None,
-                "detail": "",
-            }
-            for s in spec.steps
-        ],  # fmt: skip
+        steps=[_step_record(step, phase="forward") for step in spec.steps],
         state={"wake": uuid.uuid4().hex},
+        due_at=_now(),
     )
     job_enqueue(job)
     return job
@@ -189,6 +233,25 @@ def _backoff(polls: int) -> float:
     return min(high, low * (1.5 ** min(polls, 20)))
 
 
+def _observed_hash(observed) -> str:
+    text = json.dumps(observed, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def _no_progress_for(record: dict, outcome: Wait) -> float:
+    """Seconds the step has waited without the cloud changing what it shows."""
+    now = _now()
+    if outcome.more:
+        record["progress_at"] = _stamp(now)  # it did work this run
+    elif outcome.observed is not None:
+        seen = _observed_hash(outcome.observed)
+        if record.get("observed") != seen:
+            record["observed"] = seen
+            record["progress_at"] = _stamp(now)
+    since = record.get("progress_at") or record["started_at"]
+    return (now - datetime.fromisoformat(since)).total_seconds()
+
+
 def job_advance(job_id: int, wake: str | None = None) -> float | None:
     """Run the job's steps until one waits or the job ends.
 
@@ -207,57 +270,69 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
         job.status = Job.Status.RUNNING
         job.started_at = _now()
 
-    while job.step_index < len(spec.steps):
-        step = spec.steps[job.step_index]
+    while job.step_index < len(job.steps):
         record = job.steps[job.step_index]
+        step = _step_of(spec, record)
         if record["started_at"] is None:
             record["started_at"] = _stamp(_now())
             record["status"] = "running"
             job.polls = 0
+            job.state.pop("last_unavailable", None)
         job.progress = step.label
         job.save()
         try:
             outcome = step.run(job)
+        except SoftTimeLimitExceeded:
+            # The run is over its time budget: what the step finished is saved; go on later.
+            outcome = Wait(progress=step.label, more=True)
         except cloud.Unavailable as exc:
-            # The site hiccuped: try the same step again later, until the step times out.
+            # The site hiccuped: try the same step again later. Not progress.
             outcome = Wait(progress=f"{step.label} (site not answering, retrying)")
-            record["detail"] = exc.message
-            if _step_timed_out(record):
-                return _fail(job, spec, f"{step.label}: {exc.message}")
+            job.state["last_unavailable"] = exc.message
         except (StepFailed, cloud.CloudError) as exc:
             message = exc.message if isinstance(exc, cloud.CloudError) else str(exc)
-            return _fail(job, spec, f"{step.label}: {message}")
+            _step_failed(job, spec, record, f"{step.label}: {message}")
+            continue
         except Exception as exc:  # a bug: record it on the job, never leave it running
             log.exception("job %s step %s crashed", job.pk, step.name)
             job.result["traceback"] = traceback.format_exc()
-            return _fail(job, spec, f"{step.label}: internal error ({exc.__class__.__name__})")
+            message = f"{step.label}: internal error ({exc.__class__.__name__})"
+            _step_failed(job, spec, record, message)
+            continue
 
         if isinstance(outcome, Wait):
-            if _step_timed_out(record):
-                return _fail(job, spec, f"{step.label}: timed out waiting for the cloud")
+            stalled = _no_progress_for(record, outcome)
+            if stalled > settings.JOB_NO_PROGRESS_SECONDS:
+                minutes = settings.JOB_NO_PROGRESS_SECONDS / 60
+                message = f"{step.label}: the cloud showed no progress for {minutes:g} min"
+                if job.state.get("last_unavailable"):
+                    message += f" (last answer: {job.state['last_unavailable']})"
+                _step_failed(job, spec, record, message)
+                continue
+            countdown = 0.0 if outcome.more else _backoff(job.polls)
             job.polls += 1
             job.progress = outcome.progress or step.label
-            job.state["wake"] = uuid.uuid4().hex
-            countdown = _backoff(job.polls)
-            _release(job)
-            _send(job.pk, job.state["wake"], countdown)
-            return countdown
+            return _schedule(job, countdown)
 
         record["status"] = "skipped" if isinstance(outcome, Skipped) else "done"
         if isinstance(outcome, Skipped) and outcome.reason:
             record["detail"] = outcome.reason
+        elif isinstance(outcome, Done) and outcome.detail:
+            record["detail"] = outcome.detail
         record["finished_at"] = _stamp(_now())
         job.step_index += 1
 
-    return _end(job, spec, Job.Status.SUCCEEDED)
+    ended = Job.Status.FAILED if job.status == Job.Status.CLEANING_UP else Job.Status.SUCCEEDED
+    return _end(job, spec, ended)
 
 
-def _step_timed_out(record: dict) -> bool:
-    started = record.get("started_at")
-    if not started:
-        return False
-    elapsed = _now() - datetime.fromisoformat(started)
-    return elapsed.total_seconds() > settings.JOB_STEP_TIMEOUT_SECONDS
+def _schedule(job: Job, countdown: float) -> float:
+    """Release the job and send the next message, with a fresh wake token."""
+    job.state["wake"] = uuid.uuid4().hex
+    job.due_at = _now() + timedelta(seconds=countdown)
+    _release(job)
+    _send(job.pk, job.state["wake"], countdown)
+    return countdown
 
 
 def _release(job: Job) -> None:
@@ -266,24 +341,23 @@ def _release(job: Job) -> None:
     job.save()
 
 
-def _fail(job: Job, spec: JobKind, message: str) -> None:
-    """Record the error, undo what the job did, and only then mark it failed,
-    so whoever sees "failed" also sees what the cleanup did."""
-    record = job.current_step
-    if record is not None:
-        record["status"] = "failed"
-        record["finished_at"] = _stamp(_now())
-        record["detail"] = message
+def _step_failed(job: Job, spec: JobKind, record: dict, message: str) -> None:
+    """Record a failed step. A forward step's failure starts the undo steps; an
+    undo step's failure is noted and the next undo step runs anyway."""
+    record["status"] = "failed"
+    record["finished_at"] = _stamp(_now())
+    record["detail"] = message
+    job.step_index += 1
+    if record.get("phase") == "undo":
+        job.result.setdefault("cleanup_problems", []).append(message)
+        return
     job.error = message
+    job.status = Job.Status.CLEANING_UP
+    for skipped in job.steps[job.step_index :]:
+        skipped["status"] = "not run"
+    job.step_index = len(job.steps)
+    job.steps.extend(_step_record(step, phase="undo") for step in spec.undo)
     job.progress = "cleaning up"
-    job.save()
-    if spec.cleanup is not None:
-        try:
-            spec.cleanup(job)
-        except Exception as exc:
-            log.exception("cleanup of job %s failed", job.pk)
-            job.result["cleanup_error"] = str(exc)
-    return _end(job, spec, Job.Status.FAILED)
 
 
 def _end(job: Job, spec: JobKind, status: str) -> None:
@@ -301,17 +375,39 @@ def _end(job: Job, spec: JobKind, status: str) -> None:
 
 
 def jobs_recover_stuck() -> list[int]:
-    """Re-enqueue unfinished jobs nobody has touched for JOB_STUCK_AFTER_SECONDS
-    (a worker died, Redis lost the message). Safe: steps are idempotent."""
-    cutoff = _now() - timedelta(seconds=settings.JOB_STUCK_AFTER_SECONDS)
-    stuck = Job.objects.exclude(status__in=Job.FINISHED).filter(heartbeat_at__lt=cutoff)
-    stuck = stuck.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=_now()))
+    """Re-enqueue unfinished jobs whose next run is overdue and that no worker
+    holds: their worker died, or Redis lost the message. Safe: steps are idempotent,
+    and the new wake token makes any late copy of the old message a no-op."""
+    now = _now()
+    overdue = now - timedelta(seconds=settings.JOB_RECOVER_AFTER_SECONDS)
+    stuck = (
+        Job.objects.exclude(status__in=Job.FINISHED)
+        .filter(Q(due_at__lt=overdue) | Q(due_at__isnull=True, heartbeat_at__lt=overdue))
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    )
     recovered = []
-    for job in stuck:
-        job.state["wake"] = uuid.uuid4().hex
-        job.lease_until = None
-        job.heartbeat_at = _now()
-        job.save(update_fields=["state", "lease_until", "heartbeat_at"])
-        job_enqueue(job)
-        recovered.append(job.pk)
+    for job_id in stuck.values_list("pk", flat=True)[:500]:
+        wake = uuid.uuid4().hex
+        # Conditional on still being free and overdue: a worker that claimed it meanwhile wins.
+        taken = (
+            Job.objects.filter(pk=job_id)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+            .filter(Q(due_at__lt=overdue) | Q(due_at__isnull=True))
+        )
+        job = Job.objects.get(pk=job_id)
+        state = {**job.state, "wake": wake}
+        if taken.update(state=state, lease_until=None, due_at=now, heartbeat_at=now):
+            _send(job_id, wake, 0)
+            recovered.append(job_id)
+    if recovered:
+        log.warning("re-enqueued %d overdue job(s): %s", len(recovered), recovered)
     return recovered
+
+
+def undo_details(job: Job) -> list[str]:
+    """What the undo steps did, in words, for summaries and emails."""
+    return [
+        record["detail"]
+        for record in job.steps
+        if record.get("phase") == "undo" and record["status"] == "done" and record["detail"]
+    ]

@@ -98,10 +98,17 @@ def mirror_upsert(
     `deleted_ids` are objects the cloud reported deleted. With `complete`,
     `rows` is everything the cloud has (within `queryset`), so any other live
     row has vanished and is marked deleted too.
+
+    Race-free: new rows are inserted with INSERT … ON CONFLICT DO UPDATE, so a
+    site sync and a job's refresh that both see a new image cannot collide; the
+    unique (site, openstack_id) constraint is the arbiter. A partial write (a
+    job refreshing one object) reads only the rows it writes: O(1) per object.
     """
     result = UpsertResult()
     now = timezone.now()
     scope = (queryset if queryset is not None else model.objects).filter(site=site)
+    if not complete:
+        scope = scope.filter(openstack_id__in=set(rows) | set(deleted_ids))
     # Only ids, hashes and flags come back from the database: decoding JSON and
     # timestamps of 100,000 rows would cost more than the whole comparison.
     existing = {
@@ -119,8 +126,11 @@ def mirror_upsert(
         current = existing.get(openstack_id)
         if current is None:
             to_create.append(
-                model(site=site, openstack_id=openstack_id, fingerprint=fingerprint, **fields)
-            )
+                model(
+                    site=site, openstack_id=openstack_id, fingerprint=fingerprint,
+                    deleted_at=None, synced_at=now, **fields,
+                )
+            )  # fmt: skip
         elif current[1] != fingerprint or current[2] is not None:
             to_update.append(
                 model(
@@ -133,13 +143,18 @@ def mirror_upsert(
         vanished |= set(existing) - set(rows)
     vanished_pks = [existing[i][0] for i in vanished if i in existing and existing[i][2] is None]
 
+    written = [*compared, "fingerprint", "deleted_at", "synced_at"]
     with transaction.atomic():
         if to_create:
-            model.objects.bulk_create(to_create, batch_size=CHUNK)
-        if to_update:
-            model.objects.bulk_update(
-                to_update, [*compared, "fingerprint", "deleted_at", "synced_at"], batch_size=CHUNK
+            model.objects.bulk_create(
+                to_create,
+                batch_size=CHUNK,
+                update_conflicts=True,
+                unique_fields=["site", "openstack_id"],
+                update_fields=written,
             )
+        if to_update:
+            model.objects.bulk_update(to_update, written, batch_size=CHUNK)
         for start in range(0, len(vanished_pks), CHUNK):
             model.objects.filter(pk__in=vanished_pks[start : start + CHUNK]).update(
                 deleted_at=now, synced_at=now

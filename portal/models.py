@@ -79,15 +79,19 @@ class Job(models.Model):
     """The record of one long operation; Celery only moves it forward.
 
     `steps` is the ordered plan, each entry
-    {"name", "label", "status": pending|running|done|failed|skipped,
-     "started_at", "finished_at", "detail"}; `step_index` points at the
-    current one. `state` is the step functions' scratch space (ids they
+    {"name", "label", "phase": forward|undo,
+     "status": pending|running|done|failed|skipped|not run,
+     "started_at", "finished_at", "detail", "progress_at", "observed"};
+    `step_index` points at the current one. Undo steps are appended when a
+    forward step fails. `state` is the step functions' scratch space (ids they
     created, the prior power state...), so a re-run step finds its own work.
     """
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         RUNNING = "running", "Running"
+        # A step failed; the undo steps are running. "failed" comes when they end.
+        CLEANING_UP = "cleaning_up", "Cleaning up"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
@@ -123,6 +127,9 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(default=timezone.now)
     # A worker holds the job until this time; a duplicate delivery backs off.
     lease_until = models.DateTimeField(null=True, blank=True)
+    # When the next message for this job is due; the recovery sweep looks for
+    # unfinished jobs overdue by more than JOB_RECOVER_AFTER_SECONDS.
+    due_at = models.DateTimeField(null=True, blank=True, db_index=True)
     polls = models.PositiveIntegerField(default=0)
 
     class Meta:

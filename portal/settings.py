@@ -171,8 +171,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", "120")
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", "180")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Re-scheduled job steps wait as ETA messages; the visibility timeout must
-# exceed the longest countdown or Redis redelivers them early.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# exceed the longest countdown (JOB_POLL_MAX_SECONDS) or Redis redelivers them
+# early. Short, so the unacknowledged messages of a worker that died come back soon
+# (a late copy is harmless: its wake token is stale by then).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", "60")}
+# Survive a Redis restart: keep reconnecting instead of exiting.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_BEAT_SCHEDULE = {
     "sites-sync": {
         "task": "portal.tasks.sites_sync_task",
@@ -180,7 +184,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "jobs-recover-stuck": {
         "task": "portal.tasks.jobs_recover_stuck_task",
-        "schedule": timedelta(seconds=60),
+        "schedule": timedelta(seconds=envint("JOB_RECOVER_SWEEP_SECONDS", "5")),
     },
 }
 
@@ -188,10 +192,15 @@ CELERY_BEAT_SCHEDULE = {
 # How long a waiting step sleeps before it looks again (backoff between these).
 JOB_POLL_MIN_SECONDS = envfloat("JOB_POLL_MIN_SECONDS", "2")
 JOB_POLL_MAX_SECONDS = envfloat("JOB_POLL_MAX_SECONDS", "15")
-# A job that has not moved for this long is handed to a worker again.
-JOB_STUCK_AFTER_SECONDS = envint("JOB_STUCK_AFTER_SECONDS", "300")
-# Give up waiting on the cloud after this long (a server stuck in a task state).
-JOB_STEP_TIMEOUT_SECONDS = envint("JOB_STEP_TIMEOUT_SECONDS", "1800")
+# A job whose next run is this overdue, and that no worker holds, is handed to a
+# worker again (its worker died, or Redis lost the message). The sweep runs every
+# JOB_RECOVER_SWEEP_SECONDS, so recovery takes about the sum plus the lease (20 s).
+JOB_RECOVER_AFTER_SECONDS = envint("JOB_RECOVER_AFTER_SECONDS", "10")
+JOB_RECOVER_SWEEP_SECONDS = envint("JOB_RECOVER_SWEEP_SECONDS", "5")
+# A waiting step fails when the cloud has shown no progress for this long (image
+# status and size, task_state, updated_at unchanged): a time without progress, not
+# an age, so a 500 GB snapshot that advances is never cut short.
+JOB_NO_PROGRESS_SECONDS = envint("JOB_NO_PROGRESS_SECONDS", "600")
 
 LOGGING = {
     "version": 1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from portal import cloud
 from portal.jobs import job_advance, jobs_recover_stuck
@@ -15,9 +16,15 @@ from portal.sync import site_sync
 log = logging.getLogger(__name__)
 
 
-@shared_task(ignore_result=True)
+# One advance runs a bounded amount of work: the soft limit interrupts a step, which
+# the engine turns into "continue at once"; the hard limit stays under the lease.
+@shared_task(ignore_result=True, soft_time_limit=10, time_limit=15)
 def job_advance_task(job_id: int, wake: str | None = None) -> None:
-    job_advance(job_id, wake)
+    try:
+        job_advance(job_id, wake)
+    except SoftTimeLimitExceeded:
+        # Outside a step (while saving): the lease runs out and the sweep resumes the job.
+        log.warning("job %s: advance interrupted by the soft time limit", job_id)
 
 
 @shared_task(ignore_result=True)

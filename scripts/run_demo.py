@@ -75,7 +75,10 @@ def main() -> int:
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "seed_demo")
 
-        worker = start_worker(env, beat=True, log_path=VAR / "worker.log")
+        def new_worker():
+            return start_worker(env, beat=True, log_path=VAR / "worker.log")
+
+        worker = new_worker()
         children.append(worker)
         web = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", "--noreload", WEB_ADDR], cwd=ROOT, env=env
@@ -83,10 +86,21 @@ def main() -> int:
         children.append(web)
         print(f"\nThe portal runs at http://{WEB_ADDR}/  (worker log: {VAR / 'worker.log'})")
         print(f"Demo logins:\n{LOGINS}\nPress Ctrl-C to stop everything.\n", flush=True)
-        while all(child.poll() is None for child in children):
+        while web.poll() is None:
             time.sleep(0.5)
-        failed = [c.args for c in children if c.poll() is not None]
-        print(f"stopped because a child exited: {failed}", file=sys.stderr)
+            if worker.poll() is not None:
+                # Jobs are records: a new worker picks up where the old one died.
+                print(
+                    f"worker exited with {worker.returncode}; starting a new one "
+                    f"(see {VAR / 'worker.log'})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                children.remove(worker)
+                time.sleep(1)
+                worker = new_worker()
+                children.append(worker)
+        print(f"stopped because the web server exited with {web.returncode}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nstopping…")

@@ -88,7 +88,12 @@ def celery_command(*args: str) -> list[str]:
 def start_worker(env: dict, *, concurrency: int = 2, log_path: Path | None = None,
                  beat: bool = False, include: tuple[str, ...] = ()) -> subprocess.Popen:  # fmt: skip
     """`include`: extra modules the worker imports (the tests' own job kinds)."""
-    args = celery_command("worker", "--loglevel", "INFO", "--concurrency", str(concurrency))
+    # No gossip, mingle or worker heartbeats: the portal needs none of them, and their
+    # event handling is what made a worker exit after a Redis restart.
+    args = celery_command(
+        "worker", "--loglevel", "INFO", "--concurrency", str(concurrency),
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    )  # fmt: skip
     if include:
         args += ["--include", ",".join(include)]
     if beat:

@@ -1,10 +1,17 @@
 """The stop-then-snapshot job and the delete job.
 
 Create: check → stop (if running) → wait for SHUTOFF → snapshot → upload →
-restart (if it ran before and the user asked) → wait for ACTIVE. The image
-carries `portal_job=<job id>` in its properties: a re-run of the snapshot
-step looks for that image first, so a duplicate delivery never makes a
-second snapshot.
+wait until Nova is idle → restart (if it ran before and the user asked) →
+wait for ACTIVE. The image carries `portal_job=job-<id>` in its properties: a
+re-run of the snapshot step looks for that image first, so a duplicate
+delivery never makes a second snapshot.
+
+If a step fails, the undo steps run (see portal/jobs.py): remove this job's
+unfinished image (found by its `portal_job` property when its id was never
+recorded), wait until Nova's task on the server has ended, and start the
+instance again if this job stopped it and the user asked for it to run. A job
+never ends "failed" with an instance it stopped left stopped, unless the cloud
+refuses to start it: then the first line of the error says so.
 """
 
 from __future__ import annotations
@@ -14,14 +21,24 @@ import logging
 from django.conf import settings
 from django.core.mail import send_mail
 
+from images.models import Image
 from images.services import image_refresh
-from instances.jobs import server_of, step_start, step_stop, step_wait_active, step_wait_shutoff
+from instances.jobs import (
+    server_observed,
+    server_of,
+    step_start,
+    step_stop,
+    step_wait_active,
+    step_wait_shutoff,
+)
+from instances.models import Server
 from instances.services import server_refresh
 from portal import cloud
 from portal.errors import ActionRefused
 from portal.jobs import (
     JOB_KEY,
     SKIPPED,
+    Done,
     JobKind,
     Skipped,
     Step,
@@ -29,6 +46,7 @@ from portal.jobs import (
     Wait,
     job_key,
     job_kind_register,
+    undo_details,
 )
 from portal.mirror import CREATED_BY_KEY
 from portal.models import Job, Site
@@ -37,6 +55,8 @@ from snapshots.services import snapshot_create_check
 log = logging.getLogger(__name__)
 
 SNAPSHOTTING_TASKS = {"image_snapshot_pending", "image_snapshot"}
+# Snapshot images are deleted at most this many per task run (bulk delete).
+DELETE_BATCH = 20
 
 
 def step_check(job: Job) -> None:
@@ -69,12 +89,27 @@ def _find_own_image(job: Job) -> cloud.CloudImage | None:
     return found[0] if found else None
 
 
+def _observed(image: Image | None, server: Server | None) -> list:
+    """What the snapshot's waits watch for progress: the image and the server."""
+    seen = []
+    if image is not None:
+        seen += [image.status, image.size, str(image.updated_at)]
+    if server is not None:
+        seen += server_observed(server)
+    return seen
+
+
 def step_snapshot(job: Job) -> Wait | None:
     """Ask Nova for the snapshot once, then wait while it snapshots the disk."""
     if "image_id" not in job.state:
+        server = server_of(job)
         existing = _find_own_image(job)
+        if existing is None and server.task_state:
+            return Wait(
+                progress=f"waiting for {server.name} to finish {server.task_label}",
+                observed=server_observed(server),
+            )
         if existing is None:
-            server = server_of(job)
             metadata = {JOB_KEY: job_key(job), CREATED_BY_KEY: job.actor.username}
             if job.params.get("description"):
                 metadata["description"] = job.params["description"]
@@ -96,30 +131,42 @@ def step_snapshot(job: Job) -> Wait | None:
             image_id = existing.id
         job.state["image_id"] = image_id
         job.target_image_id = image_id
-    image_refresh(job.site, openstack_id=job.state["image_id"])
+    image = image_refresh(job.site, openstack_id=job.state["image_id"])
     server = server_of(job)
     if server.task_state in SNAPSHOTTING_TASKS:
-        return Wait(progress="snapshotting")
+        return Wait(progress="Nova is snapshotting the disk", observed=_observed(image, server))
     return None
 
 
 def step_upload(job: Job) -> Wait | None:
     image = image_refresh(job.site, openstack_id=job.state["image_id"])
-    server_refresh(job.site, openstack_id=job.target_server_id)
     if image is None or image.deleted_at is not None:
         raise StepFailed("the cloud discarded the snapshot")
     if image.status == "active":
         return None
     if image.status in ("killed", "deactivated"):
         raise StepFailed(f"the cloud could not save the snapshot (image {image.status})")
-    return Wait(progress="uploading")
+    server = server_refresh(job.site, openstack_id=job.target_server_id)
+    return Wait(progress="uploading the image", observed=_observed(image, server))
+
+
+def step_settle(job: Job) -> Wait | None:
+    """Nova clears the server's task_state a little after Glance shows the image
+    active; acting on the server before that gets a 409."""
+    server = server_of(job)
+    if server.task_state:
+        return Wait(
+            progress=f"waiting for Nova to finish {server.task_label}",
+            observed=server_observed(server),
+        )
+    return None
 
 
 def _restart_wanted(job: Job) -> bool:
     return bool(job.params.get("restart")) and job.state.get("prior_status") == "ACTIVE"
 
 
-def step_restart(job: Job) -> None | Skipped:
+def step_restart(job: Job) -> Wait | None | Skipped:
     if not _restart_wanted(job):
         return Skipped(
             "not asked to restart" if job.params.get("restart") is False else "it was off before"
@@ -133,29 +180,89 @@ def step_wait_restarted(job: Job) -> Wait | None | Skipped:
     return step_wait_active(job)
 
 
-def snapshot_cleanup(job: Job) -> None:
-    """After a failure: remove a half-made image, start the instance if we stopped it."""
-    done = []
+# --- Undo ---------------------------------------------------------------------
+
+
+def undo_image(job: Job) -> Done | Skipped:
+    """Remove this job's image unless it is complete (then it is a good snapshot)."""
     image_id = job.state.get("image_id")
-    if image_id:
-        image = image_refresh(job.site, openstack_id=image_id)
-        if image is not None and image.deleted_at is None and image.status != "active":
-            try:
-                cloud.image_delete(job.site.name, image_id=image_id)
-                done.append("removed the unfinished snapshot image")
-            except cloud.NotFound:
-                pass
-            image_refresh(job.site, openstack_id=image_id)
-    if job.state.get("stopped_by_portal"):
-        server = server_refresh(job.site, openstack_id=job.target_server_id)
-        if server is not None and not server.is_deleted and server.status == "SHUTOFF":
-            try:
-                cloud.server_start(job.site.name, server_id=server.openstack_id)
-                done.append("started the instance again")
-            except cloud.CloudError as exc:
-                done.append(f"could not start the instance again: {exc.message}")
-            server_refresh(job.site, openstack_id=server.openstack_id)
-    job.result["cleanup"] = done
+    if image_id is None:
+        found = _find_own_image(job)  # asked for, but the id never reached the job row
+        if found is None:
+            return Skipped("no image was made")
+        image_id = job.state["image_id"] = found.id
+    image = image_refresh(job.site, openstack_id=image_id)
+    if image is None or image.deleted_at is not None:
+        return Skipped("the cloud already removed the unfinished image")
+    if image.status == "active":
+        return Skipped("the snapshot is complete and was kept")
+    try:
+        cloud.image_delete(job.site.name, image_id=image_id)
+    except cloud.NotFound:
+        pass
+    image_refresh(job.site, openstack_id=image_id)
+    return Done("removed the unfinished snapshot image")
+
+
+def _undo_server(job: Job) -> Server | None:
+    server = server_refresh(job.site, openstack_id=job.target_server_id)
+    return None if server is None or server.is_deleted else server
+
+
+def _start_wanted_again(job: Job) -> bool:
+    return bool(job.state.get("stopped_by_portal")) and bool(job.params.get("restart"))
+
+
+def undo_settle(job: Job) -> Wait | Skipped | None:
+    """Wait until no Nova task runs on the server (a snapshot still uploading ends
+    when its image is deleted); starting it before that gets a 409."""
+    if not _start_wanted_again(job):
+        return Skipped("the instance stays as it was")
+    server = _undo_server(job)
+    if server is None:
+        return Skipped("the instance no longer exists")
+    if server.task_state:
+        return Wait(
+            progress=f"waiting for {server.name} to finish {server.task_label}",
+            observed=server_observed(server),
+        )
+    return None
+
+
+def undo_start(job: Job) -> Wait | Skipped | Done:
+    if not _start_wanted_again(job):
+        return Skipped("the job did not stop it, or was asked to leave it off")
+    server = _undo_server(job)
+    if server is None:
+        return Skipped("the instance no longer exists")
+    if server.status == "ACTIVE" and not server.task_state:
+        return Skipped("it is running")
+    outcome = step_start(job)
+    if isinstance(outcome, Wait):
+        return outcome
+    job.state["undo_start_attempts"] = job.state.get("undo_start_attempts", 0) + 1
+    return Done("asked the cloud to start the instance again")
+
+
+def undo_wait_active(job: Job) -> Wait | Skipped | Done:
+    """Wait for ACTIVE; ask once more if Nova dropped the start; if the cloud refuses
+    twice, say so in the first line of the job's error."""
+    if not job.state.get("undo_start_attempts"):
+        return SKIPPED
+    server = _undo_server(job)
+    if server is None:
+        return Skipped("the instance no longer exists")
+    try:
+        outcome = step_wait_active(job)
+    except StepFailed as refused:
+        if job.state["undo_start_attempts"] < 2:
+            step_start(job)
+            job.state["undo_start_attempts"] += 1
+            return Wait(progress="asked once more to start it", observed=server_observed(server))
+        job.error = f"{server.name} is left STOPPED: {refused} after two attempts.\n{job.error}"
+        job.state["left_stopped"] = True
+        raise
+    return outcome or Done("the instance runs again")
 
 
 def snapshot_notify(job: Job) -> None:
@@ -166,10 +273,15 @@ def snapshot_notify(job: Job) -> None:
         subject = f"Snapshot “{name}” is ready"
         body = f"Your snapshot “{name}” is active and can be used to launch new instances."
     else:
-        subject = f"Snapshot “{name}” failed"
-        body = f"Your snapshot “{name}” could not be created.\n\n{job.error}\n"
-        if job.result.get("cleanup"):
-            body += "\nThe portal " + " and ".join(job.result["cleanup"]) + "."
+        first_line = job.error.splitlines()[0] if job.error else "failed"
+        if job.state.get("left_stopped"):
+            subject = f"Snapshot “{name}” failed and the instance is STOPPED"
+        else:
+            subject = f"Snapshot “{name}” failed"
+        body = f"{first_line}\n\nYour snapshot “{name}” could not be created.\n\n{job.error}\n"
+        done = undo_details(job)
+        if done:
+            body += "\nThe portal " + "; ".join(done) + "."
     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [job.actor.email], fail_silently=True)
 
 
@@ -177,15 +289,21 @@ job_kind_register(
     JobKind(
         name="snapshot.create",
         steps=(
-            Step("check", "Checking", step_check),
-            Step("stop", "Stopping", step_stop_if_running),
-            Step("wait_stopped", "Stopping", step_wait_stopped),
-            Step("snapshot", "Snapshotting", step_snapshot),
-            Step("upload", "Uploading", step_upload),
-            Step("restart", "Restarting", step_restart),
-            Step("wait_restarted", "Restarting", step_wait_restarted),
+            Step("check", "Checking the request", step_check),
+            Step("stop", "Stop requested", step_stop_if_running),
+            Step("wait_stopped", "Waiting for SHUTOFF", step_wait_stopped),
+            Step("snapshot", "Snapshot requested", step_snapshot),
+            Step("upload", "Uploading the image", step_upload),
+            Step("settle", "Waiting for Nova to finish", step_settle),
+            Step("restart", "Start requested", step_restart),
+            Step("wait_restarted", "Waiting for ACTIVE", step_wait_restarted),
         ),
-        cleanup=snapshot_cleanup,
+        undo=(
+            Step("undo_image", "Removing the unfinished image", undo_image),
+            Step("undo_settle", "Waiting until the instance is idle", undo_settle),
+            Step("undo_start", "Starting the instance again", undo_start),
+            Step("undo_wait_active", "Waiting for ACTIVE again", undo_wait_active),
+        ),
         describe=lambda job: f"Create snapshot “{job.params.get('name', '')}”",
         on_finished=snapshot_notify,
     )
@@ -195,13 +313,13 @@ job_kind_register(
 # --- Delete ---------------------------------------------------------------------
 
 
-def step_delete(job: Job) -> None:
-    """Delete each image once; outcomes land in job.state so a re-run skips the done ones."""
+def step_delete(job: Job) -> Wait | None:
+    """Delete DELETE_BATCH images per run; outcomes land in job.state so a re-run
+    skips the done ones."""
     outcomes = job.state.setdefault("outcomes", {})
     sites = {site.pk: site for site in Site.objects.all()}
-    for item in job.params["images"]:
-        if item["id"] in outcomes:
-            continue
+    todo = [item for item in job.params["images"] if item["id"] not in outcomes]
+    for item in todo[:DELETE_BATCH]:
         site = sites.get(item["site_id"])
         try:
             cloud.image_delete(site.name, image_id=item["id"])
@@ -214,6 +332,9 @@ def step_delete(job: Job) -> None:
             outcomes[item["id"]] = f"failed: {exc.message}"
         image_refresh(site, openstack_id=item["id"])
         job.save(update_fields=["state"])
+    if todo[DELETE_BATCH:]:
+        done = len(job.params["images"]) - len(todo[DELETE_BATCH:])
+        return Wait(progress=f"deleted {done} of {len(job.params['images'])}", more=True)
     return None
 
 
@@ -245,7 +366,7 @@ job_kind_register(
     JobKind(
         name="snapshot.delete",
         steps=(
-            Step("delete", "Deleting", step_delete),
+            Step("delete", "Deleting the snapshots", step_delete),
             Step("summary", "Summing up", step_delete_summary),
         ),
         describe=lambda job: f"Delete {len(job.params['images'])} snapshot(s)",

@@ -79,14 +79,20 @@ def _server_pages(site: str, query: dict[str, Any]) -> Iterator[list[dict]]:
         query = dict(parse_qsl(urlsplit(links[0]["href"]).query, keep_blank_values=True))
 
 
-def server_list(site: str, *, changes_since: datetime | None = None) -> list[CloudServer]:
-    """Every server of every project on the site, following pagination to the end.
+def server_list(
+    site: str, *, changes_since: datetime | None = None, project_id: str = ""
+) -> list[CloudServer]:
+    """Every server of every project on the site (or of `project_id`), following
+    pagination to the end.
 
     With `changes_since`, Nova returns only servers changed since then, and
     includes the ones deleted since then (status DELETED): that is what makes
-    an incremental sync able to notice deletions cheaply.
+    an incremental sync able to notice deletions cheaply, and lets a launch job
+    watch all its servers with one call per poll.
     """
     query: dict[str, Any] = {"all_tenants": "True", "limit": PAGE_SIZE}
+    if project_id:
+        query["project_id"] = project_id
     if changes_since is not None:
         query["changes-since"] = changes_since.isoformat()
     with translate_errors(site):

@@ -54,3 +54,9 @@ def step_duration(step: dict) -> str:
 @register.filter
 def bytes_size(value) -> str:
     return "—" if value in (None, "") else filesizeformat(value)
+
+
+@register.filter
+def has_undo_steps(job) -> bool:
+    """Did the job fail and switch to its undo (compensation) steps?"""
+    return any(step.get("phase") == "undo" for step in job.steps)

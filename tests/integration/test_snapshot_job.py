@@ -44,7 +44,7 @@ def test_a_running_instance_is_stopped_snapshotted_and_started_again(live_demo):
     )
     job = wait_for_job(job)
     assert job.status == Job.Status.SUCCEEDED, job.error
-    assert [s["status"] for s in job.steps] == ["done"] * 7
+    assert [s["status"] for s in job.steps] == ["done"] * 8
     assert job.state["prior_status"] == "ACTIVE" and job.state["stopped_by_portal"] is True
     assert all(s["started_at"] and s["finished_at"] for s in job.steps)
 
@@ -136,7 +136,9 @@ def test_a_failure_midway_restarts_the_instance_and_removes_the_image(live_demo)
         devcloud.set_faults({})
     assert job.status == Job.Status.FAILED
     assert "could not save the snapshot" in job.error or "discarded" in job.error
-    assert "started the instance again" in job.result.get("cleanup", []), job.result
+    undo = {s["name"]: s for s in job.steps if s["phase"] == "undo"}
+    assert undo["undo_start"]["status"] == "done", job.steps
+    assert undo["undo_wait_active"]["detail"] == "the instance runs again", job.steps
     wait_until(
         lambda: cloud.server_get("devcloud", server_id=server.openstack_id).status == "ACTIVE"
     )

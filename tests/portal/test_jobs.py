@@ -49,6 +49,14 @@ def _cleanup(job):
     CALLS.append("cleanup")
 
 
+def _cleanup_waits_once(job):
+    CALLS.append("undo-wait")
+    if not job.state.get("undo_waited"):
+        job.state["undo_waited"] = True
+        return Wait(progress="undoing", observed=1)
+    return None
+
+
 job_kind_register(
     JobKind(
         name="test.waits",
@@ -59,7 +67,18 @@ job_kind_register(
     JobKind(
         name="test.fails",
         steps=(Step("first", "First", _first), Step("boom", "Exploding", _boom)),
-        cleanup=_cleanup,
+        undo=(Step("cleanup", "Cleaning", _cleanup),),
+    )
+)
+job_kind_register(
+    JobKind(
+        name="test.fails_and_waits_to_undo",
+        steps=(Step("boom", "Exploding", _boom), Step("never", "Never reached", _first)),
+        undo=(
+            Step("undo_wait", "Undoing", _cleanup_waits_once),
+            Step("undo_boom", "Undo that fails", _boom),
+            Step("cleanup", "Cleaning", _cleanup),
+        ),
     )
 )
 job_kind_register(JobKind(name="test.flaky", steps=(Step("call", "Calling", _unavailable),)))
@@ -151,6 +170,29 @@ def test_a_failing_step_fails_the_job_and_runs_cleanup(
     assert job.error == "Exploding: the cloud said no"
     assert job.steps[1]["status"] == "failed"
     assert CALLS == ["first", "cleanup"]
+    # The undo step is on the plan, after the forward steps, and shows what ran.
+    assert [(s["name"], s["phase"], s["status"]) for s in job.steps] == [
+        ("first", "forward", "done"), ("boom", "forward", "failed"), ("cleanup", "undo", "done"),
+    ]  # fmt: skip
+
+
+def test_undo_steps_may_wait_and_a_crash_resumes_them_not_the_failed_step(
+    db, scheduled, django_capture_on_commit_callbacks
+):
+    job = _create("test.fails_and_waits_to_undo", django_capture_on_commit_callbacks)
+    assert job_advance(job.pk, job.state["wake"]) is not None  # the undo step waits
+    job.refresh_from_db()
+    assert job.status == Job.Status.CLEANING_UP
+    assert job.error == "Exploding: the cloud said no"
+    assert job.steps[1]["status"] == "not run"
+    # A worker crashed here; the next delivery resumes the undo step, not "boom".
+    CALLS.clear()
+    assert job_advance(job.pk, job.state["wake"]) is None
+    job.refresh_from_db()
+    assert CALLS == ["undo-wait", "cleanup"]  # the failing undo step did not stop the last one
+    assert job.status == Job.Status.FAILED
+    assert job.error == "Exploding: the cloud said no"  # never "succeeded" with an old error
+    assert job.result["cleanup_problems"] == ["Undo that fails: the cloud said no"]
 
 
 def test_an_unreachable_site_is_retried_until_the_step_times_out(
@@ -162,11 +204,11 @@ def test_an_unreachable_site_is_retried_until_the_step_times_out(
     assert job.status == Job.Status.RUNNING
     assert "retrying" in job.progress
 
-    settings.JOB_STEP_TIMEOUT_SECONDS = 0
+    settings.JOB_NO_PROGRESS_SECONDS = 0
     job_advance(job.pk, job.state["wake"])
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
-    assert "unreachable" in job.error
+    assert "no progress" in job.error and "devcloud is unreachable" in job.error
 
 
 def test_stuck_jobs_are_handed_to_a_worker_again(
@@ -174,7 +216,9 @@ def test_stuck_jobs_are_handed_to_a_worker_again(
 ):
     job = _create("test.waits", django_capture_on_commit_callbacks)
     fresh = _create("test.waits", django_capture_on_commit_callbacks)
-    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    # The worker that ran it died: its next run is 30 s overdue and nobody holds it.
+    Job.objects.filter(pk=job.pk).update(due_at=timezone.now() - timedelta(seconds=30))
+    Job.objects.filter(pk=fresh.pk).update(due_at=timezone.now() - timedelta(seconds=2))
     scheduled.clear()
     with django_capture_on_commit_callbacks(execute=True):
         recovered = jobs_recover_stuck()

@@ -144,5 +144,6 @@ def test_a_valid_request_records_the_job(people, vm, django_capture_on_commit_ca
     assert job.target_server_id == vm.openstack_id
     assert job.project == people["alpha"] and job.actor == people["bob"]
     assert [s["label"] for s in job.steps] == [
-        "Checking", "Stopping", "Stopping", "Snapshotting", "Uploading", "Restarting", "Restarting",
+        "Checking the request", "Stop requested", "Waiting for SHUTOFF", "Snapshot requested",
+        "Uploading the image", "Waiting for Nova to finish", "Start requested", "Waiting for ACTIVE",
     ]  # fmt: skip
