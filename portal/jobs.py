@@ -279,6 +279,7 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
             job.polls = 0
             job.state.pop("last_unavailable", None)
         job.progress = step.label
+        record["runs"] = record.get("runs", 0) + 1
         job.save()
         try:
             outcome = step.run(job)
@@ -303,8 +304,9 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
         if isinstance(outcome, Wait):
             stalled = _no_progress_for(record, outcome)
             if stalled > settings.JOB_NO_PROGRESS_SECONDS:
-                minutes = settings.JOB_NO_PROGRESS_SECONDS / 60
-                message = f"{step.label}: the cloud showed no progress for {minutes:g} min"
+                limit = settings.JOB_NO_PROGRESS_SECONDS
+                span = f"{limit / 60:g} min" if limit >= 120 else f"{limit:g} s"
+                message = f"{step.label}: the cloud showed no progress for {span}"
                 if job.state.get("last_unavailable"):
                     message += f" (last answer: {job.state['last_unavailable']})"
                 _step_failed(job, spec, record, message)

@@ -265,6 +265,21 @@ def undo_wait_active(job: Job) -> Wait | Skipped | Done:
     return outcome or Done("the instance runs again")
 
 
+def snapshot_finished(job: Job) -> None:
+    """Say in the first line of the error when the instance this job stopped is not
+    running again (the cloud refused, or a task never ended); then email."""
+    if job.status == Job.Status.FAILED and _start_wanted_again(job):
+        server = _undo_server(job)
+        if server is not None and server.status != "ACTIVE" and not job.state.get("left_stopped"):
+            job.state["left_stopped"] = True
+            job.error = (
+                f"{server.name} is left {server.status}: the portal could not start it "
+                f"again.\n{job.error}"
+            )
+            job.save(update_fields=["error", "state"])
+    snapshot_notify(job)
+
+
 def snapshot_notify(job: Job) -> None:
     if job.actor is None or not job.actor.email:
         return
@@ -305,7 +320,7 @@ job_kind_register(
             Step("undo_wait_active", "Waiting for ACTIVE again", undo_wait_active),
         ),
         describe=lambda job: f"Create snapshot “{job.params.get('name', '')}”",
-        on_finished=snapshot_notify,
+        on_finished=snapshot_finished,
     )
 )
 

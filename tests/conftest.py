@@ -128,10 +128,15 @@ def celery_worker(devcloud_pair, redis_server, django_db_setup, tmp_path_factory
         JOB_POLL_MAX_SECONDS="1",
         EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
         EMAIL_FILE_PATH=str(log_path.parent / "mail"),
+        # Short, so tests of a cloud that stops making progress end in seconds.
+        JOB_NO_PROGRESS_SECONDS="6",
     )
     worker = start_worker(env, concurrency=2, log_path=log_path, include=("tests.job_kinds",))
     _wait_for_worker(redis_server.url, worker, log_path)
-    yield {"process": worker, "log": log_path, "mail_dir": log_path.parent / "mail"}
+    yield {
+        "process": worker, "log": log_path, "mail_dir": log_path.parent / "mail",
+        "env": env, "redis_url": redis_server.url,
+    }  # fmt: skip
     stop_process(worker)
 
 
