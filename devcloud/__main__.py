@@ -3,6 +3,8 @@
 import argparse
 import sys
 
+from . import clock
+
 
 def _cmd_serve(args):
     from . import faults, server
@@ -12,6 +14,9 @@ def _cmd_serve(args):
     except (faults.FaultSpecError, OSError) as exc:
         print(f"devcloud: bad --faults: {exc}", file=sys.stderr)
         return 2
+    if args.task_state_lag < 0 or args.upload_rate <= 0 or args.progress_interval < 0:
+        print("devcloud: timing options must not be negative", file=sys.stderr)
+        return 2
     return server.serve(
         args.data,
         host=args.host,
@@ -19,6 +24,11 @@ def _cmd_serve(args):
         speed=args.speed,
         faults=spec,
         profile=args.profile,
+        timing={
+            "task_state_lag": args.task_state_lag,
+            "upload_rate": args.upload_rate * 1000**2,
+            "progress_interval": args.progress_interval,
+        },
     )
 
 
@@ -71,6 +81,25 @@ def main(argv=None):
         help="simulated-time factor: durations are divided by it",
     )
     serve.add_argument("--faults", default=None, help="fault JSON, or @file.json")
+    serve.add_argument(
+        "--task-state-lag",
+        type=float,
+        default=clock.TASK_STATE_LAG_SECONDS,
+        help="nominal seconds between a snapshot image going active and Nova clearing task_state",
+    )
+    serve.add_argument(
+        "--upload-rate",
+        type=float,
+        default=clock.UPLOAD_BYTES_PER_SECOND / 1000**2,
+        help="snapshot upload rate in MB/s of the server's used disk (nominal)",
+    )
+    serve.add_argument(
+        "--progress-interval",
+        type=float,
+        default=clock.UPLOAD_PROGRESS_SECONDS,
+        help="longest nominal gap between progress bumps during an upload; 0 = none, as real "
+        "Nova and Glance",
+    )
     serve.add_argument(
         "--profile",
         choices=["primary", "secondary"],

@@ -14,10 +14,20 @@ UTC = datetime.UTC
 STOP_SECONDS = 3.0
 START_SECONDS = 3.0
 BOOT_SECONDS = 5.0
-SNAPSHOT_BASE_SECONDS = 4.0
-SNAPSHOT_SECONDS_PER_GIB = 1.0
-SNAPSHOT_CAP_SECONDS = 30.0
-# Nova deletes a failed snapshot image right after reporting the failure.
+# createImage: a fixed snapshot phase, then an upload whose length follows the
+# server's used disk, uncapped, because that is what makes big snapshots hurt.
+SNAPSHOT_PENDING_SECONDS = 1.0  # image_snapshot_pending until nova-compute picks it up
+SNAPSHOT_TAKE_SECONDS = 2.0  # image_snapshot: the hypervisor snapshot
+SNAPSHOT_EXTRACT_SECONDS = 2.0  # image_pending_upload: the disk is extracted locally
+UPLOAD_BYTES_PER_SECOND = 100 * 1000**2  # ~100 MB/s to Glance: 500 GB take ~5000 s
+UPLOAD_MIN_SECONDS = 1.0  # even an empty disk is a round trip or two
+# While uploading, server `updated` and image `updated_at` are bumped every 5 %
+# of the upload or every 60 s, whichever is shorter (real clouds do not do this).
+UPLOAD_PROGRESS_FRACTION = 0.05
+UPLOAD_PROGRESS_SECONDS = 60.0
+# Nova clears task_state a moment after Glance has marked the image active.
+TASK_STATE_LAG_SECONDS = 2.0
+# Nova deletes a failed snapshot image right after Glance reports the failure.
 KILLED_IMAGE_REAP_SECONDS = 2.0
 
 GIB = 1024**3
@@ -63,6 +73,18 @@ def parse_iso(value):
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
-def snapshot_seconds(disk_used_bytes):
-    gib = (disk_used_bytes or 0) / GIB
-    return min(SNAPSHOT_BASE_SECONDS + SNAPSHOT_SECONDS_PER_GIB * gib, SNAPSHOT_CAP_SECONDS)
+def snapshot_phase_seconds():
+    """Nominal time from createImage until the upload starts."""
+    return SNAPSHOT_PENDING_SECONDS + SNAPSHOT_TAKE_SECONDS + SNAPSHOT_EXTRACT_SECONDS
+
+
+def upload_seconds(disk_used_bytes, bytes_per_second=UPLOAD_BYTES_PER_SECOND):
+    """Nominal upload time of a snapshot: the used disk at the upload rate, no cap."""
+    return max(UPLOAD_MIN_SECONDS, (disk_used_bytes or 0) / bytes_per_second)
+
+
+def progress_interval(upload, cap=UPLOAD_PROGRESS_SECONDS):
+    """Nominal seconds between progress bumps during an upload; None when cap <= 0."""
+    if cap <= 0:
+        return None
+    return min(cap, UPLOAD_PROGRESS_FRACTION * upload)

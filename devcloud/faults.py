@@ -10,6 +10,19 @@ import re
 import threading
 
 DEFAULT_BOOT_ERROR = "No valid host was found. There are not enough hosts available."
+# What libvirt tells nova-compute when QEMU dies while powering on.
+DEFAULT_START_ERROR = "internal error: qemu unexpectedly closed the monitor"
+# What nova-compute records when Glance rejects the snapshot data half-way.
+DEFAULT_SNAPSHOT_ERROR = "Image upload failed: Glance answered 500 while receiving the data"
+
+# Rules aimed at servers by name; each is one object (or null).
+SERVER_RULES = (
+    "snapshot_killed",
+    "stuck_task",
+    "boot_error",
+    "start_error",
+    "task_state_lag",
+)
 
 
 class FaultSpecError(ValueError):
@@ -36,13 +49,36 @@ def _check_rate(rule, what):
         raise FaultSpecError(f"{what}.count must be a non-negative integer or null")
 
 
+def _validate_server_rule(kind, rule):
+    _compile(rule.get("server_name", ".*"), f"{kind}.server_name")
+    _check_rate(rule, kind)
+    message = rule.get("message")
+    if message is not None and not isinstance(message, str):
+        raise FaultSpecError(f"{kind}.message must be a string")
+    if kind == "stuck_task":
+        state = rule.get("task_state")
+        if state is not None and not isinstance(state, str):
+            raise FaultSpecError("stuck_task.task_state must be a string")
+        stall_at = rule.get("stall_at")
+        if stall_at is not None:
+            # Only an upload has progress to show before it stalls.
+            if state != "image_uploading":
+                raise FaultSpecError('stuck_task.stall_at needs task_state "image_uploading"')
+            if not isinstance(stall_at, (int, float)) or not 0 <= stall_at < 1:
+                raise FaultSpecError("stuck_task.stall_at must be a number from 0 to below 1")
+    if kind == "task_state_lag":
+        seconds = rule.get("seconds")
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+            raise FaultSpecError("task_state_lag.seconds must be a non-negative number")
+
+
 def validate(spec):
     """Check a fault document; returns a normalised deep copy."""
     if spec is None:
         spec = {}
     if not isinstance(spec, dict):
         raise FaultSpecError("fault spec must be a JSON object")
-    known = {"http", "latency", "snapshot_killed", "stuck_task", "boot_error"}
+    known = {"http", "latency", *SERVER_RULES}
     unknown = set(spec) - known
     if unknown:
         raise FaultSpecError(f"unknown fault kinds: {sorted(unknown)}")
@@ -65,13 +101,13 @@ def validate(spec):
         if not isinstance(ms, (int, float)) or ms < 0:
             raise FaultSpecError(f"{what}.ms must be a non-negative number")
         _check_rate(rule, what)
-    for kind in ("snapshot_killed", "stuck_task", "boot_error"):
+    for kind in SERVER_RULES:
         rule = spec.get(kind)
         if rule is None:
             continue
         if not isinstance(rule, dict):
             raise FaultSpecError(f"{kind} must be an object or null")
-        _compile(rule.get("server_name", ".*"), f"{kind}.server_name")
+        _validate_server_rule(kind, rule)
     return spec
 
 
@@ -142,12 +178,22 @@ class Faults:
                     total += rule.get("ms", 0)
         return total
 
-    def _server_rule(self, kind, server_name):
+    def _server_rule(self, kind, server_name, applies=None):
+        """A copy of the rule of `kind` if it hits this server, or None.
+
+        `applies(rule)` lets the caller skip a rule that would not change the
+        operation at hand, so that `count` is only spent on operations the
+        fault really hits (as with the http rules).
+        """
         with self._lock:
             rule = self._spec.get(kind)
             if not rule:
                 return None
             if re.search(rule.get("server_name", ".*"), server_name or "") is None:
+                return None
+            if applies is not None and not applies(rule):
+                return None
+            if not self._take(rule):
                 return None
             return dict(rule)
 
@@ -157,12 +203,39 @@ class Faults:
             return None
         return rule.get("message") or DEFAULT_BOOT_ERROR
 
-    def snapshot_killed(self, server_name):
-        return self._server_rule("snapshot_killed", server_name) is not None
-
-    def stuck_task(self, server_name):
-        """None if no rule matches; otherwise the task_state to stick at ("" = the first one)."""
-        rule = self._server_rule("stuck_task", server_name)
+    def start_error(self, server_name):
+        rule = self._server_rule("start_error", server_name)
         if rule is None:
             return None
-        return rule.get("task_state") or ""
+        return rule.get("message") or DEFAULT_START_ERROR
+
+    def snapshot_killed(self, server_name):
+        """None, or the fault message of a snapshot that Glance kills."""
+        rule = self._server_rule("snapshot_killed", server_name)
+        if rule is None:
+            return None
+        return rule.get("message") or DEFAULT_SNAPSHOT_ERROR
+
+    def task_state_lag(self, server_name):
+        """Nominal seconds Nova takes to clear task_state after Glance is done, or None."""
+        rule = self._server_rule("task_state_lag", server_name)
+        return None if rule is None else float(rule["seconds"])
+
+    def stuck_task(self, server_name, first_state, states=(), explicit_only=False):
+        """Where an operation freezes: {"task_state", "stall_at"}, or None.
+
+        first_state is the task_state the operation starts in and states the
+        ones it passes through later. A rule without task_state freezes the
+        first one, unless explicit_only (boot: a bare rule targets actions).
+        """
+
+        def resolve(rule):
+            wanted = rule.get("task_state") or ""
+            if not wanted:
+                return None if explicit_only else first_state
+            return wanted if wanted == first_state or wanted in states else None
+
+        rule = self._server_rule("stuck_task", server_name, lambda r: resolve(r) is not None)
+        if rule is None:
+            return None
+        return {"task_state": resolve(rule), "stall_at": float(rule.get("stall_at") or 0)}

@@ -30,12 +30,19 @@ class DevcloudProcess:
         profile="primary",
         python=sys.executable,
         exit_with_parent=True,
+        task_state_lag=None,
+        upload_rate=None,
+        progress_interval=None,
     ):
         self.data_dir = os.path.abspath(str(data_dir))
         self.host = host
         self.speed = speed
         self.faults = faults
         self.profile = profile
+        # Nominal timing knobs (None = devcloud's default): seconds, MB/s, seconds.
+        self.task_state_lag = task_state_lag
+        self.upload_rate = upload_rate
+        self.progress_interval = progress_interval
         self.python = python
         # The server stops itself when this process dies, so crashed test runs
         # leave nothing listening; pass False to let it outlive its launcher.
@@ -68,6 +75,13 @@ class DevcloudProcess:
             "--profile",
             self.profile,
         ]
+        for option, value in (
+            ("--task-state-lag", self.task_state_lag),
+            ("--upload-rate", self.upload_rate),
+            ("--progress-interval", self.progress_interval),
+        ):
+            if value is not None:
+                cmd += [option, str(value)]
         if self.faults:
             # A dict goes over as JSON; a string ("@file.json" or JSON text) as-is.
             spec = self.faults if isinstance(self.faults, str) else json.dumps(self.faults)
@@ -238,3 +252,13 @@ class DevcloudProcess:
         """Replace the running server's fault rules (an empty dict clears them)."""
         _, _, raw = self._admin_request("PUT", "/devcloud/faults", faults or {})
         return json.loads(raw)
+
+    def get_server(self, server_id):
+        """devcloud's own view of a server: disk_used_bytes, the recorded fault, states."""
+        _, _, raw = self._admin_request("GET", f"/devcloud/servers/{server_id}")
+        return json.loads(raw)["server"]
+
+    def set_server(self, server_id, **fields):
+        """Change simulator-only server fields, e.g. set_server(sid, disk_used_bytes=500 * 10**9)."""
+        _, _, raw = self._admin_request("PUT", f"/devcloud/servers/{server_id}", fields)
+        return json.loads(raw)["server"]

@@ -16,13 +16,20 @@ import uuid
 
 from . import clock, compute, identity, image, transitions
 from . import faults as faults_mod
-from .store import Store
+from .store import Store, loads
 from .web import HTTP_REASONS, MAX_BODY, ApiError, Request, Response, Router, render_error
 
 
 class App:
     def __init__(
-        self, data_dir, host="127.0.0.1", port=0, speed=1.0, faults=None, profile="primary"
+        self,
+        data_dir,
+        host="127.0.0.1",
+        port=0,
+        speed=1.0,
+        faults=None,
+        profile="primary",
+        timing=None,
     ):
         self.store = Store(data_dir)
         self.data_dir = self.store.data_dir
@@ -33,6 +40,15 @@ class App:
             raise ValueError("speed must be positive")
         self.faults = faults_mod.Faults(faults)
         self.profile = profile
+        timing = timing or {}
+        # Nominal (unscaled) knobs; see README "Simulated time".
+        self.task_state_lag = float(timing.get("task_state_lag", clock.TASK_STATE_LAG_SECONDS))
+        self.upload_rate = float(timing.get("upload_rate", clock.UPLOAD_BYTES_PER_SECOND))
+        self.progress_interval = float(
+            timing.get("progress_interval", clock.UPLOAD_PROGRESS_SECONDS)
+        )
+        if self.task_state_lag < 0 or self.upload_rate <= 0 or self.progress_interval < 0:
+            raise ValueError("timing values must be positive (progress interval may be 0)")
         self.access_log_path = f"{self.data_dir}/access.log"
         self._log = open(self.access_log_path, "a", buffering=1, encoding="utf-8")
         self._log_lock = threading.Lock()
@@ -48,6 +64,8 @@ class App:
         self.routers["devcloud"].add("GET", "/faults", get_faults)
         self.routers["devcloud"].add("PUT", "/faults", put_faults)
         self.routers["devcloud"].add("GET", "/health", health, auth=False)
+        self.routers["devcloud"].add("GET", "/servers/(?P<server_id>[^/]+)", get_server)
+        self.routers["devcloud"].add("PUT", "/servers/(?P<server_id>[^/]+)", put_server)
         from . import seed
 
         seed.ensure_seeded(self.store, profile)
@@ -130,7 +148,7 @@ class App:
 def _require_admin(req):
     if not req.ctx.is_admin:
         raise ApiError(
-            403, "You are not authorized to change devcloud faults (admin role required)."
+            403, "You are not authorized to use the devcloud admin endpoints (admin role required)."
         )
 
 
@@ -147,6 +165,55 @@ def put_faults(req):
     except faults_mod.FaultSpecError as exc:
         raise ApiError(400, str(exc)) from exc
     return Response(200, req.app.faults.get())
+
+
+# Simulator-only state of a server that Nova does not show (or shows only in
+# some states): what tests need to set up and to check.
+SERVER_KNOBS = {"disk_used_bytes"}
+
+
+def _internal_server(req, server_id):
+    row = req.app.store.one("SELECT * FROM servers WHERE id = ? AND deleted = 0", (server_id,))
+    if row is None:
+        raise ApiError(404, f"Instance {server_id} could not be found.")
+    return row
+
+
+def _internal_view(row):
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "project_id": row["project_id"],
+        "vm_state": row["vm_state"],
+        "task_state": row["task_state"],
+        "power_state": row["power_state"],
+        "disk_used_bytes": row["disk_used_bytes"],
+        # The latest instance fault, even when Nova would not show it (SHUTOFF, ACTIVE).
+        "fault": loads(row["fault"]),
+    }
+
+
+def get_server(req, server_id):
+    _require_admin(req)
+    return Response(200, {"server": _internal_view(_internal_server(req, server_id))})
+
+
+def put_server(req, server_id):
+    _require_admin(req)
+    body = req.json()
+    if not isinstance(body, dict) or not body:
+        raise ApiError(400, f"Expected a JSON object with some of {sorted(SERVER_KNOBS)}.")
+    unknown = set(body) - SERVER_KNOBS
+    if unknown:
+        raise ApiError(400, f"Unknown server fields: {sorted(unknown)}.")
+    size = body["disk_used_bytes"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ApiError(400, "disk_used_bytes must be a non-negative integer.")
+    with req.app.store.write() as conn:
+        _internal_server(req, server_id)
+        # Not a Nova attribute, so `updated` stays as it is.
+        conn.execute("UPDATE servers SET disk_used_bytes = ? WHERE id = ?", (size, server_id))
+    return Response(200, {"server": _internal_view(_internal_server(req, server_id))})
 
 
 def health(req):
@@ -298,9 +365,13 @@ def _watch_parent(stop):
     threading.Thread(target=watch, name="devcloud-parent-watch", daemon=True).start()
 
 
-def serve(data_dir, host="127.0.0.1", port=0, speed=1.0, faults=None, profile="primary"):
+def serve(
+    data_dir, host="127.0.0.1", port=0, speed=1.0, faults=None, profile="primary", timing=None
+):
     lock = _lock_data_dir(data_dir)
-    app = App(data_dir, host=host, port=port, speed=speed, faults=faults, profile=profile)
+    app = App(
+        data_dir, host=host, port=port, speed=speed, faults=faults, profile=profile, timing=timing
+    )
     httpd = DevcloudHTTPServer(app)
     app.scheduler.start()
     stopping = threading.Event()

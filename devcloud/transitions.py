@@ -4,9 +4,10 @@ steps that are due. Because the plan lives in SQLite, a restarted devcloud
 picks up exactly where the previous process stopped, and operations complete
 whether or not anybody polls.
 
-Fault decisions (boot_error, snapshot_killed, stuck_task) are taken when an
-operation starts and baked into its plan, so later fault changes never turn a
-half-finished operation into something Nova could not produce.
+Fault decisions (boot_error, start_error, snapshot_killed, stuck_task,
+task_state_lag) are taken when an operation starts and baked into its plan, so
+later fault changes never turn a half-finished operation into something Nova
+could not produce.
 """
 
 import threading
@@ -45,7 +46,7 @@ def _schedule(conn, due, kind, object_id, payload):
 
 
 def _plan(app, conn, object_id, steps, stuck_at):
-    """Schedule (fraction_of_duration, payload) steps; `duration` in nominal seconds.
+    """Schedule (offset, payload) steps; offsets are nominal seconds from now.
 
     stuck_at: None = no fault; otherwise the task_state at which the operation
     freezes. Steps after the one that enters that state are dropped.
@@ -63,21 +64,28 @@ def _set_server(conn, server_id, **values):
     conn.execute(f"UPDATE servers SET {sets} WHERE id = ?", list(values.values()) + [server_id])
 
 
-def _stuck(app, name, initial_state, states):
-    """Resolve a stuck_task rule to the task_state this operation freezes in, or None."""
-    wanted = app.faults.stuck_task(name)
-    if wanted is None:
-        return None
-    if wanted == "":
-        return initial_state
-    if wanted == initial_state or wanted in states:
-        return wanted
-    return None
+def _fault(message, exception):
+    """An instance fault as nova-compute records it (shown only for ERROR/DELETED)."""
+    return {
+        "code": 500,
+        "created": NOW,
+        "message": message,
+        "details": "Traceback (most recent call last):\n  (devcloud simulated failure)\n"
+        f"{exception}: {message}\n",
+    }
+
+
+BOOT_STATES = ("scheduling", "networking", "block_device_mapping", "spawning")
 
 
 def plan_boot(app, conn, server_id, name, ip):
     total = clock.BOOT_SECONDS
-    error = app.faults.boot_error(name)
+    # Boot only freezes for an explicit boot task_state; a bare stuck_task targets actions.
+    stuck = app.faults.stuck_task(name, BOOT_STATES[0], BOOT_STATES[1:], explicit_only=True)
+    stuck_at = stuck["task_state"] if stuck else None
+    if stuck_at == "scheduling":
+        return
+    error = None if stuck else app.faults.boot_error(name)
     if error:
         # The scheduler gives up quickly: NoValidHost happens before networking.
         steps = [
@@ -88,13 +96,7 @@ def plan_boot(app, conn, server_id, name, ip):
                         "vm_state": "error",
                         "task_state": None,
                         "power_state": 0,
-                        "fault": {
-                            "code": 500,
-                            "created": NOW,
-                            "message": error,
-                            "details": "Traceback (most recent call last):\n  (devcloud simulated "
-                            f"boot failure)\nnova.exception.NoValidHost: {error}\n",
-                        },
+                        "fault": _fault(error, "nova.exception.NoValidHost"),
                     }
                 },
             )
@@ -116,20 +118,12 @@ def plan_boot(app, conn, server_id, name, ip):
                 },
             ),
         ]
-    # Boot only freezes for an explicit boot task_state; a bare stuck_task targets actions.
-    wanted = app.faults.stuck_task(name)
-    stuck_at = None
-    if wanted and wanted in ("scheduling", "networking", "block_device_mapping", "spawning"):
-        stuck_at = wanted
-        if wanted == "scheduling":
-            steps = []
     _plan(app, conn, server_id, steps, stuck_at)
 
 
 def plan_stop(app, conn, row):
     _set_server(conn, row["id"], task_state="powering-off")
-    stuck_at = _stuck(app, row["name"], "powering-off", ())
-    if stuck_at == "powering-off":
+    if app.faults.stuck_task(row["name"], "powering-off"):
         return
     _plan(
         app,
@@ -147,37 +141,74 @@ def plan_stop(app, conn, row):
 
 def plan_start(app, conn, row):
     _set_server(conn, row["id"], task_state="powering-on")
-    stuck_at = _stuck(app, row["name"], "powering-on", ())
-    if stuck_at == "powering-on":
+    if app.faults.stuck_task(row["name"], "powering-on"):
         return
-    _plan(
-        app,
-        conn,
-        row["id"],
-        [
-            (
-                clock.START_SECONDS,
-                {"server": {"vm_state": "active", "task_state": None, "power_state": 1}},
-            )
-        ],
-        None,
-    )
+    error = app.faults.start_error(row["name"])
+    if error:
+        # nova-compute's power-on failed: reverts_task_state clears the task, the
+        # instance stays stopped, and wrap_instance_fault records the fault.
+        final = {"task_state": None, "fault": _fault(error, "libvirt.libvirtError")}
+    else:
+        final = {"vm_state": "active", "task_state": None, "power_state": 1}
+    _plan(app, conn, row["id"], [(clock.START_SECONDS, {"server": final})], None)
 
 
 SNAPSHOT_STATES = ("image_snapshot", "image_pending_upload", "image_uploading")
 
 
+def _progress_steps(app, image_id, begin, length, upload):
+    """Bumps of server `updated` and image `updated_at` during [begin, begin + length)."""
+    interval = clock.progress_interval(upload, app.progress_interval)
+    if not interval:
+        return []
+    count = int(length / interval)
+    if count * interval >= length:  # never on the same instant as the final step
+        count -= 1
+    return [
+        (begin + k * interval, {"touch": image_id, "image_id": image_id})
+        for k in range(1, count + 1)
+    ]
+
+
+def _snapshot_done(row, image_id):
+    md5, sha512 = image_mod.content_hashes(image_mod.synthetic_content(image_id))
+    flavor = loads(row["flavor"])
+    return {
+        "status": "active",
+        # Glance learns the size only when the data is complete.
+        "size": row["disk_used_bytes"],
+        "virtual_size": flavor["disk"] * clock.GIB or row["disk_used_bytes"],
+        "checksum": md5,
+        "os_hash_algo": "sha512",
+        "os_hash_value": sha512,
+        "data": "synthetic",
+    }
+
+
 def plan_snapshot(app, conn, row, image_id):
+    """Plan createImage: a fixed snapshot phase, then an upload as long as the used disk.
+
+    Normal end: the image goes active, and Nova clears task_state a lag later,
+    so for a moment the image is active while the server is still
+    image_uploading. With snapshot_killed the upload dies half-way: the image
+    goes killed, and Nova deletes it and then clears task_state.
+    """
+    name = row["name"]
     _set_server(conn, row["id"], task_state="image_snapshot_pending")
-    stuck_at = _stuck(app, row["name"], "image_snapshot_pending", SNAPSHOT_STATES)
+    stuck = app.faults.stuck_task(name, "image_snapshot_pending", SNAPSHOT_STATES)
+    stuck_at = stuck["task_state"] if stuck else None
     if stuck_at == "image_snapshot_pending":
         return
-    total = clock.snapshot_seconds(row["disk_used_bytes"])
+    upload_at = clock.snapshot_phase_seconds()
+    upload = clock.upload_seconds(row["disk_used_bytes"], app.upload_rate)
     steps = [
-        (0.10 * total, {"server": {"task_state": "image_snapshot"}}),
-        (0.30 * total, {"server": {"task_state": "image_pending_upload"}}),
+        (clock.SNAPSHOT_PENDING_SECONDS, {"server": {"task_state": "image_snapshot"}}),
         (
-            0.40 * total,
+            clock.SNAPSHOT_PENDING_SECONDS + clock.SNAPSHOT_TAKE_SECONDS,
+            {"server": {"task_state": "image_pending_upload"}},
+        ),
+        (
+            upload_at,
             {
                 "server": {"task_state": "image_uploading"},
                 "image_id": image_id,
@@ -185,40 +216,43 @@ def plan_snapshot(app, conn, row, image_id):
             },
         ),
     ]
-    if app.faults.snapshot_killed(row["name"]):
+    if stuck_at in ("image_snapshot", "image_pending_upload"):
+        _plan(app, conn, row["id"], steps, stuck_at)
+        return
+    if stuck_at == "image_uploading":
+        # The upload shows progress up to stall_at, then nothing ever changes again.
+        steps += _progress_steps(app, image_id, upload_at, stuck["stall_at"] * upload, upload)
+        _plan(app, conn, row["id"], steps, None)
+        return
+    killed = app.faults.snapshot_killed(name)
+    if killed:
+        failed_at = upload_at + 0.5 * upload
+        steps += _progress_steps(app, image_id, upload_at, failed_at - upload_at, upload)
+        steps.append((failed_at, {"image_id": image_id, "image": {"status": "killed"}}))
+        # nova-compute deletes the image (delete_image_on_error), records the
+        # fault, and only then reverts task_state.
         steps.append(
             (
-                total,
+                failed_at + clock.KILLED_IMAGE_REAP_SECONDS,
                 {
-                    "server": {"task_state": None},
+                    "reap_image": image_id,
                     "image_id": image_id,
-                    "image": {"status": "killed"},
-                },
-            )
-        )
-        steps.append((total + clock.KILLED_IMAGE_REAP_SECONDS, {"reap_image": image_id}))
-    else:
-        md5, sha512 = image_mod.content_hashes(image_mod.synthetic_content(image_id))
-        flavor = loads(row["flavor"])
-        steps.append(
-            (
-                total,
-                {
-                    "server": {"task_state": None},
-                    "image_id": image_id,
-                    "image": {
-                        "status": "active",
-                        "size": row["disk_used_bytes"],
-                        "virtual_size": flavor["disk"] * clock.GIB or row["disk_used_bytes"],
-                        "checksum": md5,
-                        "os_hash_algo": "sha512",
-                        "os_hash_value": sha512,
-                        "data": "synthetic",
+                    "server": {
+                        "task_state": None,
+                        "fault": _fault(killed, "glanceclient.exc.HTTPInternalServerError"),
                     },
                 },
             )
         )
-    _plan(app, conn, row["id"], steps, stuck_at)
+    else:
+        lag = app.faults.task_state_lag(name)
+        if lag is None:
+            lag = app.task_state_lag
+        done_at = upload_at + upload
+        steps += _progress_steps(app, image_id, upload_at, upload, upload)
+        steps.append((done_at, {"image_id": image_id, "image": _snapshot_done(row, image_id)}))
+        steps.append((done_at + lag, {"image_id": image_id, "server": {"task_state": None}}))
+    _plan(app, conn, row["id"], steps, None)
 
 
 def delete_server(app, conn, server_id):
@@ -278,6 +312,16 @@ def apply_step(conn, row):
         conn.execute(
             f"UPDATE images SET {sets} WHERE id = ? AND deleted = 0",
             list(values.values()) + [payload["image_id"]],
+        )
+    if payload.get("touch"):
+        # Upload progress: real Nova and Glance stay silent here (see README).
+        conn.execute(
+            "UPDATE servers SET updated_at = ? WHERE id = ? AND deleted = 0",
+            (now, row["object_id"]),
+        )
+        conn.execute(
+            "UPDATE images SET updated_at = ? WHERE id = ? AND deleted = 0 AND status = 'saving'",
+            (clock.now_db_seconds(), payload["touch"]),
         )
     if payload.get("reap_image"):
         image_mod.mark_deleted(conn, payload["reap_image"])

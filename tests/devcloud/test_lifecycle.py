@@ -16,7 +16,9 @@ GIB = 1024**3
 def slow_cloud(tmp_path_factory):
     from .conftest import start_cloud
 
-    proc = start_cloud(tmp_path_factory, "slow", speed=SLOW)
+    # Uploads at 1 GB/s: these tests watch state sequences, and test_realism checks
+    # upload durations at the default 100 MB/s.
+    proc = start_cloud(tmp_path_factory, "slow", speed=SLOW, upload_rate=1000)
     yield proc
     proc.stop()
 
