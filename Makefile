@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format migrations-check bench clean
+.PHONY: install run test lint format migrations-check bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ migrations-check: install
 
 bench: install
 	$(PY) bench/sync_bench.py
+
+# Jobs under injected faults, worker and Redis kills; prints its figures (~3 min).
+chaos: install
+	$(PY) scripts/chaos.py
 
 clean:
 	rm -rf var test-artifacts

@@ -108,11 +108,18 @@ def step_start(job: Job) -> Wait | None:
 
 
 def step_wait_active(job: Job) -> Wait | None:
-    """Wait for ACTIVE. A server back at SHUTOFF with no task: Nova could not start it."""
+    """Wait for ACTIVE. A server back at SHUTOFF with no task means Nova could not
+    start it: ask once more (starts fail for passing reasons, e.g. a busy host),
+    then give up."""
     server = server_of(job)
     if server.status == "SHUTOFF" and not server.task_state:
         reason = server.fault_message or "the cloud gave no reason"
-        raise StepFailed(f"the cloud did not start the instance ({reason})")
+        attempts = job.state.get("start_attempts", 1)
+        if attempts >= 2:
+            raise StepFailed(f"the cloud did not start the instance, twice ({reason})")
+        job.state["start_attempts"] = attempts + 1
+        step_start(job)
+        return Wait(progress="the start failed; asking once more", observed=[attempts])
     return _wait_for(job, target="ACTIVE", progress="starting")
 
 

@@ -240,14 +240,15 @@ def undo_start(job: Job) -> Wait | Skipped | Done:
     outcome = step_start(job)
     if isinstance(outcome, Wait):
         return outcome
-    job.state["undo_start_attempts"] = job.state.get("undo_start_attempts", 0) + 1
+    job.state["start_attempts"] = 1  # the undo gets its own two attempts
+    job.state["undo_start_requested"] = True
     return Done("asked the cloud to start the instance again")
 
 
 def undo_wait_active(job: Job) -> Wait | Skipped | Done:
-    """Wait for ACTIVE; ask once more if Nova dropped the start; if the cloud refuses
-    twice, say so in the first line of the job's error."""
-    if not job.state.get("undo_start_attempts"):
+    """Wait for ACTIVE (asking once more if Nova drops the start); if the cloud
+    refuses, say so in the first line of the job's error."""
+    if not job.state.get("undo_start_requested"):
         return SKIPPED
     server = _undo_server(job)
     if server is None:
@@ -255,11 +256,7 @@ def undo_wait_active(job: Job) -> Wait | Skipped | Done:
     try:
         outcome = step_wait_active(job)
     except StepFailed as refused:
-        if job.state["undo_start_attempts"] < 2:
-            step_start(job)
-            job.state["undo_start_attempts"] += 1
-            return Wait(progress="asked once more to start it", observed=server_observed(server))
-        job.error = f"{server.name} is left STOPPED: {refused} after two attempts.\n{job.error}"
+        job.error = f"{server.name} is left STOPPED: {refused}.\n{job.error}"
         job.state["left_stopped"] = True
         raise
     return outcome or Done("the instance runs again")

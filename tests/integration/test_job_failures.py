@@ -105,7 +105,9 @@ def test_an_instance_left_stopped_is_said_in_the_first_line(live_demo):
     assert "no progress" in job.error
     assert steps_of(job)["undo_image"]["detail"] == "removed the unfinished snapshot image"
     mail = [m.read_text() for m in live_demo["worker"]["mail_dir"].glob("*.log")]
-    assert any("fail-stuck is left SHUTOFF: the portal could not start it again." in m for m in mail)
+    assert any(
+        "fail-stuck is left SHUTOFF: the portal could not start it again." in m for m in mail
+    )
 
 
 def test_a_hundred_seat_workshop_and_its_teardown_run_in_bounded_batches(live_demo):
@@ -192,8 +194,9 @@ def test_failed_seats_can_have_their_machines_deleted(live_demo):
 def test_a_two_hundred_snapshot_bulk_delete_runs_in_batches(live_demo):
     site = live_demo["sites"]["devcloud"]
     alpha = live_demo["projects"]["alpha"]
-    conn = sdk_connection(live_demo["clouds"])
-    conn = conn.connect_as_project(alpha.openstack_id)
+    from portal.cloud.connection import connection_for
+
+    conn = connection_for(site.name, project_id=alpha.openstack_id)  # as alpha, like Nova would
     for n in range(200):
         conn.image.post(
             "/images", json={"name": f"bulk-{n:03d}", "disk_format": "qcow2",
@@ -269,3 +272,74 @@ def test_a_crash_during_the_cleanup_resumes_the_cleanup(live_demo, crashable_wor
     assert cloud_status(server.openstack_id) == "ACTIVE"
     assert own_images(job) == []
     assert len(actions_sent(devcloud, server.openstack_id)) >= 3  # stop, createImage, start
+
+
+def _access_lines(devcloud, server_id) -> list[list[str]]:
+    return [line.split() for line in actions_sent(devcloud, server_id)]
+
+
+def test_the_restart_waits_while_nova_still_shows_the_upload(live_demo):
+    """Real Nova clears task_state a while after Glance shows the image active; a
+    start sent meanwhile gets a 409. The job waits instead, and never gets one."""
+    devcloud = live_demo["clouds"]["devcloud"]
+    server = boot(live_demo, "lagging")
+    devcloud.set_faults({"task_state_lag": {"server_name": "^lagging$", "seconds": 80}})
+    try:
+        job = snapshot_create_request(
+            server=server, actor=live_demo["users"]["alice"], name="lagging-1", restart=True
+        )
+        job = wait_for_job(job, timeout=60)
+    finally:
+        devcloud.set_faults({})
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    settle = steps_of(job, "forward")["settle"]
+    assert settle["runs"] > 1  # it waited for Nova
+    statuses = [fields[3] for fields in _access_lines(devcloud, server.openstack_id)]
+    assert statuses == ["202", "202", "202"]  # stop, createImage, start: no 409
+
+
+def test_a_start_that_fails_once_is_asked_again(live_demo):
+    devcloud = live_demo["clouds"]["devcloud"]
+    server = boot(live_demo, "start-once")
+    devcloud.set_faults({"start_error": {"server_name": "^start-once$", "count": 1}})
+    try:
+        job = snapshot_create_request(
+            server=server, actor=live_demo["users"]["alice"], name="start-once-1", restart=True
+        )
+        job = wait_for_job(job, timeout=60)
+    finally:
+        devcloud.set_faults({})
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.state["start_attempts"] == 2
+    assert cloud_status(server.openstack_id) == "ACTIVE"
+
+
+def test_a_start_the_cloud_keeps_refusing_keeps_the_snapshot_and_says_so_first(live_demo):
+    devcloud = live_demo["clouds"]["devcloud"]
+    server = boot(live_demo, "start-never")
+    devcloud.set_faults({"start_error": {"server_name": "^start-never$", "message": "host down"}})
+    try:
+        job = snapshot_create_request(
+            server=server, actor=live_demo["users"]["alice"], name="start-never-1", restart=True
+        )
+        job = wait_for_job(job, timeout=90)
+    finally:
+        devcloud.set_faults({})
+    assert job.status == Job.Status.FAILED
+    lines = job.error.splitlines()
+    assert lines[0].startswith("start-never is left STOPPED: the cloud did not start the instance")
+    assert lines[1].startswith("Waiting for ACTIVE:")
+    undo = steps_of(job)
+    assert undo["undo_image"]["detail"] == "the snapshot is complete and was kept"
+    snapshot = cloud.image_get("devcloud", image_id=job.state["image_id"])
+    assert snapshot.status == "active"
+    assert cloud_status(server.openstack_id) == "SHUTOFF"
+    # The event log on the instance page says it first, too.
+    from django.test import Client
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(live_demo["users"]["alice"])
+    mirrored = Server.objects.get(openstack_id=server.openstack_id)
+    page = client.get(reverse("instances:instance-detail", args=[mirrored.pk])).content.decode()
+    assert "start-never is left STOPPED" in page

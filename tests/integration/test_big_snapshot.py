@@ -1,0 +1,124 @@
+"""A 500 GB snapshot at devcloud's realistic upload rate (100 MB/s: over an hour
+unscaled) succeeds: the job's wait fails only when the cloud shows no progress,
+never because the upload is long."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from instances.services import server_refresh
+from portal import cloud
+from portal.jobs import job_advance
+from portal.models import Job
+from snapshots.services import snapshot_create_request
+
+SPEED = 1000.0  # 5000 s of upload take 5 s
+NO_PROGRESS = 2  # seconds: far less than the upload takes
+
+
+@pytest.fixture
+def fast_cloud(tmp_path, settings, db):
+    from devcloud.launcher import DevcloudProcess
+    from portal.demo import demo_seed
+
+    devcloud = DevcloudProcess(tmp_path / "dc", profile="primary", speed=SPEED).start()
+    clouds_yaml = tmp_path / "clouds.yaml"
+    clouds_yaml.write_text("clouds:\n" + devcloud.clouds_yaml(name="devcloud", entries_only=True))
+    settings.OS_CLIENT_CONFIG_FILE = str(clouds_yaml)
+    settings.PORTAL_SITES = "devcloud=Bielefeld"
+    settings.JOB_NO_PROGRESS_SECONDS = NO_PROGRESS
+    settings.JOB_POLL_MIN_SECONDS = 0.05
+    settings.JOB_POLL_MAX_SECONDS = 0.2
+    cloud.connections_reset()
+    demo_seed()
+    yield devcloud
+    cloud.connections_reset()
+    devcloud.stop()
+
+
+def run_job(job: Job, timeout: float) -> Job:
+    """Advance the job in this process, as a worker would, message by message."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.is_finished:
+            return job
+        countdown = job_advance(job.pk, job.state["wake"])
+        time.sleep(countdown or 0)
+    raise AssertionError(f"job still {job.status}: {job.progress}")
+
+
+def test_a_500_gb_snapshot_completes(fast_cloud, monkeypatch, django_capture_on_commit_callbacks):
+    from django.contrib.auth import get_user_model
+
+    from images.models import Image
+    from instances.models import Flavor
+    from portal.models import Project
+
+    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    alpha = Project.objects.get(name="alpha")
+    site = alpha.site
+    made = cloud.server_create(
+        site.name, project_id=alpha.openstack_id, name="big-disk",
+        flavor_id=Flavor.objects.get(site=site, name="de.NBI small").openstack_id,
+        image_id=Image.objects.get(site=site, name="Ubuntu-22.04-LTS").openstack_id,
+        metadata={"portal_user": "alice"},
+    )  # fmt: skip
+    time.sleep(0.1)
+    fast_cloud.set_server(made.id, disk_used_bytes=500 * 1000**3)
+    server = server_refresh(site, openstack_id=made.id)
+    assert server.status == "ACTIVE"
+    alice = get_user_model().objects.get(username="alice")
+    with django_capture_on_commit_callbacks(execute=True):
+        job = snapshot_create_request(server=server, actor=alice, name="big-disk-1", restart=True)
+    started = time.monotonic()
+    job = run_job(job, timeout=60)
+    took = time.monotonic() - started
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    upload = next(s for s in job.steps if s["name"] == "upload")
+    assert upload["runs"] > 10
+    assert took > 2 * NO_PROGRESS  # far longer than the no-progress limit, and fine
+    image = cloud.image_get(site.name, image_id=job.state["image_id"])
+    assert image.status == "active" and image.size == 500 * 1000**3
+
+
+def test_an_upload_that_stops_moving_fails_and_cleans_up(
+    fast_cloud, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth import get_user_model
+
+    from images.models import Image
+    from instances.models import Flavor
+    from portal.models import Project
+
+    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    alpha = Project.objects.get(name="alpha")
+    site = alpha.site
+    made = cloud.server_create(
+        site.name, project_id=alpha.openstack_id, name="stalls",
+        flavor_id=Flavor.objects.get(site=site, name="de.NBI small").openstack_id,
+        image_id=Image.objects.get(site=site, name="Ubuntu-22.04-LTS").openstack_id,
+        metadata={"portal_user": "alice"},
+    )  # fmt: skip
+    time.sleep(0.1)
+    fast_cloud.set_server(made.id, disk_used_bytes=500 * 1000**3)
+    fast_cloud.set_faults(
+        {
+            "stuck_task": {
+                "server_name": "^stalls$",
+                "task_state": "image_uploading",
+                "stall_at": 0.2,
+            }
+        }
+    )
+    server = server_refresh(site, openstack_id=made.id)
+    alice = get_user_model().objects.get(username="alice")
+    with django_capture_on_commit_callbacks(execute=True):
+        job = snapshot_create_request(server=server, actor=alice, name="stalls-1", restart=True)
+    job = run_job(job, timeout=60)
+    assert job.status == Job.Status.FAILED
+    assert "Uploading the image: the cloud showed no progress for 2 s" in job.error
+    undo = {s["name"]: s for s in job.steps if s["phase"] == "undo"}
+    assert undo["undo_image"]["detail"] == "removed the unfinished snapshot image"
