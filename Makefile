@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format migrations-check bench clean
+.PHONY: install run test lint format migrations-check bench clean conformance
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ migrations-check: install
 
 bench: install
 	$(PY) bench/sync_bench.py
+
+# tempest (in its own venv under var/) against a fresh devcloud; see devcloud/README.md.
+conformance:
+	$(PYTHON) -m devcloud.conformance
 
 clean:
 	rm -rf var test-artifacts
