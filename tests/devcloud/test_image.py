@@ -365,10 +365,10 @@ def _upload(api, data, disk_format="raw", container_format="bare", name="upload"
     return api.image(image["id"]).json()
 
 
-def _qcow2(virtual_size, length=1024, backing_file_offset=0):
+def _qcow2(virtual_size, length=1024):
     # magic, version, backing file offset/size, cluster bits, size; padded past the
     # 512-byte header region the format inspector reads.
-    header = struct.pack(">4sIQIIQ", b"QFI\xfb", 3, backing_file_offset, 0, 16, virtual_size)
+    header = struct.pack(">4sIQIIQ", b"QFI\xfb", 3, 0, 0, 16, virtual_size)
     return header + b"\0" * (length - len(header))
 
 
