@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format migrations-check bench chaos clean
+.PHONY: install run test lint format migrations-check bench chaos conformance clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: install
 # Jobs under injected faults, worker and Redis kills; prints its figures (~3 min).
 chaos: install
 	$(PY) scripts/chaos.py
+
+# tempest (in its own venv under var/) against a fresh devcloud; see devcloud/README.md.
+conformance:
+	$(PYTHON) -m devcloud.conformance
 
 clean:
 	rm -rf var test-artifacts

@@ -1,4 +1,4 @@
-"""Command line: serve, clouds-yaml, populate."""
+"""Command line: serve, clouds-yaml, populate, accounts."""
 
 import argparse
 import sys
@@ -61,6 +61,17 @@ def _cmd_populate(args):
         f"devcloud populated {servers} servers and {images} images in project "
         f"{args.project} in {time.monotonic() - started:.1f}s"
     )
+    return 0
+
+
+def _cmd_accounts(args):
+    from . import accounts
+    from .store import Store
+
+    created = accounts.ensure_accounts(
+        Store(args.data), args.projects, prefix=args.prefix, profile=args.profile
+    )
+    sys.stdout.write(accounts.tempest_accounts_yaml(created))
     return 0
 
 
@@ -137,6 +148,21 @@ def main(argv=None):
         help="catalog to seed with if the directory is new",
     )
     populate.set_defaults(func=_cmd_populate)
+
+    accts = sub.add_parser(
+        "accounts",
+        help="add test projects with a member and a reader user each; print tempest accounts.yaml",
+    )
+    accts.add_argument("--data", required=True)
+    accts.add_argument("--projects", type=int, default=3)
+    accts.add_argument("--prefix", default="tempest", help="projects are PREFIX-1 .. PREFIX-N")
+    accts.add_argument(
+        "--profile",
+        choices=["primary", "secondary"],
+        default="primary",
+        help="catalog to seed with if the directory is new",
+    )
+    accts.set_defaults(func=_cmd_accounts)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -6,7 +6,7 @@ import secrets
 import string
 import uuid
 
-from . import clock, flavors, quotas, transitions
+from . import clock, flavors, nova_images, quotas, transitions
 from . import image as image_mod
 from .nova import (
     MAX_VERSION,
@@ -955,3 +955,4 @@ def register(router: Router):
     router.add("GET", "/os-keypairs", quotas.list_keypairs)
     router.add("GET", "/os-keypairs/(?P<name>[^/]+)", quotas.show_keypair)
     router.add("GET", "/extensions", quotas.extensions)
+    nova_images.register(router)

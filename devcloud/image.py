@@ -5,7 +5,7 @@ import os
 import urllib.parse
 import uuid
 
-from . import clock
+from . import clock, diskformat
 from .store import dumps, keyset_condition, loads, order_by
 from .web import ApiError, Response
 
@@ -85,8 +85,16 @@ NON_PROPERTY_PARAMS = {
     "tag",
     "protected",
     "os_hidden",
+    "size",
     "size_min",
     "size_max",
+    "virtual_size",
+    "virtual_size_min",
+    "virtual_size_max",
+    "min_disk_min",
+    "min_disk_max",
+    "min_ram_min",
+    "min_ram_max",
     "created_at",
     "updated_at",
     "id",
@@ -267,14 +275,6 @@ def _bool_param(name, value):
     )
 
 
-def _int_param(name, value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise ApiError(400, f"Invalid value '{value}' for '{name}': must be an integer.") from None
-    return number
-
-
 def _split_in(value):
     return [v.strip().strip('"') for v in value[3:].split(",") if v.strip()]
 
@@ -297,7 +297,7 @@ def _time_filter(name, value):
     return f"{name} {sql_op} ?", [parsed[:19] + ".000000"]
 
 
-def _parse_sort(req):
+def _parse_sort(req):  # a Request or a Query
     has_sort = req.has_param("sort")
     keys = req.params("sort_key")
     dirs = req.params("sort_dir")
@@ -344,18 +344,52 @@ def _parse_sort(req):
     return [(SORT_KEYS[k], d) for k, d in zip(keys, dirs, strict=True)]
 
 
-def list_images(req):
-    store = req.app.store
-    ctx = req.ctx
+class Query:
+    """The query-string accessors of a Request over a plain list of (key, value) pairs.
+
+    Nova's image proxy translates its own filters into Glance ones and lists
+    through the same code as /v2/images.
+    """
+
+    def __init__(self, pairs):
+        self.query = list(pairs)
+
+    def param(self, name, default=None):
+        for key, value in self.query:
+            if key == name:
+                return value
+        return default
+
+    def params(self, name):
+        return [value for key, value in self.query if key == name]
+
+    def has_param(self, name):
+        return any(key == name for key, _ in self.query)
+
+
+# Integer columns: `<column>=N` matches exactly, `<column>_min` / `<column>_max`
+# bound a range (Glance treats any core column this way).
+NUMERIC_COLUMNS = ("size", "virtual_size", "min_disk", "min_ram")
+
+
+def _range_param(name, value):
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, "Unable to filter on a range with a non-numeric value.") from None
+
+
+def select_images(store, ctx, query, default_limit=DEFAULT_LIMIT):
+    """Glance's listing rules over a Query: returns (rows, limit)."""
     where = ["deleted = 0"]
     args = []
     clause, cargs = visibility_clause(ctx)
     where.append(clause)
     args += cargs
 
-    limit_raw = req.param("limit")
+    limit_raw = query.param("limit")
     if limit_raw is None:
-        limit = DEFAULT_LIMIT
+        limit = default_limit
     else:
         try:
             limit = int(limit_raw)
@@ -365,7 +399,7 @@ def list_images(req):
             raise ApiError(400, "limit param must be positive")
         limit = min(limit, MAX_LIMIT)
 
-    visibility = req.param("visibility")
+    visibility = query.param("visibility")
     if visibility is not None:
         if visibility not in VISIBILITIES + ["all"]:
             raise ApiError(400, f"Invalid visibility value: {visibility}")
@@ -377,12 +411,12 @@ def list_images(req):
         where.append("(+visibility != 'community' OR +owner = ?)")
         args.append(ctx.project_id)
 
-    os_hidden = req.param("os_hidden")
+    os_hidden = query.param("os_hidden")
     where.append("os_hidden = ?")
     args.append(_bool_param("os_hidden", os_hidden) if os_hidden is not None else 0)
 
-    for name in ("name", "id", "status"):
-        value = req.param(name)
+    for name in ("name", "id", "status", "container_format", "disk_format"):
+        value = query.param(name)
         if value is None:
             continue
         if value.startswith("in:"):
@@ -392,41 +426,44 @@ def list_images(req):
         else:
             where.append(f"{name} = ?")
             args.append(value)
-    for name in ("owner", "disk_format", "container_format", "checksum", "os_hash_value"):
-        value = req.param(name)
+    for name in ("owner", "checksum", "os_hash_value"):
+        value = query.param(name)
         if value is not None:
             where.append(f"{name} = ?")
             args.append(value)
-    for name in ("min_disk", "min_ram"):
-        value = req.param(name)
+    for name in NUMERIC_COLUMNS:
+        value = query.param(name)
         if value is not None:
-            where.append(f"{name} = ?")
-            args.append(_int_param(name, value))
-    if req.param("protected") is not None:
+            try:
+                where.append(f"{name} = ?")
+                args.append(int(value))
+            except ValueError:
+                # Glance compares the column with the text, which matches nothing.
+                where[-1] = "0 = 1"
+        for suffix, op in (("_min", ">="), ("_max", "<=")):
+            value = query.param(name + suffix)
+            if value is not None:
+                where.append(f"{name} {op} ?")
+                args.append(_range_param(name + suffix, value))
+    if query.param("protected") is not None:
         where.append("protected = ?")
-        args.append(_bool_param("protected", req.param("protected")))
-    if req.param("size_min") is not None:
-        where.append("size >= ?")
-        args.append(_int_param("size_min", req.param("size_min")))
-    if req.param("size_max") is not None:
-        where.append("size <= ?")
-        args.append(_int_param("size_max", req.param("size_max")))
+        args.append(_bool_param("protected", query.param("protected")))
     for name in ("created_at", "updated_at"):
-        for value in req.params(name):
+        for value in query.params(name):
             sql, sargs = _time_filter(name, value)
             where.append(sql)
             args += sargs
-    for tag in req.params("tag"):
+    for tag in query.params("tag"):
         where.append("EXISTS (SELECT 1 FROM json_each(images.tags) WHERE json_each.value = ?)")
         args.append(tag)
-    for key, value in req.query:
+    for key, value in query.query:
         if key in NON_PROPERTY_PARAMS:
             continue
         where.append("json_extract(properties, ?) = ?")
         args += ['$."' + key.replace('"', "") + '"', value]
 
-    sort = _parse_sort(req)
-    marker = req.param("marker")
+    sort = _parse_sort(query)
+    marker = query.param("marker")
     if marker is not None:
         vclause, vargs = visibility_clause(ctx)
         exprs = ", ".join(expr for expr, _ in sort)
@@ -446,6 +483,11 @@ def list_images(req):
             f"SELECT * FROM images WHERE {' AND '.join(where)} ORDER BY {order_by(sort)} LIMIT ?",
             args + [limit],
         )
+    return rows, limit
+
+
+def list_images(req):
+    rows, limit = select_images(req.app.store, req.ctx, req)
     images = [image_view(r) for r in rows]
 
     params = [(k, v) for k, v in req.query if k != "marker"]
@@ -704,10 +746,12 @@ def upload(req, image_id):
         path = store.blob_path(image_id)
         with open(path, "wb") as fh:
             fh.write(data)
+        vsize = diskformat.virtual_size(data, row["disk_format"], row["container_format"])
         conn.execute(
-            "UPDATE images SET status = 'active', size = ?, checksum = ?, os_hash_algo = 'sha512',"
-            " os_hash_value = ?, data = 'file', updated_at = ? WHERE id = ?",
-            (len(data), md5, sha512, clock.now_db_seconds(), image_id),
+            "UPDATE images SET status = 'active', size = ?, virtual_size = ?, checksum = ?,"
+            " os_hash_algo = 'sha512', os_hash_value = ?, data = 'file', updated_at = ?"
+            " WHERE id = ?",
+            (len(data), vsize, md5, sha512, clock.now_db_seconds(), image_id),
         )
     return Response(204)
 
@@ -772,10 +816,11 @@ def list_members(req, image_id):
 
 
 def _set_active_state(req, image_id, target):
-    if not req.ctx.is_admin:
-        raise ApiError(403, f"You are not authorized to complete {target} action.")
     with req.app.store.write() as conn:
         row = _load(req, image_id)
+        # Glance's default policy: an admin, or a member of the owning project.
+        if not _may_modify(req, row):
+            raise ApiError(403, f"You are not authorized to complete {target} action.")
         allowed = {"deactivate": ("active", "deactivated"), "reactivate": ("deactivated", "active")}
         source, dest = allowed[target]
         if row["status"] not in (source, dest):

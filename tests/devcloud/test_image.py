@@ -1,6 +1,7 @@
 """Glance v2: listing, filters, sorting, links, validation, CRUD, data, patch, visibility."""
 
 import hashlib
+import struct
 import urllib.parse
 
 import pytest
@@ -348,3 +349,93 @@ def test_tasks_and_schemas(cloud, alpha):
     schema = alpha.get("/image/v2/schemas/image").json()
     assert schema["name"] == "image" and "properties" in schema
     assert alpha.get("/image/v2/schemas/images").json()["name"] == "images"
+
+
+def _upload(api, data, disk_format="raw", container_format="bare", name="upload"):
+    image = api.post(
+        "/image/v2/images",
+        json={"name": name, "disk_format": disk_format, "container_format": container_format},
+    ).json()
+    put = api.put(
+        f"/image/v2/images/{image['id']}/file",
+        data=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert put.status_code == 204, put.text
+    return api.image(image["id"]).json()
+
+
+def _qcow2(virtual_size, length=1024):
+    # magic, version, backing file offset/size, cluster bits, size; padded past the
+    # 512-byte header region the format inspector reads.
+    header = struct.pack(">4sIQIIQ", b"QFI\xfb", 3, 0, 0, 16, virtual_size)
+    return header + b"\0" * (length - len(header))
+
+
+def test_size_filters(alpha):
+    sizes = {1000: None, 2000: None, 3000: None}
+    try:
+        for size in sizes:
+            sizes[size] = _upload(alpha, b"x" * size, name=f"sized-{size}")["id"]
+        exact = _list(alpha, size="2000", limit=1000)["images"]
+        assert [i["id"] for i in exact] == [sizes[2000]]
+        ranged = _list(alpha, size_min="1500", size_max="2500", limit=1000)["images"]
+        assert sizes[2000] in {i["id"] for i in ranged}
+        assert not {sizes[1000], sizes[3000]} & {i["id"] for i in ranged}
+        assert all(1500 <= i["size"] <= 2500 for i in ranged)
+        at_least = {i["id"] for i in _list(alpha, size_min="2000", limit=1000)["images"]}
+        assert {sizes[2000], sizes[3000]} <= at_least and sizes[1000] not in at_least
+        virtual = _list(alpha, virtual_size_max="1000", limit=1000)["images"]
+        assert [i["id"] for i in virtual] == [sizes[1000]]
+        # A non-numeric exact value matches nothing; a non-numeric range is a 400.
+        assert _list(alpha, size="big")["images"] == []
+        bad = alpha.get("/image/v2/images", params={"size_min": "big"})
+        assert bad.status_code == 400
+        assert bad.json()["message"] == "Unable to filter on a range with a non-numeric value."
+    finally:
+        for image_id in sizes.values():
+            if image_id:
+                alpha.delete(f"/image/v2/images/{image_id}")
+
+
+@pytest.mark.parametrize(
+    "data, disk_format, container_format, expected",
+    [
+        (b"r" * 4096, "raw", "bare", 4096),
+        (_qcow2(10 * 1024**3), "qcow2", "bare", 10 * 1024**3),
+        # A raw image holding a qcow2 file counts its bytes, as Glance does.
+        (_qcow2(10 * 1024**3), "raw", "bare", 1024),
+        # The data does not match its disk_format: nothing to report.
+        (b"r" * 4096, "qcow2", "bare", None),
+        # Too short for the inspector's header region: not recognized as qcow2.
+        (_qcow2(10 * 1024**3, length=256), "qcow2", "bare", None),
+        # Formats the inspector cannot read, and non-bare containers, are not inspected.
+        (b"r" * 4096, "ami", "ami", None),
+        (b"r" * 4096, "raw", "ovf", None),
+        (b"", "raw", "bare", None),
+    ],
+)
+def test_virtual_size_after_upload(alpha, data, disk_format, container_format, expected):
+    image = _upload(alpha, data, disk_format, container_format)
+    try:
+        assert image["status"] == "active" and image["size"] == len(data)
+        assert image["virtual_size"] == expected
+    finally:
+        alpha.delete(f"/image/v2/images/{image['id']}")
+
+
+def test_owners_may_deactivate_and_reactivate(alpha, beta):
+    image = _upload(alpha, b"d" * 100)
+    path = f"/image/v2/images/{image['id']}/actions"
+    try:
+        assert alpha.post(f"{path}/deactivate").status_code == 204
+        assert alpha.image(image["id"]).json()["status"] == "deactivated"
+        assert alpha.get(f"/image/v2/images/{image['id']}/file").status_code == 403
+        assert alpha.post(f"{path}/reactivate").status_code == 204
+        assert alpha.image(image["id"]).json()["status"] == "active"
+        public = alpha.find_image("Debian-12")["id"]
+        denied = alpha.post(f"/image/v2/images/{public}/actions/deactivate")
+        assert denied.status_code == 403
+        assert beta.post(f"{path}/deactivate").status_code == 404
+    finally:
+        alpha.delete(f"/image/v2/images/{image['id']}")
