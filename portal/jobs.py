@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 # A worker holds a job this long per advance: longer than the advance task's hard
 # time limit (so a live worker never loses it), short enough that a job whose worker
 # died is picked up again within seconds.
-LEASE = timedelta(seconds=20)
+LEASE = timedelta(seconds=15)
 
 # The task that advances a job, by name: the engine never imports the wiring
 # (portal.tasks) that defines it.

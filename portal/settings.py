@@ -154,6 +154,20 @@ PORTAL_SITES = os.environ.get("PORTAL_SITES", "devcloud=Bielefeld,devcloud2=Heid
 # Seconds the gateway waits for one OpenStack API call.
 OPENSTACK_TIMEOUT = envfloat("OPENSTACK_TIMEOUT", "15")
 
+# --- Jobs --------------------------------------------------------------------
+# How long a waiting step sleeps before it looks again (backoff between these).
+JOB_POLL_MIN_SECONDS = envfloat("JOB_POLL_MIN_SECONDS", "2")
+JOB_POLL_MAX_SECONDS = envfloat("JOB_POLL_MAX_SECONDS", "15")
+# A job whose next run is this overdue, and that no worker holds, is handed to a
+# worker again (its worker died, or Redis lost the message). The sweep runs every
+# JOB_RECOVER_SWEEP_SECONDS, so recovery takes about the sum plus the lease (15 s).
+JOB_RECOVER_AFTER_SECONDS = envint("JOB_RECOVER_AFTER_SECONDS", "5")
+JOB_RECOVER_SWEEP_SECONDS = envint("JOB_RECOVER_SWEEP_SECONDS", "2")
+# A waiting step fails when the cloud has shown no progress for this long (image
+# status and size, task_state, updated_at unchanged): a time without progress, not
+# an age, so a 500 GB snapshot that advances is never cut short.
+JOB_NO_PROGRESS_SECONDS = envint("JOB_NO_PROGRESS_SECONDS", "600")
+
 # --- Celery ----------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
@@ -184,23 +198,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     "jobs-recover-stuck": {
         "task": "portal.tasks.jobs_recover_stuck_task",
-        "schedule": timedelta(seconds=envint("JOB_RECOVER_SWEEP_SECONDS", "5")),
+        "schedule": timedelta(seconds=JOB_RECOVER_SWEEP_SECONDS),
     },
 }
-
-# --- Jobs --------------------------------------------------------------------
-# How long a waiting step sleeps before it looks again (backoff between these).
-JOB_POLL_MIN_SECONDS = envfloat("JOB_POLL_MIN_SECONDS", "2")
-JOB_POLL_MAX_SECONDS = envfloat("JOB_POLL_MAX_SECONDS", "15")
-# A job whose next run is this overdue, and that no worker holds, is handed to a
-# worker again (its worker died, or Redis lost the message). The sweep runs every
-# JOB_RECOVER_SWEEP_SECONDS, so recovery takes about the sum plus the lease (20 s).
-JOB_RECOVER_AFTER_SECONDS = envint("JOB_RECOVER_AFTER_SECONDS", "10")
-JOB_RECOVER_SWEEP_SECONDS = envint("JOB_RECOVER_SWEEP_SECONDS", "5")
-# A waiting step fails when the cloud has shown no progress for this long (image
-# status and size, task_state, updated_at unchanged): a time without progress, not
-# an age, so a 500 GB snapshot that advances is never cut short.
-JOB_NO_PROGRESS_SECONDS = envint("JOB_NO_PROGRESS_SECONDS", "600")
 
 LOGGING = {
     "version": 1,

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 # One advance runs a bounded amount of work: the soft limit interrupts a step, which
 # the engine turns into "continue at once"; the hard limit stays under the lease.
-@shared_task(ignore_result=True, soft_time_limit=10, time_limit=15)
+@shared_task(ignore_result=True, soft_time_limit=8, time_limit=12)
 def job_advance_task(job_id: int, wake: str | None = None) -> None:
     try:
         job_advance(job_id, wake)

@@ -44,7 +44,14 @@ def connection_for(site: str, *, project_id: str = "") -> openstack.connection.C
             config = openstack.config.OpenStackConfig(
                 config_files=[settings.OS_CLIENT_CONFIG_FILE], load_envvars=False
             )
-            region = config.get_one(cloud=site, api_timeout=settings.OPENSTACK_TIMEOUT)
+            # One quick retry at most inside the SDK: it sleeps while holding a worker
+            # slot (up to 15 s with its defaults), the job engine waits without one.
+            region = config.get_one(
+                cloud=site,
+                api_timeout=settings.OPENSTACK_TIMEOUT,
+                status_code_retries=1,
+                connect_retries=1,
+            )
             base = openstack.connection.Connection(config=region)
         conn = base.connect_as(project_id=project_id) if project_id else base
     with _lock:
