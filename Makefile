@@ -34,6 +34,7 @@ migrations-check: install
 
 bench: install
 	$(PY) bench/sync_bench.py
+	$(PY) bench/workshop_bench.py
 
 # Jobs under injected faults, worker and Redis kills; prints its figures (~3 min).
 chaos: install
