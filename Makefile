@@ -30,7 +30,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 migrations-check: install
-	$(PY) manage.py makemigrations --check --dry-run
+	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 
 bench: install
 	$(PY) bench/sync_bench.py

@@ -49,6 +49,7 @@ def main() -> None:
         clouds_yaml.write_text(devcloud.clouds_yaml(name="devcloud"))
         os.environ.update(
             DJANGO_SETTINGS_MODULE="portal.settings",
+            DEBUG="1",
             PORTAL_VAR_DIR=str(work / "var"),
             OS_CLIENT_CONFIG_FILE=str(clouds_yaml),
             PORTAL_SITES="devcloud=Bench",

@@ -47,6 +47,7 @@ def main() -> int:
             "clouds:\n" + devcloud.clouds_yaml(name="devcloud", entries_only=True)
         )
         env = child_env(
+            DEBUG="1",
             DATABASE_URL=f"sqlite:///{work / 'portal.sqlite3'}",
             REDIS_URL=redis.url,
             OS_CLIENT_CONFIG_FILE=clouds_yaml,

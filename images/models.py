@@ -31,9 +31,12 @@ class Image(MirrorRow):
     # For snapshots: the server it was taken of, and the image that server booted.
     source_server_openstack_id = models.CharField(max_length=64, blank=True, db_index=True)
     base_image_openstack_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # Who made it through the portal (portal.Authorship), the basis of permissions.
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # What the cloud metadata claims (`portal_user`): shown, never trusted.
+    created_by_hint = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(null=True, blank=True, db_index=True)
     updated_at = models.DateTimeField(null=True, blank=True)
 

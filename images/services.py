@@ -9,15 +9,15 @@ from portal import cloud
 from portal.mirror import (
     CREATED_BY_KEY,
     UpsertResult,
+    authors_of,
     mirror_upsert,
     project_ids,
-    user_ids_by_name,
 )
 from portal.models import Site
 
 
 def image_fields(
-    image: cloud.CloudImage, *, projects: dict[str, int], users: dict[str, int]
+    image: cloud.CloudImage, *, projects: dict[str, int], authors: dict[str, int]
 ) -> dict:
     props = dict(image.properties)
     return {
@@ -36,7 +36,8 @@ def image_fields(
         "is_snapshot": image.is_snapshot,
         "source_server_openstack_id": props.get("instance_uuid", ""),
         "base_image_openstack_id": props.get("base_image_ref", ""),
-        "created_by_id": users.get(props.get(CREATED_BY_KEY, "")),
+        "created_by_id": authors.get(image.id),
+        "created_by_hint": str(props.get(CREATED_BY_KEY, ""))[:150],
         "created_at": image.created_at,
         "updated_at": image.updated_at,
     }
@@ -44,12 +45,14 @@ def image_fields(
 
 def images_store(site: Site, images: list[cloud.CloudImage], *, complete: bool) -> UpsertResult:
     projects = project_ids(site)
-    users = user_ids_by_name(i.properties.get(CREATED_BY_KEY, "") for i in images)
+    authors = authors_of(site, (i.id for i in images if i.is_snapshot))
     # Glance shows `deleted` / `pending_delete` images only transiently: they are gone.
     # A `killed` one stays visible (a failed snapshot) until someone deletes it.
     gone = {i.id for i in images if i.status in ("deleted", "pending_delete")}
     rows = {
-        i.id: image_fields(i, projects=projects, users=users) for i in images if i.id not in gone
+        i.id: image_fields(i, projects=projects, authors=authors)
+        for i in images
+        if i.id not in gone
     }
     return mirror_upsert(Image, site=site, rows=rows, deleted_ids=gone, complete=complete)
 

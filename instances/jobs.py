@@ -28,7 +28,7 @@ from portal.jobs import (
     job_key,
     job_kind_register,
 )
-from portal.mirror import CREATED_BY_KEY
+from portal.mirror import CREATED_BY_KEY, authorship_record
 from portal.models import Job, Site
 
 # Servers created, or deleted, per task run: each is one or two HTTP calls, and a
@@ -201,6 +201,7 @@ def _launch_one(job: Job, index: int, name: str) -> None:
     ]  # fmt: skip
     if mine:
         created[key] = mine[0].id
+        authorship_record(site=job.site, openstack_id=mine[0].id, user=job.actor, job=job)
         return
     metadata = {CREATED_BY_KEY: job.actor.username, JOB_KEY: job_key(job), "portal_index": key}
     participants = job.params.get("participants", [])
@@ -216,6 +217,7 @@ def _launch_one(job: Job, index: int, name: str) -> None:
         outcomes[key] = f"failed: {exc.message}"
         return
     created[key] = server.id
+    authorship_record(site=job.site, openstack_id=server.id, user=job.actor, job=job)
     servers_store(job.site, [server], complete=False)
 
 

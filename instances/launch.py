@@ -43,28 +43,43 @@ def instance_names(*, prefix: str, participants: list[str], count: int) -> list[
 
     One instance keeps the prefix as its name. Collisions (two "Anna"s, or
     names cut at 63 characters) get -2, -3… so nothing is silently merged.
+    Linear in the number of names: each base name remembers its next suffix.
+    Callers bound `count` and `participants` (MAX_COUNT) before calling.
     """
     base = hostname_part(prefix) or "vm"
     if count == 1 and not participants:
         return [base[:MAX_NAME]]
     labels = participants or [str(i) for i in range(1, count + 1)]
-    names, seen = [], set()
+    names: list[str] = []
+    used: set[str] = set()
+    next_suffix: dict[str, int] = {}
     for label in labels:
         part = hostname_part(label) or "participant"
         candidate = f"{base}-{part}"[:MAX_NAME].rstrip("-")
-        unique, n = candidate, 2
-        while unique in seen:
-            suffix = f"-{n}"
-            unique = candidate[: MAX_NAME - len(suffix)].rstrip("-") + suffix
-            n += 1
-        seen.add(unique)
+        unique = candidate
+        if unique in used:
+            n = next_suffix.get(candidate, 2)
+            while unique in used:
+                suffix = f"-{n}"
+                unique = candidate[: MAX_NAME - len(suffix)].rstrip("-") + suffix
+                n += 1
+            next_suffix[candidate] = n
+        used.add(unique)
         names.append(unique)
     return names
 
 
-def participants_from(text: str) -> list[str]:
-    """One participant per line; blank lines ignored."""
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+def participants_from(text: str, *, limit: int = MAX_COUNT + 1) -> list[str]:
+    """One participant per line; blank lines ignored; at most `limit` (one more than
+    allowed, so a caller can tell "too many" without reading a million lines)."""
+    found = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line:
+            found.append(line)
+            if len(found) >= limit:
+                break
+    return found
 
 
 def fit_problems(*, image: Image, flavor: Flavor) -> list[str]:

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods
 from images.models import Image
 from instances.forms import LaunchForm
 from instances.launch import (
+    MAX_COUNT,
     fit_problems,
     instance_launch_request,
     instance_names,
@@ -22,6 +23,7 @@ from instances.models import Flavor
 from instances.selectors import source_servers_for
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
+from portal.http import param_id, param_int
 
 MAX_PREVIEW = 100
 
@@ -44,10 +46,11 @@ def _group_flavors(flavors) -> list[tuple[str, list[Flavor]]]:
     return groups
 
 
-def _choice(queryset, raw):
-    if raw and str(raw).isdigit():
-        return queryset.filter(pk=int(raw)).first()
-    return None
+def _choice(queryset, data, name: str):
+    """The row `data[name]` names among `queryset`; None if none is named; 400 if
+    the value is not an id."""
+    pk = param_id(data, name)
+    return None if pk is None else queryset.filter(pk=pk).first()
 
 
 def _launchable_images(project):
@@ -78,13 +81,11 @@ def _image_rows(images, *, flavor) -> list[dict]:
 
 
 def _requested_count(data, participants: list[str]) -> int:
-    """How many instances the page previews: one per participant, else the count asked for."""
+    """How many instances the page previews: one per participant, else the count
+    asked for, kept within 1…MAX_COUNT before any name is built."""
     if participants:
-        return len(participants)
-    try:
-        return max(1, int(data.get("count") or 1))
-    except ValueError:
-        return 1
+        return min(len(participants), MAX_COUNT)
+    return param_int(data, "count", default=1, low=1, high=MAX_COUNT, clamp=True)
 
 
 def _launch_submit(request, form):
@@ -112,14 +113,16 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
     images = form.fields["image"].queryset
     flavor_q = data.get("flavor_q", "").strip()
     image_q = data.get("image_q", "").strip()
-    flavor = _choice(flavors, data.get("flavor"))
-    image = _choice(images, data.get("image"))
+    flavor = _choice(flavors, data, "flavor")
+    image = _choice(images, data, "image")
     shown_flavors = flavors.filter(name__icontains=flavor_q) if flavor_q else flavors
     shown_images = images.filter(name__icontains=image_q) if image_q else images
     if image is not None and not shown_images.filter(pk=image.pk).exists():
         # The chosen image stays visible even when the name filter excludes it.
         shown_images = images.filter(Q(pk=image.pk) | Q(name__icontains=image_q))
     participants = participants_from(data.get("participants", ""))
+    too_many = len(participants) > MAX_COUNT
+    participants = participants[:MAX_COUNT]
     count = _requested_count(data, participants)
     prefix = data.get("name", "").strip()
     names = instance_names(
@@ -144,6 +147,8 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
             quota_problem(project=project, flavor=flavor, count=count) if flavor else ""
         ),
         "refusal": refusal,
+        "too_many": too_many,
+        "max_count": MAX_COUNT,
         "tab": "snapshots" if image is not None and image.is_snapshot else data.get("tab", "base"),
     }
 
@@ -153,27 +158,29 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
 def instance_new(request):
     """GET previews the choices (live, through htmx); POST checks and launches."""
     data = request.POST if request.method == "POST" else request.GET
+    # Without JavaScript, "Update choices" posts the form to preview it: no launch.
+    launching = request.method == "POST" and not data.get("preview")
     projects = projects_visible_to(request.user).select_related("site").order_by("name")
-    project = _choice(projects, data.get("project")) or projects.first()
+    project = _choice(projects, data, "project") or projects.first()
     if project is None:
         return render(request, "instances/instance_new.html", {"no_project": True})
 
     form = LaunchForm(
-        data if request.method == "POST" else None,
+        data if launching else None,
         initial={"project": project},
         projects=projects,
         flavors=Flavor.objects.filter(site=project.site, deleted_at__isnull=True),
         images=_launchable_images(project),
     )
     refusal = None
-    if request.method == "POST" and form.is_valid():
+    if launching and form.is_valid():
         job, refusal = _launch_submit(request, form)
         if job is not None:
             return redirect("job-detail", job_id=job.pk)
 
     context = _launch_context(data, project=project, projects=projects, form=form, refusal=refusal)
     status = 200
-    if request.method == "POST":
+    if launching:
         status = refusal.status if refusal else 400
     partial = request.htmx and request.method == "GET"
     template = "instances/_launch_form.html" if partial else "instances/instance_new.html"

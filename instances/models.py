@@ -67,9 +67,12 @@ class Server(MirrorRow):
     addresses = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     openstack_user_id = models.CharField(max_length=64, blank=True)
+    # Who made it through the portal (portal.Authorship), the basis of permissions.
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # What the cloud metadata claims (`portal_user`): shown, never trusted.
+    created_by_hint = models.CharField(max_length=150, blank=True)
     fault_message = models.TextField(blank=True)
     created_at = models.DateTimeField(null=True, blank=True, db_index=True)
     updated_at = models.DateTimeField(null=True, blank=True)

@@ -14,15 +14,15 @@ from portal.jobs import busy_pks, job_create
 from portal.mirror import (
     CREATED_BY_KEY,
     UpsertResult,
+    authors_of,
     mirror_upsert,
     project_ids,
-    user_ids_by_name,
 )
 from portal.models import Project, Site
 
 
 def server_fields(
-    server: cloud.CloudServer, *, projects: dict[str, int], users: dict[str, int]
+    server: cloud.CloudServer, *, projects: dict[str, int], authors: dict[str, int]
 ) -> dict:
     return {
         "name": server.name,
@@ -40,7 +40,8 @@ def server_fields(
         "addresses": list(server.addresses),
         "metadata": dict(server.metadata),
         "openstack_user_id": server.user_id,
-        "created_by_id": users.get(server.metadata.get(CREATED_BY_KEY, "")),
+        "created_by_id": authors.get(server.id),
+        "created_by_hint": str(server.metadata.get(CREATED_BY_KEY, ""))[:150],
         "fault_message": server.fault_message,
         "created_at": server.created_at,
         "updated_at": server.updated_at,
@@ -50,12 +51,12 @@ def server_fields(
 def servers_store(site: Site, servers: list[cloud.CloudServer], *, complete: bool) -> UpsertResult:
     """Upsert servers as listed by the cloud. DELETED ones (from changes-since) are marked."""
     projects = project_ids(site)
-    users = user_ids_by_name(s.metadata.get(CREATED_BY_KEY, "") for s in servers)
     live = [s for s in servers if not s.is_deleted]
+    authors = authors_of(site, (s.id for s in live))
     return mirror_upsert(
         Server,
         site=site,
-        rows={s.id: server_fields(s, projects=projects, users=users) for s in live},
+        rows={s.id: server_fields(s, projects=projects, authors=authors) for s in live},
         deleted_ids={s.id for s in servers if s.is_deleted},
         complete=complete,
     )

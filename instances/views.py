@@ -15,7 +15,7 @@ from instances.services import server_power_request
 from instances.tables import ServerTable
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
-from portal.http import redirect_back
+from portal.http import param_int, redirect_back
 from portal.jobs import busy_pks
 from portal.models import Site
 from portal.selectors import job_get_for_user
@@ -60,10 +60,9 @@ def instance_row(request, server_id: int):
     table = ServerTable([server], user=request.user)
     table.image_names = image_names_for([server])
     table.busy_ids = busy_pks([server], target="server")
-    try:
-        poll = min(int(request.GET.get("poll", 0)), len(ROW_POLL_DELAYS) - 1)
-    except ValueError:
-        poll = 0
+    poll = param_int(
+        request.GET, "poll", default=0, low=0, high=len(ROW_POLL_DELAYS) - 1, clamp=True
+    )
     context = {"row": next(iter(table.rows)), "table": table, "poll": poll + 1,
                "delay": ROW_POLL_DELAYS[poll]}  # fmt: skip
     return render(request, "instances/_instance_row.html", context)

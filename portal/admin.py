@@ -1,4 +1,7 @@
+from axes.utils import reset as axes_reset
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 
 from portal.models import Job, Membership, Project, Site
 
@@ -32,3 +35,18 @@ class JobAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "status", "actor", "project", "created_at", "finished_at"]
     list_filter = ["kind", "status"]
     readonly_fields = ["steps", "state", "params", "result"]
+
+
+# Users get an action to lift a login lockout (django-axes) before it expires.
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class PortalUserAdmin(UserAdmin):
+    actions = ["unlock_logins"]
+
+    @admin.action(description="Unlock logins (after too many wrong passwords)")
+    def unlock_logins(self, request, queryset):
+        unlocked = sum(axes_reset(username=user.get_username()) for user in queryset)
+        self.message_user(request, f"Removed {unlocked} failed-login record(s); they may log in.")

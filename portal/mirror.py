@@ -15,18 +15,17 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.utils import timezone
 
 from portal import cloud
-from portal.models import Project, Site
+from portal.models import Authorship, Project, Site
 
 CHUNK = 500
 
 # Metadata key the portal writes on what it creates: the portal user's name.
-# Only a hint for objects made outside the portal (the job that made a thing
-# knows its actor); anyone with cloud credentials in the project can change it.
+# Only a hint, shown as such: anyone with cloud credentials in the project can
+# change it. Who created a thing is the Authorship the creating job recorded.
 CREATED_BY_KEY = "portal_user"
 
 
@@ -45,13 +44,26 @@ class MirrorRow(models.Model):
         abstract = True
 
 
-def user_ids_by_name(names: Iterable[str]) -> dict[str, int]:
-    """{portal username: user pk} for the names given that are portal users."""
-    wanted = {n for n in names if n}
-    if not wanted:
+def authorship_record(*, site: Site, openstack_id: str, user, job=None) -> None:
+    """Record that `user` made the object through the portal (first record wins:
+    a re-run step, or a later change of cloud metadata, never moves it)."""
+    Authorship.objects.get_or_create(
+        site=site, openstack_id=openstack_id, defaults={"user": user, "job": job}
+    )
+
+
+def authors_of(site: Site, openstack_ids: Iterable[str]) -> dict[str, int]:
+    """{OpenStack id: user pk} of the objects among `openstack_ids` the portal made."""
+    ids = set(openstack_ids)
+    if not ids:
         return {}
-    User = get_user_model()
-    return dict(User.objects.filter(username__in=wanted).values_list("username", "pk"))
+    rows = Authorship.objects.filter(site=site, user__isnull=False)
+    if len(ids) <= CHUNK:
+        rows = rows.filter(openstack_id__in=ids)
+    # A full sync asks for every object of the site: reading the site's (few)
+    # authorships beats an IN list of 100,000 ids.
+    found = rows.values_list("openstack_id", "user_id")
+    return {openstack_id: user_id for openstack_id, user_id in found if openstack_id in ids}
 
 
 def project_ids(site: Site) -> dict[str, int]:

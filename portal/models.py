@@ -164,3 +164,28 @@ class Preference(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="preference_unique")]
+
+
+class Authorship(models.Model):
+    """Who made a cloud object through the portal, recorded by the job that made it.
+
+    The only source of "created by", on which "members act on what they created"
+    rests. Cloud metadata (`portal_user`) can be changed by anyone with cloud
+    credentials in the project, so the mirror keeps it only as a hint to show.
+    """
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    openstack_id = models.CharField(max_length=64)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    job = models.ForeignKey(Job, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["site", "openstack_id"], name="authorship_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.openstack_id} by {self.user}"

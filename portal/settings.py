@@ -29,13 +29,17 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = envbool("DEBUG", "1")
+# Off unless set: `make run` sets DEBUG=1 for the demo. A test run (pytest sets
+# PYTEST_VERSION) defaults to the developer settings too; pytest-django still
+# renders pages with DEBUG off, and the production smoke test sets DEBUG=0.
+RUNNING_TESTS = "PYTEST_VERSION" in os.environ
+DEBUG = envbool("DEBUG", "1" if RUNNING_TESTS else "0")
 # The fallback key only exists so a developer machine starts without set-up;
 # a production process refuses to start without its own key.
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
+    if not (DEBUG or RUNNING_TESTS):
+        raise RuntimeError("SECRET_KEY must be set when DEBUG is off (DEBUG=1 for a demo)")
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
@@ -55,6 +59,8 @@ INSTALLED_APPS = [
     "django_filters",
     "django_tables2",
     "django_htmx",
+    "axes",
+    "csp",
     "portal",
     "images",
     "instances",
@@ -70,8 +76,50 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # First, so a locked-out username+IP is refused before the password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# --- Login throttling (django-axes) -------------------------------------------
+# After AXES_FAILURE_LIMIT wrong passwords for one username from one IP address,
+# that pair is locked out for AXES_COOLOFF_MINUTES (an admin can unlock it
+# earlier: Django admin, Users, "Unlock logins"). Per username+IP, so an attacker
+# cannot lock a colleague out from elsewhere.
+AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", "5")
+AXES_COOLOFF_TIME = timedelta(minutes=envint("AXES_COOLOFF_MINUTES", "15"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# Behind a proxy, which header holds the client address (e.g. HTTP_X_FORWARDED_FOR).
+AXES_IPWARE_META_PRECEDENCE_ORDER = envlist("AXES_IP_HEADERS", "REMOTE_ADDR")
+
+# --- Content-Security-Policy (django-csp) --------------------------------------
+# Pages load only their own scripts, styles and images: no inline scripts, no
+# inline event handlers, no inline style attributes (the browser tests fail on
+# any violation).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
@@ -133,8 +181,12 @@ EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = envint("EMAIL_PORT", "25")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "portal@localhost")
 
-if not DEBUG:
+# Trust the proxy's X-Forwarded-Proto only when told to: without a proxy that
+# sets (and overwrites) it, any client could claim "https".
+if envbool("PORTAL_TRUST_X_FORWARDED_PROTO", "0"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+if not DEBUG:
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "1")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

@@ -11,27 +11,30 @@ PAGE_SIZES = (10, 25, 50, 100)
 
 
 def page_size_from(request, *, default: int = 25, remember: str = "") -> int:
-    """The `per_page` the request asks for, if it is one we offer; else the one
-    remembered under `remember` for this user; else the default. A valid choice
-    is remembered for next time."""
-    key = f"{remember}.per_page"
-    stored = None
-    if remember:
-        values = Preference.objects.filter(user=request.user, key=key).values_list(
-            "value", flat=True
-        )
-        stored = values[0] if values else None
-    try:
-        size = int(request.GET["per_page"])
-    except (KeyError, TypeError, ValueError):
-        size = None
-    if size in PAGE_SIZES:
-        if remember and size != stored:
-            Preference.objects.update_or_create(
-                user=request.user, key=key, defaults={"value": size}
-            )
+    """The `per_page` the request asks for, if it is one we offer; else the one the
+    user saved under `remember` (by POST, see `page_size_save`); else the default.
+    Reading a page never writes: a link with ?per_page= changes only that view."""
+    raw = request.GET.get("per_page", "")
+    size = int(raw) if raw in {str(s) for s in PAGE_SIZES} else None
+    if size is not None:
         return size
-    return stored if stored in PAGE_SIZES else default
+    if remember:
+        stored = Preference.objects.filter(user=request.user, key=f"{remember}.per_page")
+        value = stored.values_list("value", flat=True).first()
+        if value in PAGE_SIZES:
+            return value
+    return default
+
+
+# Lists whose page size is remembered per user.
+REMEMBERED_PAGE_SIZES = {"snapshots"}
+
+
+def page_size_save(*, user, key: str, size: int) -> None:
+    """Remember `size` as the user's page size for the list `key` (an explicit POST)."""
+    if key not in REMEMBERED_PAGE_SIZES or size not in PAGE_SIZES:
+        raise ValueError(f"{key}: {size}")
+    Preference.objects.update_or_create(user=user, key=f"{key}.per_page", defaults={"value": size})
 
 
 def table_configure(request, table: Table, *, per_page: int) -> Table:

@@ -10,9 +10,11 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("jobs/", views.job_list, name="job-list"),
-    path("jobs/<int:job_id>/", views.job_detail, name="job-detail"),
+    path("jobs/<id:job_id>/", views.job_detail, name="job-detail"),
+    path("preferences/page-size/", views.page_size_set, name="page-size-set"),
     path("instances/", include("instances.urls")),
     path("images/", include("images.urls")),
     path("snapshots/", include("snapshots.urls")),
     path("admin/", admin.site.urls),
 ]
+handler400 = "portal.views.bad_request"

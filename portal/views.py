@@ -1,9 +1,12 @@
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import BadRequest
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
+from portal.http import param_int, redirect_back
 from portal.selectors import job_get_for_user
 from portal.selectors import job_list as jobs_for
+from portal.tables import PAGE_SIZES, REMEMBERED_PAGE_SIZES, page_size_save
 
 
 @login_required
@@ -19,3 +22,22 @@ def job_detail(request, job_id: int):
     job = job_get_for_user(request.user, job_id)
     template = "portal/_job_progress.html" if request.htmx else "portal/job_detail.html"
     return render(request, template, {"job": job})
+
+
+@login_required
+@require_POST
+def page_size_set(request):
+    """Remember the page size of a list for this user, then go back to the list."""
+    key = request.POST.get("key", "")
+    size = param_int(request.POST, "per_page", default=0, low=1, high=max(PAGE_SIZES))
+    if key not in REMEMBERED_PAGE_SIZES or size not in PAGE_SIZES:
+        raise BadRequest(f"Choose a page size of {', '.join(map(str, PAGE_SIZES))}.")
+    page_size_save(user=request.user, key=key, size=size)
+    return redirect_back(request, "home")
+
+
+def bad_request(request, exception):
+    """400 with the message of the portal's own refusal (portal.http says what was
+    wrong with which parameter); anything else Django refuses stays generic."""
+    message = str(exception) if type(exception) is BadRequest else ""
+    return render(request, "400.html", {"message": message}, status=400)

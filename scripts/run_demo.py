@@ -65,6 +65,8 @@ def main() -> int:
         clouds_yaml.write_text("clouds:\n" + entries)
 
         env = child_env(
+            # The demo is a developer setting; production leaves DEBUG off (the default).
+            DEBUG=os.environ.get("DEBUG", "1"),
             REDIS_URL=redis_url,
             OS_CLIENT_CONFIG_FILE=clouds_yaml,
             PORTAL_SITES=os.environ.get("PORTAL_SITES", "devcloud=Bielefeld,devcloud2=Heidelberg"),

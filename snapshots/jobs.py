@@ -48,7 +48,7 @@ from portal.jobs import (
     job_kind_register,
     undo_details,
 )
-from portal.mirror import CREATED_BY_KEY
+from portal.mirror import CREATED_BY_KEY, authorship_record
 from portal.models import Job, Site
 from snapshots.services import snapshot_create_check
 
@@ -131,6 +131,7 @@ def step_snapshot(job: Job) -> Wait | None:
             image_id = existing.id
         job.state["image_id"] = image_id
         job.target_image_id = image_id
+        authorship_record(site=job.site, openstack_id=image_id, user=job.actor, job=job)
     image = image_refresh(job.site, openstack_id=job.state["image_id"])
     server = server_of(job)
     if server.task_state in SNAPSHOTTING_TASKS:

@@ -6,10 +6,10 @@ app_name = "snapshots"
 
 urlpatterns = [
     path("", views.snapshot_list, name="snapshot-list"),
-    path("project/<int:project_id>/", views.snapshot_list, name="snapshot-project-list"),
-    path("create/<int:server_id>/", views.snapshot_create, name="snapshot-create"),
+    path("project/<id:project_id>/", views.snapshot_list, name="snapshot-project-list"),
+    path("create/<id:server_id>/", views.snapshot_create, name="snapshot-create"),
     path(
-        "create/<int:server_id>/check-name/", views.snapshot_name_check, name="snapshot-name-check"
+        "create/<id:server_id>/check-name/", views.snapshot_name_check, name="snapshot-name-check"
     ),
     path("delete/", views.snapshot_delete, name="snapshot-delete"),
 ]

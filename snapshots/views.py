@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from instances.selectors import server_get_for_user, source_servers_for
 from portal.access import get_project_for_user
 from portal.errors import ActionRefused
+from portal.http import param_id, param_ids
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
 from snapshots.filters import SnapshotFilterSet
@@ -26,6 +27,9 @@ from snapshots.services import (
 )
 from snapshots.tables import SnapshotTable
 
+# Ticked one by one, at most this many per request; more is "select all matching".
+MAX_SELECTED = 500
+
 
 def _table_context(request, *, project=None) -> dict:
     snapshots = snapshots_for(user=request.user, project=project)
@@ -39,9 +43,10 @@ def _table_context(request, *, project=None) -> dict:
     table.jobs = snapshot_jobs_for(page_rows)
     table.deleting = snapshots_being_deleted(page_rows)
     job = None
-    if request.GET.get("job", "").isdigit():
+    job_id = param_id(request.GET, "job")
+    if job_id is not None:
         try:
-            job = job_get_for_user(request.user, int(request.GET["job"]))
+            job = job_get_for_user(request.user, job_id)
         except (Http404, PermissionDenied):  # a stale or foreign id in a bookmark: no banner
             job = None
     return {
@@ -50,6 +55,7 @@ def _table_context(request, *, project=None) -> dict:
         "per_page": per_page,
         "page_sizes": PAGE_SIZES,
         "table_id": "snapshot-table",
+        "remember_page_size": "snapshots",
         "project": project,
         "job": job,
         "has_any": snapshots.exists(),
@@ -141,7 +147,7 @@ def _chosen_snapshots(request, data):
     if data.get("all_matching") == "1":
         filterset = SnapshotFilterSet(data, queryset=visible)
         return list(filterset.qs) if filterset.is_valid() else []
-    ids = [int(v) for v in data.getlist("selected") if v.isdigit()]
+    ids = param_ids(data, "selected", limit=MAX_SELECTED)
     return list(visible.filter(pk__in=ids))
 
 

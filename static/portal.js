@@ -38,3 +38,26 @@ document.addEventListener("htmx:beforeSwap", (event) => {
     event.detail.isError = false;
   }
 });
+
+// <select data-autosubmit>: submit its form on change (no inline handlers: the
+// Content-Security-Policy allows none).
+document.addEventListener("change", (event) => {
+  if (event.target.matches("[data-autosubmit]")) event.target.form.requestSubmit();
+});
+
+// <button data-close-modal>: empty the modal host the dialog was loaded into.
+document.addEventListener("click", (event) => {
+  if (!event.target.closest("[data-close-modal]")) return;
+  document.getElementById("modal-host").innerHTML = "";
+});
+
+// A live refresh of a table ([data-live-refresh]) never replaces a selection the
+// user is making: while any row (or "all matching") is ticked, it skips its turn.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const poller = event.detail.elt;
+  if (!poller.matches || !poller.matches("[data-live-refresh]")) return;
+  const region = poller.closest(".table-region");
+  if (region && region.querySelector(".row-select:checked, #all-matching:checked")) {
+    event.preventDefault();
+  }
+});

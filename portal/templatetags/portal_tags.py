@@ -60,3 +60,12 @@ def bytes_size(value) -> str:
 def has_undo_steps(job) -> bool:
     """Did the job fail and switch to its undo (compensation) steps?"""
     return any(step.get("phase") == "undo" for step in job.steps)
+
+
+@register.filter
+def query_without(query, names: str) -> str:
+    """The query string of `query` (a QueryDict) without the comma-separated `names`."""
+    kept = query.copy()
+    for name in names.split(","):
+        kept.pop(name, None)
+    return kept.urlencode()

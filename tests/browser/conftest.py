@@ -34,8 +34,18 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    """A fresh page; the test fails if the browser reports any Content-Security-Policy
+    violation (an inline script, handler or style the policy refused)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     context.close()
+    assert violations == [], violations

@@ -79,17 +79,35 @@ def test_a_bad_filter_value_is_not_a_500(client, people, snaps):
     assert names(response) == []
 
 
-def test_page_size_is_kept_in_the_url_and_remembered(client, people):
+def test_page_size_in_the_url_changes_only_that_view(client, people):
+    """A GET never writes: a shared link with ?per_page= does not change anyone's setting."""
     for i in range(30):
         make_image(site=people["site"], project=people["alpha"], snapshot=True, name=f"s{i:02d}")
     client.force_login(people["alice"])
     response = client.get(URL, {"per_page": "10"})
     assert len(names(response)) == 10
     assert "30 total" in response.content.decode()
+    assert not Preference.objects.exists()
+    assert len(names(client.get(URL))) == 25
+
+
+def test_page_size_is_remembered_by_an_explicit_post(client, people):
+    for i in range(30):
+        make_image(site=people["site"], project=people["alpha"], snapshot=True, name=f"s{i:02d}")
+    client.force_login(people["alice"])
+    save = reverse("page-size-set")
+    response = client.post(save, {"key": "snapshots", "per_page": "10", "next": URL + "?q=s"})
+    assert response.status_code == 302 and response["Location"] == URL + "?q=s"
     assert Preference.objects.get(user=people["alice"], key="snapshots.per_page").value == 10
     # Next visit without per_page: remembered. Another user: default.
     assert len(names(client.get(URL))) == 10
     assert len(names(client.get(URL, {"page": "3"}))) == 10
+    # Sizes we do not offer, lists we do not remember, GETs: refused, nothing saved.
+    assert client.post(save, {"key": "snapshots", "per_page": "7"}).status_code == 400
+    assert client.post(save, {"key": "secrets", "per_page": "10"}).status_code == 400
+    assert client.post(save, {"key": "snapshots", "per_page": "1e3"}).status_code == 400
+    assert client.get(save, {"key": "snapshots", "per_page": "50"}).status_code == 405
+    assert Preference.objects.get().value == 10
     client.force_login(people["bob"])
     assert len(names(client.get(URL))) == 25
 
