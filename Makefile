@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format migrations-check bench chaos conformance clean
+.PHONY: install run test test-postgres lint format migrations-check bench chaos conformance clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+# The suite (but devcloud's own tests, which use no database) on PostgreSQL:
+# DATABASE_URL=postgres://portal:portal@127.0.0.1:5432/portal (scripts/postgres_up.sh).
+test-postgres: install
+	@test -n "$(DATABASE_URL)" || (echo "set DATABASE_URL=postgres://... (see README)"; exit 2)
+	$(PY) -m pytest --ignore=tests/devcloud
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -4,13 +4,13 @@ import django_filters
 from django import forms
 
 from images.models import Image
-from portal.filters import style_form
+from portal.filters import name_contains, style_form
 from portal.models import Site
 
 
 class ImageFilterSet(django_filters.FilterSet):
     name = django_filters.CharFilter(
-        lookup_expr="icontains", widget=forms.TextInput(attrs={"placeholder": "e.g. Ubuntu"})
+        method=name_contains, widget=forms.TextInput(attrs={"placeholder": "e.g. Ubuntu"})
     )
     tag = django_filters.ChoiceFilter(method="filter_tag", choices=[], empty_label="Any tag")
     site = django_filters.ModelChoiceFilter(

@@ -13,6 +13,9 @@ TRANSITIONAL_IMAGE_STATUSES = {"queued", "saving", "uploading", "importing", "pe
 
 class Image(MirrorRow):
     name = models.CharField(max_length=255, db_index=True)
+    # The name case-folded ("Übung" → "übung"): searched and compared by the portal,
+    # because SQLite's LIKE and iexact fold only ASCII letters and PostgreSQL's fold all.
+    name_key = models.CharField(max_length=255, db_index=True, blank=True, editable=False)
     status = models.CharField(max_length=32, db_index=True)
     visibility = models.CharField(max_length=16)
     # The project that owns it (snapshots), when that project is in the portal.

@@ -22,6 +22,7 @@ def image_fields(
     props = dict(image.properties)
     return {
         "name": image.name,
+        "name_key": image.name.casefold()[:255],
         "status": image.status,
         "visibility": image.visibility,
         "project_id": projects.get(image.owner),

@@ -57,9 +57,7 @@ class ServerFilterSet(django_filters.FilterSet):
         style_form(self.form)
 
     def filter_search(self, queryset, name, value):
-        return quick_search(
-            queryset, value, contains=("name", "project__name", "created_by__username")
-        )
+        return quick_search(queryset, value, contains=("project__name", "created_by__username"))
 
     def filter_status(self, queryset, name, values):
         if not values:

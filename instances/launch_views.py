@@ -116,10 +116,10 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
     flavor = _choice(flavors, data, "flavor")
     image = _choice(images, data, "image")
     shown_flavors = flavors.filter(name__icontains=flavor_q) if flavor_q else flavors
-    shown_images = images.filter(name__icontains=image_q) if image_q else images
+    shown_images = images.filter(name_key__contains=image_q.casefold()) if image_q else images
     if image is not None and not shown_images.filter(pk=image.pk).exists():
         # The chosen image stays visible even when the name filter excludes it.
-        shown_images = images.filter(Q(pk=image.pk) | Q(name__icontains=image_q))
+        shown_images = images.filter(Q(pk=image.pk) | Q(name_key__contains=image_q.casefold()))
     participants = participants_from(data.get("participants", ""))
     too_many = len(participants) > MAX_COUNT
     participants = participants[:MAX_COUNT]

@@ -51,6 +51,9 @@ class Flavor(MirrorRow):
 
 class Server(MirrorRow):
     name = models.CharField(max_length=255, db_index=True)
+    # The name case-folded ("Übung" → "übung"): searched and compared by the portal,
+    # because SQLite's LIKE and iexact fold only ASCII letters and PostgreSQL's fold all.
+    name_key = models.CharField(max_length=255, db_index=True, blank=True, editable=False)
     project = models.ForeignKey(
         Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="servers"
     )

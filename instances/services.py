@@ -26,6 +26,7 @@ def server_fields(
 ) -> dict:
     return {
         "name": server.name,
+        "name_key": server.name.casefold()[:255],
         "project_id": projects.get(server.project_id),
         "project_openstack_id": server.project_id,
         "status": server.status,

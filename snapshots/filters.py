@@ -3,7 +3,7 @@ from __future__ import annotations
 import django_filters
 from django import forms
 
-from portal.filters import quick_search, style_form
+from portal.filters import name_contains, quick_search, style_form
 from portal.models import Site
 from snapshots.models import Snapshot
 
@@ -21,7 +21,7 @@ class SnapshotFilterSet(django_filters.FilterSet):
         label="Quick search",
         widget=forms.TextInput(attrs={"placeholder": "Name, project or OpenStack ID"}),
     )
-    name = django_filters.CharFilter(lookup_expr="icontains", label="Name")
+    name = django_filters.CharFilter(method=name_contains, label="Name")
     project_name = django_filters.CharFilter(
         field_name="project__name", lookup_expr="icontains", label="Project name"
     )
@@ -42,4 +42,4 @@ class SnapshotFilterSet(django_filters.FilterSet):
         return queryset.filter(openstack_id__istartswith=value.strip())
 
     def filter_quick(self, queryset, name, value):
-        return quick_search(queryset, value, contains=("name", "project__name"))
+        return quick_search(queryset, value, contains=("project__name",))

@@ -30,7 +30,7 @@ def snapshot_name_taken(*, server: Server, name: str, exclude_job_id: int | None
     snapshot job still running for that project? (Case-insensitive.)"""
     in_mirror = Snapshot.objects.filter(
         site=server.site, owner_openstack_id=server.project_openstack_id,
-        deleted_at__isnull=True, name__iexact=name,
+        deleted_at__isnull=True, name_key=name.casefold(),
     ).exists()  # fmt: skip
     if in_mirror:
         return True
@@ -40,7 +40,7 @@ def snapshot_name_taken(*, server: Server, name: str, exclude_job_id: int | None
     )  # fmt: skip
     if exclude_job_id is not None:
         pending = pending.exclude(pk=exclude_job_id)
-    return any(job.params.get("name", "").lower() == name.lower() for job in pending)
+    return any(job.params.get("name", "").casefold() == name.casefold() for job in pending)
 
 
 def snapshot_create_check(

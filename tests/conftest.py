@@ -117,10 +117,9 @@ def redis_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def celery_worker(devcloud_pair, redis_server, django_db_setup, tmp_path_factory):
     """A real Celery worker process on the test database, Redis and devcloud."""
-    db_name = settings.DATABASES["default"]["NAME"]
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     env = child_env(
-        DATABASE_URL=f"sqlite:///{db_name}",
+        DATABASE_URL=test_database_url(),
         REDIS_URL=redis_server.url,
         OS_CLIENT_CONFIG_FILE=devcloud_pair["clouds_yaml"],
         PORTAL_SITES="devcloud=Bielefeld,devcloud2=Heidelberg",
@@ -138,6 +137,18 @@ def celery_worker(devcloud_pair, redis_server, django_db_setup, tmp_path_factory
         "env": env, "redis_url": redis_server.url,
     }  # fmt: skip
     stop_process(worker)
+
+
+def test_database_url() -> str:
+    """The URL of the test database (SQLite file or PostgreSQL), for processes the
+    tests start: a worker must see the rows the test writes."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    return (
+        f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:"
+        f"{db['PORT'] or 5432}/{db['NAME']}"
+    )
 
 
 def _wait_for_worker(redis_url: str, worker: subprocess.Popen, log_path: Path) -> None:

@@ -30,6 +30,7 @@ def make_server(*, project, created_by=None, **fields) -> Server:
         "created_at": timezone.now(),
     }
     defaults.update(fields)
+    defaults["name_key"] = defaults["name"].casefold()
     site = defaults.pop("site", None) or project.site
     return Server.objects.create(site=site, project=project, created_by=created_by, **defaults)
 
@@ -50,4 +51,5 @@ def make_image(*, site, project=None, snapshot=False, created_by=None, **fields)
         "properties": {"image_type": "snapshot"} if snapshot else {"os_distro": "ubuntu"},
     }
     defaults.update(fields)
+    defaults["name_key"] = defaults["name"].casefold()
     return Image.objects.create(site=site, project=project, created_by=created_by, **defaults)
