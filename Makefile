@@ -18,12 +18,14 @@ run: install
 	$(PY) scripts/run_demo.py
 
 test: install
+	@scripts/ensure_chromium.sh
 	$(PY) -m pytest
 
 # The suite (but devcloud's own tests, which use no database) on PostgreSQL:
 # DATABASE_URL=postgres://portal:portal@127.0.0.1:5432/portal (scripts/postgres_up.sh).
 test-postgres: install
 	@test -n "$(DATABASE_URL)" || (echo "set DATABASE_URL=postgres://... (see README)"; exit 2)
+	@scripts/ensure_chromium.sh
 	$(PY) -m pytest --ignore=tests/devcloud
 
 lint: install

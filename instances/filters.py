@@ -15,11 +15,21 @@ STATUS_CHOICES = [
     ("ERROR", "Error"),
     ("PAUSED", "Paused"),
     ("SUSPENDED", "Suspended"),
+    ("REBOOT", "Rebooting"),
+    ("HARD_REBOOT", "Hard rebooting"),
+    ("RESIZE", "Resizing"),
+    ("VERIFY_RESIZE", "Resize to confirm"),
+    ("REBUILD", "Rebuilding"),
+    ("MIGRATING", "Migrating"),
+    ("RESCUE", "Rescue"),
+    ("SHELVED", "Shelved"),
+    ("SHELVED_OFFLOADED", "Shelved (offloaded)"),
+    ("UNKNOWN", "Unknown"),
     ("DELETED", "Deleted"),
 ]
-# What the overview shows before the user picks: machines that exist and are
-# usable, plus the ones being built (a user who just launched one expects it).
-DEFAULT_STATUSES = ["ACTIVE", "SHUTOFF", "BUILD"]
+# What the overview shows before the user picks: every machine that exists,
+# trouble included (a workshop VM that failed to build still uses quota).
+DEFAULT_STATUSES = [value for value, _ in STATUS_CHOICES if value != "DELETED"]
 
 
 class ServerFilterSet(django_filters.FilterSet):
@@ -60,8 +70,9 @@ class ServerFilterSet(django_filters.FilterSet):
         return quick_search(queryset, value, contains=("project__name", "created_by__username"))
 
     def filter_status(self, queryset, name, values):
-        if not values:
-            return queryset.filter(deleted_at__isnull=True)
+        if not values or set(values) == set(DEFAULT_STATUSES):
+            # Everything that exists, also in a status Nova added after this list.
+            return queryset.filter(deleted_at__isnull=True).exclude(status="DELETED")
         wanted = Q(status__in=[v for v in values if v != "DELETED"], deleted_at__isnull=True)
         if "DELETED" in values:
             wanted |= Q(deleted_at__isnull=False) | Q(status="DELETED")

@@ -165,10 +165,11 @@ def launch_check(
     return LaunchPlan(project, flavor, image, names, participants, prefix)
 
 
-def instance_launch_request(*, actor, plan: LaunchPlan) -> Job:
+def instance_launch_request(*, actor, plan: LaunchPlan, idempotency_key: str = "") -> Job:
     return job_create(
         kind="instances.launch",
         actor=actor,
+        idempotency_key=idempotency_key,
         project=plan.project,
         site=plan.project.site,
         target_image_id=plan.image.openstack_id,
@@ -203,7 +204,7 @@ def _failed_seats(job: Job, actor) -> tuple[list[int], list[Server]]:
     return seats, list(held)
 
 
-def launch_retry_request(*, job: Job, actor) -> Job:
+def launch_retry_request(*, job: Job, actor, idempotency_key: str = "") -> Job:
     """A new launch of just the failed seats of `job`, with their names and
     participants; the machines those seats still hold are deleted first."""
     seats, held = _failed_seats(job, actor)
@@ -212,6 +213,7 @@ def launch_retry_request(*, job: Job, actor) -> Job:
     return job_create(
         kind="instances.launch",
         actor=actor,
+        idempotency_key=idempotency_key,
         project=job.project,
         site=job.site,
         target_image_id=job.params["image_id"],
@@ -225,7 +227,7 @@ def launch_retry_request(*, job: Job, actor) -> Job:
     )
 
 
-def launch_failed_delete_request(*, job: Job, actor) -> Job:
+def launch_failed_delete_request(*, job: Job, actor, idempotency_key: str = "") -> Job:
     """Delete the machines the failed seats of `job` still hold (they use quota)."""
     _, held = _failed_seats(job, actor)
     if not held:
@@ -233,6 +235,7 @@ def launch_failed_delete_request(*, job: Job, actor) -> Job:
     return job_create(
         kind="instances.delete",
         actor=actor,
+        idempotency_key=idempotency_key,
         project=job.project,
         site=job.site,
         params={

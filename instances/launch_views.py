@@ -128,6 +128,8 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
     names = instance_names(
         prefix=prefix or (image.name if image else ""), participants=participants, count=count
     )
+    base_rows = _image_rows(shown_images.filter(is_snapshot=False), flavor=flavor)
+    snapshot_rows = _image_rows(shown_images.filter(is_snapshot=True), flavor=flavor)
     return {
         "form": form,
         "projects": projects,
@@ -135,8 +137,16 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
         "flavor_groups": _group_flavors(shown_flavors),
         "flavor": flavor,
         "image": image,
-        "base_images": _image_rows(shown_images.filter(is_snapshot=False), flavor=flavor),
-        "snapshots": _image_rows(shown_images.filter(is_snapshot=True), flavor=flavor),
+        "base_images": base_rows,
+        "snapshots": snapshot_rows,
+        # Why each image cannot boot on the chosen flavor, for the page to apply
+        # without replacing the inputs (see _launch_form.html).
+        "fit": {
+            str(row["image"].pk): (
+                f"Not available: {'; '.join(row['reasons'])}." if row["reasons"] else ""
+            )
+            for row in base_rows + snapshot_rows
+        },
         "flavor_q": flavor_q,
         "image_q": image_q,
         "count": count,

@@ -28,6 +28,16 @@ TASK_STATE_LABELS = {
     "rebooting": "rebooting",
 }
 
+# A snapshot preserves the full RAM state; de.NBI limits snapshots to flavors with
+# at most this much RAM. The overview and the detail page show the action
+# disabled with the reason; the snapshot service refuses it again.
+SNAPSHOT_MAX_RAM_MIB = 256 * 1024
+
+
+def gib_text(mib: int) -> str:
+    return f"{mib / 1024:g} GiB ({mib:,} MiB)"
+
+
 # Statuses a server leaves by itself: rows in them refresh themselves.
 TRANSITIONAL_STATUSES = {"BUILD", "REBOOT", "HARD_REBOOT", "RESIZE", "MIGRATING", "REBUILD"}
 
@@ -92,6 +102,17 @@ class Server(MirrorRow):
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None or self.status == "DELETED"
+
+    @property
+    def snapshot_refusal(self) -> str:
+        """Why no snapshot of this server can ever be made, or "" when it can."""
+        if self.flavor_ram_mib <= SNAPSHOT_MAX_RAM_MIB:
+            return ""
+        return (
+            f"Snapshots are limited to instances with at most {gib_text(SNAPSHOT_MAX_RAM_MIB)} "
+            f"RAM, because a snapshot preserves the full RAM state. {self.name} runs on flavor "
+            f"{self.flavor_name} with {gib_text(self.flavor_ram_mib)}."
+        )
 
     @property
     def task_label(self) -> str:

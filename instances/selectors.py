@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from images.models import Image
+from instances.filters import ServerFilterSet
 from instances.models import Server
 from portal.access import can_act_on, can_see, in_visible_projects
 from portal.jobs import busy_pks
@@ -16,6 +17,15 @@ from portal.models import Job
 def server_list(*, user) -> QuerySet[Server]:
     """Servers of the user's projects (all of them for a superuser)."""
     return in_visible_projects(Server.objects.select_related("project", "site", "created_by"), user)
+
+
+def servers_shown(*, user, data, projects):
+    """The rows the overview shows for these filters: the one definition the table,
+    its count, "select all matching" and the delete confirmation all use.
+    Returns (filterset, rows)."""
+    servers = server_list(user=user)
+    filterset = ServerFilterSet(data, queryset=servers, projects=projects)
+    return filterset, (filterset.qs if filterset.is_valid() else servers.none())
 
 
 def server_get_for_user(user, server_id: int) -> Server:
@@ -30,11 +40,13 @@ def server_get_for_user(user, server_id: int) -> Server:
 
 def server_allowed_actions(user, server, *, busy_ids=frozenset()) -> set[str]:
     """The actions to offer on a row or detail page (the services check again)."""
-    if server.is_deleted or server.task_state or server.pk in busy_ids:
+    if server.is_deleted or server.pk in busy_ids:
         return set()
     if not can_act_on(user, project=server.project, created_by_id=server.created_by_id):
         return set()
-    actions = set()
+    actions = {"delete"}  # Nova deletes in any state; a failed build still uses quota
+    if server.task_state:
+        return actions
     if server.status == "ACTIVE":
         actions |= {"stop", "snapshot"}
     elif server.status == "SHUTOFF":

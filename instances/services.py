@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils import timezone
@@ -141,10 +142,68 @@ def server_action_check(*, server: Server, actor, action: str) -> None:
         raise ActionRefused(f"Cannot {action} {server.name} while it is {server.status}.")
 
 
-def server_power_request(*, server: Server, actor, action: str):
+def server_power_request(*, server: Server, actor, action: str, idempotency_key: str = ""):
     """Check, then record a `server.stop` or `server.start` job."""
     server_action_check(server=server, actor=actor, action=action)
     return job_create(
         kind=f"server.{action}", actor=actor, project=server.project, site=server.site,
-        target_server_id=server.openstack_id,
+        target_server_id=server.openstack_id, idempotency_key=idempotency_key,
     )  # fmt: skip
+
+
+# --- Deleting -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerDeletePlan:
+    deletable: list[Server]
+    skipped: list[tuple[Server, str]]  # with the reason shown to the user
+
+
+def server_delete_plan(*, servers, actor) -> ServerDeletePlan:
+    """Split the chosen servers into what the actor may delete now and what is
+    skipped, with the reason (the same rules as every other action)."""
+    servers = list(servers)
+    busy = busy_pks(servers, target="server")
+    deletable, skipped = [], []
+    for server in servers:
+        if not can_see(actor, server.project):
+            skipped.append((server, "not in one of your projects"))
+        elif not can_act_on(actor, project=server.project, created_by_id=server.created_by_id):
+            skipped.append((server, "members may delete only instances they created"))
+        elif server.is_deleted:
+            skipped.append((server, "already deleted"))
+        elif server.pk in busy:
+            skipped.append((server, "a portal job is working on it"))
+        elif not server.site.is_reachable:
+            skipped.append((server, f"{server.site.display_name} is unreachable"))
+        else:
+            deletable.append(server)
+    return ServerDeletePlan(deletable, skipped)
+
+
+def server_delete_request(
+    *, servers, actor, idempotency_key: str = ""
+) -> tuple[object | None, ServerDeletePlan]:
+    """Record one job deleting every deletable server (in batches); report the skipped."""
+    plan = server_delete_plan(servers=servers, actor=actor)
+    if not plan.deletable:
+        return None, plan
+    only = plan.deletable[0]
+    one_project = len({s.project_id for s in plan.deletable}) == 1
+    one_site = len({s.site_id for s in plan.deletable}) == 1
+    job = job_create(
+        kind="instances.delete",
+        actor=actor,
+        idempotency_key=idempotency_key,
+        project=only.project if one_project else None,
+        site=only.site if one_site else None,
+        target_server_id=only.openstack_id if len(plan.deletable) == 1 else "",
+        params={
+            "servers": [
+                {"id": s.openstack_id, "name": s.name, "site_id": s.site_id} for s in plan.deletable
+            ],
+            "skipped": [{"name": s.name, "reason": reason} for s, reason in plan.skipped],
+        },
+    )
+    return job, plan

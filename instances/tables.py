@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import django_tables2 as tables
 from django.template.loader import render_to_string
+from django.utils.html import format_html
 
 from instances.models import Server
 from instances.selectors import server_allowed_actions
 
 
 class ServerTable(tables.Table):
+    select = tables.CheckBoxColumn(accessor="pk", orderable=False)
     name = tables.Column(linkify=("instances:instance-detail", {"server_id": tables.A("pk")}))
     status = tables.Column(order_by=("status", "task_state"))
     project = tables.Column(accessor="project__name", verbose_name="Project")
@@ -25,19 +27,31 @@ class ServerTable(tables.Table):
         model = Server
         fields = ()
         sequence = (
-            "name", "status", "project", "site", "flavor", "image", "addresses",
+            "select", "name", "status", "project", "site", "flavor", "image", "addresses",
             "created_by", "created_at", "actions",
         )  # fmt: skip
         order_by = ("-created_at",)
         empty_text = "No instances match."
 
-    def __init__(self, *args, image_names=None, user=None, **kwargs):
+    def __init__(self, *args, image_names=None, user=None, request=None, next_url="", **kwargs):
         super().__init__(*args, **kwargs)
+        # Row forms are rendered with the request (their CSRF token) and go back to
+        # the overview the user was on (`next_url`), also from a self-refreshing row.
+        self.request = request
+        self.next_url = next_url
         # {(site_id, image openstack id): name}, fetched once for the whole page.
         self.image_names = image_names or {}
         # Pks of servers a portal job works on: no actions offered on those.
         self.busy_ids: set[int] = set()
         self.user = user
+
+    def render_select(self, record):
+        return format_html(
+            '<input class="form-check-input row-select" type="checkbox" name="selected" '
+            'value="{}" aria-label="Select {}" form="bulk-form">',
+            record.pk,
+            record.name,
+        )
 
     def render_status(self, record):
         return render_to_string("instances/_status_badge.html", {"server": record})
@@ -55,5 +69,5 @@ class ServerTable(tables.Table):
 
     def render_actions(self, record):
         actions = server_allowed_actions(self.user, record, busy_ids=self.busy_ids)
-        context = {"server": record, "actions": actions, "compact": True}
-        return render_to_string("instances/_actions.html", context)
+        context = {"server": record, "actions": actions, "compact": True, "next": self.next_url}
+        return render_to_string("instances/_actions.html", context, request=self.request)

@@ -7,6 +7,7 @@ app_name = "instances"
 urlpatterns = [
     path("", views.instance_list, name="instance-list"),
     path("new/", launch_views.instance_new, name="instance-new"),
+    path("delete/", views.instance_delete, name="instance-delete"),
     path("<id:server_id>/", views.instance_detail, name="instance-detail"),
     path("<id:server_id>/row/", views.instance_row, name="instance-row"),
     path("<id:server_id>/stop/", views.instance_stop, name="instance-stop"),

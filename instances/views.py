@@ -1,25 +1,33 @@
+from urllib.parse import urlsplit
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import BadRequest
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from instances.filters import ServerFilterSet
 from instances.launch import launch_failed_delete_request, launch_retry_request
 from instances.selectors import (
     image_names_for,
     server_detail_context,
     server_get_for_user,
     server_list,
+    servers_shown,
 )
-from instances.services import server_power_request
+from instances.services import server_delete_plan, server_delete_request, server_power_request
 from instances.tables import ServerTable
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
-from portal.http import param_int, redirect_back
-from portal.jobs import busy_pks
+from portal.http import param_ids, param_int, redirect_back
+from portal.jobs import busy_pks, job_repeated
 from portal.models import Site
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
+
+# Instances one delete may take on (one job, in batches of ten).
+MAX_DELETE = 500
 
 # Seconds before a transitional row asks again: grows with each poll, capped.
 ROW_POLL_DELAYS = (2, 3, 5, 8, 13, 20, 30)
@@ -28,13 +36,11 @@ ROW_POLL_DELAYS = (2, 3, 5, 8, 13, 20, 30)
 @login_required
 @require_GET
 def instance_list(request):
-    servers = server_list(user=request.user)
-    filterset = ServerFilterSet(
-        request.GET, queryset=servers, projects=projects_visible_to(request.user)
+    filterset, rows = servers_shown(
+        user=request.user, data=request.GET, projects=projects_visible_to(request.user)
     )
-    rows = filterset.qs if filterset.is_valid() else servers.none()
     per_page = page_size_from(request)
-    table = ServerTable(rows, user=request.user)
+    table = ServerTable(rows, user=request.user, request=request, next_url=request.get_full_path())
     table_configure(request, table, per_page=per_page)
     page_rows = page_records(table)
     table.image_names = image_names_for(page_rows)
@@ -57,7 +63,9 @@ def instance_list(request):
 def instance_row(request, server_id: int):
     """One row of the overview, for a row in transition that refreshes itself."""
     server = server_get_for_user(request.user, server_id)
-    table = ServerTable([server], user=request.user)
+    table = ServerTable(
+        [server], user=request.user, request=request, next_url=_overview_url(request)
+    )
     table.image_names = image_names_for([server])
     table.busy_ids = busy_pks([server], target="server")
     poll = param_int(
@@ -78,10 +86,27 @@ def instance_detail(request, server_id: int):
     return render(request, "instances/instance_detail.html", context)
 
 
+def _overview_url(request) -> str:
+    """Where a row's forms go back to: the overview the row is on (htmx says which
+    page it polls from), else the plain overview."""
+    current = request.headers.get("HX-Current-URL", "")
+    if current and url_has_allowed_host_and_scheme(
+        current, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        parts = urlsplit(current)
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
+    return reverse("instances:instance-list")
+
+
 def _run_action(request, server_id: int, action: str):
     server = server_get_for_user(request.user, server_id)
+    key = request.POST.get("idempotency_key", "")
+    if job_repeated(actor=request.user, key=key) is not None:
+        return redirect_back(request, "instances:instance-detail", server_id=server.pk)
     try:
-        job = server_power_request(server=server, actor=request.user, action=action)
+        job = server_power_request(
+            server=server, actor=request.user, action=action, idempotency_key=key
+        )
     except ActionRefused as refused:
         messages.error(request, refused.message)
         context = server_detail_context(request.user, server)
@@ -104,8 +129,12 @@ def instance_start(request, server_id: int):
 
 def _launch_followup(request, job_id: int, start, done: str):
     job = job_get_for_user(request.user, job_id)
+    key = request.POST.get("idempotency_key", "")
+    repeated = job_repeated(actor=request.user, key=key)
+    if repeated is not None:
+        return redirect("job-detail", job_id=repeated.pk)
     try:
-        followup = start(job=job, actor=request.user)
+        followup = start(job=job, actor=request.user, idempotency_key=key)
     except ActionRefused as refused:
         messages.error(request, refused.message)
         return render(request, "portal/job_detail.html", {"job": job}, status=refused.status)
@@ -127,3 +156,51 @@ def launch_failed_delete(request, job_id: int):
     return _launch_followup(
         request, job_id, launch_failed_delete_request, "Deleting the failed machines"
     )
+
+
+def _chosen_servers(request, data):
+    """The instances a delete names: explicit ids, or every one the overview shows
+    for the carried filters ("select all matching"), never more."""
+    _, shown = servers_shown(
+        user=request.user, data=data, projects=projects_visible_to(request.user)
+    )
+    if data.get("all_matching") == "1":
+        if shown.count() > MAX_DELETE:
+            raise BadRequest(
+                f"At most {MAX_DELETE} instances can be deleted at once; narrow the filter."
+            )
+        return list(shown)
+    ids = param_ids(data, "selected", limit=MAX_DELETE)
+    return list(server_list(user=request.user).filter(pk__in=ids))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def instance_delete(request):
+    """GET: confirm what will be deleted and what is skipped, and why. POST: start
+    one job that deletes them in batches."""
+    data = request.POST if request.method == "POST" else request.GET
+    key = data.get("idempotency_key", "")
+    back = data.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = reverse("instances:instance-list")
+    repeated = job_repeated(actor=request.user, key=key) if request.method == "POST" else None
+    if repeated is not None:
+        return redirect("job-detail", job_id=repeated.pk)
+    chosen = _chosen_servers(request, data)
+    skip = {"csrfmiddlewaretoken", "idempotency_key", "page"}
+    carried = [(k, v) for k, values in data.lists() if k not in skip for v in values]
+    context = {"plan": None, "back": back, "carried": carried}
+    if not chosen:
+        messages.error(request, "Select at least one instance to delete.")
+        return render(request, "instances/delete_confirm.html", context, status=400)
+    if request.method == "GET":
+        context["plan"] = server_delete_plan(servers=chosen, actor=request.user)
+        return render(request, "instances/delete_confirm.html", context)
+    job, plan = server_delete_request(servers=chosen, actor=request.user, idempotency_key=key)
+    if job is None:
+        context["plan"] = plan
+        messages.error(request, "Nothing to delete: every chosen instance is skipped.")
+        return render(request, "instances/delete_confirm.html", context, status=409)
+    messages.success(request, f"Deleting {len(plan.deletable)} instance(s): job #{job.pk}.")
+    return redirect("job-detail", job_id=job.pk)

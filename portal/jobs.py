@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -188,23 +188,43 @@ def job_create(
     params: dict | None = None,
     target_server_id: str = "",
     target_image_id: str = "",
+    idempotency_key: str = "",
 ) -> Job:
-    """Record a job and hand it to a worker once the surrounding transaction commits."""
+    """Record a job and hand it to a worker once the surrounding transaction commits.
+
+    With an `idempotency_key` (from the form that asks), a second request with
+    the same key returns the first job, even when both arrive at once.
+    """
     spec = job_kind_get(kind)
-    job = Job.objects.create(
-        kind=kind,
-        actor=actor,
-        project=project,
-        site=site if site is not None else getattr(project, "site", None),
-        params=params or {},
-        target_server_id=target_server_id,
-        target_image_id=target_image_id,
-        steps=[_step_record(step, phase="forward") for step in spec.steps],
-        state={"wake": uuid.uuid4().hex},
-        due_at=_now(),
-    )
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                kind=kind,
+                actor=actor,
+                project=project,
+                site=site if site is not None else getattr(project, "site", None),
+                params=params or {},
+                target_server_id=target_server_id,
+                target_image_id=target_image_id,
+                steps=[_step_record(step, phase="forward") for step in spec.steps],
+                state={"wake": uuid.uuid4().hex},
+                due_at=_now(),
+                idempotency_key=idempotency_key[:64],
+            )
+    except IntegrityError:
+        repeated = job_repeated(actor=actor, key=idempotency_key)
+        if repeated is None:
+            raise
+        return repeated
     job_enqueue(job)
     return job
+
+
+def job_repeated(*, actor, key: str) -> Job | None:
+    """The job `actor` already started with this form's key, if any."""
+    if not key or actor is None:
+        return None
+    return Job.objects.filter(actor=actor, idempotency_key=key[:64]).first()
 
 
 def _send(job_id: int, wake: str, countdown: float) -> None:

@@ -131,9 +131,19 @@ class Job(models.Model):
     # unfinished jobs overdue by more than JOB_RECOVER_AFTER_SECONDS.
     due_at = models.DateTimeField(null=True, blank=True, db_index=True)
     polls = models.PositiveIntegerField(default=0)
+    # The key the form that started the job carried: a repeated POST (a double
+    # click, a resubmitted page) finds this job instead of starting a second one.
+    idempotency_key = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["actor", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="job_idempotency_key_unique_per_actor",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"

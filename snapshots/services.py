@@ -5,24 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django import forms
+from django.utils import timezone
 
-from instances.models import Server
+from instances.models import SNAPSHOT_MAX_RAM_MIB, Server
 from instances.services import server_action_check
 from portal.access import can_act_on, project_role
 from portal.errors import ActionRefused
 from portal.jobs import busy_pks, job_create
 from portal.models import Job
-from snapshots.forms import clean_snapshot_name
+from snapshots.forms import NAME_MAX, clean_snapshot_name
 from snapshots.models import Snapshot
 
 # Nova snapshots the full RAM state; de.NBI limits snapshots to this flavor size.
-MAX_SNAPSHOT_RAM_MIB = 256 * 1024
+MAX_SNAPSHOT_RAM_MIB = SNAPSHOT_MAX_RAM_MIB
 
 SNAPSHOT_STATUSES = {"ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"}
-
-
-def _gib(mib: int) -> str:
-    return f"{mib / 1024:g} GiB ({mib:,} MiB)"
 
 
 def snapshot_name_taken(*, server: Server, name: str, exclude_job_id: int | None = None) -> bool:
@@ -41,6 +38,18 @@ def snapshot_name_taken(*, server: Server, name: str, exclude_job_id: int | None
     if exclude_job_id is not None:
         pending = pending.exclude(pk=exclude_job_id)
     return any(job.params.get("name", "").casefold() == name.casefold() for job in pending)
+
+
+def snapshot_default_name(server: Server) -> str:
+    """A name to suggest: the instance's name and today's date, made unique in the
+    project (-2, -3…), e.g. "alpha-web-01-2026-11-28". The user may change it."""
+    base = f"{server.name}-{timezone.localdate():%Y-%m-%d}"[: NAME_MAX - 4]
+    candidate = base
+    for n in range(2, 100):
+        if not snapshot_name_taken(server=server, name=candidate):
+            return candidate
+        candidate = f"{base}-{n}"
+    return candidate
 
 
 def snapshot_create_check(
@@ -69,13 +78,8 @@ def snapshot_allowed_check(*, server: Server, actor, in_job: bool = False) -> No
     """The rules about the instance and the actor, whatever the name: the form
     shows these before the user types anything. Inside the job, the job itself
     counts as running on the instance, so only the permission is asked again."""
-    if server.flavor_ram_mib > MAX_SNAPSHOT_RAM_MIB:
-        raise ActionRefused(
-            f"Snapshots are limited to instances with at most {_gib(MAX_SNAPSHOT_RAM_MIB)} RAM, "
-            f"because a snapshot preserves the full RAM state. {server.name} runs on flavor "
-            f"{server.flavor_name} with {_gib(server.flavor_ram_mib)}.",
-            status=400,
-        )
+    if server.snapshot_refusal:
+        raise ActionRefused(server.snapshot_refusal, status=400)
     if not in_job:
         server_action_check(server=server, actor=actor, action="snapshot")
     elif not can_act_on(actor, project=server.project, created_by_id=server.created_by_id):
@@ -85,13 +89,20 @@ def snapshot_allowed_check(*, server: Server, actor, in_job: bool = False) -> No
 
 
 def snapshot_create_request(
-    *, server: Server, actor, name: str, description: str = "", restart: bool = True
+    *,
+    server: Server,
+    actor,
+    name: str,
+    description: str = "",
+    restart: bool = True,
+    idempotency_key: str = "",
 ) -> Job:
     """Check everything, then record the stop-then-snapshot job."""
     name = snapshot_create_check(server=server, actor=actor, name=name)
     return job_create(
         kind="snapshot.create",
         actor=actor,
+        idempotency_key=idempotency_key,
         project=server.project,
         site=server.site,
         target_server_id=server.openstack_id,
@@ -143,7 +154,9 @@ def snapshots_being_deleted(snapshots) -> set[int]:
     return busy
 
 
-def snapshot_delete_request(*, snapshots, actor) -> tuple[Job | None, DeletePlan]:
+def snapshot_delete_request(
+    *, snapshots, actor, idempotency_key: str = ""
+) -> tuple[Job | None, DeletePlan]:
     """Record one job that deletes every deletable snapshot; report what was skipped."""
     plan = snapshot_delete_plan(snapshots=snapshots, actor=actor)
     if not plan.deletable:
@@ -154,6 +167,7 @@ def snapshot_delete_request(*, snapshots, actor) -> tuple[Job | None, DeletePlan
     job = job_create(
         kind="snapshot.delete",
         actor=actor,
+        idempotency_key=idempotency_key,
         project=only.project if len(projects) == 1 else None,
         site=only.site if len(sites) == 1 else None,
         target_image_id=only.openstack_id if len(plan.deletable) == 1 else "",

@@ -4,12 +4,14 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods
 
 from instances.selectors import server_get_for_user, source_servers_for
 from portal.access import get_project_for_user
 from portal.errors import ActionRefused
 from portal.http import param_id, param_ids
+from portal.jobs import job_repeated
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
 from snapshots.filters import SnapshotFilterSet
@@ -21,6 +23,7 @@ from snapshots.services import (
     snapshot_allowed_check,
     snapshot_create_check,
     snapshot_create_request,
+    snapshot_default_name,
     snapshot_delete_plan,
     snapshot_delete_request,
     snapshots_being_deleted,
@@ -31,10 +34,24 @@ from snapshots.tables import SnapshotTable
 MAX_SELECTED = 500
 
 
+def _shown(user, data, project):
+    """The rows a snapshot list shows for these filters: the one definition the
+    table, its count, "select all matching" and the delete confirmation all use."""
+    snapshots = snapshots_for(user=user, project=project)
+    filterset = SnapshotFilterSet(data, queryset=snapshots)
+    return snapshots, filterset, (filterset.qs if filterset.is_valid() else snapshots.none())
+
+
+def _list_url(project, query: str = "") -> str:
+    if project is not None:
+        url = reverse("snapshots:snapshot-project-list", kwargs={"project_id": project.pk})
+    else:
+        url = reverse("snapshots:snapshot-list")
+    return f"{url}?{query}" if query else url
+
+
 def _table_context(request, *, project=None) -> dict:
-    snapshots = snapshots_for(user=request.user, project=project)
-    filterset = SnapshotFilterSet(request.GET, queryset=snapshots)
-    rows = filterset.qs if filterset.is_valid() else snapshots.none()
+    snapshots, filterset, rows = _shown(request.user, request.GET, project)
     per_page = page_size_from(request, remember="snapshots")
     table = SnapshotTable(rows)
     table_configure(request, table, per_page=per_page)
@@ -79,6 +96,13 @@ def snapshot_list(request, project_id: int | None = None):
 def snapshot_create(request, server_id: int):
     server = server_get_for_user(request.user, server_id)
     refusal = None
+    target = reverse("instances:instance-detail", kwargs={"server_id": server.pk})
+    key = request.POST.get("idempotency_key", "")
+    if request.method == "POST" and job_repeated(actor=request.user, key=key) is not None:
+        # A second click on the same form: the first request started the job.
+        if request.htmx:
+            return HttpResponse(status=204, headers={"HX-Redirect": target})
+        return redirect(target)
     if request.method == "POST":
         form = SnapshotCreateForm(request.POST)
         if form.is_valid():
@@ -89,6 +113,7 @@ def snapshot_create(request, server_id: int):
                     name=form.cleaned_data["name"],
                     description=form.cleaned_data["description"],
                     restart=form.cleaned_data["restart"],
+                    idempotency_key=key,
                 )
             except ActionRefused as refused:
                 refusal = refused
@@ -97,12 +122,13 @@ def snapshot_create(request, server_id: int):
                     request,
                     f"Snapshot “{job.params['name']}” of {server.name}: job #{job.pk} started.",
                 )
-                target = reverse("instances:instance-detail", kwargs={"server_id": server.pk})
                 if request.htmx:
                     return HttpResponse(status=204, headers={"HX-Redirect": target})
                 return redirect(target)
     else:
-        form = SnapshotCreateForm(initial={"restart": server.status == "ACTIVE"})
+        form = SnapshotCreateForm(
+            initial={"restart": server.status == "ACTIVE", "name": snapshot_default_name(server)}
+        )
         # Refuse up front what can never succeed (e.g. a flavor over 256 GiB).
         try:
             snapshot_allowed_check(server=server, actor=request.user)
@@ -119,7 +145,12 @@ def snapshot_create(request, server_id: int):
         status = refusal.status
     else:
         status = 400 if form.is_bound else 200
-    template = "snapshots/_create_modal.html" if request.htmx else "snapshots/snapshot_create.html"
+    if request.htmx and request.htmx.target == "snapshot-modal-body":
+        template = "snapshots/_create_form.html"  # a re-submitted dialog: its body only
+    elif request.htmx:
+        template = "snapshots/_create_modal.html"
+    else:
+        template = "snapshots/snapshot_create.html"
     return render(request, template, context, status=status)
 
 
@@ -142,13 +173,22 @@ def snapshot_name_check(request, server_id: int):
 
 
 def _chosen_snapshots(request, data):
-    """The snapshots a bulk action names: explicit ids, or every one matching the filter."""
-    visible = snapshots_for(user=request.user)
+    """(project, snapshots) a bulk action names: explicit ids, or every one matching
+    the filter, always within the page it came from (one project's, or all the
+    user's): what the page showed is what is deleted."""
+    project_id = param_id(data, "project")
+    project = get_project_for_user(request.user, project_id) if project_id else None
+    _, _, shown = _shown(request.user, data, project)
     if data.get("all_matching") == "1":
-        filterset = SnapshotFilterSet(data, queryset=visible)
-        return list(filterset.qs) if filterset.is_valid() else []
+        return project, list(shown)
     ids = param_ids(data, "selected", limit=MAX_SELECTED)
-    return list(visible.filter(pk__in=ids))
+    return project, list(shown.filter(pk__in=ids))
+
+
+def _carried(data) -> list[tuple[str, str]]:
+    """The selection (filters, project, ids, all_matching) a confirmation posts on."""
+    skip = {"page", "job", "csrfmiddlewaretoken", "idempotency_key"}
+    return [(key, value) for key, values in data.lists() if key not in skip for value in values]
 
 
 @login_required
@@ -156,16 +196,26 @@ def _chosen_snapshots(request, data):
 def snapshot_delete(request):
     """GET: confirm what will be deleted and skipped. POST: start the delete job."""
     data = request.POST if request.method == "POST" else request.GET
-    chosen = _chosen_snapshots(request, data)
+    key = data.get("idempotency_key", "")
+    project, chosen = _chosen_snapshots(request, data)
+    filters = urlencode(
+        [(k, v) for k, v in _carried(data) if k not in ("selected", "all_matching", "project")]
+    )
+    back = _list_url(project, filters)
+    repeated = job_repeated(actor=request.user, key=key) if request.method == "POST" else None
+    if repeated is not None:
+        return redirect(_list_url(project, f"job={repeated.pk}"))
+    context = {"plan": None, "back": back, "carried": _carried(data)}
     if not chosen:
         messages.error(request, "Select at least one snapshot to delete.")
-        return render(request, "snapshots/delete_confirm.html", {"plan": None}, status=400)
+        return render(request, "snapshots/delete_confirm.html", context, status=400)
     if request.method == "GET":
-        plan = snapshot_delete_plan(snapshots=chosen, actor=request.user)
-        return render(request, "snapshots/delete_confirm.html", {"plan": plan})
-    job, plan = snapshot_delete_request(snapshots=chosen, actor=request.user)
+        context["plan"] = snapshot_delete_plan(snapshots=chosen, actor=request.user)
+        return render(request, "snapshots/delete_confirm.html", context)
+    job, plan = snapshot_delete_request(snapshots=chosen, actor=request.user, idempotency_key=key)
     if job is None:
         reasons = "; ".join(f"{s.name} ({reason})" for s, reason in plan.skipped)
         messages.error(request, f"Nothing deleted: skipped {len(plan.skipped)}: {reasons}.")
-        return render(request, "snapshots/delete_confirm.html", {"plan": plan}, status=409)
-    return redirect(f"{reverse('snapshots:snapshot-list')}?job={job.pk}")
+        context["plan"] = plan
+        return render(request, "snapshots/delete_confirm.html", context, status=409)
+    return redirect(_list_url(project, f"job={job.pk}"))

@@ -3,6 +3,7 @@ from datetime import datetime
 from django import template
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from django.utils.html import format_html
 
 from portal.jobs import job_kind_get
 
@@ -69,3 +70,12 @@ def query_without(query, names: str) -> str:
     for name in names.split(","):
         kept.pop(name, None)
     return kept.urlencode()
+
+
+@register.simple_tag
+def idempotency_input():
+    """A hidden field with a fresh key for a form that starts a job: resubmitting
+    the same rendered form finds the first job instead of starting another."""
+    from uuid import uuid4
+
+    return format_html('<input type="hidden" name="idempotency_key" value="{}">', uuid4().hex)

@@ -29,15 +29,20 @@ def test_it_requires_login(client, servers):
     assert response["Location"].startswith(reverse("login"))
 
 
-def test_it_lists_the_projects_instances_active_and_shutoff_by_default(client, people, servers):
+def test_it_lists_every_existing_instance_of_the_projects_by_default(client, people, servers):
+    """Trouble is visible by default: a VM in ERROR (a failed workshop build still
+    uses quota) shows without touching the filter; deleted ones do not."""
     client.force_login(people["bob"])
     response = client.get(URL)
     assert response.status_code == 200
     body = response.content.decode()
     assert "alpha-web" in body and "alpha-db" in body
-    assert "alpha-broken" not in body  # ERROR is not in the default filter
+    assert "alpha-broken" in body  # ERROR is in the default filter
     assert "beta-rstudio" not in body  # another project
-    assert response.context["table"].paginator.count == 2
+    assert response.context["table"].paginator.count == 3
+    form = response.context["filter"].form
+    offered = {value for value, _ in form.fields["status"].choices}
+    assert {"REBOOT", "RESIZE", "SHELVED", "SHELVED_OFFLOADED", "PAUSED"} <= offered
 
 
 def test_it_filters_by_status_search_and_project(client, people, servers):
@@ -53,7 +58,7 @@ def test_it_filters_by_status_search_and_project(client, people, servers):
 def test_a_superuser_sees_every_project(client, people, servers):
     client.force_login(people["admin"])
     response = client.get(URL)
-    assert response.context["table"].paginator.count == 3
+    assert response.context["table"].paginator.count == 4
 
 
 def test_page_size_and_bad_page_numbers(client, people):
@@ -72,7 +77,7 @@ def test_page_size_and_bad_page_numbers(client, people):
 def test_sorting_by_name(client, people, servers):
     client.force_login(people["alice"])
     response = client.get(URL, {"sort": "name"})
-    assert names(response) == ["alpha-db", "alpha-web"]
+    assert names(response) == ["alpha-broken", "alpha-db", "alpha-web"]
 
 
 def test_htmx_gets_only_the_table(client, people, servers):

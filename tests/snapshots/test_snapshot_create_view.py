@@ -41,6 +41,19 @@ def test_htmx_gets_the_modal(client, people, vm):
     assert 'role="dialog"' in response.content.decode()
 
 
+def test_the_dialog_suggests_a_unique_name_of_instance_and_date(client, people, vm):
+    from django.utils import timezone
+
+    from tests.factories import make_image
+
+    today = f"{vm.name}-{timezone.localdate():%Y-%m-%d}"
+    client.force_login(people["bob"])
+    assert client.get(url(vm)).context["form"]["name"].value() == today
+    make_image(site=vm.site, project=vm.project, snapshot=True, name=today,
+               owner_openstack_id=vm.project_openstack_id)  # fmt: skip
+    assert client.get(url(vm)).context["form"]["name"].value() == f"{today}-2"
+
+
 def test_it_creates_the_job_and_redirects(
     client, people, vm, django_capture_on_commit_callbacks, monkeypatch
 ):
