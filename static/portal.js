@@ -134,3 +134,24 @@ document.addEventListener("htmx:afterSettle", () => {
     note.textContent = why;
   });
 });
+
+// Tab and Shift+Tab wrap around inside an open dialog (focus never leaves it, even
+// past the last element of the page, where Bootstrap's own trap cannot see it).
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Tab") return;
+  const dialog = document.querySelector(".modal.show");
+  if (!dialog) return;
+  const focusable = [...dialog.querySelectorAll(
+    "a[href], button:not([disabled]), input:not([disabled]):not([type=hidden]), textarea:not([disabled]), select:not([disabled])"
+  )].filter((element) => element.offsetParent !== null);
+  if (!focusable.length) return;
+  const first = focusable[0];
+  const last = focusable[focusable.length - 1];
+  if (event.shiftKey && document.activeElement === first) {
+    event.preventDefault();
+    last.focus();
+  } else if (!event.shiftKey && document.activeElement === last) {
+    event.preventDefault();
+    first.focus();
+  }
+});

@@ -67,14 +67,24 @@ def test_create_a_snapshot_then_filter_select_all_and_bulk_delete(
 def test_the_high_memory_instance_is_refused_before_any_job(
     live_demo, live_server, page, artifacts_dir
 ):
+    from instances.models import Server
     from portal.models import Job
 
     log_in(page, live_server, "alice")
+    # The overview row and the detail page show the action disabled, with the reason.
+    row = page.get_by_role("row").filter(has_text="alpha-bigmem-01")
+    expect(row.get_by_role("button", name="Create snapshot")).to_be_disabled()
     page.get_by_role("link", name="alpha-bigmem-01").click()
-    page.get_by_role("link", name="Create snapshot").click()
-    dialog = page.get_by_role("dialog")
-    expect(dialog.get_by_role("alert")).to_contain_text("at most 256 GiB (262,144 MiB) RAM")
-    expect(dialog.get_by_role("alert")).to_contain_text("512 GiB (524,288 MiB)")
-    expect(dialog.get_by_role("button", name="Create snapshot")).to_have_count(0)
+    button = page.get_by_role("button", name="Create snapshot")
+    expect(button).to_be_disabled()
+    expect(button).to_have_accessible_description(re.compile("at most 256 GiB"))
+    expect(page.get_by_text("512 GiB (524,288 MiB)").first).to_be_visible()
+    # A direct URL to the dialog still refuses, before anything is submitted.
+    bigmem = Server.objects.get(name="alpha-bigmem-01")
+    page.goto(f"{live_server.url}/snapshots/create/{bigmem.pk}/")
+    alert = page.get_by_role("alert").filter(has_text="256 GiB")
+    expect(alert).to_contain_text("at most 256 GiB (262,144 MiB) RAM")
+    expect(alert).to_contain_text("512 GiB (524,288 MiB)")
+    expect(page.get_by_role("button", name="Create snapshot")).to_have_count(0)
     page.screenshot(path=str(artifacts_dir / "snapshot-refused-highmem.png"), full_page=True)
     assert not Job.objects.filter(kind="snapshot.create").exists()
