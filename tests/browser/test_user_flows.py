@@ -129,6 +129,7 @@ def test_the_launch_page_keeps_every_click_and_a_double_click_launches_once(
     page.get_by_label(re.compile(r"^de\.NBI small")).check()  # at once, inside the preview delay
     page.get_by_label("Ubuntu-22.04-LTS").check()
     expect(page.get_by_text("3 instances, final names")).to_be_visible()
+    expect(page.get_by_text("ubuntu-22-04-lts-anna")).to_be_visible()  # named after the image
     expect(page.get_by_label(re.compile(r"^de\.NBI small"))).to_be_checked()
     page.screenshot(path=str(artifacts_dir / "launch-page.png"), full_page=True)
     audit(page, "launch page")
@@ -136,7 +137,11 @@ def test_the_launch_page_keeps_every_click_and_a_double_click_launches_once(
     expect(page.get_by_role("heading", name=re.compile("Launch 3 instance"))).to_be_visible()
     launches = Job.objects.filter(kind="instances.launch")
     assert launches.count() == 1
-    assert launches.get().params["flavor_id"]
+    launch = launches.get()
+    assert launch.params["names"] == [f"ubuntu-22-04-lts-{n}" for n in ("anna", "ben", "cem")]
+    from instances.models import Flavor
+
+    assert Flavor.objects.get(openstack_id=launch.params["flavor_id"]).name == "de.NBI small"
     expect(page.get_by_role("status").filter(has_text="3 active")).to_be_visible(timeout=60_000)
     page.screenshot(path=str(artifacts_dir / "job-page.png"), full_page=True)
     audit(page, "job page")
