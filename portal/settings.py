@@ -219,6 +219,9 @@ JOB_RECOVER_SWEEP_SECONDS = envint("JOB_RECOVER_SWEEP_SECONDS", "2")
 # status and size, task_state, updated_at unchanged): a time without progress, not
 # an age, so a 500 GB snapshot that advances is never cut short.
 JOB_NO_PROGRESS_SECONDS = envint("JOB_NO_PROGRESS_SECONDS", "600")
+# A boot test waits this long after its instance is ACTIVE for the console to show
+# a login prompt (or cloud-init's "finished" line) before it calls the snapshot broken.
+JOB_BOOT_TEST_SECONDS = envint("JOB_BOOT_TEST_SECONDS", "600")
 
 # --- Celery ----------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

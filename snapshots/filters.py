@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
+from django.db.models import Exists, OuterRef
 
 from portal.filters import name_contains, quick_search, style_form
 from portal.models import Site
-from snapshots.models import Snapshot
+from snapshots.models import BootTest, Snapshot
+
+BOOT_CHOICES = [("verified", "boots"), ("failed", "does not boot"), ("untested", "not verified")]
 
 STATUS_CHOICES = [
     ("active", "active"),
@@ -28,14 +31,25 @@ class SnapshotFilterSet(django_filters.FilterSet):
     openstack_id = django_filters.CharFilter(method="filter_openstack_id", label="OpenStack ID")
     status = django_filters.ChoiceFilter(choices=STATUS_CHOICES, empty_label="Any status")
     site = django_filters.ModelChoiceFilter(queryset=Site.objects.all(), empty_label="All sites")
+    boot = django_filters.ChoiceFilter(
+        choices=BOOT_CHOICES, method="filter_boot", empty_label="Boot test: any", label="Boots"
+    )
 
     class Meta:
         model = Snapshot
-        fields = ["q", "name", "project_name", "openstack_id", "status", "site"]
+        fields = ["q", "name", "project_name", "openstack_id", "status", "site", "boot"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         style_form(self.form)
+
+    def filter_boot(self, queryset, name, value):
+        tests = BootTest.objects.filter(
+            site=OuterRef("site"), openstack_id=OuterRef("openstack_id")
+        )
+        if value == "untested":
+            return queryset.exclude(Exists(tests.filter(outcome__in=("verified", "failed"))))
+        return queryset.filter(Exists(tests.filter(outcome=value)))
 
     def filter_openstack_id(self, queryset, name, value):
         # People paste whole ids or the first characters of one.

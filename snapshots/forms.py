@@ -32,12 +32,17 @@ class SnapshotCreateForm(forms.Form):
     restart = forms.BooleanField(
         required=False, label="Start the instance again when the snapshot is done"
     )
+    verify = forms.BooleanField(
+        required=False, initial=True,
+        label="Test that it boots (a small test instance starts from it, then is deleted)",
+    )  # fmt: skip
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["name"].widget.attrs.update({"class": "form-control", "autocomplete": "off"})
         self.fields["description"].widget.attrs.update({"class": "form-control"})
         self.fields["restart"].widget.attrs.update({"class": "form-check-input"})
+        self.fields["verify"].widget.attrs.update({"class": "form-check-input"})
 
     def clean_name(self) -> str:
         return clean_snapshot_name(self.cleaned_data.get("name", ""))

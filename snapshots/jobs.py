@@ -34,6 +34,7 @@ from instances.jobs import (
 from instances.models import Server
 from instances.services import server_refresh
 from portal import cloud
+from portal.access import can_act_on
 from portal.errors import ActionRefused
 from portal.jobs import (
     JOB_KEY,
@@ -51,10 +52,24 @@ from portal.jobs import (
 from portal.mirror import CREATED_BY_KEY, authorship_record
 from portal.models import Job, Site
 from snapshots.services import snapshot_create_check
+from snapshots.verify import (
+    step_verify_boot,
+    step_verify_cleanup,
+    step_verify_console,
+    step_verify_plan,
+)
 
 log = logging.getLogger(__name__)
 
 SNAPSHOTTING_TASKS = {"image_snapshot_pending", "image_snapshot"}
+
+# After the snapshot, when asked: boot a throwaway instance from it (see verify.py).
+BOOT_TEST_STEPS = (
+    Step("verify_plan", "Choosing a flavor for the boot test", step_verify_plan),
+    Step("verify_boot", "Booting a test instance", step_verify_boot),
+    Step("verify_console", "Waiting for the test instance to come up", step_verify_console),
+    Step("verify_cleanup", "Deleting the test instance", step_verify_cleanup),
+)
 # Snapshot images are deleted at most this many per task run (bulk delete).
 DELETE_BATCH = 20
 
@@ -310,8 +325,10 @@ job_kind_register(
             Step("settle", "Waiting for Nova to finish", step_settle),
             Step("restart", "Start requested", step_restart),
             Step("wait_restarted", "Waiting for ACTIVE", step_wait_restarted),
+            *BOOT_TEST_STEPS,
         ),
         undo=(
+            Step("undo_boot_test", "Deleting the test instance", step_verify_cleanup),
             Step("undo_image", "Removing the unfinished image", undo_image),
             Step("undo_settle", "Waiting until the instance is idle", undo_settle),
             Step("undo_start", "Starting the instance again", undo_start),
@@ -319,6 +336,31 @@ job_kind_register(
         ),
         describe=lambda job: f"Create snapshot “{job.params.get('name', '')}”",
         on_finished=snapshot_finished,
+    )
+)
+
+
+# --- Verify now ----------------------------------------------------------------
+
+
+def step_verify_check(job: Job) -> None:
+    """The snapshot still exists and is active, and the user may still act on it."""
+    image = image_refresh(job.site, openstack_id=job.params["image_id"])
+    if image is None or image.deleted_at is not None:
+        raise StepFailed("the snapshot no longer exists")
+    if image.status != "active":
+        raise StepFailed(f"the snapshot is {image.status}, not active")
+    if not can_act_on(job.actor, project=job.project, created_by_id=image.created_by_id):
+        raise StepFailed("you may no longer act on this snapshot")
+    job.state["image_id"] = image.openstack_id
+
+
+job_kind_register(
+    JobKind(
+        name="snapshot.verify",
+        steps=(Step("check", "Checking the request", step_verify_check), *BOOT_TEST_STEPS),
+        undo=(Step("undo_boot_test", "Deleting the test instance", step_verify_cleanup),),
+        describe=lambda job: f"Test that “{job.params.get('name', '')}” boots",
     )
 )
 

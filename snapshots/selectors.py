@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 
-from portal.access import in_visible_projects
+from portal.access import can_see, in_visible_projects
 from portal.models import Job
-from snapshots.models import Snapshot
+from snapshots.models import BootTest, Snapshot
 
 
 def snapshot_list(*, user, project=None) -> QuerySet[Snapshot]:
@@ -17,6 +19,25 @@ def snapshot_list(*, user, project=None) -> QuerySet[Snapshot]:
     if project is not None:
         snapshots = snapshots.filter(project=project)
     return in_visible_projects(snapshots, user)
+
+
+def snapshot_get_for_user(user, snapshot_id: int) -> Snapshot:
+    """The snapshot, or 404 if the portal never saw it (or it is gone), 403 if it is
+    not in one of the user's projects."""
+    snapshot = get_object_or_404(
+        Snapshot.objects.select_related("project", "site", "created_by"),
+        pk=snapshot_id, deleted_at__isnull=True,
+    )  # fmt: skip
+    if not can_see(user, snapshot.project):
+        raise PermissionDenied
+    return snapshot
+
+
+def boot_tests_for(snapshots) -> dict[tuple[int, str], BootTest]:
+    """{(site id, image id): the snapshot's boot test} for a page of snapshots, one query."""
+    ids = {s.openstack_id for s in snapshots}
+    tests = BootTest.objects.filter(openstack_id__in=ids)
+    return {(t.site_id, t.openstack_id): t for t in tests}
 
 
 def snapshot_jobs_for(snapshots) -> dict[tuple[int, str], Job]:

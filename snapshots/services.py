@@ -95,6 +95,7 @@ def snapshot_create_request(
     name: str,
     description: str = "",
     restart: bool = True,
+    verify: bool = False,
     idempotency_key: str = "",
 ) -> Job:
     """Check everything, then record the stop-then-snapshot job."""
@@ -106,7 +107,12 @@ def snapshot_create_request(
         project=server.project,
         site=server.site,
         target_server_id=server.openstack_id,
-        params={"name": name, "description": description.strip(), "restart": bool(restart)},
+        params={
+            "name": name,
+            "description": description.strip(),
+            "restart": bool(restart),
+            "verify": bool(verify),
+        },
     )
 
 
@@ -179,3 +185,26 @@ def snapshot_delete_request(
         },
     )
     return job, plan
+
+
+def snapshot_verify_request(*, snapshot: Snapshot, actor, idempotency_key: str = "") -> Job:
+    """ "Verify now": boot a throwaway instance from an existing snapshot."""
+    if not can_act_on(actor, project=snapshot.project, created_by_id=snapshot.created_by_id):
+        raise ActionRefused(
+            "Members may test only snapshots they created; ask a project admin.", status=403
+        )
+    if snapshot.status != "active":
+        raise ActionRefused(f"{snapshot.name} is {snapshot.status}, not active.")
+    if not snapshot.site.is_reachable:
+        raise ActionRefused(f"{snapshot.site.display_name} is unreachable; try again later.")
+    if busy_pks([snapshot], target="image"):
+        raise ActionRefused(f"A portal job is working on {snapshot.name}; wait until it ends.")
+    return job_create(
+        kind="snapshot.verify",
+        actor=actor,
+        idempotency_key=idempotency_key,
+        project=snapshot.project,
+        site=snapshot.site,
+        target_image_id=snapshot.openstack_id,
+        params={"image_id": snapshot.openstack_id, "name": snapshot.name, "verify": True},
+    )

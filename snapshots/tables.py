@@ -41,12 +41,16 @@ class SnapshotTable(tables.Table):
         )  # fmt: skip
         order_by = ("-created_at",)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, request=None, project=None, **kwargs):
         super().__init__(*args, **kwargs)
+        # Row forms need the request (their CSRF token); links keep the project page.
+        self.request = request
+        self.project = project
         # Filled per page by the view (one query each, never one per row).
         self.source_servers: dict = {}
         self.jobs: dict = {}
         self.deleting: set[int] = set()
+        self.boot_tests: dict = {}
 
     def render_select(self, record):
         return format_html(
@@ -61,6 +65,7 @@ class SnapshotTable(tables.Table):
             "snapshot": record,
             "job": self.jobs.get((record.site_id, record.openstack_id)),
             "deleting": record.pk in self.deleting,
+            "boot_test": self.boot_tests.get((record.site_id, record.openstack_id)),
         }
         return render_to_string("snapshots/_row_status.html", context)
 
@@ -84,4 +89,5 @@ class SnapshotTable(tables.Table):
         )
 
     def render_actions(self, record):
-        return render_to_string("snapshots/_row_actions.html", {"snapshot": record})
+        context = {"snapshot": record, "project": self.project}
+        return render_to_string("snapshots/_row_actions.html", context, request=self.request)

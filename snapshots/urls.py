@@ -12,4 +12,5 @@ urlpatterns = [
         "create/<id:server_id>/check-name/", views.snapshot_name_check, name="snapshot-name-check"
     ),
     path("delete/", views.snapshot_delete, name="snapshot-delete"),
+    path("<id:snapshot_id>/verify/", views.snapshot_verify, name="snapshot-verify"),
 ]

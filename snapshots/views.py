@@ -5,18 +5,18 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.selectors import server_get_for_user, source_servers_for
 from portal.access import get_project_for_user
 from portal.errors import ActionRefused
-from portal.http import param_id, param_ids
+from portal.http import param_id, param_ids, redirect_back
 from portal.jobs import job_repeated
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
 from snapshots.filters import SnapshotFilterSet
 from snapshots.forms import SnapshotCreateForm
-from snapshots.selectors import snapshot_jobs_for
+from snapshots.selectors import boot_tests_for, snapshot_get_for_user, snapshot_jobs_for
 from snapshots.selectors import snapshot_list as snapshots_for
 from snapshots.services import (
     MAX_SNAPSHOT_RAM_MIB,
@@ -26,6 +26,7 @@ from snapshots.services import (
     snapshot_default_name,
     snapshot_delete_plan,
     snapshot_delete_request,
+    snapshot_verify_request,
     snapshots_being_deleted,
 )
 from snapshots.tables import SnapshotTable
@@ -53,12 +54,13 @@ def _list_url(project, query: str = "") -> str:
 def _table_context(request, *, project=None) -> dict:
     snapshots, filterset, rows = _shown(request.user, request.GET, project)
     per_page = page_size_from(request, remember="snapshots")
-    table = SnapshotTable(rows)
+    table = SnapshotTable(rows, request=request, project=project)
     table_configure(request, table, per_page=per_page)
     page_rows = page_records(table)
     table.source_servers = source_servers_for(page_rows)
     table.jobs = snapshot_jobs_for(page_rows)
     table.deleting = snapshots_being_deleted(page_rows)
+    table.boot_tests = boot_tests_for(page_rows)
     job = None
     job_id = param_id(request.GET, "job")
     if job_id is not None:
@@ -113,6 +115,7 @@ def snapshot_create(request, server_id: int):
                     name=form.cleaned_data["name"],
                     description=form.cleaned_data["description"],
                     restart=form.cleaned_data["restart"],
+                    verify=form.cleaned_data["verify"],
                     idempotency_key=key,
                 )
             except ActionRefused as refused:
@@ -127,7 +130,11 @@ def snapshot_create(request, server_id: int):
                 return redirect(target)
     else:
         form = SnapshotCreateForm(
-            initial={"restart": server.status == "ACTIVE", "name": snapshot_default_name(server)}
+            initial={
+                "restart": server.status == "ACTIVE",
+                "verify": True,
+                "name": snapshot_default_name(server),
+            }
         )
         # Refuse up front what can never succeed (e.g. a flavor over 256 GiB).
         try:
@@ -219,3 +226,22 @@ def snapshot_delete(request):
         context["plan"] = plan
         return render(request, "snapshots/delete_confirm.html", context, status=409)
     return redirect(_list_url(project, f"job={job.pk}"))
+
+
+@login_required
+@require_POST
+def snapshot_verify(request, snapshot_id: int):
+    """ "Verify now": a job boots a throwaway instance from the snapshot."""
+    snapshot = snapshot_get_for_user(request.user, snapshot_id)
+    key = request.POST.get("idempotency_key", "")
+    job = job_repeated(actor=request.user, key=key)
+    if job is None:
+        try:
+            job = snapshot_verify_request(
+                snapshot=snapshot, actor=request.user, idempotency_key=key
+            )
+        except ActionRefused as refused:
+            messages.error(request, refused.message)
+            return redirect_back(request, "snapshots:snapshot-list")
+    messages.success(request, f"Testing that {snapshot.name} boots: job #{job.pk}.")
+    return redirect("job-detail", job_id=job.pk)

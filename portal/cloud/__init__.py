@@ -8,6 +8,7 @@ raise only the errors of `errors`.
 from portal.cloud.compute import (
     flavor_list,
     limits_get,
+    server_console_output,
     server_create,
     server_create_image,
     server_delete,
@@ -34,6 +35,6 @@ __all__ = [
     "BadRequest", "CloudError", "CloudFlavor", "CloudImage", "CloudProject", "CloudServer",
     "Conflict", "Forbidden", "Limits", "NotFound", "Unavailable", "connections_reset", "flavor_list",
     "image_delete", "image_find_by_property", "image_get", "image_list", "limits_get",
-    "project_list", "server_create", "server_create_image", "server_delete", "server_find", "server_get",
+    "project_list", "server_console_output", "server_create", "server_create_image", "server_delete", "server_find", "server_get",
     "server_list", "server_start", "server_stop",
 ]  # fmt: skip

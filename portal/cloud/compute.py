@@ -179,6 +179,22 @@ def server_create_image(
         return sdk_server.Server(id=server_id).create_image(conn.compute, name, dict(metadata))
 
 
+def server_console_output(site: str, *, server_id: str, length: int = 60) -> str:
+    """The last `length` lines of the server's console log (Nova os-getConsoleOutput).
+
+    NotFound when the server is gone; Conflict while Nova has no console for it
+    yet (e.g. still building); BadRequest where the cloud does not offer one.
+    """
+    with translate_errors(site):
+        response = connection_for(site).compute.post(
+            f"/servers/{server_id}/action",
+            json={"os-getConsoleOutput": {"length": length}},
+            microversion=SERVER_MICROVERSION,
+        )
+        sdk_exceptions.raise_from_response(response)
+        return response.json().get("output") or ""
+
+
 def flavor_list(site: str) -> list[CloudFlavor]:
     """Public and private flavors (the SDK sends `is_public=None` for "both")."""
     with translate_errors(site):

@@ -140,10 +140,14 @@ def test_a_valid_request_records_the_job(people, vm, django_capture_on_commit_ca
         server=vm, actor=people["bob"], name=" nightly ", description=" my tools ", restart=True
     )
     assert job.kind == "snapshot.create"
-    assert job.params == {"name": "nightly", "description": "my tools", "restart": True}
+    assert job.params == {
+        "name": "nightly", "description": "my tools", "restart": True, "verify": False,
+    }  # fmt: skip
     assert job.target_server_id == vm.openstack_id
     assert job.project == people["alpha"] and job.actor == people["bob"]
     assert [s["label"] for s in job.steps] == [
         "Checking the request", "Stop requested", "Waiting for SHUTOFF", "Snapshot requested",
         "Uploading the image", "Waiting for Nova to finish", "Start requested", "Waiting for ACTIVE",
+        "Choosing a flavor for the boot test", "Booting a test instance",
+        "Waiting for the test instance to come up", "Deleting the test instance",
     ]  # fmt: skip
