@@ -13,7 +13,7 @@ could not produce.
 import threading
 import time
 
-from . import clock
+from . import clock, console
 from . import image as image_mod
 from .store import dumps, loads
 
@@ -106,6 +106,8 @@ def plan_boot(app, conn, server_id, name, ip):
             (0.20 * total, {"server": {"task_state": "networking", "ip": ip}}),
             (0.35 * total, {"server": {"task_state": "block_device_mapping"}}),
             (0.50 * total, {"server": {"task_state": "spawning"}}),
+            # libvirt starts the guest (and its console log) just before Nova says ACTIVE.
+            (total - clock.CONSOLE_LEAD_SECONDS, {"console": {"panic": False}}),
             (
                 total,
                 {
@@ -125,6 +127,8 @@ def plan_stop(app, conn, row):
     _set_server(conn, row["id"], task_state="powering-off")
     if app.faults.stuck_task(row["name"], "powering-off"):
         return
+    # The guest gets the ACPI power button now and logs its shutdown while Nova waits.
+    console.power_off(conn, row, clock.now_ts(), app.speed)
     _plan(
         app,
         conn,
@@ -148,9 +152,15 @@ def plan_start(app, conn, row):
         # nova-compute's power-on failed: reverts_task_state clears the task, the
         # instance stays stopped, and wrap_instance_fault records the fault.
         final = {"task_state": None, "fault": _fault(error, "libvirt.libvirtError")}
+        steps = [(clock.START_SECONDS, {"server": final})]
     else:
         final = {"vm_state": "active", "task_state": None, "power_state": 1}
-    _plan(app, conn, row["id"], [(clock.START_SECONDS, {"server": final})], None)
+        # A new run of the guest; a broken image stays broken (panic=None keeps it).
+        steps = [
+            (clock.START_SECONDS - clock.CONSOLE_LEAD_SECONDS, {"console": {"panic": None}}),
+            (clock.START_SECONDS, {"server": final}),
+        ]
+    _plan(app, conn, row["id"], steps, None)
 
 
 SNAPSHOT_STATES = ("image_snapshot", "image_pending_upload", "image_uploading")
@@ -323,6 +333,9 @@ def apply_step(conn, row):
             "UPDATE images SET updated_at = ? WHERE id = ? AND deleted = 0 AND status = 'saving'",
             (clock.now_db_seconds(), payload["touch"]),
         )
+    if "console" in payload:
+        # The run starts when the step was due, not when this thread got to it.
+        console.power_on(conn, row["object_id"], row["due"], payload["console"].get("panic"))
     if payload.get("reap_image"):
         image_mod.mark_deleted(conn, payload["reap_image"])
     conn.execute("DELETE FROM transitions WHERE id = ?", (row["id"],))
