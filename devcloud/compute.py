@@ -637,6 +637,9 @@ def create_server(req):
         g.get("name", "default") for g in server.get("security_groups") or [] if isinstance(g, dict)
     ] or ["default"]
     disk_used = image_row["size"] if image_row is not None and image_row["size"] else 2 * clock.GIB
+    # What the hypervisor boots (the source image of a boot volume, too), for boot_panic.
+    boot_image = (image_row["name"] or "") if image_row is not None else ""
+    boot_image_id = image_row["id"] if image_row is not None else ""
 
     reservation_id = "r-" + secrets.token_hex(4)
     created = []
@@ -676,7 +679,9 @@ def create_server(req):
                     dumps(groups),
                 ),
             )
-            transitions.plan_boot(app, conn, server_id, display, ip)
+            transitions.plan_boot(
+                app, conn, server_id, display, ip, image_id=boot_image_id, image_name=boot_image
+            )
             created.append(server_id)
     if server.get("return_reservation_id"):
         return Response(202, {"reservation_id": reservation_id})

@@ -182,3 +182,117 @@ def test_an_old_data_directory_gets_the_console_column(tmp_path):
     opened = store.Store(str(tmp_path))
     columns = {row[1] for row in opened.conn.execute("PRAGMA table_info(servers)")}
     assert "console" in columns
+
+
+PANIC_END = (
+    "---[ end Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0) ]---\n"
+)
+
+
+def _wait_output(api, server_id, predicate, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        output = _output(api, server_id)
+        if predicate(output):
+            return output
+        assert time.monotonic() < deadline, output[-500:]
+        time.sleep(0.02)
+
+
+def test_boot_panic_server_from_a_matching_snapshot_is_active_but_never_boots(fresh_cloud):
+    cloud = fresh_cloud(faults={"boot_panic": {"image_name": "^broken-"}})
+    api = member_api(cloud, "alpha")
+    source = api.find_server("alpha-web-01")["id"]
+    cloud.set_server(source, disk_used_bytes=10**8)  # a quick snapshot
+    snaps = {}
+    for name in ("broken-snap", "good-snap"):
+        snaps[name] = api.action(source, {"createImage": {"name": name}}).json()["image_id"]
+        api.wait_image(snaps[name], lambda r: r.json()["status"] == "active")
+        api.wait_status(source, "ACTIVE")
+    bad = api.create_server("verify-bad", image="broken-snap")
+    good = api.create_server("verify-good", image="good-snap")
+    for sid in (bad, good):
+        server = api.wait_status(sid, "ACTIVE")
+        assert "fault" not in server and server["OS-EXT-STS:power_state"] == 1
+    # By the time the good one has booted, the bad one is long past its panic.
+    _wait_output(api, good, lambda out: out.endswith("verify-good login: "))
+    panicked = _output(api, bad)
+    assert panicked.endswith(PANIC_END)
+    assert "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)" in (
+        panicked
+    )
+    assert "login:" not in panicked and "Cloud-init" not in panicked
+    assert cloud.get_faults()["boot_panic"] == {"image_name": "^broken-"}
+    # The image stays broken: a stop (no shutdown logged) and a start panic again.
+    assert api.action(bad, {"os-stop": None}).status_code == 202
+    api.wait_status(bad, "SHUTOFF")
+    assert _output(api, bad) == panicked
+    assert api.action(bad, {"os-start": None}).status_code == 202
+    api.wait_status(bad, "ACTIVE")
+    assert _wait_output(api, bad, lambda out: out.endswith(PANIC_END)) == panicked
+
+
+def test_boot_panic_error_mode_fails_the_build_and_spends_its_count(fresh_cloud):
+    cloud = fresh_cloud(
+        speed=10,  # slow enough for a poll loop to see spawning
+        faults={
+            "boot_panic": {
+                "image_name": "^Debian-12$",
+                "server_name": "^verify-",
+                "mode": "error",
+                "count": 1,
+            }
+        },
+    )
+    api = member_api(cloud, "alpha")
+    debian = api.find_image("Debian-12")["id"]
+    # Neither a name nor an image that does not match spends the count.
+    for sid in (api.create_server("other", image="Debian-12"), api.create_server("verify-ub")):
+        api.wait_status(sid, "ACTIVE")
+    assert cloud.get_faults()["boot_panic"]["count"] == 1
+    sid = api.create_server("verify-1", image="Debian-12")
+    states = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        server = api.server(sid)
+        state = server["OS-EXT-STS:task_state"] if server["status"] == "BUILD" else server["status"]
+        if not states or states[-1] != state:
+            states.append(state)
+        if server["status"] != "BUILD":
+            break
+    # Unlike boot_error (NoValidHost), it fails on the host, while spawning.
+    assert states[-2:] == ["spawning", "ERROR"], states
+    assert server["OS-EXT-STS:task_state"] is None and server["addresses"] == {}
+    assert server["fault"]["code"] == 500
+    assert server["fault"]["message"] == (
+        f"Build of instance {sid} aborted: Image {debian} is unacceptable: "
+        "Image content does not match disk_format"
+    )
+    assert _console(api, sid).status_code == 409
+    assert cloud.get_faults()["boot_panic"]["count"] == 0
+    api.wait_status(api.create_server("verify-2", image="Debian-12"), "ACTIVE")
+    cloud.set_faults({"boot_panic": {"image_name": "Debian", "mode": "error", "message": "m"}})
+    failed = api.wait_server(
+        api.create_server("verify-3", image="Debian-12"), lambda s: s["status"] == "ERROR"
+    )
+    assert failed["fault"]["message"] == "m"
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ({"mode": "reboot"}, "boot_panic.mode must be one of"),
+        ({"message": "x"}, 'boot_panic.message needs mode "error"'),
+        ({"image_name": "("}, "boot_panic.image_name: bad regular expression"),
+    ],
+)
+def test_bad_boot_panic_rules_are_refused(cloud, rule, problem):
+    import requests
+
+    resp = requests.put(
+        f"{cloud.url}/devcloud/faults",
+        json={"boot_panic": rule},
+        headers={"X-Auth-Token": cloud.admin_token()},
+    )
+    assert resp.status_code == 400 and problem in resp.json()["error"]["message"]
+    assert cloud.get_faults() == {}
