@@ -14,7 +14,12 @@ def _cmd_serve(args):
     except (faults.FaultSpecError, OSError) as exc:
         print(f"devcloud: bad --faults: {exc}", file=sys.stderr)
         return 2
-    if args.task_state_lag < 0 or args.upload_rate <= 0 or args.progress_interval < 0:
+    if (
+        args.task_state_lag < 0
+        or args.upload_rate <= 0
+        or args.progress_interval < 0
+        or args.guest_boot < 0
+    ):
         print("devcloud: timing options must not be negative", file=sys.stderr)
         return 2
     return server.serve(
@@ -28,6 +33,7 @@ def _cmd_serve(args):
             "task_state_lag": args.task_state_lag,
             "upload_rate": args.upload_rate * 1000**2,
             "progress_interval": args.progress_interval,
+            "guest_boot": args.guest_boot,
         },
     )
 
@@ -110,6 +116,13 @@ def main(argv=None):
         default=clock.UPLOAD_PROGRESS_SECONDS,
         help="longest nominal gap between progress bumps during an upload; 0 = none, as real "
         "Nova and Glance",
+    )
+    serve.add_argument(
+        "--guest-boot",
+        type=float,
+        default=clock.GUEST_BOOT_SECONDS,
+        help="nominal seconds from ACTIVE until the console log shows cloud-init finished and "
+        "the login prompt",
     )
     serve.add_argument(
         "--profile",

@@ -29,6 +29,11 @@ UPLOAD_PROGRESS_SECONDS = 60.0
 TASK_STATE_LAG_SECONDS = 2.0
 # Nova deletes a failed snapshot image right after Glance reports the failure.
 KILLED_IMAGE_REAP_SECONDS = 2.0
+# Console log: libvirt starts the guest a moment before Nova saves ACTIVE (during
+# spawning or powering-on), and the guest shows its login prompt this long after
+# ACTIVE (--guest-boot).
+CONSOLE_LEAD_SECONDS = 1.0
+GUEST_BOOT_SECONDS = 20.0
 
 GIB = 1024**3
 
@@ -56,6 +61,11 @@ def db_to_api(value):
     if not value:
         return None
     return value[:19] + "Z"
+
+
+def db_to_ts(value):
+    """Stored timestamp -> epoch seconds."""
+    return datetime.datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
 
 
 def parse_iso(value):

@@ -6,7 +6,7 @@ import secrets
 import string
 import uuid
 
-from . import clock, flavors, nova_images, quotas, transitions
+from . import clock, console, flavors, nova_images, quotas, transitions
 from . import image as image_mod
 from .nova import (
     MAX_VERSION,
@@ -159,9 +159,7 @@ def _flavor_ref(req, row):
 def _addresses(row):
     if not row["network"] or not row["ip"]:
         return {}
-    mac = "fa:16:3e:" + ":".join(
-        hashlib.md5(row["id"].encode()).hexdigest()[i : i + 2] for i in (0, 2, 4)
-    )
+    mac = console.mac_address(row["id"])
     return {
         row["network"]: [
             {
@@ -174,14 +172,18 @@ def _addresses(row):
     }
 
 
+def _placed(row):
+    """Whether the server has a host: once the scheduler is done, or it ever ran."""
+    return bool(row["launched_at"]) or (
+        row["vm_state"] == "building" and row["task_state"] not in (None, "scheduling")
+    )
+
+
 def server_view(req, row, show=False):
     ctx = req.ctx
     status = server_status(row)
     image_id = row["image_id"]
-    placed = bool(row["launched_at"]) or (
-        row["vm_state"] == "building" and row["task_state"] not in (None, "scheduling")
-    )
-    host = row["host"] if placed else None
+    host = row["host"] if _placed(row) else None
     view = {
         "id": row["id"],
         "name": row["name"],
@@ -229,9 +231,7 @@ def server_view(req, row, show=False):
                 {
                     "OS-EXT-SRV-ATTR:reservation_id": row["reservation_id"],
                     "OS-EXT-SRV-ATTR:launch_index": row["launch_index"],
-                    "OS-EXT-SRV-ATTR:hostname": re.sub(r"[^a-z0-9-]", "-", row["name"].lower())[
-                        :63
-                    ],
+                    "OS-EXT-SRV-ATTR:hostname": console.hostname(row["name"]),
                     "OS-EXT-SRV-ATTR:kernel_id": "",
                     "OS-EXT-SRV-ATTR:ramdisk_id": "",
                     "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda",
@@ -637,6 +637,9 @@ def create_server(req):
         g.get("name", "default") for g in server.get("security_groups") or [] if isinstance(g, dict)
     ] or ["default"]
     disk_used = image_row["size"] if image_row is not None and image_row["size"] else 2 * clock.GIB
+    # What the hypervisor boots (the source image of a boot volume, too), for boot_panic.
+    boot_image = (image_row["name"] or "") if image_row is not None else ""
+    boot_image_id = image_row["id"] if image_row is not None else ""
 
     reservation_id = "r-" + secrets.token_hex(4)
     created = []
@@ -676,7 +679,9 @@ def create_server(req):
                     dumps(groups),
                 ),
             )
-            transitions.plan_boot(app, conn, server_id, display, ip)
+            transitions.plan_boot(
+                app, conn, server_id, display, ip, image_id=boot_image_id, image_name=boot_image
+            )
             created.append(server_id)
     if server.get("return_reservation_id"):
         return Response(202, {"reservation_id": reservation_id})
@@ -763,6 +768,7 @@ def server_action(req, server_id):
         "os-stop": _action_stop,
         "os-start": _action_start,
         "createImage": _action_create_image,
+        "os-getConsoleOutput": _action_console_output,
     }
     if action not in handlers:
         raise ApiError(400, f"There is no such action: {action}")
@@ -835,6 +841,59 @@ def _action_create_image(req, server_id, args):
     if mv(req, 45):
         return Response(202, {"image_id": image_id})
     return Response(202, None, {"Location": location})
+
+
+def _invalid(field, value, problem):
+    """Nova's jsonschema error text for a request body field."""
+    return ApiError(400, f"Invalid input for field/attribute {field}. Value: {value}. {problem}")
+
+
+CONSOLE_LENGTH_PATTERN = "^-?[0-9]+$"
+
+
+def _console_length(args):
+    """`length` as Nova's schema admits it: null, an integer or a numeric string, >= -1.
+
+    Nova's validator compares numeric strings with the minimum too, so "-5" is a
+    400 like -5; a float with no fraction counts as an integer (JSON Schema).
+    """
+    if not isinstance(args, dict):
+        raise _invalid("os-getConsoleOutput", args, f"{args!r} is not of type 'object'")
+    extra = [key for key in args if key != "length"]
+    if extra:
+        names = ", ".join(repr(key) for key in extra)
+        verb = "was" if len(extra) == 1 else "were"
+        raise _invalid(
+            "os-getConsoleOutput",
+            args,
+            f"Additional properties are not allowed ({names} {verb} unexpected)",
+        )
+    length = args.get("length")
+    if length is None:
+        return None
+    if isinstance(length, float) and length.is_integer():
+        length = int(length)
+    if isinstance(length, bool) or not isinstance(length, (int, str)):
+        raise _invalid("length", length, f"{length!r} is not of type 'integer', 'string', 'null'")
+    if isinstance(length, str) and not re.search(CONSOLE_LENGTH_PATTERN, length):
+        raise _invalid("length", length, f"{length!r} does not match {CONSOLE_LENGTH_PATTERN!r}")
+    if int(length) < -1:
+        raise _invalid("length", length, f"{int(length)} is less than the minimum of -1")
+    return int(length)
+
+
+def _action_console_output(req, server_id, args):
+    length = _console_length(args)
+    row = _server_row(req, server_id)
+    if not _placed(row):
+        # compute.api's check_instance_host: InstanceNotReady.
+        raise ApiError(409, f"Instance {server_id} is not ready")
+    raw = console.render(row, clock.now_ts(), req.app.speed, req.app.guest_boot)
+    if raw is None:
+        # Placed, but libvirt has no domain yet (networking, block_device_mapping,
+        # most of spawning) or never got one: the driver raises InstanceNotFound.
+        raise ApiError(404, f"Instance {server_id} could not be found.")
+    return Response(200, {"output": console.nova_output(raw, length)})
 
 
 # -- metadata --------------------------------------------------------------------------------------

@@ -14,6 +14,13 @@ DEFAULT_BOOT_ERROR = "No valid host was found. There are not enough hosts availa
 DEFAULT_START_ERROR = "internal error: qemu unexpectedly closed the monitor"
 # What nova-compute records when Glance rejects the snapshot data half-way.
 DEFAULT_SNAPSHOT_ERROR = "Image upload failed: Glance answered 500 while receiving the data"
+# What nova-compute records when the libvirt driver refuses the image's data while
+# spawning (images.fetch_to_raw -> ImageUnacceptable -> BuildAbortException).
+DEFAULT_BOOT_PANIC_ERROR = (
+    "Build of instance {server_id} aborted: Image {image_id} is unacceptable: "
+    "Image content does not match disk_format"
+)
+BOOT_PANIC_MODES = ("panic", "error")
 
 # Rules aimed at servers by name; each is one object (or null).
 SERVER_RULES = (
@@ -22,6 +29,7 @@ SERVER_RULES = (
     "boot_error",
     "start_error",
     "task_state_lag",
+    "boot_panic",
 )
 
 
@@ -66,6 +74,14 @@ def _validate_server_rule(kind, rule):
                 raise FaultSpecError('stuck_task.stall_at needs task_state "image_uploading"')
             if not isinstance(stall_at, (int, float)) or not 0 <= stall_at < 1:
                 raise FaultSpecError("stuck_task.stall_at must be a number from 0 to below 1")
+    if kind == "boot_panic":
+        _compile(rule.get("image_name", ".*"), "boot_panic.image_name")
+        mode = rule.get("mode", "panic")
+        if mode not in BOOT_PANIC_MODES:
+            raise FaultSpecError(f"boot_panic.mode must be one of {list(BOOT_PANIC_MODES)}")
+        # A panicking guest records nothing in Nova: only a failed build has a message.
+        if mode != "error" and message is not None:
+            raise FaultSpecError('boot_panic.message needs mode "error"')
     if kind == "task_state_lag":
         seconds = rule.get("seconds")
         if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
@@ -202,6 +218,27 @@ class Faults:
         if rule is None:
             return None
         return rule.get("message") or DEFAULT_BOOT_ERROR
+
+    def boot_panic(self, server_name, image_name, server_id="", image_id=""):
+        """None, or how a boot from a broken image ends: {"mode", "message"}.
+
+        The rule also matches the boot image's name (a snapshot's name, typically),
+        and only a boot from a matching image spends its count.
+        """
+        rule = self._server_rule(
+            "boot_panic",
+            server_name,
+            lambda r: re.search(r.get("image_name", ".*"), image_name or "") is not None,
+        )
+        if rule is None:
+            return None
+        mode = rule.get("mode", "panic")
+        message = None
+        if mode == "error":
+            message = rule.get("message") or DEFAULT_BOOT_PANIC_ERROR.format(
+                server_id=server_id, image_id=image_id
+            )
+        return {"mode": mode, "message": message}
 
     def start_error(self, server_name):
         rule = self._server_rule("start_error", server_name)

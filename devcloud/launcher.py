@@ -33,16 +33,18 @@ class DevcloudProcess:
         task_state_lag=None,
         upload_rate=None,
         progress_interval=None,
+        guest_boot=None,
     ):
         self.data_dir = os.path.abspath(str(data_dir))
         self.host = host
         self.speed = speed
         self.faults = faults
         self.profile = profile
-        # Nominal timing knobs (None = devcloud's default): seconds, MB/s, seconds.
+        # Nominal timing knobs (None = devcloud's default): seconds, MB/s, seconds, seconds.
         self.task_state_lag = task_state_lag
         self.upload_rate = upload_rate
         self.progress_interval = progress_interval
+        self.guest_boot = guest_boot
         self.python = python
         # The server stops itself when this process dies, so crashed test runs
         # leave nothing listening; pass False to let it outlive its launcher.
@@ -79,6 +81,7 @@ class DevcloudProcess:
             ("--task-state-lag", self.task_state_lag),
             ("--upload-rate", self.upload_rate),
             ("--progress-interval", self.progress_interval),
+            ("--guest-boot", self.guest_boot),
         ):
             if value is not None:
                 cmd += [option, str(value)]

@@ -47,7 +47,13 @@ class App:
         self.progress_interval = float(
             timing.get("progress_interval", clock.UPLOAD_PROGRESS_SECONDS)
         )
-        if self.task_state_lag < 0 or self.upload_rate <= 0 or self.progress_interval < 0:
+        self.guest_boot = float(timing.get("guest_boot", clock.GUEST_BOOT_SECONDS))
+        if (
+            self.task_state_lag < 0
+            or self.upload_rate <= 0
+            or self.progress_interval < 0
+            or self.guest_boot < 0
+        ):
             raise ValueError("timing values must be positive (progress interval may be 0)")
         self.access_log_path = f"{self.data_dir}/access.log"
         self._log = open(self.access_log_path, "a", buffering=1, encoding="utf-8")

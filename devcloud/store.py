@@ -106,7 +106,8 @@ CREATE TABLE IF NOT EXISTS servers (
     locked INTEGER NOT NULL DEFAULT 0,
     reservation_id TEXT NOT NULL DEFAULT '',
     launch_index INTEGER NOT NULL DEFAULT 0,
-    security_groups TEXT NOT NULL DEFAULT '["default"]'
+    security_groups TEXT NOT NULL DEFAULT '["default"]',
+    console TEXT
 );
 CREATE INDEX IF NOT EXISTS servers_project_created
     ON servers (project_id, deleted, created_at, id);
@@ -156,6 +157,17 @@ CREATE INDEX IF NOT EXISTS transitions_due ON transitions (due);
 CREATE INDEX IF NOT EXISTS transitions_object ON transitions (object_id);
 """
 
+# Columns added after data directories were first created: (table, column, declaration).
+# CREATE TABLE IF NOT EXISTS leaves an old table as it was, so they are added here.
+ADDED_COLUMNS = (("servers", "console", "TEXT"),)
+
+
+def _add_missing_columns(conn):
+    for table, column, decl in ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
 
 def _regexp(pattern, value):
     if value is None:
@@ -179,6 +191,7 @@ class Store:
         conn = self.connect()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(SCHEMA)
+        _add_missing_columns(conn)
         if self.get_meta("schema_version") is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
 

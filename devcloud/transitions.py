@@ -4,8 +4,8 @@ steps that are due. Because the plan lives in SQLite, a restarted devcloud
 picks up exactly where the previous process stopped, and operations complete
 whether or not anybody polls.
 
-Fault decisions (boot_error, start_error, snapshot_killed, stuck_task,
-task_state_lag) are taken when an operation starts and baked into its plan, so
+Fault decisions (boot_error, boot_panic, start_error, snapshot_killed,
+stuck_task, task_state_lag) are taken when an operation starts and baked into its plan, so
 later fault changes never turn a half-finished operation into something Nova
 could not produce.
 """
@@ -13,7 +13,7 @@ could not produce.
 import threading
 import time
 
-from . import clock
+from . import clock, console
 from . import image as image_mod
 from .store import dumps, loads
 
@@ -78,7 +78,7 @@ def _fault(message, exception):
 BOOT_STATES = ("scheduling", "networking", "block_device_mapping", "spawning")
 
 
-def plan_boot(app, conn, server_id, name, ip):
+def plan_boot(app, conn, server_id, name, ip, image_id="", image_name=""):
     total = clock.BOOT_SECONDS
     # Boot only freezes for an explicit boot task_state; a bare stuck_task targets actions.
     stuck = app.faults.stuck_task(name, BOOT_STATES[0], BOOT_STATES[1:], explicit_only=True)
@@ -86,6 +86,10 @@ def plan_boot(app, conn, server_id, name, ip):
     if stuck_at == "scheduling":
         return
     error = None if stuck else app.faults.boot_error(name)
+    # Only a boot that reaches the hypervisor can meet a broken image.
+    broken = (
+        None if stuck or error else app.faults.boot_panic(name, image_name, server_id, image_id)
+    )
     if error:
         # The scheduler gives up quickly: NoValidHost happens before networking.
         steps = [
@@ -106,25 +110,52 @@ def plan_boot(app, conn, server_id, name, ip):
             (0.20 * total, {"server": {"task_state": "networking", "ip": ip}}),
             (0.35 * total, {"server": {"task_state": "block_device_mapping"}}),
             (0.50 * total, {"server": {"task_state": "spawning"}}),
-            (
-                total,
-                {
-                    "server": {
-                        "vm_state": "active",
-                        "task_state": None,
-                        "power_state": 1,
-                        "launched_at": NOW,
-                    }
-                },
-            ),
         ]
+        if broken and broken["mode"] == "error":
+            steps.append((0.80 * total, _spawn_failed(broken["message"])))
+        else:
+            steps += [
+                # libvirt starts the guest (and its console log) just before Nova says
+                # ACTIVE; a guest from a broken image panics there, and Nova never knows.
+                (
+                    total - clock.CONSOLE_LEAD_SECONDS,
+                    {"console": {"panic": bool(broken)}},
+                ),
+                (
+                    total,
+                    {
+                        "server": {
+                            "vm_state": "active",
+                            "task_state": None,
+                            "power_state": 1,
+                            "launched_at": NOW,
+                        }
+                    },
+                ),
+            ]
     _plan(app, conn, server_id, steps, stuck_at)
+
+
+def _spawn_failed(message):
+    """The libvirt driver refused the image: the build is aborted, not rescheduled,
+    and its network is deallocated, so the ERROR server has no addresses."""
+    return {
+        "server": {
+            "vm_state": "error",
+            "task_state": None,
+            "power_state": 0,
+            "ip": None,
+            "fault": _fault(message, "nova.exception.BuildAbortException"),
+        }
+    }
 
 
 def plan_stop(app, conn, row):
     _set_server(conn, row["id"], task_state="powering-off")
     if app.faults.stuck_task(row["name"], "powering-off"):
         return
+    # The guest gets the ACPI power button now and logs its shutdown while Nova waits.
+    console.power_off(conn, row, clock.now_ts(), app.speed)
     _plan(
         app,
         conn,
@@ -148,9 +179,15 @@ def plan_start(app, conn, row):
         # nova-compute's power-on failed: reverts_task_state clears the task, the
         # instance stays stopped, and wrap_instance_fault records the fault.
         final = {"task_state": None, "fault": _fault(error, "libvirt.libvirtError")}
+        steps = [(clock.START_SECONDS, {"server": final})]
     else:
         final = {"vm_state": "active", "task_state": None, "power_state": 1}
-    _plan(app, conn, row["id"], [(clock.START_SECONDS, {"server": final})], None)
+        # A new run of the guest; a broken image stays broken (panic=None keeps it).
+        steps = [
+            (clock.START_SECONDS - clock.CONSOLE_LEAD_SECONDS, {"console": {"panic": None}}),
+            (clock.START_SECONDS, {"server": final}),
+        ]
+    _plan(app, conn, row["id"], steps, None)
 
 
 SNAPSHOT_STATES = ("image_snapshot", "image_pending_upload", "image_uploading")
@@ -323,6 +360,9 @@ def apply_step(conn, row):
             "UPDATE images SET updated_at = ? WHERE id = ? AND deleted = 0 AND status = 'saving'",
             (clock.now_db_seconds(), payload["touch"]),
         )
+    if "console" in payload:
+        # The run starts when the step was due, not when this thread got to it.
+        console.power_on(conn, row["object_id"], row["due"], payload["console"].get("panic"))
     if payload.get("reap_image"):
         image_mod.mark_deleted(conn, payload["reap_image"])
     conn.execute("DELETE FROM transitions WHERE id = ?", (row["id"],))

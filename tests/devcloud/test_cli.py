@@ -181,3 +181,13 @@ def test_serve_prints_the_chosen_port_and_stops_cleanly_on_signals(tmp_path, sig
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_console_log_show(cli):
+    api = member_api(cli.cloud, "alpha")
+    sid = api.find_server("alpha-web-01")["id"]
+    full = api.action(sid, {"os-getConsoleOutput": {}}).json()["output"]
+    shown = cli("devcloud-alpha", "console", "log", "show", "--lines", "4", "alpha-web-01")
+    # OSC prints the output and ends it with a newline.
+    assert shown == "\n".join(full.split("\n")[-4:]) + "\n"
+    assert shown.endswith("alpha-web-01 login: \n")

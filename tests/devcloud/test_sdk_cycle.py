@@ -77,3 +77,16 @@ def test_snapshot_booted_server_inherits_disk_use(conn):
     first, second = alpha.image.get_image(first.id), alpha.image.get_image(second.id)
     assert second.size == first.size
     assert second.properties["base_image_ref"] == first.id
+
+
+def test_console_output_through_the_sdk(sdk_alpha):
+    server = sdk_alpha.compute.find_server("alpha-web-01", ignore_missing=False)
+    full = sdk_alpha.compute.get_server_console_output(server)["output"]
+    assert "Cloud-init v. " in full and full.endswith("\nalpha-web-01 login: ")
+    tail = sdk_alpha.compute.get_server_console_output(server, length=5)
+    assert tail == {"output": "\n".join(full.split("\n")[-5:])}
+    # The cloud layer, as `openstack console log show` and Ansible use it.
+    assert sdk_alpha.get_server_console("alpha-web-01", length=5) == tail["output"]
+    missing = sdk_alpha.compute.get_server_console_output
+    with pytest.raises(openstack.exceptions.NotFoundException):
+        missing("00000000-0000-0000-0000-000000000000")
