@@ -143,9 +143,16 @@ def step_verify_console(job: Job) -> Wait | Done | Skipped:
         return SKIPPED
     try:
         output = cloud.server_console_output(job.site.name, server_id=test["server_id"])
-    except cloud.Conflict:
-        output = ""  # no console yet: keep waiting
-    except (cloud.BadRequest, cloud.Forbidden, cloud.NotFound) as exc:
+    except (cloud.Conflict, cloud.NotFound):
+        # No console yet (Nova answers 404 while the guest is not running), or the
+        # instance is gone: look at the instance itself.
+        server = server_refresh(job.site, openstack_id=test["server_id"])
+        if server is None or server.is_deleted:
+            test["outcome"] = BootTest.Outcome.FAILED
+            test["reason"] = "the test instance vanished"
+            return Done(test["reason"])
+        output = ""
+    except (cloud.BadRequest, cloud.Forbidden) as exc:
         test["outcome"] = BootTest.Outcome.VERIFIED
         test["reason"] = f"ACTIVE; the cloud shows no console log ({exc.message})"
         test["boot_seconds"] = _seconds_since(test["booted_at"])
