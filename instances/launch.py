@@ -10,7 +10,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from images.models import Image
+from images.models import BootTest, Image
 from instances.models import Flavor, Server
 from portal.access import can_act_on, projects_visible_to
 from portal.errors import ActionRefused
@@ -49,7 +49,9 @@ def instance_names(*, prefix: str, participants: list[str], count: int) -> list[
     base = hostname_part(prefix) or "vm"
     if count == 1 and not participants:
         return [base[:MAX_NAME]]
-    labels = participants or [str(i) for i in range(1, count + 1)]
+    labels = [participant_parts(p)[0] for p in participants] or [
+        str(i) for i in range(1, count + 1)
+    ]
     names: list[str] = []
     used: set[str] = set()
     next_suffix: dict[str, int] = {}
@@ -67,6 +69,18 @@ def instance_names(*, prefix: str, participants: list[str], count: int) -> list[
         used.add(unique)
         names.append(unique)
     return names
+
+
+_EMAIL = re.compile(r"\s*<\s*([^<>\s]+@[^<>\s]+)\s*>\s*$")
+
+
+def participant_parts(line: str) -> tuple[str, str]:
+    """("Anna Example", "anna@example.org") from "Anna Example <anna@example.org>";
+    the email is optional."""
+    found = _EMAIL.search(line)
+    if not found:
+        return line.strip(), ""
+    return line[: found.start()].strip() or found.group(1), found.group(1)
 
 
 def participants_from(text: str, *, limit: int = MAX_COUNT + 1) -> list[str]:
@@ -124,6 +138,26 @@ class LaunchPlan:
     prefix: str
 
 
+def boot_tests_of(images) -> dict[tuple[int, str], BootTest]:
+    """{(site id, image id): latest boot test} for the images given, in one query."""
+    ids = {image.openstack_id for image in images}
+    return {(t.site_id, t.openstack_id): t for t in BootTest.objects.filter(openstack_id__in=ids)}
+
+
+def unbootable_check(*, image: Image, count: int, confirmed: bool) -> None:
+    """A workshop (several machines) from a snapshot that did not boot in its last
+    test needs an explicit "launch anyway"."""
+    if count <= 1 or confirmed:
+        return
+    test = boot_tests_of([image]).get((image.site_id, image.openstack_id))
+    if test is not None and test.outcome == BootTest.Outcome.FAILED:
+        raise ActionRefused(
+            f"{image.name} did not boot in its last test ({test.reason}). Tick “Launch anyway” "
+            f"to start {count} machines from it.",
+            status=409,
+        )
+
+
 def launch_check(
     *, actor, project: Project, flavor: Flavor, image: Image, prefix: str, count: int,
     participants: list[str],
@@ -165,7 +199,24 @@ def launch_check(
     return LaunchPlan(project, flavor, image, names, participants, prefix)
 
 
-def instance_launch_request(*, actor, plan: LaunchPlan, idempotency_key: str = "") -> Job:
+# Called with (job, plan) after a launch with participants was recorded; the
+# workshops app registers here (instances cannot import it: it sits above).
+launch_listeners: list = []
+
+
+def instance_launch_request(
+    *, actor, plan: LaunchPlan, idempotency_key: str = "", notify: bool = True
+) -> Job:
+    """Record the launch job; with participants, tell the listeners (unless the
+    caller is the workshop itself, adding seats)."""
+    job = _launch_job(actor=actor, plan=plan, idempotency_key=idempotency_key)
+    if plan.participants and notify:
+        for listener in launch_listeners:
+            listener(job, plan)
+    return job
+
+
+def _launch_job(*, actor, plan: LaunchPlan, idempotency_key: str) -> Job:
     return job_create(
         kind="instances.launch",
         actor=actor,

@@ -12,18 +12,21 @@ from images.models import Image
 from instances.forms import LaunchForm
 from instances.launch import (
     MAX_COUNT,
+    boot_tests_of,
     fit_problems,
     instance_launch_request,
     instance_names,
     launch_check,
     participants_from,
     quota_problem,
+    unbootable_check,
 )
 from instances.models import Flavor
 from instances.selectors import source_servers_for
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
 from portal.http import param_id, param_int
+from portal.jobs import job_repeated
 
 MAX_PREVIEW = 100
 
@@ -67,6 +70,7 @@ def _image_rows(images, *, flavor) -> list[dict]:
     """Each image with the reasons it cannot boot on `flavor` and its source instance's name."""
     images = list(images.order_by("-is_snapshot", "name"))
     sources = source_servers_for(images)
+    tests = boot_tests_of(images)
     rows = []
     for image in images:
         if flavor is not None:
@@ -75,7 +79,12 @@ def _image_rows(images, *, flavor) -> list[dict]:
             reasons = [] if image.status == "active" else [f"it is {image.status}, not active"]
         source = sources.get((image.site_id, image.source_server_openstack_id))
         rows.append(
-            {"image": image, "reasons": reasons, "source_name": source.name if source else ""}
+            {
+                "image": image,
+                "reasons": reasons,
+                "source_name": source.name if source else "",
+                "boot_test": tests.get((image.site_id, image.openstack_id)),
+            }
         )
     return rows
 
@@ -90,7 +99,17 @@ def _requested_count(data, participants: list[str]) -> int:
 
 def _launch_submit(request, form):
     """Check the posted form's plan and start the job; returns (job, refusal)."""
+    key = request.POST.get("idempotency_key", "")
+    repeated = job_repeated(actor=request.user, key=key)
+    if repeated is not None:
+        return repeated, None  # a double click: the first request started it
     try:
+        unbootable_check(
+            image=form.cleaned_data["image"],
+            count=len(participants_from(form.cleaned_data["participants"]))
+            or form.cleaned_data["count"],
+            confirmed=bool(request.POST.get("launch_unbootable")),
+        )
         plan = launch_check(
             actor=request.user,
             project=form.cleaned_data["project"],
@@ -102,7 +121,7 @@ def _launch_submit(request, form):
         )
     except ActionRefused as refused:
         return None, refused
-    job = instance_launch_request(actor=request.user, plan=plan)
+    job = instance_launch_request(actor=request.user, plan=plan, idempotency_key=key)
     messages.success(request, f"Launching {len(plan.names)} instance(s): job #{job.pk}.")
     return job, None
 

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "images",
     "instances",
     "snapshots",
+    "workshops",
 ]
 
 MIDDLEWARE = [

@@ -15,6 +15,7 @@ urlpatterns = [
     path("instances/", include("instances.urls")),
     path("images/", include("images.urls")),
     path("snapshots/", include("snapshots.urls")),
+    path("workshops/", include("workshops.urls")),
     path("admin/", admin.site.urls),
 ]
 handler400 = "portal.views.bad_request"

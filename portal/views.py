@@ -7,6 +7,7 @@ from portal.http import param_int, redirect_back
 from portal.selectors import job_get_for_user
 from portal.selectors import job_list as jobs_for
 from portal.tables import PAGE_SIZES, REMEMBERED_PAGE_SIZES, page_size_save
+from workshops.models import Workshop
 
 
 @login_required
@@ -21,7 +22,8 @@ def job_list(request):
 def job_detail(request, job_id: int):
     job = job_get_for_user(request.user, job_id)
     template = "portal/_job_progress.html" if request.htmx else "portal/job_detail.html"
-    return render(request, template, {"job": job})
+    workshop = Workshop.objects.filter(launch_job=job).first()
+    return render(request, template, {"job": job, "workshop": workshop})
 
 
 @login_required

@@ -4,9 +4,10 @@ import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef
 
+from images.models import BootTest
 from portal.filters import name_contains, quick_search, style_form
 from portal.models import Site
-from snapshots.models import BootTest, Snapshot
+from snapshots.models import Snapshot
 
 BOOT_CHOICES = [("verified", "boots"), ("failed", "does not boot"), ("untested", "not verified")]
 

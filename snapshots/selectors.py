@@ -6,9 +6,10 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
+from images.models import BootTest
 from portal.access import can_see, in_visible_projects
 from portal.models import Job
-from snapshots.models import BootTest, Snapshot
+from snapshots.models import Snapshot
 
 
 def snapshot_list(*, user, project=None) -> QuerySet[Snapshot]:

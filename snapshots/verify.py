@@ -17,7 +17,7 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from images.models import Image
+from images.models import BootTest, Image
 from images.services import image_refresh
 from instances.jobs import server_observed
 from instances.launch import quota_problem
@@ -27,7 +27,6 @@ from portal import cloud
 from portal.jobs import JOB_KEY, SKIPPED, Done, Skipped, Wait, job_key
 from portal.mirror import CREATED_BY_KEY, authorship_record
 from portal.models import Job
-from snapshots.models import BootTest
 
 # What a booted Linux prints when it is up (cloud-init's last line, or getty's
 # prompt), and what it prints when it is not.

@@ -233,3 +233,58 @@ def test_every_page_passes_the_accessibility_audit(live_demo, live_server, page)
     ):  # fmt: skip
         page.goto(f"{live_server.url}{path}")
         audit(page, path)
+
+
+def test_a_ten_participant_workshop_from_launch_to_csv_to_teardown(
+    live_demo, live_server, page, artifacts_dir
+):
+    from images.models import Image
+    from instances.models import Server
+    from workshops.models import Workshop
+
+    site = live_demo["sites"]["devcloud"]
+    # The image says how participants reach their service (an RStudio-style URL).
+    ubuntu = Image.objects.get(site=site, name="Ubuntu-22.04-LTS")
+    Image.objects.filter(pk=ubuntu.pk).update(
+        properties={**ubuntu.properties, "portal_access_url": "https://{ip}:8787/"}
+    )
+    people = [f"Teilnehmerin {n} <t{n}@example.org>" for n in range(1, 10)] + ["Jürgen Groß"]
+    log_in(page, live_server, "alice")
+    page.get_by_role("link", name="New instance").click()
+    page.get_by_label("Name", exact=True).fill("kurs")
+    page.get_by_label("Participants (one per line, workshop mode)").fill("\n".join(people))
+    page.get_by_label(re.compile(r"^de\.NBI tiny")).check()
+    page.get_by_label("Ubuntu-22.04-LTS").check()
+    expect(page.get_by_text("kurs-juergen-gross")).to_be_visible()
+    page.get_by_role("button", name="Launch").click()
+    expect(page.get_by_role("status").filter(has_text="10 active")).to_be_visible(timeout=90_000)
+    page.get_by_role("link", name="Open the workshop page of kurs").click()
+
+    expect(page.get_by_role("heading", name="Workshop kurs")).to_be_visible()
+    table = page.locator("#seat-table")
+    expect(table.get_by_role("row")).to_have_count(11)
+    expect(table.get_by_role("row").filter(has_text="Jürgen Groß")).to_contain_text(
+        "kurs-juergen-gross"
+    )
+    expect(table.get_by_role("row").filter(has_text="t1@example.org")).to_contain_text(":8787/")
+    page.screenshot(path=str(artifacts_dir / "workshop.png"), full_page=True)
+    audit(page, "workshop page")
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download participant list (CSV)").click()
+    text = Path(download.value.path()).read_text()
+    lines = text.strip().splitlines()
+    assert lines[0] == "participant,email,machine,status,ip,access"
+    assert len(lines) == 11
+    assert "Teilnehmerin 3,t3@example.org,kurs-teilnehmerin-3,ACTIVE," in text
+
+    page.get_by_role("link", name="Print handout").click()
+    expect(page.get_by_role("region", name="Jürgen Groß")).to_contain_text("kurs-juergen-gross")
+    audit(page, "handout")
+    page.go_back()
+
+    page.get_by_role("button", name="Tear down: delete every machine").click()
+    expect(page.get_by_text("Deleted 10.")).to_be_visible(timeout=90_000)
+    workshop = Workshop.objects.get(name="kurs")
+    assert workshop.teardown_job.status == "succeeded"
+    assert not Server.objects.filter(name__startswith="kurs-", deleted_at__isnull=True).exists()

@@ -10,11 +10,12 @@ import time
 
 import pytest
 
+from images.models import BootTest
 from instances.models import Server
 from portal import cloud
 from portal.jobs import jobs_recover_stuck
 from portal.models import Job
-from snapshots.models import BootTest, Snapshot
+from snapshots.models import Snapshot
 from snapshots.services import snapshot_create_request, snapshot_verify_request
 from tests.conftest import wait_for_job
 from tests.integration.test_gateway import wait_until
