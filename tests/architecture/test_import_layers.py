@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scripts.stack import ROOT
 
-PACKAGES = ("portal", "images", "instances", "snapshots", "devcloud", "scripts")
+PACKAGES = ("portal", "images", "instances", "snapshots", "workshops", "devcloud", "scripts")
 
 
 def _lint_imports(root: Path) -> subprocess.CompletedProcess:
