@@ -5,7 +5,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from instances.launch import MAX_COUNT, participants_from
+from portal.access import get_project_for_user, projects_visible_to
 from portal.errors import ActionRefused
+from portal.http import param_id
 from portal.jobs import job_repeated
 from workshops.services import (
     seat_rows,
@@ -22,9 +24,18 @@ from workshops.services import (
 @login_required
 @require_GET
 def workshop_index(request):
-    return render(
-        request, "workshops/workshop_list.html", {"workshops": workshop_list(user=request.user)}
-    )
+    """The workshops of the user's projects, or of one (`?project=`)."""
+    project_id = param_id(request.GET, "project")
+    project = get_project_for_user(request.user, project_id) if project_id else None
+    workshops = workshop_list(user=request.user)
+    if project is not None:
+        workshops = workshops.filter(project=project)
+    context = {
+        "workshops": workshops,
+        "project": project,
+        "projects": projects_visible_to(request.user).select_related("site"),
+    }
+    return render(request, "workshops/workshop_list.html", context)
 
 
 def _detail_context(request, workshop) -> dict:

@@ -111,3 +111,18 @@ def test_workshop_pages_are_for_project_members_only(
         client.post(reverse("workshops:workshop-teardown", args=[workshop.pk])).status_code == 403
     )
     assert workshop not in client.get(reverse("workshops:workshop-list")).context["workshops"]
+
+
+def test_workshops_are_listed_per_project(client, people, catalog, monkeypatch):  # noqa: F811
+    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    client.force_login(people["alice"])
+    data = {"project": people["alpha"].pk, "flavor": catalog["flavors"]["small"].pk,
+            "image": catalog["images"]["gold"].pk, "count": "1", "participants": "Anna\nBen",
+            "name": "rna-kurs"}  # fmt: skip
+    client.post(reverse("instances:instance-new"), data)
+    url = reverse("workshops:workshop-list")
+    assert [
+        w.name for w in client.get(url, {"project": people["alpha"].pk}).context["workshops"]
+    ] == ["rna-kurs"]
+    assert client.get(url, {"project": people["beta"].pk}).status_code == 403
+    assert client.get(url, {"project": "²"}).status_code == 400
