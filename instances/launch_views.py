@@ -76,11 +76,14 @@ def _launchable_snapshots(project):
     return Image.objects.filter(LIVE_SNAPSHOT, project=project, site=project.site)
 
 
-def _image_rows(images, *, flavor, chosen=None) -> tuple[list[dict], bool]:
+def _image_rows(images, *, flavor, chosen=None, snapshots=False) -> tuple[list[dict], bool]:
     """The first MAX_CHOICES images by name (and the chosen one, wherever it sorts),
     each with the reasons it cannot boot on `flavor` and its source instance's name;
     and whether more match (the page then asks the user to search)."""
-    images = list(images.order_by("name_key")[: MAX_CHOICES + 1])
+    # Each list in the order of its partial index: base images by name, snapshots
+    # by (project, name_key).
+    order = "name_key" if snapshots else "name"
+    images = list(images.order_by(order)[: MAX_CHOICES + 1])
     more = len(images) > MAX_CHOICES
     images = images[:MAX_CHOICES]
     if chosen is not None and chosen not in images:
@@ -155,6 +158,7 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
         _launchable_snapshots(project).filter(searched),
         flavor=flavor,
         chosen=image if image is not None and image.is_snapshot else None,
+        snapshots=True,
     )
     return {
         "form": form,
