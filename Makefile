@@ -43,6 +43,7 @@ migrations-check: install
 bench: install
 	$(PY) bench/sync_bench.py
 	$(PY) bench/workshop_bench.py
+	$(PY) bench/pages_bench.py
 
 # Jobs under injected faults, worker and Redis kills; prints its figures (~3 min).
 chaos: install

@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from images.models import Image
+from images.models import LIVE_BASE, LIVE_SNAPSHOT, Image
 from instances.forms import LaunchForm
 from instances.launch import (
     MAX_COUNT,
@@ -25,10 +25,15 @@ from instances.models import Flavor
 from instances.selectors import source_servers_for
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
+from portal.filters import name_q
 from portal.http import param_id, param_int
 from portal.jobs import job_repeated
 
 MAX_PREVIEW = 100
+
+# Images and snapshots listed per tab; a project with thousands of snapshots
+# searches them by name instead of receiving every one (~700 KB of HTML).
+MAX_CHOICES = 50
 
 FLAVOR_GROUPS = [
     ("Small (up to 4 GiB RAM)", 4 * 1024),
@@ -59,16 +64,33 @@ def _choice(queryset, data, name: str):
 def _launchable_images(project):
     """Images and snapshots the project may boot: public base images, its own
     base images, and its own snapshots."""
-    return Image.objects.filter(site=project.site, deleted_at__isnull=True).filter(
-        Q(is_snapshot=False, visibility__in=("public", "community"))
-        | Q(is_snapshot=False, project=project)
-        | Q(is_snapshot=True, project=project)
+    return _launchable_base_images(project) | _launchable_snapshots(project)
+
+
+def _launchable_base_images(project):
+    return Image.objects.filter(LIVE_BASE, site=project.site).filter(
+        Q(visibility__in=("public", "community")) | Q(project=project)
     )
 
 
-def _image_rows(images, *, flavor) -> list[dict]:
-    """Each image with the reasons it cannot boot on `flavor` and its source instance's name."""
-    images = list(images.order_by("-is_snapshot", "name"))
+def _launchable_snapshots(project):
+    # Written as the partial index's condition plus the project: the index
+    # (project, name_key) then yields the first names of one project directly.
+    return Image.objects.filter(LIVE_SNAPSHOT, project=project, site=project.site)
+
+
+def _image_rows(images, *, flavor, chosen=None, snapshots=False) -> tuple[list[dict], bool]:
+    """The first MAX_CHOICES images by name (and the chosen one, wherever it sorts),
+    each with the reasons it cannot boot on `flavor` and its source instance's name;
+    and whether more match (the page then asks the user to search)."""
+    # Each list in the order of its partial index: base images by name, snapshots
+    # by (project, name_key).
+    order = "name_key" if snapshots else "name"
+    images = list(images.order_by(order)[: MAX_CHOICES + 1])
+    more = len(images) > MAX_CHOICES
+    images = images[:MAX_CHOICES]
+    if chosen is not None and chosen not in images:
+        images.insert(0, chosen)
     sources = source_servers_for(images)
     tests = boot_tests_of(images)
     rows = []
@@ -86,7 +108,7 @@ def _image_rows(images, *, flavor) -> list[dict]:
                 "boot_test": tests.get((image.site_id, image.openstack_id)),
             }
         )
-    return rows
+    return rows, more
 
 
 def _requested_count(data, participants: list[str]) -> int:
@@ -135,10 +157,9 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
     flavor = _choice(flavors, data, "flavor")
     image = _choice(images, data, "image")
     shown_flavors = flavors.filter(name__icontains=flavor_q) if flavor_q else flavors
-    shown_images = images.filter(name_key__contains=image_q.casefold()) if image_q else images
-    if image is not None and not shown_images.filter(pk=image.pk).exists():
-        # The chosen image stays visible even when the name filter excludes it.
-        shown_images = images.filter(Q(pk=image.pk) | Q(name_key__contains=image_q.casefold()))
+    # By name prefix ("*" in front: anywhere in the name), answered by an index;
+    # the chosen image stays visible even when the filter excludes it.
+    searched = name_q(image_q) if image_q.lstrip("*") else Q()
     participants = participants_from(data.get("participants", ""))
     too_many = len(participants) > MAX_COUNT
     participants = participants[:MAX_COUNT]
@@ -147,8 +168,17 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
     names = instance_names(
         prefix=prefix or (image.name if image else ""), participants=participants, count=count
     )
-    base_rows = _image_rows(shown_images.filter(is_snapshot=False), flavor=flavor)
-    snapshot_rows = _image_rows(shown_images.filter(is_snapshot=True), flavor=flavor)
+    base_rows, more_base = _image_rows(
+        _launchable_base_images(project).filter(searched),
+        flavor=flavor,
+        chosen=image if image is not None and not image.is_snapshot else None,
+    )
+    snapshot_rows, more_snapshots = _image_rows(
+        _launchable_snapshots(project).filter(searched),
+        flavor=flavor,
+        chosen=image if image is not None and image.is_snapshot else None,
+        snapshots=True,
+    )
     return {
         "form": form,
         "projects": projects,
@@ -158,6 +188,9 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
         "image": image,
         "base_images": base_rows,
         "snapshots": snapshot_rows,
+        "more_base_images": more_base,
+        "more_snapshots": more_snapshots,
+        "max_choices": MAX_CHOICES,
         # Why each image cannot boot on the chosen flavor, for the page to apply
         # without replacing the inputs (see _launch_form.html).
         "fit": {

@@ -38,6 +38,8 @@ def gib_text(mib: int) -> str:
     return f"{mib / 1024:g} GiB ({mib:,} MiB)"
 
 
+LIVE_SERVER = models.Q(deleted_at__isnull=True)
+
 # Statuses a server leaves by itself: rows in them refresh themselves.
 TRANSITIONAL_STATUSES = {"BUILD", "REBOOT", "HARD_REBOOT", "RESIZE", "MIGRATING", "REBUILD"}
 
@@ -94,6 +96,17 @@ class Server(MirrorRow):
         ordering = ["-created_at", "name"]
         constraints = [
             models.UniqueConstraint(fields=["site", "openstack_id"], name="server_unique_per_site")
+        ]
+        # The overview reads existing servers newest first (everyone's or some
+        # projects'), and rows by id without their site.
+        indexes = [
+            models.Index(fields=["openstack_id"], name="server_openstack_id"),
+            models.Index(
+                fields=["created_at", "name"], condition=LIVE_SERVER, name="server_live_created"
+            ),
+            models.Index(
+                fields=["project", "created_at"], condition=LIVE_SERVER, name="server_live_project"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -17,19 +17,75 @@ def style_form(form: forms.Form) -> forms.Form:
 
 def quick_search(queryset: QuerySet, value: str, *, contains: tuple[str, ...]) -> QuerySet:
     """Rows whose OpenStack id starts with `value` (people paste whole ids or the
-    first characters of one), whose case-folded name contains it, or whose
-    `contains` fields contain it."""
+    first characters of one), whose case-folded name starts with it ("*" in front:
+    contains it), or whose `contains` fields contain it.
+
+    Every term is answered by an index at any mirror size: the id and name by
+    prefix, and the `contains` fields (a project's name, a creator's username:
+    small tables) by first finding the few matching related rows, then their ids.
+    """
     value = value.strip()
     if not value:
         return queryset
-    wanted = Q(openstack_id__istartswith=value) | Q(name_key__contains=value.casefold())
+    wanted = id_prefix_q(value) | name_q(value)
+    term = value.lstrip(CONTAINS_MARK).strip()
     for field_name in contains:
-        wanted |= Q(**{f"{field_name}__icontains": value})
+        relation, _, column = field_name.partition("__")
+        related = queryset.model._meta.get_field(relation).related_model
+        matching = related._default_manager.filter(**{f"{column}__icontains": term})
+        wanted |= Q(**{f"{relation}_id__in": matching.values("pk")})
     return queryset.filter(wanted)
+
+
+def id_prefix_q(value: str) -> Q:
+    """The OpenStack id starts with `value`. Nova and Glance ids are lower-case
+    UUIDs, so the pasted text is lower-cased and matched by the id index."""
+    return prefix_q("openstack_id", value.strip().lower())
 
 
 def name_contains(queryset: QuerySet, name: str, value: str) -> QuerySet:
     """A django-filter method: the case-folded name contains `value`, the same on
-    SQLite and PostgreSQL (also for "Ü" and "ß")."""
-    value = value.strip()
+    SQLite and PostgreSQL (also for "Ü" and "ß"). A scan: for short lists only
+    (the base image catalog); long ones use `name_starts`."""
+    value = value.strip().lstrip(CONTAINS_MARK).strip()
     return queryset.filter(name_key__contains=value.casefold()) if value else queryset
+
+
+def name_starts(queryset: QuerySet, name: str, value: str) -> QuerySet:
+    """A django-filter method: the case-folded name starts with `value` (an index
+    answers it at any size), or contains it when written "*value"."""
+    value = value.strip()
+    return queryset.filter(name_q(value)) if value.lstrip(CONTAINS_MARK) else queryset
+
+
+# A search term starting with this matches anywhere in the name (a scan of every
+# row the page could show); without it, names match from their start, which an
+# index answers at any size.
+CONTAINS_MARK = "*"
+
+
+def prefix_q(field_name: str, value: str) -> Q:
+    """Rows whose `field_name` starts with `value`, answered by the column's index.
+
+    SQLite's LIKE folds ASCII case, so it cannot use a (binary) index; on SQLite
+    the prefix becomes a range [value, value with its last character bumped),
+    which is exactly the strings starting with `value` in SQLite's byte order.
+    PostgreSQL answers LIKE 'value%' from the `_like` (pattern_ops) index Django
+    creates for indexed text columns; a range there would follow the collation,
+    not the bytes, and miss rows.
+    """
+    from django.db import connection
+
+    if connection.vendor != "sqlite" or not value:
+        return Q(**{f"{field_name}__startswith": value})
+    upper = value[:-1] + chr(ord(value[-1]) + 1)
+    return Q(**{f"{field_name}__gte": value, f"{field_name}__lt": upper})
+
+
+def name_q(value: str) -> Q:
+    """The case-folded name starts with `value` (indexed), or contains it when the
+    user starts the term with "*" (e.g. "*22.04"): the documented slow fallback."""
+    value = value.strip()
+    if value.startswith(CONTAINS_MARK):
+        return Q(name_key__contains=value[len(CONTAINS_MARK) :].strip().casefold())
+    return prefix_q("name_key", value.casefold())

@@ -14,7 +14,7 @@ from django.utils import timezone
 from images.services import images_sync
 from instances.services import flavors_sync, quotas_sync, servers_sync
 from portal import cloud
-from portal.mirror import projects_sync
+from portal.mirror import planner_statistics_refresh, projects_sync
 from portal.models import Site
 
 log = logging.getLogger(__name__)
@@ -61,4 +61,6 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
     site.save(
         update_fields=["last_sync_at", "last_full_sync_at", "unreachable_since", "last_error"]
     )
+    if since is None:
+        planner_statistics_refresh()
     return {"full": since is None, "flavors": flavors, "servers": servers, "images": images}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.paginator import EmptyPage, PageNotAnInteger
+from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.db.models import QuerySet
+from django.utils.functional import cached_property
 from django_tables2 import RequestConfig, Table
 
 from portal.models import Preference
@@ -37,15 +39,46 @@ def page_size_save(*, user, key: str, size: int) -> None:
     Preference.objects.update_or_create(user=user, key=f"{key}.per_page", defaults={"value": size})
 
 
+# Tables count their rows exactly up to this many; past it the page says "more
+# than 1,000" and offers that many pages: counting 100,000 matches on every view
+# would cost more than the rest of the page.
+COUNT_EXACT_UP_TO = 1000
+
+
+class CappedCountPaginator(Paginator):
+    """A paginator whose count stops at COUNT_EXACT_UP_TO + 1 (one bounded
+    COUNT over a LIMIT subquery, cheap at any table size); `count_text` says
+    which it is."""
+
+    cap = COUNT_EXACT_UP_TO
+
+    @cached_property
+    def count(self) -> int:
+        rows = self.object_list
+        queryset = getattr(getattr(rows, "data", None), "data", rows)
+        if isinstance(queryset, QuerySet):
+            return queryset[: self.cap + 1].count()
+        return len(rows)
+
+    @property
+    def is_capped(self) -> bool:
+        return self.count > self.cap
+
+    @property
+    def count_text(self) -> str:
+        return f"more than {self.cap:,}" if self.is_capped else f"{self.count:,}"
+
+
 def table_configure(request, table: Table, *, per_page: int) -> Table:
     """Sort and paginate; a page number past the end shows the last page, not a 404."""
     # django-tables2 would take any `per_page` from the query string; we have
     # already validated it, so point its own lookup at a name nobody sends.
     table.per_page_field = "_tables2_per_page"
+    paginate = {"per_page": per_page, "paginator_class": CappedCountPaginator}
     try:
-        RequestConfig(request, paginate={"per_page": per_page}).configure(table)
+        RequestConfig(request, paginate=paginate).configure(table)
     except (EmptyPage, PageNotAnInteger):
-        table.paginate(page=1, per_page=per_page)
+        table.paginate(page=1, **paginate)
     return table
 
 

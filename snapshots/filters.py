@@ -5,8 +5,8 @@ from django import forms
 from django.db.models import Exists, OuterRef
 
 from images.models import BootTest
-from portal.filters import name_contains, quick_search, style_form
-from portal.models import Site
+from portal.filters import id_prefix_q, name_starts, quick_search, style_form
+from portal.models import Project, Site
 from snapshots.models import Snapshot
 
 BOOT_CHOICES = [("verified", "boots"), ("failed", "does not boot"), ("untested", "not verified")]
@@ -25,10 +25,12 @@ class SnapshotFilterSet(django_filters.FilterSet):
         label="Quick search",
         widget=forms.TextInput(attrs={"placeholder": "Name, project or OpenStack ID"}),
     )
-    name = django_filters.CharFilter(method=name_contains, label="Name")
-    project_name = django_filters.CharFilter(
-        field_name="project__name", lookup_expr="icontains", label="Project name"
+    name = django_filters.CharFilter(
+        method=name_starts,
+        label="Name",
+        widget=forms.TextInput(attrs={"placeholder": "Start of the name; *text: anywhere"}),
     )
+    project_name = django_filters.CharFilter(method="filter_project_name", label="Project name")
     openstack_id = django_filters.CharFilter(method="filter_openstack_id", label="OpenStack ID")
     status = django_filters.ChoiceFilter(choices=STATUS_CHOICES, empty_label="Any status")
     site = django_filters.ModelChoiceFilter(queryset=Site.objects.all(), empty_label="All sites")
@@ -54,7 +56,11 @@ class SnapshotFilterSet(django_filters.FilterSet):
 
     def filter_openstack_id(self, queryset, name, value):
         # People paste whole ids or the first characters of one.
-        return queryset.filter(openstack_id__istartswith=value.strip())
+        return queryset.filter(id_prefix_q(value))
+
+    def filter_project_name(self, queryset, name, value):
+        # Projects are few: find them first, then their snapshots by the project index.
+        return queryset.filter(project__in=Project.objects.filter(name__icontains=value.strip()))
 
     def filter_quick(self, queryset, name, value):
         return quick_search(queryset, value, contains=("project__name",))

@@ -113,7 +113,7 @@ document.addEventListener("htmx:beforeRequest", (event) => {
 document.addEventListener("input", (event) => {
   const input = event.target.closest("[data-filter-list]");
   if (!input) return;
-  const wanted = input.value.trim().toLowerCase();
+  const wanted = input.value.trim().replace(/^\*/, "").trim().toLowerCase();
   document.querySelectorAll(`${input.dataset.filterList} [data-name]`).forEach((row) => {
     row.hidden = wanted !== "" && !row.dataset.name.includes(wanted);
   });

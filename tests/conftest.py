@@ -28,6 +28,14 @@ def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def empty_cache():
+    # Pages cache a few aggregates for seconds (images.selectors): per test, none.
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def devcloud_pair(tmp_path_factory):
     """Two devcloud sites (primary and secondary) and a clouds.yaml naming both."""

@@ -51,10 +51,15 @@ def test_it_lists_only_snapshots_of_my_projects(client, people, snaps):
 @pytest.mark.parametrize(
     ("params", "expected"),
     [
-        ({"name": "gold"}, ["alpha-gold"]),
+        # Names match from their start (an index answers it at 100,000 snapshots);
+        # "*" in front searches anywhere in the name.
+        ({"name": "Alpha-G"}, ["alpha-gold"]),
+        ({"name": "gold"}, []),
+        ({"name": "*gold"}, ["alpha-gold"]),
         ({"project_name": "alp"}, ["alpha-gold", "alpha-nightly", "alpha-old"]),
-        ({"q": "nightly"}, ["alpha-nightly"]),
-        ({"status": "active", "name": "a-old"}, ["alpha-old"]),
+        ({"q": "alpha-n"}, ["alpha-nightly"]),
+        ({"q": "*nightly"}, ["alpha-nightly"]),
+        ({"status": "active", "name": "*a-old"}, ["alpha-old"]),
         ({"status": "killed"}, []),
         ({"sort": "name"}, ["alpha-gold", "alpha-nightly", "alpha-old"]),
         ({"sort": "-name"}, ["alpha-old", "alpha-nightly", "alpha-gold"]),

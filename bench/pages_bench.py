@@ -1,0 +1,301 @@
+"""Do the pages cost the same on a facility-sized mirror as on a small one?
+
+Seeds two throwaway databases straight into the mirror tables (what a sync
+would have written; no cloud is involved, pages never call one): a small
+mirror (10 instances, 100 snapshots) and a big one (10,000 instances, 100,000
+snapshots), both with the same 20 base images per site, ten projects, half of
+everything in `alpha`. Then renders every page and htmx partial through
+Django's test client as alpha's project admin and as the superuser, one warm-up
+and the median of --runs, counting SQL queries. Prints big/small per page with
+its goal (≤ 2×, equal query counts) and exits non-zero when one misses.
+
+    make bench
+    .venv/bin/python bench/pages_bench.py --runs 3
+    DATABASE_URL=postgres://portal:portal@127.0.0.1:5432/portal .venv/bin/python bench/pages_bench.py
+
+Each size runs in its own process (its own database: a SQLite file, or on
+PostgreSQL a database `<name>_bench_<size>` created and dropped by the bench).
+A page slower than --slow seconds on its warm-up is timed once, not --runs
+times, so a page that does not scale cannot make the bench run for an hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GOAL_RATIO = 2.0
+PROJECTS = 10
+BASE_IMAGES = 20  # per site, in both sizes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", default="10,100", help="instances,snapshots")
+    parser.add_argument("--big", default="10000,100000", help="instances,snapshots")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--slow", type=float, default=3.0)
+    parser.add_argument("--only", default="", help="run pages whose label contains this")
+    parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+
+    work = Path(tempfile.mkdtemp(prefix="pages-bench-"))
+    url = os.environ.get("DATABASE_URL", "")
+    engine = "PostgreSQL" if url.startswith("postgres") else "SQLite"
+    results = {}
+    for size in ("small", "big"):
+        servers, snapshots = (int(n) for n in getattr(args, size).split(","))
+        if engine == "PostgreSQL":
+            db_url = _pg_database(url, f"bench_{size}")
+        else:
+            db_url = f"sqlite:///{work / f'{size}.sqlite3'}"
+        env = dict(os.environ, DATABASE_URL=db_url, DEBUG="1", PORTAL_VAR_DIR=str(work),
+                   LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="portal.settings")  # fmt: skip
+        started = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", f"{servers},{snapshots}", "--runs",
+             str(args.runs), "--slow", str(args.slow), "--only", args.only],
+            cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True,
+        ).stdout  # fmt: skip
+        results[size] = json.loads(out.strip().splitlines()[-1])
+        print(f"{size}: {servers:,} instances, {snapshots:,} snapshots "
+              f"({time.perf_counter() - started:.0f}s with seeding)", flush=True)  # fmt: skip
+        if engine == "PostgreSQL":
+            _pg_drop(url, f"bench_{size}")
+    return report(results, engine)
+
+
+def report(results: dict, engine: str) -> int:
+    small, big = results["small"], results["big"]
+    print(f"\npages on {engine}: median of runs, big mirror / small mirror; "
+          f"goal ≤ {GOAL_RATIO:g}× and equal query counts")  # fmt: skip
+    print(f"{'page':<46} {'small ms':>9} {'big ms':>9} {'ratio':>7} {'queries':>9} {'KB big':>7}")
+    missed = []
+    for label, s in small.items():
+        b = big[label]
+        ratio = b["ms"] / s["ms"]
+        ok = ratio <= GOAL_RATIO and s["queries"] == b["queries"] and b["status"] == s["status"]
+        if not ok:
+            missed.append(label)
+        queries = f"{s['queries']}/{b['queries']}"
+        print(f"{label:<46} {s['ms']:9.1f} {b['ms']:9.1f} {ratio:6.1f}× {queries:>9} "
+              f"{b['kb']:7.0f}  {'ok' if ok else 'MISSED'}")  # fmt: skip
+    print(f"\n{len(small) - len(missed)} of {len(small)} pages within the goal")
+    return 1 if missed else 0
+
+
+def _pg_database(url: str, suffix: str) -> str:
+    """Create a fresh database next to the one `url` names; return its URL."""
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    target = f"{name}_{suffix}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{target}"')
+        conn.execute(f'CREATE DATABASE "{target}"')
+    return f"{base}/{target}"
+
+
+def _pg_drop(url: str, suffix: str) -> None:
+    import psycopg
+
+    name = url.rpartition("/")[2]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}_{suffix}"')
+
+
+# --- the child: one database, one size -------------------------------------------
+
+
+def child(args) -> int:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    servers, snapshots = (int(n) for n in args.child.split(","))
+    world = seed(servers, snapshots)
+    pages = page_list(world)
+    results = {}
+    for label, who, path, headers in pages:
+        if args.only and args.only not in label:
+            continue
+        results[label] = measure(world[who], path, headers, runs=args.runs, slow=args.slow)
+        print(f"  {label:<46} {results[label]['ms']:9.1f} ms", file=sys.stderr, flush=True)
+    print(json.dumps(results))
+    return 0
+
+
+def seed(n_servers: int, n_snapshots: int) -> dict:
+    """Mirror rows as a sync writes them, in bulk."""
+    import uuid
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from images.models import Image
+    from instances.models import Flavor, Server
+    from portal.models import Membership, Project, Site
+
+    User = get_user_model()
+    alice = User.objects.create_user("alice", "alice@example.org", "x")
+    admin = User.objects.create_superuser("admin", "admin@example.org", "x")
+    sites = [Site.objects.create(name="devcloud", display_name="Bielefeld"),
+             Site.objects.create(name="devcloud2", display_name="Heidelberg")]  # fmt: skip
+    projects = [
+        Project.objects.create(site=sites[0] if i < 7 else sites[1], openstack_id=f"p-{i:02d}",
+                               name="alpha" if i == 0 else f"project-{i:02d}",
+                               quota_instances=100000, quota_cores=100000, quota_ram_mib=1 << 40)
+        for i in range(PROJECTS)
+    ]  # fmt: skip
+    Membership.objects.create(user=alice, project=projects[0], role="admin")
+    for site in sites:
+        Flavor.objects.bulk_create(
+            Flavor(site=site, openstack_id=f"f-{ram}", name=f"de.NBI {ram}", vcpus=2,
+                   ram_mib=ram * 1024, disk_gb=50)
+            for ram in (2, 4, 16, 64, 512)
+        )  # fmt: skip
+    now = timezone.now()
+    bases = {site.pk: [] for site in sites}
+    rows = []
+    for site in sites:
+        for i in range(BASE_IMAGES):
+            image_id = f"base-{site.pk}-{i:02d}-{uuid.uuid4()}"
+            bases[site.pk].append(image_id)
+            rows.append(Image(
+                site=site, openstack_id=image_id, name=f"Ubuntu-{i:02d}.04", name_key=f"ubuntu-{i:02d}.04",
+                status="active", visibility="public", size=1 << 30, min_disk=20, checksum=f"c{i}",
+                tags=["base"], properties={"os_distro": "ubuntu", "os_version": f"{i}.04"},
+                created_at=now - timedelta(days=400),
+            ))  # fmt: skip
+    Image.objects.bulk_create(rows, batch_size=1000)
+
+    def project_of(i: int) -> Project:
+        # Half of everything in alpha, the rest spread over the other projects.
+        return projects[0] if i % 2 == 0 else projects[1 + (i // 2) % (PROJECTS - 1)]
+
+    server_rows = []
+    for i in range(n_servers):
+        project = project_of(i)
+        name = f"vm-{i:05d}"
+        server_rows.append(Server(
+            site=project.site, openstack_id=str(uuid.UUID(int=i + 1)), name=name, name_key=name,
+            project=project, project_openstack_id=project.openstack_id,
+            status="ACTIVE" if i % 5 else "SHUTOFF", power_state=1, vm_state="active",
+            flavor_name="de.NBI 4", flavor_vcpus=2, flavor_ram_mib=4096, flavor_disk_gb=50,
+            image_openstack_id=bases[project.site_id][i % BASE_IMAGES],
+            addresses=[f"10.0.{i // 250 % 250}.{i % 250}"], created_at=now - timedelta(minutes=i),
+        ))  # fmt: skip
+    Server.objects.bulk_create(server_rows, batch_size=1000)
+    servers = list(Server.objects.values_list("openstack_id", "site_id", "project_id"))
+    image_rows = []
+    for i in range(n_snapshots):
+        server_id, site_id, project_id = servers[i % len(servers)]
+        project = projects[[p.pk for p in projects].index(project_id)]
+        name = f"snap-{project.name}-{i:06d}"
+        image_rows.append(Image(
+            site_id=site_id, openstack_id=str(uuid.UUID(int=(1 << 64) + i)), name=name,
+            name_key=name, status="active", visibility="private", project=project,
+            owner_openstack_id=project.openstack_id, size=1 << 30, min_disk=20, checksum=f"s{i}",
+            is_snapshot=True, source_server_openstack_id=server_id,
+            base_image_openstack_id=bases[site_id][i % BASE_IMAGES],
+            properties={"image_type": "snapshot"}, created_at=now - timedelta(seconds=i * 30),
+        ))  # fmt: skip
+        if len(image_rows) == 5000:
+            Image.objects.bulk_create(image_rows, batch_size=1000)
+            image_rows = []
+    Image.objects.bulk_create(image_rows, batch_size=1000)
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        # autovacuum would analyze the fresh tables within a minute; do not wait.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    # What the first full sync does after writing the mirror (a sampled ANALYZE on SQLite).
+    from portal.mirror import planner_statistics_refresh
+
+    planner_statistics_refresh()
+    alpha_server = Server.objects.filter(project=projects[0]).order_by("pk").first()
+    return {"alice": alice, "admin": admin, "alpha": projects[0], "server": alpha_server}
+
+
+def page_list(world: dict) -> list[tuple[str, str, str, dict]]:
+    htmx = {"HTTP_HX_REQUEST": "true"}
+    alpha = world["alpha"].pk
+    server = world["server"].pk
+    pages = []
+    for who in ("alice", "admin"):
+        pages += [
+            (f"{who} /instances/", who, "/instances/?per_page=10", {}),
+            (f"{who} /instances/ htmx", who, "/instances/?per_page=10", htmx),
+            (f"{who} /instances/?q=vm-0000", who, "/instances/?q=vm-0000", htmx),
+            (f"{who} /instances/?q=<id prefix>", who, "/instances/?q=00000000-0000-0000-0000-00000000000", htmx),
+            (f"{who} /instances/?status=SHUTOFF", who, "/instances/?status=SHUTOFF&filtered=1&per_page=10", htmx),
+            (f"{who} /instances/<id>/", who, f"/instances/{server}/", {}),
+            (f"{who} /instances/<id>/row/", who, f"/instances/{server}/row/", htmx),
+            (f"{who} /instances/new/", who, f"/instances/new/?project={alpha}", {}),
+            (f"{who} /instances/new/ htmx", who, f"/instances/new/?project={alpha}&tab=snapshots", htmx),
+            (f"{who} /instances/new/?image_q=<name>", who, f"/instances/new/?project={alpha}&image_q=snap-alpha-00000", htmx),
+            (f"{who} /images/", who, "/images/", {}),
+            (f"{who} /images/ htmx", who, "/images/?name=ubuntu-1", htmx),
+            (f"{who} /snapshots/", who, "/snapshots/?per_page=10", {}),
+            (f"{who} /snapshots/ htmx", who, "/snapshots/?per_page=10", htmx),
+            (f"{who} /snapshots/?sort=name", who, "/snapshots/?per_page=10&sort=name", htmx),
+            (f"{who} /snapshots/?name=snap-alpha-00000", who, "/snapshots/?name=snap-alpha-00000", htmx),
+            (f"{who} /snapshots/?q=snap-alpha-00000", who, "/snapshots/?q=snap-alpha-00000", htmx),
+            (f"{who} /snapshots/?openstack_id=<prefix>", who, "/snapshots/?openstack_id=00000000-0000-0001-0000-00000000000", htmx),
+            (f"{who} /snapshots/?status=active", who, "/snapshots/?status=active&per_page=10", htmx),
+            (f"{who} /snapshots/project/alpha/", who, f"/snapshots/project/{alpha}/?per_page=10", {}),
+            (f"{who} delete select all matching (confirm)", who, "/snapshots/delete/?all_matching=1", {}),
+            (f"{who} delete all matching ?name=snap-alpha", who, "/snapshots/delete/?all_matching=1&name=snap-alpha", {}),
+            (f"{who} /jobs/", who, "/jobs/", {}),
+        ]  # fmt: skip
+    return pages
+
+
+def measure(user, path: str, headers: dict, *, runs: int, slow: float) -> dict:
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    client.force_login(user)
+    times = []
+    queries = 0
+    response = None
+    for run in range(runs + 1):
+        with CaptureQueriesContext(connection) as captured:
+            t0 = time.perf_counter()
+            response = client.get(path, **headers)
+            seconds = time.perf_counter() - t0
+        queries = len(captured.captured_queries)
+        if run == 0:  # warm-up (templates, caches)
+            if seconds > slow:
+                times.append(seconds)
+                break
+            continue
+        times.append(seconds)
+    return {
+        "ms": statistics.median(times) * 1000,
+        "queries": queries,
+        "status": response.status_code,
+        "kb": len(response.content) / 1024,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The list pages' queries are answered by indexes (EXPLAIN), so they cost the
+same at 100,000 snapshots as at 100 (bench/pages_bench.py times them)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from images.models import Image
+from instances.models import Server
+from instances.selectors import image_names_for
+from portal.filters import id_prefix_q, name_q
+from portal.mirror import planner_statistics_refresh
+from snapshots.selectors import snapshot_list
+from tests.factories import make_image, make_server
+
+pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite plans")
+
+
+def plan(queryset) -> str:
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+        return " | ".join(row[-1] for row in cursor.fetchall())
+
+
+@pytest.fixture
+def mirror(people):
+    server = make_server(project=people["alpha"])
+    for _ in range(30):
+        make_server(project=people["beta"])
+    for n in range(30):
+        make_image(site=people["site"], project=people["alpha"], snapshot=True, name=f"s-{n}")
+        make_image(site=people["site"], project=people["beta"], snapshot=True, name=f"t-{n}")
+    planner_statistics_refresh()
+    return server
+
+
+def test_snapshot_list_walks_the_partial_index_newest_first(people, mirror):
+    rows = snapshot_list(user=people["admin"]).order_by("-created_at")[:25]
+    assert "image_snap_created" in plan(rows)
+    assert "TEMP B-TREE" not in plan(rows)
+
+
+def test_a_project_snapshot_list_walks_its_project_index(people, mirror):
+    rows = snapshot_list(user=people["alice"], project=people["alpha"]).order_by("-created_at")
+    assert "image_snap_project" in plan(rows[:25])
+
+
+def test_name_and_id_filters_are_prefix_searches_on_an_index(people, mirror):
+    by_name = Image.objects.filter(name_q("S-1"))
+    assert "name_key" in plan(by_name) and "SCAN images_image" not in plan(by_name)
+    by_id = Image.objects.filter(id_prefix_q("ABCDEF"))
+    assert "image_openstack_id" in plan(by_id)
+    assert set(Image.objects.filter(name_q("S-1")).values_list("name", flat=True)) == {
+        "s-1",
+        *(f"s-{n}" for n in range(10, 20)),
+    }
+    assert Image.objects.filter(name_q("*-29")).count() == 2  # "*": anywhere in the name
+
+
+def test_image_names_look_ids_up_in_the_id_index(people, mirror):
+    rows = Image.objects.filter(openstack_id__in=["a", "b"]).order_by()
+    assert "image_openstack_id" in plan(rows)
+    assert image_names_for([mirror]) == {}
+
+
+def test_the_overview_walks_the_live_servers_index(people, mirror):
+    rows = Server.objects.filter(deleted_at__isnull=True).order_by("-created_at", "name")[:25]
+    # Either created_at index: rows come in date order, never all sorted first.
+    assert "created" in plan(rows) and "TEMP B-TREE FOR ORDER BY" not in plan(rows)
