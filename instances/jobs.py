@@ -25,6 +25,7 @@ from portal.jobs import (
     Step,
     StepFailed,
     Wait,
+    deletion_summary,
     job_key,
     job_kind_register,
 )
@@ -358,28 +359,11 @@ def step_delete_servers(job: Job) -> Wait | None:
 
 
 def step_delete_servers_summary(job: Job) -> None:
-    outcomes = job.state.get("outcomes", {})
-    names = {item["id"]: item["name"] for item in job.params["servers"]}
-    deleted = [names[i] for i, o in outcomes.items() if o == "deleted"]
-    failed = [f"{names[i]} ({o.removeprefix('failed: ')})" for i, o in outcomes.items() if o != "deleted"]  # fmt: skip
-    skipped = [f"{s['name']} ({s['reason']})" for s in job.params.get("skipped", [])]
-    parts = [f"Deleted {len(deleted)}"]
-    if skipped:
-        parts.append(f"skipped {len(skipped)}: " + "; ".join(skipped))
-    if failed:
-        parts.append(f"failed {len(failed)}: " + "; ".join(failed))
-    job.result.update(
-        {
-            "summary": ", ".join(parts) + ".",
-            "deleted": deleted,
-            "failed": failed,
-            "skipped": skipped,
-        }
-    )
+    result = deletion_summary(job, job.params["servers"])
     if job.project_id:
         project_quota_refresh(job.project)
-    if failed and not deleted:
-        raise StepFailed(job.result["summary"])
+    if result["failed"] and not result["deleted"]:
+        raise StepFailed(result["summary"])
     return None
 
 

@@ -433,3 +433,30 @@ def undo_details(job: Job) -> list[str]:
         for record in job.steps
         if record.get("phase") == "undo" and record["status"] == "done" and record["detail"]
     ]
+
+
+def deletion_summary(job: Job, items: list[dict]) -> dict:
+    """Record what a delete job did with `items` ({"id", "name"}), from the outcomes
+    its delete step wrote to job.state and the skips it was given: "Deleted 3,
+    skipped 1: x (reason), failed 1: y (why)." Returns job.result."""
+    outcomes = job.state.get("outcomes", {})
+    names = {item["id"]: item["name"] for item in items}
+    deleted = [names[i] for i, o in outcomes.items() if o == "deleted"]
+    failed = [
+        f"{names[i]} ({o.removeprefix('failed: ')})" for i, o in outcomes.items() if o != "deleted"
+    ]
+    skipped = [f"{s['name']} ({s['reason']})" for s in job.params.get("skipped", [])]
+    parts = [f"Deleted {len(deleted)}"]
+    if skipped:
+        parts.append(f"skipped {len(skipped)}: " + "; ".join(skipped))
+    if failed:
+        parts.append(f"failed {len(failed)}: " + "; ".join(failed))
+    job.result.update(
+        {
+            "summary": ", ".join(parts) + ".",
+            "deleted": deleted,
+            "failed": failed,
+            "skipped": skipped,
+        }
+    )
+    return job.result

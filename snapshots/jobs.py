@@ -45,6 +45,7 @@ from portal.jobs import (
     Step,
     StepFailed,
     Wait,
+    deletion_summary,
     job_key,
     job_kind_register,
     undo_details,
@@ -394,26 +395,7 @@ def step_delete(job: Job) -> Wait | None:
 
 
 def step_delete_summary(job: Job) -> None:
-    outcomes = job.state.get("outcomes", {})
-    names = {item["id"]: item["name"] for item in job.params["images"]}
-    deleted = [names[i] for i, o in outcomes.items() if o == "deleted"]
-    failed = [
-        f"{names[i]} ({o.removeprefix('failed: ')})" for i, o in outcomes.items() if o != "deleted"
-    ]
-    skipped = [f"{s['name']} ({s['reason']})" for s in job.params.get("skipped", [])]
-    parts = [f"Deleted {len(deleted)}"]
-    if skipped:
-        parts.append(f"skipped {len(skipped)}: " + "; ".join(skipped))
-    if failed:
-        parts.append(f"failed {len(failed)}: " + "; ".join(failed))
-    job.result.update(
-        {
-            "summary": ", ".join(parts) + ".",
-            "deleted": deleted,
-            "failed": failed,
-            "skipped": skipped,
-        }
-    )
+    deletion_summary(job, job.params["images"])
     return None
 
 

@@ -81,7 +81,7 @@ def test_select_all_on_one_projects_page_deletes_only_that_project(live_demo, li
     page.get_by_label(f"Select all {expected} matching").check()
     page.get_by_role("button", name="Delete selected").click()
     expect(page.get_by_role("heading", name="Delete snapshots")).to_be_visible()
-    expect(page.get_by_text(f"These {expected} snapshots will be deleted")).to_be_visible()
+    expect(page.get_by_text(f"{expected} snapshots will be deleted")).to_be_visible()
     audit(page, "snapshot delete confirmation")
     page.get_by_role("button", name=f"Delete {expected} snapshots").click()
     expect(page).to_have_url(re.compile(rf"/snapshots/project/{alpha.pk}/\?job="))
