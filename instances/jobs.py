@@ -25,12 +25,13 @@ from portal.jobs import (
     Step,
     StepFailed,
     Wait,
+    delete_in_batches,
     deletion_summary,
     job_key,
     job_kind_register,
 )
 from portal.mirror import CREATED_BY_KEY, authorship_record
-from portal.models import Job, Site
+from portal.models import Job
 
 # Servers created, or deleted, per task run: each is one or two HTTP calls, and a
 # run must end well inside the task's soft time limit even on a slow cloud.
@@ -335,27 +336,12 @@ job_kind_register(
 
 
 def step_delete_servers(job: Job) -> Wait | None:
-    """Delete BATCH servers per run; outcomes land in job.state so a re-run skips them."""
-    outcomes = job.state.setdefault("outcomes", {})
-    sites = {site.pk: site for site in Site.objects.all()}
-    todo = [item for item in job.params["servers"] if item["id"] not in outcomes]
-    for item in todo[:BATCH]:
-        site = sites[item["site_id"]]
-        try:
-            cloud.server_delete(site.name, server_id=item["id"])
-            outcomes[item["id"]] = "deleted"
-        except cloud.NotFound:
-            outcomes[item["id"]] = "deleted"  # already gone: what the user wanted
-        except cloud.Unavailable:
-            raise  # the engine retries the step; done ones stay done
-        except cloud.CloudError as exc:
-            outcomes[item["id"]] = f"failed: {exc.message}"
-        server_refresh(site, openstack_id=item["id"])
-        job.save(update_fields=["state"])
-    if todo[BATCH:]:
-        done = len(job.params["servers"]) - len(todo[BATCH:])
-        return Wait(progress=f"deleted {done} of {len(job.params['servers'])}", more=True)
-    return None
+    """Delete BATCH servers per run (see delete_in_batches)."""
+    return delete_in_batches(
+        job, job.params["servers"], batch=BATCH,
+        delete=lambda site, server_id: cloud.server_delete(site, server_id=server_id),
+        refresh=lambda site, server_id: server_refresh(site, openstack_id=server_id),
+    )  # fmt: skip
 
 
 def step_delete_servers_summary(job: Job) -> None:

@@ -47,7 +47,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal import cloud
-from portal.models import Job
+from portal.models import Job, Site
 
 log = logging.getLogger(__name__)
 
@@ -460,3 +460,30 @@ def deletion_summary(job: Job, items: list[dict]) -> dict:
         }
     )
     return job.result
+
+
+def delete_in_batches(job: Job, items: list[dict], *, delete, refresh, batch: int) -> Wait | None:
+    """The delete step of every delete job: `batch` of `items` ({"id", "site_id"}) per
+    run through `delete(site_name, object_id)`, then `refresh(site, object_id)`.
+    Outcomes land in job.state, so a re-run skips the done ones; gone already counts
+    as deleted; an unreachable site retries the step."""
+    outcomes = job.state.setdefault("outcomes", {})
+    sites = {site.pk: site for site in Site.objects.all()}
+    todo = [item for item in items if item["id"] not in outcomes]
+    for item in todo[:batch]:
+        site = sites[item["site_id"]]
+        try:
+            delete(site.name, item["id"])
+            outcomes[item["id"]] = "deleted"
+        except cloud.NotFound:
+            outcomes[item["id"]] = "deleted"  # already gone: what the user wanted
+        except cloud.Unavailable:
+            raise  # the engine retries the step; done ones stay done
+        except cloud.CloudError as exc:
+            outcomes[item["id"]] = f"failed: {exc.message}"
+        refresh(site, item["id"])
+        job.save(update_fields=["state"])
+    if todo[batch:]:
+        done = len(items) - len(todo[batch:])
+        return Wait(progress=f"deleted {done} of {len(items)}", more=True)
+    return None

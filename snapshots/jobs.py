@@ -45,13 +45,14 @@ from portal.jobs import (
     Step,
     StepFailed,
     Wait,
+    delete_in_batches,
     deletion_summary,
     job_key,
     job_kind_register,
     undo_details,
 )
 from portal.mirror import CREATED_BY_KEY, authorship_record
-from portal.models import Job, Site
+from portal.models import Job
 from snapshots.services import snapshot_create_check
 from snapshots.verify import (
     step_verify_boot,
@@ -370,28 +371,12 @@ job_kind_register(
 
 
 def step_delete(job: Job) -> Wait | None:
-    """Delete DELETE_BATCH images per run; outcomes land in job.state so a re-run
-    skips the done ones."""
-    outcomes = job.state.setdefault("outcomes", {})
-    sites = {site.pk: site for site in Site.objects.all()}
-    todo = [item for item in job.params["images"] if item["id"] not in outcomes]
-    for item in todo[:DELETE_BATCH]:
-        site = sites.get(item["site_id"])
-        try:
-            cloud.image_delete(site.name, image_id=item["id"])
-            outcomes[item["id"]] = "deleted"
-        except cloud.NotFound:
-            outcomes[item["id"]] = "deleted"  # already gone: what the user wanted
-        except cloud.Unavailable:
-            raise  # the engine retries the step; done ones stay done
-        except cloud.CloudError as exc:
-            outcomes[item["id"]] = f"failed: {exc.message}"
-        image_refresh(site, openstack_id=item["id"])
-        job.save(update_fields=["state"])
-    if todo[DELETE_BATCH:]:
-        done = len(job.params["images"]) - len(todo[DELETE_BATCH:])
-        return Wait(progress=f"deleted {done} of {len(job.params['images'])}", more=True)
-    return None
+    """Delete DELETE_BATCH images per run (see delete_in_batches)."""
+    return delete_in_batches(
+        job, job.params["images"], batch=DELETE_BATCH,
+        delete=lambda site, image_id: cloud.image_delete(site, image_id=image_id),
+        refresh=lambda site, image_id: image_refresh(site, openstack_id=image_id),
+    )  # fmt: skip
 
 
 def step_delete_summary(job: Job) -> None:
