@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.utils import timezone
+
 from images.models import Image
 from portal import cloud
 from portal.mirror import (
     CREATED_BY_KEY,
     UpsertResult,
     authors_of,
+    mirror_row_write,
     mirror_upsert,
     project_ids,
 )
@@ -44,7 +47,13 @@ def image_fields(
     }
 
 
-def images_store(site: Site, images: list[cloud.CloudImage], *, complete: bool) -> UpsertResult:
+def images_store(
+    site: Site,
+    images: list[cloud.CloudImage],
+    *,
+    complete: bool,
+    observed_at: datetime | None = None,
+) -> UpsertResult:
     projects = project_ids(site)
     authors = authors_of(site, (i.id for i in images if i.is_snapshot))
     # Glance shows `deleted` / `pending_delete` images only transiently: they are gone.
@@ -55,20 +64,35 @@ def images_store(site: Site, images: list[cloud.CloudImage], *, complete: bool) 
         for i in images
         if i.id not in gone
     }
-    return mirror_upsert(Image, site=site, rows=rows, deleted_ids=gone, complete=complete)
+    return mirror_upsert(
+        Image, site=site, rows=rows, deleted_ids=gone, complete=complete, observed_at=observed_at
+    )
 
 
-def images_sync(site: Site, *, updated_since: datetime | None) -> UpsertResult:
+def images_sync(site: Site, *, updated_since: datetime | None, **store) -> UpsertResult:
     """Glance lists no deleted images, so only a complete listing notices deletions."""
     images = cloud.image_list(site.name, updated_since=updated_since)
-    return images_store(site, images, complete=updated_since is None)
+    return images_store(site, images, complete=updated_since is None, **store)
 
 
 def image_refresh(site: Site, *, openstack_id: str) -> Image | None:
+    """Targeted refresh of one image (see server_refresh: the same lean path)."""
+    asked = timezone.now()
     try:
         image = cloud.image_get(site.name, image_id=openstack_id)
     except cloud.NotFound:
-        mirror_upsert(Image, site=site, rows={}, deleted_ids={openstack_id})
-    else:
-        images_store(site, [image], complete=False)
+        image = None
+    row = Image.objects.filter(site=site, openstack_id=openstack_id).first()
+    if row is not None and (image is None or image.owner == row.owner_openstack_id):
+        fields = None
+        if image is not None and image.status not in ("deleted", "pending_delete"):
+            authors = {openstack_id: row.created_by_id}
+            if row.created_by_id is None and image.properties.get(CREATED_BY_KEY):
+                authors = authors_of(site, [openstack_id])  # see server_refresh
+            projects = {image.owner: row.project_id}
+            fields = image_fields(image, projects=projects, authors=authors)
+        return mirror_row_write(row, fields, observed_at=asked)
+    if image is None:
+        return None
+    images_store(site, [image], complete=False, observed_at=asked)
     return Image.objects.filter(site=site, openstack_id=openstack_id).first()

@@ -30,7 +30,7 @@ from portal.jobs import (
     job_key,
     job_kind_register,
 )
-from portal.mirror import CREATED_BY_KEY, authorship_record
+from portal.mirror import CREATED_BY_KEY, authorship_record, site_watched
 from portal.models import Job
 
 # Servers created, or deleted, per task run: each is one or two HTTP calls, and a
@@ -38,9 +38,21 @@ from portal.models import Job
 BATCH = 10
 
 
-def server_of(job: Job) -> Server:
-    """Targeted refresh of the job's server; a server gone from the cloud fails the step."""
-    server = server_refresh(job.site, openstack_id=job.target_server_id)
+def server_of(job: Job, *, acted: bool = False) -> Server:
+    """The job's server as the cloud shows it now; a server gone fails the step.
+
+    While the site's status watcher keeps the mirror current, that is the mirror
+    row: no cloud call. Otherwise, and right after the job acted on the server
+    (`acted`), a targeted refresh. Read once per run: later steps of the same run
+    reuse it until the job acts again.
+    """
+    server = None if acted else getattr(job, "_server", None)
+    if server is None:
+        if not acted and site_watched(job.site):
+            server = Server.objects.filter(site=job.site, openstack_id=job.target_server_id).first()
+        else:
+            server = server_refresh(job.site, openstack_id=job.target_server_id)
+        job._server = server
     if server is None or server.is_deleted:
         raise StepFailed("the instance no longer exists")
     return server
@@ -51,11 +63,14 @@ def server_observed(server: Server) -> list:
     return [server.status, server.task_state, server.power_state, str(server.updated_at)]
 
 
-def _busy(server: Server) -> Wait:
-    return Wait(
-        progress=f"waiting for {server.name} to finish {server.task_label}",
-        observed=server_observed(server),
-    )
+def server_wait(job: Job, server: Server, progress: str) -> Wait:
+    """Wait for the server to change: the watcher wakes the job when it does."""
+    watch = "server" if site_watched(job.site) else ""
+    return Wait(progress=progress, observed=server_observed(server), watch=watch)
+
+
+def _busy(job: Job, server: Server) -> Wait:
+    return server_wait(job, server, f"waiting for {server.name} to finish {server.task_label}")
 
 
 def _power(job: Job, *, call, target: str, transition: str) -> Wait | None:
@@ -69,17 +84,17 @@ def _power(job: Job, *, call, target: str, transition: str) -> Wait | None:
     if server.status == target or server.task_state == transition:
         return None
     if server.task_state:
-        return _busy(server)
+        return _busy(job, server)
     try:
         call(job.site.name, server_id=server.openstack_id)
     except cloud.Conflict:
-        server = server_of(job)
+        server = server_of(job, acted=True)
         if server.status == target or server.task_state == transition:
             return None
         if server.task_state:
-            return _busy(server)
+            return _busy(job, server)
         raise
-    server_refresh(job.site, openstack_id=server.openstack_id)
+    server_of(job, acted=True)
     return None
 
 
@@ -89,7 +104,7 @@ def _wait_for(job: Job, *, target: str, progress: str) -> Wait | None:
         return None
     if server.status == "ERROR":
         raise StepFailed(f"the instance went to ERROR: {server.fault_message or 'no reason given'}")
-    return Wait(progress=progress, observed=server_observed(server))
+    return server_wait(job, server, progress)
 
 
 def step_stop(job: Job) -> Wait | None:

@@ -16,6 +16,7 @@ from portal.mirror import (
     CREATED_BY_KEY,
     UpsertResult,
     authors_of,
+    mirror_row_write,
     mirror_upsert,
     project_ids,
 )
@@ -50,8 +51,15 @@ def server_fields(
     }
 
 
-def servers_store(site: Site, servers: list[cloud.CloudServer], *, complete: bool) -> UpsertResult:
-    """Upsert servers as listed by the cloud. DELETED ones (from changes-since) are marked."""
+def servers_store(
+    site: Site,
+    servers: list[cloud.CloudServer],
+    *,
+    complete: bool,
+    observed_at: datetime | None = None,
+) -> UpsertResult:
+    """Upsert servers as listed by the cloud at `observed_at`. DELETED ones (from
+    changes-since) are marked."""
     projects = project_ids(site)
     live = [s for s in servers if not s.is_deleted]
     authors = authors_of(site, (s.id for s in live))
@@ -61,22 +69,38 @@ def servers_store(site: Site, servers: list[cloud.CloudServer], *, complete: boo
         rows={s.id: server_fields(s, projects=projects, authors=authors) for s in live},
         deleted_ids={s.id for s in servers if s.is_deleted},
         complete=complete,
+        observed_at=observed_at,
     )
 
 
-def servers_sync(site: Site, *, changes_since: datetime | None) -> UpsertResult:
+def servers_sync(site: Site, *, changes_since: datetime | None, **store) -> UpsertResult:
     servers = cloud.server_list(site.name, changes_since=changes_since)
-    return servers_store(site, servers, complete=changes_since is None)
+    return servers_store(site, servers, complete=changes_since is None, **store)
 
 
 def server_refresh(site: Site, *, openstack_id: str) -> Server | None:
-    """Targeted refresh of one server the portal just touched."""
+    """Targeted refresh of one server the portal just touched: one cloud call, and
+    one or two queries when the mirror has the row in the same project already."""
+    asked = timezone.now()
     try:
         server = cloud.server_get(site.name, server_id=openstack_id)
     except cloud.NotFound:
-        mirror_upsert(Server, site=site, rows={}, deleted_ids={openstack_id})
-    else:
-        servers_store(site, [server], complete=False)
+        server = None
+    row = Server.objects.filter(site=site, openstack_id=openstack_id).first()
+    if row is not None and (server is None or server.project_id == row.project_openstack_id):
+        authors = {openstack_id: row.created_by_id}
+        if server is not None and row.created_by_id is None and server.metadata.get(CREATED_BY_KEY):
+            # Made through the portal (says the hint) but not yet known as whose:
+            # its Authorship may have been recorded since the row was written.
+            authors = authors_of(site, [openstack_id])
+        fields = None
+        if server is not None and not server.is_deleted:
+            projects = {server.project_id: row.project_id}
+            fields = server_fields(server, projects=projects, authors=authors)
+        return mirror_row_write(row, fields, observed_at=asked)
+    if server is None:
+        return None
+    servers_store(site, [server], complete=False, observed_at=asked)
     return Server.objects.filter(site=site, openstack_id=openstack_id).first()
 
 

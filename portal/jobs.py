@@ -95,11 +95,16 @@ class Wait:
     updated_at...), JSON-serialisable. While it keeps changing the step is
     making progress; a step that gives none is judged by its age instead.
     `more`: the step did a bounded batch and has more to do: call again at once.
+    `watch`: "server" or "image": the step waits for the job's target server (or
+    image) to change, read from a mirror the site's status watcher keeps current;
+    the watcher wakes the job when that object's status changes, so the next poll,
+    only a fallback, is JOB_POLL_MAX_SECONDS away instead of the backoff.
     """
 
     progress: str = ""
     observed: object = None
     more: bool = False
+    watch: str = ""
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,7 @@ def job_create(
                 target_server_id=target_server_id,
                 target_image_id=target_image_id,
                 steps=[_step_record(step, phase="forward") for step in spec.steps],
-                state={"wake": uuid.uuid4().hex},
+                wake=uuid.uuid4().hex,
                 due_at=_now(),
                 idempotency_key=idempotency_key[:64],
             )
@@ -233,7 +238,7 @@ def _send(job_id: int, wake: str, countdown: float) -> None:
 
 def job_enqueue(job: Job, *, countdown: float = 0) -> None:
     """Hand the job to a worker once the surrounding transaction commits."""
-    wake = job.state.get("wake", "")
+    wake = job.wake
     transaction.on_commit(lambda: _send(job.pk, wake, countdown))
 
 
@@ -281,8 +286,8 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
     """
     if not _claim(job_id):
         return None
-    job = Job.objects.get(pk=job_id)
-    if wake is not None and wake != job.state.get("wake"):
+    job = Job.objects.select_related("site", "actor", "project").get(pk=job_id)
+    if wake is not None and wake != job.wake:
         _release(job)
         return None
     spec = job_kind_get(job.kind)
@@ -290,6 +295,7 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
         job.status = Job.Status.RUNNING
         job.started_at = _now()
 
+    saved_state = _state_text(job)
     while job.step_index < len(job.steps):
         record = job.steps[job.step_index]
         step = _step_of(spec, record)
@@ -300,7 +306,13 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
             job.state.pop("last_unavailable", None)
         job.progress = step.label
         record["runs"] = record.get("runs", 0) + 1
-        job.save()
+        # What earlier steps of this run recorded (an image id, "stopped by the
+        # portal") is saved before the next step acts on the cloud; the rest of the
+        # bookkeeping waits for the end of the run. A crash re-runs a step, which is
+        # safe; it never forgets what a finished step did.
+        if _state_text(job) != saved_state:
+            job.save()
+            saved_state = _state_text(job)
         try:
             outcome = step.run(job)
         except SoftTimeLimitExceeded:
@@ -331,7 +343,13 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
                     message += f" (last answer: {job.state['last_unavailable']})"
                 _step_failed(job, spec, record, message)
                 continue
-            countdown = 0.0 if outcome.more else _backoff(job.polls)
+            job.waits_for = outcome.watch
+            if outcome.more:
+                countdown = 0.0
+            elif outcome.watch:
+                countdown = settings.JOB_POLL_MAX_SECONDS
+            else:
+                countdown = _backoff(job.polls)
             job.polls += 1
             job.progress = outcome.progress or step.label
             return _schedule(job, countdown)
@@ -348,12 +366,16 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
     return _end(job, spec, ended)
 
 
+def _state_text(job: Job) -> str:
+    return json.dumps(job.state, sort_keys=True, default=str)
+
+
 def _schedule(job: Job, countdown: float) -> float:
     """Release the job and send the next message, with a fresh wake token."""
-    job.state["wake"] = uuid.uuid4().hex
+    job.wake = uuid.uuid4().hex
     job.due_at = _now() + timedelta(seconds=countdown)
     _release(job)
-    _send(job.pk, job.state["wake"], countdown)
+    _send(job.pk, job.wake, countdown)
     return countdown
 
 
@@ -416,14 +438,39 @@ def jobs_recover_stuck() -> list[int]:
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
             .filter(Q(due_at__lt=overdue) | Q(due_at__isnull=True))
         )
-        job = Job.objects.get(pk=job_id)
-        state = {**job.state, "wake": wake}
-        if taken.update(state=state, lease_until=None, due_at=now, heartbeat_at=now):
+        if taken.update(wake=wake, lease_until=None, due_at=now, heartbeat_at=now):
             _send(job_id, wake, 0)
             recovered.append(job_id)
     if recovered:
         log.warning("re-enqueued %d overdue job(s): %s", len(recovered), recovered)
     return recovered
+
+
+def jobs_wake(site: Site, *, server_ids=(), image_ids=(), job_ids=()) -> list[int]:
+    """Run now the unfinished jobs of `site` that act on these servers or images
+    (or are named): the status watcher saw them change. Returns the jobs a worker
+    holds at this moment: they may have read the old state, so wake them later.
+
+    One token for the whole batch: a token only has to differ from the job's
+    previous one, and a shared one lets one UPDATE wake them all.
+    """
+    # A job waiting for its image is not woken by its server's changes, nor the reverse.
+    targets = Q(pk__in=list(job_ids))
+    if server_ids:
+        targets |= Q(target_server_id__in=list(server_ids)) & ~Q(waits_for="image")
+    if image_ids:
+        targets |= Q(target_image_id__in=list(image_ids)) & ~Q(waits_for="server")
+    if not (server_ids or image_ids or job_ids):
+        return []
+    now = _now()
+    jobs = Job.objects.filter(site=site).exclude(status__in=Job.FINISHED).filter(targets)
+    wake = uuid.uuid4().hex
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    jobs.filter(free).update(wake=wake, due_at=now)
+    woken = list(Job.objects.filter(wake=wake).values_list("pk", flat=True))
+    for job_id in woken:
+        _send(job_id, wake, 0)
+    return list(jobs.exclude(pk__in=woken).values_list("pk", flat=True))
 
 
 def undo_details(job: Job) -> list[str]:

@@ -14,7 +14,9 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
+from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -104,6 +106,7 @@ def mirror_upsert(
     deleted_ids: set[str] = frozenset(),
     complete: bool = False,
     queryset: models.QuerySet | None = None,
+    observed_at: datetime | None = None,
 ) -> UpsertResult:
     """Write `rows` ({openstack_id: {field: value}}) into `model` for `site`.
 
@@ -115,20 +118,29 @@ def mirror_upsert(
     site sync and a job's refresh that both see a new image cannot collide; the
     unique (site, openstack_id) constraint is the arbiter. A partial write (a
     job refreshing one object) reads only the rows it writes: O(1) per object.
+
+    `observed_at`: when the cloud was asked (it becomes the rows' synced_at). A
+    row whose synced_at is later holds newer news (a job's refresh or the watcher
+    asked after us) and is left alone: two writers that overlap never move a row
+    back in time.
     """
     result = UpsertResult()
-    now = timezone.now()
+    # A row's synced_at is when the cloud was asked, so writers compare asks.
+    now = observed_at or timezone.now()
     scope = (queryset if queryset is not None else model.objects).filter(site=site)
     if not complete:
         scope = scope.filter(openstack_id__in=set(rows) | set(deleted_ids))
     # Only ids, hashes and flags come back from the database: decoding JSON and
     # timestamps of 100,000 rows would cost more than the whole comparison.
-    existing = {
-        openstack_id: (pk, fingerprint, deleted_at)
-        for pk, openstack_id, fingerprint, deleted_at in scope.values_list(
-            "pk", "openstack_id", "fingerprint", "deleted_at"
-        )
-    }
+    columns = ["pk", "openstack_id", "fingerprint", "deleted_at"]
+    if observed_at is None:
+        existing = {row[1]: (row[0], row[2], row[3]) for row in scope.values_list(*columns)}
+    else:
+        found = list(scope.values_list(*columns, "synced_at"))
+        existing = {row[1]: (row[0], row[2], row[3]) for row in found}
+        newer = {row[1] for row in found if row[4] > observed_at}
+        rows = {i: fields for i, fields in rows.items() if i not in newer}
+        deleted_ids = set(deleted_ids) - newer
     compared = sorted({name for fields in rows.values() for name in fields})
 
     to_create = []
@@ -177,6 +189,37 @@ def mirror_upsert(
         len(vanished_pks),
     )
     return result
+
+
+def mirror_row_write(row: MirrorRow, fields: dict | None, *, observed_at: datetime) -> MirrorRow:
+    """Write what the cloud said at `observed_at` of one object the mirror has
+    (`fields`, or None: it is gone) into its row, in at most one query, and return
+    the row as written. The lean path of a job's refresh; a row the mirror lacks
+    goes through mirror_upsert. A row synced after `observed_at` is newer and wins."""
+    if row.synced_at is not None and row.synced_at > observed_at:
+        return row
+    if fields is None:
+        changes = {"deleted_at": row.deleted_at or observed_at}
+    else:
+        fingerprint = row_fingerprint(fields)
+        if fingerprint == row.fingerprint and row.deleted_at is None:
+            return row
+        changes = {**fields, "fingerprint": fingerprint, "deleted_at": None}
+    changes["synced_at"] = observed_at
+    type(row).objects.filter(pk=row.pk).update(**changes)
+    for name, value in changes.items():
+        setattr(row, name, value)
+    return row
+
+
+def site_watched(site: Site) -> bool:
+    """Does the status watcher keep this site's mirror current right now? Then a
+    job reads its server from the mirror instead of asking the cloud, and the
+    watcher wakes it when the server changes."""
+    if site.watched_at is None:
+        return False
+    age = (timezone.now() - site.watched_at).total_seconds()
+    return age <= settings.PORTAL_WATCH_FRESH_SECONDS
 
 
 def row_fingerprint(fields: dict) -> str:

@@ -17,6 +17,13 @@ class Site(models.Model):
     # Set when a sync fails, cleared by the next one that succeeds.
     unreachable_since = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # The status watcher (portal/watch.py): the moment its last batched status query
+    # was sent. The mirror of this site's servers and images is at least this fresh.
+    watched_at = models.DateTimeField(null=True, blank=True)
+    # One watcher per site at a time holds the site until this moment.
+    watch_lease_until = models.DateTimeField(null=True, blank=True)
+    # Jobs whose objects changed while a worker held them: woken on the next round.
+    watch_pending = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["display_name"]
@@ -134,6 +141,13 @@ class Job(models.Model):
     # The key the form that started the job carried: a repeated POST (a double
     # click, a resubmitted page) finds this job instead of starting a second one.
     idempotency_key = models.CharField(max_length=64, blank=True)
+    # Token of the one message that may advance the job next: every schedule makes a
+    # new one, so a duplicate or overtaken message is dropped and a job never grows
+    # two polling chains.
+    wake = models.CharField(max_length=32, blank=True)
+    # What the waiting step waits for ("server", "image" or "" for anything): the
+    # status watcher wakes the job only for a change of that object.
+    waits_for = models.CharField(max_length=10, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -224,6 +225,17 @@ JOB_NO_PROGRESS_SECONDS = envint("JOB_NO_PROGRESS_SECONDS", "600")
 # a login prompt (or cloud-init's "finished" line) before it calls the snapshot broken.
 JOB_BOOT_TEST_SECONDS = envint("JOB_BOOT_TEST_SECONDS", "600")
 
+# The status watcher (portal/watch.py) asks each site with unfinished jobs, once per
+# PORTAL_WATCH_INTERVAL seconds, which servers and images changed (Nova changes-since,
+# Glance updated_at=gt:), updates the mirror and wakes the jobs whose objects changed.
+# While its last answer is at most PORTAL_WATCH_FRESH_SECONDS old, jobs read their
+# server from the mirror instead of asking the cloud. Each query reaches back
+# PORTAL_WATCH_OVERLAP_SECONDS before the previous one: the most the portal's and the
+# cloud's clocks may differ (NTP keeps them far closer).
+PORTAL_WATCH_INTERVAL = envfloat("PORTAL_WATCH_INTERVAL", "1")
+PORTAL_WATCH_FRESH_SECONDS = envfloat("PORTAL_WATCH_FRESH_SECONDS", "3")
+PORTAL_WATCH_OVERLAP_SECONDS = envfloat("PORTAL_WATCH_OVERLAP_SECONDS", "5")
+
 # --- Celery ----------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
@@ -256,7 +268,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.tasks.jobs_recover_stuck_task",
         "schedule": timedelta(seconds=JOB_RECOVER_SWEEP_SECONDS),
     },
+    "sites-watch": {
+        "task": "portal.tasks.sites_watch_task",
+        "schedule": timedelta(seconds=PORTAL_WATCH_INTERVAL),
+        # A watch that could not run in time is worthless: the next one is due.
+        "options": {"expires": 2 * PORTAL_WATCH_INTERVAL},
+    },
 }
+# The watcher has a queue of its own, which every worker consumes beside the default
+# one: a burst of job messages (a workshop's 200 snapshots) never queues in front of
+# the one task that tells those jobs the cloud is done.
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("watch"))
+CELERY_TASK_ROUTES = {"portal.tasks.sites_watch_task": {"queue": "watch"}}
 
 LOGGING = {
     "version": 1,

@@ -12,6 +12,7 @@ from portal.jobs import job_advance, jobs_recover_stuck
 from portal.models import Site
 from portal.sites import sites_ensure
 from portal.sync import site_sync
+from portal.watch import sites_watch
 
 log = logging.getLogger(__name__)
 
@@ -45,3 +46,9 @@ def site_sync_task(site_id: int, full: bool | None = None) -> None:
 def sites_sync_task() -> None:
     for site in sites_ensure():
         site_sync_task.delay(site.pk)
+
+
+# Beat sends this every PORTAL_WATCH_INTERVAL to the `watch` queue (see settings).
+@shared_task(ignore_result=True, soft_time_limit=8, time_limit=12)
+def sites_watch_task() -> None:
+    sites_watch()

@@ -26,6 +26,7 @@ from images.services import image_refresh
 from instances.jobs import (
     server_observed,
     server_of,
+    server_wait,
     step_start,
     step_stop,
     step_wait_active,
@@ -51,7 +52,7 @@ from portal.jobs import (
     job_kind_register,
     undo_details,
 )
-from portal.mirror import CREATED_BY_KEY, authorship_record
+from portal.mirror import CREATED_BY_KEY, authorship_record, site_watched
 from portal.models import Job
 from snapshots.services import snapshot_create_check
 from snapshots.verify import (
@@ -106,6 +107,20 @@ def _find_own_image(job: Job) -> cloud.CloudImage | None:
     return found[0] if found else None
 
 
+def _image_of(job: Job, *, acted: bool = False) -> Image | None:
+    """The job's snapshot image, like server_of: the mirror row while the site's
+    watcher keeps it current, else (and right after the job acted) a targeted
+    refresh; read once per run."""
+    image = None if acted else getattr(job, "_image", None)
+    if image is None:
+        if not acted and site_watched(job.site):
+            image = Image.objects.filter(site=job.site, openstack_id=job.state["image_id"]).first()
+        else:
+            image = image_refresh(job.site, openstack_id=job.state["image_id"])
+        job._image = image
+    return image
+
+
 def _observed(image: Image | None, server: Server | None) -> list:
     """What the snapshot's waits watch for progress: the image and the server."""
     seen = []
@@ -117,14 +132,14 @@ def _observed(image: Image | None, server: Server | None) -> list:
 
 
 def step_snapshot(job: Job) -> Wait | None:
-    """Ask Nova for the snapshot once, then wait while it snapshots the disk."""
+    """Ask Nova for the snapshot, once: a re-run finds the image it asked for by
+    its `portal_job` property. The next step waits for it."""
     if "image_id" not in job.state:
         server = server_of(job)
         existing = _find_own_image(job)
         if existing is None and server.task_state:
-            return Wait(
-                progress=f"waiting for {server.name} to finish {server.task_label}",
-                observed=server_observed(server),
+            return server_wait(
+                job, server, f"waiting for {server.name} to finish {server.task_label}"
             )
         if existing is None:
             metadata = {JOB_KEY: job_key(job), CREATED_BY_KEY: job.actor.username}
@@ -149,23 +164,30 @@ def step_snapshot(job: Job) -> Wait | None:
         job.state["image_id"] = image_id
         job.target_image_id = image_id
         authorship_record(site=job.site, openstack_id=image_id, user=job.actor, job=job)
-    image = image_refresh(job.site, openstack_id=job.state["image_id"])
-    server = server_of(job)
-    if server.task_state in SNAPSHOTTING_TASKS:
-        return Wait(progress="Nova is snapshotting the disk", observed=_observed(image, server))
+    # The image row and the server's new task, as the next step's first reads.
+    _image_of(job, acted=True)
+    server_of(job, acted=True)
     return None
 
 
 def step_upload(job: Job) -> Wait | None:
-    image = image_refresh(job.site, openstack_id=job.state["image_id"])
+    """Wait until Glance has the image: while Nova snapshots the disk, then uploads it."""
+    server = server_of(job)
+    # Glance lists no deleted images, so the watcher cannot tell of an image the
+    # cloud discarded; once Nova's task on the server has ended, ask Glance itself.
+    image = _image_of(job, acted=not server.task_state)
     if image is None or image.deleted_at is not None:
         raise StepFailed("the cloud discarded the snapshot")
     if image.status == "active":
         return None
     if image.status in ("killed", "deactivated"):
         raise StepFailed(f"the cloud could not save the snapshot (image {image.status})")
-    server = server_refresh(job.site, openstack_id=job.target_server_id)
-    return Wait(progress="uploading the image", observed=_observed(image, server))
+    snapshotting = server.task_state in SNAPSHOTTING_TASKS
+    return Wait(
+        progress="Nova is snapshotting the disk" if snapshotting else "uploading the image",
+        observed=_observed(image, server),
+        watch="image" if site_watched(job.site) else "",
+    )
 
 
 def step_settle(job: Job) -> Wait | None:
@@ -173,10 +195,7 @@ def step_settle(job: Job) -> Wait | None:
     active; acting on the server before that gets a 409."""
     server = server_of(job)
     if server.task_state:
-        return Wait(
-            progress=f"waiting for Nova to finish {server.task_label}",
-            observed=server_observed(server),
-        )
+        return server_wait(job, server, f"waiting for Nova to finish {server.task_label}")
     return None
 
 

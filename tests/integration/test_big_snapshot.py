@@ -45,7 +45,7 @@ def run_job(job: Job, timeout: float) -> Job:
         job.refresh_from_db()
         if job.is_finished:
             return job
-        countdown = job_advance(job.pk, job.state["wake"])
+        countdown = job_advance(job.pk, job.wake)
         time.sleep(countdown or 0)
     raise AssertionError(f"job still {job.status}: {job.progress}")
 

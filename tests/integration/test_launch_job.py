@@ -66,8 +66,8 @@ def test_a_duplicate_delivery_creates_no_duplicate_servers(live_demo):
 
     plan, _ = plan_for(live_demo, participants=["Fay", "Gus"], prefix="dup")
     job = instance_launch_request(actor=live_demo["users"]["alice"], plan=plan)
-    job_advance_task.apply_async((job.pk, job.state["wake"]))
-    job_advance_task.apply_async((job.pk, job.state["wake"]), countdown=0.2)
+    job_advance_task.apply_async((job.pk, job.wake))
+    job_advance_task.apply_async((job.pk, job.wake), countdown=0.2)
     job = wait_for_job(job, timeout=60)
     assert job.status == Job.Status.SUCCEEDED, job.error
     alpha = live_demo["projects"]["alpha"].openstack_id

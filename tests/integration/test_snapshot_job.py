@@ -92,8 +92,8 @@ def test_a_duplicate_delivery_makes_no_second_image(live_demo):
     server = boot(live_demo, "snap-dup")
     job = snapshot_create_request(server=server, actor=alice, name="snap-dup-1", restart=False)
     # The broker delivers the first message twice (and once more a moment later).
-    job_advance_task.apply_async((job.pk, job.state["wake"]))
-    job_advance_task.apply_async((job.pk, job.state["wake"]), countdown=0.3)
+    job_advance_task.apply_async((job.pk, job.wake))
+    job_advance_task.apply_async((job.pk, job.wake), countdown=0.3)
     job = wait_for_job(job)
     assert job.status == Job.Status.SUCCEEDED, job.error
     made = cloud.image_find_by_property("devcloud", key="portal_job", value=f"job-{job.pk}")

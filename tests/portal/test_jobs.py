@@ -108,7 +108,7 @@ def test_it_enqueues_after_commit_with_the_wake_token(
     db, scheduled, django_capture_on_commit_callbacks
 ):
     job = _create("test.waits", django_capture_on_commit_callbacks)
-    assert scheduled == [{"args": (job.pk, job.state["wake"]), "countdown": 0}]
+    assert scheduled == [{"args": (job.pk, job.wake), "countdown": 0}]
     assert job.status == Job.Status.PENDING
     assert [s["name"] for s in job.steps] == ["first", "wait"]
 
@@ -119,19 +119,19 @@ def test_a_waiting_step_reschedules_instead_of_sleeping(
     settings.JOB_POLL_MIN_SECONDS = 1
     settings.JOB_POLL_MAX_SECONDS = 2
     job = _create("test.waits", django_capture_on_commit_callbacks)
-    countdown = job_advance(job.pk, job.state["wake"])
+    countdown = job_advance(job.pk, job.wake)
     job.refresh_from_db()
     assert 1 <= countdown <= 2
     assert job.status == Job.Status.RUNNING
     assert job.progress == "still waiting"
     assert job.steps[0]["status"] == "done" and job.steps[1]["status"] == "running"
     # The re-scheduled message carries a new token; the engine holds no lease meanwhile.
-    assert scheduled[-1]["args"] == (job.pk, job.state["wake"])
+    assert scheduled[-1]["args"] == (job.pk, job.wake)
     assert job.lease_until is None
 
-    job_advance(job.pk, job.state["wake"])
+    job_advance(job.pk, job.wake)
     job.refresh_from_db()
-    job_advance(job.pk, job.state["wake"])
+    job_advance(job.pk, job.wake)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     assert job.state["made"] == 1  # the first step ran once
@@ -144,7 +144,7 @@ def test_a_stale_or_duplicate_message_does_nothing(
     db, scheduled, django_capture_on_commit_callbacks
 ):
     job = _create("test.waits", django_capture_on_commit_callbacks)
-    first_wake = job.state["wake"]
+    first_wake = job.wake
     job_advance(job.pk, first_wake)
     # The same message delivered again: its token is stale now.
     assert job_advance(job.pk, first_wake) is None
@@ -156,7 +156,7 @@ def test_a_job_held_by_another_worker_is_left_alone(
 ):
     job = _create("test.waits", django_capture_on_commit_callbacks)
     Job.objects.filter(pk=job.pk).update(lease_until=timezone.now() + timedelta(minutes=1))
-    assert job_advance(job.pk, job.state["wake"]) is None
+    assert job_advance(job.pk, job.wake) is None
     assert CALLS == []
 
 
@@ -164,7 +164,7 @@ def test_a_failing_step_fails_the_job_and_runs_cleanup(
     db, scheduled, django_capture_on_commit_callbacks
 ):
     job = _create("test.fails", django_capture_on_commit_callbacks)
-    assert job_advance(job.pk, job.state["wake"]) is None
+    assert job_advance(job.pk, job.wake) is None
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert job.error == "Exploding: the cloud said no"
@@ -180,14 +180,14 @@ def test_undo_steps_may_wait_and_a_crash_resumes_them_not_the_failed_step(
     db, scheduled, django_capture_on_commit_callbacks
 ):
     job = _create("test.fails_and_waits_to_undo", django_capture_on_commit_callbacks)
-    assert job_advance(job.pk, job.state["wake"]) is not None  # the undo step waits
+    assert job_advance(job.pk, job.wake) is not None  # the undo step waits
     job.refresh_from_db()
     assert job.status == Job.Status.CLEANING_UP
     assert job.error == "Exploding: the cloud said no"
     assert job.steps[1]["status"] == "not run"
     # A worker crashed here; the next delivery resumes the undo step, not "boom".
     CALLS.clear()
-    assert job_advance(job.pk, job.state["wake"]) is None
+    assert job_advance(job.pk, job.wake) is None
     job.refresh_from_db()
     assert CALLS == ["undo-wait", "cleanup"]  # the failing undo step did not stop the last one
     assert job.status == Job.Status.FAILED
@@ -199,13 +199,13 @@ def test_an_unreachable_site_is_retried_until_the_step_times_out(
     db, scheduled, django_capture_on_commit_callbacks, settings
 ):
     job = _create("test.flaky", django_capture_on_commit_callbacks)
-    assert job_advance(job.pk, job.state["wake"]) is not None
+    assert job_advance(job.pk, job.wake) is not None
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING
     assert "retrying" in job.progress
 
     settings.JOB_NO_PROGRESS_SECONDS = 0
-    job_advance(job.pk, job.state["wake"])
+    job_advance(job.pk, job.wake)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert "no progress" in job.error and "devcloud is unreachable" in job.error
@@ -224,5 +224,5 @@ def test_stuck_jobs_are_handed_to_a_worker_again(
         recovered = jobs_recover_stuck()
     assert recovered == [job.pk]
     job.refresh_from_db()
-    assert scheduled == [{"args": (job.pk, job.state["wake"]), "countdown": 0}]
+    assert scheduled == [{"args": (job.pk, job.wake), "countdown": 0}]
     assert fresh.pk not in recovered

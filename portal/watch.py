@@ -1,0 +1,101 @@
+"""The status watcher: one batched status query per site per second, for the jobs.
+
+Without it every waiting job asks the cloud about its own server on its own
+schedule: cloud calls grow with the number of jobs, and a job notices the cloud
+finished only at its next poll (seconds late, more as its backoff grows). With
+it, for each site that has unfinished jobs, one Nova listing of the servers
+changed since the last look (`changes-since`, which also reports deleted ones)
+and one Glance listing of the images updated since (`updated_at=gt:`) update
+the mirror, and exactly the jobs whose server or image changed are woken. While
+its answers are fresh, jobs read their server from the mirror (no cloud call)
+and poll only as a fallback.
+
+It sits in the wiring layer: it calls the apps' sync functions and the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from images.models import Image
+from images.services import images_store
+from instances.models import Server
+from instances.services import servers_store
+from portal import cloud
+from portal.jobs import jobs_wake
+from portal.models import Job, Site
+
+log = logging.getLogger(__name__)
+
+# One watcher per site at a time; longer than a watch can take (the task's hard limit).
+WATCH_LEASE = timedelta(seconds=15)
+# Jobs remembered to wake on the next round: bounded, the fallback poll covers the rest.
+PENDING_MAX = 1000
+
+
+def site_watch(site_id: int) -> dict | None:
+    """One round for one site. Returns what it saw, or None when it did not look
+    (another watcher holds the site, no job is waiting there, or the mirror has
+    never been synced: the watcher only ever adds to a sync)."""
+    now = timezone.now()
+    free = Q(watch_lease_until__isnull=True) | Q(watch_lease_until__lt=now)
+    if not Site.objects.filter(pk=site_id).filter(free).update(watch_lease_until=now + WATCH_LEASE):
+        return None
+    site = Site.objects.get(pk=site_id)
+    seen = None
+    try:
+        seen = _look(site, now)
+    finally:
+        if seen is None:
+            Site.objects.filter(pk=site_id).update(watch_lease_until=None)
+    return seen
+
+
+def _look(site: Site, asked: timezone.datetime) -> dict | None:
+    if not Job.objects.filter(site=site).exclude(status__in=Job.FINISHED).exists():
+        return None
+    # The mirror is complete up to the later of the last sync and the last watch;
+    # ask for what changed since then, reaching back by the clocks' tolerance.
+    covered = max((t for t in (site.watched_at, site.last_sync_at) if t is not None), default=None)
+    if covered is None:
+        return None
+    since = covered - timedelta(seconds=settings.PORTAL_WATCH_OVERLAP_SECONDS)
+    servers = cloud.server_list(site.name, changes_since=since)
+    images = cloud.image_list(site.name, updated_since=since)
+    live_servers = Server.objects.filter(site=site, deleted_at__isnull=True)
+    live_images = Image.objects.filter(site=site, deleted_at__isnull=True)
+    server_ids = _moved(live_servers, {s.id: (s.status, s.task_state or "") for s in servers})
+    image_ids = _moved(live_images, {i.id: (i.status,) for i in images})
+    servers_store(site, servers, complete=False, observed_at=asked)
+    images_store(site, images, complete=False, observed_at=asked)
+    busy = jobs_wake(site, server_ids=server_ids, image_ids=image_ids, job_ids=site.watch_pending)
+    Site.objects.filter(pk=site.pk).update(
+        watched_at=asked, watch_lease_until=None, watch_pending=busy[:PENDING_MAX]
+    )
+    return {"servers": server_ids, "images": image_ids, "busy": busy}
+
+
+def _moved(rows, listed: dict[str, tuple]) -> set[str]:
+    """Ids among `listed` ({id: (status[, task_state])}) whose status or task differ
+    from the mirror's `rows`: the changes a waiting step may be waiting for. A
+    timestamp or upload progress alone wakes nobody; the fallback poll sees those."""
+    if not listed:
+        return set()
+    fields = ("status", "task_state")[: len(next(iter(listed.values())))]
+    found = rows.filter(openstack_id__in=list(listed)).values_list("openstack_id", *fields)
+    mirrored = {openstack_id: tuple(values) for openstack_id, *values in found}
+    return {i for i, seen in listed.items() if mirrored.get(i) != seen}
+
+
+def sites_watch() -> None:
+    """A round for every site; a site that does not answer is skipped until the next."""
+    for site_id in Site.objects.values_list("pk", flat=True):
+        try:
+            site_watch(site_id)
+        except cloud.Unavailable as exc:
+            log.info("watch of site %s skipped: %s", site_id, exc.message)
