@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from django.utils import timezone
 
 from images.models import Image
 from instances.models import Flavor, Server
@@ -166,3 +169,32 @@ def test_bulk_delete_through_the_worker_reports_one_combined_result(live_demo):
     assert snaps[0].deleted_at is not None
     with pytest.raises(cloud.NotFound):
         cloud.image_get(site.name, image_id=snaps[0].openstack_id)
+
+
+def test_with_the_status_watcher_the_job_reads_the_mirror_instead_of_polling(live_demo):
+    """The watcher (here run by the test, as beat runs it) lists what changed on the
+    site; the job wakes on those changes and asks the cloud about its server only
+    right after acting on it: after the stop, the snapshot request and the start."""
+    from portal.watch import site_watch
+
+    alice = live_demo["users"]["alice"]
+    devcloud = live_demo["clouds"]["devcloud"]
+    server = boot(live_demo, "snap-watched")
+    server_site = server.site
+    type(server_site).objects.filter(pk=server_site.pk).update(last_sync_at=timezone.now())
+
+    with open(devcloud.access_log_path) as log:
+        before = sum(1 for _ in log)
+    job = snapshot_create_request(server=server, actor=alice, name="snap-watched-gold")
+    deadline = time.monotonic() + 60
+    while not job.is_finished and time.monotonic() < deadline:
+        site_watch(server_site.pk)
+        time.sleep(0.3)
+        job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, job.error
+
+    with open(devcloud.access_log_path) as log:
+        calls = [line for line in list(log)[before:] if "changes-since" not in line]
+    reads = [line for line in calls if f" /compute/v2.1/servers/{server.openstack_id} " in line]
+    assert len(reads) == 3, reads  # one refresh per action, no polling
+    assert any(w["status"] == "done" for w in job.steps if w["name"] == "wait_restarted")

@@ -1,0 +1,190 @@
+"""Do 200 snapshot jobs at once take as long as one?
+
+Starts devcloud at a realistic speed (a job's cloud time is tens of seconds),
+Redis, and a real Celery worker (2 processes) with beat, which runs the per-site
+status watcher every second, on a throwaway database. Every instance gets the
+same 2 GB of used disk. Then, through the portal's services:
+
+- one stop-then-snapshot-then-restart job alone (no boot test), timed from
+  submission until the job record says it ended;
+- --jobs such jobs submitted at once (the submission itself is timed), timed
+  from the first submission until the last job ended.
+
+Completion lag is how late the job record noticed the cloud had finished: the
+job's end minus the moment devcloud made the instance ACTIVE again (read from
+devcloud's own store, at microsecond precision). Prints the figures with their
+goals and the cloud calls per job; exits non-zero when a goal is missed.
+
+    make bench
+    .venv/bin/python bench/snapshot_jobs_bench.py --speed 2 --jobs 200
+    .venv/bin/python bench/snapshot_jobs_bench.py --no-watch   # the per-job polling, for comparison
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GOAL_RATIO = 1.2
+GOAL_LAG_MEDIAN = 1.0
+GOAL_LAG_P95 = 3.0
+GOAL_SUBMIT_SECONDS = 2.0
+DISK_BYTES = 2 * 1000**3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--speed", type=float, default=2.0)
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--no-watch", action="store_true", help="beat without the status watcher")
+    args = parser.parse_args()
+
+    from devcloud.launcher import DevcloudProcess
+    from scripts.stack import RedisProcess, child_env, start_worker, stop_process
+
+    work = Path(tempfile.mkdtemp(prefix="snapshot-jobs-bench-"))
+    data = work / "devcloud"
+    # Enough servers that --jobs + 1 of them are ACTIVE (populate makes ~70 % ACTIVE).
+    subprocess.run(
+        [sys.executable, "-m", "devcloud", "populate", "--data", str(data),
+         "--servers", str(args.jobs * 2 + 20), "--images", "0"],
+        cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    redis = RedisProcess(work / "redis").start()
+    devcloud = DevcloudProcess(data, speed=args.speed).start()
+    worker = None
+    try:
+        clouds_yaml = work / "clouds.yaml"
+        clouds_yaml.write_text(
+            "clouds:\n" + devcloud.clouds_yaml(name="devcloud", entries_only=True)
+        )
+        env = child_env(
+            DEBUG="1",
+            DATABASE_URL=os.environ.get("DATABASE_URL") or f"sqlite:///{work / 'portal.sqlite3'}",
+            REDIS_URL=redis.url,
+            OS_CLIENT_CONFIG_FILE=clouds_yaml,
+            PORTAL_SITES="devcloud=Bielefeld",
+            PORTAL_VAR_DIR=work,
+            LOG_LEVEL="WARNING",
+            EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+            # Without the watcher, beat still runs the sync and the recovery sweep.
+            PORTAL_WATCH_INTERVAL="3600" if args.no_watch else "1",
+        )
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env,
+                       check=True)  # fmt: skip
+        os.environ.update(env)
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+        import django
+
+        django.setup()
+        from portal.demo import demo_seed
+
+        demo_seed()
+        worker = start_worker(env, concurrency=2, beat=True, log_path=work / "worker.log")
+        return run(devcloud, data, args)
+    finally:
+        stop_process(worker)
+        devcloud.stop()
+        redis.stop()
+
+
+def run(devcloud, data: Path, args) -> int:
+    from django.contrib.auth import get_user_model
+
+    from instances.models import Server
+    from portal.models import Job
+    from snapshots.services import snapshot_create_request
+
+    alice = get_user_model().objects.get(username="alice")
+    servers = list(
+        Server.objects.filter(
+            project__name="alpha", status="ACTIVE", deleted_at__isnull=True, task_state=""
+        ).order_by("pk")[: args.jobs + 1]
+    )
+    if len(servers) < args.jobs + 1:
+        raise SystemExit(f"only {len(servers)} ACTIVE servers in alpha")
+    for server in servers:
+        devcloud.set_server(server.openstack_id, disk_used_bytes=DISK_BYTES)
+    store = sqlite3.connect(data / "devcloud.sqlite3")
+
+    def requests_sent() -> int:
+        with open(devcloud.access_log_path) as log:
+            return sum(1 for _ in log)
+
+    def active_again_at(server_id: str) -> float:
+        (stamp,) = store.execute(
+            "SELECT updated_at FROM servers WHERE id = ?", (server_id,)
+        ).fetchone()
+        return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
+
+    def wait_all(jobs: list) -> None:
+        pks = [job.pk for job in jobs]
+        while Job.objects.filter(pk__in=pks).exclude(status__in=Job.FINISHED).exists():
+            time.sleep(0.2)
+
+    def outcome(jobs: list, started: float) -> tuple[float, list[float]]:
+        done = list(Job.objects.filter(pk__in=[job.pk for job in jobs]))
+        failed = [job for job in done if job.status != Job.Status.SUCCEEDED]
+        if failed:
+            raise SystemExit(
+                f"{len(failed)} job(s) failed, e.g. #{failed[0].pk}: {failed[0].error}"
+            )
+        lags = [job.finished_at.timestamp() - active_again_at(job.target_server_id) for job in done]
+        return max(job.finished_at.timestamp() for job in done) - started, lags
+
+    def submit(server, name: str):
+        return snapshot_create_request(server=server, actor=alice, name=name, verify=False)
+
+    before = requests_sent()
+    started = time.time()
+    one_job = [submit(servers[0], "bench-one")]
+    wait_all(one_job)
+    one, one_lags = outcome(one_job, started)
+    one_calls = requests_sent() - before
+
+    before = requests_sent()
+    started = time.time()
+    many_jobs = [submit(server, f"bench-{n}") for n, server in enumerate(servers[1:])]
+    submit_seconds = time.time() - started
+    wait_all(many_jobs)
+    many, lags = outcome(many_jobs, started)
+    many_calls = requests_sent() - before
+
+    lags.sort()
+    p95 = lags[min(len(lags) - 1, int(0.95 * len(lags)))]
+    median = statistics.median(lags)
+    watcher = "off (per-job polling)" if args.no_watch else "on"
+    print(f"\n{args.jobs} snapshot jobs at once on devcloud at --speed {args.speed:g} "
+          f"(2 GB used disk each), 2 worker processes, status watcher {watcher}")  # fmt: skip
+    print(f"  one job alone                 {one:7.1f} s   lag {one_lags[0]:.2f} s   "
+          f"{one_calls} cloud calls")  # fmt: skip
+    print(f"  {args.jobs} jobs                      {many:7.1f} s   "
+          f"{many_calls / args.jobs:.1f} cloud calls per job (watcher included)")  # fmt: skip
+    rows = [
+        (f"{args.jobs} jobs / one job", many / one, GOAL_RATIO, f"{many / one:.2f}"),
+        ("completion lag, median", median, GOAL_LAG_MEDIAN, f"{median:.2f} s"),
+        ("completion lag, p95", p95, GOAL_LAG_P95, f"{p95:.2f} s"),
+        (f"submitting {args.jobs} jobs", submit_seconds, GOAL_SUBMIT_SECONDS,
+         f"{submit_seconds:.2f} s"),
+    ]  # fmt: skip
+    missed = 0
+    for label, value, goal, shown in rows:
+        ok = value <= goal
+        missed += not ok
+        print(f"  {label:<28} {shown:>9}   goal ≤ {goal:g}  {'ok' if ok else 'MISSED'}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The status watcher: one batched status query per site wakes exactly the jobs
+whose server or image changed status; a job a worker holds is woken next round;
+an older answer never overwrites a newer row. The gateway is mocked (unit tests)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from instances.services import server_fields
+from portal import cloud
+from portal.jobs import jobs_wake
+from portal.mirror import mirror_upsert, site_watched
+from portal.models import Job
+from portal.watch import site_watch
+from tests.factories import make_server
+
+NOW = timezone.now()
+
+
+def cloud_server(row, **changes) -> cloud.CloudServer:
+    values = dict(
+        id=row.openstack_id, name=row.name, status=row.status, task_state=row.task_state or None,
+        vm_state=row.vm_state, power_state=row.power_state, project_id=row.project_openstack_id,
+        user_id="u", flavor_name=row.flavor_name, flavor_vcpus=row.flavor_vcpus,
+        flavor_ram_mib=row.flavor_ram_mib, flavor_disk_gb=row.flavor_disk_gb,
+        image_id=row.image_openstack_id, addresses=(), metadata={},
+        created_at=row.created_at, updated_at=row.updated_at,
+    )  # fmt: skip
+    values.update(changes)
+    return cloud.CloudServer(**values)
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Messages the engine sends (the Celery boundary)."""
+    messages = []
+    monkeypatch.setattr(
+        "portal.jobs._send", lambda job_id, wake, countdown: messages.append(job_id)
+    )
+    return messages
+
+
+@pytest.fixture
+def listed(monkeypatch):
+    """What the mocked gateway lists as changed, and how often it was asked."""
+    answer = {"servers": [], "images": [], "calls": 0}
+
+    def server_list(site_name, *, changes_since=None, project_id=None):
+        answer["calls"] += 1
+        answer["since"] = changes_since
+        return list(answer["servers"])
+
+    def image_list(site_name, *, updated_since=None):
+        answer["calls"] += 1
+        return list(answer["images"])
+
+    monkeypatch.setattr(cloud, "server_list", server_list)
+    monkeypatch.setattr(cloud, "image_list", image_list)
+    return answer
+
+
+def waiting_job(people, server, **fields) -> Job:
+    defaults = dict(
+        kind="snapshot.create", status=Job.Status.RUNNING, actor=people["alice"],
+        project=people["alpha"], site=people["alpha"].site, target_server_id=server.openstack_id,
+        wake="old", due_at=timezone.now() + timedelta(seconds=15),
+    )  # fmt: skip
+    return Job.objects.create(**{**defaults, **fields})
+
+
+@pytest.fixture
+def synced_site(people):
+    site = people["alpha"].site
+    site.last_sync_at = timezone.now() - timedelta(seconds=20)
+    site.save()
+    return site
+
+
+def test_a_status_change_wakes_the_jobs_on_that_server_and_no_other(
+    people, synced_site, listed, sent
+):
+    stopping = make_server(project=people["alpha"], status="ACTIVE", task_state="powering-off")
+    other = make_server(project=people["alpha"], status="ACTIVE")
+    job = waiting_job(people, stopping)
+    bystander = waiting_job(people, other)
+    listed["servers"] = [cloud_server(stopping, status="SHUTOFF", task_state=None)]
+
+    seen = site_watch(synced_site.pk)
+
+    assert seen["servers"] == {stopping.openstack_id}
+    assert sent == [job.pk]
+    job.refresh_from_db()
+    bystander.refresh_from_db()
+    assert job.wake != "old" and job.due_at <= timezone.now()
+    assert bystander.wake == "old"
+    stopping.refresh_from_db()
+    assert stopping.status == "SHUTOFF" and stopping.task_state == ""  # the mirror learned it
+    synced_site.refresh_from_db()
+    assert site_watched(synced_site)  # so jobs may read the mirror instead of the cloud
+
+
+def test_a_timestamp_or_progress_alone_wakes_nobody(people, synced_site, listed, sent):
+    uploading = make_server(project=people["alpha"], status="SHUTOFF", task_state="image_uploading")
+    waiting_job(people, uploading)
+    later = timezone.now()
+    listed["servers"] = [cloud_server(uploading, updated_at=later)]
+    site_watch(synced_site.pk)
+    assert sent == []
+    uploading.refresh_from_db()
+    assert uploading.updated_at == later  # written all the same
+
+
+def test_a_job_waiting_for_its_image_is_not_woken_by_its_server(people, synced_site, listed, sent):
+    server = make_server(project=people["alpha"], status="SHUTOFF", task_state="image_uploading")
+    waiting_job(people, server, waits_for="image")
+    listed["servers"] = [cloud_server(server, task_state="image_pending_upload")]
+    site_watch(synced_site.pk)
+    assert sent == []
+
+
+def test_a_job_a_worker_holds_is_woken_on_the_next_round(people, synced_site, listed, sent):
+    server = make_server(project=people["alpha"], status="ACTIVE", task_state="powering-off")
+    job = waiting_job(people, server, lease_until=timezone.now() + timedelta(seconds=10))
+    listed["servers"] = [cloud_server(server, status="SHUTOFF", task_state=None)]
+
+    site_watch(synced_site.pk)
+    assert sent == []  # it may have read the old state: remembered, not lost
+    synced_site.refresh_from_db()
+    assert synced_site.watch_pending == [job.pk]
+
+    Job.objects.filter(pk=job.pk).update(lease_until=None)  # its worker let go
+    listed["servers"] = []
+    site_watch(synced_site.pk)
+    assert sent == [job.pk]
+    synced_site.refresh_from_db()
+    assert synced_site.watch_pending == []
+
+
+def test_finished_jobs_are_never_woken_and_an_idle_site_is_not_asked(
+    people, synced_site, listed, sent
+):
+    server = make_server(project=people["alpha"], status="ACTIVE")
+    waiting_job(people, server, status=Job.Status.SUCCEEDED)
+    assert site_watch(synced_site.pk) is None
+    assert listed["calls"] == 0  # no unfinished job on the site: no cloud call
+    assert jobs_wake(synced_site, server_ids={server.openstack_id}) == []
+    assert sent == []
+
+
+def test_one_watcher_per_site_at_a_time(people, synced_site, listed, sent):
+    waiting_job(people, make_server(project=people["alpha"]))
+    type(synced_site).objects.filter(pk=synced_site.pk).update(
+        watch_lease_until=timezone.now() + timedelta(seconds=10)
+    )
+    assert site_watch(synced_site.pk) is None
+    assert listed["calls"] == 0
+
+
+def test_a_never_synced_site_is_left_to_the_sync(people, listed, sent):
+    waiting_job(people, make_server(project=people["alpha"]))
+    assert site_watch(people["alpha"].site.pk) is None
+    assert listed["calls"] == 0
+
+
+def test_the_watcher_asks_from_its_last_look_back_by_the_clock_tolerance(
+    people, synced_site, listed, sent, settings
+):
+    waiting_job(people, make_server(project=people["alpha"]))
+    site_watch(synced_site.pk)
+    synced_site.refresh_from_db()
+    first = synced_site.watched_at
+    site_watch(synced_site.pk)
+    overlap = timedelta(seconds=settings.PORTAL_WATCH_OVERLAP_SECONDS)
+    assert listed["since"] == first - overlap
+
+
+def test_an_older_answer_never_overwrites_a_newer_row(people):
+    row = make_server(project=people["alpha"], status="ACTIVE")
+    site = people["alpha"].site
+    projects = {row.project_openstack_id: people["alpha"].pk}
+
+    def write(status, observed_at):
+        fields = server_fields(cloud_server(row, status=status), projects=projects, authors={})
+        mirror_upsert(
+            type(row), site=site, rows={row.openstack_id: fields}, observed_at=observed_at
+        )
+
+    asked_early = timezone.now()
+    write("SHUTOFF", asked_early + timedelta(seconds=1))  # the later question lands first
+    write("ACTIVE", asked_early)  # the earlier answer arrives late: ignored
+    row.refresh_from_db()
+    assert row.status == "SHUTOFF"
