@@ -126,6 +126,7 @@ def run(devcloud, *, watch: bool, speed: float, show: bool = False) -> int:
     job = snapshot_create_request(server=server, actor=alice, name="cost-bench", verify=False)
     next_watch = time.monotonic()
     watch_runs = 0
+    advances = []
     while True:
         now = time.monotonic()
         if watch and now >= next_watch:
@@ -136,8 +137,10 @@ def run(devcloud, *, watch: bool, speed: float, show: bool = False) -> int:
             next_watch = now + 1.0
         if due and due[0][0] <= now:
             _, job_id, wake = heapq.heappop(due)
+            queries_before = job_meter.queries
             job_meter(portal.jobs.job_advance, job_id, wake)
             job.refresh_from_db()
+            advances.append(f"{job.progress} ({job_meter.queries - queries_before} queries)")
             if job.is_finished:
                 break
             continue
@@ -175,8 +178,9 @@ def run(devcloud, *, watch: bool, speed: float, show: bool = False) -> int:
               f"{watch_meter.queries} queries, {watch_meter.cpu * 1000:.0f} ms CPU "
               f"(shared by every job of the site)")  # fmt: skip
     if show:
+        print("  runs of the job:", "; ".join(advances))
         for sql in job_meter.statements:
-            print("   ", sql[:150])
+            print("   ", sql[:90], "..." + sql[-60:] if len(sql) > 150 else "")
     return 1 if missed else 0
 
 

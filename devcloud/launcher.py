@@ -155,6 +155,11 @@ class DevcloudProcess:
     def running(self):
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self):
+        """The server process's id (benchmarks read its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
+
     def stop(self, timeout=10):
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:

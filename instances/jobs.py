@@ -52,6 +52,10 @@ def server_of(job: Job, *, acted: bool = False) -> Server:
             server = Server.objects.filter(site=job.site, openstack_id=job.target_server_id).first()
         else:
             server = server_refresh(job.site, openstack_id=job.target_server_id)
+        if server is not None:  # the rows the job loaded already, not loaded again
+            server.site = job.site
+            if job.project is not None and server.project_id == job.project_id:
+                server.project = job.project
         job._server = server
     if server is None or server.is_deleted:
         raise StepFailed("the instance no longer exists")
@@ -94,6 +98,8 @@ def _power(job: Job, *, call, target: str, transition: str) -> Wait | None:
         if server.task_state:
             return _busy(job, server)
         raise
+    # Read back at once: until the mirror shows the transition, a later step would
+    # take the old state for the outcome (e.g. SHUTOFF after a start: "it failed").
     server_of(job, acted=True)
     return None
 
@@ -145,7 +151,7 @@ job_kind_register(
         name="server.stop",
         steps=(
             Step("stop", "Stop requested", step_stop),
-            Step("wait", "Waiting for SHUTOFF", step_wait_shutoff),
+            Step("wait", "Waiting for SHUTOFF", step_wait_shutoff, acts=False),
         ),
         describe=lambda job: "Stop instance",
     )
@@ -339,7 +345,7 @@ job_kind_register(
             Step("check", "Checking the request", step_launch_check),
             Step("create", "Creating the instances", step_launch_create),
             Step("wait", "Waiting for the instances to boot", step_launch_wait),
-            Step("summary", "Summing up", step_launch_summary),
+            Step("summary", "Summing up", step_launch_summary, acts=False),
         ),
         undo=(Step("report", "Reporting each seat", undo_launch_report),),
         describe=lambda job: f"Launch {len(job.params['names'])} instance(s)",
@@ -373,7 +379,7 @@ job_kind_register(
         name="instances.delete",
         steps=(
             Step("delete", "Deleting the instances", step_delete_servers),
-            Step("summary", "Summing up", step_delete_servers_summary),
+            Step("summary", "Summing up", step_delete_servers_summary, acts=False),
         ),
         describe=lambda job: f"Delete {len(job.params['servers'])} instance(s)",
     )

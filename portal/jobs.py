@@ -133,6 +133,9 @@ class Step:
     name: str
     label: str
     run: Callable[[Job], Wait | Skipped | Done | None]
+    # False for a step that only reads (waits, summaries): it changes nothing in the
+    # cloud, so what earlier steps recorded need not be saved before it runs.
+    acts: bool = True
 
 
 @dataclass(frozen=True)
@@ -307,10 +310,10 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
         job.progress = step.label
         record["runs"] = record.get("runs", 0) + 1
         # What earlier steps of this run recorded (an image id, "stopped by the
-        # portal") is saved before the next step acts on the cloud; the rest of the
-        # bookkeeping waits for the end of the run. A crash re-runs a step, which is
-        # safe; it never forgets what a finished step did.
-        if _state_text(job) != saved_state:
+        # portal") is saved before the next step that acts on the cloud; the rest of
+        # the bookkeeping waits for the end of the run. A crash re-runs a step, which
+        # is safe; it never forgets what a finished step did before an action.
+        if step.acts and _state_text(job) != saved_state:
             job.save()
             saved_state = _state_text(job)
         try:

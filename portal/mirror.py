@@ -49,8 +49,9 @@ class MirrorRow(models.Model):
 def authorship_record(*, site: Site, openstack_id: str, user, job=None) -> None:
     """Record that `user` made the object through the portal (first record wins:
     a re-run step, or a later change of cloud metadata, never moves it)."""
-    Authorship.objects.get_or_create(
-        site=site, openstack_id=openstack_id, defaults={"user": user, "job": job}
+    Authorship.objects.bulk_create(
+        [Authorship(site=site, openstack_id=openstack_id, user=user, job=job)],
+        ignore_conflicts=True,
     )
 
 

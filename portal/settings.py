@@ -231,10 +231,11 @@ JOB_BOOT_TEST_SECONDS = envint("JOB_BOOT_TEST_SECONDS", "600")
 # While its last answer is at most PORTAL_WATCH_FRESH_SECONDS old, jobs read their
 # server from the mirror instead of asking the cloud. Each query reaches back
 # PORTAL_WATCH_OVERLAP_SECONDS before the previous one: the most the portal's and the
-# cloud's clocks may differ (NTP keeps them far closer).
+# cloud's clocks may differ (OpenStack needs NTP; chrony keeps them far closer). A
+# change missed anyway reaches the mirror with the next sync (60 s overlap).
 PORTAL_WATCH_INTERVAL = envfloat("PORTAL_WATCH_INTERVAL", "1")
 PORTAL_WATCH_FRESH_SECONDS = envfloat("PORTAL_WATCH_FRESH_SECONDS", "3")
-PORTAL_WATCH_OVERLAP_SECONDS = envfloat("PORTAL_WATCH_OVERLAP_SECONDS", "5")
+PORTAL_WATCH_OVERLAP_SECONDS = envfloat("PORTAL_WATCH_OVERLAP_SECONDS", "2")
 
 # --- Celery ----------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -70,7 +70,12 @@ SNAPSHOTTING_TASKS = {"image_snapshot_pending", "image_snapshot"}
 BOOT_TEST_STEPS = (
     Step("verify_plan", "Choosing a flavor for the boot test", step_verify_plan),
     Step("verify_boot", "Booting a test instance", step_verify_boot),
-    Step("verify_console", "Waiting for the test instance to come up", step_verify_console),
+    Step(
+        "verify_console",
+        "Waiting for the test instance to come up",
+        step_verify_console,
+        acts=False,
+    ),
     Step("verify_cleanup", "Deleting the test instance", step_verify_cleanup),
 )
 # Snapshot images are deleted at most this many per task run (bulk delete).
@@ -340,10 +345,10 @@ job_kind_register(
         steps=(
             Step("check", "Checking the request", step_check),
             Step("stop", "Stop requested", step_stop_if_running),
-            Step("wait_stopped", "Waiting for SHUTOFF", step_wait_stopped),
+            Step("wait_stopped", "Waiting for SHUTOFF", step_wait_stopped, acts=False),
             Step("snapshot", "Snapshot requested", step_snapshot),
-            Step("upload", "Uploading the image", step_upload),
-            Step("settle", "Waiting for Nova to finish", step_settle),
+            Step("upload", "Uploading the image", step_upload, acts=False),
+            Step("settle", "Waiting for Nova to finish", step_settle, acts=False),
             Step("restart", "Start requested", step_restart),
             Step("wait_restarted", "Waiting for ACTIVE", step_wait_restarted),
             *BOOT_TEST_STEPS,
@@ -351,7 +356,7 @@ job_kind_register(
         undo=(
             Step("undo_boot_test", "Deleting the test instance", step_verify_cleanup),
             Step("undo_image", "Removing the unfinished image", undo_image),
-            Step("undo_settle", "Waiting until the instance is idle", undo_settle),
+            Step("undo_settle", "Waiting until the instance is idle", undo_settle, acts=False),
             Step("undo_start", "Starting the instance again", undo_start),
             Step("undo_wait_active", "Waiting for ACTIVE again", undo_wait_active),
         ),
@@ -408,7 +413,7 @@ job_kind_register(
         name="snapshot.delete",
         steps=(
             Step("delete", "Deleting the snapshots", step_delete),
-            Step("summary", "Summing up", step_delete_summary),
+            Step("summary", "Summing up", step_delete_summary, acts=False),
         ),
         describe=lambda job: f"Delete {len(job.params['images'])} snapshot(s)",
     )

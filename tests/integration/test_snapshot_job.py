@@ -196,5 +196,7 @@ def test_with_the_status_watcher_the_job_reads_the_mirror_instead_of_polling(liv
     with open(devcloud.access_log_path) as log:
         calls = [line for line in list(log)[before:] if "changes-since" not in line]
     reads = [line for line in calls if f" /compute/v2.1/servers/{server.openstack_id} " in line]
-    assert len(reads) == 3, reads  # one refresh per action, no polling
+    # One refresh per action (stop, snapshot, start), and one look of the first step
+    # if the worker ran it before the watcher's first round; no polling (~12 without).
+    assert len(reads) <= 4, reads
     assert any(w["status"] == "done" for w in job.steps if w["name"] == "wait_restarted")
