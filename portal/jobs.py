@@ -245,13 +245,16 @@ def job_enqueue(job: Job, *, countdown: float = 0) -> None:
     transaction.on_commit(lambda: _send(job.pk, wake, countdown))
 
 
-def _claim(job_id: int) -> bool:
+def _claim(job_id: int, wake: str | None) -> bool:
+    """Hold the job, if it is unfinished, free, and `wake` is its current token: a
+    message overtaken by a newer schedule (the watcher woke the job since) or a
+    duplicate costs this one UPDATE that matches nothing."""
     now = _now()
-    claimed = (
-        Job.objects.filter(pk=job_id)
-        .exclude(status__in=Job.FINISHED)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + LEASE, heartbeat_at=now)
+    jobs = Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED)
+    if wake is not None:
+        jobs = jobs.filter(wake=wake)
+    claimed = jobs.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now)).update(
+        lease_until=now + LEASE, heartbeat_at=now
     )
     return claimed == 1
 
@@ -287,12 +290,9 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
     nothing more to do for this message (job ended, stale message, or another
     worker holds the job).
     """
-    if not _claim(job_id):
+    if not _claim(job_id, wake):
         return None
     job = Job.objects.select_related("site", "actor", "project").get(pk=job_id)
-    if wake is not None and wake != job.wake:
-        _release(job)
-        return None
     spec = job_kind_get(job.kind)
     if job.status == Job.Status.PENDING:
         job.status = Job.Status.RUNNING
