@@ -42,18 +42,22 @@ def main() -> int:
     parser.add_argument("--queries", action="store_true", help="list the job's SQL statements")
     args = parser.parse_args()
 
+    from bench.throwaway_db import engine_name, throwaway_database
     from devcloud.launcher import DevcloudProcess
     from scripts.stack import child_env
 
     work = Path(tempfile.mkdtemp(prefix="job-cost-bench-"))
-    with DevcloudProcess(work / "devcloud", profile="primary", speed=args.speed) as devcloud:
+    with (
+        DevcloudProcess(work / "devcloud", profile="primary", speed=args.speed) as devcloud,
+        throwaway_database(work, "bench_job_cost") as database_url,
+    ):
         clouds_yaml = work / "clouds.yaml"
         clouds_yaml.write_text(
             "clouds:\n" + devcloud.clouds_yaml(name="devcloud", entries_only=True)
         )
         env = child_env(
             DEBUG="1",
-            DATABASE_URL=os.environ.get("DATABASE_URL") or f"sqlite:///{work / 'portal.sqlite3'}",
+            DATABASE_URL=database_url,
             OS_CLIENT_CONFIG_FILE=clouds_yaml,
             PORTAL_SITES="devcloud=Bielefeld",
             PORTAL_VAR_DIR=work,
@@ -69,7 +73,15 @@ def main() -> int:
         from django.conf import settings
 
         settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-        return run(devcloud, watch=not args.no_watch, speed=args.speed, show=args.queries)
+        try:
+            return run(
+                devcloud, watch=not args.no_watch, speed=args.speed, show=args.queries,
+                engine=engine_name(database_url),
+            )  # fmt: skip
+        finally:
+            from django.db import connections
+
+            connections.close_all()
 
 
 class Meter:
@@ -95,7 +107,7 @@ class Meter:
         return result
 
 
-def run(devcloud, *, watch: bool, speed: float, show: bool = False) -> int:
+def run(devcloud, *, watch: bool, speed: float, engine: str, show: bool = False) -> int:
     from django.contrib.auth import get_user_model
 
     import portal.jobs
@@ -158,7 +170,7 @@ def run(devcloud, *, watch: bool, speed: float, show: bool = False) -> int:
     cpu_ms = job_meter.cpu * 1000
 
     print(f"\none snapshot job (stop, snapshot, restart; no boot test) on devcloud at "
-          f"--speed {speed:g}, site watcher {'on' if watch else 'off'}")  # fmt: skip
+          f"--speed {speed:g}, {engine}, site watcher {'on' if watch else 'off'}")  # fmt: skip
     print(f"  took {seconds:.1f} s; {len(job.steps)} steps, {steps_run} did work, "
           f"{runs} step runs")  # fmt: skip
     rows = [

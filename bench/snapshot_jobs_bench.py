@@ -61,17 +61,22 @@ def main() -> int:
          "--servers", str(args.jobs * 2 + 20), "--images", "0"],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
+    from bench.throwaway_db import engine_name, throwaway_database
+
     redis = RedisProcess(work / "redis").start()
     devcloud = DevcloudProcess(data, speed=args.speed).start()
     worker = None
+    database = throwaway_database(work, "bench_jobs")
     try:
+        database_url = database.__enter__()
+        args.engine = engine_name(database_url)
         clouds_yaml = work / "clouds.yaml"
         clouds_yaml.write_text(
             "clouds:\n" + devcloud.clouds_yaml(name="devcloud", entries_only=True)
         )
         env = child_env(
             DEBUG="1",
-            DATABASE_URL=os.environ.get("DATABASE_URL") or f"sqlite:///{work / 'portal.sqlite3'}",
+            DATABASE_URL=database_url,
             REDIS_URL=redis.url,
             OS_CLIENT_CONFIG_FILE=clouds_yaml,
             PORTAL_SITES="devcloud=Bielefeld",
@@ -99,6 +104,10 @@ def main() -> int:
         stop_process(worker)
         devcloud.stop()
         redis.stop()
+        from django.db import connections
+
+        connections.close_all()
+        database.__exit__(None, None, None)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -188,7 +197,7 @@ def run(devcloud, data: Path, args, *, worker) -> int:
     median = statistics.median(lags)
     watcher = "off (per-job polling)" if args.no_watch else "on"
     print(f"\n{args.jobs} snapshot jobs at once on devcloud at --speed {args.speed:g} "
-          f"(2 GB used disk each), 2 worker processes, status watcher {watcher}")  # fmt: skip
+          f"(2 GB used disk each), 2 worker processes, {args.engine}, status watcher {watcher}")  # fmt: skip
     print(f"  one job alone                 {one:7.1f} s   lag {one_lags[0]:.2f} s   "
           f"{one_calls} cloud calls")  # fmt: skip
     print(f"  {args.jobs} jobs                      {many:7.1f} s   "
