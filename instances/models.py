@@ -97,8 +97,11 @@ class Server(MirrorRow):
         constraints = [
             models.UniqueConstraint(fields=["site", "openstack_id"], name="server_unique_per_site")
         ]
-        # The overview reads existing servers newest first (everyone's or some
-        # projects'), and rows by id without their site.
+        # The overview reads existing servers newest first (everyone's, some
+        # projects', or those in one status, e.g. "Shut off"), and rows by id
+        # without their site. The status index holds the overview's own order
+        # (newest first, then name), so a status filter walks it and stops after
+        # a page instead of sorting every server in that status.
         indexes = [
             models.Index(fields=["openstack_id"], name="server_openstack_id"),
             models.Index(
@@ -106,6 +109,11 @@ class Server(MirrorRow):
             ),
             models.Index(
                 fields=["project", "created_at"], condition=LIVE_SERVER, name="server_live_project"
+            ),
+            models.Index(
+                fields=["status", "-created_at", "name"],
+                condition=LIVE_SERVER,
+                name="server_live_status",
             ),
         ]
 
