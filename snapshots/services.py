@@ -15,6 +15,7 @@ from portal.access import can_act_on, projects_visible_to
 from portal.bulk import (
     MatchingPlan,
     busy_q,
+    filters_text,
     listed_q,
     matching_plan,
     permission_refusals,
@@ -135,12 +136,16 @@ def snapshot_create_request(
 # ask the same ones, in this order.
 
 
-def snapshot_delete_refusals(actor, *, job: Job | None = None) -> list[tuple[str, Q]]:
-    """[(reason, condition)]: why `actor` may not delete a snapshot now. Inside a
-    delete job, only older delete jobs count as "already being deleted" (two
+def snapshot_delete_refusals(
+    actor, *, seen: bool = False, job: Job | None = None
+) -> list[tuple[str, Q]]:
+    """[(reason, condition)]: why `actor` may not delete a snapshot now. `seen`: the
+    rows are from the actor's own list (see permission_refusals). Inside a delete
+    `job`, only older delete jobs count as "already being deleted" (two
     overlapping jobs: the first one deletes, the second skips)."""
     refusals = permission_refusals(
         actor,
+        seen=seen,
         outside="not in one of your projects",
         not_yours="members may delete only snapshots they created",
     )
@@ -235,11 +240,12 @@ def snapshot_delete_bound() -> int:
     return Snapshot.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
-def snapshot_delete_matching_plan(*, rows, ordered, actor, upto: int) -> MatchingPlan:
+def snapshot_delete_matching_plan(*, rows, ordered, actor, upto: int, walk=None) -> MatchingPlan:
     """Counts of what deleting every row of `rows` (a list's filter) would delete
-    and skip, by reason, and a sample in the list's order (`ordered`)."""
-    refusals = snapshot_delete_refusals(actor)
-    return matching_plan(rows, refusals, ordered=ordered, upto=upto)
+    and skip, by reason, and a sample in the list's order (`ordered`; `walk`: the
+    whole list in that order, see matching_plan)."""
+    refusals = snapshot_delete_refusals(actor, seen=True)  # `rows` come from the actor's list
+    return matching_plan(rows, refusals, ordered=ordered, upto=upto, walk=walk)
 
 
 def snapshot_delete_matching_request(
@@ -267,19 +273,10 @@ def snapshot_delete_matching_request(
         params={
             "matching": {"query": [list(pair) for pair in data], "projects": scope, "upto": upto},
             "expected": plan.will_delete_text,
-            "filters": _filters_text(data),
+            "filters": filters_text(data),
         },
     )
     return job, plan
-
-
-def _filters_text(data) -> str:
-    shown = [f"{key}={value}" for key, value in data if value and key not in IGNORED_PARAMS]
-    return ", ".join(shown) or "no filter"
-
-
-# Query parameters of a list that do not change which rows it shows.
-IGNORED_PARAMS = {"sort", "per_page", "page", "job", "filtered"}
 
 
 def _selection(job: Job):

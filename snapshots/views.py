@@ -184,17 +184,17 @@ def snapshot_name_check(request, server_id: int):
 
 
 def _chosen_snapshots(request, data):
-    """(project, rows, all matching?) a bulk action names: explicit ids, or every
-    one matching the filter (a queryset, never read whole), always within the page
-    it came from (one project's, or all the user's): what the page showed is what
-    is deleted."""
+    """(project, the whole list, rows, all matching?) a bulk action names: explicit
+    ids, or every one matching the filter (a queryset, never read whole), always
+    within the page it came from (one project's, or all the user's): what the
+    page showed is what is deleted."""
     project_id = param_id(data, "project")
     project = get_project_for_user(request.user, project_id) if project_id else None
-    _, _, shown = _shown(request.user, data, project)
+    listed, _, shown = _shown(request.user, data, project)
     if data.get("all_matching") == "1":
-        return project, shown, True
+        return project, listed, shown, True
     ids = param_ids(data, "selected", limit=MAX_SELECTED)
-    return project, list(shown.filter(pk__in=ids)), False
+    return project, listed, list(shown.filter(pk__in=ids)), False
 
 
 def _carried(data) -> list[tuple[str, str]]:
@@ -221,7 +221,7 @@ def snapshot_delete(request):
     with counts per reason and a sample, and its job carries the filter."""
     data = request.POST if request.method == "POST" else request.GET
     key = data.get("idempotency_key", "")
-    project, chosen, all_matching = _chosen_snapshots(request, data)
+    project, listed, chosen, all_matching = _chosen_snapshots(request, data)
     filters = [
         (k, v) for k, v in _carried(data) if k not in ("selected", "all_matching", "project")
     ]
@@ -234,7 +234,7 @@ def snapshot_delete(request):
         messages.error(request, "Select at least one snapshot to delete.")
         return render(request, "snapshots/delete_confirm.html", context, status=400)
     if all_matching:
-        return _delete_matching(request, data, project, chosen, filters, context)
+        return _delete_matching(request, data, project, (listed, chosen), filters, context)
     if request.method == "GET":
         context["plan"] = snapshot_delete_plan(snapshots=chosen, actor=request.user)
         return render(request, "snapshots/delete_confirm.html", context)
@@ -247,15 +247,17 @@ def snapshot_delete(request):
     return redirect(_list_url(project, f"job={job.pk}"))
 
 
-def _delete_matching(request, data, project, rows, filters, context):
+def _delete_matching(request, data, project, selection, filters, context):
     """ "All matching": GET counts and samples; POST records the job with the filter
     and the bound the confirmation showed (`upto`: no row synced after it)."""
+    listed, rows = selection
     if request.method == "GET":
         upto = snapshot_delete_bound()
-        ordered = _in_list_order(request, rows, project, data)
         context["matching"] = snapshot_delete_matching_plan(
-            rows=rows, ordered=ordered, actor=request.user, upto=upto
-        )
+            rows=rows, actor=request.user, upto=upto,
+            ordered=_in_list_order(request, rows, project, data),
+            walk=_in_list_order(request, listed, project, data),
+        )  # fmt: skip
         context["carried"] = [*context["carried"], ("upto", str(upto))]
         return render(request, "snapshots/delete_confirm.html", context)
     upto = param_id(data, "upto") or snapshot_delete_bound()
