@@ -59,7 +59,15 @@ class Image(MirrorRow):
         # answers it in index order at 100,000 rows. A boolean column alone serves
         # no query (`NOT is_snapshot`), so the flag is the partial indexes' condition.
         indexes = [
-            models.Index(fields=["openstack_id"], name="image_openstack_id"),
+            # Pattern ops: PostgreSQL answers both `= id` and `LIKE 'prefix%'` (an
+            # id pasted in part) from it; a plain index there follows the collation
+            # and serves no LIKE, so the quick search read every row. (SQLite
+            # ignores opclasses; prefix_q writes a range for it.)
+            models.Index(
+                fields=["openstack_id"],
+                name="image_openstack_id",
+                opclasses=["varchar_pattern_ops"],
+            ),
             models.Index(fields=["created_at"], condition=LIVE_SNAPSHOT, name="image_snap_created"),
             models.Index(
                 fields=["project", "created_at"], condition=LIVE_SNAPSHOT, name="image_snap_project"

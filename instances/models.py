@@ -103,7 +103,15 @@ class Server(MirrorRow):
         # (newest first, then name), so a status filter walks it and stops after
         # a page instead of sorting every server in that status.
         indexes = [
-            models.Index(fields=["openstack_id"], name="server_openstack_id"),
+            # Pattern ops: PostgreSQL answers both `= id` and `LIKE 'prefix%'` (an
+            # id pasted in part) from it; a plain index there follows the collation
+            # and serves no LIKE, so the quick search read every row. (SQLite
+            # ignores opclasses; prefix_q writes a range for it.)
+            models.Index(
+                fields=["openstack_id"],
+                name="server_openstack_id",
+                opclasses=["varchar_pattern_ops"],
+            ),
             models.Index(
                 fields=["created_at", "name"], condition=LIVE_SERVER, name="server_live_created"
             ),
