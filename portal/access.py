@@ -64,7 +64,9 @@ def action_refusals(user) -> list[tuple[str, Q]]:
     """`can_act_on` as filters over rows with `project` and `created_by`, for bulk
     actions that cannot ask row by row: [(code, condition)] in the order asked,
     "outside" (not in one of the user's projects) then "not_yours" (a member,
-    and someone else made it). A row matching neither the user may act on."""
+    and someone else made it). A row matching neither the user may act on.
+    A job runs later than its request: an account deleted or deactivated since
+    acts on nothing."""
     if user is None or not user.is_active:
         return [("outside", Q(pk__isnull=False))]
     if user.is_superuser:
