@@ -14,8 +14,14 @@ from datetime import timedelta
 from images.models import Image
 from instances.launch import launch_check
 from instances.models import Flavor, Server
-from instances.services import project_quota_refresh, server_refresh, servers_store
+from instances.services import (
+    project_quota_refresh,
+    server_delete_batch,
+    server_refresh,
+    servers_store,
+)
 from portal import cloud
+from portal.bulk import delete_matching_in_batches, matching_summary
 from portal.errors import ActionRefused
 from portal.jobs import (
     JOB_KEY,
@@ -357,21 +363,41 @@ job_kind_register(
 
 
 def step_delete_servers(job: Job) -> Wait | None:
-    """Delete BATCH servers per run (see delete_in_batches)."""
+    """Delete BATCH servers per run: the listed ones (see delete_in_batches), or
+    the next ones the job's filter matches (see portal.bulk)."""
+    delete = lambda site, server_id: cloud.server_delete(site, server_id=server_id)  # noqa: E731
+    refresh = lambda site, server_id: server_refresh(site, openstack_id=server_id)  # noqa: E731
+    if "matching" in job.params:
+        return delete_matching_in_batches(
+            job, rows_after=lambda after, size: server_delete_batch(job, after, size),
+            delete=delete, refresh=refresh, batch=BATCH,
+        )  # fmt: skip
     return delete_in_batches(
-        job, job.params["servers"], batch=BATCH,
-        delete=lambda site, server_id: cloud.server_delete(site, server_id=server_id),
-        refresh=lambda site, server_id: server_refresh(site, openstack_id=server_id),
-    )  # fmt: skip
+        job, job.params["servers"], batch=BATCH, delete=delete, refresh=refresh
+    )
 
 
 def step_delete_servers_summary(job: Job) -> None:
-    result = deletion_summary(job, job.params["servers"])
+    if "matching" in job.params:
+        result = matching_summary(job)
+        failed_only = result["failed_count"] and not result["deleted_count"]
+    else:
+        result = deletion_summary(job, job.params["servers"])
+        failed_only = result["failed"] and not result["deleted"]
     if job.project_id:
         project_quota_refresh(job.project)
-    if result["failed"] and not result["deleted"]:
+    if failed_only:
         raise StepFailed(result["summary"])
     return None
+
+
+def _describe_delete(job: Job) -> str:
+    if "matching" in job.params:
+        return (
+            f"Delete all matching instances ({job.params['filters']}; "
+            f"{job.params['expected']} at confirmation)"
+        )
+    return f"Delete {len(job.params['servers'])} instance(s)"
 
 
 job_kind_register(
@@ -381,6 +407,6 @@ job_kind_register(
             Step("delete", "Deleting the instances", step_delete_servers),
             Step("summary", "Summing up", step_delete_servers_summary, acts=False),
         ),
-        describe=lambda job: f"Delete {len(job.params['servers'])} instance(s)",
+        describe=_describe_delete,
     )
 )

@@ -97,15 +97,31 @@ class Server(MirrorRow):
         constraints = [
             models.UniqueConstraint(fields=["site", "openstack_id"], name="server_unique_per_site")
         ]
-        # The overview reads existing servers newest first (everyone's or some
-        # projects'), and rows by id without their site.
+        # The overview reads existing servers newest first (everyone's, some
+        # projects', or those in one status, e.g. "Shut off"), and rows by id
+        # without their site. The status index holds the overview's own order
+        # (newest first, then name), so a status filter walks it and stops after
+        # a page instead of sorting every server in that status.
         indexes = [
-            models.Index(fields=["openstack_id"], name="server_openstack_id"),
+            # Pattern ops: PostgreSQL answers both `= id` and `LIKE 'prefix%'` (an
+            # id pasted in part) from it; a plain index there follows the collation
+            # and serves no LIKE, so the quick search read every row. (SQLite
+            # ignores opclasses; prefix_q writes a range for it.)
+            models.Index(
+                fields=["openstack_id"],
+                name="server_openstack_id",
+                opclasses=["varchar_pattern_ops"],
+            ),
             models.Index(
                 fields=["created_at", "name"], condition=LIVE_SERVER, name="server_live_created"
             ),
             models.Index(
                 fields=["project", "created_at"], condition=LIVE_SERVER, name="server_live_project"
+            ),
+            models.Index(
+                fields=["status", "-created_at", "name"],
+                condition=LIVE_SERVER,
+                name="server_live_status",
             ),
         ]
 

@@ -11,7 +11,7 @@ from instances.filters import ServerFilterSet
 from instances.models import Server
 from portal.access import can_act_on, can_see, in_visible_projects
 from portal.jobs import busy_pks
-from portal.models import Job
+from portal.models import Job, Project
 
 
 def server_list(*, user) -> QuerySet[Server]:
@@ -26,6 +26,20 @@ def servers_shown(*, user, data, projects):
     servers = server_list(user=user)
     filterset = ServerFilterSet(data, queryset=servers, projects=projects)
     return filterset, (filterset.qs if filterset.is_valid() else servers.none())
+
+
+def servers_matching(*, data, projects: list[int] | None) -> QuerySet[Server]:
+    """What `servers_shown` showed, for a job that runs later and as nobody's
+    request: servers of the projects the page covered (None: every one, the
+    facility view) matching the same filters. Who may delete them is asked
+    separately, at the moment of deleting."""
+    servers = Server.objects.select_related("project", "site", "created_by")
+    choices = Project.objects.all()
+    if projects is not None:
+        servers = servers.filter(project__in=projects)
+        choices = choices.filter(pk__in=projects)
+    filterset = ServerFilterSet(data, queryset=servers, projects=choices)
+    return filterset.qs if filterset.is_valid() else servers.none()
 
 
 def server_get_for_user(user, server_id: int) -> Server:

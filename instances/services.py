@@ -5,11 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Q
+from django.http import QueryDict
 from django.utils import timezone
 
 from instances.models import Flavor, Server
+from instances.selectors import servers_matching
 from portal import cloud
-from portal.access import can_act_on, can_see
+from portal.access import can_act_on, can_see, projects_visible_to
+from portal.bulk import (
+    MatchingPlan,
+    busy_q,
+    filters_text,
+    listed_q,
+    matching_plan,
+    permission_refusals,
+    refusal_annotate,
+    unreachable_refusals,
+)
 from portal.errors import ActionRefused
 from portal.jobs import busy_pks, job_create
 from portal.mirror import (
@@ -20,7 +33,7 @@ from portal.mirror import (
     mirror_upsert,
     project_ids,
 )
-from portal.models import Project, Site
+from portal.models import Job, Project, Site
 
 
 def server_fields(
@@ -176,6 +189,45 @@ def server_power_request(*, server: Server, actor, action: str, idempotency_key:
 
 
 # --- Deleting -----------------------------------------------------------------
+#
+# One set of rules decides what a delete skips, as filters (portal.bulk): the
+# confirmation of ticked rows and of "all matching" and every batch of the job
+# ask the same ones, in this order (the same rules as every other action).
+
+
+def server_delete_refusals(actor, *, seen: bool = False, job=None) -> list[tuple[str, Q]]:
+    """[(reason, condition)]: why `actor` may not delete a server now. `seen`: the
+    rows are from the actor's own overview (see permission_refusals). Inside a
+    delete `job`, only older delete jobs count as "already being deleted"."""
+    refusals = permission_refusals(
+        actor,
+        seen=seen,
+        outside="not in one of your projects",
+        not_yours="members may delete only instances they created",
+    )
+    refusals.append(("already deleted", Q(deleted_at__isnull=False) | Q(status="DELETED")))
+    deleting = servers_being_deleted_q(before=job)
+    if deleting is not None:
+        refusals.append(("already being deleted", deleting))
+    busy = busy_q(target="server")
+    if busy is not None:
+        refusals.append(("a portal job is working on it", busy))
+    return refusals + unreachable_refusals()
+
+
+def servers_being_deleted_q(*, before=None) -> Q | None:
+    """The servers unfinished delete jobs (older than `before`) will still delete,
+    as a filter; None when no such job runs."""
+    jobs = Job.objects.filter(kind="instances.delete").exclude(status__in=Job.FINISHED)
+    if before is not None:
+        jobs = jobs.filter(pk__lt=before.pk)
+    jobs = list(jobs)
+    wanted = listed_q([job for job in jobs if "servers" in job.params], key="servers")
+    for job in jobs:
+        if "matching" in job.params:
+            pending = Q(pk__in=server_delete_pending(job).values("pk"))
+            wanted = pending if wanted is None else wanted | pending
+    return wanted
 
 
 @dataclass(frozen=True)
@@ -185,22 +237,15 @@ class ServerDeletePlan:
 
 
 def server_delete_plan(*, servers, actor) -> ServerDeletePlan:
-    """Split the chosen servers into what the actor may delete now and what is
-    skipped, with the reason (the same rules as every other action)."""
-    servers = list(servers)
-    busy = busy_pks(servers, target="server")
+    """Split the chosen servers (ticked ones: a few hundred at most) into what the
+    actor may delete now and what is skipped, with the reason."""
+    pks = [s.pk for s in servers]
+    rows = Server.objects.filter(pk__in=pks).select_related("project", "site", "created_by")
+    rows = refusal_annotate(rows, server_delete_refusals(actor))
     deletable, skipped = [], []
-    for server in servers:
-        if not can_see(actor, server.project):
-            skipped.append((server, "not in one of your projects"))
-        elif not can_act_on(actor, project=server.project, created_by_id=server.created_by_id):
-            skipped.append((server, "members may delete only instances they created"))
-        elif server.is_deleted:
-            skipped.append((server, "already deleted"))
-        elif server.pk in busy:
-            skipped.append((server, "a portal job is working on it"))
-        elif not server.site.is_reachable:
-            skipped.append((server, f"{server.site.display_name} is unreachable"))
+    for server in rows:
+        if server.refusal:
+            skipped.append((server, server.refusal))
         else:
             deletable.append(server)
     return ServerDeletePlan(deletable, skipped)
@@ -231,3 +276,78 @@ def server_delete_request(
         },
     )
     return job, plan
+
+
+# "Select all matching": the job carries the filter, not the ids (see portal.bulk).
+
+
+def server_delete_bound() -> int:
+    """The highest server row id now: a job confirmed now never touches a row
+    synced later (a machine made after the confirmation), whatever it matches."""
+    return Server.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def server_delete_matching_plan(*, rows, actor, upto: int, walk=None) -> MatchingPlan:
+    """Counts of what deleting every row of `rows` (the overview's filter) would
+    delete and skip, by reason, and a sample in the overview's order (`walk`:
+    every server the overview could show, see matching_plan)."""
+    refusals = server_delete_refusals(actor, seen=True)  # `rows` come from the actor's overview
+    return matching_plan(rows, refusals, ordered=rows, upto=upto, walk=walk)
+
+
+def server_delete_matching_request(
+    *, data, actor, upto: int, rows, idempotency_key: str = ""
+) -> tuple[object | None, MatchingPlan]:
+    """Record one job that deletes, in batches, every server the overview with
+    these filters (`data`, its query as pairs) shows now, up to row `upto`,
+    within the projects the actor saw (every one for a superuser)."""
+    upto = min(upto, server_delete_bound())
+    plan = server_delete_matching_plan(rows=rows, actor=actor, upto=upto)
+    if not plan.will_delete:
+        return None, plan
+    scope = None
+    if not actor.is_superuser:
+        scope = sorted(projects_visible_to(actor).values_list("pk", flat=True))
+    job = job_create(
+        kind="instances.delete",
+        actor=actor,
+        idempotency_key=idempotency_key,
+        params={
+            "matching": {"query": [list(pair) for pair in data], "projects": scope, "upto": upto},
+            "expected": plan.will_delete_text,
+            "filters": filters_text(data),
+        },
+    )
+    return job, plan
+
+
+def _selection(job):
+    """What a "delete all matching" job's filter matches now, within its scope and bound."""
+    spec = job.params["matching"]
+    data = QueryDict(mutable=True)
+    for key, value in spec["query"]:
+        data.appendlist(key, value)
+    rows = servers_matching(data=data, projects=spec["projects"])
+    return rows.filter(pk__lte=spec["upto"])
+
+
+def server_delete_pending(job):
+    """The rows a "delete all matching" job has still to look at (past its cursor)
+    that its actor may delete: what other deletes count as "already being deleted"."""
+    rows = _selection(job).filter(pk__gt=job.state.get("cursor", 0))
+    for _, condition in permission_refusals(job.actor, outside="", not_yours=""):
+        rows = rows.exclude(condition)
+    return rows
+
+
+def server_delete_batch(job, after: int, size: int) -> list[dict]:
+    """The next `size` rows of the job's selection after row `after`, in id order,
+    each with the reason it is skipped now ("" when it is deleted)."""
+    rows = _selection(job).filter(pk__gt=after).order_by("pk")
+    rows = refusal_annotate(rows, server_delete_refusals(job.actor, job=job))
+    return [
+        {"pk": pk, "id": openstack_id, "site_id": site_id, "name": name, "refusal": refusal}
+        for pk, openstack_id, site_id, name, refusal in rows.values_list(
+            "pk", "openstack_id", "site_id", "name", "refusal"
+        )[:size]
+    ]

@@ -2,7 +2,6 @@ from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import BadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -16,17 +15,25 @@ from instances.selectors import (
     server_list,
     servers_shown,
 )
-from instances.services import server_delete_plan, server_delete_request, server_power_request
+from instances.services import (
+    server_delete_bound,
+    server_delete_matching_plan,
+    server_delete_matching_request,
+    server_delete_plan,
+    server_delete_request,
+    server_power_request,
+)
 from instances.tables import ServerTable
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
-from portal.http import param_ids, param_int, redirect_back
+from portal.http import param_id, param_ids, param_int, redirect_back
 from portal.jobs import busy_pks, job_repeated
 from portal.models import Site
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
 
-# Instances one delete may take on (one job, in batches of ten).
+# Instances one may tick for a delete; more is "select all matching" (any number,
+# one job, in batches of ten).
 MAX_DELETE = 500
 
 # Seconds before a transitional row asks again: grows with each poll, capped.
@@ -159,26 +166,25 @@ def launch_failed_delete(request, job_id: int):
 
 
 def _chosen_servers(request, data):
-    """The instances a delete names: explicit ids, or every one the overview shows
-    for the carried filters ("select all matching"), never more."""
+    """(rows, all matching?) a delete names: explicit ids, or every one the
+    overview shows for the carried filters ("select all matching": a queryset,
+    never read whole), never more."""
     _, shown = servers_shown(
         user=request.user, data=data, projects=projects_visible_to(request.user)
     )
     if data.get("all_matching") == "1":
-        if shown.count() > MAX_DELETE:
-            raise BadRequest(
-                f"At most {MAX_DELETE} instances can be deleted at once; narrow the filter."
-            )
-        return list(shown)
+        return shown, True
     ids = param_ids(data, "selected", limit=MAX_DELETE)
-    return list(server_list(user=request.user).filter(pk__in=ids))
+    return list(server_list(user=request.user).filter(pk__in=ids)), False
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def instance_delete(request):
     """GET: confirm what will be deleted and what is skipped, and why. POST: start
-    one job that deletes them in batches."""
+    one job that deletes them in batches. Ticked rows are listed one by one; "all
+    matching" (any number) is confirmed with counts per reason and a sample, and
+    its job carries the filter."""
     data = request.POST if request.method == "POST" else request.GET
     key = data.get("idempotency_key", "")
     back = data.get("next", "")
@@ -187,13 +193,15 @@ def instance_delete(request):
     repeated = job_repeated(actor=request.user, key=key) if request.method == "POST" else None
     if repeated is not None:
         return redirect("job-detail", job_id=repeated.pk)
-    chosen = _chosen_servers(request, data)
-    skip = {"csrfmiddlewaretoken", "idempotency_key", "page"}
+    chosen, all_matching = _chosen_servers(request, data)
+    skip = {"csrfmiddlewaretoken", "idempotency_key", "page", "upto"}
     carried = [(k, v) for k, values in data.lists() if k not in skip for v in values]
     context = {"plan": None, "back": back, "carried": carried}
-    if not chosen:
+    if not (chosen.exists() if all_matching else chosen):
         messages.error(request, "Select at least one instance to delete.")
         return render(request, "instances/delete_confirm.html", context, status=400)
+    if all_matching:
+        return _delete_matching(request, data, chosen, carried, context)
     if request.method == "GET":
         context["plan"] = server_delete_plan(servers=chosen, actor=request.user)
         return render(request, "instances/delete_confirm.html", context)
@@ -203,4 +211,28 @@ def instance_delete(request):
         messages.error(request, "Nothing to delete: every chosen instance is skipped.")
         return render(request, "instances/delete_confirm.html", context, status=409)
     messages.success(request, f"Deleting {len(plan.deletable)} instance(s): job #{job.pk}.")
+    return redirect("job-detail", job_id=job.pk)
+
+
+def _delete_matching(request, data, rows, carried, context):
+    """ "All matching": GET counts and samples; POST records the job with the filter
+    and the bound the confirmation showed (`upto`: no row synced after it)."""
+    if request.method == "GET":
+        upto = server_delete_bound()
+        context["matching"] = server_delete_matching_plan(
+            rows=rows, actor=request.user, upto=upto, walk=server_list(user=request.user)
+        )
+        context["carried"] = [*carried, ("upto", str(upto))]
+        return render(request, "instances/delete_confirm.html", context)
+    upto = param_id(data, "upto") or server_delete_bound()
+    filters = [(k, v) for k, v in carried if k not in ("selected", "all_matching")]
+    job, plan = server_delete_matching_request(
+        data=filters, actor=request.user, upto=upto, rows=rows,
+        idempotency_key=data.get("idempotency_key", ""),
+    )  # fmt: skip
+    if job is None:
+        context["matching"] = plan
+        messages.error(request, "Nothing to delete: every matching instance is skipped.")
+        return render(request, "instances/delete_confirm.html", context, status=409)
+    messages.success(request, f"Deleting the matching instances: job #{job.pk}.")
     return redirect("job-detail", job_id=job.pk)

@@ -8,7 +8,7 @@ the portal; a project admin acts on everything in the project.
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from portal.models import Membership, Project
@@ -58,6 +58,27 @@ def can_act_on(user, *, project: Project | None, created_by_id: int | None) -> b
     if role == Membership.Role.ADMIN:
         return True
     return role == Membership.Role.MEMBER and created_by_id is not None and created_by_id == user.pk
+
+
+def action_refusals(user) -> list[tuple[str, Q]]:
+    """`can_act_on` as filters over rows with `project` and `created_by`, for bulk
+    actions that cannot ask row by row: [(code, condition)] in the order asked,
+    "outside" (not in one of the user's projects) then "not_yours" (a member,
+    and someone else made it). A row matching neither the user may act on.
+    A job runs later than its request: an account deleted or deactivated since
+    acts on nothing."""
+    if user is None or not user.is_active:
+        return [("outside", Q(pk__isnull=False))]
+    if user.is_superuser:
+        return []
+    roles = _roles_of(user)
+    if not roles:
+        return [("outside", Q(pk__isnull=False))]
+    refusals = [("outside", ~Q(project__in=sorted(roles)))]
+    members = sorted(pk for pk, role in roles.items() if role == Membership.Role.MEMBER)
+    if members:
+        refusals.append(("not_yours", Q(project__in=members) & ~Q(created_by=user)))
+    return refusals
 
 
 def get_project_for_user(user, project_id: int) -> Project:

@@ -23,6 +23,11 @@ def quick_search(queryset: QuerySet, value: str, *, contains: tuple[str, ...]) -
     Every term is answered by an index at any mirror size: the id and name by
     prefix, and the `contains` fields (a project's name, a creator's username:
     small tables) by first finding the few matching related rows, then their ids.
+    Those ids are read first, in their own query, and written into the search as
+    a list (no term at all when none match): with the subquery inline, neither
+    database could tell it was small, so SQLite walked every snapshot of a site
+    and sorted them (3.5x slower at 100,000 than at 100), instead of joining
+    the three index lookups.
     """
     value = value.strip()
     if not value:
@@ -33,8 +38,17 @@ def quick_search(queryset: QuerySet, value: str, *, contains: tuple[str, ...]) -
         relation, _, column = field_name.partition("__")
         related = queryset.model._meta.get_field(relation).related_model
         matching = related._default_manager.filter(**{f"{column}__icontains": term})
-        wanted |= Q(**{f"{relation}_id__in": matching.values("pk")})
+        ids = list(matching.order_by().values_list("pk", flat=True)[: MAX_RELATED_IDS + 1])
+        if len(ids) > MAX_RELATED_IDS:  # a term as broad as "a": the list would be long
+            wanted |= Q(**{f"{relation}_id__in": matching.values("pk")})
+        elif ids:
+            wanted |= Q(**{f"{relation}_id__in": ids})
     return queryset.filter(wanted)
+
+
+# A quick search's related matches (projects, users) up to this many are written
+# into the query as a list of ids; more stay a subquery.
+MAX_RELATED_IDS = 200
 
 
 def id_prefix_q(value: str) -> Q:

@@ -36,6 +36,7 @@ from instances.models import Server
 from instances.services import server_refresh
 from portal import cloud
 from portal.access import can_act_on
+from portal.bulk import delete_matching_in_batches, matching_summary
 from portal.errors import ActionRefused
 from portal.jobs import (
     JOB_KEY,
@@ -54,7 +55,7 @@ from portal.jobs import (
 )
 from portal.mirror import CREATED_BY_KEY, authorship_record, site_watched
 from portal.models import Job
-from snapshots.services import snapshot_create_check
+from snapshots.services import snapshot_create_check, snapshot_delete_batch
 from snapshots.verify import (
     step_verify_boot,
     step_verify_cleanup,
@@ -395,17 +396,35 @@ job_kind_register(
 
 
 def step_delete(job: Job) -> Wait | None:
-    """Delete DELETE_BATCH images per run (see delete_in_batches)."""
+    """Delete DELETE_BATCH images per run: the listed ones (see delete_in_batches),
+    or the next ones the job's filter matches (see portal.bulk)."""
+    delete = lambda site, image_id: cloud.image_delete(site, image_id=image_id)  # noqa: E731
+    refresh = lambda site, image_id: image_refresh(site, openstack_id=image_id)  # noqa: E731
+    if "matching" in job.params:
+        return delete_matching_in_batches(
+            job, rows_after=lambda after, size: snapshot_delete_batch(job, after, size),
+            delete=delete, refresh=refresh, batch=DELETE_BATCH,
+        )  # fmt: skip
     return delete_in_batches(
-        job, job.params["images"], batch=DELETE_BATCH,
-        delete=lambda site, image_id: cloud.image_delete(site, image_id=image_id),
-        refresh=lambda site, image_id: image_refresh(site, openstack_id=image_id),
-    )  # fmt: skip
+        job, job.params["images"], batch=DELETE_BATCH, delete=delete, refresh=refresh
+    )
 
 
 def step_delete_summary(job: Job) -> None:
-    deletion_summary(job, job.params["images"])
+    if "matching" in job.params:
+        matching_summary(job)
+    else:
+        deletion_summary(job, job.params["images"])
     return None
+
+
+def _describe_delete(job: Job) -> str:
+    if "matching" in job.params:
+        return (
+            f"Delete all matching snapshots ({job.params['filters']}; "
+            f"{job.params['expected']} at confirmation)"
+        )
+    return f"Delete {len(job.params['images'])} snapshot(s)"
 
 
 job_kind_register(
@@ -415,6 +434,6 @@ job_kind_register(
             Step("delete", "Deleting the snapshots", step_delete),
             Step("summary", "Summing up", step_delete_summary, acts=False),
         ),
-        describe=lambda job: f"Delete {len(job.params['images'])} snapshot(s)",
+        describe=_describe_delete,
     )
 )

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404
 from images.models import BootTest
 from portal.access import can_see, in_visible_projects
 from portal.models import Job
+from snapshots.filters import SnapshotFilterSet
 from snapshots.models import Snapshot
 
 
@@ -20,6 +21,29 @@ def snapshot_list(*, user, project=None) -> QuerySet[Snapshot]:
     if project is not None:
         snapshots = snapshots.filter(project=project)
     return in_visible_projects(snapshots, user)
+
+
+def snapshots_shown(*, user, data, project=None):
+    """The rows a snapshot list shows for these filters: the one definition the
+    table, its count, "select all matching", the delete confirmation and the
+    delete job all use. Returns (all the list could show, filterset, rows)."""
+    snapshots = snapshot_list(user=user, project=project)
+    filterset = SnapshotFilterSet(data, queryset=snapshots)
+    return snapshots, filterset, (filterset.qs if filterset.is_valid() else snapshots.none())
+
+
+def snapshots_matching(*, data, projects: list[int] | None) -> QuerySet[Snapshot]:
+    """What `snapshots_shown` showed, for a job that runs later and as nobody's
+    request: live snapshots of the projects the page covered (None: every one,
+    the facility view) matching the same filters. Who may delete them is asked
+    separately, at the moment of deleting."""
+    snapshots = Snapshot.objects.filter(deleted_at__isnull=True).select_related(
+        "project", "site", "created_by"
+    )
+    if projects is not None:
+        snapshots = snapshots.filter(project__in=projects)
+    filterset = SnapshotFilterSet(data, queryset=snapshots)
+    return filterset.qs if filterset.is_valid() else snapshots.none()
 
 
 def snapshot_get_for_user(user, snapshot_id: int) -> Snapshot:

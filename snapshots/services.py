@@ -5,16 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django import forms
+from django.db.models import Q
+from django.http import QueryDict
 from django.utils import timezone
 
 from instances.models import SNAPSHOT_MAX_RAM_MIB, Server
 from instances.services import server_action_check
-from portal.access import can_act_on, project_role
+from portal.access import can_act_on, projects_visible_to
+from portal.bulk import (
+    MatchingPlan,
+    busy_q,
+    filters_text,
+    listed_q,
+    matching_plan,
+    permission_refusals,
+    refusal_annotate,
+    unreachable_refusals,
+)
 from portal.errors import ActionRefused
 from portal.jobs import busy_pks, job_create
-from portal.models import Job
+from portal.models import Job, Project
 from snapshots.forms import NAME_MAX, clean_snapshot_name
 from snapshots.models import Snapshot
+from snapshots.selectors import snapshots_matching
 
 # Nova snapshots the full RAM state; de.NBI limits snapshots to this flavor size.
 MAX_SNAPSHOT_RAM_MIB = SNAPSHOT_MAX_RAM_MIB
@@ -120,6 +133,57 @@ def snapshot_create_request(
 
 
 # --- Deleting ------------------------------------------------------------------
+#
+# One set of rules decides what a delete skips, as filters (portal.bulk): the
+# confirmation of ticked rows and of "all matching" and every batch of the job
+# ask the same ones, in this order.
+
+
+def snapshot_delete_refusals(
+    actor, *, seen: bool = False, job: Job | None = None
+) -> list[tuple[str, Q]]:
+    """[(reason, condition)]: why `actor` may not delete a snapshot now. `seen`: the
+    rows are from the actor's own list (see permission_refusals). Inside a delete
+    `job`, only older delete jobs count as "already being deleted" (two
+    overlapping jobs: the first one deletes, the second skips)."""
+    refusals = permission_refusals(
+        actor,
+        seen=seen,
+        outside="not in one of your projects",
+        not_yours="members may delete only snapshots they created",
+    )
+    refusals.append(("protected in the cloud", Q(protected=True)))
+    deleting = snapshots_being_deleted_q(before=job)
+    if deleting is not None:
+        refusals.append(("already being deleted", deleting))
+    busy = busy_q(target="image")
+    if busy is not None:
+        refusals.append(("in use by a running job", busy))
+    return refusals + unreachable_refusals()
+
+
+def snapshots_being_deleted_q(*, before: Job | None = None) -> Q | None:
+    """The snapshots unfinished delete jobs (older than `before`) will still delete,
+    as a filter; None when no such job runs."""
+    jobs = Job.objects.filter(kind="snapshot.delete").exclude(status__in=Job.FINISHED)
+    if before is not None:
+        jobs = jobs.filter(pk__lt=before.pk)
+    jobs = list(jobs)
+    wanted = listed_q([job for job in jobs if "images" in job.params], key="images")
+    for job in jobs:
+        if "matching" in job.params:
+            pending = Q(pk__in=snapshot_delete_pending(job).values("pk"))
+            wanted = pending if wanted is None else wanted | pending
+    return wanted
+
+
+def snapshots_being_deleted(snapshots) -> set[int]:
+    """Pks of those snapshots (a page of them) an unfinished delete job will delete."""
+    deleting = snapshots_being_deleted_q()
+    if deleting is None or not snapshots:
+        return set()
+    rows = Snapshot.objects.filter(deleting, pk__in=[s.pk for s in snapshots])
+    return set(rows.values_list("pk", flat=True))
 
 
 @dataclass(frozen=True)
@@ -129,38 +193,18 @@ class DeletePlan:
 
 
 def snapshot_delete_plan(*, snapshots, actor) -> DeletePlan:
-    """Split the chosen snapshots into what the actor may delete now and what is
-    skipped, with the reason shown to them."""
-    snapshots = list(snapshots)
-    in_use = busy_pks(snapshots, target="image") | snapshots_being_deleted(snapshots)
+    """Split the chosen snapshots (ticked ones: a few hundred at most) into what
+    the actor may delete now and what is skipped, with the reason shown to them."""
+    pks = [s.pk for s in snapshots]
+    rows = Snapshot.objects.filter(pk__in=pks).select_related("project", "site", "created_by")
+    rows = refusal_annotate(rows, snapshot_delete_refusals(actor)).order_by("-created_at")
     deletable, skipped = [], []
-    for snapshot in snapshots:
-        if project_role(actor, snapshot.project) is None:
-            skipped.append((snapshot, "not in one of your projects"))
-        elif not can_act_on(actor, project=snapshot.project, created_by_id=snapshot.created_by_id):
-            skipped.append((snapshot, "members may delete only snapshots they created"))
-        elif snapshot.protected:
-            skipped.append((snapshot, "protected in the cloud"))
-        elif snapshot.pk in in_use:
-            skipped.append((snapshot, "in use by a running job"))
-        elif not snapshot.site.is_reachable:
-            skipped.append((snapshot, f"{snapshot.site.display_name} is unreachable"))
+    for snapshot in rows:
+        if snapshot.refusal:
+            skipped.append((snapshot, snapshot.refusal))
         else:
             deletable.append(snapshot)
     return DeletePlan(deletable, skipped)
-
-
-def snapshots_being_deleted(snapshots) -> set[int]:
-    """Pks of those snapshots an unfinished delete job is about to delete."""
-    keys = {(s.site_id, s.openstack_id): s.pk for s in snapshots}
-    running = Job.objects.filter(kind="snapshot.delete").exclude(status__in=Job.FINISHED)
-    busy = set()
-    for params in running.values_list("params", flat=True):
-        for item in params.get("images", []):
-            pk = keys.get((item["site_id"], item["id"]))
-            if pk is not None:
-                busy.add(pk)
-    return busy
 
 
 def snapshot_delete_request(
@@ -188,6 +232,86 @@ def snapshot_delete_request(
         },
     )
     return job, plan
+
+
+# "Select all matching": the job carries the filter, not the ids (see portal.bulk).
+
+
+def snapshot_delete_bound() -> int:
+    """The highest snapshot row id now: a job confirmed now never touches a row
+    synced later (a snapshot made after the confirmation), whatever it matches."""
+    return Snapshot.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def snapshot_delete_matching_plan(*, rows, ordered, actor, upto: int, walk=None) -> MatchingPlan:
+    """Counts of what deleting every row of `rows` (a list's filter) would delete
+    and skip, by reason, and a sample in the list's order (`ordered`; `walk`: the
+    whole list in that order, see matching_plan)."""
+    refusals = snapshot_delete_refusals(actor, seen=True)  # `rows` come from the actor's list
+    return matching_plan(rows, refusals, ordered=ordered, upto=upto, walk=walk)
+
+
+def snapshot_delete_matching_request(
+    *, data, project: Project | None, actor, upto: int, rows, idempotency_key: str = ""
+) -> tuple[Job | None, MatchingPlan]:
+    """Record one job that deletes, in batches, every snapshot the list with these
+    filters (`data`, the list's query as pairs) shows now, up to row `upto`.
+    The page's scope is kept: its project, or the projects the actor saw (every
+    one for a superuser's facility view)."""
+    upto = min(upto, snapshot_delete_bound())
+    plan = snapshot_delete_matching_plan(rows=rows, ordered=rows, actor=actor, upto=upto)
+    if not plan.will_delete:
+        return None, plan
+    if project is not None:
+        scope = [project.pk]
+    elif actor.is_superuser:
+        scope = None
+    else:
+        scope = sorted(projects_visible_to(actor).values_list("pk", flat=True))
+    job = job_create(
+        kind="snapshot.delete",
+        actor=actor,
+        idempotency_key=idempotency_key,
+        project=project,
+        params={
+            "matching": {"query": [list(pair) for pair in data], "projects": scope, "upto": upto},
+            "expected": plan.will_delete_text,
+            "filters": filters_text(data),
+        },
+    )
+    return job, plan
+
+
+def _selection(job: Job):
+    """What a "delete all matching" job's filter matches now, within its scope and bound."""
+    spec = job.params["matching"]
+    data = QueryDict(mutable=True)
+    for key, value in spec["query"]:
+        data.appendlist(key, value)
+    rows = snapshots_matching(data=data, projects=spec["projects"])
+    return rows.filter(pk__lte=spec["upto"])
+
+
+def snapshot_delete_pending(job: Job):
+    """The rows a "delete all matching" job has still to look at (past its cursor)
+    that its actor may delete: what other deletes count as "already being deleted"."""
+    rows = _selection(job).filter(pk__gt=job.state.get("cursor", 0))
+    for _, condition in permission_refusals(job.actor, outside="", not_yours=""):
+        rows = rows.exclude(condition)
+    return rows
+
+
+def snapshot_delete_batch(job: Job, after: int, size: int) -> list[dict]:
+    """The next `size` rows of the job's selection after row `after`, in id order,
+    each with the reason it is skipped now ("" when it is deleted)."""
+    rows = _selection(job).filter(pk__gt=after).order_by("pk")
+    rows = refusal_annotate(rows, snapshot_delete_refusals(job.actor, job=job))
+    return [
+        {"pk": pk, "id": openstack_id, "site_id": site_id, "name": name, "refusal": refusal}
+        for pk, openstack_id, site_id, name, refusal in rows.values_list(
+            "pk", "openstack_id", "site_id", "name", "refusal"
+        )[:size]
+    ]
 
 
 def snapshot_verify_request(*, snapshot: Snapshot, actor, idempotency_key: str = "") -> Job:

@@ -14,16 +14,22 @@ from portal.http import param_id, param_ids, redirect_back
 from portal.jobs import job_repeated
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
-from snapshots.filters import SnapshotFilterSet
 from snapshots.forms import SnapshotCreateForm
-from snapshots.selectors import boot_tests_for, snapshot_get_for_user, snapshot_jobs_for
-from snapshots.selectors import snapshot_list as snapshots_for
+from snapshots.selectors import (
+    boot_tests_for,
+    snapshot_get_for_user,
+    snapshot_jobs_for,
+    snapshots_shown,
+)
 from snapshots.services import (
     MAX_SNAPSHOT_RAM_MIB,
     snapshot_allowed_check,
     snapshot_create_check,
     snapshot_create_request,
     snapshot_default_name,
+    snapshot_delete_bound,
+    snapshot_delete_matching_plan,
+    snapshot_delete_matching_request,
     snapshot_delete_plan,
     snapshot_delete_request,
     snapshot_verify_request,
@@ -38,9 +44,7 @@ MAX_SELECTED = 500
 def _shown(user, data, project):
     """The rows a snapshot list shows for these filters: the one definition the
     table, its count, "select all matching" and the delete confirmation all use."""
-    snapshots = snapshots_for(user=user, project=project)
-    filterset = SnapshotFilterSet(data, queryset=snapshots)
-    return snapshots, filterset, (filterset.qs if filterset.is_valid() else snapshots.none())
+    return snapshots_shown(user=user, data=data, project=project)
 
 
 def _list_url(project, query: str = "") -> str:
@@ -180,42 +184,57 @@ def snapshot_name_check(request, server_id: int):
 
 
 def _chosen_snapshots(request, data):
-    """(project, snapshots) a bulk action names: explicit ids, or every one matching
-    the filter, always within the page it came from (one project's, or all the
-    user's): what the page showed is what is deleted."""
+    """(project, the whole list, rows, all matching?) a bulk action names: explicit
+    ids, or every one matching the filter (a queryset, never read whole), always
+    within the page it came from (one project's, or all the user's): what the
+    page showed is what is deleted."""
     project_id = param_id(data, "project")
     project = get_project_for_user(request.user, project_id) if project_id else None
-    _, _, shown = _shown(request.user, data, project)
+    listed, _, shown = _shown(request.user, data, project)
     if data.get("all_matching") == "1":
-        return project, list(shown)
+        return project, listed, shown, True
     ids = param_ids(data, "selected", limit=MAX_SELECTED)
-    return project, list(shown.filter(pk__in=ids))
+    return project, listed, list(shown.filter(pk__in=ids)), False
 
 
 def _carried(data) -> list[tuple[str, str]]:
     """The selection (filters, project, ids, all_matching) a confirmation posts on."""
-    skip = {"page", "job", "csrfmiddlewaretoken", "idempotency_key"}
+    skip = {"page", "job", "csrfmiddlewaretoken", "idempotency_key", "upto"}
     return [(key, value) for key, values in data.lists() if key not in skip for value in values]
+
+
+def _in_list_order(request, rows, project, data):
+    """`rows` in the order the list showed them (its `sort`, else newest first)."""
+    table = SnapshotTable(rows, request=request, project=project)
+    sort = data.get("sort", "")
+    if sort and sort.lstrip("-") in {c.name for c in table.columns if c.orderable}:
+        table.order_by = sort
+    return table.data.data
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def snapshot_delete(request):
-    """GET: confirm what will be deleted and skipped. POST: start the delete job."""
+    """GET: confirm what will be deleted and skipped. POST: start the delete job.
+
+    Ticked rows are listed one by one; "all matching" (any number) is confirmed
+    with counts per reason and a sample, and its job carries the filter."""
     data = request.POST if request.method == "POST" else request.GET
     key = data.get("idempotency_key", "")
-    project, chosen = _chosen_snapshots(request, data)
-    filters = urlencode(
-        [(k, v) for k, v in _carried(data) if k not in ("selected", "all_matching", "project")]
-    )
-    back = _list_url(project, filters)
+    project, listed, chosen, all_matching = _chosen_snapshots(request, data)
+    filters = [
+        (k, v) for k, v in _carried(data) if k not in ("selected", "all_matching", "project")
+    ]
+    back = _list_url(project, urlencode(filters))
     repeated = job_repeated(actor=request.user, key=key) if request.method == "POST" else None
     if repeated is not None:
         return redirect(_list_url(project, f"job={repeated.pk}"))
     context = {"plan": None, "back": back, "carried": _carried(data)}
-    if not chosen:
+    if not (chosen.exists() if all_matching else chosen):
         messages.error(request, "Select at least one snapshot to delete.")
         return render(request, "snapshots/delete_confirm.html", context, status=400)
+    if all_matching:
+        return _delete_matching(request, data, project, (listed, chosen), filters, context)
     if request.method == "GET":
         context["plan"] = snapshot_delete_plan(snapshots=chosen, actor=request.user)
         return render(request, "snapshots/delete_confirm.html", context)
@@ -224,6 +243,31 @@ def snapshot_delete(request):
         reasons = "; ".join(f"{s.name} ({reason})" for s, reason in plan.skipped)
         messages.error(request, f"Nothing deleted: skipped {len(plan.skipped)}: {reasons}.")
         context["plan"] = plan
+        return render(request, "snapshots/delete_confirm.html", context, status=409)
+    return redirect(_list_url(project, f"job={job.pk}"))
+
+
+def _delete_matching(request, data, project, selection, filters, context):
+    """ "All matching": GET counts and samples; POST records the job with the filter
+    and the bound the confirmation showed (`upto`: no row synced after it)."""
+    listed, rows = selection
+    if request.method == "GET":
+        upto = snapshot_delete_bound()
+        context["matching"] = snapshot_delete_matching_plan(
+            rows=rows, actor=request.user, upto=upto,
+            ordered=_in_list_order(request, rows, project, data),
+            walk=_in_list_order(request, listed, project, data),
+        )  # fmt: skip
+        context["carried"] = [*context["carried"], ("upto", str(upto))]
+        return render(request, "snapshots/delete_confirm.html", context)
+    upto = param_id(data, "upto") or snapshot_delete_bound()
+    job, plan = snapshot_delete_matching_request(
+        data=filters, project=project, actor=request.user, upto=upto, rows=rows,
+        idempotency_key=data.get("idempotency_key", ""),
+    )  # fmt: skip
+    if job is None:
+        messages.error(request, "Nothing deleted: every matching snapshot is skipped.")
+        context["matching"] = plan
         return render(request, "snapshots/delete_confirm.html", context, status=409)
     return redirect(_list_url(project, f"job={job.pk}"))
 

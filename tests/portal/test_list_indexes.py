@@ -69,3 +69,44 @@ def test_the_overview_walks_the_live_servers_index(people, mirror):
     rows = Server.objects.filter(deleted_at__isnull=True).order_by("-created_at", "name")[:25]
     # Either created_at index: rows come in date order, never all sorted first.
     assert "created" in plan(rows) and "TEMP B-TREE FOR ORDER BY" not in plan(rows)
+
+
+def test_the_quick_search_looks_names_and_ids_up_in_their_indexes(people, mirror):
+    """`?q=` on snapshots: name prefix, id prefix and project name. The projects
+    are looked up first; the snapshot query then ORs two index ranges (and the
+    matching projects' ids, if any) instead of walking a whole site's snapshots."""
+    from django.http import QueryDict
+
+    from snapshots.filters import SnapshotFilterSet
+
+    def search(user, value):
+        snapshots = snapshot_list(user=user)
+        rows = SnapshotFilterSet(QueryDict(f"q={value}"), queryset=snapshots).qs
+        return rows.order_by("-created_at")[:25]
+
+    for user in (people["admin"], people["alice"]):
+        found = plan(search(user, "s-1"))
+        assert "MULTI-INDEX OR" in found, found
+        assert "openstack_id>?" in found and "name_key>?" in found
+        assert "SCAN images_image" not in found
+    assert {s.name for s in search(people["alice"], "S-2")} == {"s-2", "s-20", "s-21", "s-22",
+        "s-23", "s-24", "s-25", "s-26", "s-27", "s-28", "s-29"}  # fmt: skip
+    # A project's name still finds its snapshots (alpha's, not beta's).
+    by_project = search(people["admin"], people["alpha"].name)
+    assert {s.project_id for s in by_project} == {people["alpha"].pk}
+
+
+def test_a_status_filter_walks_the_status_index_in_the_overviews_order(people, mirror):
+    from django.http import QueryDict
+
+    from instances.selectors import servers_shown
+    from portal.access import projects_visible_to
+
+    for user in (people["admin"], people["alice"]):
+        _, rows = servers_shown(
+            user=user, data=QueryDict("status=SHUTOFF&filtered=1"),
+            projects=projects_visible_to(user),
+        )  # fmt: skip
+        found = plan(rows.order_by("-created_at", "name")[:10])
+        assert "server_live_status" in found, found
+        assert "TEMP B-TREE" not in found, found

@@ -60,7 +60,7 @@ def test_delete_creates_one_job_with_skips_recorded(
     assert "deleting" in page.content.decode()
     again = client.get(URL, {"selected": [snaps["bobs"].pk]})
     assert dict((s.name, r) for s, r in again.context["plan"].skipped) == {
-        "bobs": "in use by a running job"
+        "bobs": "already being deleted"
     }
 
 
@@ -73,8 +73,8 @@ def test_admin_deletes_everything_in_the_project(client, people, snaps):
 
 def test_select_all_matching_uses_the_filter(client, people, snaps):
     client.force_login(people["alice"])
-    plan = client.get(URL, {"all_matching": "1", "name": "*ice"}).context["plan"]
-    assert [s.name for s in plan.deletable] == ["alices"]
+    plan = client.get(URL, {"all_matching": "1", "name": "*ice"}).context["matching"]
+    assert plan.will_delete == 1 and [s.name for s in plan.sample] == ["alices"]
 
 
 def test_nothing_selected_is_a_400_with_a_message(client, people, snaps):

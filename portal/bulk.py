@@ -1,0 +1,301 @@
+"""Bulk deletes by filter ("select all matching"): the confirmation and the job step.
+
+A list page can select every row its filters match: 100,000 snapshots, say. The
+confirmation then cannot list them, and the job cannot carry their ids. So:
+
+- The rules that skip a row (no permission, protected, already being deleted,
+  in use by a job, site unreachable) are filters, `[(reason, Q)]`, in the order
+  they are asked. The confirmation counts each with one bounded query
+  (COUNT over a LIMIT, exact up to COUNT_EXACT_UP_TO like the tables, "more
+  than 1,000" past it) and shows a sample, the first rows in the list's order.
+- The job stores the filter (the list's query string), the project scope the
+  page had, the actor, and the highest row id the mirror held when the
+  confirmation was shown: rows synced after it are never deleted, even if they
+  match. Each task run takes the next batch of rows after a cursor (ascending
+  id: a keyset, so a batch costs the same at row 10 as at row 100,000),
+  re-applies the filter and the rules at that moment, deletes what passes,
+  counts what does not by reason, and moves the cursor past each row as it
+  goes. A crash repeats at most the row in hand; deleting a row that is gone
+  counts as deleted.
+
+Explicit selections (ticked rows, at most a few hundred) keep their id list:
+portal.jobs.delete_in_batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    CharField,
+    Exists,
+    F,
+    Func,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
+from django.db.models.lookups import LessThanOrEqual
+
+from portal import cloud
+from portal.access import action_refusals
+from portal.jobs import Wait
+from portal.models import Job, Site
+from portal.tables import COUNT_EXACT_UP_TO
+
+# Rows a confirmation shows of "all matching": enough to recognise the selection.
+SAMPLE_SIZE = 20
+# Names kept per skip reason and of failures, for the summary (the counts are exact).
+NAMES_KEPT = 5
+
+
+def count_text(count: int, cap: int = COUNT_EXACT_UP_TO) -> str:
+    return f"more than {cap:,}" if count > cap else f"{count:,}"
+
+
+# Query parameters of a list that do not change which rows it shows.
+IGNORED_PARAMS = {"sort", "per_page", "page", "job", "filtered", "next"}
+
+
+def filters_text(data) -> str:
+    """A list's filters (pairs) in words, for the job's title: "name=web, status=active"."""
+    shown = [f"{key}={value}" for key, value in data if value and key not in IGNORED_PARAMS]
+    return ", ".join(shown) or "no filter"
+
+
+def permission_refusals(
+    actor, *, outside: str, not_yours: str, seen: bool = False
+) -> list[tuple[str, Q]]:
+    """portal.access's rules for acting on rows, with the words a delete uses.
+    `seen`: the rows come from a list of the actor's own projects, so "outside"
+    cannot match; leaving it out spares a confirmation a count that reads them all."""
+    texts = {"outside": outside, "not_yours": not_yours}
+    return [
+        (texts[code], condition)
+        for code, condition in action_refusals(actor)
+        if not (seen and code == "outside")
+    ]
+
+
+def busy_q(*, target: str, kinds: tuple[str, ...] = ()) -> Q | None:
+    """Rows (servers or images, by `target`) an unfinished job acts on, as a filter;
+    None when there are none. `kinds`: only jobs of these kinds."""
+    field_name = f"target_{target}_id"
+    jobs = Job.objects.exclude(status__in=Job.FINISHED).exclude(**{field_name: ""})
+    if kinds:
+        jobs = jobs.filter(kind__in=kinds)
+    by_site: dict[int | None, set[str]] = {}
+    for site_id, object_id in jobs.values_list("site_id", field_name):
+        by_site.setdefault(site_id, set()).add(object_id)
+    return _ids_q(by_site)
+
+
+def _ids_q(by_site: dict) -> Q | None:
+    terms = None
+    for site_id, ids in by_site.items():
+        term = Q(openstack_id__in=sorted(ids))
+        if site_id is not None:
+            term &= Q(site_id=site_id)
+        terms = term if terms is None else terms | term
+    return terms
+
+
+def listed_q(jobs, *, key: str) -> Q | None:
+    """Rows listed by id (params[key]: [{"id", "site_id"}]) in these delete jobs and
+    not yet done by them, as a filter; None when there are none."""
+    by_site: dict[int, set[str]] = {}
+    for job in jobs:
+        done = job.state.get("outcomes", {})
+        for item in job.params.get(key, []):
+            if item["id"] not in done:
+                by_site.setdefault(item["site_id"], set()).add(item["id"])
+    return _ids_q(by_site)
+
+
+def unreachable_refusals() -> list[tuple[str, Q]]:
+    return [
+        (f"{site.display_name} is unreachable", Q(site_id=site.pk))
+        for site in Site.objects.filter(unreachable_since__isnull=False)
+    ]
+
+
+def refusal_annotate(rows: QuerySet, refusals: list[tuple[str, Q]]) -> QuerySet:
+    """`rows` with `refusal`: the first rule that skips the row, "" if none does."""
+    if not refusals:
+        return rows.annotate(refusal=Value("", output_field=CharField()))
+    return rows.annotate(
+        refusal=Case(
+            *(When(condition, then=Value(reason)) for reason, condition in refusals),
+            default=Value(""),
+            output_field=CharField(),
+        )
+    )
+
+
+def up_to(rows: QuerySet, upto: int) -> QuerySet:
+    """`rows` with ids ≤ `upto`, written `+id <= upto`: a plain `id <= upto`
+    makes SQLite walk the id range (all 100,000 rows) instead of the index the
+    other filters name, e.g. the few protected snapshots'. Unary plus keeps the
+    id index out of the choice on SQLite and PostgreSQL alike."""
+    unindexed = Func(F("pk"), template="+%(expressions)s", output_field=BigIntegerField())
+    return rows.filter(LessThanOrEqual(unindexed, upto))
+
+
+@dataclass(frozen=True)
+class MatchingPlan:
+    """What "delete all matching" will do, counted when the confirmation is shown."""
+
+    will_delete: int  # exact up to `cap`, cap + 1 meaning "more"
+    skipped: list[tuple[str, int]]  # (reason, count), same capping
+    sample: list  # the first rows in the list's order, each with `.refusal`
+    upto: int  # the highest row id the job may touch
+    cap: int = COUNT_EXACT_UP_TO
+    filters: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def will_delete_text(self) -> str:
+        return count_text(self.will_delete, self.cap)
+
+    @property
+    def skipped_texts(self) -> list[tuple[str, str]]:
+        return [(reason, count_text(count, self.cap)) for reason, count in self.skipped]
+
+    @property
+    def cap_text(self) -> str:
+        return f"{self.cap:,}"
+
+    @property
+    def is_capped(self) -> bool:
+        return self.will_delete > self.cap or any(c > self.cap for _, c in self.skipped)
+
+    @property
+    def sample_is_all(self) -> bool:
+        total = self.will_delete + sum(count for _, count in self.skipped)
+        return not self.is_capped and len(self.sample) >= total
+
+
+def matching_plan(
+    rows: QuerySet,
+    refusals: list[tuple[str, Q]],
+    *,
+    ordered: QuerySet,
+    upto: int,
+    walk: QuerySet | None = None,
+) -> MatchingPlan:
+    """Count what deleting every row of `rows` (ids ≤ `upto`) would delete and skip,
+    by reason, each with one bounded query; and the first SAMPLE_SIZE rows of
+    `ordered` (the same rows in the list's order), each with its `refusal`.
+
+    The reasons are disjoint: a row counts for the first rule that skips it.
+
+    `walk`: everything the list could show, in its order. When more rows match
+    than the counts go, the sample walks it and keeps the matching ones (a
+    broad filter matches densely, so 20 are found within a few thousand rows)
+    instead of letting the filter's index hand over all of them to be sorted;
+    when fewer match, sorting them is bounded."""
+    rows = up_to(rows, upto).order_by()
+    cap = COUNT_EXACT_UP_TO
+    skipped = []
+    earlier = None  # the rules asked before this one
+    for reason, condition in refusals:
+        matching = rows.filter(condition)
+        if earlier is not None:
+            matching = matching.exclude(earlier)
+        count = matching[: cap + 1].count()
+        if count:
+            skipped.append((reason, count))
+        earlier = condition if earlier is None else earlier | condition
+    passing = rows if earlier is None else rows.exclude(earlier)
+    will_delete = passing[: cap + 1].count()
+    source = ordered
+    if walk is not None and will_delete + sum(count for _, count in skipped) > cap:
+        source = walk.filter(Exists(rows.filter(pk=OuterRef("pk"))))
+    # The bound is applied to the sample in Python: in the query it would tempt the
+    # database to walk the id index instead of the list's order (and sort it all).
+    sample = refusal_annotate(source, refusals)[:SAMPLE_SIZE]
+    sample = [row for row in sample if row.pk <= upto]
+    return MatchingPlan(will_delete=will_delete, skipped=skipped, sample=sample, upto=upto, cap=cap)
+
+
+def delete_matching_in_batches(job: Job, *, rows_after, delete, refresh, batch: int) -> Wait | None:
+    """The delete step of a "select all matching" job.
+
+    `rows_after(cursor, batch)`: the next rows after the cursor in ascending id
+    order that the job's filter matches now, as dicts {"pk", "id", "site_id",
+    "name", "refusal"} ("" when the actor may delete the row now). Each is
+    deleted through `delete(site_name, object_id)` then `refresh(site, object_id)`,
+    or counted as skipped by its reason; the cursor moves past it in the same
+    save. An unreachable site raises (the engine retries the step; the cursor
+    stays on the last row done)."""
+    state = job.state
+    rows = rows_after(state.get("cursor", 0), batch)
+    sites = {site.pk: site for site in Site.objects.all()} if rows else {}
+    for row in rows:
+        if row["refusal"]:
+            skipped = state.setdefault("skipped", {})
+            skipped[row["refusal"]] = skipped.get(row["refusal"], 0) + 1
+            _keep_name(state, "skipped_names", row["refusal"], row["name"])
+        else:
+            site = sites[row["site_id"]]
+            try:
+                delete(site.name, row["id"])
+                state["deleted"] = state.get("deleted", 0) + 1
+            except cloud.NotFound:
+                state["deleted"] = state.get("deleted", 0) + 1  # gone already: as wanted
+            except cloud.Unavailable:
+                raise
+            except cloud.CloudError as exc:
+                state["failed"] = state.get("failed", 0) + 1
+                _keep_name(state, "failed_names", "", f"{row['name']} ({exc.message})")
+            refresh(site, row["id"])
+        state["cursor"] = row["pk"]
+        job.save(update_fields=["state"])
+    if len(rows) == batch:
+        skipped = sum(state.get("skipped", {}).values())
+        progress = f"deleted {state.get('deleted', 0):,}"
+        if skipped:
+            progress += f", skipped {skipped:,}"
+        return Wait(progress=progress + " so far", more=True)
+    return None
+
+
+def _keep_name(state: dict, key: str, reason: str, name: str) -> None:
+    names = state.setdefault(key, {}).setdefault(reason, [])
+    if len(names) < NAMES_KEPT:
+        names.append(name)
+
+
+def matching_summary(job: Job) -> dict:
+    """Record what a "delete all matching" job did, from the counts its delete
+    step kept: "Deleted 1,200, skipped 3: protected in the cloud (3: a, b, c),
+    failed 1: x (why)." Returns job.result."""
+    state = job.state
+    deleted = state.get("deleted", 0)
+    skipped = state.get("skipped", {})
+    failed = state.get("failed", 0)
+    parts = [f"Deleted {deleted:,}"]
+    skipped_texts = []
+    for reason, count in skipped.items():
+        names = state.get("skipped_names", {}).get(reason, [])
+        more = ", …" if count > len(names) else ""
+        skipped_texts.append(f"{reason} ({count:,}: {', '.join(names)}{more})")
+    if skipped:
+        parts.append(f"skipped {sum(skipped.values()):,}: " + "; ".join(skipped_texts))
+    failed_names = state.get("failed_names", {}).get("", [])
+    if failed:
+        more = "; …" if failed > len(failed_names) else ""
+        parts.append(f"failed {failed:,}: " + "; ".join(failed_names) + more)
+    job.result.update(
+        {
+            "summary": ", ".join(parts) + ".",
+            "deleted_count": deleted,
+            "failed": failed_names,
+            "failed_count": failed,
+            "skipped": skipped_texts,
+        }
+    )
+    return job.result
