@@ -143,10 +143,14 @@ TEMPLATES = [
     },
 ]
 
+# Connections are kept (and checked before reuse): a worker runs thousands of short
+# tasks a minute during a workshop, and a new PostgreSQL connection per task (a
+# backend process forked each time) cost more than the tasks themselves.
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"),
-        conn_max_age=envint("DATABASE_CONN_MAX_AGE", "0"),
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", "600"),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 WATCH_LEASE = timedelta(seconds=15)
 # Jobs remembered to wake on the next round: bounded, the fallback poll covers the rest.
 PENDING_MAX = 1000
+# Glance statuses on the way to active (or to a failure): no job waits for these.
+IMAGE_IN_PROGRESS = {"queued", "saving", "uploading", "importing"}
 
 
 def site_watch(site_id: int) -> dict | None:
@@ -70,7 +72,10 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
     live_servers = Server.objects.filter(site=site, deleted_at__isnull=True)
     live_images = Image.objects.filter(site=site, deleted_at__isnull=True)
     server_ids = _moved(live_servers, {s.id: (s.status, s.task_state or "") for s in servers})
-    image_ids = _moved(live_images, {i.id: (i.status,) for i in images})
+    # An image wakes its job when it became usable or failed; its way there (queued,
+    # saving) is only progress, which the job's fallback poll records.
+    settled = [i for i in images if i.status not in IMAGE_IN_PROGRESS]
+    image_ids = _moved(live_images, {i.id: (i.status,) for i in settled})
     servers_store(site, servers, complete=False, observed_at=asked)
     images_store(site, images, complete=False, observed_at=asked)
     busy = jobs_wake(site, server_ids=server_ids, image_ids=image_ids, job_ids=site.watch_pending)

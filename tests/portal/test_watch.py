@@ -193,3 +193,28 @@ def test_an_older_answer_never_overwrites_a_newer_row(people):
     write("ACTIVE", asked_early)  # the earlier answer arrives late: ignored
     row.refresh_from_db()
     assert row.status == "SHUTOFF"
+
+
+def test_an_image_wakes_its_job_when_it_is_done_not_on_its_way(people, synced_site, listed, sent):
+    from tests.factories import make_image
+
+    server = make_server(project=people["alpha"], status="SHUTOFF", task_state="image_uploading")
+    image = make_image(site=synced_site, project=people["alpha"], snapshot=True, status="queued")
+    job = waiting_job(people, server, target_image_id=image.openstack_id, waits_for="image")
+
+    def cloud_image(status):
+        return cloud.CloudImage(
+            id=image.openstack_id, name=image.name, status=status, visibility="private",
+            owner=people["alpha"].openstack_id, size=1, min_disk=0, min_ram=0, checksum="",
+            protected=False, tags=(), properties={"image_type": "snapshot"},
+        )  # fmt: skip
+
+    listed["images"] = [cloud_image("saving")]
+    site_watch(synced_site.pk)
+    assert sent == []
+    image.refresh_from_db()
+    assert image.status == "saving"  # the mirror follows all the same
+
+    listed["images"] = [cloud_image("active")]
+    site_watch(synced_site.pk)
+    assert sent == [job.pk]
