@@ -355,7 +355,7 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
                 countdown = _backoff(job.polls)
             job.polls += 1
             job.progress = outcome.progress or step.label
-            return _schedule(job, countdown)
+            return _schedule(job, countdown, parked=bool(outcome.watch))
 
         record["status"] = "skipped" if isinstance(outcome, Skipped) else "done"
         if isinstance(outcome, Skipped) and outcome.reason:
@@ -373,12 +373,19 @@ def _state_text(job: Job) -> str:
     return json.dumps(job.state, sort_keys=True, default=str)
 
 
-def _schedule(job: Job, countdown: float) -> float:
-    """Release the job and send the next message, with a fresh wake token."""
+def _schedule(job: Job, countdown: float, *, parked: bool = False) -> float:
+    """Release the job and send the next message, with a fresh wake token.
+
+    A parked job (its step waits for a change the status watcher reports) gets no
+    message: the watcher wakes it, or, once `due_at` has passed, the recovery sweep
+    does (the fallback poll). Hundreds of waiting jobs then leave no timers in the
+    workers and no stale messages behind each wake.
+    """
     job.wake = uuid.uuid4().hex
     job.due_at = _now() + timedelta(seconds=countdown)
     _release(job)
-    _send(job.pk, job.wake, countdown)
+    if not parked:
+        _send(job.pk, job.wake, countdown)
     return countdown
 
 
@@ -421,29 +428,33 @@ def _end(job: Job, spec: JobKind, status: str) -> None:
     return None
 
 
-def jobs_recover_stuck() -> list[int]:
-    """Re-enqueue unfinished jobs whose next run is overdue and that no worker
-    holds: their worker died, or Redis lost the message. Safe: steps are idempotent,
-    and the new wake token makes any late copy of the old message a no-op."""
+def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
+    """Send a message to the unfinished jobs no worker holds whose next run is due
+    and has none: parked jobs whose fallback poll is due (see _schedule), and jobs
+    overdue by JOB_RECOVER_AFTER_SECONDS (their worker died, or Redis lost the
+    message). Safe: steps are idempotent, and the new wake token makes any late copy
+    of the old message a no-op.
+
+    `backlog`: workers have messages waiting. An overdue job is then most likely
+    one of them, and re-sending would only move it to the back of the queue: only
+    parked jobs are sent.
+    """
     now = _now()
     overdue = now - timedelta(seconds=settings.JOB_RECOVER_AFTER_SECONDS)
-    stuck = (
-        Job.objects.exclude(status__in=Job.FINISHED)
-        .filter(Q(due_at__lt=overdue) | Q(due_at__isnull=True, heartbeat_at__lt=overdue))
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-    )
+    late = Q(waits_for__gt="", due_at__lt=now)
+    if not backlog:
+        late |= Q(due_at__lt=overdue) | Q(due_at__isnull=True, heartbeat_at__lt=overdue)
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    stuck = Job.objects.exclude(status__in=Job.FINISHED).filter(late).filter(free)
     recovered = []
-    for job_id in stuck.values_list("pk", flat=True)[:500]:
+    for job_id, waits_for in stuck.values_list("pk", "waits_for")[:500]:
         wake = uuid.uuid4().hex
-        # Conditional on still being free and overdue: a worker that claimed it meanwhile wins.
-        taken = (
-            Job.objects.filter(pk=job_id)
-            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-            .filter(Q(due_at__lt=overdue) | Q(due_at__isnull=True))
-        )
+        # Conditional on still being free and late: a worker that claimed it meanwhile wins.
+        taken = Job.objects.filter(pk=job_id).filter(free).filter(late)
         if taken.update(wake=wake, lease_until=None, due_at=now, heartbeat_at=now):
             _send(job_id, wake, 0)
-            recovered.append(job_id)
+            if not waits_for:  # a parked job's fallback poll is routine, not a recovery
+                recovered.append(job_id)
     if recovered:
         log.warning("re-enqueued %d overdue job(s): %s", len(recovered), recovered)
     return recovered

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from portal import cloud
@@ -30,7 +30,16 @@ def job_advance_task(job_id: int, wake: str | None = None) -> None:
 
 @shared_task(ignore_result=True)
 def jobs_recover_stuck_task() -> list[int]:
-    return jobs_recover_stuck()
+    return jobs_recover_stuck(backlog=_messages_waiting() > 0)
+
+
+def _messages_waiting() -> int:
+    """Messages in the default queue that no worker has taken yet (Redis broker)."""
+    try:
+        with current_app.connection_for_read() as connection:
+            return connection.default_channel.client.llen("celery")
+    except Exception:  # another broker, or Redis not answering: assume none
+        return 0
 
 
 @shared_task(ignore_result=True)

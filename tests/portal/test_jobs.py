@@ -226,3 +226,39 @@ def test_stuck_jobs_are_handed_to_a_worker_again(
     job.refresh_from_db()
     assert scheduled == [{"args": (job.pk, job.wake), "countdown": 0}]
     assert fresh.pk not in recovered
+
+
+def _watched_wait(job):
+    CALLS.append("watched")
+    return Wait(progress="waiting for SHUTOFF", observed=len(CALLS), watch="server")
+
+
+job_kind_register(JobKind(name="test.watched", steps=(Step("wait", "Waiting", _watched_wait),)))
+
+
+def test_a_step_the_watcher_wakes_is_parked_and_the_sweep_is_its_fallback_poll(
+    db, scheduled, django_capture_on_commit_callbacks, settings
+):
+    job = _create("test.watched", django_capture_on_commit_callbacks)
+    scheduled.clear()
+    countdown = job_advance(job.pk, job.wake)
+    job.refresh_from_db()
+    assert countdown == settings.JOB_POLL_MAX_SECONDS and job.waits_for == "server"
+    assert scheduled == []  # no message waits in a worker: the watcher will wake it
+    assert jobs_recover_stuck() == [] and scheduled == []  # not due yet
+
+    Job.objects.filter(pk=job.pk).update(due_at=timezone.now() - timedelta(seconds=1))
+    assert jobs_recover_stuck(backlog=True) == []  # routine, not a recovery...
+    job.refresh_from_db()
+    assert scheduled == [{"args": (job.pk, job.wake), "countdown": 0}]  # ...but sent
+
+
+def test_while_workers_have_a_backlog_overdue_jobs_are_not_sent_again(
+    db, scheduled, django_capture_on_commit_callbacks
+):
+    job = _create("test.waits", django_capture_on_commit_callbacks)
+    Job.objects.filter(pk=job.pk).update(due_at=timezone.now() - timedelta(seconds=30))
+    scheduled.clear()
+    # Its message is most likely among those waiting: re-sending moves it to the back.
+    assert jobs_recover_stuck(backlog=True) == [] and scheduled == []
+    assert jobs_recover_stuck() == [job.pk]
