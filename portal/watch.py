@@ -82,6 +82,10 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
     Site.objects.filter(pk=site.pk).update(
         watched_at=asked, watch_lease_until=None, watch_pending=busy[:PENDING_MAX]
     )
+    log.debug(
+        "watched %s: %d servers and %d images listed, %d and %d moved, %d jobs held",
+        site.name, len(servers), len(images), len(server_ids), len(image_ids), len(busy),
+    )  # fmt: skip
     return {"servers": server_ids, "images": image_ids, "busy": busy}
 
 
