@@ -6,6 +6,7 @@ from django.utils.html import format_html
 
 from instances.models import Server
 from instances.selectors import server_allowed_actions
+from portal.tables import row_render
 
 
 class ServerTable(tables.Table):
@@ -70,4 +71,4 @@ class ServerTable(tables.Table):
     def render_actions(self, record):
         actions = server_allowed_actions(self.user, record, busy_ids=self.busy_ids)
         context = {"server": record, "actions": actions, "compact": True, "next": self.next_url}
-        return render_to_string("instances/_actions.html", context, request=self.request)
+        return row_render("instances/_actions.html", context, request=self.request)

@@ -6,6 +6,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 
+from portal.tables import row_render
 from snapshots.models import Snapshot
 
 
@@ -90,4 +91,4 @@ class SnapshotTable(tables.Table):
 
     def render_actions(self, record):
         context = {"snapshot": record, "project": self.project}
-        return render_to_string("snapshots/_row_actions.html", context, request=self.request)
+        return row_render("snapshots/_row_actions.html", context, request=self.request)
