@@ -6,7 +6,7 @@ from django.utils.html import format_html
 
 from instances.models import Server
 from instances.selectors import server_allowed_actions
-from portal.tables import row_render
+from portal.tables import TimeColumn, row_render
 
 
 class ServerTable(tables.Table):
@@ -21,7 +21,7 @@ class ServerTable(tables.Table):
     image = tables.Column(accessor="image_openstack_id", orderable=False, verbose_name="Image")
     addresses = tables.Column(verbose_name="IP addresses", orderable=False)
     created_by = tables.Column(accessor="created_by__username", verbose_name="Created by")
-    created_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="Created at")
+    created_at = TimeColumn(verbose_name="Created at")
     actions = tables.Column(empty_values=(), orderable=False, verbose_name="Actions")
 
     class Meta:

@@ -6,12 +6,22 @@ from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.db.models import QuerySet
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
+from django.utils import dateformat, timezone
 from django.utils.functional import cached_property
-from django_tables2 import RequestConfig, Table
+from django_tables2 import Column, RequestConfig, Table
 
 from portal.models import Preference
 
 PAGE_SIZES = (10, 25, 50, 100)
+
+
+class TimeColumn(Column):
+    """A date and time as "2026-11-28 09:15" in the portal's time zone. Formatted in
+    Python: django-tables2's DateTimeColumn renders a template for every cell, a
+    third of a row's cost."""
+
+    def render(self, value):
+        return dateformat.format(timezone.localtime(value), "Y-m-d H:i")
 
 
 def row_render(template_name: str, context: dict, *, request) -> str:

@@ -6,7 +6,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 
-from portal.tables import row_render
+from portal.tables import TimeColumn, row_render
 from snapshots.models import Snapshot
 
 
@@ -28,7 +28,7 @@ class SnapshotTable(tables.Table):
     )
     site = tables.Column(accessor="site__display_name", verbose_name="Site")
     size = tables.Column()
-    created_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="Created at")
+    created_at = TimeColumn(verbose_name="Created at")
     created_by = tables.Column(accessor="created_by__username", verbose_name="Created by")
     openstack_id = tables.Column(verbose_name="OpenStack ID", orderable=False)
     actions = tables.Column(empty_values=(), orderable=False, verbose_name="Actions")
