@@ -52,12 +52,13 @@ def server_of(job: Job, *, acted: bool = False) -> Server:
     (`acted`), a targeted refresh. Read once per run: later steps of the same run
     reuse it until the job acts again.
     """
-    server = None if acted else getattr(job, "_server", None)
+    read = getattr(job, "_server", None)
+    server = None if acted else read
     if server is None:
         if not acted and site_watched(job.site):
             server = Server.objects.filter(site=job.site, openstack_id=job.target_server_id).first()
         else:
-            server = server_refresh(job.site, openstack_id=job.target_server_id)
+            server = server_refresh(job.site, openstack_id=job.target_server_id, row=read)
         if server is not None:  # the rows the job loaded already, not loaded again
             server.site = job.site
             if job.project is not None and server.project_id == job.project_id:

@@ -91,15 +91,17 @@ def servers_sync(site: Site, *, changes_since: datetime | None, **store) -> Upse
     return servers_store(site, servers, complete=changes_since is None, **store)
 
 
-def server_refresh(site: Site, *, openstack_id: str) -> Server | None:
+def server_refresh(site: Site, *, openstack_id: str, row: Server | None = None) -> Server | None:
     """Targeted refresh of one server the portal just touched: one cloud call, and
-    one or two queries when the mirror has the row in the same project already."""
+    one or two queries when the mirror has the row in the same project already
+    (one, or none when nothing changed, given the `row` the caller just read)."""
     asked = timezone.now()
     try:
         server = cloud.server_get(site.name, server_id=openstack_id)
     except cloud.NotFound:
         server = None
-    row = Server.objects.filter(site=site, openstack_id=openstack_id).first()
+    if row is None:
+        row = Server.objects.filter(site=site, openstack_id=openstack_id).first()
     if row is not None and (server is None or server.project_id == row.project_openstack_id):
         authors = {openstack_id: row.created_by_id}
         if server is not None and row.created_by_id is None and server.metadata.get(CREATED_BY_KEY):
