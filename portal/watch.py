@@ -71,7 +71,12 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
     images = cloud.image_list(site.name, updated_since=since)
     live_servers = Server.objects.filter(site=site, deleted_at__isnull=True)
     live_images = Image.objects.filter(site=site, deleted_at__isnull=True)
-    server_ids = _moved(live_servers, {s.id: (s.status, s.task_state or "") for s in servers})
+    # A server wakes its jobs when its status changes or Nova's task on it ends:
+    # every wait is for one of those (SHUTOFF, ACTIVE, idle); one task giving way to
+    # the next (image_snapshot, then image_uploading...) is only progress.
+    server_ids = _moved(
+        live_servers, {s.id: (s.status, not s.task_state) for s in servers}, idle=True
+    )
     # An image wakes its job when it became usable or failed; its way there (queued,
     # saving) is only progress, which the job's fallback poll records.
     settled = [i for i in images if i.status not in IMAGE_IN_PROGRESS]
@@ -89,15 +94,19 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
     return {"servers": server_ids, "images": image_ids, "busy": busy}
 
 
-def _moved(rows, listed: dict[str, tuple]) -> set[str]:
-    """Ids among `listed` ({id: (status[, task_state])}) whose status or task differ
-    from the mirror's `rows`: the changes a waiting step may be waiting for. A
-    timestamp or upload progress alone wakes nobody; the fallback poll sees those."""
+def _moved(rows, listed: dict[str, tuple], *, idle: bool = False) -> set[str]:
+    """Ids among `listed` ({id: (status,)}, or with `idle` {id: (status, no task)})
+    whose values differ from the mirror's `rows`: the changes a waiting step may be
+    waiting for. A timestamp or upload progress alone wakes nobody; the fallback
+    poll sees those."""
     if not listed:
         return set()
-    fields = ("status", "task_state")[: len(next(iter(listed.values())))]
+    fields = ("status", "task_state") if idle else ("status",)
     found = rows.filter(openstack_id__in=list(listed)).values_list("openstack_id", *fields)
-    mirrored = {openstack_id: tuple(values) for openstack_id, *values in found}
+    mirrored = {
+        openstack_id: (values[0], not values[1]) if idle else tuple(values)
+        for openstack_id, *values in found
+    }
     return {i for i, seen in listed.items() if mirrored.get(i) != seen}
 
 

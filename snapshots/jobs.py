@@ -177,10 +177,20 @@ def step_snapshot(job: Job) -> Wait | None:
 
 
 def step_upload(job: Job) -> Wait | None:
-    """Wait until Glance has the image: while Nova snapshots the disk, then uploads it."""
+    """Wait until Glance has the image: while Nova snapshots the disk, then uploads it.
+
+    Nova's task on the server ends when the upload has ended, either way. So while
+    the status watcher runs, the job sleeps until then (one wake, not one per
+    image status) and then asks Glance once: Glance lists no deleted images, so
+    only asking tells of an image the cloud discarded.
+    """
     server = server_of(job)
-    # Glance lists no deleted images, so the watcher cannot tell of an image the
-    # cloud discarded; once Nova's task on the server has ended, ask Glance itself.
+    if server.task_state and site_watched(job.site):
+        return Wait(
+            progress=_upload_progress(server),
+            observed=_observed(_image_of(job), server),
+            watch="server",
+        )
     image = _image_of(job, acted=not server.task_state)
     if image is None or image.deleted_at is not None:
         raise StepFailed("the cloud discarded the snapshot")
@@ -188,12 +198,17 @@ def step_upload(job: Job) -> Wait | None:
         return None
     if image.status in ("killed", "deactivated"):
         raise StepFailed(f"the cloud could not save the snapshot (image {image.status})")
-    snapshotting = server.task_state in SNAPSHOTTING_TASKS
     return Wait(
-        progress="Nova is snapshotting the disk" if snapshotting else "uploading the image",
+        progress=_upload_progress(server),
         observed=_observed(image, server),
         watch="image" if site_watched(job.site) else "",
     )
+
+
+def _upload_progress(server: Server) -> str:
+    if server.task_state in SNAPSHOTTING_TASKS:
+        return "Nova is snapshotting the disk"
+    return "uploading the image"
 
 
 def step_settle(job: Job) -> Wait | None:

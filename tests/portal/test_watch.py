@@ -116,9 +116,24 @@ def test_a_timestamp_or_progress_alone_wakes_nobody(people, synced_site, listed,
 def test_a_job_waiting_for_its_image_is_not_woken_by_its_server(people, synced_site, listed, sent):
     server = make_server(project=people["alpha"], status="SHUTOFF", task_state="image_uploading")
     waiting_job(people, server, waits_for="image")
-    listed["servers"] = [cloud_server(server, task_state="image_pending_upload")]
+    listed["servers"] = [cloud_server(server, task_state=None)]  # a move, but not its
     site_watch(synced_site.pk)
     assert sent == []
+
+
+def test_one_task_giving_way_to_the_next_wakes_nobody_its_end_does(
+    people, synced_site, listed, sent
+):
+    server = make_server(project=people["alpha"], status="SHUTOFF", task_state="image_snapshot")
+    job = waiting_job(people, server, waits_for="server")
+    listed["servers"] = [cloud_server(server, task_state="image_uploading")]
+    site_watch(synced_site.pk)
+    assert sent == []
+    server.refresh_from_db()
+    assert server.task_state == "image_uploading"  # the mirror shows it all the same
+    listed["servers"] = [cloud_server(server, task_state=None)]
+    site_watch(synced_site.pk)
+    assert sent == [job.pk]
 
 
 def test_a_job_a_worker_holds_is_woken_on_the_next_round(people, synced_site, listed, sent):
