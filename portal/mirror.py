@@ -54,12 +54,15 @@ def authorship_record(*, site: Site, openstack_id: str, user, job=None) -> None:
     )
 
 
-def authors_of(site: Site, openstack_ids: Iterable[str]) -> dict[str, int]:
-    """{OpenStack id: user pk} of the objects among `openstack_ids` the portal made."""
+def authors_of(site: Site, openstack_ids: Iterable[str] | None = None) -> dict[str, int]:
+    """{OpenStack id: user pk} of the objects among `openstack_ids` the portal
+    made (of all the site's objects it made when `openstack_ids` is None)."""
+    rows = Authorship.objects.filter(site=site, user__isnull=False)
+    if openstack_ids is None:
+        return dict(rows.values_list("openstack_id", "user_id"))
     ids = set(openstack_ids)
     if not ids:
         return {}
-    rows = Authorship.objects.filter(site=site, user__isnull=False)
     if len(ids) <= CHUNK:
         rows = rows.filter(openstack_id__in=ids)
     # A full sync asks for every object of the site: reading the site's (few)
@@ -106,8 +109,12 @@ def mirror_upsert(
     deleted_ids: set[str] = frozenset(),
     complete: bool = False,
     queryset: models.QuerySet | None = None,
+    fingerprints: Mapping[str, str] | None = None,
 ) -> UpsertResult:
     """Write `rows` ({openstack_id: {field: value}}) into `model` for `site`.
+
+    `fingerprints` are the rows' `row_fingerprint`s if the caller computed them
+    already (while a listing was still arriving).
 
     `deleted_ids` are objects the cloud reported deleted. With `complete`,
     `rows` is everything the cloud has (within `queryset`), so any other live
@@ -135,7 +142,7 @@ def mirror_upsert(
     result = UpsertResult()
     new, changed = [], []
     for openstack_id, fields in rows.items():
-        fingerprint = row_fingerprint(fields)
+        fingerprint = fingerprints[openstack_id] if fingerprints else row_fingerprint(fields)
         current = existing.get(openstack_id)
         if current is None:
             new.append((openstack_id, fingerprint, fields))
@@ -291,9 +298,13 @@ def _page_cache_for_bulk(cursor, rows: int):
         cursor.execute(f"PRAGMA cache_size = {int(before)}")
 
 
+# One encoder for every fingerprint: json.dumps with options builds a new one per call.
+_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+
+
 def row_fingerprint(fields: dict) -> str:
     """A hash of a mirror row's cloud fields: equal hashes mean nothing to write."""
-    text = json.dumps(fields, sort_keys=True, default=str, separators=(",", ":"))
+    text = _FINGERPRINT_JSON.encode(fields)
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
