@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,10 +15,14 @@ from portal.errors import ActionRefused
 from portal.jobs import busy_pks, job_create
 from portal.mirror import (
     CREATED_BY_KEY,
+    WRITE_BATCH,
+    MirrorWriter,
     UpsertResult,
     authors_of,
+    batched,
     mirror_upsert,
     project_ids,
+    row_fingerprint,
 )
 from portal.models import Project, Site
 
@@ -50,23 +55,40 @@ def server_fields(
     }
 
 
-def servers_store(site: Site, servers: list[cloud.CloudServer], *, complete: bool) -> UpsertResult:
-    """Upsert servers as listed by the cloud. DELETED ones (from changes-since) are marked."""
+def servers_store(
+    site: Site, servers: Iterable[cloud.CloudServer], *, complete: bool
+) -> UpsertResult:
+    """Upsert servers as listed by the cloud. DELETED ones (from changes-since) are marked.
+
+    `servers` may still be arriving (a full listing's pages): rows are built,
+    hashed and written a batch at a time, while the gateway fetches the next
+    pages."""
     projects = project_ids(site)
-    live = [s for s in servers if not s.is_deleted]
-    authors = authors_of(site, (s.id for s in live))
-    return mirror_upsert(
-        Server,
-        site=site,
-        rows={s.id: server_fields(s, projects=projects, authors=authors) for s in live},
-        deleted_ids={s.id for s in servers if s.is_deleted},
-        complete=complete,
-    )
+    if complete:
+        authors, ids = authors_of(site), None
+    else:
+        servers = list(servers)
+        authors = authors_of(site, (s.id for s in servers if not s.is_deleted))
+        ids = {s.id for s in servers}
+
+    with MirrorWriter(Server, site=site, complete=complete, ids=ids) as writer:
+        for batch in batched(servers, WRITE_BATCH):
+            deleted = {s.id for s in batch if s.is_deleted}
+            rows = {
+                s.id: server_fields(s, projects=projects, authors=authors)
+                for s in batch
+                if not s.is_deleted
+            }
+            fingerprints = {i: row_fingerprint(fields) for i, fields in rows.items()}
+            writer.write(rows, fingerprints=fingerprints, deleted_ids=deleted)
+        return writer.finish()
 
 
 def servers_sync(site: Site, *, changes_since: datetime | None) -> UpsertResult:
-    servers = cloud.server_list(site.name, changes_since=changes_since)
-    return servers_store(site, servers, complete=changes_since is None)
+    pages = cloud.server_pages(site.name, changes_since=changes_since)
+    return servers_store(
+        site, (server for page in pages for server in page), complete=changes_since is None
+    )
 
 
 def server_refresh(site: Site, *, openstack_id: str) -> Server | None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
+from itertools import islice
 
 from django.db import connections, models, router, transaction
 from django.db.models.constants import OnConflict
@@ -109,68 +110,129 @@ def mirror_upsert(
     deleted_ids: set[str] = frozenset(),
     complete: bool = False,
     queryset: models.QuerySet | None = None,
-    fingerprints: Mapping[str, str] | None = None,
 ) -> UpsertResult:
-    """Write `rows` ({openstack_id: {field: value}}) into `model` for `site`.
-
-    `fingerprints` are the rows' `row_fingerprint`s if the caller computed them
-    already (while a listing was still arriving).
+    """Write `rows` ({openstack_id: {field: value}}) into `model` for `site`, in
+    one transaction.
 
     `deleted_ids` are objects the cloud reported deleted. With `complete`,
     `rows` is everything the cloud has (within `queryset`), so any other live
-    row has vanished and is marked deleted too.
-
-    Race-free: new and changed rows alike are written with INSERT … ON CONFLICT
-    DO UPDATE, so a site sync and a job's refresh that both see a new image
-    cannot collide; the unique (site, openstack_id) constraint is the arbiter.
-    A partial write (a job refreshing one object) reads only the rows it
-    writes: O(1) per object.
+    row has vanished and is marked deleted too. See MirrorWriter.
     """
-    now = timezone.now()
-    scope = (queryset if queryset is not None else model.objects).filter(site=site)
-    if not complete:
-        scope = scope.filter(openstack_id__in=set(rows) | set(deleted_ids))
-    # Only ids, hashes and flags come back from the database: decoding JSON and
-    # timestamps of 100,000 rows would cost more than the whole comparison.
-    existing = {
-        openstack_id: (pk, fingerprint, deleted_at)
-        for pk, openstack_id, fingerprint, deleted_at in scope.values_list(
-            "pk", "openstack_id", "fingerprint", "deleted_at"
-        )
-    }
+    ids = None if complete else set(rows) | set(deleted_ids)
+    with (
+        transaction.atomic(using=router.db_for_write(model)),
+        MirrorWriter(model, site=site, complete=complete, queryset=queryset, ids=ids) as writer,
+    ):
+        writer.write(rows, deleted_ids=deleted_ids)
+        return writer.finish()
 
-    result = UpsertResult()
-    new, changed = [], []
-    for openstack_id, fields in rows.items():
-        fingerprint = fingerprints[openstack_id] if fingerprints else row_fingerprint(fields)
-        current = existing.get(openstack_id)
-        if current is None:
-            new.append((openstack_id, fingerprint, fields))
-        elif current[1] != fingerprint or current[2] is not None:
-            changed.append((openstack_id, fingerprint, fields))
-    result.created, result.updated = len(new), len(changed)
 
-    vanished = set(deleted_ids)
-    if complete:
-        vanished |= set(existing) - set(rows)
-    vanished_pks = [existing[i][0] for i in vanished if i in existing and existing[i][2] is None]
-    result.deleted = len(vanished_pks)
+class MirrorWriter:
+    """Upserts a listing of one site's objects into `model`, a batch at a time,
+    so a listing can be written while its next pages are still arriving.
 
-    with transaction.atomic(using=router.db_for_write(model)):
-        if new or changed:
-            _RowWriter(model, site=site, now=now, rows=[*new, *changed]).write(new, changed)
-        for start in range(0, len(vanished_pks), CHUNK):
-            model.objects.filter(pk__in=vanished_pks[start : start + CHUNK]).update(
-                deleted_at=now, synced_at=now
+        with MirrorWriter(Image, site=site, complete=True) as writer:
+            for rows in batches:
+                writer.write(rows, fingerprints=..., deleted_ids=...)
+            result = writer.finish()
+
+    What the mirror holds is read once, up front: ids, hashes and flags only
+    (decoding JSON and timestamps of 100,000 rows would cost more than the
+    whole comparison). Each batch writes only its new and changed rows, in a
+    transaction of its own. `finish` marks the objects the cloud reported
+    deleted and, with `complete` (the batches were everything the cloud has,
+    within `queryset`), every other live row, which has vanished.
+
+    Race-free: rows are written with INSERT … ON CONFLICT, so a site sync and a
+    job's refresh that both see a new image cannot collide; the unique (site,
+    openstack_id) constraint is the arbiter. A partial write (`ids`: a job
+    refreshing one object) reads only the rows it writes: O(1) per object.
+    """
+
+    def __init__(
+        self,
+        model: type[models.Model],
+        *,
+        site: Site,
+        complete: bool,
+        queryset: models.QuerySet | None = None,
+        ids: set[str] | None = None,
+    ) -> None:
+        self.model, self.site, self.complete = model, site, complete
+        self.using = router.db_for_write(model)
+        self.now = timezone.now()
+        scope = (queryset if queryset is not None else model.objects).filter(site=site)
+        if ids is not None:
+            scope = scope.filter(openstack_id__in=ids)
+        self.existing = {
+            openstack_id: (pk, fingerprint, deleted_at)
+            for pk, openstack_id, fingerprint, deleted_at in scope.values_list(
+                "pk", "openstack_id", "fingerprint", "deleted_at"
             )
-    return result
+        }
+        self.seen: set[str] = set()
+        self.deleted: set[str] = set()
+        self.result = UpsertResult()
+        self._sqlite_settings = _SqliteBulkSettings(connections[self.using])
+
+    def __enter__(self) -> MirrorWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._sqlite_settings.restore()
+
+    def write(
+        self,
+        rows: Mapping[str, dict],
+        *,
+        fingerprints: Mapping[str, str] | None = None,
+        deleted_ids: Iterable[str] = (),
+    ) -> None:
+        """Write a batch: `rows` {openstack_id: {field: value}}, with their
+        `row_fingerprint`s if the caller computed them already, and the ids
+        the cloud reported deleted."""
+        new, changed = [], []
+        existing = self.existing
+        for openstack_id, fields in rows.items():
+            fingerprint = fingerprints[openstack_id] if fingerprints else row_fingerprint(fields)
+            current = existing.get(openstack_id)
+            if current is None:
+                new.append((openstack_id, fingerprint, fields))
+            elif current[1] != fingerprint or current[2] is not None:
+                changed.append((openstack_id, fingerprint, fields))
+        self.result.created += len(new)
+        self.result.updated += len(changed)
+        self.seen.update(rows)
+        self.deleted.update(deleted_ids)
+        if not (new or changed):
+            return
+        if len(new) + len(changed) >= WRITE_CHUNK:
+            self._sqlite_settings.apply()
+        with transaction.atomic(using=self.using):
+            rows_writer = _RowWriter(
+                self.model, site=self.site, now=self.now, rows=[*new, *changed]
+            )
+            rows_writer.write(new, changed)
+
+    def finish(self) -> UpsertResult:
+        existing = self.existing
+        vanished = set(self.deleted)
+        if self.complete:
+            vanished |= set(existing) - self.seen
+        pks = [existing[i][0] for i in vanished if i in existing and existing[i][2] is None]
+        with transaction.atomic(using=self.using):
+            for start in range(0, len(pks), CHUNK):
+                self.model.objects.filter(pk__in=pks[start : start + CHUNK]).update(
+                    deleted_at=self.now, synced_at=self.now
+                )
+        self.result.deleted = len(pks)
+        return self.result
 
 
 # Field types whose values the row builders (`server_fields`, `image_fields`…)
 # already give as str, int, bool or None, which every database driver takes
 # as is. They skip Django's per-value preparation: at 100,000 rows of twenty
-# fields that preparation cost more than the database's own work. JSON and
-# timestamps still go through the field's get_db_prep_save.
+# fields that preparation cost more than the database's own work.
 _DRIVER_NATIVE = frozenset(
     {
         "CharField", "TextField", "BooleanField", "IntegerField", "BigIntegerField",
@@ -179,16 +241,44 @@ _DRIVER_NATIVE = frozenset(
     }
 )  # fmt: skip
 
+
+def _adapter(field: models.Field, connection) -> Callable | None:
+    """What turns a (non-null) value of `field` into the driver's, None if nothing needs to.
+
+    Timestamps and JSON go straight to the backend's adapters: through the
+    field's get_db_prep_save they cost twice as much, for checks that values
+    the gateway parsed (aware datetimes, plain lists and dicts) never need.
+    """
+    internal = field.get_internal_type()
+    if internal in _DRIVER_NATIVE:
+        return None
+    if internal == "DateTimeField":
+        return connection.ops.adapt_datetimefield_value
+    if internal == "JSONField":
+        return partial(connection.ops.adapt_json_value, encoder=field.encoder)
+    return partial(field.get_db_prep_save, connection=connection)
+
+
 # Rows prepared at once: bounds the parameter lists held in memory.
 WRITE_CHUNK = 2000
-# Rows per INSERT on databases other than SQLite (far below PostgreSQL's
-# 65,535 parameters per statement).
-ROWS_PER_STATEMENT = 500
+
+# Rows a sync builds, hashes and writes (in one transaction) at a time while a
+# listing arrives: big enough that commits cost little, small enough that no
+# writer waits long for SQLite's write lock.
+WRITE_BATCH = 10_000
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """`items` in lists of `size` (the last one shorter); itertools.batched from 3.12."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 class _RowWriter:
     """Writes mirror rows ((openstack_id, fingerprint, {field: value})) of one
-    site with one prepared statement per kind, run for every row (executemany).
+    site with one statement per kind of row, run for every row (executemany:
+    SQLite prepares it once, psycopg pipelines it).
 
     bulk_create compiled each value through the model field machinery and took
     half a minute for 100,000 images. The fields the rows give, the fingerprint,
@@ -211,7 +301,7 @@ class _RowWriter:
         )
         self.defaults = [f.get_default() for f in given]
         self.to_prepare = [
-            (i, f) for i, f in enumerate(given) if f.get_internal_type() not in _DRIVER_NATIVE
+            (i, adapt) for i, f in enumerate(given) if (adapt := _adapter(f, connection))
         ]
 
         ops = connection.ops
@@ -219,83 +309,81 @@ class _RowWriter:
         updated = [*given, *(meta.get_field(n) for n in ("fingerprint", "deleted_at", "synced_at"))]
         table = ops.quote_name(meta.db_table)
         listed = ", ".join(ops.quote_name(f.column) for f in columns)
-        self.insert_head = f"INSERT INTO {table} ({listed}) VALUES "
-        self.row_placeholder = f"({', '.join(['%s'] * len(columns))})"
-        self.on_conflict_update = ops.on_conflict_suffix_sql(
+        insert = f"INSERT INTO {table} ({listed}) VALUES ({', '.join(['%s'] * len(columns))})"
+        on_conflict = ops.on_conflict_suffix_sql(
             columns, OnConflict.UPDATE, [f.column for f in updated], unique
         )
+        self.upsert_sql = f"{insert} {on_conflict}"
         # SQLite runs an upsert whose DO UPDATE names many indexed columns
         # three times slower than a plain insert even when nothing conflicts
         # (8 s instead of 3 s for 100,000 images): rows believed new go in
         # with DO NOTHING first.
-        self.on_conflict_nothing = (
-            f"ON CONFLICT({', '.join(map(ops.quote_name, unique))}) DO NOTHING"
+        self.insert_sql = (
+            f"{insert} ON CONFLICT({', '.join(map(ops.quote_name, unique))}) DO NOTHING"
         )
 
     def params(self, rows: list[tuple]) -> list[tuple]:
-        connection, names, defaults = self.connection, self.names, self.defaults
+        names, defaults = self.names, self.defaults
         params = []
         for openstack_id, fingerprint, fields in rows:
             values = [fields.get(n, d) for n, d in zip(names, defaults, strict=True)]
-            for index, field in self.to_prepare:
-                values[index] = field.get_db_prep_save(values[index], connection)
+            for index, adapt in self.to_prepare:
+                if values[index] is not None:
+                    values[index] = adapt(values[index])
             params.append((openstack_id, fingerprint, *values, *self.constant))
         return params
 
     def write(self, new: list[tuple], changed: list[tuple]) -> None:
-        with (
-            self.connection.cursor() as cursor,
-            _page_cache_for_bulk(cursor, len(new) + len(changed)),
-        ):
+        with self.connection.cursor() as cursor:
             for start in range(0, len(new), WRITE_CHUNK):
                 params = self.params(new[start : start + WRITE_CHUNK])
-                if self._insert(cursor, params, self.on_conflict_nothing) != len(params):
+                cursor.executemany(self.insert_sql, params)
+                if cursor.rowcount != len(params):
                     # Someone else inserted some of these since we looked (a
                     # job's refresh): write ours over theirs, as the upsert does.
-                    self._insert(cursor, params, self.on_conflict_update)
+                    cursor.executemany(self.upsert_sql, params)
             for start in range(0, len(changed), WRITE_CHUNK):
-                params = self.params(changed[start : start + WRITE_CHUNK])
-                self._insert(cursor, params, self.on_conflict_update)
-
-    def _insert(self, cursor, params: list[tuple], on_conflict: str) -> int:
-        """Run the INSERT for every row of `params`; returns how many rows it wrote."""
-        if self.connection.vendor == "sqlite":
-            # One prepared statement stepped once per row: SQLite's fastest way.
-            cursor.executemany(f"{self.insert_head}{self.row_placeholder} {on_conflict}", params)
-            return cursor.rowcount
-        # A client/server database parses and plans each statement (psycopg
-        # binds on the client), so executemany's one statement per row took
-        # 18 s for 100,000 images on PostgreSQL: many rows per statement.
-        written = 0
-        for start in range(0, len(params), ROWS_PER_STATEMENT):
-            batch = params[start : start + ROWS_PER_STATEMENT]
-            values = ", ".join([self.row_placeholder] * len(batch))
-            cursor.execute(
-                f"{self.insert_head}{values} {on_conflict}", [v for row in batch for v in row]
-            )
-            written += cursor.rowcount
-        return written
+                cursor.executemany(
+                    self.upsert_sql, self.params(changed[start : start + WRITE_CHUNK])
+                )
 
 
-# SQLite's page cache while writing many rows. Its default (2 MB) is far
-# smaller than the twenty indexes of 100,000 images a cold sync fills, and the
-# pages it keeps spilling made the write twice as slow. Only memory: the
-# cache is shrunk back when the write is done.
-BULK_PAGE_CACHE_KIB = 64 * 1024
+class _SqliteBulkSettings:
+    """SQLite settings of the connection while a writer writes many rows, put
+    back when it is done.
 
+    The page cache: its default (2 MB) is far smaller than the twenty indexes
+    of 100,000 images a cold sync fills, and the pages it kept spilling made
+    the write twice as slow. Only memory.
 
-@contextmanager
-def _page_cache_for_bulk(cursor, rows: int):
-    if cursor.db.vendor != "sqlite" or rows < WRITE_CHUNK:
-        yield
-        return
-    cursor.execute("PRAGMA cache_size")
-    (before,) = cursor.fetchone()
-    cursor.execute(f"PRAGMA cache_size = -{BULK_PAGE_CACHE_KIB}")
-    try:
-        yield
-    finally:
-        cursor.execute(f"PRAGMA cache_size = {int(before)}")
+    synchronous=NORMAL: in WAL mode a commit then skips its fsync (~50 ms here,
+    once per batch); the database cannot be corrupted, and a power cut can only
+    lose the last batches: mirror rows the next sync writes again.
+    """
+
+    SETTINGS = {"cache_size": -64 * 1024, "synchronous": 1}
+
+    def __init__(self, connection) -> None:
+        self.connection = connection
+        self.before: dict[str, int] | None = None
+
+    def apply(self) -> None:
+        if self.connection.vendor != "sqlite" or self.before is not None:
+            return
+        self.before = {}
+        with self.connection.cursor() as cursor:
+            for name, value in self.SETTINGS.items():
+                cursor.execute(f"PRAGMA {name}")
+                (self.before[name],) = cursor.fetchone()
+                cursor.execute(f"PRAGMA {name} = {int(value)}")
+
+    def restore(self) -> None:
+        if self.before is None:
+            return
+        with self.connection.cursor() as cursor:
+            for name, value in self.before.items():
+                cursor.execute(f"PRAGMA {name} = {int(value)}")
+        self.before = None
 
 
 # One encoder for every fingerprint: json.dumps with options builds a new one per call.
