@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
+from operator import itemgetter
 
 from django.db import connections, models, router, transaction
 from django.db.models.constants import OnConflict
@@ -323,14 +324,21 @@ class _RowWriter:
         )
 
     def params(self, rows: list[tuple]) -> list[tuple]:
-        names, defaults = self.names, self.defaults
+        names, defaults, constant = self.names, self.defaults, self.constant
+        # Every row of a listing has every field: picked in one C call.
+        pick = (
+            itemgetter(*names) if len(names) > 1 else (lambda fields: tuple(map(fields.get, names)))
+        )
         params = []
         for openstack_id, fingerprint, fields in rows:
-            values = [fields.get(n, d) for n, d in zip(names, defaults, strict=True)]
+            try:
+                values = list(pick(fields))
+            except KeyError:  # a row without some field: the model's default
+                values = [fields.get(n, d) for n, d in zip(names, defaults, strict=True)]
             for index, adapt in self.to_prepare:
                 if values[index] is not None:
                     values[index] = adapt(values[index])
-            params.append((openstack_id, fingerprint, *values, *self.constant))
+            params.append((openstack_id, fingerprint, *values, *constant))
         return params
 
     def write(self, new: list[tuple], changed: list[tuple]) -> None:
