@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -175,12 +177,18 @@ class MirrorWriter:
         self.deleted: set[str] = set()
         self.result = UpsertResult()
         self._sqlite_settings = _SqliteBulkSettings(connections[self.using])
+        self._background: _WriterThread | None = None
 
     def __enter__(self) -> MirrorWriter:
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self._sqlite_settings.restore()
+    def __exit__(self, exc_type, *exc_info) -> None:
+        try:
+            if self._background is not None:
+                background, self._background = self._background, None
+                background.close(raise_error=exc_type is None)
+        finally:
+            self._sqlite_settings.restore()
 
     def write(
         self,
@@ -207,15 +215,30 @@ class MirrorWriter:
         self.deleted.update(deleted_ids)
         if not (new or changed):
             return
-        if len(new) + len(changed) >= WRITE_CHUNK:
+        many = len(new) + len(changed) >= WRITE_CHUNK
+        # A sync runs outside any transaction: its big batches are written by
+        # a thread with a connection of its own, so the database's share of the
+        # work (SQLite's without the GIL, PostgreSQL's in its own process)
+        # overlaps the building of the next batch. Inside a transaction (a job,
+        # a test) another connection could not see its uncommitted rows.
+        if self._background is None and many and not connections[self.using].in_atomic_block:
+            self._background = _WriterThread(self.using, self._write_batch)
+        if self._background is not None:
+            self._background.put(new, changed)
+            return
+        if many:
             self._sqlite_settings.apply()
         with transaction.atomic(using=self.using):
-            rows_writer = _RowWriter(
-                self.model, site=self.site, now=self.now, rows=[*new, *changed]
-            )
-            rows_writer.write(new, changed)
+            self._write_batch(new, changed)
+
+    def _write_batch(self, new: list[tuple], changed: list[tuple]) -> None:
+        rows_writer = _RowWriter(self.model, site=self.site, now=self.now, rows=[*new, *changed])
+        rows_writer.write(new, changed)
 
     def finish(self) -> UpsertResult:
+        if self._background is not None:
+            background, self._background = self._background, None
+            background.close()  # every batch is written before anything is marked vanished
         existing = self.existing
         vanished = set(self.deleted)
         if self.complete:
@@ -228,6 +251,49 @@ class MirrorWriter:
                 )
         self.result.deleted = len(pks)
         return self.result
+
+
+class _WriterThread:
+    """Writes a MirrorWriter's batches, in order, from a thread of its own with
+    its own database connection (closed at the end), one transaction each."""
+
+    def __init__(self, using: str, write_batch: Callable[[list, list], None]) -> None:
+        self.using, self.write_batch = using, write_batch
+        self.error: BaseException | None = None
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.thread = threading.Thread(target=self._run, name="mirror-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        connection = connections[self.using]
+        settings = _SqliteBulkSettings(connection)
+        try:
+            while (batch := self.queue.get()) is not None:
+                if self.error is not None:
+                    continue  # keep taking batches so the caller never blocks
+                try:
+                    settings.apply()
+                    with transaction.atomic(using=self.using):
+                        self.write_batch(*batch)
+                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                    self.error = exc
+        finally:
+            try:
+                settings.restore()
+            finally:
+                connection.close()
+
+    def put(self, new: list[tuple], changed: list[tuple]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((new, changed))
+
+    def close(self, *, raise_error: bool = True) -> None:
+        """Wait until every batch handed over is written."""
+        self.queue.put(None)
+        self.thread.join()
+        if raise_error and self.error is not None:
+            raise self.error
 
 
 # Field types whose values the row builders (`server_fields`, `image_fields`…)
