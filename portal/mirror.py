@@ -392,9 +392,7 @@ class _RowWriter:
     def params(self, rows: list[tuple]) -> list[tuple]:
         names, defaults, constant = self.names, self.defaults, self.constant
         # Every row of a listing has every field: picked in one C call.
-        pick = (
-            itemgetter(*names) if len(names) > 1 else (lambda fields: tuple(map(fields.get, names)))
-        )
+        pick = itemgetter(*names) if len(names) > 1 else (lambda f: tuple(f[n] for n in names))
         params = []
         for openstack_id, fingerprint, fields in rows:
             try:

@@ -77,3 +77,18 @@ def test_a_sync_outside_a_transaction_writes_big_batches_from_a_thread(monkeypat
         with mirror.MirrorWriter(Image, site=site, complete=False) as writer:
             writer.write({f"c{n}": {**FIELDS, "name": None} for n in range(3)})  # NOT NULL
             writer.finish()
+
+
+def test_a_row_without_some_fields_gets_the_models_defaults(people):
+    site = people["site"]
+    mirror_upsert(Image, site=site, rows={"full": FIELDS, "bare": {"name": "bare"}})
+    bare = Image.objects.get(site=site, openstack_id="bare")
+    assert (bare.name, bare.status, bare.tags, bare.properties, bare.min_disk) == (
+        "bare",
+        "",
+        [],
+        {},
+        0,
+    )
+    mirror_upsert(Image, site=site, rows={"solo": {"name": "solo"}})  # one field only
+    assert Image.objects.get(site=site, openstack_id="solo").name == "solo"
