@@ -1,6 +1,7 @@
 """Glance v2 subset: discovery, list/filters/sort/pagination, CRUD, data, patch."""
 
 import hashlib
+import json
 import os
 import urllib.parse
 import uuid
@@ -224,6 +225,26 @@ def image_view(row):
     return body
 
 
+# image_view() computed by SQLite, for listings: a page of 1,000 images is
+# built in C instead of ~20 ms of Python (10 ms of views, 8 of json.dumps),
+# which was most of the time a client listing 100,000 images spent waiting.
+# json_set, unlike a merge patch, keeps core keys whose value is null.
+# tests/devcloud/test_image.py checks it gives exactly image_view's body.
+IMAGE_VIEW_SQL = """json_set(properties,
+    '$.id', id, '$.name', name, '$.status', status, '$.visibility', visibility,
+    '$.owner', owner, '$.size', size, '$.virtual_size', virtual_size,
+    '$.min_disk', min_disk, '$.min_ram', min_ram,
+    '$.disk_format', disk_format, '$.container_format', container_format,
+    '$.protected', json(CASE WHEN protected THEN 'true' ELSE 'false' END),
+    '$.os_hidden', json(CASE WHEN os_hidden THEN 'true' ELSE 'false' END),
+    '$.checksum', checksum, '$.os_hash_algo', os_hash_algo, '$.os_hash_value', os_hash_value,
+    '$.tags', json(tags),
+    '$.created_at', CASE WHEN created_at <> '' THEN substr(created_at, 1, 19) || 'Z' END,
+    '$.updated_at', CASE WHEN updated_at <> '' THEN substr(updated_at, 1, 19) || 'Z' END,
+    '$.self', '/v2/images/' || id, '$.file', '/v2/images/' || id || '/file',
+    '$.schema', '/v2/schemas/image')"""
+
+
 def _not_found(image_id):
     return ApiError(404, f"No image found with ID {image_id}")
 
@@ -379,8 +400,8 @@ def _range_param(name, value):
         raise ApiError(400, "Unable to filter on a range with a non-numeric value.") from None
 
 
-def select_images(store, ctx, query, default_limit=DEFAULT_LIMIT):
-    """Glance's listing rules over a Query: returns (rows, limit)."""
+def select_images(store, ctx, query, default_limit=DEFAULT_LIMIT, columns="*"):
+    """Glance's listing rules over a Query: returns (rows of `columns`, limit)."""
     where = ["deleted = 0"]
     args = []
     clause, cargs = visibility_clause(ctx)
@@ -480,24 +501,30 @@ def select_images(store, ctx, query, default_limit=DEFAULT_LIMIT):
     rows = []
     if limit > 0:
         rows = store.query(
-            f"SELECT * FROM images WHERE {' AND '.join(where)} ORDER BY {order_by(sort)} LIMIT ?",
+            f"SELECT {columns} FROM images WHERE {' AND '.join(where)} "
+            f"ORDER BY {order_by(sort)} LIMIT ?",
             args + [limit],
         )
     return rows, limit
 
 
 def list_images(req):
-    rows, limit = select_images(req.app.store, req.ctx, req)
-    images = [image_view(r) for r in rows]
-
+    rows, limit = select_images(
+        req.app.store, req.ctx, req, columns=f"id, {IMAGE_VIEW_SQL} AS body"
+    )
     params = [(k, v) for k, v in req.query if k != "marker"]
     first = "/v2/images"
     if params:
         first += "?" + urllib.parse.urlencode(params)
-    body = {"images": images, "first": first, "schema": "/v2/schemas/images"}
+    links = {"first": first, "schema": "/v2/schemas/images"}
     if rows and len(rows) == limit:
-        body["next"] = "/v2/images?" + urllib.parse.urlencode(params + [("marker", rows[-1]["id"])])
-    return Response(200, body)
+        links["next"] = "/v2/images?" + urllib.parse.urlencode(
+            params + [("marker", rows[-1]["id"])]
+        )
+    # {"images": [<bodies as SQLite wrote them>], "first": ..., ...}
+    images = ",".join(r["body"] for r in rows)
+    text = f'{{"images": [{images}], {json.dumps(links)[1:]}'
+    return Response(200, text.encode(), content_type="application/json")
 
 
 # -- single image -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.utils import timezone
@@ -10,11 +11,14 @@ from images.models import Image
 from portal import cloud
 from portal.mirror import (
     CREATED_BY_KEY,
+    WRITE_BATCH,
+    MirrorWriter,
     UpsertResult,
     authors_of,
+    batched,
     mirror_row_write,
-    mirror_upsert,
     project_ids,
+    row_fingerprint,
 )
 from portal.models import Site
 
@@ -49,30 +53,47 @@ def image_fields(
 
 def images_store(
     site: Site,
-    images: list[cloud.CloudImage],
+    images: Iterable[cloud.CloudImage],
     *,
     complete: bool,
     observed_at: datetime | None = None,
 ) -> UpsertResult:
+    """Upsert images as listed by Glance (at `observed_at`: see MirrorWriter).
+
+    `images` may still be arriving (a full listing's pages): rows are built,
+    hashed and written a batch at a time, while the gateway fetches the next
+    pages."""
     projects = project_ids(site)
-    authors = authors_of(site, (i.id for i in images if i.is_snapshot))
-    # Glance shows `deleted` / `pending_delete` images only transiently: they are gone.
-    # A `killed` one stays visible (a failed snapshot) until someone deletes it.
-    gone = {i.id for i in images if i.status in ("deleted", "pending_delete")}
-    rows = {
-        i.id: image_fields(i, projects=projects, authors=authors)
-        for i in images
-        if i.id not in gone
-    }
-    return mirror_upsert(
-        Image, site=site, rows=rows, deleted_ids=gone, complete=complete, observed_at=observed_at
-    )
+    if complete:
+        authors, ids = authors_of(site), None
+    else:
+        images = list(images)
+        authors = authors_of(site, (i.id for i in images if i.is_snapshot))
+        ids = {i.id for i in images}
+
+    writer = MirrorWriter(Image, site=site, complete=complete, ids=ids, observed_at=observed_at)
+    with writer:
+        for batch in batched(images, WRITE_BATCH):
+            # Glance shows `deleted` / `pending_delete` images only transiently: they are
+            # gone. A `killed` one stays visible (a failed snapshot) until someone deletes it.
+            gone = {i.id for i in batch if i.status in ("deleted", "pending_delete")}
+            rows = {
+                # Only snapshots are the portal's work; a base image is never attributed.
+                i.id: image_fields(i, projects=projects, authors=authors if i.is_snapshot else {})
+                for i in batch
+                if i.id not in gone
+            }
+            fingerprints = {i: row_fingerprint(fields) for i, fields in rows.items()}
+            writer.write(rows, fingerprints=fingerprints, deleted_ids=gone)
+        return writer.finish()
 
 
-def images_sync(site: Site, *, updated_since: datetime | None, **store) -> UpsertResult:
+def images_sync(site: Site, *, updated_since: datetime | None) -> UpsertResult:
     """Glance lists no deleted images, so only a complete listing notices deletions."""
-    images = cloud.image_list(site.name, updated_since=updated_since)
-    return images_store(site, images, complete=updated_since is None, **store)
+    pages = cloud.image_pages(site.name, updated_since=updated_since)
+    return images_store(
+        site, (image for page in pages for image in page), complete=updated_since is None
+    )
 
 
 def image_refresh(site: Site, *, openstack_id: str) -> Image | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,11 +28,15 @@ from portal.errors import ActionRefused
 from portal.jobs import busy_pks, job_create
 from portal.mirror import (
     CREATED_BY_KEY,
+    WRITE_BATCH,
+    MirrorWriter,
     UpsertResult,
     authors_of,
+    batched,
     mirror_row_write,
     mirror_upsert,
     project_ids,
+    row_fingerprint,
 )
 from portal.models import Job, Project, Site
 
@@ -66,29 +71,44 @@ def server_fields(
 
 def servers_store(
     site: Site,
-    servers: list[cloud.CloudServer],
+    servers: Iterable[cloud.CloudServer],
     *,
     complete: bool,
     observed_at: datetime | None = None,
 ) -> UpsertResult:
-    """Upsert servers as listed by the cloud at `observed_at`. DELETED ones (from
-    changes-since) are marked."""
+    """Upsert servers as listed by the cloud (at `observed_at`: see MirrorWriter).
+    DELETED ones (from changes-since) are marked.
+
+    `servers` may still be arriving (a full listing's pages): rows are built,
+    hashed and written a batch at a time, while the gateway fetches the next
+    pages."""
     projects = project_ids(site)
-    live = [s for s in servers if not s.is_deleted]
-    authors = authors_of(site, (s.id for s in live))
-    return mirror_upsert(
-        Server,
-        site=site,
-        rows={s.id: server_fields(s, projects=projects, authors=authors) for s in live},
-        deleted_ids={s.id for s in servers if s.is_deleted},
-        complete=complete,
-        observed_at=observed_at,
+    if complete:
+        authors, ids = authors_of(site), None
+    else:
+        servers = list(servers)
+        authors = authors_of(site, (s.id for s in servers if not s.is_deleted))
+        ids = {s.id for s in servers}
+
+    writer = MirrorWriter(Server, site=site, complete=complete, ids=ids, observed_at=observed_at)
+    with writer:
+        for batch in batched(servers, WRITE_BATCH):
+            deleted = {s.id for s in batch if s.is_deleted}
+            rows = {
+                s.id: server_fields(s, projects=projects, authors=authors)
+                for s in batch
+                if not s.is_deleted
+            }
+            fingerprints = {i: row_fingerprint(fields) for i, fields in rows.items()}
+            writer.write(rows, fingerprints=fingerprints, deleted_ids=deleted)
+        return writer.finish()
+
+
+def servers_sync(site: Site, *, changes_since: datetime | None) -> UpsertResult:
+    pages = cloud.server_pages(site.name, changes_since=changes_since)
+    return servers_store(
+        site, (server for page in pages for server in page), complete=changes_since is None
     )
-
-
-def servers_sync(site: Site, *, changes_since: datetime | None, **store) -> UpsertResult:
-    servers = cloud.server_list(site.name, changes_since=changes_since)
-    return servers_store(site, servers, complete=changes_since is None, **store)
 
 
 def server_refresh(site: Site, *, openstack_id: str, row: Server | None = None) -> Server | None:

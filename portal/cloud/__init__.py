@@ -15,6 +15,7 @@ from portal.cloud.compute import (
     server_find,
     server_get,
     server_list,
+    server_pages,
     server_start,
     server_stop,
 )
@@ -28,13 +29,19 @@ from portal.cloud.errors import (
     Unavailable,
 )
 from portal.cloud.identity import project_list
-from portal.cloud.image import image_delete, image_find_by_property, image_get, image_list
+from portal.cloud.image import (
+    image_delete,
+    image_find_by_property,
+    image_get,
+    image_list,
+    image_pages,
+)
 from portal.cloud.types import CloudFlavor, CloudImage, CloudProject, CloudServer, Limits
 
 __all__ = [
     "BadRequest", "CloudError", "CloudFlavor", "CloudImage", "CloudProject", "CloudServer",
     "Conflict", "Forbidden", "Limits", "NotFound", "Unavailable", "connections_reset", "flavor_list",
-    "image_delete", "image_find_by_property", "image_get", "image_list", "limits_get",
+    "image_delete", "image_find_by_property", "image_get", "image_list", "image_pages", "limits_get",
     "project_list", "server_console_output", "server_create", "server_create_image", "server_delete", "server_find", "server_get",
-    "server_list", "server_start", "server_stop",
+    "server_list", "server_pages", "server_start", "server_stop",
 ]  # fmt: skip

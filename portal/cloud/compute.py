@@ -12,6 +12,7 @@ from openstack import exceptions as sdk_exceptions
 from openstack.compute.v2 import server as sdk_server
 
 from portal.cloud.connection import connection_for, translate_errors
+from portal.cloud.paging import read_ahead
 from portal.cloud.types import CloudFlavor, CloudServer, Limits
 from portal.cloud.util import parse_time
 
@@ -79,11 +80,12 @@ def _server_pages(site: str, query: dict[str, Any]) -> Iterator[list[dict]]:
         query = dict(parse_qsl(urlsplit(links[0]["href"]).query, keep_blank_values=True))
 
 
-def server_list(
+def server_pages(
     site: str, *, changes_since: datetime | None = None, project_id: str = ""
-) -> list[CloudServer]:
-    """Every server of every project on the site (or of `project_id`), following
-    pagination to the end.
+) -> Iterator[list[CloudServer]]:
+    """Every server of every project on the site (or of `project_id`), a page
+    at a time, following pagination to the end; the next page is fetched
+    while the caller works on this one.
 
     With `changes_since`, Nova returns only servers changed since then, and
     includes the ones deleted since then (status DELETED): that is what makes
@@ -95,8 +97,17 @@ def server_list(
         query["project_id"] = project_id
     if changes_since is not None:
         query["changes-since"] = changes_since.isoformat()
+    converted = ([_server_from_body(b) for b in page] for page in _server_pages(site, query))
     with translate_errors(site):
-        return [_server_from_body(b) for page in _server_pages(site, query) for b in page]
+        yield from read_ahead(converted)
+
+
+def server_list(
+    site: str, *, changes_since: datetime | None = None, project_id: str = ""
+) -> list[CloudServer]:
+    """`server_pages` as one list."""
+    pages = server_pages(site, changes_since=changes_since, project_id=project_id)
+    return [server for page in pages for server in page]
 
 
 def server_find(site: str, *, project_id: str, name: str) -> list[CloudServer]:

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 from openstack import exceptions as sdk_exceptions
 
 from portal.cloud.connection import connection_for, translate_errors
+from portal.cloud.paging import read_ahead
 from portal.cloud.types import CloudImage
 from portal.cloud.util import glance_time, parse_time
 
@@ -80,19 +81,33 @@ def _raise_for(response: Any) -> None:
     sdk_exceptions.raise_from_response(response)
 
 
+def image_pages(
+    site: str,
+    *,
+    updated_since: datetime | None = None,
+    properties: Mapping[str, str] | None = None,
+) -> Iterator[list[CloudImage]]:
+    """Every image the service account sees (all projects'), a page at a time,
+    optionally only those updated after a moment (`updated_at=gt:`) or with
+    given custom properties. The next page is fetched while the caller works
+    on this one."""
+    params: dict[str, Any] = dict(properties or {})
+    if updated_since is not None:
+        params["updated_at"] = f"gt:{glance_time(updated_since)}"
+    converted = ([_image_from_body(body) for body in page] for page in _pages(site, params))
+    with translate_errors(site):
+        yield from read_ahead(converted)
+
+
 def image_list(
     site: str,
     *,
     updated_since: datetime | None = None,
     properties: Mapping[str, str] | None = None,
 ) -> list[CloudImage]:
-    """Every image the service account sees (all projects'), optionally only those
-    updated after a moment (`updated_at=gt:`) or with given custom properties."""
-    params: dict[str, Any] = dict(properties or {})
-    if updated_since is not None:
-        params["updated_at"] = f"gt:{glance_time(updated_since)}"
-    with translate_errors(site):
-        return [_image_from_body(body) for page in _pages(site, params) for body in page]
+    """`image_pages` as one list."""
+    pages = image_pages(site, updated_since=updated_since, properties=properties)
+    return [image for page in pages for image in page]
 
 
 def image_get(site: str, *, image_id: str) -> CloudImage:

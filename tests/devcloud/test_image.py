@@ -439,3 +439,25 @@ def test_owners_may_deactivate_and_reactivate(alpha, beta):
         assert beta.post(f"{path}/deactivate").status_code == 404
     finally:
         alpha.delete(f"/image/v2/images/{image['id']}")
+
+
+def test_a_listed_image_is_exactly_the_image_shown(admin, bulk, alpha):
+    """Listings build image bodies in SQL (for speed), a single GET in Python:
+    both must say the same, nulls, booleans, tags and custom properties included."""
+    resp = alpha.patch(
+        f"/image/v2/images/{bulk[1]}",
+        json=[{"op": "replace", "path": "/protected", "value": True}],
+        headers=PATCH,
+    )
+    assert resp.status_code == 200
+    try:
+        listed = admin.get("/image/v2/images", params={"limit": 1000}).json()["images"]
+        assert {image["id"] for image in listed} >= set(bulk)
+        for image in listed:
+            assert admin.get(f"/image/v2/images/{image['id']}").json() == image
+    finally:
+        alpha.patch(
+            f"/image/v2/images/{bulk[1]}",
+            json=[{"op": "replace", "path": "/protected", "value": False}],
+            headers=PATCH,
+        )

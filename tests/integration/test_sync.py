@@ -128,3 +128,28 @@ def test_page_views_make_zero_calls_to_the_cloud(demo, client):
     ]:
         assert client.get(url).status_code in (200, 400, 409), url
     assert (access_log_lines(primary), access_log_lines(secondary)) == before
+
+
+def test_a_sync_in_small_pages_and_batches_mirrors_everything_once(clouds, site, monkeypatch):
+    """Listings arrive page by page and are written a batch at a time: the
+    mirror must end up the same as the cloud, and a second full sync write nothing."""
+    import images.services
+    import instances.services
+    from portal.cloud import compute, image
+
+    monkeypatch.setattr(compute, "PAGE_SIZE", 3)
+    monkeypatch.setattr(image, "PAGE_SIZE", 4)
+    monkeypatch.setattr(images.services, "WRITE_BATCH", 5)
+    monkeypatch.setattr(instances.services, "WRITE_BATCH", 2)
+    servers = {s.id for s in cloud.server_list("devcloud")}
+    images_ = {i.id for i in cloud.image_list("devcloud")}
+
+    cold = site_sync(site, full=True)
+    assert cold["servers"].created == len(servers) and cold["images"].created == len(images_)
+    assert set(Server.objects.filter(site=site).values_list("openstack_id", flat=True)) == servers
+    assert set(Image.objects.filter(site=site).values_list("openstack_id", flat=True)) == images_
+
+    site.refresh_from_db()
+    warm = site_sync(site, full=True)
+    for kind in ("servers", "images"):
+        assert (warm[kind].created, warm[kind].updated, warm[kind].deleted) == (0, 0, 0)
