@@ -40,11 +40,13 @@ CREATED_BY_KEY = "portal_user"
 class MirrorRow(models.Model):
     """Fields every mirrored OpenStack object has."""
 
-    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: each table's unique (site, openstack_id) leads with it.
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+", db_index=False)
     openstack_id = models.CharField(max_length=64)
     synced_at = models.DateTimeField(auto_now=True)
-    # Set when the object vanished from the cloud (deleted by anyone).
-    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Set when the object vanished from the cloud (deleted by anyone). Not indexed:
+    # lists read live rows through partial indexes (deleted_at IS NULL).
+    deleted_at = models.DateTimeField(null=True, blank=True)
     # Hash of the mirrored fields: a sync compares it instead of every column.
     fingerprint = models.CharField(max_length=40, blank=True, editable=False)
 
