@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from images.models import Image
@@ -20,7 +21,7 @@ from portal.mirror import (
     project_ids,
     row_fingerprint,
 )
-from portal.models import Site
+from portal.models import Project, Site
 
 
 def image_fields(
@@ -96,8 +97,14 @@ def images_sync(site: Site, *, updated_since: datetime | None) -> UpsertResult:
     )
 
 
-def image_refresh(site: Site, *, openstack_id: str) -> Image | None:
-    """Targeted refresh of one image (see server_refresh: the same lean path)."""
+def image_refresh(
+    site: Site, *, openstack_id: str, made_for: Project | None = None, made_by=None
+) -> Image | None:
+    """Targeted refresh of one image (see server_refresh: the same lean path).
+
+    `made_for` / `made_by`: the project and user of the job that just made the
+    image, so its first row needs no lookups: one INSERT (the general upsert if a
+    sync or the watcher wrote the row meanwhile)."""
     asked = timezone.now()
     try:
         image = cloud.image_get(site.name, image_id=openstack_id)
@@ -115,5 +122,17 @@ def image_refresh(site: Site, *, openstack_id: str) -> Image | None:
         return mirror_row_write(row, fields, observed_at=asked)
     if image is None:
         return None
+    if row is None and made_for is not None and image.owner == made_for.openstack_id:
+        projects = {made_for.openstack_id: made_for.pk}
+        authors = {openstack_id: getattr(made_by, "pk", None)}
+        fields = image_fields(image, projects=projects, authors=authors)
+        try:
+            with transaction.atomic():
+                return Image.objects.create(
+                    site=site, openstack_id=openstack_id, fingerprint=row_fingerprint(fields),
+                    synced_at=asked, **fields,
+                )  # fmt: skip
+        except IntegrityError:
+            pass
     images_store(site, [image], complete=False, observed_at=asked)
     return Image.objects.filter(site=site, openstack_id=openstack_id).first()

@@ -98,7 +98,7 @@ class Wait:
     `watch`: "server" or "image": the step waits for the job's target server (or
     image) to change, read from a mirror the site's status watcher keeps current;
     the watcher wakes the job when that object's status changes, so the next poll,
-    only a fallback, is JOB_POLL_MAX_SECONDS away instead of the backoff.
+    only a fallback, is JOB_WATCHED_POLL_SECONDS away instead of the backoff.
     """
 
     progress: str = ""
@@ -350,7 +350,7 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
             if outcome.more:
                 countdown = 0.0
             elif outcome.watch:
-                countdown = settings.JOB_POLL_MAX_SECONDS
+                countdown = settings.JOB_WATCHED_POLL_SECONDS
             else:
                 countdown = _backoff(job.polls)
             job.polls += 1

@@ -451,14 +451,11 @@ class _SqliteBulkSettings:
 
     The page cache: its default (2 MB) is far smaller than the twenty indexes
     of 100,000 images a cold sync fills, and the pages it kept spilling made
-    the write twice as slow. Only memory.
-
-    synchronous=NORMAL: in WAL mode a commit then skips its fsync (~50 ms here,
-    once per batch); the database cannot be corrupted, and a power cut can only
-    lose the last batches: mirror rows the next sync writes again.
+    the write twice as slow. Only memory. (Commits skip their fsync on every
+    connection: synchronous=NORMAL, see settings.)
     """
 
-    SETTINGS = {"cache_size": -64 * 1024, "synchronous": 1}
+    SETTINGS = {"cache_size": -64 * 1024}
 
     def __init__(self, connection) -> None:
         self.connection = connection

@@ -122,7 +122,12 @@ def _image_of(job: Job, *, acted: bool = False) -> Image | None:
         if not acted and site_watched(job.site):
             image = Image.objects.filter(site=job.site, openstack_id=job.state["image_id"]).first()
         else:
-            image = image_refresh(job.site, openstack_id=job.state["image_id"])
+            image = image_refresh(
+                job.site,
+                openstack_id=job.state["image_id"],
+                made_for=job.project,
+                made_by=job.actor,
+            )
         job._image = image
     return image
 

@@ -243,7 +243,7 @@ def test_a_step_the_watcher_wakes_is_parked_and_the_sweep_is_its_fallback_poll(
     scheduled.clear()
     countdown = job_advance(job.pk, job.wake)
     job.refresh_from_db()
-    assert countdown == settings.JOB_POLL_MAX_SECONDS and job.waits_for == "server"
+    assert countdown == settings.JOB_WATCHED_POLL_SECONDS and job.waits_for == "server"
     assert scheduled == []  # no message waits in a worker: the watcher will wake it
     assert jobs_recover_stuck() == [] and scheduled == []  # not due yet
 
