@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.throwaway_db import engine_name, throwaway_database  # noqa: E402
+
 GOAL_RATIO = 2.0
 PROJECTS = 10
 BASE_IMAGES = 20  # per site, in both sizes
@@ -52,35 +54,34 @@ def main() -> int:
         return child(args)
 
     work = Path(tempfile.mkdtemp(prefix="pages-bench-"))
-    url = os.environ.get("DATABASE_URL", "")
-    engine = "PostgreSQL" if url.startswith("postgres") else "SQLite"
     results = {}
     for size in ("small", "big"):
         servers, snapshots = (int(n) for n in getattr(args, size).split(","))
-        if engine == "PostgreSQL":
-            db_url = _pg_database(url, f"bench_{size}")
-        else:
-            db_url = f"sqlite:///{work / f'{size}.sqlite3'}"
-        # As in production: DEBUG off (with it, Django logs every query and templates
-        # track their origins, which inflates the cost of every row alike).
-        env = dict(os.environ, DATABASE_URL=db_url, DEBUG="0", SECRET_KEY="bench-only",
-                   PORTAL_VAR_DIR=str(work), STATIC_ROOT=str(work / "static"),
-                   LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="portal.settings")  # fmt: skip
-        if not (work / "static").exists():  # the hashed file names pages link to
-            subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
-                           cwd=ROOT, env=env, check=True)  # fmt: skip
-        started = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", f"{servers},{snapshots}", "--runs",
-             str(args.runs), "--slow", str(args.slow), "--only", args.only],
-            cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True,
-        ).stdout  # fmt: skip
-        results[size] = json.loads(out.strip().splitlines()[-1])
-        print(f"{size}: {servers:,} instances, {snapshots:,} snapshots "
-              f"({time.perf_counter() - started:.0f}s with seeding)", flush=True)  # fmt: skip
-        if engine == "PostgreSQL":
-            _pg_drop(url, f"bench_{size}")
+        with throwaway_database(work, f"bench_{size}") as db_url:
+            engine = engine_name(db_url)
+            results[size] = measure_size(args, work, db_url, servers, snapshots, size)
     return report(results, engine)
+
+
+def measure_size(args, work: Path, db_url: str, servers: int, snapshots: int, size: str) -> dict:
+    """Seed one database of one size in a child process and measure every page there."""
+    # As in production: DEBUG off (with it, Django logs every query and templates
+    # track their origins, which inflates the cost of every row alike).
+    env = dict(os.environ, DATABASE_URL=db_url, DEBUG="0", SECRET_KEY="bench-only",
+               PORTAL_VAR_DIR=str(work), STATIC_ROOT=str(work / "static"),
+               LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="portal.settings")  # fmt: skip
+    if not (work / "static").exists():  # the hashed file names pages link to
+        subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+                       cwd=ROOT, env=env, check=True)  # fmt: skip
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", f"{servers},{snapshots}", "--runs",
+         str(args.runs), "--slow", str(args.slow), "--only", args.only],
+        cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True,
+    ).stdout  # fmt: skip
+    print(f"{size}: {servers:,} instances, {snapshots:,} snapshots "
+          f"({time.perf_counter() - started:.0f}s with seeding)", flush=True)  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def report(results: dict, engine: str) -> int:
@@ -105,26 +106,6 @@ def report(results: dict, engine: str) -> int:
               f"{b['kb']:7.0f}  {'ok' if ok else 'MISSED'}")  # fmt: skip
     print(f"\n{len(small) - len(missed)} of {len(small)} pages within the goal")
     return 1 if missed else 0
-
-
-def _pg_database(url: str, suffix: str) -> str:
-    """Create a fresh database next to the one `url` names; return its URL."""
-    import psycopg
-
-    base, _, name = url.rpartition("/")
-    target = f"{name}_{suffix}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{target}"')
-        conn.execute(f'CREATE DATABASE "{target}"')
-    return f"{base}/{target}"
-
-
-def _pg_drop(url: str, suffix: str) -> None:
-    import psycopg
-
-    name = url.rpartition("/")[2]
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}_{suffix}"')
 
 
 # --- the child: one database, one size -------------------------------------------

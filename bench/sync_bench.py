@@ -52,18 +52,16 @@ def main() -> int:
     print(f"seeded devcloud with {args.servers:,} servers, {args.images:,} images "
           f"in {time.perf_counter() - started:.1f}s")  # fmt: skip
 
-    url = os.environ.get("DATABASE_URL", "")
-    postgres = url.startswith("postgres")
-    if postgres:
-        os.environ["DATABASE_URL"] = _pg_database(url, "bench_sync")
-    try:
-        return run(work, data)
-    finally:
-        if postgres:
+    from bench.throwaway_db import throwaway_database
+
+    with throwaway_database(work, "bench_sync") as database_url:
+        os.environ["DATABASE_URL"] = database_url
+        try:
+            return run(work, data)
+        finally:
             from django.db import connections
 
             connections.close_all()
-            _pg_drop(url, "bench_sync")
 
 
 def run(work: Path, data: Path) -> int:
@@ -146,26 +144,6 @@ def run(work: Path, data: Path) -> int:
         if missed:
             print(f"\nmissed the goal: {', '.join(missed)}")
         return 1 if missed else 0
-
-
-def _pg_database(url: str, suffix: str) -> str:
-    """Create a fresh database next to the one `url` names; return its URL."""
-    import psycopg
-
-    base, _, name = url.rpartition("/")
-    target = f"{name}_{suffix}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{target}"')
-        conn.execute(f'CREATE DATABASE "{target}"')
-    return f"{base}/{target}"
-
-
-def _pg_drop(url: str, suffix: str) -> None:
-    import psycopg
-
-    name = url.rpartition("/")[2]
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}_{suffix}"')
 
 
 if __name__ == "__main__":

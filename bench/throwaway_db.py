@@ -14,7 +14,7 @@ from pathlib import Path
 def throwaway_database(work: Path, suffix: str) -> Iterator[str]:
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
-        yield f"sqlite:///{work / 'portal.sqlite3'}"
+        yield f"sqlite:///{work / f'{suffix}.sqlite3'}"
         return
     import psycopg
 

@@ -16,9 +16,10 @@ from portal import cloud
 from portal.access import can_act_on, can_see, projects_visible_to
 from portal.bulk import (
     MatchingPlan,
+    being_deleted_q,
     busy_q,
+    delete_pending,
     filters_text,
-    listed_q,
     matching_plan,
     permission_refusals,
     refusal_annotate,
@@ -38,7 +39,7 @@ from portal.mirror import (
     project_ids,
     row_fingerprint,
 )
-from portal.models import Job, Project, Site
+from portal.models import Project, Site
 
 
 def server_fields(
@@ -240,16 +241,9 @@ def server_delete_refusals(actor, *, seen: bool = False, job=None) -> list[tuple
 def servers_being_deleted_q(*, before=None) -> Q | None:
     """The servers unfinished delete jobs (older than `before`) will still delete,
     as a filter; None when no such job runs."""
-    jobs = Job.objects.filter(kind="instances.delete").exclude(status__in=Job.FINISHED)
-    if before is not None:
-        jobs = jobs.filter(pk__lt=before.pk)
-    jobs = list(jobs)
-    wanted = listed_q([job for job in jobs if "servers" in job.params], key="servers")
-    for job in jobs:
-        if "matching" in job.params:
-            pending = Q(pk__in=server_delete_pending(job).values("pk"))
-            wanted = pending if wanted is None else wanted | pending
-    return wanted
+    return being_deleted_q(
+        kind="instances.delete", key="servers", pending=server_delete_pending, before=before
+    )
 
 
 @dataclass(frozen=True)
@@ -356,10 +350,7 @@ def _selection(job):
 def server_delete_pending(job):
     """The rows a "delete all matching" job has still to look at (past its cursor)
     that its actor may delete: what other deletes count as "already being deleted"."""
-    rows = _selection(job).filter(pk__gt=job.state.get("cursor", 0))
-    for _, condition in permission_refusals(job.actor, outside="", not_yours=""):
-        rows = rows.exclude(condition)
-    return rows
+    return delete_pending(_selection(job), job)
 
 
 def server_delete_batch(job, after: int, size: int) -> list[dict]:

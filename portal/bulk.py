@@ -116,6 +116,32 @@ def listed_q(jobs, *, key: str) -> Q | None:
     return _ids_q(by_site)
 
 
+def delete_pending(selection: QuerySet, job: Job) -> QuerySet:
+    """The rows of a "delete all matching" job's `selection` it has still to look at
+    (past its cursor) that its actor may delete: what other deletes count as
+    "already being deleted"."""
+    rows = selection.filter(pk__gt=job.state.get("cursor", 0))
+    for _, condition in permission_refusals(job.actor, outside="", not_yours=""):
+        rows = rows.exclude(condition)
+    return rows
+
+
+def being_deleted_q(*, kind: str, key: str, pending, before: Job | None = None) -> Q | None:
+    """The rows unfinished delete jobs of `kind` (older than `before`) will still
+    delete, as a filter; None when no such job runs. A job lists its rows under
+    params[key], or deletes all matching: `pending(job)` are the rows it has left."""
+    jobs = Job.objects.filter(kind=kind).exclude(status__in=Job.FINISHED)
+    if before is not None:
+        jobs = jobs.filter(pk__lt=before.pk)
+    jobs = list(jobs)
+    wanted = listed_q([job for job in jobs if key in job.params], key=key)
+    for job in jobs:
+        if "matching" in job.params:
+            left = Q(pk__in=pending(job).values("pk"))
+            wanted = left if wanted is None else wanted | left
+    return wanted
+
+
 def unreachable_refusals() -> list[tuple[str, Q]]:
     return [
         (f"{site.display_name} is unreachable", Q(site_id=site.pk))

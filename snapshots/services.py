@@ -14,9 +14,10 @@ from instances.services import server_action_check
 from portal.access import can_act_on, projects_visible_to
 from portal.bulk import (
     MatchingPlan,
+    being_deleted_q,
     busy_q,
+    delete_pending,
     filters_text,
-    listed_q,
     matching_plan,
     permission_refusals,
     refusal_annotate,
@@ -165,16 +166,9 @@ def snapshot_delete_refusals(
 def snapshots_being_deleted_q(*, before: Job | None = None) -> Q | None:
     """The snapshots unfinished delete jobs (older than `before`) will still delete,
     as a filter; None when no such job runs."""
-    jobs = Job.objects.filter(kind="snapshot.delete").exclude(status__in=Job.FINISHED)
-    if before is not None:
-        jobs = jobs.filter(pk__lt=before.pk)
-    jobs = list(jobs)
-    wanted = listed_q([job for job in jobs if "images" in job.params], key="images")
-    for job in jobs:
-        if "matching" in job.params:
-            pending = Q(pk__in=snapshot_delete_pending(job).values("pk"))
-            wanted = pending if wanted is None else wanted | pending
-    return wanted
+    return being_deleted_q(
+        kind="snapshot.delete", key="images", pending=snapshot_delete_pending, before=before
+    )
 
 
 def snapshots_being_deleted(snapshots) -> set[int]:
@@ -295,10 +289,7 @@ def _selection(job: Job):
 def snapshot_delete_pending(job: Job):
     """The rows a "delete all matching" job has still to look at (past its cursor)
     that its actor may delete: what other deletes count as "already being deleted"."""
-    rows = _selection(job).filter(pk__gt=job.state.get("cursor", 0))
-    for _, condition in permission_refusals(job.actor, outside="", not_yours=""):
-        rows = rows.exclude(condition)
-    return rows
+    return delete_pending(_selection(job), job)
 
 
 def snapshot_delete_batch(job: Job, after: int, size: int) -> list[dict]:
