@@ -191,8 +191,9 @@ def step_upload(job: Job) -> Wait | None:
     """
     server = server_of(job)
     if server.task_state and site_watched(job.site):
+        # The job sleeps through Nova's changing tasks: a label true for all of them.
         return Wait(
-            progress=_upload_progress(server),
+            progress="Nova is snapshotting the disk and uploading the image",
             observed=_observed(_image_of(job), server),
             watch="server",
         )
