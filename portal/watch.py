@@ -44,6 +44,9 @@ def site_watch(site_id: int) -> dict | None:
     """One round for one site. Returns what it saw, or None when it did not look
     (another watcher holds the site, no job is waiting there, or the mirror has
     never been synced: the watcher only ever adds to a sync)."""
+    # An idle site costs one read a second, no write.
+    if not Job.objects.filter(site_id=site_id).exclude(status__in=Job.FINISHED).exists():
+        return None
     now = timezone.now()
     free = Q(watch_lease_until__isnull=True) | Q(watch_lease_until__lt=now)
     if not Site.objects.filter(pk=site_id).filter(free).update(watch_lease_until=now + WATCH_LEASE):
@@ -59,8 +62,6 @@ def site_watch(site_id: int) -> dict | None:
 
 
 def _look(site: Site, asked: timezone.datetime) -> dict | None:
-    if not Job.objects.filter(site=site).exclude(status__in=Job.FINISHED).exists():
-        return None
     # The mirror is complete up to the later of the last sync and the last watch;
     # ask for what changed since then, reaching back by the clocks' tolerance.
     covered = max((t for t in (site.watched_at, site.last_sync_at) if t is not None), default=None)

@@ -233,3 +233,10 @@ def test_an_image_wakes_its_job_when_it_is_done_not_on_its_way(people, synced_si
     listed["images"] = [cloud_image("active")]
     site_watch(synced_site.pk)
     assert sent == [job.pk]
+
+
+def test_an_idle_site_costs_no_write(people, synced_site, listed, sent, django_assert_num_queries):
+    with django_assert_num_queries(1):  # is any job unfinished there? no: done
+        assert site_watch(synced_site.pk) is None
+    synced_site.refresh_from_db()
+    assert synced_site.watch_lease_until is None
