@@ -326,19 +326,23 @@ def undo_wait_active(job: Job) -> Wait | Skipped | Done:
     return outcome or Done("the instance runs again")
 
 
-def snapshot_finished(job: Job) -> None:
+def undo_report(job: Job) -> Done | Skipped:
     """Say in the first line of the error when the instance this job stopped is not
-    running again (the cloud refused, or a task never ended); then email."""
-    if job.status == Job.Status.FAILED and _start_wanted_again(job):
-        server = _undo_server(job)
-        if server is not None and server.status != "ACTIVE" and not job.state.get("left_stopped"):
-            job.state["left_stopped"] = True
-            job.error = (
-                f"{server.name} is left {server.status}: the portal could not start it "
-                f"again.\n{job.error}"
-            )
-            job.save(update_fields=["error", "state"])
-    snapshot_notify(job)
+    running again (the cloud refused, or a task never ended).
+
+    An undo step, not part of on_finished: the job is recorded failed only with
+    this line in place, so neither a page nor a crashed worker ever shows the
+    failure without it."""
+    if not _start_wanted_again(job) or job.state.get("left_stopped"):
+        return SKIPPED
+    server = _undo_server(job)
+    if server is None or server.status == "ACTIVE":
+        return SKIPPED
+    job.state["left_stopped"] = True
+    job.error = (
+        f"{server.name} is left {server.status}: the portal could not start it again.\n{job.error}"
+    )
+    return Done(f"{server.name} is left {server.status}")
 
 
 def snapshot_notify(job: Job) -> None:
@@ -381,9 +385,10 @@ job_kind_register(
             Step("undo_settle", "Waiting until the instance is idle", undo_settle, acts=False),
             Step("undo_start", "Starting the instance again", undo_start),
             Step("undo_wait_active", "Waiting for ACTIVE again", undo_wait_active),
+            Step("undo_report", "Checking the instance runs again", undo_report, acts=False),
         ),
         describe=lambda job: f"Create snapshot “{job.params.get('name', '')}”",
-        on_finished=snapshot_finished,
+        on_finished=snapshot_notify,
     )
 )
 

@@ -102,6 +102,8 @@ def test_an_instance_left_stopped_is_said_in_the_first_line(live_demo):
     assert job.status == Job.Status.FAILED
     first_line = job.error.splitlines()[0]
     assert first_line == "fail-stuck is left SHUTOFF: the portal could not start it again."
+    # Said by the last undo step, so the job was never recorded failed without it.
+    assert steps_of(job)["undo_report"]["detail"] == "fail-stuck is left SHUTOFF"
     assert "no progress" in job.error
     assert steps_of(job)["undo_image"]["detail"] == "removed the unfinished snapshot image"
     mail = [m.read_text() for m in live_demo["worker"]["mail_dir"].glob("*.log")]
