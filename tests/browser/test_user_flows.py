@@ -75,9 +75,12 @@ def test_select_all_on_one_projects_page_deletes_only_that_project(live_demo, li
 
     log_in(page, live_server, "alice")
     page.goto(f"{live_server.url}/snapshots/project/{alpha.pk}/")
+    # Typed right after choosing a page size: the filter keeps the size the user chose.
     page.get_by_label("Per page").select_option("10")
     page.get_by_label("Name", exact=True).fill("a")
+    expect(page).to_have_url(re.compile(r"[?&]name=a(&|$)"))
     expect(page.get_by_text(f"{expected} total")).to_be_visible()
+    expect(page.locator("#snapshot-table tbody tr")).to_have_count(10)
     page.get_by_label(f"Select all {expected} matching").check()
     page.get_by_role("button", name="Delete selected").click()
     expect(page.get_by_role("heading", name="Delete snapshots")).to_be_visible()
@@ -90,6 +93,15 @@ def test_select_all_on_one_projects_page_deletes_only_that_project(live_demo, li
     )
     assert Snapshot.objects.filter(project=beta, deleted_at__isnull=True).count() == beta_before
     assert not alpha_ones.filter(deleted_at__isnull=True).exists()
+
+
+def test_a_search_typed_right_after_a_page_size_keeps_that_size(live_demo, live_server, page):
+    log_in(page, live_server, "alice")
+    page.get_by_label("Per page").select_option("10")
+    page.get_by_label("Search").fill("a")
+    expect(page).to_have_url(re.compile(r"[?&]q=a(&|$)"))
+    assert "per_page=10" in page.url
+    expect(page.get_by_label("Per page")).to_have_value("10")
 
 
 def test_a_selection_survives_the_live_refresh_of_a_running_job(
