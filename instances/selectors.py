@@ -9,7 +9,8 @@ from django.shortcuts import get_object_or_404
 from images.models import Image
 from instances.filters import ServerFilterSet
 from instances.models import Server
-from portal.access import can_act_on, can_see, in_visible_projects
+from portal.access import can_act_on, can_see, in_visible_projects, projects_visible_to
+from portal.http import param_ids
 from portal.jobs import busy_pks
 from portal.models import Job, Project
 
@@ -26,6 +27,17 @@ def servers_shown(*, user, data, projects):
     servers = server_list(user=user)
     filterset = ServerFilterSet(data, queryset=servers, projects=projects)
     return filterset, (filterset.qs if filterset.is_valid() else servers.none())
+
+
+def servers_chosen(*, user, data, limit: int):
+    """(rows, all matching?) a bulk action names: the ticked ids (at most `limit`,
+    else 400), or every row the overview shows for the carried filters ("select all
+    matching": a queryset, never read whole), never more."""
+    _, shown = servers_shown(user=user, data=data, projects=projects_visible_to(user))
+    if data.get("all_matching") == "1":
+        return shown, True
+    ids = param_ids(data, "selected", limit=limit)
+    return list(server_list(user=user).filter(pk__in=ids)), False
 
 
 def servers_matching(*, data, projects: list[int] | None) -> QuerySet[Server]:

@@ -178,8 +178,11 @@ def quotas_sync(site: Site) -> None:
 # --- Actions -----------------------------------------------------------------
 
 
-def server_action_check(*, server: Server, actor, action: str) -> None:
-    """Raise ActionRefused unless `actor` may run `action` on `server` now."""
+def server_action_check(
+    *, server: Server, actor, action: str, busy: set[int] | None = None
+) -> None:
+    """Raise ActionRefused unless `actor` may run `action` on `server` now.
+    `busy`: the pks of servers jobs run on, asked once for many servers (busy_pks)."""
     if not can_see(actor, server.project):
         raise ActionRefused("You are not a member of this instance's project.", status=403)
     if not can_act_on(actor, project=server.project, created_by_id=server.created_by_id):
@@ -195,7 +198,7 @@ def server_action_check(*, server: Server, actor, action: str) -> None:
         )
     if server.task_state:
         raise ActionRefused(f"{server.name} is busy ({server.task_label}); wait until it is done.")
-    if busy_pks([server], target="server"):
+    if server.pk in (busy if busy is not None else busy_pks([server], target="server")):
         raise ActionRefused(f"Another portal job is running on {server.name}; wait until it ends.")
     allowed = {"stop": {"ACTIVE"}, "start": {"SHUTOFF"}}.get(action)
     if allowed is not None and server.status not in allowed:

@@ -13,6 +13,7 @@ from instances.selectors import (
     server_detail_context,
     server_get_for_user,
     server_list,
+    servers_chosen,
     servers_shown,
 )
 from instances.services import (
@@ -26,7 +27,7 @@ from instances.services import (
 from instances.tables import ServerTable
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
-from portal.http import param_id, param_ids, param_int, redirect_back
+from portal.http import param_id, param_int, redirect_back
 from portal.jobs import busy_pks, job_repeated
 from portal.models import Site
 from portal.selectors import job_get_for_user
@@ -165,19 +166,6 @@ def launch_failed_delete(request, job_id: int):
     )
 
 
-def _chosen_servers(request, data):
-    """(rows, all matching?) a delete names: explicit ids, or every one the
-    overview shows for the carried filters ("select all matching": a queryset,
-    never read whole), never more."""
-    _, shown = servers_shown(
-        user=request.user, data=data, projects=projects_visible_to(request.user)
-    )
-    if data.get("all_matching") == "1":
-        return shown, True
-    ids = param_ids(data, "selected", limit=MAX_DELETE)
-    return list(server_list(user=request.user).filter(pk__in=ids)), False
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def instance_delete(request):
@@ -193,7 +181,7 @@ def instance_delete(request):
     repeated = job_repeated(actor=request.user, key=key) if request.method == "POST" else None
     if repeated is not None:
         return redirect("job-detail", job_id=repeated.pk)
-    chosen, all_matching = _chosen_servers(request, data)
+    chosen, all_matching = servers_chosen(user=request.user, data=data, limit=MAX_DELETE)
     skip = {"csrfmiddlewaretoken", "idempotency_key", "page", "upto"}
     carried = [(k, v) for k, values in data.lists() if k not in skip for v in values]
     context = {"plan": None, "back": back, "carried": carried}

@@ -349,6 +349,8 @@ def snapshot_notify(job: Job) -> None:
     if job.actor is None or not job.actor.email:
         return
     name = job.params.get("name", "")
+    if job.status == Job.Status.SUCCEEDED and job.params.get("batch"):
+        return  # one of many (see snapshot_create_many_request): only failures are mailed
     if job.status == Job.Status.SUCCEEDED:
         subject = f"Snapshot “{name}” is ready"
         body = f"Your snapshot “{name}” is active and can be used to launch new instances."

@@ -11,6 +11,7 @@ urlpatterns = [
     path(
         "create/<id:server_id>/check-name/", views.snapshot_name_check, name="snapshot-name-check"
     ),
+    path("create-many/", views.snapshot_create_many, name="snapshot-create-many"),
     path("delete/", views.snapshot_delete, name="snapshot-delete"),
     path("<id:snapshot_id>/verify/", views.snapshot_verify, name="snapshot-verify"),
 ]

@@ -4,10 +4,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import urlencode
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from instances.selectors import server_get_for_user, source_servers_for
+from instances.selectors import server_get_for_user, servers_chosen, source_servers_for
 from portal.access import get_project_for_user
 from portal.errors import ActionRefused
 from portal.http import param_id, param_ids, redirect_back
@@ -23,8 +23,12 @@ from snapshots.selectors import (
 )
 from snapshots.services import (
     MAX_SNAPSHOT_RAM_MIB,
+    NAME_PATTERN_DEFAULT,
+    SNAPSHOT_MANY_MAX,
     snapshot_allowed_check,
     snapshot_create_check,
+    snapshot_create_many_plan,
+    snapshot_create_many_request,
     snapshot_create_request,
     snapshot_default_name,
     snapshot_delete_bound,
@@ -289,3 +293,66 @@ def snapshot_verify(request, snapshot_id: int):
             return redirect_back(request, "snapshots:snapshot-list")
     messages.success(request, f"Testing that {snapshot.name} boots: job #{job.pk}.")
     return redirect("job-detail", job_id=job.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def snapshot_create_many(request):
+    """ "Snapshot selected" on the instance overview: GET shows each chosen instance's
+    snapshot name (from one name pattern) or why it is skipped; POST records one
+    job per instance, all at once. Ticked rows, or all matching up to
+    SNAPSHOT_MANY_MAX."""
+    data = request.POST if request.method == "POST" else request.GET
+    back = data.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = reverse("instances:instance-list")
+    key = data.get("idempotency_key", "")
+    if request.method == "POST" and job_repeated(actor=request.user, key=key) is not None:
+        return redirect(back)  # a second click: the first one started the jobs
+    chosen, all_matching = servers_chosen(user=request.user, data=data, limit=SNAPSHOT_MANY_MAX)
+    if all_matching:
+        chosen = list(chosen[: SNAPSHOT_MANY_MAX + 1])
+    first_view = "pattern" not in data
+    skip = {"csrfmiddlewaretoken", "idempotency_key", "pattern", "restart"}
+    context = {
+        "back": back,
+        "carried": [(k, v) for k, values in data.lists() if k not in skip for v in values],
+        "pattern": data.get("pattern", NAME_PATTERN_DEFAULT),
+        "restart": first_view or data.get("restart") == "1",
+        "plan": None,
+    }
+    template = "snapshots/create_many.html"
+    if not chosen:
+        messages.error(request, "Select at least one instance to snapshot.")
+        return render(request, template, context, status=400)
+    if len(chosen) > SNAPSHOT_MANY_MAX:
+        messages.error(
+            request,
+            f"More than {SNAPSHOT_MANY_MAX} instances match; snapshot at most "
+            f"{SNAPSHOT_MANY_MAX} at once (narrow the filter).",
+        )
+        return render(request, template, context, status=400)
+    try:
+        if request.method == "GET":
+            context["plan"] = snapshot_create_many_plan(
+                servers=chosen, actor=request.user, pattern=context["pattern"]
+            )
+            return render(request, template, context)
+        jobs, context["plan"] = snapshot_create_many_request(
+            servers=chosen, actor=request.user, pattern=context["pattern"],
+            restart=context["restart"], idempotency_key=key,
+        )  # fmt: skip
+    except ActionRefused as refused:
+        messages.error(request, refused.message)
+        return render(request, template, context, status=refused.status)
+    if not jobs:
+        messages.error(request, "Nothing to snapshot: every chosen instance is skipped.")
+        return render(request, template, context, status=409)
+    first, last = jobs[0].pk, jobs[-1].pk
+    numbers = f"job #{first}" if first == last else f"jobs #{first}–#{last}"
+    messages.success(
+        request,
+        f"Snapshotting {len(jobs)} instance(s): {numbers}. Each row shows its progress; "
+        "a snapshot that fails is emailed to you.",
+    )
+    return redirect(back)
