@@ -7,8 +7,9 @@ same 2 GB of used disk. Then, through the portal's services:
 
 - one stop-then-snapshot-then-restart job alone (no boot test), timed from
   submission until the job record says it ended;
-- --jobs such jobs submitted at once (the submission itself is timed), timed
-  from the first submission until the last job ended.
+- --jobs such jobs submitted at once, as "Snapshot selected" on the instance
+  overview does (the submission itself is timed), timed from the submission
+  until the last job ended.
 
 Completion lag is how late the job record noticed the cloud had finished: the
 job's end minus the moment devcloud made the instance ACTIVE again (read from
@@ -91,7 +92,10 @@ def main() -> int:
         )
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env,
                        check=True)  # fmt: skip
-        os.environ.update(env)
+        # Submitting and working run as in production: DEBUG off (DEBUG keeps a log
+        # of every query).
+        worker_env = {**env, "DEBUG": "0", "SECRET_KEY": "bench-only-" + os.urandom(8).hex()}
+        os.environ.update(worker_env)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
         import django
 
@@ -99,8 +103,6 @@ def main() -> int:
         from portal.demo import demo_seed
 
         demo_seed()
-        # The worker runs as in production: DEBUG off (DEBUG keeps a log of every query).
-        worker_env = {**env, "DEBUG": "0", "SECRET_KEY": "bench-only-" + os.urandom(8).hex()}
         worker = start_worker(
             worker_env, concurrency=args.concurrency, beat=True, log_path=work / "worker.log"
         )
@@ -135,7 +137,7 @@ def run(devcloud, data: Path, args, *, worker) -> int:
 
     from instances.models import Server
     from portal.models import Job
-    from snapshots.services import snapshot_create_request
+    from snapshots.services import snapshot_create_many_request, snapshot_create_request
 
     alice = get_user_model().objects.get(username="alice")
     servers = list(
@@ -180,6 +182,7 @@ def run(devcloud, data: Path, args, *, worker) -> int:
     before = requests_sent()
     started = time.time()
     one_job = [submit(servers[0], "bench-one")]
+    one_submit = time.time() - started
     wait_all(one_job)
     one, one_lags = outcome(one_job, started)
     one_calls = requests_sent() - before
@@ -187,8 +190,13 @@ def run(devcloud, data: Path, args, *, worker) -> int:
     before = requests_sent()
     cpu_before = {"worker": cpu_seconds(worker.pid), "devcloud": cpu_seconds(devcloud.pid)}
     started = time.time()
-    many_jobs = [submit(server, f"bench-{n}") for n, server in enumerate(servers[1:])]
+    # As a user snapshots many machines: ticked on the overview, "Snapshot selected".
+    many_jobs, plan = snapshot_create_many_request(
+        servers=servers[1:], actor=alice, pattern="bench-{instance}", restart=True
+    )
     submit_seconds = time.time() - started
+    if len(many_jobs) != args.jobs:
+        raise SystemExit(f"{len(plan.skipped)} skipped, e.g. {plan.skipped[0].refusal}")
     wait_all(many_jobs)
     many, lags = outcome(many_jobs, started)
     many_calls = requests_sent() - before
@@ -205,7 +213,7 @@ def run(devcloud, data: Path, args, *, worker) -> int:
           f"(2 GB used disk each), {args.concurrency} worker processes, {args.engine}, "
           f"status watcher {watcher}")  # fmt: skip
     print(f"  one job alone                 {one:7.1f} s   lag {one_lags[0]:.2f} s   "
-          f"{one_calls} cloud calls")  # fmt: skip
+          f"{one_calls} cloud calls, submitted in {one_submit * 1000:.0f} ms")  # fmt: skip
     print(f"  {args.jobs} jobs                      {many:7.1f} s   "
           f"{many_calls / args.jobs:.1f} cloud calls per job (watcher included)")  # fmt: skip
     print(f"  CPU while the {args.jobs} ran: worker and beat {cpu['worker']:.1f} s "
@@ -215,7 +223,7 @@ def run(devcloud, data: Path, args, *, worker) -> int:
         (f"{args.jobs} jobs / one job", many / one, GOAL_RATIO, f"{many / one:.2f}"),
         ("completion lag, median", median, GOAL_LAG_MEDIAN, f"{median:.2f} s"),
         ("completion lag, p95", p95, GOAL_LAG_P95, f"{p95:.2f} s"),
-        (f"submitting {args.jobs} jobs", submit_seconds, GOAL_SUBMIT_SECONDS,
+        (f"submitting {args.jobs} at once", submit_seconds, GOAL_SUBMIT_SECONDS,
          f"{submit_seconds:.2f} s"),
     ]  # fmt: skip
     missed = 0
