@@ -471,8 +471,9 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
     for job_id, waits_for in stuck.values_list("pk", "waits_for")[:500]:
         wake = uuid.uuid4().hex
         # Conditional on still being free and late: a worker that claimed it meanwhile wins.
+        # A parked job sent is parked no more (see jobs_wake).
         taken = Job.objects.filter(pk=job_id).filter(free).filter(late)
-        if taken.update(wake=wake, lease_until=None, due_at=now, heartbeat_at=now):
+        if taken.update(wake=wake, lease_until=None, due_at=now, heartbeat_at=now, waits_for=""):
             _send(job_id, wake, 0)
             if not waits_for:  # a parked job's fallback poll is routine, not a recovery
                 recovered.append(job_id)
@@ -488,6 +489,12 @@ def jobs_wake(site: Site, *, server_ids=(), image_ids=(), job_ids=()) -> list[in
 
     One token for the whole batch: a token only has to differ from the job's
     previous one, and a shared one lets one UPDATE wake them all.
+
+    Only parked jobs are woken, and a woken job is parked no more (`waits_for`
+    cleared): a job that has a message already (woken a moment ago, or polling)
+    runs anyway and reads the mirror then. Waking it again would only void its
+    message and send it to the back of the queue, and the recovery sweep would
+    send every parked job again each round until a worker got to it.
     """
     # A job waiting for its image is not woken by its server's changes, nor the reverse.
     targets = Q(pk__in=list(job_ids))
@@ -501,11 +508,11 @@ def jobs_wake(site: Site, *, server_ids=(), image_ids=(), job_ids=()) -> list[in
     jobs = Job.objects.filter(site=site).exclude(status__in=Job.FINISHED).filter(targets)
     wake = uuid.uuid4().hex
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    jobs.filter(free).update(wake=wake, due_at=now)
+    jobs.filter(free).exclude(waits_for="").update(wake=wake, due_at=now, waits_for="")
     woken = list(Job.objects.filter(wake=wake).values_list("pk", flat=True))
     for job_id in woken:
         _send(job_id, wake, 0)
-    return list(jobs.exclude(pk__in=woken).values_list("pk", flat=True))
+    return list(jobs.exclude(free).values_list("pk", flat=True))
 
 
 def undo_details(job: Job) -> list[str]:

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from instances.services import server_fields
 from portal import cloud
-from portal.jobs import jobs_wake
+from portal.jobs import jobs_recover_stuck, jobs_wake
 from portal.mirror import mirror_upsert, site_watched
 from portal.models import Job
 from portal.watch import site_watch
@@ -66,7 +66,7 @@ def waiting_job(people, server, **fields) -> Job:
     defaults = dict(
         kind="snapshot.create", status=Job.Status.RUNNING, actor=people["alice"],
         project=people["alpha"], site=people["alpha"].site, target_server_id=server.openstack_id,
-        wake="old", due_at=timezone.now() + timedelta(seconds=15),
+        wake="old", due_at=timezone.now() + timedelta(seconds=15), waits_for="server",
     )  # fmt: skip
     return Job.objects.create(**{**defaults, **fields})
 
@@ -134,6 +134,27 @@ def test_one_task_giving_way_to_the_next_wakes_nobody_its_end_does(
     listed["servers"] = [cloud_server(server, task_state=None)]
     site_watch(synced_site.pk)
     assert sent == [job.pk]
+
+
+def test_a_woken_job_keeps_its_message_until_a_worker_gets_to_it(people, synced_site, listed, sent):
+    """200 jobs wake at once and wait in the queue: a second change, or the recovery
+    sweep, must not void the message each has and send another to the back."""
+    server = make_server(project=people["alpha"], status="ACTIVE", task_state="powering-off")
+    job = waiting_job(people, server)
+    listed["servers"] = [cloud_server(server, status="SHUTOFF", task_state="image_snapshot")]
+    site_watch(synced_site.pk)
+    assert sent == [job.pk]
+    job.refresh_from_db()
+    first_wake = job.wake
+
+    listed["servers"] = [cloud_server(server, status="SHUTOFF", task_state=None)]
+    site_watch(synced_site.pk)
+    assert jobs_recover_stuck(backlog=True) == []
+    assert jobs_recover_stuck(backlog=False) == []  # not overdue yet
+    job.refresh_from_db()
+    assert sent == [job.pk] and job.wake == first_wake
+    synced_site.refresh_from_db()
+    assert synced_site.watch_pending == []  # not held either: it has its message
 
 
 def test_a_job_a_worker_holds_is_woken_on_the_next_round(people, synced_site, listed, sent):
