@@ -143,16 +143,20 @@ def _observed(image: Image | None, server: Server | None) -> list:
 
 
 def step_snapshot(job: Job) -> Wait | None:
-    """Ask Nova for the snapshot, once: a re-run finds the image it asked for by
-    its `portal_job` property. The next step waits for it."""
+    """Ask Nova for the snapshot, once: a re-run after the request finds the image
+    it asked for by its `portal_job` property. The next step waits for it."""
     if "image_id" not in job.state:
         server = server_of(job)
-        existing = _find_own_image(job)
+        # Only a run after one that may have asked looks for the image it made (a
+        # Glance listing by property): the marker is saved before the request.
+        existing = _find_own_image(job) if job.state.get("snapshot_asked") else None
         if existing is None and server.task_state:
             return server_wait(
                 job, server, f"waiting for {server.name} to finish {server.task_label}"
             )
         if existing is None:
+            job.state["snapshot_asked"] = True
+            job.save(update_fields=["state"])
             metadata = {JOB_KEY: job_key(job), CREATED_BY_KEY: job.actor.username}
             if job.params.get("description"):
                 metadata["description"] = job.params["description"]
@@ -251,7 +255,8 @@ def undo_image(job: Job) -> Done | Skipped:
     """Remove this job's image unless it is complete (then it is a good snapshot)."""
     image_id = job.state.get("image_id")
     if image_id is None:
-        found = _find_own_image(job)  # asked for, but the id never reached the job row
+        # Asked for, but the id never reached the job row: look for it by its property.
+        found = _find_own_image(job) if job.state.get("snapshot_asked") else None
         if found is None:
             return Skipped("no image was made")
         image_id = job.state["image_id"] = found.id
