@@ -15,13 +15,29 @@ from portal.models import Preference
 PAGE_SIZES = (10, 25, 50, 100)
 
 
+# What a cell shows for no value (django-tables2's default, kept for rows we render ourselves).
+EMPTY_CELL = "—"
+
+
+def time_text(value) -> str:
+    """A date and time as "2026-11-28 09:15" in the portal's time zone, or EMPTY_CELL."""
+    if value is None:
+        return EMPTY_CELL
+    return dateformat.format(timezone.localtime(value), "Y-m-d H:i")
+
+
+def cell_text(value) -> str:
+    """A plain value as a cell shows it: EMPTY_CELL for None or ""."""
+    return EMPTY_CELL if value is None or value == "" else value
+
+
 class TimeColumn(Column):
     """A date and time as "2026-11-28 09:15" in the portal's time zone. Formatted in
     Python: django-tables2's DateTimeColumn renders a template for every cell, a
     third of a row's cost."""
 
     def render(self, value):
-        return dateformat.format(timezone.localtime(value), "Y-m-d H:i")
+        return time_text(value)
 
 
 def row_render(template_name: str, context: dict, *, request) -> str:
