@@ -48,7 +48,7 @@ def instance_list(request):
         user=request.user, data=request.GET, projects=projects_visible_to(request.user)
     )
     per_page = page_size_from(request)
-    table = ServerTable(rows, user=request.user, request=request, next_url=request.get_full_path())
+    table = ServerTable(rows, user=request.user, next_url=request.get_full_path())
     table_configure(request, table, per_page=per_page)
     page_rows = page_records(table)
     table.image_names = image_names_for(page_rows)
@@ -71,15 +71,13 @@ def instance_list(request):
 def instance_row(request, server_id: int):
     """One row of the overview, for a row in transition that refreshes itself."""
     server = server_get_for_user(request.user, server_id)
-    table = ServerTable(
-        [server], user=request.user, request=request, next_url=_overview_url(request)
-    )
+    table = ServerTable([server], user=request.user, next_url=_overview_url(request))
     table.image_names = image_names_for([server])
     table.busy_ids = busy_pks([server], target="server")
     poll = param_int(
         request.GET, "poll", default=0, low=0, high=len(ROW_POLL_DELAYS) - 1, clamp=True
     )
-    context = {"row": next(iter(table.rows)), "table": table, "poll": poll + 1,
+    context = {"row": table.row_values(server), "table": table, "poll": poll + 1,
                "delay": ROW_POLL_DELAYS[poll]}  # fmt: skip
     return render(request, "instances/_instance_row.html", context)
 

@@ -62,7 +62,7 @@ def _list_url(project, query: str = "") -> str:
 def _table_context(request, *, project=None) -> dict:
     snapshots, filterset, rows = _shown(request.user, request.GET, project)
     per_page = page_size_from(request, remember="snapshots")
-    table = SnapshotTable(rows, request=request, project=project)
+    table = SnapshotTable(rows, project=project)
     table_configure(request, table, per_page=per_page)
     page_rows = page_records(table)
     table.source_servers = source_servers_for(page_rows)
@@ -209,7 +209,7 @@ def _carried(data) -> list[tuple[str, str]]:
 
 def _in_list_order(request, rows, project, data):
     """`rows` in the order the list showed them (its `sort`, else newest first)."""
-    table = SnapshotTable(rows, request=request, project=project)
+    table = SnapshotTable(rows, project=project)
     sort = data.get("sort", "")
     if sort and sort.lstrip("-") in {c.name for c in table.columns if c.orderable}:
         table.order_by = sort

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -105,6 +107,48 @@ def test_image_names_come_from_the_mirror(client, people):
     make_server(project=people["alpha"], name="with-image", image_openstack_id=image.openstack_id)
     client.force_login(people["alice"])
     assert "Ubuntu-22.04-LTS" in client.get(URL).content.decode()
+
+
+def _text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def _row(body: str, server) -> str:
+    """The row of `server`, its idempotency keys and CSRF tokens (fresh per render) blanked."""
+    row = re.search(rf'<tr id="server-row-{server.pk}".*?</tr>', body, re.S).group(0)
+    return re.sub(r'name="(idempotency_key|csrfmiddlewaretoken)" value="\w+"', r'name="\1"', row)
+
+
+def test_each_cell_sits_under_its_header(client, people):
+    """The row template prints the cells itself, in the order of the table's
+    columns; a refreshed row is the row the list showed."""
+    image = make_image(site=people["site"], name="Ubuntu-22.04-LTS")
+    server = make_server(
+        project=people["alpha"], name="cells-vm", created_by=people["bob"], status="SHUTOFF",
+        image_openstack_id=image.openstack_id, addresses=["10.0.0.7", "10.0.0.8"],
+    )  # fmt: skip
+    booted_from_volume = make_server(project=people["alpha"], image_openstack_id="")
+    client.force_login(people["alice"])
+    body = client.get(URL).content.decode()
+    headers = [_text(h) for h in re.findall(r'<th scope="col">(.*?)</th>', body, re.S)]
+    row = _row(body, server)
+    texts = [_text(cell) for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+    assert len(texts) == len(headers) == 11
+    cells = dict(zip(headers, texts, strict=True))
+    assert cells["Name"] == "cells-vm"
+    assert cells["Status"] == "SHUTOFF"
+    assert cells["Project"] == "alpha"
+    assert cells["Site"] == people["site"].display_name
+    assert cells["Flavor"] == "de.NBI small (4 GiB RAM)"
+    assert cells["Image"] == "Ubuntu-22.04-LTS"
+    assert cells["IP addresses"] == "10.0.0.7, 10.0.0.8"
+    assert cells["Created by"] == "bob"
+    assert cells["Actions"] == "Create snapshot Start"
+    assert 'aria-label="Select cells-vm"' in row
+    assert 'name="csrfmiddlewaretoken"' in row
+    assert "<td>—</td>" in _row(body, booted_from_volume)
+    refreshed = client.get(reverse("instances:instance-row", args=[server.pk]))
+    assert _row(refreshed.content.decode(), server) == row
 
 
 def test_it_rejects_post(client, people):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -150,3 +151,30 @@ def test_project_names_link_to_the_per_project_view(client, people, snaps):
     client.force_login(people["alice"])
     body = client.get(URL).content.decode()
     assert reverse("snapshots:snapshot-project-list", args=[people["alpha"].pk]) in body
+
+
+def _text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_each_cell_sits_under_its_header(client, people, snaps):
+    """The row template prints the cells itself, in the order of the table's columns."""
+    client.force_login(people["alice"])
+    body = client.get(URL, {"name": "alpha-gold"}).content.decode()
+    headers = [_text(h) for h in re.findall(r'<th scope="col">(.*?)</th>', body, re.S)]
+    row = re.search(r"<tbody>.*?(<tr>.*?</tr>)", body, re.S).group(1)
+    texts = [_text(cell) for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+    assert len(texts) == len(headers) == 11
+    cells = dict(zip(headers, texts, strict=True))
+    gold = snaps["alpha-gold"]
+    assert cells["Name"] == "alpha-gold"
+    assert cells["Project"] == "alpha"
+    assert cells["Status"] == "active not verified"
+    assert cells["Source instance"] == "source-vm"
+    assert cells["Site"] == people["site"].display_name
+    assert cells["Size"] == "1.0 GB"
+    assert cells["Created by"] == "bob"
+    assert cells["OpenStack ID"] == f"{gold.openstack_id[:8]} copy"
+    assert cells["Actions"] == "Delete Launch Verify now"
+    assert 'aria-label="Select alpha-gold"' in row
+    assert 'name="csrfmiddlewaretoken"' in row
