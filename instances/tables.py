@@ -59,7 +59,7 @@ class ServerTable(tables.Table):
         """What one row shows, as plain values: text the row template escapes, the
         server (for its status badge and actions) and the actions offered."""
         if not server.image_openstack_id:
-            image = EMPTY_CELL
+            image = "(boot volume)"  # Nova lists no image for a server booted from a volume
         else:
             key = (server.site_id, server.image_openstack_id)
             image = self.image_names.get(key, "unknown image")

@@ -166,3 +166,10 @@ def test_actions_follow_state_and_role(client, people, servers):
     body = client.get(URL).content.decode()
     assert reverse("instances:instance-start", args=[servers["db"].pk]) in body
     assert reverse("instances:instance-stop", args=[servers["db"].pk]) not in body
+
+
+def test_a_server_booted_from_a_volume_says_so_in_the_image_column(client, people):
+    make_server(project=people["alpha"], name="alpha-volume", image_openstack_id="")
+    client.force_login(people["alice"])
+    row = re.search(r"<tr id=\"server-row-.*?</tr>", client.get(URL).content.decode(), re.S)
+    assert row and "alpha-volume" in row.group(0) and "(boot volume)" in row.group(0)
