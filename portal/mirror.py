@@ -248,18 +248,18 @@ class MirrorWriter:
         # overlaps the building of the next batch. Inside a transaction (a job,
         # a test) another connection could not see its uncommitted rows.
         if self._background is None and many and not connections[self.using].in_atomic_block:
-            self._background = _WriterThread(self.using, self._write_batch)
+            self._background = _WriterThread(self.using)
+        rows_writer = _RowWriter(self.model, site=self.site, now=self.now, rows=[*new, *changed])
+        # Prepared here: the writer thread then spends its time in the database
+        # without the GIL instead of queueing for it behind this thread.
+        loads = rows_writer.prepare(new, changed)
         if self._background is not None:
-            self._background.put(new, changed)
+            self._background.put(partial(rows_writer.write, loads))
             return
         if many:
             self._sqlite_settings.apply()
         with transaction.atomic(using=self.using):
-            self._write_batch(new, changed)
-
-    def _write_batch(self, new: list[tuple], changed: list[tuple]) -> None:
-        rows_writer = _RowWriter(self.model, site=self.site, now=self.now, rows=[*new, *changed])
-        rows_writer.write(new, changed)
+            rows_writer.write(loads)
 
     def finish(self) -> UpsertResult:
         if self._background is not None:
@@ -283,8 +283,8 @@ class _WriterThread:
     """Writes a MirrorWriter's batches, in order, from a thread of its own with
     its own database connection (closed at the end), one transaction each."""
 
-    def __init__(self, using: str, write_batch: Callable[[list, list], None]) -> None:
-        self.using, self.write_batch = using, write_batch
+    def __init__(self, using: str) -> None:
+        self.using = using
         self.error: BaseException | None = None
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.thread = threading.Thread(target=self._run, name="mirror-writer", daemon=True)
@@ -300,7 +300,7 @@ class _WriterThread:
                 try:
                     bulk_settings.apply()
                     with transaction.atomic(using=self.using):
-                        self.write_batch(*batch)
+                        batch()
                 except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
                     self.error = exc
         finally:
@@ -309,10 +309,10 @@ class _WriterThread:
             finally:
                 connection.close()
 
-    def put(self, new: list[tuple], changed: list[tuple]) -> None:
+    def put(self, write_batch: Callable[[], None]) -> None:
         if self.error is not None:
             raise self.error
-        self.queue.put((new, changed))
+        self.queue.put(write_batch)
 
     def close(self, *, raise_error: bool = True) -> None:
         """Wait until every batch handed over is written."""
@@ -406,7 +406,9 @@ class _RowWriter:
     """
 
     def __init__(self, model: type[models.Model], *, site: Site, now, rows: list[tuple]) -> None:
-        self.connection = connection = connections[router.db_for_write(model)]
+        # Prepared with the caller's connection, written with the writing thread's.
+        self.using = router.db_for_write(model)
+        connection = connections[self.using]
         self.sqlite = connection.vendor == "sqlite"
         meta = model._meta
         self.names = sorted({name for _, _, fields in rows for name in fields})
@@ -480,30 +482,40 @@ class _RowWriter:
                     values[index] = adapt(values[index])
             yield values
 
-    def write(self, new: list[tuple], changed: list[tuple]) -> None:
-        with self.connection.cursor() as cursor:
-            for start in range(0, len(new), WRITE_CHUNK):
-                chunk = new[start : start + WRITE_CHUNK]
+    def prepare(self, new: list[tuple], changed: list[tuple]) -> list[tuple[bool, int, object]]:
+        """The chunks to write: (new?, how many rows, what `_load` takes). On
+        SQLite the chunk's JSON text, built now; on PostgreSQL the rows, which
+        `write` copies (COPY runs within the writing transaction)."""
+        chunks = []
+        for is_new, rows in ((True, new), (False, changed)):
+            for start in range(0, len(rows), WRITE_CHUNK):
+                chunk = rows[start : start + WRITE_CHUNK]
+                if self.sqlite:
+                    chunk = orjson.dumps(list(self.values(chunk)), default=str).decode()
+                chunks.append((is_new, min(WRITE_CHUNK, len(rows) - start), chunk))
+        return chunks
+
+    def write(self, chunks: list[tuple[bool, int, object]]) -> None:
+        with connections[self.using].cursor() as cursor:
+            for is_new, count, chunk in chunks:
                 params = self._load(cursor, chunk)
-                cursor.execute(self.insert_sql, params)
-                if cursor.rowcount != len(chunk):
-                    # Someone else inserted some of these since we looked (a
-                    # job's refresh): write ours over theirs, as the upsert does.
+                if not is_new:
                     cursor.execute(self.upsert_sql, params)
-                self._unload(cursor)
-            for start in range(0, len(changed), WRITE_CHUNK):
-                params = self._load(cursor, changed[start : start + WRITE_CHUNK])
-                cursor.execute(self.upsert_sql, params)
+                else:
+                    cursor.execute(self.insert_sql, params)
+                    if cursor.rowcount != count:
+                        # Someone else inserted some of these since we looked (a
+                        # job's refresh): write ours over theirs, as the upsert does.
+                        cursor.execute(self.upsert_sql, params)
                 self._unload(cursor)
 
-    def _load(self, cursor, rows: list[tuple]) -> list:
-        """Hand `rows` to the database; returns the insert's parameters."""
+    def _load(self, cursor, chunk) -> list:
+        """Hand a prepared chunk to the database; returns the insert's parameters."""
         if self.sqlite:
-            text = orjson.dumps(list(self.values(rows)), default=str).decode()
-            return [*self.constant, text]
+            return [*self.constant, chunk]
         cursor.execute(self.create_load_sql)
         with cursor.copy(self.copy_sql) as copy:
-            for values in self.values(rows):
+            for values in self.values(chunk):
                 copy.write_row(values)
         return self.constant
 
