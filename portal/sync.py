@@ -6,9 +6,11 @@ It sits on top of the apps (it calls each one's sync), so nothing below imports 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection, connections
 from django.utils import timezone
 
 from images.services import images_sync
@@ -40,8 +42,7 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
     since = None if full or site.last_sync_at is None else site.last_sync_at - OVERLAP
     try:
         flavors = flavors_sync(site)
-        servers = servers_sync(site, changes_since=since)
-        images = images_sync(site, updated_since=since)
+        servers, images = _servers_and_images_sync(site, since)
         if since is None:
             quotas_sync(site)
             projects_sync(site)
@@ -64,3 +65,32 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
     if since is None:
         planner_statistics_refresh()
     return {"full": since is None, "flavors": flavors, "servers": servers, "images": images}
+
+
+def _servers_and_images_sync(site: Site, since):
+    """Servers and images, the servers in a thread of their own during a full sync.
+
+    A full sync's two listings overlap: while the cloud serves the next pages
+    of one, the portal works on the other's (a cold sync of 10,000 servers and
+    100,000 images spent over a second waiting for Nova's pages before Glance
+    was asked at all). Inside a transaction (a test, a caller's atomic block)
+    another connection would not see its uncommitted rows: one after the other.
+    """
+    if since is not None or connection.in_atomic_block:
+        return servers_sync(site, changes_since=since), images_sync(site, updated_since=since)
+
+    def servers_in_own_connection():
+        try:
+            return servers_sync(site, changes_since=since)
+        finally:
+            connections.close_all()  # this thread's own, not the caller's
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="servers-sync") as pool:
+        servers = pool.submit(servers_in_own_connection)
+        try:
+            images = images_sync(site, updated_since=since)
+        finally:
+            servers_error = servers.exception()
+        if servers_error is not None:
+            raise servers_error
+        return servers.result(), images
