@@ -72,7 +72,10 @@ def run(work: Path, data: Path) -> int:
         clouds_yaml.write_text(devcloud.clouds_yaml(name="devcloud"))
         os.environ.update(
             DJANGO_SETTINGS_MODULE="portal.settings",
-            DEBUG="1",
+            # As a worker syncs in production: DEBUG off (DEBUG keeps every query,
+            # with its parameters formatted, in memory).
+            DEBUG="0",
+            SECRET_KEY="bench-only-" + os.urandom(8).hex(),
             PORTAL_VAR_DIR=str(work / "var"),
             OS_CLIENT_CONFIG_FILE=str(clouds_yaml),
             PORTAL_SITES="devcloud=Bench",
