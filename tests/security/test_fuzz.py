@@ -33,12 +33,16 @@ PAGES = {
     "instances:instance-new": ["project", "flavor", "image", "count", "participants", "name",
                                "flavor_q", "image_q", "tab"],
     "job-list": ["page"],
+    "snapshots:snapshot-create-many": ["selected", "all_matching", "pattern", "restart", "q",
+                                       "status", "next"],
 }  # fmt: skip
 FORMS = {
     "instances:instance-new": ["project", "flavor", "image", "count", "participants", "name",
                                "preview"],
     "snapshots:snapshot-delete": ["selected", "all_matching", "q", "name", "status", "site"],
     "page-size-set": ["key", "per_page", "next"],
+    "snapshots:snapshot-create-many": ["selected", "all_matching", "pattern", "restart", "q",
+                                       "next", "idempotency_key"],
 }  # fmt: skip
 
 FUZZ = settings(

@@ -89,6 +89,17 @@ def test_crafted_ids_in_the_snapshot_delete_form_are_a_400(client, people):
     assert not Job.objects.exists()
 
 
+def test_a_nul_character_in_any_parameter_is_a_400(client, people, catalog):  # noqa: F811
+    """PostgreSQL text cannot hold NUL: a search box passed to a query raw was a 500."""
+    client.force_login(people["alice"])
+    response = client.get(NEW, {"flavor_q": "a\x00"})
+    assert response.status_code == 400
+    assert "“flavor_q” contains a NUL character." in response.content.decode()
+    response = client.post(reverse("snapshots:snapshot-create-many"), {"pattern": "\x00"})
+    assert response.status_code == 400 and not Job.objects.exists()
+    assert client.get(NEW, {"flavor_q": "small"}).status_code == 200
+
+
 def test_a_crafted_job_banner_id_is_a_400(client, people):
     client.force_login(people["alice"])
     url = reverse("snapshots:snapshot-list")
