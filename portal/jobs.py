@@ -260,12 +260,6 @@ def _send(job_id: int, wake: str, countdown: float) -> None:
     current_app.send_task(ADVANCE_TASK, args=(job_id, wake), countdown=countdown)
 
 
-def job_enqueue(job: Job, *, countdown: float = 0) -> None:
-    """Hand the job to a worker once the surrounding transaction commits."""
-    wake = job.wake
-    transaction.on_commit(lambda: _send(job.pk, wake, countdown))
-
-
 def _claim(job_id: int, wake: str | None) -> bool:
     """Hold the job, if it is unfinished, free, and `wake` is its current token: a
     message overtaken by a newer schedule (the watcher woke the job since) or a
