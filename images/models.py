@@ -30,7 +30,8 @@ class Image(MirrorRow):
     project = models.ForeignKey(
         Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
     )
-    owner_openstack_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # No index: a name check asks by name_key first, which is nearly unique.
+    owner_openstack_id = models.CharField(max_length=64, blank=True)
     size = models.PositiveBigIntegerField(null=True, blank=True)
     min_disk = models.PositiveIntegerField(default=0)
     min_ram = models.PositiveIntegerField(default=0)
@@ -41,7 +42,8 @@ class Image(MirrorRow):
     is_snapshot = models.BooleanField(default=False)
     # For snapshots: the server it was taken of, and the image that server booted.
     source_server_openstack_id = models.CharField(max_length=64, blank=True, db_index=True)
-    base_image_openstack_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # Indexed only within live snapshots (image_snap_base): the only rows that have one.
+    base_image_openstack_id = models.CharField(max_length=64, blank=True)
     # Who made it through the portal (portal.Authorship), the basis of permissions.
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
