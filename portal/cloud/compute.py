@@ -81,6 +81,15 @@ def _server_pages(site: str, query: dict[str, Any]) -> Iterator[list[dict]]:
         query = dict(parse_qsl(urlsplit(links[0]["href"]).query, keep_blank_values=True))
 
 
+def _server_query(changes_since: datetime | None, project_id: str) -> dict[str, Any]:
+    query: dict[str, Any] = {"all_tenants": "True", "limit": PAGE_SIZE}
+    if project_id:
+        query["project_id"] = project_id
+    if changes_since is not None:
+        query["changes-since"] = changes_since.isoformat()
+    return query
+
+
 def server_pages(
     site: str, *, changes_since: datetime | None = None, project_id: str = ""
 ) -> Iterator[list[CloudServer]]:
@@ -93,11 +102,7 @@ def server_pages(
     an incremental sync able to notice deletions cheaply, and lets a launch job
     watch all its servers with one call per poll.
     """
-    query: dict[str, Any] = {"all_tenants": "True", "limit": PAGE_SIZE}
-    if project_id:
-        query["project_id"] = project_id
-    if changes_since is not None:
-        query["changes-since"] = changes_since.isoformat()
+    query = _server_query(changes_since, project_id)
     converted = ([_server_from_body(b) for b in page] for page in _server_pages(site, query))
     with translate_errors(site):
         yield from read_ahead(converted)
@@ -106,9 +111,12 @@ def server_pages(
 def server_list(
     site: str, *, changes_since: datetime | None = None, project_id: str = ""
 ) -> list[CloudServer]:
-    """`server_pages` as one list."""
-    pages = server_pages(site, changes_since=changes_since, project_id=project_id)
-    return [server for page in pages for server in page]
+    """Every server (or those changed since), as one list: the pages one after the
+    other, in this thread (the status watcher's listing every second is one page,
+    and a thread started for it would cost more than it hides)."""
+    query = _server_query(changes_since, project_id)
+    with translate_errors(site):
+        return [_server_from_body(b) for page in _server_pages(site, query) for b in page]
 
 
 def server_find(site: str, *, project_id: str, name: str) -> list[CloudServer]:

@@ -82,6 +82,15 @@ def _raise_for(response: Any) -> None:
     sdk_exceptions.raise_from_response(response)
 
 
+def _image_params(
+    updated_since: datetime | None, properties: Mapping[str, str] | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = dict(properties or {})
+    if updated_since is not None:
+        params["updated_at"] = f"gt:{glance_time(updated_since)}"
+    return params
+
+
 def image_pages(
     site: str,
     *,
@@ -92,9 +101,7 @@ def image_pages(
     optionally only those updated after a moment (`updated_at=gt:`) or with
     given custom properties. The next page is fetched while the caller works
     on this one."""
-    params: dict[str, Any] = dict(properties or {})
-    if updated_since is not None:
-        params["updated_at"] = f"gt:{glance_time(updated_since)}"
+    params = _image_params(updated_since, properties)
     converted = ([_image_from_body(body) for body in page] for page in _pages(site, params))
     with translate_errors(site):
         yield from read_ahead(converted)
@@ -106,9 +113,11 @@ def image_list(
     updated_since: datetime | None = None,
     properties: Mapping[str, str] | None = None,
 ) -> list[CloudImage]:
-    """`image_pages` as one list."""
-    pages = image_pages(site, updated_since=updated_since, properties=properties)
-    return [image for page in pages for image in page]
+    """Every image (or those updated since, or with these properties), as one list:
+    the pages one after the other, in this thread (see server_list)."""
+    params = _image_params(updated_since, properties)
+    with translate_errors(site):
+        return [_image_from_body(body) for page in _pages(site, params) for body in page]
 
 
 def image_get(site: str, *, image_id: str) -> CloudImage:
