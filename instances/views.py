@@ -27,7 +27,7 @@ from instances.services import (
 from instances.tables import ServerTable
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
-from portal.http import param_id, param_int, redirect_back
+from portal.http import next_url, param_id, param_int, redirect_back
 from portal.jobs import busy_pks, job_repeated
 from portal.models import Site
 from portal.selectors import job_get_for_user
@@ -173,9 +173,7 @@ def instance_delete(request):
     its job carries the filter."""
     data = request.POST if request.method == "POST" else request.GET
     key = data.get("idempotency_key", "")
-    back = data.get("next", "")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        back = reverse("instances:instance-list")
+    back = next_url(request) or reverse("instances:instance-list")
     repeated = job_repeated(actor=request.user, key=key) if request.method == "POST" else None
     if repeated is not None:
         return redirect("job-detail", job_id=repeated.pk)

@@ -16,14 +16,20 @@ MAX_ID = 10**15
 _DIGITS = frozenset("0123456789")
 
 
-def redirect_back(request, fallback: str, **kwargs):
-    """Redirect to the form's `next` if it is on this site, else to `fallback`."""
+def next_url(request) -> str:
+    """The form's `next` (POST, else the query string) if it is on this site, else ""."""
     target = request.POST.get("next") or request.GET.get("next") or ""
     if target and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
-        return redirect(target)
-    return redirect(fallback, **kwargs)
+        return target
+    return ""
+
+
+def redirect_back(request, fallback: str, **kwargs):
+    """Redirect to the form's `next` if it is on this site, else to `fallback`."""
+    target = next_url(request)
+    return redirect(target) if target else redirect(fallback, **kwargs)
 
 
 def _digits(raw: str) -> bool:

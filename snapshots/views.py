@@ -4,13 +4,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.selectors import server_get_for_user, servers_chosen, source_servers_for
 from portal.access import get_project_for_user
 from portal.errors import ActionRefused
-from portal.http import param_id, param_ids, redirect_back
+from portal.http import next_url, param_id, param_ids, redirect_back
 from portal.jobs import job_repeated
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
@@ -303,9 +303,7 @@ def snapshot_create_many(request):
     job per instance, all at once. Ticked rows, or all matching up to
     SNAPSHOT_MANY_MAX."""
     data = request.POST if request.method == "POST" else request.GET
-    back = data.get("next", "")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-        back = reverse("instances:instance-list")
+    back = next_url(request) or reverse("instances:instance-list")
     key = data.get("idempotency_key", "")
     if request.method == "POST" and job_repeated(actor=request.user, key=key) is not None:
         return redirect(back)  # a second click: the first one started the jobs
