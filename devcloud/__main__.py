@@ -114,8 +114,8 @@ def main(argv=None):
         "--progress-interval",
         type=float,
         default=clock.UPLOAD_PROGRESS_SECONDS,
-        help="longest nominal gap between progress bumps during an upload; 0 = none, as real "
-        "Nova and Glance",
+        help="longest nominal gap between progress bumps during an upload; 0 (the default) = "
+        "none, as real Nova and Glance",
     )
     serve.add_argument(
         "--guest-boot",

@@ -21,10 +21,13 @@ SNAPSHOT_TAKE_SECONDS = 2.0  # image_snapshot: the hypervisor snapshot
 SNAPSHOT_EXTRACT_SECONDS = 2.0  # image_pending_upload: the disk is extracted locally
 UPLOAD_BYTES_PER_SECOND = 100 * 1000**2  # ~100 MB/s to Glance: 500 GB take ~5000 s
 UPLOAD_MIN_SECONDS = 1.0  # even an empty disk is a round trip or two
-# While uploading, server `updated` and image `updated_at` are bumped every 5 %
-# of the upload or every 60 s, whichever is shorter (real clouds do not do this).
+# Real Glance and Nova show nothing while an upload runs (the image stays `saving`
+# with no size and the same updated_at), so by default neither does devcloud. Only
+# with --progress-interval N (nominal seconds) are server `updated` and image
+# `updated_at` bumped every 5 % of the upload or every N s, whichever is shorter:
+# kinder than any real cloud, for experiments only.
 UPLOAD_PROGRESS_FRACTION = 0.05
-UPLOAD_PROGRESS_SECONDS = 60.0
+UPLOAD_PROGRESS_SECONDS = 0.0
 # Nova clears task_state a moment after Glance has marked the image active.
 TASK_STATE_LAG_SECONDS = 2.0
 # Nova deletes a failed snapshot image right after Glance reports the failure.

@@ -99,12 +99,18 @@ class Wait:
     image) to change, read from a mirror the site's status watcher keeps current;
     the watcher wakes the job when that object's status changes, so the next poll,
     only a fallback, is JOB_WATCHED_POLL_SECONDS away instead of the backoff.
+    `budget`: for a wait the cloud shows no progress on although it is working
+    (Nova uploading a snapshot: Glance shows nothing until the end), the seconds
+    the step may wait in all, instead of the no-progress limit; `over_budget` is
+    the error then.
     """
 
     progress: str = ""
     observed: object = None
     more: bool = False
     watch: str = ""
+    budget: float | None = None
+    over_budget: str = ""
 
 
 @dataclass(frozen=True)
@@ -353,7 +359,12 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
 
         if isinstance(outcome, Wait):
             stalled = _no_progress_for(record, outcome)
-            if stalled > settings.JOB_NO_PROGRESS_SECONDS:
+            if outcome.budget is not None:
+                waited = (_now() - datetime.fromisoformat(record["started_at"])).total_seconds()
+                if waited > outcome.budget:
+                    _step_failed(job, spec, record, f"{step.label}: {outcome.over_budget}")
+                    continue
+            elif stalled > settings.JOB_NO_PROGRESS_SECONDS:
                 limit = settings.JOB_NO_PROGRESS_SECONDS
                 span = f"{limit / 60:g} min" if limit >= 120 else f"{limit:g} s"
                 message = f"{step.label}: the cloud showed no progress for {span}"

@@ -235,6 +235,12 @@ JOB_RECOVER_SWEEP_SECONDS = envint("JOB_RECOVER_SWEEP_SECONDS", "2")
 # status and size, task_state, updated_at unchanged): a time without progress, not
 # an age, so a 500 GB snapshot that advances is never cut short.
 JOB_NO_PROGRESS_SECONDS = envint("JOB_NO_PROGRESS_SECONDS", "600")
+# Except a snapshot upload: real Glance shows nothing while Nova uploads (the image
+# stays `saving`, no size, no new updated_at), so while Nova's task on the server is
+# a snapshot task the wait is budgeted by the disk instead: at least
+# JOB_UPLOAD_MIN_SECONDS, and JOB_UPLOAD_SECONDS_PER_GB per GB of the root disk.
+JOB_UPLOAD_MIN_SECONDS = envfloat("JOB_UPLOAD_MIN_SECONDS", "1800")
+JOB_UPLOAD_SECONDS_PER_GB = envfloat("JOB_UPLOAD_SECONDS_PER_GB", "60")
 # A boot test waits this long after its instance is ACTIVE for the console to show
 # a login prompt (or cloud-init's "finished" line) before it calls the snapshot broken.
 JOB_BOOT_TEST_SECONDS = envint("JOB_BOOT_TEST_SECONDS", "600")

@@ -65,7 +65,10 @@ from snapshots.verify import (
 
 log = logging.getLogger(__name__)
 
-SNAPSHOTTING_TASKS = {"image_snapshot_pending", "image_snapshot"}
+# Nova's tasks on a server while it snapshots the disk and uploads the image.
+SNAPSHOT_TASKS = {
+    "image_snapshot_pending", "image_snapshot", "image_pending_upload", "image_uploading",
+}  # fmt: skip
 
 # After the snapshot, when asked: boot a throwaway instance from it (see verify.py).
 BOOT_TEST_STEPS = (
@@ -185,38 +188,71 @@ def step_snapshot(job: Job) -> Wait | None:
     return None
 
 
+def upload_budget(server: Server) -> float:
+    """Seconds Nova may take to snapshot and upload this server's disk (see settings)."""
+    per_gb = settings.JOB_UPLOAD_SECONDS_PER_GB * server.flavor_disk_gb
+    return max(settings.JOB_UPLOAD_MIN_SECONDS, per_gb)
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
+
+
+def _uploading(job: Job, server: Server, progress: str, *, watch: str) -> Wait:
+    """Nova is working on the snapshot: progress, though Glance shows none until the
+    end. The wait is budgeted by the disk's size, not by a no-progress limit."""
+    budget = upload_budget(server)
+    return Wait(
+        progress=progress,
+        observed=_observed(_image_of(job), server),
+        watch=watch,
+        budget=budget,
+        over_budget=(
+            f"Nova was still {server.task_label} after {_span(budget)} (the limit for "
+            f"a {server.flavor_disk_gb} GB disk); the image is left to Nova"
+        ),
+    )
+
+
 def step_upload(job: Job) -> Wait | None:
     """Wait until Glance has the image: while Nova snapshots the disk, then uploads it.
 
-    Nova's task on the server ends when the upload has ended, either way. So while
-    the status watcher runs, the job sleeps until then (one wake, not one per
-    image status) and then asks Glance once: Glance lists no deleted images, so
-    only asking tells of an image the cloud discarded.
+    Real Glance shows nothing during the upload (the image stays `saving` with no
+    size and an unchanged updated_at); Nova's task on the server is the only sign
+    of life, and it ends when the upload has ended, either way. So the job sleeps
+    until then (with the watcher, one wake), and then asks Glance once: the image
+    must be active now. Glance lists no deleted images, so only asking tells of an
+    image the cloud discarded.
     """
     server = server_of(job)
-    if server.task_state and site_watched(job.site):
-        # The job sleeps through Nova's changing tasks: a label true for all of them.
-        return Wait(
-            progress="Nova is snapshotting the disk and uploading the image",
-            observed=_observed(_image_of(job), server),
-            watch="server",
-        )
-    image = _image_of(job, acted=not server.task_state)
+    if server.task_state in SNAPSHOT_TASKS:
+        if site_watched(job.site):
+            # The job sleeps through Nova's changing tasks: a label true for all of them.
+            progress = "Nova is snapshotting the disk and uploading the image"
+            return _uploading(job, server, progress, watch="server")
+        image = _image_of(job)
+        if image is not None and image.status == "active":
+            return None  # Nova clears its task a moment later: the next step waits for that
+        return _uploading(job, server, _upload_progress(server), watch="")
+    if server.task_state:
+        return server_wait(job, server, f"waiting for {server.name} to finish {server.task_label}")
+    image = _image_of(job, acted=True)
+    reason = f" ({server.fault_message})" if server.fault_message else ""
     if image is None or image.deleted_at is not None:
-        raise StepFailed("the cloud discarded the snapshot")
+        raise StepFailed(f"the cloud discarded the snapshot{reason}")
     if image.status == "active":
         return None
     if image.status in ("killed", "deactivated"):
-        raise StepFailed(f"the cloud could not save the snapshot (image {image.status})")
-    return Wait(
-        progress=_upload_progress(server),
-        observed=_observed(image, server),
-        watch="image" if site_watched(job.site) else "",
+        raise StepFailed(f"the cloud could not save the snapshot (image {image.status}){reason}")
+    # Nova's task ended and the image is not complete: nothing will complete it.
+    raise StepFailed(
+        f"Nova finished its snapshot task, but the image is still {image.status}: "
+        f"the upload did not complete{reason}"
     )
 
 
 def _upload_progress(server: Server) -> str:
-    if server.task_state in SNAPSHOTTING_TASKS:
+    if server.task_state in ("image_snapshot_pending", "image_snapshot"):
         return "Nova is snapshotting the disk"
     return "uploading the image"
 
@@ -265,6 +301,11 @@ def undo_image(job: Job) -> Done | Skipped:
         return Skipped("the cloud already removed the unfinished image")
     if image.status == "active":
         return Skipped("the snapshot is complete and was kept")
+    server = _undo_server(job)
+    if server is not None and server.task_state in SNAPSHOT_TASKS:
+        # Never delete an image Nova is still uploading: Nova deletes it itself if
+        # the upload fails, and a finished one is a good snapshot.
+        return Skipped(f"Nova is still {server.task_label} the image: it is left to Nova")
     try:
         cloud.image_delete(job.site.name, image_id=image_id)
     except cloud.NotFound:

@@ -137,6 +137,8 @@ def celery_worker(devcloud_pair, redis_server, django_db_setup, tmp_path_factory
         EMAIL_FILE_PATH=str(log_path.parent / "mail"),
         # Short, so tests of a cloud that stops making progress end in seconds.
         JOB_NO_PROGRESS_SECONDS="6",
+        JOB_UPLOAD_MIN_SECONDS="6",
+        JOB_UPLOAD_SECONDS_PER_GB="0",
     )
     worker = start_worker(env, concurrency=2, log_path=log_path, include=("tests.job_kinds",))
     _wait_for_worker(redis_server.url, worker, log_path)
