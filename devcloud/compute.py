@@ -251,7 +251,7 @@ def server_view(req, row, show=False):
     if mv(req, 63):
         view["trusted_image_certificates"] = None
     if mv(req, 73):
-        view["locked_reason"] = None
+        view["locked_reason"] = row["locked_reason"] if row["locked"] else None
     if mv(req, 96):
         view["pinned_availability_zone"] = None
     if mv(req, 100):
@@ -750,12 +750,14 @@ def _conflict(action, server_id, attr, state):
     return ApiError(409, f"Cannot '{action}' instance {server_id} while it is in {attr} {state}")
 
 
-def _check_state(row, action, vm_states):
+def _check_state(req, row, action, vm_states):
     if row["vm_state"] not in vm_states:
         raise _conflict(action, row["id"], "vm_state", row["vm_state"])
     if row["task_state"] is not None:
         raise _conflict(action, row["id"], "task_state", row["task_state"])
-    if row["locked"]:
+    # As Nova's check_instance_lock: a lock stops everyone but admins. A service
+    # account with the admin role passes it, so a portal must look at `locked` itself.
+    if row["locked"] and not req.ctx.is_admin:
         raise ApiError(409, f"Instance {row['id']} is locked")
 
 
@@ -769,17 +771,51 @@ def server_action(req, server_id):
         "os-start": _action_start,
         "createImage": _action_create_image,
         "os-getConsoleOutput": _action_console_output,
+        "lock": _action_lock,
+        "unlock": _action_unlock,
     }
     if action not in handlers:
         raise ApiError(400, f"There is no such action: {action}")
     return handlers[action](req, server_id, args)
 
 
+def _action_lock(req, server_id, args):
+    """`{"lock": null}`, or from 2.73 `{"lock": {"locked_reason": "..."}}`: 202."""
+    reason = None
+    if isinstance(args, dict) and "locked_reason" in args:
+        if not mv(req, 73):
+            raise ApiError(
+                400, "Additional properties are not allowed ('locked_reason' was unexpected)"
+            )
+        reason = args["locked_reason"]
+        if not isinstance(reason, str) or len(reason) > 255:
+            raise ApiError(400, "Invalid input for field/attribute locked_reason.")
+    elif args is not None and args != {}:
+        raise ApiError(400, "Invalid input for field/attribute lock.")
+    with req.app.store.write() as conn:
+        _server_row(req, server_id)
+        conn.execute(
+            "UPDATE servers SET locked = 1, locked_reason = ?, updated_at = ? WHERE id = ?",
+            (reason, clock.now_db(), server_id),
+        )
+    return Response(202)
+
+
+def _action_unlock(req, server_id, args):
+    with req.app.store.write() as conn:
+        _server_row(req, server_id)
+        conn.execute(
+            "UPDATE servers SET locked = 0, locked_reason = NULL, updated_at = ? WHERE id = ?",
+            (clock.now_db(), server_id),
+        )
+    return Response(202)
+
+
 def _action_stop(req, server_id, args):
     app = req.app
     with app.store.write() as conn:
         row = _server_row(req, server_id)
-        _check_state(row, "stop", ("active", "error"))
+        _check_state(req, row, "stop", ("active", "error"))
         transitions.plan_stop(app, conn, row)
     return Response(202)
 
@@ -788,7 +824,7 @@ def _action_start(req, server_id, args):
     app = req.app
     with app.store.write() as conn:
         row = _server_row(req, server_id)
-        _check_state(row, "start", ("stopped",))
+        _check_state(req, row, "start", ("stopped",))
         transitions.plan_start(app, conn, row)
     return Response(202)
 
@@ -805,7 +841,7 @@ def _action_create_image(req, server_id, args):
     _check_metadata(metadata)
     with app.store.write() as conn:
         row = _server_row(req, server_id)
-        _check_state(row, "createImage", ("active", "stopped", "paused", "suspended"))
+        _check_state(req, row, "createImage", ("active", "stopped", "paused", "suspended"))
         flavor = loads(row["flavor"])
         base = loads(row["image_props"], {})
         props = dict(base.get("properties", {}))

@@ -104,6 +104,7 @@ CREATE TABLE IF NOT EXISTS servers (
     fault TEXT,
     disk_used_bytes INTEGER NOT NULL DEFAULT 0,
     locked INTEGER NOT NULL DEFAULT 0,
+    locked_reason TEXT,
     reservation_id TEXT NOT NULL DEFAULT '',
     launch_index INTEGER NOT NULL DEFAULT 0,
     security_groups TEXT NOT NULL DEFAULT '["default"]',
@@ -159,7 +160,7 @@ CREATE INDEX IF NOT EXISTS transitions_object ON transitions (object_id);
 
 # Columns added after data directories were first created: (table, column, declaration).
 # CREATE TABLE IF NOT EXISTS leaves an old table as it was, so they are added here.
-ADDED_COLUMNS = (("servers", "console", "TEXT"),)
+ADDED_COLUMNS = (("servers", "console", "TEXT"), ("servers", "locked_reason", "TEXT"))
 
 
 def _add_missing_columns(conn):

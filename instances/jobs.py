@@ -96,6 +96,8 @@ def _power(job: Job, *, call, target: str, transition: str) -> Wait | None:
         return None
     if server.task_state:
         return _busy(job, server)
+    if server.locked:
+        raise StepFailed(server.lock_refusal)
     try:
         call(job.site.name, server_id=server.openstack_id)
     except cloud.Conflict:
@@ -363,18 +365,27 @@ job_kind_register(
 # --- Delete ---------------------------------------------------------------------
 
 
+def _delete_unless_locked(site: str, server_id: str) -> None:
+    """Delete, unless the mirror says the server is locked: Nova lets the portal's
+    admin token delete a locked server, the portal does not."""
+    locked = Server.objects.filter(site__name=site, openstack_id=server_id, locked=True)
+    name = locked.values_list("name", flat=True).first()
+    if name is not None:
+        raise cloud.Conflict(f"{name} is locked")
+    cloud.server_delete(site, server_id=server_id)
+
+
 def step_delete_servers(job: Job) -> Wait | None:
     """Delete BATCH servers per run: the listed ones (see delete_in_batches), or
     the next ones the job's filter matches (see portal.bulk)."""
-    delete = lambda site, server_id: cloud.server_delete(site, server_id=server_id)  # noqa: E731
     refresh = lambda site, server_id: server_refresh(site, openstack_id=server_id)  # noqa: E731
     if "matching" in job.params:
         return delete_matching_in_batches(
             job, rows_after=lambda after, size: server_delete_batch(job, after, size),
-            delete=delete, refresh=refresh, batch=BATCH,
+            delete=_delete_unless_locked, refresh=refresh, batch=BATCH,
         )  # fmt: skip
     return delete_in_batches(
-        job, job.params["servers"], batch=BATCH, delete=delete, refresh=refresh
+        job, job.params["servers"], batch=BATCH, delete=_delete_unless_locked, refresh=refresh
     )
 
 

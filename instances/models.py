@@ -89,6 +89,10 @@ class Server(MirrorRow):
     # What the cloud metadata claims (`portal_user`): shown, never trusted.
     created_by_hint = models.CharField(max_length=150, blank=True)
     fault_message = models.TextField(blank=True)
+    # Locked by the cloud's admins (Nova's lock): the portal neither stops, starts,
+    # snapshots nor deletes it, although its admin token would pass Nova's check.
+    locked = models.BooleanField(default=False)
+    locked_reason = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(null=True, blank=True, db_index=True)
     updated_at = models.DateTimeField(null=True, blank=True)
 
@@ -141,6 +145,17 @@ class Server(MirrorRow):
             f"Snapshots are limited to instances with at most {gib_text(SNAPSHOT_MAX_RAM_MIB)} "
             f"RAM, because a snapshot preserves the full RAM state. {self.name} runs on flavor "
             f"{self.flavor_name} with {gib_text(self.flavor_ram_mib)}."
+        )
+
+    @property
+    def lock_refusal(self) -> str:
+        """Why the portal refuses to act on this server while it is locked, or ""."""
+        if not self.locked:
+            return ""
+        reason = f" ({self.locked_reason})" if self.locked_reason else ""
+        return (
+            f"{self.name} is locked{reason}: the portal does not stop, start, snapshot or "
+            "delete a locked instance. Ask the cloud's operators to unlock it."
         )
 
     @property

@@ -66,8 +66,8 @@ def server_get_for_user(user, server_id: int) -> Server:
 
 def server_allowed_actions(user, server, *, busy_ids=frozenset()) -> set[str]:
     """The actions to offer on a row or detail page (the services check again)."""
-    if server.is_deleted or server.pk in busy_ids:
-        return set()
+    if server.is_deleted or server.pk in busy_ids or server.locked:
+        return set()  # a locked one: the status column and the detail page say why
     if not can_act_on(user, project=server.project, created_by_id=server.created_by_id):
         return set()
     actions = {"delete"}  # Nova deletes in any state; a failed build still uses quota

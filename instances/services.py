@@ -65,6 +65,8 @@ def server_fields(
         "created_by_id": authors.get(server.id),
         "created_by_hint": str(server.metadata.get(CREATED_BY_KEY, ""))[:150],
         "fault_message": server.fault_message,
+        "locked": server.locked,
+        "locked_reason": server.locked_reason[:255],
         "created_at": server.created_at,
         "updated_at": server.updated_at,
     }
@@ -191,6 +193,8 @@ def server_action_check(
         )
     if server.is_deleted:
         raise ActionRefused(f"{server.name} no longer exists in the cloud.")
+    if server.locked:
+        raise ActionRefused(server.lock_refusal)
     if not server.site.is_reachable:
         raise ActionRefused(
             f"{server.site.display_name} is unreachable since "
@@ -232,6 +236,7 @@ def server_delete_refusals(actor, *, seen: bool = False, job=None) -> list[tuple
         not_yours="members may delete only instances they created",
     )
     refusals.append(("already deleted", Q(deleted_at__isnull=False) | Q(status="DELETED")))
+    refusals.append(("locked", Q(locked=True)))
     deleting = servers_being_deleted_q(before=job)
     if deleting is not None:
         refusals.append(("already being deleted", deleting))

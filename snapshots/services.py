@@ -84,6 +84,8 @@ def snapshot_allowed_check(
     counts as running on the instance, so only the permission is asked again."""
     if server.snapshot_refusal:
         raise ActionRefused(server.snapshot_refusal, status=400)
+    if server.locked:
+        raise ActionRefused(server.lock_refusal)
     if not in_job:
         server_action_check(server=server, actor=actor, action="snapshot", busy=busy)
     elif not can_act_on(actor, project=server.project, created_by_id=server.created_by_id):

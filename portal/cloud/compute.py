@@ -22,9 +22,10 @@ PAGE_SIZE = 1000
 
 
 # The microversion our raw server requests speak: from 2.47 a server embeds
-# its flavor (original_name, ram, vcpus, disk), so no flavor lookups per row.
-# Every Nova since Pike (2017) supports it.
-SERVER_MICROVERSION = "2.47"
+# its flavor (original_name, ram, vcpus, disk), so no flavor lookups per row;
+# `locked` is shown from 2.9 and `locked_reason` from 2.73. Every Nova since
+# Stein (2019) supports it.
+SERVER_MICROVERSION = "2.73"
 
 
 def _addresses_of(raw: Mapping[str, list] | None) -> tuple[str, ...]:
@@ -56,6 +57,8 @@ def _server_from_body(body: Mapping[str, Any]) -> CloudServer:
         created_at=parse_time(body.get("created")),
         updated_at=parse_time(body.get("updated")),
         fault_message=fault.get("message") or "",
+        locked=bool(body.get("locked")),
+        locked_reason=body.get("locked_reason") or "",
     )
 
 

@@ -37,6 +37,11 @@ class CloudServer:
     created_at: datetime | None
     updated_at: datetime | None
     fault_message: str = ""
+    # An admin's lock: Nova refuses stop/start/delete to the project's users, but
+    # not to the portal's service account (it has the admin role), so the portal
+    # refuses them itself.
+    locked: bool = False
+    locked_reason: str = ""
 
     @property
     def is_deleted(self) -> bool:
