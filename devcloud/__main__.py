@@ -22,6 +22,7 @@ def _cmd_serve(args):
     ):
         print("devcloud: timing options must not be negative", file=sys.stderr)
         return 2
+    clock.OFFSET = args.clock_offset
     return server.serve(
         args.data,
         host=args.host,
@@ -109,6 +110,13 @@ def main(argv=None):
         type=float,
         default=clock.UPLOAD_BYTES_PER_SECOND / 1000**2,
         help="snapshot upload rate in MB/s of the server's used disk (nominal)",
+    )
+    serve.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        help="seconds this cloud's clock is off the machine's (negative: behind), as a "
+        "real cloud's clock may be off the portal's",
     )
     serve.add_argument(
         "--progress-interval",

@@ -34,6 +34,7 @@ class DevcloudProcess:
         upload_rate=None,
         progress_interval=None,
         guest_boot=None,
+        clock_offset=None,
     ):
         self.data_dir = os.path.abspath(str(data_dir))
         self.host = host
@@ -45,6 +46,7 @@ class DevcloudProcess:
         self.upload_rate = upload_rate
         self.progress_interval = progress_interval
         self.guest_boot = guest_boot
+        self.clock_offset = clock_offset
         self.python = python
         # The server stops itself when this process dies, so crashed test runs
         # leave nothing listening; pass False to let it outlive its launcher.
@@ -82,6 +84,7 @@ class DevcloudProcess:
             ("--upload-rate", self.upload_rate),
             ("--progress-interval", self.progress_interval),
             ("--guest-boot", self.guest_boot),
+            ("--clock-offset", self.clock_offset),
         ):
             if value is not None:
                 cmd += [option, str(value)]

@@ -237,6 +237,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         pass
 
+    def date_time_string(self, timestamp=None):
+        # The Date header tells the cloud's own time (see clock.OFFSET).
+        return super().date_time_string(clock.now_ts() if timestamp is None else timestamp)
+
     def setup(self):
         super().setup()
         # Headers and body go out in separate writes; without NODELAY, Nagle plus the

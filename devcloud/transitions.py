@@ -11,7 +11,6 @@ could not produce.
 """
 
 import threading
-import time
 
 from . import clock, console
 from . import image as image_mod
@@ -402,14 +401,14 @@ class Scheduler:
         while True:
             # Cheap unlocked peek first so an idle cloud never takes the write lock.
             if (
-                store.one("SELECT 1 FROM transitions WHERE due <= ? LIMIT 1", (time.time(),))
+                store.one("SELECT 1 FROM transitions WHERE due <= ? LIMIT 1", (clock.now_ts(),))
                 is None
             ):
                 return applied
             with store.write() as conn:
                 rows = conn.execute(
                     "SELECT * FROM transitions WHERE due <= ? ORDER BY due, id LIMIT 200",
-                    (time.time(),),
+                    (clock.now_ts(),),
                 ).fetchall()
                 for row in rows:
                     apply_step(conn, row)
@@ -419,7 +418,7 @@ class Scheduler:
         row = self.app.store.one("SELECT MIN(due) AS due FROM transitions")
         if row is None or row["due"] is None:
             return self.interval
-        return max(0.0, min(self.interval, row["due"] - time.time()))
+        return max(0.0, min(self.interval, row["due"] - clock.now_ts()))
 
     def _run(self):
         while not self._stop.is_set():

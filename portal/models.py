@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -24,9 +26,16 @@ class Site(models.Model):
     watch_lease_until = models.DateTimeField(null=True, blank=True)
     # Jobs whose objects changed while a worker held them: woken on the next round.
     watch_pending = models.JSONField(default=list, blank=True)
+    # Seconds the cloud's clock is ahead of the portal's (negative: behind), from the
+    # Date header of its last listing: "changed since" questions go in its time.
+    clock_offset_seconds = models.FloatField(default=0.0)
 
     class Meta:
         ordering = ["display_name"]
+
+    def cloud_time(self, moment):
+        """The cloud's clock at the portal's `moment` (for changes-since queries)."""
+        return moment + timedelta(seconds=self.clock_offset_seconds)
 
     def __str__(self) -> str:
         return self.display_name

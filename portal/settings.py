@@ -249,10 +249,12 @@ JOB_BOOT_TEST_SECONDS = envint("JOB_BOOT_TEST_SECONDS", "600")
 # PORTAL_WATCH_INTERVAL seconds, which servers and images changed (Nova changes-since,
 # Glance updated_at=gt:), updates the mirror and wakes the jobs whose objects changed.
 # While its last answer is at most PORTAL_WATCH_FRESH_SECONDS old, jobs read their
-# server from the mirror instead of asking the cloud. Each query reaches back
-# PORTAL_WATCH_OVERLAP_SECONDS before the previous one: the most the portal's and the
-# cloud's clocks may differ (OpenStack needs NTP; chrony keeps them far closer). A
-# change missed anyway reaches the mirror with the next sync (60 s overlap).
+# server from the mirror instead of asking the cloud. Each query asks in the cloud's
+# time (the portal's moment plus the offset read off the Date header of the cloud's
+# last listing, so the clocks may differ by any amount) and reaches back
+# PORTAL_WATCH_OVERLAP_SECONDS before the previous one: Date has whole seconds, and a
+# change may land while the listing runs. A change missed anyway reaches the mirror
+# with the next sync (60 s overlap).
 PORTAL_WATCH_INTERVAL = envfloat("PORTAL_WATCH_INTERVAL", "1")
 PORTAL_WATCH_FRESH_SECONDS = envfloat("PORTAL_WATCH_FRESH_SECONDS", "3")
 PORTAL_WATCH_OVERLAP_SECONDS = envfloat("PORTAL_WATCH_OVERLAP_SECONDS", "2")

@@ -39,7 +39,10 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
     if full is None:
         interval = timedelta(seconds=settings.PORTAL_FULL_SYNC_INTERVAL)
         full = site.last_full_sync_at is None or started - site.last_full_sync_at >= interval
-    since = None if full or site.last_sync_at is None else site.last_sync_at - OVERLAP
+    # Nova and Glance compare "since" with their own clock: ask in the cloud's time.
+    since = (
+        None if full or site.last_sync_at is None else site.cloud_time(site.last_sync_at) - OVERLAP
+    )
     try:
         flavors = flavors_sync(site)
         servers, images = _servers_and_images_sync(site, since)
@@ -59,9 +62,15 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
         site.last_full_sync_at = started
     site.unreachable_since = None
     site.last_error = ""
+    offset = cloud.clock_offset(site.name)
+    if offset is not None:
+        site.clock_offset_seconds = offset
     site.save(
-        update_fields=["last_sync_at", "last_full_sync_at", "unreachable_since", "last_error"]
-    )
+        update_fields=[
+            "last_sync_at", "last_full_sync_at", "unreachable_since", "last_error",
+            "clock_offset_seconds",
+        ]
+    )  # fmt: skip
     if since is None:
         planner_statistics_refresh()
     return {"full": since is None, "flavors": flavors, "servers": servers, "images": images}

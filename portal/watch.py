@@ -67,9 +67,11 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
     covered = max((t for t in (site.watched_at, site.last_sync_at) if t is not None), default=None)
     if covered is None:
         return None
-    since = covered - timedelta(seconds=settings.PORTAL_WATCH_OVERLAP_SECONDS)
+    # Nova and Glance compare "since" with their own clock: ask in the cloud's time.
+    since = site.cloud_time(covered) - timedelta(seconds=settings.PORTAL_WATCH_OVERLAP_SECONDS)
     servers = cloud.server_list(site.name, changes_since=since)
     images = cloud.image_list(site.name, updated_since=since)
+    offset = cloud.clock_offset(site.name)
     live_servers = Server.objects.filter(site=site, deleted_at__isnull=True)
     live_images = Image.objects.filter(site=site, deleted_at__isnull=True)
     # A server wakes its jobs when its status changes or Nova's task on it ends:
@@ -86,8 +88,9 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
     images_store(site, images, complete=False, observed_at=asked)
     busy = jobs_wake(site, server_ids=server_ids, image_ids=image_ids, job_ids=site.watch_pending)
     Site.objects.filter(pk=site.pk).update(
-        watched_at=asked, watch_lease_until=None, watch_pending=busy[:PENDING_MAX]
-    )
+        watched_at=asked, watch_lease_until=None, watch_pending=busy[:PENDING_MAX],
+        clock_offset_seconds=site.clock_offset_seconds if offset is None else offset,
+    )  # fmt: skip
     log.debug(
         "watched %s: %d servers and %d images listed, %d and %d moved, %d jobs held",
         site.name, len(servers), len(images), len(server_ids), len(image_ids), len(busy),

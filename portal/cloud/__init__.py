@@ -37,9 +37,10 @@ from portal.cloud.image import (
     image_pages,
 )
 from portal.cloud.types import CloudFlavor, CloudImage, CloudProject, CloudServer, Limits
+from portal.cloud.util import clock_offset
 
 __all__ = [
-    "BadRequest", "CloudError", "CloudFlavor", "CloudImage", "CloudProject", "CloudServer",
+    "BadRequest", "clock_offset", "CloudError", "CloudFlavor", "CloudImage", "CloudProject", "CloudServer",
     "Conflict", "Forbidden", "Limits", "NotFound", "Unavailable", "connections_reset", "flavor_list",
     "image_delete", "image_find_by_property", "image_get", "image_list", "image_pages", "limits_get",
     "project_list", "server_console_output", "server_create", "server_create_image", "server_delete", "server_find", "server_get",

@@ -14,7 +14,7 @@ from openstack import exceptions as sdk_exceptions
 from portal.cloud.connection import connection_for, translate_errors
 from portal.cloud.paging import read_ahead
 from portal.cloud.types import CloudFlavor, CloudServer, Limits
-from portal.cloud.util import parse_time
+from portal.cloud.util import clock_note, parse_time
 
 # Nova caps a page at 1000 by default (osapi_max_limit); asking for that many
 # keeps a 10,000-server sync at ten requests.
@@ -75,6 +75,7 @@ def _server_pages(site: str, query: dict[str, Any]) -> Iterator[list[dict]]:
             "/servers/detail", params=query, microversion=SERVER_MICROVERSION
         )
         sdk_exceptions.raise_from_response(response)
+        clock_note(site, response)
         body = orjson.loads(response.content)  # a third faster than json
         yield body.get("servers", [])
         links = [link for link in body.get("servers_links", []) if link.get("rel") == "next"]

@@ -13,7 +13,7 @@ from openstack import exceptions as sdk_exceptions
 from portal.cloud.connection import connection_for, translate_errors
 from portal.cloud.paging import read_ahead
 from portal.cloud.types import CloudImage
-from portal.cloud.util import glance_time, parse_time
+from portal.cloud.util import clock_note, glance_time, parse_time
 
 # Glance's maximum page size (api_limit_max); 100,000 images are 100 requests.
 PAGE_SIZE = 1000
@@ -69,6 +69,7 @@ def _pages(site: str, params: dict[str, Any]) -> Iterator[list[dict]]:
     while True:
         response = conn.image.get("/images", params=query)
         _raise_for(response)
+        clock_note(site, response)
         body = orjson.loads(response.content)  # a third faster than json
         yield body.get("images", [])
         next_link = body.get("next")

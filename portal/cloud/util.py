@@ -1,6 +1,36 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+# Per site: seconds its clock is ahead of ours (negative: behind), from the Date
+# header of the last listing this process read there.
+_clock_offsets: dict[str, float] = {}
+
+
+def clock_note(site: str, response: Any) -> None:
+    """Remember how far the site's clock is off ours, from a response's Date header.
+
+    Nova's `changes-since` and Glance's `updated_at=gt:` compare with the cloud's
+    clock; asking with the portal's time misses every change when the portal's
+    clock is ahead. (Date has whole seconds, so this errs up to a second early:
+    asking from slightly earlier only repeats changes.)"""
+    header = response.headers.get("Date") if response is not None else None
+    if not header:
+        return
+    try:
+        cloud_now = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return
+    if cloud_now.tzinfo is None:
+        cloud_now = cloud_now.replace(tzinfo=UTC)
+    _clock_offsets[site] = (cloud_now - datetime.now(UTC)).total_seconds()
+
+
+def clock_offset(site: str) -> float | None:
+    """Seconds the site's clock is ahead of ours, as last seen; None before any listing."""
+    return _clock_offsets.get(site)
 
 
 def parse_time(value: str | None) -> datetime | None:

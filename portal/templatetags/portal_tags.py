@@ -31,6 +31,9 @@ def job_title(job) -> str:
 
 
 def _seconds_text(seconds: float) -> str:
+    # Times stamped by different machines (a worker's clock ahead of the web
+    # server's) can make a step that just began look as if it starts in the future.
+    seconds = max(0.0, seconds)
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
