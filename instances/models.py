@@ -137,8 +137,21 @@ class Server(MirrorRow):
         return self.deleted_at is not None or self.status == "DELETED"
 
     @property
+    def boots_from_volume(self) -> bool:
+        return not self.image_openstack_id  # Nova shows no image for these
+
+    @property
     def snapshot_refusal(self) -> str:
         """Why no snapshot of this server can ever be made, or "" when it can."""
+        if self.boots_from_volume:
+            # createImage would make a 0-byte image pointing at Cinder volume snapshots,
+            # which may still be `creating` when the image is active, and which deleting
+            # the image leaves behind. The portal does not handle Cinder (yet).
+            return (
+                f"{self.name} boots from a volume: its snapshot would be an empty image "
+                "plus snapshots of its volumes in Cinder, which the portal cannot wait for "
+                "or clean up. Snapshot the volume in your site's cloud dashboard instead."
+            )
         if self.flavor_ram_mib <= SNAPSHOT_MAX_RAM_MIB:
             return ""
         return (

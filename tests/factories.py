@@ -26,6 +26,7 @@ def make_server(*, project, created_by=None, **fields) -> Server:
         "flavor_vcpus": 2,
         "flavor_ram_mib": 4096,
         "flavor_disk_gb": 50,
+        "image_openstack_id": "base-image",  # "": booted from a volume
         "addresses": [f"192.168.0.{n % 250}"],
         "created_at": timezone.now(),
     }

@@ -152,3 +152,44 @@ def test_a_valid_request_records_the_job(people, vm, django_capture_on_commit_ca
         "Choosing a flavor for the boot test", "Booting a test instance",
         "Waiting for the test instance to come up", "Deleting the test instance",
     ]  # fmt: skip
+
+
+def test_a_server_booted_from_a_volume_is_refused_with_the_reason(client, demo, monkeypatch):
+    """Nova shows such a server with no image; its snapshot would be a 0-byte image plus
+    Cinder volume snapshots the portal can neither wait for nor delete. Refused, before
+    anything reaches the cloud, in the form, the request and the page."""
+    from images.models import Image
+    from instances.models import Flavor
+    from instances.services import server_refresh
+    from portal.cloud.connection import connection_for
+    from tests.integration.test_gateway import wait_until
+
+    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    site, alpha = demo["sites"]["devcloud"], demo["projects"]["alpha"]
+    image = Image.objects.get(site=site, name="Ubuntu-22.04-LTS")
+    body = {"server": {
+        "name": "on-a-volume", "networks": "auto",
+        "flavorRef": Flavor.objects.get(site=site, name="de.NBI small").openstack_id,
+        "block_device_mapping_v2": [{
+            "boot_index": 0, "uuid": image.openstack_id, "source_type": "image",
+            "destination_type": "volume", "volume_size": 20, "delete_on_termination": True,
+        }],
+        "metadata": {"portal_user": "alice"},
+    }}  # fmt: skip
+    made = connection_for(site.name, project_id=alpha.openstack_id).compute.post(
+        "/servers", json=body, microversion="2.73"
+    )
+    assert made.status_code == 202, made.text
+    server_id = made.json()["server"]["id"]
+    wait_until(lambda: server_refresh(site, openstack_id=server_id).status == "ACTIVE")
+    vm = server_refresh(site, openstack_id=server_id)
+    assert vm.boots_from_volume
+    error = refused(server=vm, actor=demo["users"]["alice"], name="vol-snap")
+    assert error.status == 400 and "on-a-volume boots from a volume" in error.message
+    client.force_login(demo["users"]["alice"])
+    response = client.post(
+        reverse("snapshots:snapshot-create", args=[vm.pk]), {"name": "vol-snap", "restart": "on"}
+    )
+    assert response.status_code == 400 and not Job.objects.exists()
+    page = client.get(reverse("instances:instance-detail", args=[vm.pk])).content.decode()
+    assert "boots from a volume" in page
