@@ -116,3 +116,37 @@ def _snapshot_counts(user) -> dict[tuple[int, str], int]:
         counts = {(site_id, base_id): n for site_id, base_id, n in rows}
         cache.set(key, counts, SNAPSHOT_COUNTS_SECONDS)
     return counts
+
+
+# How far a snapshot's ancestry is followed (a snapshot of a machine booted from a
+# snapshot of ...); deeper chains are not trusted.
+ANCESTRY_MAX = 10
+
+
+def image_catalog_root(image: Image) -> Image | None:
+    """The catalog image a snapshot descends from, following Nova's `base_image_ref`
+    (for a non-snapshot, the image itself); None when an ancestor is gone or the chain
+    is longer than ANCESTRY_MAX."""
+    current: Image | None = image
+    for _ in range(ANCESTRY_MAX):
+        if current is None or not current.is_snapshot:
+            return current
+        base_id = current.base_image_openstack_id
+        if not base_id:
+            return None
+        current = Image.objects.filter(site_id=current.site_id, openstack_id=base_id).first()
+    return None if current is None or current.is_snapshot else current
+
+
+def image_catalog_property(image: Image, key: str) -> str:
+    """A property as the site's public catalog sets it for this image or, for a
+    snapshot, for the catalog image it descends from.
+
+    Nova copies the base image's properties into every snapshot, and any project
+    member may set properties on the project's own images, so a value found on a
+    snapshot (or a private upload) says nothing about who set it. Only a public
+    image, which only the cloud's operators can publish, is trusted."""
+    root = image_catalog_root(image)
+    if root is None or root.visibility != "public":
+        return ""
+    return str(root.properties.get(key, ""))

@@ -112,8 +112,14 @@ def step_wait_stopped(job: Job) -> Wait | None | Skipped:
 
 
 def _find_own_image(job: Job) -> cloud.CloudImage | None:
+    """The image this job asked Nova for, found by its `portal_job` property.
+
+    Nova copies a base image's properties into every snapshot, so a snapshot of a
+    machine booted from this job's image carries the same marker: only an image
+    of this job's own server (`instance_uuid`, which Nova sets) is the job's."""
     found = cloud.image_find_by_property(job.site.name, key=JOB_KEY, value=job_key(job))
-    return found[0] if found else None
+    own = [i for i in found if i.properties.get("instance_uuid") == job.target_server_id]
+    return own[0] if own else None
 
 
 def _image_of(job: Job, *, acted: bool = False) -> Image | None:

@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 
+from images.selectors import image_catalog_property
 from instances.launch import (
     LaunchPlan,
     instance_launch_request,
@@ -114,7 +115,9 @@ def seat_rows(workshop: Workshop) -> list[SeatRow]:
     servers = {
         s.openstack_id: s for s in Server.objects.filter(site=workshop.site, openstack_id__in=ids)
     }
-    template = workshop.image.properties.get(ACCESS_URL_PROPERTY, "") if workshop.image else ""
+    # From the public catalog image the workshop's image is or descends from: never
+    # a value a snapshot only inherited or a member set (see image_catalog_property).
+    template = image_catalog_property(workshop.image, ACCESS_URL_PROPERTY) if workshop.image else ""
     rows = []
     for seat in seats:
         server = servers.get(seat.server_openstack_id)
