@@ -19,14 +19,14 @@ run: install
 
 test: install
 	@scripts/ensure_chromium.sh
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not openstack"
 
 # The suite (but devcloud's own tests, which use no database) on PostgreSQL:
 # DATABASE_URL=postgres://portal:portal@127.0.0.1:5432/portal (scripts/postgres_up.sh).
 test-postgres: install
 	@test -n "$(DATABASE_URL)" || (echo "set DATABASE_URL=postgres://... (see README)"; exit 2)
 	@scripts/ensure_chromium.sh
-	$(PY) -m pytest --ignore=tests/devcloud
+	$(PY) -m pytest -m "not openstack" --ignore=tests/devcloud
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -57,3 +57,19 @@ conformance:
 
 clean:
 	rm -rf var test-artifacts
+
+# A real OpenStack cloud (Keystone, Glance, Placement, Nova, Neutron from PyPI) on
+# 127.0.0.1:25000-25062, state under var/openstack; see scripts/openstack/README.md.
+.PHONY: openstack openstack-stop openstack-status test-openstack
+openstack:
+	$(PYTHON) scripts/openstack/up.py
+
+openstack-stop:
+	$(PYTHON) scripts/openstack/up.py stop
+
+openstack-status:
+	$(PYTHON) scripts/openstack/up.py status
+
+# The tests marked `openstack` (tests/openstack), against the cloud `make openstack` started.
+test-openstack: install
+	PORTAL_REQUIRE_OPENSTACK=1 $(PY) -m pytest -m openstack tests/openstack

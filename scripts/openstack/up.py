@@ -67,7 +67,10 @@ DATABASES = ["keystone", "glance", "placement", "nova_api", "nova_cell0", "nova_
 APT_PACKAGES = ["mariadb-server", "rabbitmq-server"]
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 
-URLS = {name: f"http://{HOST}:{PORTS[name]}" for name in ("keystone", "glance", "placement", "nova", "neutron")}
+URLS = {
+    name: f"http://{HOST}:{PORTS[name]}"
+    for name in ("keystone", "glance", "placement", "nova", "neutron")
+}
 ENDPOINTS = {
     "identity": URLS["keystone"] + "/v3",
     "image": URLS["glance"],
@@ -90,19 +93,41 @@ def say(message: str) -> None:
     print(f"[openstack {time.monotonic() - T0:6.1f}s] {message}", flush=True)
 
 
-def run(cmd: list, *, log_name: str | None = None, env: dict | None = None, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+def run(
+    cmd: list,
+    *,
+    log_name: str | None = None,
+    env: dict | None = None,
+    check: bool = True,
+    input: str | None = None,
+) -> subprocess.CompletedProcess:
     """Run a command; its output goes to log/<log_name>.log (or is captured)."""
     full_env = dict(os.environ, **(env or {}))
     if log_name:
         with open(LOG / f"{log_name}.log", "a") as out:
             out.write(f"\n### {time.strftime('%H:%M:%S')} {' '.join(map(str, cmd))}\n")
             out.flush()
-            result = subprocess.run([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT, env=full_env, input=input, text=True)
+            result = subprocess.run(
+                [str(c) for c in cmd],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                input=input,
+                text=True,
+            )
     else:
-        result = subprocess.run([str(c) for c in cmd], capture_output=True, env=full_env, input=input, text=True)
+        result = subprocess.run(
+            [str(c) for c in cmd], capture_output=True, env=full_env, input=input, text=True
+        )
     if check and result.returncode != 0:
-        detail = f"see {LOG / (log_name + '.log')}" if log_name else (result.stdout + result.stderr)[-3000:]
-        raise SystemExit(f"openstack: command failed ({result.returncode}): {' '.join(map(str, cmd))}\n{detail}")
+        detail = (
+            f"see {LOG / (log_name + '.log')}"
+            if log_name
+            else (result.stdout + result.stderr)[-3000:]
+        )
+        raise SystemExit(
+            f"openstack: command failed ({result.returncode}): {' '.join(map(str, cmd))}\n{detail}"
+        )
     return result
 
 
@@ -150,7 +175,10 @@ def ensure_venv() -> None:
             run([sys.executable, "-m", "venv", VENV], log_name="pip")
         say("installing the OpenStack services into the venv (pip, ~2 minutes)")
         run([BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip"], log_name="pip")
-        run([BIN / "python", "-m", "pip", "install", "-r", HERE / "requirements.txt"], log_name="pip")
+        run(
+            [BIN / "python", "-m", "pip", "install", "-r", HERE / "requirements.txt"],
+            log_name="pip",
+        )
         for old in VENV.glob(".installed-*"):
             old.unlink()
         stamp.touch()
@@ -228,7 +256,10 @@ def write_configs() -> None:
     render("neutron.conf", CONF / "neutron" / "neutron.conf", **with_auth("neutron"))
     render("ml2_conf.ini", CONF / "neutron" / "ml2_conf.ini", **common)
     for src, dst in (
-        (VENV / "etc" / "glance" / "glance-api-paste.ini", CONF / "glance" / "glance-api-paste.ini"),
+        (
+            VENV / "etc" / "glance" / "glance-api-paste.ini",
+            CONF / "glance" / "glance-api-paste.ini",
+        ),
         (VENV / "etc" / "nova" / "api-paste.ini", CONF / "nova" / "api-paste.ini"),
         (VENV / "etc" / "neutron" / "api-paste.ini", CONF / "neutron" / "api-paste.ini"),
     ):
@@ -278,13 +309,32 @@ def write_clouds_yaml() -> None:
 
 
 UWSGI = {
-    "keystone": {"module": "keystone.wsgi.api:application", "env": {"OS_KEYSTONE_CONFIG_DIR": CONF / "keystone"}, "threads": 8},
-    "glance": {"module": "glance.wsgi.api:application", "env": {"OS_GLANCE_CONFIG_DIR": CONF / "glance"}, "threads": 8},
-    "placement": {"module": "placement.wsgi.api:application", "env": {"OS_PLACEMENT_CONFIG_DIR": CONF / "placement"}, "threads": 4},
-    "nova": {"module": "nova.wsgi.osapi_compute:application", "env": {"OS_NOVA_CONFIG_DIR": CONF / "nova"}, "threads": 8},
+    "keystone": {
+        "module": "keystone.wsgi.api:application",
+        "env": {"OS_KEYSTONE_CONFIG_DIR": CONF / "keystone"},
+        "threads": 8,
+    },
+    "glance": {
+        "module": "glance.wsgi.api:application",
+        "env": {"OS_GLANCE_CONFIG_DIR": CONF / "glance"},
+        "threads": 8,
+    },
+    "placement": {
+        "module": "placement.wsgi.api:application",
+        "env": {"OS_PLACEMENT_CONFIG_DIR": CONF / "placement"},
+        "threads": 4,
+    },
+    "nova": {
+        "module": "nova.wsgi.osapi_compute:application",
+        "env": {"OS_NOVA_CONFIG_DIR": CONF / "nova"},
+        "threads": 8,
+    },
     "neutron": {
         "module": "neutron.wsgi.api:application",
-        "env": {"OS_NEUTRON_CONFIG_DIR": CONF / "neutron", "OS_NEUTRON_CONFIG_FILES": "neutron.conf;ml2_conf.ini"},
+        "env": {
+            "OS_NEUTRON_CONFIG_DIR": CONF / "neutron",
+            "OS_NEUTRON_CONFIG_FILES": "neutron.conf;ml2_conf.ini",
+        },
         "threads": 8,
     },
 }
@@ -324,7 +374,9 @@ def port_open(port: int) -> bool:
 def spawn(name: str, cmd: list, env: dict | None = None) -> int:
     """Start a long-running process in its own session; remember its pid."""
     with open(LOG / f"{name}.log", "a") as out:
-        out.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(map(str, cmd))}\n")
+        out.write(
+            f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(map(str, cmd))}\n"
+        )
         out.flush()
         proc = subprocess.Popen(
             [str(c) for c in cmd],
@@ -345,7 +397,9 @@ def wait_until(what: str, probe, timeout: float = 60.0, name: str | None = None)
         if probe():
             return
         if name and pid_of(name) is None:
-            raise SystemExit(f"openstack: {name} exited while starting; see {LOG / (name + '.log')}")
+            raise SystemExit(
+                f"openstack: {name} exited while starting; see {LOG / (name + '.log')}"
+            )
         time.sleep(0.3)
     raise SystemExit(f"openstack: timed out waiting for {what}; see {LOG}")
 
@@ -370,7 +424,16 @@ def start_mysql() -> None:
     if not (datadir / "mysql").exists():
         say("initialising MariaDB's data directory")
         shutil.rmtree(datadir, ignore_errors=True)
-        run(["mariadb-install-db", f"--datadir={datadir}", "--user=root", "--skip-test-db", "--auth-root-authentication-method=socket"], log_name="mysql-install")
+        run(
+            [
+                "mariadb-install-db",
+                f"--datadir={datadir}",
+                "--user=root",
+                "--skip-test-db",
+                "--auth-root-authentication-method=socket",
+            ],
+            log_name="mysql-install",
+        )
     say(f"starting MariaDB on {HOST}:{PORTS['mysql']}")
     spawn(
         "mysql",
@@ -393,7 +456,9 @@ def start_mysql() -> None:
             "--collation-server=utf8mb4_general_ci",
         ],
     )
-    wait_until("MariaDB", lambda: MYSQL_SOCKET.exists() and port_open(PORTS["mysql"]), 60, name="mysql")
+    wait_until(
+        "MariaDB", lambda: MYSQL_SOCKET.exists() and port_open(PORTS["mysql"]), 60, name="mysql"
+    )
 
 
 def mysql(sql: str) -> None:
@@ -452,13 +517,25 @@ def start_rabbitmq() -> None:
     say(f"starting RabbitMQ on {HOST}:{PORTS['rabbitmq']}")
     spawn("rabbitmq", [RABBIT_BIN / "rabbitmq-server"], env=rabbit_env())
     wait_until("RabbitMQ", lambda: port_open(PORTS["rabbitmq"]), 90, name="rabbitmq")
-    run([RABBIT_BIN / "rabbitmqctl", "await_startup", "--timeout", "60"], env=rabbit_env(), log_name="rabbitmq-ctl")
+    run(
+        [RABBIT_BIN / "rabbitmqctl", "await_startup", "--timeout", "60"],
+        env=rabbit_env(),
+        log_name="rabbitmq-ctl",
+    )
     if not (STATE / "stamps" / "rabbitmq-user").exists():
         ctl = [RABBIT_BIN / "rabbitmqctl"]
         listed = run([*ctl, "list_users", "--silent"], env=rabbit_env()).stdout
         if RABBIT_USER not in listed.split():
-            run([*ctl, "add_user", RABBIT_USER, RABBIT_PASSWORD], env=rabbit_env(), log_name="rabbitmq-ctl")
-        run([*ctl, "set_permissions", RABBIT_USER, ".*", ".*", ".*"], env=rabbit_env(), log_name="rabbitmq-ctl")
+            run(
+                [*ctl, "add_user", RABBIT_USER, RABBIT_PASSWORD],
+                env=rabbit_env(),
+                log_name="rabbitmq-ctl",
+            )
+        run(
+            [*ctl, "set_permissions", RABBIT_USER, ".*", ".*", ".*"],
+            env=rabbit_env(),
+            log_name="rabbitmq-ctl",
+        )
         stamp("rabbitmq-user")
 
 
@@ -490,22 +567,62 @@ def db_setup() -> None:
     jobs = {
         "keystone-db": [
             [BIN / "keystone-manage", *kconf, "db_sync"],
-            [BIN / "keystone-manage", *kconf, "fernet_setup", "--keystone-user", "root", "--keystone-group", "root"],
-            [BIN / "keystone-manage", *kconf, "credential_setup", "--keystone-user", "root", "--keystone-group", "root"],
             [
-                BIN / "keystone-manage", *kconf, "bootstrap",
-                "--bootstrap-password", ADMIN_PASSWORD,
-                "--bootstrap-admin-url", ENDPOINTS["identity"],
-                "--bootstrap-internal-url", ENDPOINTS["identity"],
-                "--bootstrap-public-url", ENDPOINTS["identity"],
-                "--bootstrap-region-id", REGION,
+                BIN / "keystone-manage",
+                *kconf,
+                "fernet_setup",
+                "--keystone-user",
+                "root",
+                "--keystone-group",
+                "root",
+            ],
+            [
+                BIN / "keystone-manage",
+                *kconf,
+                "credential_setup",
+                "--keystone-user",
+                "root",
+                "--keystone-group",
+                "root",
+            ],
+            [
+                BIN / "keystone-manage",
+                *kconf,
+                "bootstrap",
+                "--bootstrap-password",
+                ADMIN_PASSWORD,
+                "--bootstrap-admin-url",
+                ENDPOINTS["identity"],
+                "--bootstrap-internal-url",
+                ENDPOINTS["identity"],
+                "--bootstrap-public-url",
+                ENDPOINTS["identity"],
+                "--bootstrap-region-id",
+                REGION,
             ],
         ],
-        "glance-db": [[BIN / "glance-manage", "--config-file", CONF / "glance" / "glance-api.conf", "db_sync"]],
-        "placement-db": [[BIN / "placement-manage", "--config-file", CONF / "placement" / "placement.conf", "db", "sync"]],
+        "glance-db": [
+            [BIN / "glance-manage", "--config-file", CONF / "glance" / "glance-api.conf", "db_sync"]
+        ],
+        "placement-db": [
+            [
+                BIN / "placement-manage",
+                "--config-file",
+                CONF / "placement" / "placement.conf",
+                "db",
+                "sync",
+            ]
+        ],
         "nova-db": [
             [BIN / "nova-manage", *nconf, "api_db", "sync"],
-            [BIN / "nova-manage", *nconf, "cell_v2", "map_cell0", "--database_connection", f"{db}/nova_cell0"],
+            [
+                BIN / "nova-manage",
+                *nconf,
+                "cell_v2",
+                "map_cell0",
+                "--database_connection",
+                f"{db}/nova_cell0",
+            ],
             # create_cell is not idempotent: list first.
             [sys.executable, HERE / "up.py", "_create_cell"],
             [BIN / "nova-manage", *nconf, "db", "sync"],
@@ -513,9 +630,12 @@ def db_setup() -> None:
         "neutron-db": [
             [
                 BIN / "neutron-db-manage",
-                "--config-file", CONF / "neutron" / "neutron.conf",
-                "--config-file", CONF / "neutron" / "ml2_conf.ini",
-                "upgrade", "heads",
+                "--config-file",
+                CONF / "neutron" / "neutron.conf",
+                "--config-file",
+                CONF / "neutron" / "ml2_conf.ini",
+                "upgrade",
+                "heads",
             ]
         ],
     }
@@ -544,7 +664,10 @@ def create_cell() -> None:
     nconf = ["--config-file", CONF / "nova" / "nova.conf"]
     listed = run([BIN / "nova-manage", *nconf, "cell_v2", "list_cells"]).stdout
     if " cell1 " not in listed:
-        run([BIN / "nova-manage", *nconf, "cell_v2", "create_cell", "--name", "cell1"], log_name="setup-nova-db")
+        run(
+            [BIN / "nova-manage", *nconf, "cell_v2", "create_cell", "--name", "cell1"],
+            log_name="setup-nova-db",
+        )
 
 
 def start_uwsgi(name: str) -> None:
@@ -567,7 +690,13 @@ def start_nova_service(name: str) -> None:
     say(f"starting {name}")
     spawn(
         name,
-        [BIN / name, "--config-file", CONF / "nova" / "nova.conf", "--log-file", LOG / f"{name}-app.log"],
+        [
+            BIN / name,
+            "--config-file",
+            CONF / "nova" / "nova.conf",
+            "--log-file",
+            LOG / f"{name}-app.log",
+        ],
         env={"LOOPSTACK_KNOBS": str(STATE / "knobs.json")},
     )
 
@@ -576,14 +705,20 @@ def discover_hosts() -> None:
     nconf = ["--config-file", CONF / "nova" / "nova.conf"]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        run([BIN / "nova-manage", *nconf, "cell_v2", "discover_hosts"], log_name="setup-discover", check=False)
+        run(
+            [BIN / "nova-manage", *nconf, "cell_v2", "discover_hosts"],
+            log_name="setup-discover",
+            check=False,
+        )
         hosts = run([BIN / "nova-manage", *nconf, "cell_v2", "list_hosts"], check=False).stdout
         if f" {COMPUTE_HOST} " in hosts:
             return
         if pid_of("nova-compute") is None:
             raise SystemExit(f"openstack: nova-compute exited; see {LOG / 'nova-compute.log'}")
         time.sleep(2)
-    raise SystemExit("openstack: nova-compute never registered; see var/openstack/log/nova-compute-app.log")
+    raise SystemExit(
+        "openstack: nova-compute never registered; see var/openstack/log/nova-compute-app.log"
+    )
 
 
 def seed(*steps: str) -> None:
@@ -607,7 +742,13 @@ def all_up() -> bool:
 def health() -> list[str]:
     """Problems found by asking every API something (empty when healthy)."""
     problems = []
-    for name, path in (("keystone", "/v3"), ("glance", "/versions"), ("placement", "/"), ("nova", "/"), ("neutron", "/")):
+    for name, path in (
+        ("keystone", "/v3"),
+        ("glance", "/versions"),
+        ("placement", "/"),
+        ("nova", "/"),
+        ("neutron", "/"),
+    ):
         if not http_ok(URLS[name] + path):
             problems.append(f"{name} API does not answer")
     if problems:
@@ -619,13 +760,23 @@ def health() -> list[str]:
                 "auth": {
                     "identity": {
                         "methods": ["password"],
-                        "password": {"user": {"name": "portal-service", "domain": {"id": "default"}, "password": ACCOUNTS["portal-service"]}},
+                        "password": {
+                            "user": {
+                                "name": "portal-service",
+                                "domain": {"id": "default"},
+                                "password": ACCOUNTS["portal-service"],
+                            }
+                        },
                     },
                     "scope": {"project": {"name": "portal", "domain": {"id": "default"}}},
                 }
             }
         ).encode()
-        request = urllib.request.Request(ENDPOINTS["identity"] + "/auth/tokens", data=body, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            ENDPOINTS["identity"] + "/auth/tokens",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             token = response.headers["X-Subject-Token"]
     except OSError as error:
@@ -654,7 +805,11 @@ def up() -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     for folder in (LOG, RUN, CONF):
         folder.mkdir(parents=True, exist_ok=True)
-    venv_ready = (VENV / f".installed-{requirements_digest()}").exists() if (VENV / "lib").exists() else False
+    venv_ready = (
+        (VENV / f".installed-{requirements_digest()}").exists()
+        if (VENV / "lib").exists()
+        else False
+    )
     if venv_ready and all_up() and stamped("seeded") and (STATE / "cloud.json").exists():
         install_plugins()
         problems = health()
@@ -666,7 +821,15 @@ def up() -> None:
     ensure_debian_packages()
     ensure_venv()
     write_configs()
-    for name in ("glance/images", "glance/staging", "glance/tasks", "glance/locks", "nova/locks", "neutron/locks", "stamps"):
+    for name in (
+        "glance/images",
+        "glance/staging",
+        "glance/tasks",
+        "glance/locks",
+        "nova/locks",
+        "neutron/locks",
+        "stamps",
+    ):
         (STATE / name).mkdir(parents=True, exist_ok=True)
     start_mysql()
     start_rabbitmq()
@@ -697,7 +860,9 @@ def up() -> None:
 
 
 def finish() -> None:
-    say(f"up: clouds.yaml is {STATE / 'clouds.yaml'} (entries: openstack, openstack-admin, openstack-alpha-user, openstack-beta-user)")
+    say(
+        f"up: clouds.yaml is {STATE / 'clouds.yaml'} (entries: openstack, openstack-admin, openstack-alpha-user, openstack-beta-user)"
+    )
     say(f"ids and endpoints: {STATE / 'cloud.json'}; knobs: {STATE / 'knobs.json'}; logs: {LOG}")
 
 
@@ -726,7 +891,11 @@ def stop() -> None:
             (RUN / f"{name}.pid").unlink(missing_ok=True)
             continue
         if name == "rabbitmq":
-            run([RABBIT_BIN / "rabbitmqctl", "shutdown", "--timeout", "30"], env=rabbit_env(), check=False)
+            run(
+                [RABBIT_BIN / "rabbitmqctl", "shutdown", "--timeout", "30"],
+                env=rabbit_env(),
+                check=False,
+            )
         say(f"stopping {name} (pid {pid})")
         try:
             os.killpg(pid, signal.SIGTERM)
@@ -743,7 +912,11 @@ def stop() -> None:
         (RUN / f"{name}.pid").unlink(missing_ok=True)
     # epmd, started by RabbitMQ on our own port, outlives it.
     if (RABBIT_BIN.parent / "bin").exists() and shutil.which("epmd"):
-        subprocess.run(["epmd", "-kill"], env=dict(os.environ, ERL_EPMD_PORT=str(PORTS["epmd"])), capture_output=True)
+        subprocess.run(
+            ["epmd", "-kill"],
+            env=dict(os.environ, ERL_EPMD_PORT=str(PORTS["epmd"])),
+            capture_output=True,
+        )
     say("stopped")
 
 

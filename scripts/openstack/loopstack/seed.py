@@ -16,8 +16,9 @@ import os
 import sys
 import time
 
-import openstack
-from openstack.config import OpenStackConfig
+# This runs in the cloud's own venv, not the portal's: the gateway rule does not apply.
+import openstack  # noqa: TID251
+from openstack.config import OpenStackConfig  # noqa: TID251
 
 PROJECTS = {
     "service": "Service accounts of the loopback cloud",
@@ -196,9 +197,7 @@ def ensure_flavors(conn, project_ids: dict) -> dict:
             log(f"flavor {name} created")
         ids[name] = flavor.id
         if not public:
-            granted = {
-                access["tenant_id"] for access in conn.compute.get_flavor_access(flavor)
-            }
+            granted = {access["tenant_id"] for access in conn.compute.get_flavor_access(flavor)}
             for project in PRIVATE_FLAVOR_ACCESS.get(name, []):
                 if project_ids[project] not in granted:
                     conn.compute.flavor_add_tenant_access(flavor, project_ids[project])

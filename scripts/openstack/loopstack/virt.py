@@ -26,14 +26,12 @@ import re
 import threading
 import time
 
-from oslo_log import log as logging
-
 import nova.conf
 from nova import exception
-from nova.compute import power_state
-from nova.compute import task_states
+from nova.compute import power_state, task_states
 from nova.image import glance
 from nova.virt import fake
+from oslo_log import log as logging
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
@@ -300,7 +298,10 @@ class LoopbackDriver(fake.FakeDriverWithoutFakeNodes):
         if "ubuntu" in lowered or distro == "ubuntu":
             hostname, issue = "ubuntu", "Ubuntu 22.04.4 LTS"
         elif "centos" in lowered or distro == "centos":
-            hostname, issue = "localhost", "CentOS Linux 7 (Core)\nKernel 3.10.0-1160.el7.x86_64 on an x86_64\n"
+            hostname, issue = (
+                "localhost",
+                "CentOS Linux 7 (Core)\nKernel 3.10.0-1160.el7.x86_64 on an x86_64\n",
+            )
         else:
             hostname, issue = (instance.hostname or "localhost"), "Linux"
         ip = "10.20.0.10"
