@@ -111,6 +111,13 @@ class Image(MirrorRow):
     def is_transitional(self) -> bool:
         return self.deleted_at is None and self.status in TRANSITIONAL_IMAGE_STATUSES
 
+    @property
+    def is_volume_snapshot(self) -> bool:
+        """Made by Nova from a server booted from a volume: no data of its own, only
+        Cinder volume snapshots named in `block_device_mapping`. Booting it makes new
+        volumes, which the portal does not clean up."""
+        return "block_device_mapping" in self.properties
+
 
 class BootTest(models.Model):
     """Whether a snapshot is known to boot: the outcome of its latest boot test.

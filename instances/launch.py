@@ -99,6 +99,11 @@ def participants_from(text: str, *, limit: int = MAX_COUNT + 1) -> list[str]:
 def fit_problems(*, image: Image, flavor: Flavor) -> list[str]:
     """Why `image` cannot boot on `flavor` (empty when it can)."""
     problems = []
+    if image.is_volume_snapshot:
+        problems.append(
+            "it was made from an instance booted from a volume: booting it makes volumes "
+            "the portal cannot clean up"
+        )
     if image.status != "active":
         problems.append(f"it is {image.status}, not active")
     if flavor.disk_gb and image.min_disk and flavor.disk_gb < image.min_disk:

@@ -441,6 +441,11 @@ def snapshot_verify_request(*, snapshot: Snapshot, actor, idempotency_key: str =
         )
     if snapshot.status != "active":
         raise ActionRefused(f"{snapshot.name} is {snapshot.status}, not active.")
+    if snapshot.is_volume_snapshot:
+        raise ActionRefused(
+            f"{snapshot.name} was made from an instance booted from a volume: a test boot "
+            "would make volumes the portal cannot clean up."
+        )
     if not snapshot.site.is_reachable:
         raise ActionRefused(f"{snapshot.site.display_name} is unreachable; try again later.")
     if busy_pks([snapshot], target="image"):

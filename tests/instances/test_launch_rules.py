@@ -148,3 +148,23 @@ def test_outsiders_cannot_launch(people, snap, small):
     with pytest.raises(ActionRefused) as info:
         check(people, actor=people["carol"], flavor=small, image=snap)
     assert info.value.status == 403
+
+
+def test_a_snapshot_of_a_volume_backed_instance_is_not_offered_to_boot_or_test(people, small):
+    """Nova makes it a 0-byte image naming Cinder volume snapshots; each boot makes new
+    volumes that a seat's or a boot test's teardown would leave behind."""
+    from snapshots.models import Snapshot
+    from snapshots.services import snapshot_verify_request
+
+    volume_snap = make_image(
+        site=people["site"], project=people["alpha"], snapshot=True, name="from-volume",
+        size=0, properties={"image_type": "snapshot", "block_device_mapping": "[{...}]"},
+    )  # fmt: skip
+    assert fit_problems(image=volume_snap, flavor=small) == [
+        "it was made from an instance booted from a volume: booting it makes volumes "
+        "the portal cannot clean up"
+    ]
+    with pytest.raises(ActionRefused, match="booted from a volume"):
+        snapshot_verify_request(
+            snapshot=Snapshot.objects.get(pk=volume_snap.pk), actor=people["alice"]
+        )
