@@ -344,23 +344,21 @@ UWSGI = {
 
 
 def pid_of(name: str) -> int | None:
+    """The pid of a process we started, if it still runs."""
     try:
         pid = int((RUN / f"{name}.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+    return pid if alive(pid) and ours(pid) else None
+
+
+def ours(pid: int) -> bool:
+    """Whether pid was started by us (a stale pid file may name someone else's)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        if state == "Z":
-            return None
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
-        return None
-    return pid
+        return False
+    return f"LOOPSTACK_STATE={STATE}".encode() in environ
 
 
 def port_open(port: int) -> bool:
@@ -383,7 +381,7 @@ def spawn(name: str, cmd: list, env: dict | None = None) -> int:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=dict(os.environ, **(env or {})),
+            env=dict(os.environ, **(env or {}), LOOPSTACK_STATE=str(STATE)),
             cwd=STATE,
             start_new_session=True,
         )
@@ -562,8 +560,9 @@ def db_setup() -> None:
     db = f"mysql+pymysql://{DB_USER}:{DB_PASSWORD}@{HOST}:{PORTS['mysql']}"
     kconf = ["--config-file", CONF / "keystone" / "keystone.conf"]
     nconf = ["--config-file", CONF / "nova" / "nova.conf"]
-    (STATE / "keystone" / "fernet-keys").mkdir(parents=True, exist_ok=True)
-    (STATE / "keystone" / "credential-keys").mkdir(parents=True, exist_ok=True)
+    for keys in ("fernet-keys", "credential-keys"):
+        (STATE / "keystone" / keys).mkdir(parents=True, exist_ok=True)
+        (STATE / "keystone" / keys).chmod(0o700)
     jobs = {
         "keystone-db": [
             [BIN / "keystone-manage", *kconf, "db_sync"],
@@ -883,41 +882,66 @@ def status() -> int:
     return 1 if down else 0
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def stop() -> None:
-    # Reverse start order: compute services first, databases last.
+    """SIGTERM to every process group we started (RabbitMQ via rabbitmqctl), then wait."""
+    groups = {}
     for name in reversed(ALL):
         pid = pid_of(name)
         if pid is None:
             (RUN / f"{name}.pid").unlink(missing_ok=True)
             continue
-        if name == "rabbitmq":
-            run(
-                [RABBIT_BIN / "rabbitmqctl", "shutdown", "--timeout", "30"],
-                env=rabbit_env(),
-                check=False,
-            )
+        groups[name] = pid
+    if "rabbitmq" in groups:
+        run(
+            [RABBIT_BIN / "rabbitmqctl", "shutdown", "--timeout", "30"],
+            env=rabbit_env(),
+            check=False,
+        )
+    # mysqld_safe's child, mariadbd, may outlive the wrapper for a moment.
+    mysqld = None
+    try:
+        mysqld = int((RUN / "mysqld.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    for name, pid in groups.items():
         say(f"stopping {name} (pid {pid})")
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and pid_of(name):
-            time.sleep(0.2)
-        if pid_of(name):
+    waited = [pid for pid in groups.values()] + ([mysqld] if mysqld else [])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(alive(pid) for pid in waited):
+        time.sleep(0.2)
+    for name, pid in groups.items():
+        if alive(pid):
+            say(f"{name} (pid {pid}) ignored SIGTERM: SIGKILL")
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         (RUN / f"{name}.pid").unlink(missing_ok=True)
     # epmd, started by RabbitMQ on our own port, outlives it.
-    if (RABBIT_BIN.parent / "bin").exists() and shutil.which("epmd"):
+    if shutil.which("epmd"):
         subprocess.run(
             ["epmd", "-kill"],
             env=dict(os.environ, ERL_EPMD_PORT=str(PORTS["epmd"])),
             capture_output=True,
         )
-    say("stopped")
+    say("stopped" if groups else "nothing was running")
 
 
 def main(argv: list[str]) -> int:

@@ -222,9 +222,12 @@ def ensure_images(conn) -> dict:
             conn.image.delete_image(image)
             image = None
         if image is None:
+            data = image_bytes(name, size)
             image = conn.image.create_image(
                 name=name,
-                data=io.BytesIO(image_bytes(name, size)),
+                data=io.BytesIO(data),
+                md5=hashlib.md5(data).hexdigest(),
+                sha256=hashlib.sha256(data).hexdigest(),
                 disk_format="raw",
                 container_format="bare",
                 visibility="public",
