@@ -353,9 +353,17 @@ def pid_of(name: str) -> int | None:
 
 
 def ours(pid: int) -> bool:
-    """Whether pid was started by us (a stale pid file may name someone else's)."""
+    """Whether pid was started by us (a stale pid file may name someone else's).
+
+    Every process we start carries LOOPSTACK_STATE in its environment, or our
+    state dir on its command line (Nova's setproctitle overwrites the
+    environment block; its title keeps the --config-file path).
+    """
+    proc = Path(f"/proc/{pid}")
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if str(STATE).encode() in proc.joinpath("cmdline").read_bytes():
+            return True
+        environ = proc.joinpath("environ").read_bytes().split(b"\0")
     except OSError:
         return False
     return f"LOOPSTACK_STATE={STATE}".encode() in environ
@@ -865,9 +873,26 @@ def finish() -> None:
     say(f"ids and endpoints: {STATE / 'cloud.json'}; knobs: {STATE / 'knobs.json'}; logs: {LOG}")
 
 
+def group_rss_mib(pgid: int) -> float:
+    """Resident memory of a process group (the service and its workers), MiB."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            for line in (stat.parent / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1024
+
+
 def status() -> int:
     width = max(map(len, ALL))
     down = 0
+    total = 0.0
     for name in ALL:
         pid = pid_of(name)
         port = PORTS.get(name)
@@ -877,8 +902,11 @@ def status() -> int:
         else:
             state = "DOWN"
             down += 1
+        rss = group_rss_mib(pid) if pid else 0.0
+        total += rss
         where = f"{HOST}:{port}" if port else ""
-        print(f"{name:<{width}}  {state:<4}  pid {pid or '-':<8} {where}")
+        print(f"{name:<{width}}  {state:<4}  pid {pid or '-':<8} {rss:7.0f} MiB  {where}")
+    print(f"{'total':<{width}}  {'':<4}      {'':<8} {total:7.0f} MiB")
     return 1 if down else 0
 
 
