@@ -206,3 +206,13 @@ def test_a_chosen_network_that_is_no_longer_usable_is_refused(people, catalog, t
             network_ids=["n-alphanet"],
         )  # fmt: skip
     assert refused.value.message == "Network alphanet is not available in project beta."
+
+
+def test_a_boot_test_goes_where_a_launch_would_or_on_the_first_usable_network(
+    people, two_networks, settings
+):
+    from snapshots.verify import boot_test_networks
+
+    assert boot_test_networks(people["beta"]) == ["n-lab"]  # several: no 409 from "auto"
+    settings.PORTAL_SITE_NETWORKS = "devcloud=private"
+    assert boot_test_networks(people["beta"]) == ["n-private"]
