@@ -6,7 +6,7 @@ import secrets
 import string
 import uuid
 
-from . import clock, console, flavors, nova_images, quotas, transitions
+from . import clock, console, flavors, neutron, nova_images, quotas, transitions
 from . import image as image_mod
 from .nova import (
     MAX_VERSION,
@@ -22,9 +22,6 @@ from .nova import (
 )
 from .store import dumps, keyset_condition, loads, order_by
 from .web import ApiError, Response, Router
-
-NETWORK_NAME = "private"
-NETWORK_ID = "7d2c9a43-5f9e-4b59-9c2b-6e1d2f0a9b11"
 
 VM_TO_STATUS = {
     "active": "ACTIVE",
@@ -442,7 +439,30 @@ def _count(server, name, default):
     return value
 
 
+def _auto_network(req, *, required):
+    """Nova's choice for `networks: "auto"` (and for no `networks` before 2.37): the
+    one network the project may use. Several: 409, Nova will not guess. None: "auto"
+    would allocate a topology (devcloud has none to offer); before 2.37 the server
+    simply gets no network."""
+    project_id = req.ctx.project_id
+    usable = neutron.usable_networks(req.app.store, project_id)
+    if len(usable) > 1:
+        raise ApiError(
+            409, "Multiple possible networks found, use a Network ID to be more specific."
+        )
+    if not usable:
+        if required:
+            raise ApiError(
+                400, f"Unable to automatically allocate a network for project {project_id}"
+            )
+        return None
+    return usable[0]
+
+
 def _parse_networks(req, server):
+    """The network row the server joins (its address is shown under the network's
+    name), or None for no network. A list of several joins the first: devcloud
+    gives a server one address."""
     networks = server.get("networks")
     if networks is None:
         if mv(req, 37):
@@ -451,23 +471,27 @@ def _parse_networks(req, server):
                 "Invalid input for field/attribute server. Value: "
                 "'networks' is a required property",
             )
-        return NETWORK_NAME
+        return _auto_network(req, required=False)
     if networks == "none":
         return None
     if networks == "auto":
-        return NETWORK_NAME
+        return _auto_network(req, required=True)
     if isinstance(networks, str) or not isinstance(networks, list):
         raise ApiError(400, f"Invalid input for field/attribute networks. Value: {networks}.")
     if not networks:
-        return NETWORK_NAME
+        return _auto_network(req, required=False)
+    joined = []
     for net in networks:
         if not isinstance(net, dict):
             raise ApiError(400, "Bad networks format")
-        if "uuid" in net and net["uuid"] not in (NETWORK_ID, NETWORK_NAME):
-            raise ApiError(400, f"Network {net['uuid']} could not be found.")
         if "port" in net and net["port"]:
             raise ApiError(400, f"Port {net['port']} could not be found.")
-    return NETWORK_NAME
+        if "uuid" in net:
+            row = neutron.network_for_server(req.app.store, req.ctx.project_id, net["uuid"])
+            if row is None:
+                raise ApiError(400, f"Network {net['uuid']} could not be found.")
+            joined.append(row)
+    return joined[0] if joined else _auto_network(req, required=False)
 
 
 def _boot_image(req, server):
@@ -612,9 +636,14 @@ def create_server(req):
             400,
             "Invalid input for field/attribute server. Value: 'flavorRef' is a required property",
         )
-    flavor_row = flavors.visible_flavor(store, ctx, _ref_id(server["flavorRef"]))
+    flavor_id = _ref_id(server["flavorRef"])
+    flavor_row = flavors.visible_flavor(store, ctx, flavor_id)
     if flavor_row is None:
         raise ApiError(400, "Invalid flavorRef provided.")
+    if not flavors.usable_in_project(store, flavor_row, ctx.project_id):
+        # An admin token lists (and shows) every flavor, but Nova boots a private
+        # one only in the projects on its access list, whatever the caller's role.
+        raise ApiError(400, f"Flavor {flavor_id} could not be found.")
     flavor = flavor_snapshot(flavor_row)
     image_row, image_id = _boot_image(req, server)
     _check_image_fits(image_row, flavor, boot_from_volume=(image_id == ""))
@@ -649,14 +678,14 @@ def create_server(req):
             server_id = str(uuid.uuid4())
             display = f"{name}-{index + 1}" if count > 1 else name
             now = clock.now_db()
-            ip = allocate_ip(conn, store) if network else None
+            ip = allocate_ip(conn, store) if network is not None else None
             conn.execute(
                 "INSERT INTO servers (id, name, project_id, user_id, flavor_id, flavor, image_id,"
                 " image_props, vm_state, task_state, power_state, created_at, updated_at,"
-                " metadata, tags, description, key_name, network, ip, disk_used_bytes,"
-                " reservation_id, launch_index, security_groups)"
+                " metadata, tags, description, key_name, network, network_id, ip,"
+                " disk_used_bytes, reservation_id, launch_index, security_groups)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'building', 'scheduling', 0, ?, ?, ?, ?, ?, ?,"
-                " ?, NULL, ?, ?, ?, ?)",
+                " ?, ?, NULL, ?, ?, ?, ?)",
                 (
                     server_id,
                     display,
@@ -672,7 +701,8 @@ def create_server(req):
                     dumps(tags),
                     description,
                     key_name,
-                    network,
+                    network["name"] if network else None,
+                    network["id"] if network else None,
                     disk_used,
                     reservation_id,
                     index,
@@ -693,7 +723,7 @@ def create_server(req):
         "OS-DCF:diskConfig": "MANUAL",
         "adminPass": admin_pass,
     }
-    if network:
+    if network is not None:
         resp["security_groups"] = [{"name": g} for g in groups]
     return Response(
         202, {"server": resp}, {"Location": f"{req.base_url}/compute/v2.1/servers/{first}"}

@@ -19,6 +19,20 @@ def visible_flavor(store, ctx, flavor_id):
     return None
 
 
+def usable_in_project(store, row, project_id):
+    """Whether a server of `project_id` may run on the flavor: public, or the
+    project is on its access list (Nova's check at boot, admin or not)."""
+    if row["is_public"]:
+        return True
+    return (
+        store.one(
+            "SELECT 1 FROM flavor_access WHERE flavor_id = ? AND project_id = ?",
+            (row["id"], project_id),
+        )
+        is not None
+    )
+
+
 FLAVOR_SORT_KEYS = {
     "flavorid": "id",
     "id": "id",

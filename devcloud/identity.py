@@ -134,6 +134,7 @@ def catalog(base_url):
         ("identity", "keystone", f"{base_url}/identity"),
         ("compute", "nova", f"{base_url}/compute/v2.1"),
         ("image", "glance", f"{base_url}/image"),
+        ("network", "neutron", f"{base_url}/networking"),
     ]
     entries = []
     for stype, name, url in services:

@@ -1,7 +1,7 @@
 """HTTP front end: request parsing, routing, auth, faults and the access log.
 
 Each OpenStack service is mounted under its own prefix (/identity, /compute,
-/image) the way devstack does it, plus /devcloud for the simulator's admin
+/image, /networking) the way devstack does it, plus /devcloud for the simulator's admin
 knobs. Errors are raised as ApiError and rendered in the shape of the service
 that the path belongs to, because clients parse those bodies differently.
 """
@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 
-from . import clock, compute, identity, image, transitions
+from . import clock, compute, identity, image, neutron, transitions
 from . import faults as faults_mod
 from .store import Store, loads
 from .web import HTTP_REASONS, MAX_BODY, ApiError, Request, Response, Router, render_error
@@ -62,11 +62,13 @@ class App:
             "identity": Router(),
             "compute": Router(),
             "image": Router(),
+            "networking": Router(),
             "devcloud": Router(),
         }
         identity.register(self.routers["identity"])
         compute.register(self.routers["compute"])
         image.register(self.routers["image"])
+        neutron.register(self.routers["networking"])
         self.routers["devcloud"].add("GET", "/faults", get_faults)
         self.routers["devcloud"].add("PUT", "/faults", put_faults)
         self.routers["devcloud"].add("GET", "/health", health, auth=False)
@@ -75,6 +77,8 @@ class App:
         from . import seed
 
         seed.ensure_seeded(self.store, profile)
+        admin = self.store.one("SELECT id FROM projects WHERE name = ?", (seed.ADMIN_PROJECT,))
+        neutron.ensure_default_network(self.store, admin["id"] if admin else "")
         self.scheduler = transitions.Scheduler(self)
 
     def duration(self, seconds):
@@ -83,7 +87,7 @@ class App:
     # -- request pipeline ---------------------------------------------------
 
     def split_service(self, path):
-        for service in ("identity", "compute", "image", "devcloud"):
+        for service in ("identity", "compute", "image", "networking", "devcloud"):
             prefix = "/" + service
             if path == prefix or path.startswith(prefix + "/"):
                 return service, path[len(prefix) :]

@@ -108,6 +108,7 @@ CREATE TABLE IF NOT EXISTS servers (
     reservation_id TEXT NOT NULL DEFAULT '',
     launch_index INTEGER NOT NULL DEFAULT 0,
     security_groups TEXT NOT NULL DEFAULT '["default"]',
+    network_id TEXT,
     console TEXT
 );
 CREATE INDEX IF NOT EXISTS servers_project_created
@@ -147,6 +148,16 @@ CREATE INDEX IF NOT EXISTS images_visibility ON images (visibility, created_at, 
 CREATE INDEX IF NOT EXISTS images_name ON images (COALESCE(name, ''), created_at, id);
 CREATE INDEX IF NOT EXISTS images_status ON images (status);
 CREATE INDEX IF NOT EXISTS images_size ON images (COALESCE(size, -1), created_at, id);
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    project_id TEXT NOT NULL,
+    shared INTEGER NOT NULL DEFAULT 0,
+    external INTEGER NOT NULL DEFAULT 0,
+    admin_state_up INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     due REAL NOT NULL,
@@ -160,7 +171,11 @@ CREATE INDEX IF NOT EXISTS transitions_object ON transitions (object_id);
 
 # Columns added after data directories were first created: (table, column, declaration).
 # CREATE TABLE IF NOT EXISTS leaves an old table as it was, so they are added here.
-ADDED_COLUMNS = (("servers", "console", "TEXT"), ("servers", "locked_reason", "TEXT"))
+ADDED_COLUMNS = (
+    ("servers", "console", "TEXT"),
+    ("servers", "locked_reason", "TEXT"),
+    ("servers", "network_id", "TEXT"),
+)
 
 
 def _add_missing_columns(conn):

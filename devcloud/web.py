@@ -42,6 +42,16 @@ NOVA_FAULT_NAMES = {
     503: "serviceUnavailable",
 }
 
+NEUTRON_TYPES = {
+    400: "HTTPBadRequest",
+    401: "HTTPUnauthorized",
+    403: "HTTPForbidden",
+    404: "HTTPNotFound",
+    405: "HTTPMethodNotAllowed",
+    409: "HTTPConflict",
+    503: "HTTPServiceUnavailable",
+}
+
 MAX_BODY = 512 * 1024 * 1024
 
 
@@ -141,6 +151,10 @@ def render_error(service, err):
     if service == "compute" and err.status != 401:
         name = NOVA_FAULT_NAMES.get(err.status, "computeFault")
         return {name: {"code": err.status, "message": err.message}}
+    if service == "networking" and err.status != 401:
+        # Neutron names the exception; a NeutronError carries its type as `kind`.
+        kind = getattr(err, "kind", None) or NEUTRON_TYPES.get(err.status, "HTTPError")
+        return {"NeutronError": {"type": kind, "message": err.message, "detail": ""}}
     if service == "image" and err.status != 401:
         return {"message": err.message, "code": f"{err.status} {reason}", "title": reason}
     return {"error": {"code": err.status, "title": reason, "message": err.message}}

@@ -51,17 +51,20 @@ class ServerFilterSet(django_filters.FilterSet):
         model = Server
         fields = ["q", "status", "project", "site", "flavor"]
 
-    def __init__(self, data=None, *args, projects=None, **kwargs):
+    def __init__(self, data=None, *args, projects=None, flavors=None, **kwargs):
         data = data.copy() if data is not None else None
         if data is not None and not data.getlist("status") and not data.get("filtered"):
             data.setlist("status", DEFAULT_STATUSES)
         super().__init__(data, *args, **kwargs)
         self.filters["project"].queryset = projects
         # The flavors the mirror knows (a few dozen per site), not a DISTINCT over
-        # every server: that read all 10,000 of them on each view.
+        # every server: that read all 10,000 of them on each view. `flavors`: the
+        # names the user may see (a private flavor only where it is usable), else all.
         # A server may run a flavor deleted since (or private): the asked-for name
         # is a choice too, and simply matches what it matches.
-        flavors = set(Flavor.objects.filter(deleted_at__isnull=True).values_list("name", flat=True))
+        if flavors is None:
+            flavors = Flavor.objects.filter(deleted_at__isnull=True).values_list("name", flat=True)
+        flavors = set(flavors)
         if data is not None and data.get("flavor"):
             flavors.add(data["flavor"])
         flavors = sorted(flavors)

@@ -14,6 +14,8 @@ class LaunchForm(forms.Form):
         help_text="Letters, digits and dashes; with several instances, the prefix of each name.",
     )  # fmt: skip
     flavor = forms.ModelChoiceField(queryset=None, empty_label=None)
+    # Asked only when the project may use several networks and none is configured.
+    network = forms.ModelChoiceField(queryset=None, required=False, label="Network")
     image = forms.ModelChoiceField(queryset=None, empty_label=None)
     count = forms.IntegerField(
         min_value=1, max_value=MAX_COUNT, initial=1, label="Number of instances"
@@ -23,11 +25,21 @@ class LaunchForm(forms.Form):
         help_text="Workshop mode: one instance per participant, named after them.",
     )  # fmt: skip
 
-    def __init__(self, *args, projects, flavors, images, **kwargs):
+    def __init__(self, *args, projects, flavors, images, networks, **kwargs):
+        """`networks`: the networks to choose from, or an empty queryset when the
+        page need not ask (then the field is ignored)."""
         super().__init__(*args, **kwargs)
         self.fields["project"].queryset = projects
         self.fields["flavor"].queryset = flavors
         self.fields["image"].queryset = images
+        self.fields["network"].queryset = networks
+        self.fields["network"].required = networks.exists()
+        self.fields["network"].error_messages["required"] = (
+            "Choose the network the new machines join."
+        )
+        self.fields["network"].error_messages["invalid_choice"] = (
+            "Choose one of the listed networks."
+        )
         self.fields["flavor"].error_messages["invalid_choice"] = "Choose one of the listed flavors."
         self.fields["image"].error_messages["invalid_choice"] = (
             "Choose one of the listed images or snapshots."

@@ -15,6 +15,7 @@ from images.models import Image
 from instances.launch import launch_check
 from instances.models import Flavor, Server
 from instances.services import (
+    networks_sync,
     project_quota_refresh,
     server_delete_batch,
     server_refresh,
@@ -202,10 +203,13 @@ def step_launch_remove_replaced(job: Job) -> Wait | Skipped | None:
 
 
 def step_launch_check(job: Job) -> None:
-    """The page's rules again, with the cloud's live quota."""
+    """The page's rules again, with the cloud's live quota and networks: the flavor
+    must be usable in the project, and the networks chosen still usable (or, with
+    none chosen, still not ambiguous: Nova would refuse every seat with a 409)."""
     project_quota_refresh(job.project)
+    networks_sync(job.site)
     try:
-        launch_check(
+        plan = launch_check(
             actor=job.actor,
             project=job.project,
             flavor=Flavor.objects.get(pk=job.params["flavor_pk"]),
@@ -213,11 +217,14 @@ def step_launch_check(job: Job) -> None:
             prefix=job.params.get("prefix", ""),
             count=len(job.params["names"]),
             participants=job.params.get("participants", []),
+            network_ids=job.params.get("network_ids"),
         )
     except ActionRefused as refused:
         raise StepFailed(refused.message) from refused
     except (Flavor.DoesNotExist, Image.DoesNotExist) as exc:
         raise StepFailed("the flavor or image is gone") from exc
+    # What the seats boot on: as checked now (a project's setting may have changed).
+    job.state["network_ids"] = plan.network_ids
 
 
 def _launch_one(job: Job, index: int, name: str) -> None:
@@ -239,11 +246,12 @@ def _launch_one(job: Job, index: int, name: str) -> None:
     participants = job.params.get("participants", [])
     if index < len(participants):
         metadata["participant"] = participants[index][:255]
+    networks = job.state.get("network_ids", job.params.get("network_ids"))
     try:
         server = cloud.server_create(
             job.site.name, project_id=project_id, name=name,
             flavor_id=job.params["flavor_id"], image_id=job.params["image_id"],
-            metadata=metadata,
+            metadata=metadata, network_ids=networks,
         )  # fmt: skip
     except (cloud.BadRequest, cloud.Forbidden, cloud.Conflict) as exc:
         outcomes[key] = f"failed: {exc.message}"

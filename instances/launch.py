@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from images.models import BootTest, Image
-from instances.models import Flavor, Server
+from instances.models import Flavor, Network, Server
+from instances.selectors import flavors_usable_by, networks_usable_by
 from portal.access import can_act_on, projects_visible_to
 from portal.errors import ActionRefused
 from portal.jobs import job_create
 from portal.models import Job, Project
+from portal.sites import network_refs, site_networks
 
 MAX_NAME = 63
 MAX_COUNT = 100
@@ -133,6 +136,72 @@ def quota_problem(*, project: Project, flavor: Flavor, count: int) -> str:
     )
 
 
+def flavor_refusal(*, project: Project, flavor: Flavor) -> str:
+    """Why the project's servers cannot run on `flavor` (a private flavor without
+    the project on its access list), or ""."""
+    if flavors_usable_by(project).filter(pk=flavor.pk).exists():
+        return ""
+    return f"Flavor {flavor.name} is not available in project {project.name}."
+
+
+def configured_networks(project: Project) -> list[str]:
+    """The networks (names or ids) set for the project's new machines: the
+    project's own setting, else its site's PORTAL_SITE_NETWORKS; [] when neither."""
+    return network_refs(project.network_ids) or site_networks(project.site.name)
+
+
+def network_question(project: Project) -> list[Network]:
+    """The networks the launch page must offer (the project may use several and
+    nothing says which one), or [] when it need not ask."""
+    if configured_networks(project):
+        return []
+    usable = list(networks_usable_by(project))
+    return usable if len(usable) > 1 else []
+
+
+def launch_networks(*, project: Project, chosen_ids: Sequence[str] | None) -> list[str] | None:
+    """The ids of the networks the project's new machines join; None for Nova's
+    "auto" (the project may use no network the portal knows of: Nova may allocate
+    one). In order: the configured networks (project, then site); the ones chosen
+    (on the page, or carried by a job); the project's only usable network, by id.
+    Several and none chosen: refused, since Nova would answer each machine with
+    409 "Multiple possible networks found"."""
+    usable = list(networks_usable_by(project))
+    configured = configured_networks(project)
+    if configured:
+        ids = []
+        for ref in configured:
+            found = next((n for n in usable if n.openstack_id == ref), None) or next(
+                (n for n in usable if n.name == ref), None
+            )
+            if found is None:
+                raise ActionRefused(
+                    f"Network {ref}, set for new machines of project {project.name}, is not "
+                    "available in it; ask the portal's operators to correct the setting.",
+                    status=409,
+                )
+            ids.append(found.openstack_id)
+        return ids
+    if chosen_ids:
+        by_id = {n.openstack_id: n for n in usable}
+        for network_id in chosen_ids:
+            if network_id not in by_id:
+                known = Network.objects.filter(site_id=project.site_id, openstack_id=network_id)
+                label = next((n.name for n in known if n.name), network_id)
+                raise ActionRefused(
+                    f"Network {label} is not available in project {project.name}.", status=400
+                )
+        return list(chosen_ids)
+    if len(usable) == 1:
+        return [usable[0].openstack_id]
+    if not usable:
+        return None
+    names = ", ".join(n.name or n.openstack_id for n in usable)
+    raise ActionRefused(
+        f"Choose a network: project {project.name} has several ({names}).", status=400
+    )
+
+
 @dataclass(frozen=True)
 class LaunchPlan:
     project: Project
@@ -141,6 +210,8 @@ class LaunchPlan:
     names: list[str]
     participants: list[str]
     prefix: str
+    # The networks the machines join (ids); None: Nova's "auto".
+    network_ids: list[str] | None = None
 
 
 def boot_tests_of(images) -> dict[tuple[int, str], BootTest]:
@@ -165,9 +236,10 @@ def unbootable_check(*, image: Image, count: int, confirmed: bool) -> None:
 
 def launch_check(
     *, actor, project: Project, flavor: Flavor, image: Image, prefix: str, count: int,
-    participants: list[str],
+    participants: list[str], network_ids: Sequence[str] | None = None,
 ) -> LaunchPlan:  # fmt: skip
-    """Every launch rule; raises ActionRefused with the message for the user."""
+    """Every launch rule; raises ActionRefused with the message for the user.
+    `network_ids`: the networks chosen on the page (or carried by the job)."""
     if not projects_visible_to(actor).filter(pk=project.pk).exists():
         raise ActionRefused("You are not a member of this project.", status=403)
     if not project.site.is_reachable:
@@ -176,6 +248,9 @@ def launch_check(
         raise ActionRefused("Flavor and image must be on the project's site.", status=400)
     if flavor.deleted_at or image.deleted_at:
         raise ActionRefused("That flavor or image no longer exists.", status=400)
+    refusal = flavor_refusal(project=project, flavor=flavor)
+    if refusal:
+        raise ActionRefused(refusal, status=400)
     if image.is_snapshot and image.project_id != project.pk:
         raise ActionRefused(
             "Snapshots can be launched only in the project that owns them.", status=400
@@ -201,7 +276,8 @@ def launch_check(
     # Without a name, instances are named after what they boot.
     prefix = prefix.strip() or image.name
     names = instance_names(prefix=prefix, participants=participants, count=count)
-    return LaunchPlan(project, flavor, image, names, participants, prefix)
+    networks = launch_networks(project=project, chosen_ids=network_ids)
+    return LaunchPlan(project, flavor, image, names, participants, prefix, networks)
 
 
 # Called with (job, plan) after a launch with participants was recorded; the
@@ -237,6 +313,7 @@ def _launch_job(*, actor, plan: LaunchPlan, idempotency_key: str) -> Job:
             "flavor_pk": plan.flavor.pk,
             "image_pk": plan.image.pk,
             "image_id": plan.image.openstack_id,
+            "network_ids": plan.network_ids,
         },
     )
 
@@ -266,6 +343,15 @@ def launch_retry_request(*, job: Job, actor, idempotency_key: str = "") -> Job:
     seats, held = _failed_seats(job, actor)
     names = [job.params["names"][seat] for seat in seats]
     participants = job.params.get("participants", [])
+    # The same flavor and networks as the launch, if the project may still use them
+    # (the new job checks again before it creates anything).
+    flavor = Flavor.objects.filter(pk=job.params.get("flavor_pk")).first()
+    if flavor is None or flavor.deleted_at:
+        raise ActionRefused("The launch's flavor no longer exists.", status=409)
+    refusal = flavor_refusal(project=job.project, flavor=flavor)
+    if refusal:
+        raise ActionRefused(refusal, status=409)
+    networks = launch_networks(project=job.project, chosen_ids=job.params.get("network_ids"))
     return job_create(
         kind="instances.launch",
         actor=actor,
@@ -277,6 +363,7 @@ def launch_retry_request(*, job: Job, actor, idempotency_key: str = "") -> Job:
             **job.params,
             "names": names,
             "participants": [participants[s] for s in seats if s < len(participants)],
+            "network_ids": networks,
             "retry_of": job.pk,
             "replaces": [{"id": s.openstack_id, "name": s.name} for s in held],
         },

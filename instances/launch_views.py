@@ -17,12 +17,13 @@ from instances.launch import (
     instance_launch_request,
     instance_names,
     launch_check,
+    network_question,
     participants_from,
     quota_problem,
     unbootable_check,
 )
-from instances.models import Flavor
-from instances.selectors import source_servers_for
+from instances.models import Flavor, Network
+from instances.selectors import flavors_usable_by, source_servers_for
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
 from portal.filters import name_q
@@ -125,6 +126,7 @@ def _launch_submit(request, form):
     repeated = job_repeated(actor=request.user, key=key)
     if repeated is not None:
         return repeated, None  # a double click: the first request started it
+    network = form.cleaned_data.get("network")
     try:
         unbootable_check(
             image=form.cleaned_data["image"],
@@ -140,6 +142,7 @@ def _launch_submit(request, form):
             prefix=form.cleaned_data["name"],
             count=form.cleaned_data["count"],
             participants=participants_from(form.cleaned_data["participants"]),
+            network_ids=[network.openstack_id] if network is not None else None,
         )
     except ActionRefused as refused:
         return None, refused
@@ -156,6 +159,7 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
     image_q = data.get("image_q", "").strip()
     flavor = _choice(flavors, data, "flavor")
     image = _choice(images, data, "image")
+    networks = form.fields["network"].queryset
     shown_flavors = flavors.filter(name__icontains=flavor_q) if flavor_q else flavors
     # By name prefix ("*" in front: anywhere in the name), answered by an index;
     # the chosen image stays visible even when the filter excludes it.
@@ -186,6 +190,8 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
         "flavor_groups": _group_flavors(shown_flavors),
         "flavor": flavor,
         "image": image,
+        "networks": list(networks),
+        "network": _choice(networks, data, "network"),
         "base_images": base_rows,
         "snapshots": snapshot_rows,
         "more_base_images": more_base,
@@ -231,8 +237,9 @@ def instance_new(request):
         data if launching else None,
         initial={"project": project},
         projects=projects,
-        flavors=Flavor.objects.filter(site=project.site, deleted_at__isnull=True),
+        flavors=flavors_usable_by(project),
         images=_launchable_images(project),
+        networks=Network.objects.filter(pk__in=[n.pk for n in network_question(project)]),
     )
     refusal = None
     if launching and form.is_valid():

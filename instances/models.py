@@ -50,6 +50,9 @@ class Flavor(MirrorRow):
     ram_mib = models.PositiveBigIntegerField(default=0)
     disk_gb = models.PositiveIntegerField(default=0)
     is_public = models.BooleanField(default=True)
+    # A private flavor's access list (OpenStack project ids): Nova boots it only in
+    # these projects. See flavors_usable_by.
+    access_project_ids = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["ram_mib", "vcpus", "name"]
@@ -59,6 +62,36 @@ class Flavor(MirrorRow):
 
     def __str__(self) -> str:
         return self.name
+
+    def usable_in(self, project: Project) -> bool:
+        return self.is_public or project.openstack_id in (self.access_project_ids or [])
+
+
+class Network(MirrorRow):
+    """A Neutron network of a site. A project's servers may join its own networks
+    and the shared ones, not the external (router:external) ones."""
+
+    name = models.CharField(max_length=255, blank=True)
+    project_openstack_id = models.CharField(max_length=64, blank=True)
+    shared = models.BooleanField(default=False)
+    external = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name", "openstack_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "openstack_id"], name="network_unique_per_site")
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.openstack_id
+
+    def usable_in(self, project: Project) -> bool:
+        return (
+            self.site_id == project.site_id
+            and self.deleted_at is None
+            and not self.external
+            and (self.shared or self.project_openstack_id == project.openstack_id)
+        )
 
 
 class Server(MirrorRow):

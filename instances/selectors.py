@@ -3,16 +3,57 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from images.models import Image
 from instances.filters import ServerFilterSet
-from instances.models import Server
+from instances.models import Flavor, Network, Server
 from portal.access import can_act_on, can_see, in_visible_projects, projects_visible_to
 from portal.http import param_ids
 from portal.jobs import busy_pks
 from portal.models import Job, Project
+
+
+def flavors_usable_by(project: Project) -> QuerySet[Flavor]:
+    """The flavors the project's servers may run on: its site's public flavors and
+    the private ones with the project on their access list (Nova refuses any other
+    private flavor in the project, even to the portal's admin account)."""
+    live = Flavor.objects.filter(site_id=project.site_id, deleted_at__isnull=True)
+    # A site has a few private flavors: their lists are read here, not queried as
+    # JSON (SQLite has no JSON containment lookup).
+    shared = [
+        pk
+        for pk, access in live.filter(is_public=False).values_list("pk", "access_project_ids")
+        if project.openstack_id in (access or [])
+    ]
+    return live.filter(Q(is_public=True) | Q(pk__in=shared))
+
+
+def flavor_names_for(*, user) -> list[str]:
+    """Names of the flavors usable in some project the user sees (every live
+    flavor for a superuser): the instance list's flavor choices."""
+    flavors = Flavor.objects.filter(deleted_at__isnull=True).order_by()
+    if user.is_superuser:
+        return sorted(set(flavors.values_list("name", flat=True)))
+    mine = set(projects_visible_to(user).values_list("site_id", "openstack_id"))
+    sites = {site_id for site_id, _ in mine}
+    names = set()
+    rows = flavors.filter(site_id__in=sites).values_list(
+        "site_id", "name", "is_public", "access_project_ids"
+    )
+    for site_id, name, public, access in rows:
+        if public or any((site_id, project) in mine for project in access or []):
+            names.add(name)
+    return sorted(names)
+
+
+def networks_usable_by(project: Project) -> QuerySet[Network]:
+    """The networks the project's new servers may join: its own and the shared ones
+    of its site, not external (router:external) ones."""
+    return Network.objects.filter(
+        site_id=project.site_id, deleted_at__isnull=True, external=False
+    ).filter(Q(shared=True) | Q(project_openstack_id=project.openstack_id))
 
 
 def server_list(*, user) -> QuerySet[Server]:
@@ -25,7 +66,9 @@ def servers_shown(*, user, data, projects):
     its count, "select all matching" and the delete confirmation all use.
     Returns (filterset, rows)."""
     servers = server_list(user=user)
-    filterset = ServerFilterSet(data, queryset=servers, projects=projects)
+    filterset = ServerFilterSet(
+        data, queryset=servers, projects=projects, flavors=flavor_names_for(user=user)
+    )
     return filterset, (filterset.qs if filterset.is_valid() else servers.none())
 
 

@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.http import QueryDict
 from django.utils import timezone
 
-from instances.models import Flavor, Server
+from instances.models import Flavor, Network, Server
 from instances.selectors import servers_matching
 from portal import cloud
 from portal.access import can_act_on, can_see, projects_visible_to
@@ -151,10 +151,25 @@ def flavors_sync(site: Site) -> UpsertResult:
             "ram_mib": f.ram_mib,
             "disk_gb": f.disk_gb,
             "is_public": f.is_public,
+            "access_project_ids": list(f.access_project_ids),
         }
         for f in flavors
     }
     return mirror_upsert(Flavor, site=site, rows=rows, complete=True)
+
+
+def networks_sync(site: Site) -> UpsertResult:
+    """Every network of the site (a handful): which ones a launch may join."""
+    rows = {
+        n.id: {
+            "name": n.name,
+            "project_openstack_id": n.project_id,
+            "shared": n.shared,
+            "external": n.external,
+        }
+        for n in cloud.network_list(site.name)
+    }
+    return mirror_upsert(Network, site=site, rows=rows, complete=True)
 
 
 def project_quota_refresh(project: Project) -> Project:

@@ -62,6 +62,17 @@ class Project(models.Model):
     used_cores = models.IntegerField(default=0)
     used_ram_mib = models.BigIntegerField(default=0)
     quota_synced_at = models.DateTimeField(null=True, blank=True)
+    # Where new machines of this project go (see instances.launch.launch_networks).
+    network_ids = models.CharField(
+        max_length=1000,
+        blank=True,
+        verbose_name="networks",
+        help_text=(
+            "Comma-separated network ids (or names) the project's new machines join. Empty: "
+            "the site's PORTAL_SITE_NETWORKS, else the project's only usable network, "
+            "else the launch page asks."
+        ),
+    )
 
     class Meta:
         ordering = ["name"]

@@ -217,6 +217,10 @@ if not DEBUG:
 OS_CLIENT_CONFIG_FILE = os.environ.get("OS_CLIENT_CONFIG_FILE", str(VAR_DIR / "clouds.yaml"))
 # Which clouds.yaml entries are sites, with display names: "devcloud=Bielefeld,devcloud2=Heidelberg".
 PORTAL_SITES = os.environ.get("PORTAL_SITES", "devcloud=Bielefeld,devcloud2=Heidelberg")
+# The network(s) new machines join, per site: "devcloud=public;devcloud2=net-a,net-b"
+# (names or ids). A project's own setting (Django admin) comes first; without
+# either, a project with one usable network boots on it and one with several asks.
+PORTAL_SITE_NETWORKS = os.environ.get("PORTAL_SITE_NETWORKS", "")
 # Seconds the gateway waits for one OpenStack API call.
 OPENSTACK_TIMEOUT = envfloat("OPENSTACK_TIMEOUT", "15")
 

@@ -27,3 +27,19 @@ def sites_ensure() -> list[Site]:
         site, _ = Site.objects.update_or_create(name=name, defaults={"display_name": display})
         rows.append(site)
     return rows
+
+
+def network_refs(text: str) -> list[str]:
+    """ "a, b" → ["a", "b"]: network names or ids, in order, without blanks."""
+    return [ref.strip() for ref in (text or "").split(",") if ref.strip()]
+
+
+def site_networks(site_name: str, spec: str | None = None) -> list[str]:
+    """The networks (names or ids) PORTAL_SITE_NETWORKS names for a site:
+    "devcloud=public;devcloud2=net-a,net-b"."""
+    spec = settings.PORTAL_SITE_NETWORKS if spec is None else spec
+    for item in spec.split(";"):
+        name, _, refs = item.partition("=")
+        if name.strip() == site_name:
+            return network_refs(refs)
+    return []

@@ -14,7 +14,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from images.services import images_sync
-from instances.services import flavors_sync, quotas_sync, servers_sync
+from instances.services import flavors_sync, networks_sync, quotas_sync, servers_sync
 from portal import cloud
 from portal.mirror import planner_statistics_refresh, projects_sync
 from portal.models import Site
@@ -45,6 +45,7 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
     )
     try:
         flavors = flavors_sync(site)
+        networks_sync(site)
         servers, images = _servers_and_images_sync(site, since)
         if since is None:
             quotas_sync(site)

@@ -20,10 +20,12 @@ from django.utils import timezone
 from images.models import BootTest, Image
 from images.services import image_refresh
 from instances.jobs import server_observed
-from instances.launch import quota_problem
+from instances.launch import launch_networks, quota_problem
 from instances.models import Flavor
+from instances.selectors import networks_usable_by
 from instances.services import project_quota_refresh, server_refresh
 from portal import cloud
+from portal.errors import ActionRefused
 from portal.jobs import JOB_KEY, SKIPPED, Done, Skipped, Wait, job_key
 from portal.mirror import CREATED_BY_KEY, authorship_record
 from portal.models import Job
@@ -61,6 +63,17 @@ def smallest_flavor_for(image: Image) -> Flavor | None:
     return flavors.order_by("ram_mib", "vcpus", "disk_gb").first()
 
 
+def boot_test_networks(project) -> list[str] | None:
+    """Where a test instance goes: where a launch would; with several networks and
+    none configured, the first usable one (the test reads the console, never the
+    network), since Nova's "auto" would be a 409."""
+    try:
+        return launch_networks(project=project, chosen_ids=None)
+    except ActionRefused:
+        usable = list(networks_usable_by(project))
+        return [usable[0].openstack_id] if usable else None
+
+
 def step_verify_plan(job: Job) -> Done | Skipped:
     if not job.params.get("verify"):
         return Skipped("not asked to test that it boots")
@@ -82,7 +95,11 @@ def step_verify_plan(job: Job) -> Done | Skipped:
         reason = f"no room in the project's quota for a test instance on {flavor.name}"
         boot_test_record(job, BootTest.Outcome.SKIPPED, reason=reason, flavor_name=flavor.name)
         return Skipped(reason)
-    job.state["boot_test"] = {"flavor_id": flavor.openstack_id, "flavor_name": flavor.name}
+    job.state["boot_test"] = {
+        "flavor_id": flavor.openstack_id,
+        "flavor_name": flavor.name,
+        "network_ids": boot_test_networks(project),
+    }
     boot_test_record(job, BootTest.Outcome.RUNNING, flavor_name=flavor.name)
     return Done(f"on {flavor.name}")
 
@@ -109,6 +126,7 @@ def step_verify_boot(job: Job) -> Wait | Done | Skipped:
                 flavor_id=test["flavor_id"], image_id=_image_id(job),
                 metadata={JOB_KEY: job_key(job), CREATED_BY_KEY: job.actor.username,
                           "portal_boot_test": _image_id(job)},
+                network_ids=test.get("network_ids"),
             )  # fmt: skip
             server_id = made.id
         authorship_record(site=job.site, openstack_id=server_id, user=job.actor, job=job)

@@ -21,6 +21,7 @@ from instances.launch import (
     participant_parts,
 )
 from instances.models import Flavor, Server
+from instances.selectors import flavors_usable_by
 from instances.services import server_delete_request
 from portal.access import can_act_on, can_see, in_visible_projects
 from portal.errors import ActionRefused
@@ -169,16 +170,31 @@ def workshop_add(*, workshop: Workshop, actor, participants: list[str], idempote
     everyone = [f"{s.participant}" for s in seats] + participants
     if workshop.image is None:
         raise ActionRefused("The workshop's snapshot no longer exists.", status=409)
-    flavor = Flavor.objects.filter(site=workshop.site, name=workshop.flavor_name).first()
+    # The flavor of that name the project may use (launch_check refuses any other).
+    flavor = (
+        flavors_usable_by(workshop.project).filter(name=workshop.flavor_name).first()
+        or Flavor.objects.filter(
+            site=workshop.site, name=workshop.flavor_name, deleted_at__isnull=True
+        ).first()
+    )
     if flavor is None:
         raise ActionRefused("The workshop's flavor no longer exists.", status=409)
+    # The late machines join the networks the first ones did.
+    launched = workshop.launch_job.params if workshop.launch_job else {}
     plan = launch_check(
         actor=actor, project=workshop.project, flavor=flavor, image=workshop.image,
         prefix=workshop.prefix, count=len(participants), participants=participants,
+        network_ids=launched.get("network_ids"),
     )  # fmt: skip
     names = instance_names(prefix=workshop.prefix, participants=everyone, count=len(everyone))
     plan = LaunchPlan(
-        plan.project, plan.flavor, plan.image, names[len(seats) :], participants, plan.prefix
+        plan.project,
+        plan.flavor,
+        plan.image,
+        names[len(seats) :],
+        participants,
+        plan.prefix,
+        plan.network_ids,
     )
     job = instance_launch_request(
         actor=actor, plan=plan, idempotency_key=idempotency_key, notify=False

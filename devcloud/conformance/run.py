@@ -87,8 +87,8 @@ TESTS = [
 # regular expression on the test id, with the reason shown in the report.
 EXPECTED_SKIPS = {
     r"ListServerFiltersTestJSON\.test_list_servers_filtered_by_ip": (
-        "tempest looks the network's name up through the Neutron API, which devcloud "
-        "does not serve (fixed_network_name unset)"
+        "tempest takes the network's name from fixed_network_name, which is unset "
+        "(pre-provisioned accounts name no network)"
     ),
     r"ImagesTestJSON\.test_create_image_from_paused_server": "pause is not implemented",
     r"ImagesTestJSON\.test_create_image_from_suspended_server": "suspend is not implemented",
@@ -277,12 +277,12 @@ def tempest_conf(cloud, refs, work):
         "service_available": {
             "nova": "true",
             "glance": "true",
-            # devcloud has no Neutron API, only one fixed network. tempest skips
-            # every compute class that wants a default network (the snapshot
-            # classes among them) unless Neutron is declared; with pre-provisioned
-            # accounts and no fixed_network_name it then creates no network and
-            # looks none up. There is no network endpoint in the catalog, so any
-            # test that did call Neutron would fail, not pass by accident.
+            # devcloud's Neutron has networks only. tempest skips every compute
+            # class that wants a default network (the snapshot classes among them)
+            # unless Neutron is declared; with pre-provisioned accounts and no
+            # fixed_network_name it creates no network and looks none up, and its
+            # servers boot on the shared default network, the only one its test
+            # projects see (so "auto" and no networks before 2.37 both find it).
             "neutron": "true",
             "cinder": "false",
             "swift": "false",

@@ -36,13 +36,22 @@ from portal.cloud.image import (
     image_list,
     image_pages,
 )
-from portal.cloud.types import CloudFlavor, CloudImage, CloudProject, CloudServer, Limits
+from portal.cloud.network import network_list
+from portal.cloud.types import (
+    CloudFlavor,
+    CloudImage,
+    CloudNetwork,
+    CloudProject,
+    CloudServer,
+    Limits,
+)
 from portal.cloud.util import clock_offset
 
 __all__ = [
-    "BadRequest", "clock_offset", "CloudError", "CloudFlavor", "CloudImage", "CloudProject", "CloudServer",
+    "BadRequest", "CloudError", "CloudFlavor", "CloudImage", "CloudNetwork", "CloudProject",
+    "CloudServer", "clock_offset",
     "Conflict", "Forbidden", "Limits", "NotFound", "Unavailable", "connections_reset", "flavor_list",
     "image_delete", "image_find_by_property", "image_get", "image_list", "image_pages", "limits_get",
-    "project_list", "server_console_output", "server_create", "server_create_image", "server_delete", "server_find", "server_get",
+    "network_list", "project_list", "server_console_output", "server_create", "server_create_image", "server_delete", "server_find", "server_get",
     "server_list", "server_pages", "server_start", "server_stop",
 ]  # fmt: skip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -180,19 +180,26 @@ def server_create(
     flavor_id: str,
     image_id: str,
     metadata: Mapping[str, str],
+    network_ids: Sequence[str] | None = None,
 ) -> CloudServer:
     """Boot one server inside the project. Returns it as Nova first describes it (BUILD).
 
-    From microversion 2.37 Nova requires `networks`; "auto" asks Nova to pick
-    (or create) the project's network, which is what users of a portal expect.
+    From microversion 2.37 Nova requires `networks`: the given networks as
+    `[{"uuid": id}]`, or with None "auto", which asks Nova to pick the project's
+    one network (or to allocate one). With several networks visible to the
+    project, "auto" is a 409 "Multiple possible networks found" (a Conflict):
+    callers that know of several pass the one to use.
     """
+    networks: str | list[dict[str, str]] = (
+        "auto" if network_ids is None else [{"uuid": n} for n in network_ids]
+    )
     with translate_errors(site):
         conn = connection_for(site, project_id=project_id)
         created = conn.compute.create_server(
             name=name,
             flavor_id=flavor_id,
             image_id=image_id,
-            networks="auto",
+            networks=networks,
             metadata=dict(metadata),
         )
         return server_get(site, server_id=created.id)
@@ -226,8 +233,19 @@ def server_console_output(site: str, *, server_id: str, length: int = 60) -> str
         return response.json().get("output") or ""
 
 
+def _flavor_access(conn, flavor_id: str) -> tuple[str, ...]:
+    """The project ids on a private flavor's access list (admin only in Nova)."""
+    response = conn.compute.get(f"/flavors/{flavor_id}/os-flavor-access")
+    sdk_exceptions.raise_from_response(response)
+    entries = response.json().get("flavor_access") or []
+    return tuple(sorted({e["tenant_id"] for e in entries if e.get("tenant_id")}))
+
+
 def flavor_list(site: str) -> list[CloudFlavor]:
-    """Public and private flavors (the SDK sends `is_public=None` for "both")."""
+    """Public and private flavors (the SDK sends `is_public=None` for "both"), each
+    private one with its access list: one more call per private flavor, and sites
+    have few. The admin service account sees every flavor, but Nova boots a
+    private one only in the projects on its list."""
     with translate_errors(site):
         conn = connection_for(site)
         return [
@@ -238,6 +256,7 @@ def flavor_list(site: str) -> list[CloudFlavor]:
                 ram_mib=int(f.ram or 0),
                 disk_gb=int(f.disk or 0),
                 is_public=bool(f.is_public),
+                access_project_ids=() if f.is_public else _flavor_access(conn, f.id),
             )
             for f in conn.compute.flavors(details=True, is_public=None)
         ]

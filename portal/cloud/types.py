@@ -15,6 +15,18 @@ class CloudFlavor:
     ram_mib: int
     disk_gb: int
     is_public: bool = True
+    # A private flavor's access list: the projects whose servers may use it
+    # (Nova refuses it elsewhere, even to an admin). Empty for public flavors.
+    access_project_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CloudNetwork:
+    id: str
+    name: str
+    project_id: str
+    shared: bool
+    external: bool  # router:external: a provider network for floating IPs, not for servers
 
 
 @dataclass(frozen=True)
