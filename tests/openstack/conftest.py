@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.openstack.loopback import CLOUD_JSON, LoopbackCloud, sdk
+from tests.openstack.portal_stack import names, os_portal, os_worker  # noqa: F401 (fixtures)
 
 HERE = Path(__file__).resolve().parent
 

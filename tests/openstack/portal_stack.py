@@ -2,7 +2,7 @@
 a real Celery worker (with beat: the status watcher, the sweep and the syncs) whose
 clock runs 20 s ahead of the cloud's (libfaketime), as a worker's may in production.
 
-Import the fixtures into a test module: `from tests.openstack.portal_stack import *`.
+tests/openstack/conftest.py makes its fixtures available to every test there.
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ def os_portal(loopback_openstack, os_worker, transactional_db, broker, settings,
         for name in ("alpha", "beta")
     }
     User = get_user_model()
-    users = {n: User.objects.create_user(n, f"{n}@example.org", n) for n in ("alice", "bob", "carol")}
+    users = {
+        n: User.objects.create_user(n, f"{n}@example.org", n) for n in ("alice", "bob", "carol")
+    }
     Membership.objects.create(user=users["alice"], project=projects["alpha"], role="admin")
     Membership.objects.create(user=users["bob"], project=projects["alpha"], role="member")
     Membership.objects.create(user=users["carol"], project=projects["beta"], role="member")

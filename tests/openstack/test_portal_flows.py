@@ -28,7 +28,7 @@ from snapshots.services import (
 )
 from tests.conftest import wait_for_job
 from tests.integration.test_gateway import wait_until
-from tests.openstack.portal_stack import SITE, names, os_portal, os_worker  # noqa: F401
+from tests.openstack.portal_stack import SITE
 from workshops.models import Workshop
 from workshops.services import seat_rows, workshop_csv, workshop_teardown
 
@@ -71,7 +71,9 @@ def test_a_snapshot_with_restart_and_boot_test(os_portal):
     assert made.properties.get("portal_access_url") == "https://{ip}:8787/"
     assert image_catalog_property(made, "portal_access_url") == "https://{ip}:8787/"
     test_servers = [s for s in cloud.server_list(SITE) if s.name.startswith("boot-test-")]
-    assert [s for s in test_servers if s.metadata.get("portal_boot_test") == made.openstack_id] == []
+    assert [
+        s for s in test_servers if s.metadata.get("portal_boot_test") == made.openstack_id
+    ] == []
 
 
 def test_a_kernel_panic_is_the_boot_tests_verdict(os_portal, knobs):
