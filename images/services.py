@@ -14,6 +14,7 @@ from portal.mirror import (
     CREATED_BY_KEY,
     WRITE_BATCH,
     MirrorWriter,
+    NewestSeen,
     UpsertResult,
     authors_of,
     batched,
@@ -89,12 +90,16 @@ def images_store(
         return writer.finish()
 
 
-def images_sync(site: Site, *, updated_since: datetime | None) -> UpsertResult:
-    """Glance lists no deleted images, so only a complete listing notices deletions."""
+def images_sync(
+    site: Site, *, updated_since: datetime | None, seen: NewestSeen | None = None
+) -> UpsertResult:
+    """Glance lists no deleted images, so only a complete listing notices deletions.
+    `seen` learns the newest `updated_at` listed (the cloud's clock)."""
     pages = cloud.image_pages(site.name, updated_since=updated_since)
-    return images_store(
-        site, (image for page in pages for image in page), complete=updated_since is None
-    )
+    images = (image for page in pages for image in page)
+    if seen is not None:
+        images = seen.note(images)
+    return images_store(site, images, complete=updated_since is None)
 
 
 def image_refresh(

@@ -31,6 +31,7 @@ from portal.mirror import (
     CREATED_BY_KEY,
     WRITE_BATCH,
     MirrorWriter,
+    NewestSeen,
     UpsertResult,
     authors_of,
     batched,
@@ -107,11 +108,15 @@ def servers_store(
         return writer.finish()
 
 
-def servers_sync(site: Site, *, changes_since: datetime | None) -> UpsertResult:
+def servers_sync(
+    site: Site, *, changes_since: datetime | None, seen: NewestSeen | None = None
+) -> UpsertResult:
+    """`seen` learns the newest `updated_at` listed (the cloud's clock)."""
     pages = cloud.server_pages(site.name, changes_since=changes_since)
-    return servers_store(
-        site, (server for page in pages for server in page), complete=changes_since is None
-    )
+    servers = (server for page in pages for server in page)
+    if seen is not None:
+        servers = seen.note(servers)
+    return servers_store(site, servers, complete=changes_since is None)
 
 
 def server_refresh(site: Site, *, openstack_id: str, row: Server | None = None) -> Server | None:

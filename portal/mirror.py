@@ -377,6 +377,22 @@ WRITE_BATCH = 10_000
 _LOAD_TABLE = "mirror_load"
 
 
+class NewestSeen:
+    """Passes listed objects through, remembering the newest `updated_at` among them:
+    a moment in the cloud's own clock, from which the next "changed since" question
+    can be asked whatever the portal's clock says (see portal.watch)."""
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def note(self, items: Iterable) -> Iterator:
+        for item in items:
+            stamp = item.updated_at
+            if stamp is not None and (self.at is None or stamp > self.at):
+                self.at = stamp
+            yield item
+
+
 def batched(items: Iterable, size: int) -> Iterator[list]:
     """`items` in lists of `size` (the last one shorter); itertools.batched from 3.12."""
     iterator = iter(items)

@@ -26,16 +26,27 @@ class Site(models.Model):
     watch_lease_until = models.DateTimeField(null=True, blank=True)
     # Jobs whose objects changed while a worker held them: woken on the next round.
     watch_pending = models.JSONField(default=list, blank=True)
-    # Seconds the cloud's clock is ahead of the portal's (negative: behind), from the
-    # Date header of its last listing: "changed since" questions go in its time.
+    # "Changed since" questions go in the cloud's clock, never the portal's: the
+    # newest `updated_at` listed so far by Nova and by Glance (any listing: sync or
+    # watch), and, for a cloud that lists nothing yet, the seconds its clock is ahead
+    # of the portal's (negative: behind) from the Date header of its last listing.
+    servers_seen_at = models.DateTimeField(null=True, blank=True)
+    images_seen_at = models.DateTimeField(null=True, blank=True)
     clock_offset_seconds = models.FloatField(default=0.0)
 
     class Meta:
         ordering = ["display_name"]
 
     def cloud_time(self, moment):
-        """The cloud's clock at the portal's `moment` (for changes-since queries)."""
+        """The cloud's clock at the portal's `moment`, by the Date header's offset."""
         return moment + timedelta(seconds=self.clock_offset_seconds)
+
+    def changes_since(self, seen_at, covered):
+        """Where to ask Nova or Glance for changes from, in the cloud's clock: the newest
+        `updated_at` it listed (`seen_at`) when there is one, else the portal's moment
+        `covered` converted by the offset. Every listing is complete up to its own
+        newest change, so asking from there never misses one, whatever the clocks."""
+        return seen_at if seen_at is not None else self.cloud_time(covered)
 
     def __str__(self) -> str:
         return self.display_name

@@ -16,7 +16,7 @@ from django.utils import timezone
 from images.services import images_sync
 from instances.services import flavors_sync, networks_sync, quotas_sync, servers_sync
 from portal import cloud
-from portal.mirror import planner_statistics_refresh, projects_sync
+from portal.mirror import NewestSeen, planner_statistics_refresh, projects_sync
 from portal.models import Site
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,15 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
     if full is None:
         interval = timedelta(seconds=settings.PORTAL_FULL_SYNC_INTERVAL)
         full = site.last_full_sync_at is None or started - site.last_full_sync_at >= interval
-    # Nova and Glance compare "since" with their own clock: ask in the cloud's time.
-    since = (
-        None if full or site.last_sync_at is None else site.cloud_time(site.last_sync_at) - OVERLAP
-    )
+    incremental = not full and site.last_sync_at is not None
+    servers_seen, images_seen = NewestSeen(), NewestSeen()
     try:
         flavors = flavors_sync(site)
         networks_sync(site)
-        servers, images = _servers_and_images_sync(site, since)
-        if since is None:
+        servers, images = _servers_and_images_sync(
+            site, incremental=incremental, seen=(servers_seen, images_seen)
+        )
+        if not incremental:
             quotas_sync(site)
             projects_sync(site)
     except cloud.Unavailable as exc:
@@ -59,8 +59,12 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
         site.refresh_from_db()
         raise
     site.last_sync_at = started
-    if since is None:
+    if not incremental:
         site.last_full_sync_at = started
+    # Fresh from the database: the watcher may have moved them meanwhile.
+    marks = Site.objects.filter(pk=site.pk).values("servers_seen_at", "images_seen_at").get()
+    site.servers_seen_at = _later(marks["servers_seen_at"], servers_seen.at)
+    site.images_seen_at = _later(marks["images_seen_at"], images_seen.at)
     site.unreachable_since = None
     site.last_error = ""
     offset = cloud.clock_offset(site.name)
@@ -69,15 +73,19 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
     site.save(
         update_fields=[
             "last_sync_at", "last_full_sync_at", "unreachable_since", "last_error",
-            "clock_offset_seconds",
+            "clock_offset_seconds", "servers_seen_at", "images_seen_at",
         ]
     )  # fmt: skip
-    if since is None:
+    if not incremental:
         planner_statistics_refresh()
-    return {"full": since is None, "flavors": flavors, "servers": servers, "images": images}
+    return {"full": not incremental, "flavors": flavors, "servers": servers, "images": images}
 
 
-def _servers_and_images_sync(site: Site, since):
+def _later(a, b):
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _servers_and_images_sync(site: Site, *, incremental: bool, seen: tuple) -> tuple:
     """Servers and images, the servers in a thread of their own during a full sync.
 
     A full sync's two listings overlap: while the cloud serves the next pages
@@ -86,19 +94,32 @@ def _servers_and_images_sync(site: Site, since):
     was asked at all). Inside a transaction (a test, a caller's atomic block)
     another connection would not see its uncommitted rows: one after the other.
     """
-    if since is not None or connection.in_atomic_block:
-        return servers_sync(site, changes_since=since), images_sync(site, updated_since=since)
+    servers_seen, images_seen = seen
+    if incremental:
+        # Nova and Glance compare "since" with their own clock: ask in the cloud's time.
+        covered = site.last_sync_at
+        servers_since = site.changes_since(site.servers_seen_at, covered) - OVERLAP
+        images_since = site.changes_since(site.images_seen_at, covered) - OVERLAP
+        return (
+            servers_sync(site, changes_since=servers_since, seen=servers_seen),
+            images_sync(site, updated_since=images_since, seen=images_seen),
+        )
+    if connection.in_atomic_block:
+        return (
+            servers_sync(site, changes_since=None, seen=servers_seen),
+            images_sync(site, updated_since=None, seen=images_seen),
+        )
 
     def servers_in_own_connection():
         try:
-            return servers_sync(site, changes_since=since)
+            return servers_sync(site, changes_since=None, seen=servers_seen)
         finally:
             connections.close_all()  # this thread's own, not the caller's
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="servers-sync") as pool:
         servers = pool.submit(servers_in_own_connection)
         try:
-            images = images_sync(site, updated_since=since)
+            images = images_sync(site, updated_since=None, seen=images_seen)
         finally:
             servers_error = servers.exception()
         if servers_error is not None:

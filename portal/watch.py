@@ -28,6 +28,7 @@ from instances.models import Server
 from instances.services import servers_store
 from portal import cloud
 from portal.jobs import jobs_wake
+from portal.mirror import NewestSeen
 from portal.models import Job, Site
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,22 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
     if covered is None:
         return None
     # Nova and Glance compare "since" with their own clock: ask in the cloud's time.
-    since = site.cloud_time(covered) - timedelta(seconds=settings.PORTAL_WATCH_OVERLAP_SECONDS)
-    servers = cloud.server_list(site.name, changes_since=since)
-    images = cloud.image_list(site.name, updated_since=since)
+    overlap = timedelta(seconds=settings.PORTAL_WATCH_OVERLAP_SECONDS)
+    servers_seen, images_seen = NewestSeen(), NewestSeen()
+    servers = list(
+        servers_seen.note(
+            cloud.server_list(
+                site.name, changes_since=site.changes_since(site.servers_seen_at, covered) - overlap
+            )
+        )
+    )
+    images = list(
+        images_seen.note(
+            cloud.image_list(
+                site.name, updated_since=site.changes_since(site.images_seen_at, covered) - overlap
+            )
+        )
+    )
     offset = cloud.clock_offset(site.name)
     live_servers = Server.objects.filter(site=site, deleted_at__isnull=True)
     live_images = Image.objects.filter(site=site, deleted_at__isnull=True)
@@ -90,12 +104,18 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
     Site.objects.filter(pk=site.pk).update(
         watched_at=asked, watch_lease_until=None, watch_pending=busy[:PENDING_MAX],
         clock_offset_seconds=site.clock_offset_seconds if offset is None else offset,
+        servers_seen_at=_later(site.servers_seen_at, servers_seen.at),
+        images_seen_at=_later(site.images_seen_at, images_seen.at),
     )  # fmt: skip
     log.debug(
         "watched %s: %d servers and %d images listed, %d and %d moved, %d jobs held",
         site.name, len(servers), len(images), len(server_ids), len(image_ids), len(busy),
     )  # fmt: skip
     return {"servers": server_ids, "images": image_ids, "busy": busy}
+
+
+def _later(a, b):
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _moved(rows, listed: dict[str, tuple], *, idle: bool = False) -> set[str]:

@@ -1,7 +1,8 @@
 """The portal's clock and the cloud's differ: a worker 20 s ahead of the cloud (here:
 a devcloud whose clock is 20 s behind the machine's) must still see every change.
 Nova's changes-since and Glance's updated_at=gt: compare with the cloud's clock, so
-the portal asks in the cloud's time, learnt from the Date header of its listings."""
+the portal asks in the cloud's time: from the newest `updated_at` the cloud listed,
+or, before it listed any, by the offset read off the Date header of its answers."""
 
 from __future__ import annotations
 

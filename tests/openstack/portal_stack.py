@@ -7,7 +7,6 @@ tests/openstack/conftest.py makes its fixtures available to every test there.
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -62,7 +61,6 @@ def os_worker(loopback_openstack, redis_server, django_db_setup, tmp_path_factor
     _wait_for_worker(redis_server.url, worker, log_path)
     yield {"process": worker, "log": log_path, "mail_dir": base / "mail"}
     stop_process(worker)
-    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

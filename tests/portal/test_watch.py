@@ -213,6 +213,25 @@ def test_the_watcher_asks_from_its_last_look_back_by_the_clock_tolerance(
     assert listed["since"] == first - overlap
 
 
+def test_the_watcher_asks_from_the_newest_change_the_cloud_listed_whatever_our_clock(
+    people, synced_site, listed, sent, settings
+):
+    """A worker whose clock runs 20 s ahead would ask Nova for changes since a moment
+    in the cloud's future. The cloud's own `updated_at` of the newest change it listed
+    is in the cloud's clock: the next question starts there."""
+    row = make_server(project=people["alpha"], status="ACTIVE", task_state="image_uploading")
+    waiting_job(people, row)
+    cloud_now = timezone.now() - timedelta(seconds=20)  # the cloud is 20 s behind us
+    listed["servers"] = [cloud_server(row, updated_at=cloud_now)]
+    site_watch(synced_site.pk)
+    listed["servers"] = []
+    site_watch(synced_site.pk)
+    overlap = timedelta(seconds=settings.PORTAL_WATCH_OVERLAP_SECONDS)
+    assert listed["since"] == cloud_now - overlap
+    synced_site.refresh_from_db()
+    assert synced_site.servers_seen_at == cloud_now
+
+
 def test_an_older_answer_never_overwrites_a_newer_row(people):
     row = make_server(project=people["alpha"], status="ACTIVE")
     site = people["alpha"].site
