@@ -19,6 +19,7 @@ from instances.services import server_delete_request, server_power_request, serv
 from portal import cloud
 from portal.errors import ActionRefused
 from portal.models import Job
+from portal.sync import site_sync
 from snapshots.models import Snapshot
 from snapshots.services import (
     snapshot_create_many_request,
@@ -189,3 +190,74 @@ def test_a_server_locked_by_the_operators_is_refused(os_portal):
             snapshot_create_request(server=server, actor=os_portal["users"]["alice"], name="x")
     finally:
         admin.compute.unlock_server(server.openstack_id)
+
+
+def test_with_two_networks_the_launch_asks_and_boots_on_the_chosen_one(os_portal):
+    """Nova answers `networks: auto` with 409 "Multiple possible networks found" once
+    a project sees two networks: the portal asks instead, and boots on the choice."""
+    alice, site, alpha = (
+        os_portal["users"]["alice"],
+        os_portal["site"],
+        os_portal["projects"]["alpha"],
+    )
+    admin = os_portal["cloud"].sdk("openstack-admin")
+    net = admin.network.create_network(
+        name=f"{os_portal['prefix']}-lab", project_id=alpha.openstack_id
+    )
+    admin.network.create_subnet(
+        network_id=net.id, ip_version=4, cidr="10.77.0.0/24", project_id=alpha.openstack_id
+    )
+    try:
+        site_sync(site, full=True)
+        rule = dict(
+            actor=alice, project=alpha, flavor=Flavor.objects.get(site=site, name="de.NBI tiny"),
+            image=Image.objects.get(site=site, name="Ubuntu-22.04-LTS"),
+            prefix=f"{os_portal['prefix']}-lab-vm", count=1, participants=[],
+        )  # fmt: skip
+        with pytest.raises(ActionRefused, match="Choose a network"):
+            launch_check(**rule)
+        plan = launch_check(**rule, network_ids=[net.id])
+        job = wait_for_job(instance_launch_request(actor=alice, plan=plan), JOB_TIMEOUT)
+        assert job.status == Job.Status.SUCCEEDED, job.error
+        (made,) = [s for s in cloud.server_list(SITE) if s.name == f"{os_portal['prefix']}-lab-vm"]
+        shown = admin.compute.get_server(made.id)
+        assert list(shown.addresses) == [net.name]
+        admin.compute.delete_server(made.id)
+        admin.compute.wait_for_delete(shown, wait=60)
+    finally:
+        for port in admin.network.ports(network_id=net.id):
+            admin.network.delete_port(port.id)
+        admin.network.delete_network(net.id)
+
+
+def test_a_private_flavor_is_only_for_the_projects_on_its_list(os_portal):
+    """de.NBI gpu is shared with alpha only. beta is never offered it, and a job for
+    beta that names it fails its check before Nova is asked."""
+    from portal.jobs import job_create
+
+    site, carol = os_portal["site"], os_portal["users"]["carol"]
+    gpu = Flavor.objects.get(site=site, name="de.NBI gpu")
+    assert gpu.access_project_ids == [os_portal["projects"]["alpha"].openstack_id]
+    image = Image.objects.get(site=site, name="Ubuntu-22.04-LTS")
+    with pytest.raises(ActionRefused, match="not available in project beta"):
+        launch_check(
+            actor=carol, project=os_portal["projects"]["beta"], flavor=gpu, image=image,
+            prefix=f"{os_portal['prefix']}-gpu", count=1, participants=[],
+        )  # fmt: skip
+    job = job_create(
+        kind="instances.launch", actor=carol, project=os_portal["projects"]["beta"],
+        params={"flavor_pk": gpu.pk, "image_pk": image.pk, "flavor_id": gpu.openstack_id,
+                "image_id": image.openstack_id, "names": [f"{os_portal['prefix']}-gpu"],
+                "prefix": f"{os_portal['prefix']}-gpu", "participants": []},
+    )  # fmt: skip
+    job = wait_for_job(job, JOB_TIMEOUT)
+    assert job.status == Job.Status.FAILED and "not available in project beta" in job.error
+    assert not [s for s in cloud.server_list(SITE) if s.name == f"{os_portal['prefix']}-gpu"]
+    # alpha may use it, on the real Nova too.
+    alice = os_portal["users"]["alice"]
+    plan = launch_check(
+        actor=alice, project=os_portal["projects"]["alpha"], flavor=gpu, image=image,
+        prefix=f"{os_portal['prefix']}-gpu-a", count=1, participants=[],
+    )  # fmt: skip
+    launched = wait_for_job(instance_launch_request(actor=alice, plan=plan), JOB_TIMEOUT)
+    assert launched.status == Job.Status.SUCCEEDED, launched.error
