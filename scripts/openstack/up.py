@@ -394,7 +394,33 @@ def spawn(name: str, cmd: list, env: dict | None = None) -> int:
             start_new_session=True,
         )
     (RUN / f"{name}.pid").write_text(f"{proc.pid}\n")
+    if name in INPUTS:
+        (RUN / f"{name}.inputs").write_text(inputs_digest(name))
     return proc.pid
+
+
+def inputs_digest(name: str) -> str:
+    """A digest of what a service reads at start: its config files and our plug-ins."""
+    digest = hashlib.sha256()
+    for path in INPUTS[name]:
+        digest.update(str(path).encode())
+        digest.update(path.read_bytes() if path.exists() else b"-")
+    return digest.hexdigest()
+
+
+def changed_services() -> list[str]:
+    """Running services started with other config files or plug-in code than now."""
+    changed = []
+    for name in INPUTS:
+        if pid_of(name) is None:
+            continue
+        try:
+            recorded = (RUN / f"{name}.inputs").read_text()
+        except OSError:
+            recorded = ""
+        if recorded != inputs_digest(name):
+            changed.append(name)
+    return changed
 
 
 def wait_until(what: str, probe, timeout: float = 60.0, name: str | None = None) -> None:
@@ -735,6 +761,20 @@ def seed(*steps: str) -> None:
 # --- the whole cloud -------------------------------------------------------------
 
 ALL = ["mysql", "rabbitmq", "keystone", "glance", "placement", "neutron", "nova", *NOVA_SERVICES]
+NOVA_INPUTS = [CONF / "nova" / "nova.conf", HERE / "loopstack" / "virt.py"]
+INPUTS = {
+    "keystone": [CONF / "keystone" / "keystone.conf", CONF / "uwsgi" / "keystone.ini"],
+    "glance": [CONF / "glance" / "glance-api.conf", CONF / "uwsgi" / "glance.ini"],
+    "placement": [CONF / "placement" / "placement.conf", CONF / "uwsgi" / "placement.ini"],
+    "neutron": [
+        CONF / "neutron" / "neutron.conf",
+        CONF / "neutron" / "ml2_conf.ini",
+        CONF / "uwsgi" / "neutron.ini",
+        HERE / "loopstack" / "ml2.py",
+    ],
+    "nova": [CONF / "nova" / "nova.conf", CONF / "uwsgi" / "nova.ini"],
+    **{name: NOVA_INPUTS for name in NOVA_SERVICES},
+}
 
 
 def all_up() -> bool:
@@ -812,22 +852,20 @@ def up() -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     for folder in (LOG, RUN, CONF):
         folder.mkdir(parents=True, exist_ok=True)
-    venv_ready = (
-        (VENV / f".installed-{requirements_digest()}").exists()
-        if (VENV / "lib").exists()
-        else False
-    )
-    if venv_ready and all_up() and stamped("seeded") and (STATE / "cloud.json").exists():
-        install_plugins()
+    ensure_debian_packages()
+    ensure_venv()
+    write_configs()
+    changed = changed_services()
+    if changed:
+        say(f"configuration or plug-in changed since start: restarting {', '.join(changed)}")
+        stop(changed)
+    if all_up() and stamped("seeded") and (STATE / "cloud.json").exists():
         problems = health()
         if not problems:
             say("already up and healthy")
             finish()
             return
-        say("up, but: " + "; ".join(problems) + " — restarting what is needed")
-    ensure_debian_packages()
-    ensure_venv()
-    write_configs()
+        say("up, but: " + "; ".join(problems) + " — starting what is missing")
     for name in (
         "glance/images",
         "glance/staging",
@@ -923,10 +961,10 @@ def alive(pid: int) -> bool:
         return False
 
 
-def stop() -> None:
+def stop(names: list[str] | None = None) -> None:
     """SIGTERM to every process group we started (RabbitMQ via rabbitmqctl), then wait."""
     groups = {}
-    for name in reversed(ALL):
+    for name in reversed(names or ALL):
         pid = pid_of(name)
         if pid is None:
             (RUN / f"{name}.pid").unlink(missing_ok=True)
@@ -940,14 +978,17 @@ def stop() -> None:
         )
     # mysqld_safe's child, mariadbd, may outlive the wrapper for a moment.
     mysqld = None
-    try:
-        mysqld = int((RUN / "mysqld.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        pass
+    if "mysql" in groups:
+        try:
+            mysqld = int((RUN / "mysqld.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
     for name, pid in groups.items():
         say(f"stopping {name} (pid {pid})")
+        # uwsgi quits at once on SIGINT; on SIGTERM nova-api's waits for its threads.
+        sig = signal.SIGINT if name in UWSGI else signal.SIGTERM
         try:
-            os.killpg(pid, signal.SIGTERM)
+            os.killpg(pid, sig)
         except ProcessLookupError:
             pass
     waited = [pid for pid in groups.values()] + ([mysqld] if mysqld else [])
@@ -963,7 +1004,7 @@ def stop() -> None:
                 pass
         (RUN / f"{name}.pid").unlink(missing_ok=True)
     # epmd, started by RabbitMQ on our own port, outlives it.
-    if shutil.which("epmd"):
+    if "rabbitmq" in groups and shutil.which("epmd"):
         subprocess.run(
             ["epmd", "-kill"],
             env=dict(os.environ, ERL_EPMD_PORT=str(PORTS["epmd"])),

@@ -93,28 +93,43 @@ def test_console_login_prompt_and_panic(loopback_openstack, alpha, cleanup, knob
     assert "Kernel panic - not syncing" in output
 
 
-def test_two_networks_make_auto_ambiguous(loopback_openstack, alpha, cleanup, unique_name):
+def test_two_networks_make_auto_ambiguous(loopback_openstack, cleanup, unique_name):
+    # In a project of its own, so that tests running meanwhile in alpha or beta
+    # (this session's or another's) keep booting with networks="auto".
     admin = loopback_openstack.sdk("openstack-admin")
-    network = admin.network.create_network(
-        name=unique_name("net"), project_id=loopback_openstack.projects["alpha"]
-    )
-    cleanup["networks"].append(network.id)
-    admin.network.create_subnet(
-        network_id=network.id, ip_version=4, cidr="10.30.0.0/24", name=unique_name("subnet")
-    )
-    with pytest.raises(exceptions.HttpException) as raised:
-        server = alpha.compute.create_server(
-            name=unique_name("ambiguous"),
-            flavor_id=loopback_openstack.flavors[TINY],
-            image_id=loopback_openstack.images[UBUNTU],
-            networks="auto",
+    project = admin.identity.create_project(name=unique_name("project"), domain_id="default")
+    network = None
+    try:
+        portal = admin.identity.find_user("portal-service", domain_id="default")
+        admin.identity.assign_project_role_to_user(
+            project, portal, admin.identity.find_role("admin")
         )
-        cleanup["servers"].append(server.id)
-    assert raised.value.status_code == 409
-    assert "Multiple possible networks found" in str(raised.value)
-    # A member of the other project still sees one network.
-    beta_user = loopback_openstack.sdk("openstack-beta-user")
-    assert [n.name for n in beta_user.network.networks()] == ["public-net"]
+        network = admin.network.create_network(name=unique_name("net"), project_id=project.id)
+        cleanup["networks"].append(network.id)
+        admin.network.create_subnet(
+            network_id=network.id, ip_version=4, cidr="10.30.0.0/24", name=unique_name("subnet")
+        )
+        scoped = loopback_openstack.sdk("openstack", project=project.name)
+        assert sorted(n.name for n in scoped.network.networks()) == sorted(
+            ["public-net", network.name]
+        )
+        with pytest.raises(exceptions.HttpException) as raised:
+            server = scoped.compute.create_server(
+                name=unique_name("ambiguous"),
+                flavor_id=loopback_openstack.flavors[TINY],
+                image_id=loopback_openstack.images[UBUNTU],
+                networks="auto",
+            )
+            cleanup["servers"].append(server.id)
+        assert raised.value.status_code == 409
+        assert "Multiple possible networks found" in str(raised.value)
+        # A member of another project still sees the one shared network.
+        beta_user = loopback_openstack.sdk("openstack-beta-user")
+        assert [n.name for n in beta_user.network.networks()] == ["public-net"]
+    finally:
+        if network is not None:
+            admin.network.delete_network(network.id, ignore_missing=True)
+        admin.identity.delete_project(project)
 
 
 def test_lock_stops_members_but_not_admins(loopback_openstack, alpha, cleanup, unique_name):
