@@ -640,9 +640,11 @@ def create_server(req):
     flavor_row = flavors.visible_flavor(store, ctx, flavor_id)
     if flavor_row is None:
         raise ApiError(400, "Invalid flavorRef provided.")
-    if not flavors.usable_in_project(store, flavor_row, ctx.project_id):
-        # An admin token lists (and shows) every flavor, but Nova boots a private
-        # one only in the projects on its access list, whatever the caller's role.
+    if not ctx.is_admin and not flavors.usable_in_project(store, flavor_row, ctx.project_id):
+        # Nova boots a private flavor only in the projects on its access list, but an
+        # admin context reads every flavor and passes (seen on the stock Nova 34: the
+        # portal's service account, admin inside beta, booted alpha's GPU flavor there).
+        # A portal must check flavor access itself.
         raise ApiError(400, f"Flavor {flavor_id} could not be found.")
     flavor = flavor_snapshot(flavor_row)
     image_row, image_id = _boot_image(req, server)

@@ -231,14 +231,23 @@ def test_with_two_networks_the_launch_asks_and_boots_on_the_chosen_one(os_portal
 
 
 def test_a_private_flavor_is_only_for_the_projects_on_its_list(os_portal):
-    """de.NBI gpu is shared with alpha only. beta is never offered it, and a job for
-    beta that names it fails its check before Nova is asked."""
+    """de.NBI gpu is shared with alpha only. Nova refuses it to beta's users, but not
+    to the portal's service account (admin inside beta): the portal must refuse it.
+    beta is never offered it, and a job for beta that names it fails its check
+    before Nova is asked."""
     from portal.jobs import job_create
 
     site, carol = os_portal["site"], os_portal["users"]["carol"]
     gpu = Flavor.objects.get(site=site, name="de.NBI gpu")
-    assert gpu.access_project_ids == [os_portal["projects"]["alpha"].openstack_id]
     image = Image.objects.get(site=site, name="Ubuntu-22.04-LTS")
+    as_service_in_beta = os_portal["cloud"].sdk("openstack", project="beta")
+    bypass = as_service_in_beta.compute.post(
+        "/servers", microversion="2.73",
+        json={"server": {"name": f"{os_portal['prefix']}-bypass", "flavorRef": gpu.openstack_id,
+                         "imageRef": image.openstack_id, "networks": "auto"}},
+    )  # fmt: skip
+    assert bypass.status_code == 202  # what the portal must not rely on Nova to stop
+    assert gpu.access_project_ids == [os_portal["projects"]["alpha"].openstack_id]
     with pytest.raises(ActionRefused, match="not available in project beta"):
         launch_check(
             actor=carol, project=os_portal["projects"]["beta"], flavor=gpu, image=image,
