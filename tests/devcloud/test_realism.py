@@ -193,6 +193,7 @@ def test_stuck_upload_progresses_then_stops(fresh_cloud):
     speed = 250.0
     cloud = fresh_cloud(
         speed=speed,
+        progress_interval=60,  # bumps (off by default, as on real clouds) show the stall
         faults={
             "stuck_task": {"server_name": "web", "task_state": "image_uploading", "stall_at": 0.3}
         },

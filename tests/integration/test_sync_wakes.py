@@ -14,6 +14,7 @@ from portal.models import Job
 from portal.sync import site_sync
 from tests.conftest import sdk_connection
 from tests.integration.test_gateway import wait_until
+from tests.integration.test_snapshot_job import boot
 
 
 def test_a_sync_that_lands_first_wakes_the_parked_job(demo, monkeypatch):
@@ -22,12 +23,17 @@ def test_a_sync_that_lands_first_wakes_the_parked_job(demo, monkeypatch):
         "portal.celery.app.send_task", lambda name, args=(), **kw: sent.append(args[0])
     )
     site = demo["sites"]["devcloud"]
-    server = Server.objects.get(site=site, name="alpha-web-01")
+    server = boot(demo, "sync-wakes")  # its own: the devcloud is shared by the session
     other = Server.objects.get(site=site, name="alpha-worker-01")
     parked, untouched = (
         Job.objects.create(
-            kind="server.stop", status=Job.Status.RUNNING, project=s.project, site=site,
-            target_server_id=s.openstack_id, waits_for="server", wake="old",
+            kind="server.stop",
+            status=Job.Status.RUNNING,
+            project=s.project,
+            site=site,
+            target_server_id=s.openstack_id,
+            waits_for="server",
+            wake="old",
             due_at=timezone.now() + timedelta(seconds=30),
         )  # fmt: skip
         for s in (server, other)

@@ -128,7 +128,8 @@ def test_boot_from_a_snapshot_as_a_workshop_of_three_with_csv_and_teardown(os_po
     teardown = wait_for_job(workshop_teardown(workshop=workshop, actor=alice), JOB_TIMEOUT)
     assert teardown.result["summary"] == "Deleted 3."
     gone = {s.seat.server_openstack_id for s in rows}
-    assert not [s for s in cloud.server_list(SITE) if s.id in gone and not s.is_deleted]
+    # Nova deletes asynchronously: the servers are `deleting` a moment, then gone.
+    wait_until(lambda: not [s for s in cloud.server_list(SITE) if s.id in gone], 60)
 
 
 def test_snapshot_selected_then_verify_now(os_portal):

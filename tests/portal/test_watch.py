@@ -58,6 +58,8 @@ def listed(monkeypatch):
         return list(answer["images"])
 
     monkeypatch.setattr(cloud, "server_list", server_list)
+    # No Date header seen: the portal's own moments, unconverted.
+    monkeypatch.setattr(cloud, "clock_offset", lambda site_name: None)
     monkeypatch.setattr(cloud, "image_list", image_list)
     return answer
 
