@@ -639,7 +639,9 @@ def create_server(req):
     flavor_id = _ref_id(server["flavorRef"])
     flavor_row = flavors.visible_flavor(store, ctx, flavor_id)
     if flavor_row is None:
-        raise ApiError(400, "Invalid flavorRef provided.")
+        # The stock Nova 34 says this for an unknown flavor and for a private one
+        # the caller may not use alike.
+        raise ApiError(400, f"Flavor {flavor_id} could not be found.")
     if not ctx.is_admin and not flavors.usable_in_project(store, flavor_row, ctx.project_id):
         # Nova boots a private flavor only in the projects on its access list, but an
         # admin context reads every flavor and passes (seen on the stock Nova 34: the

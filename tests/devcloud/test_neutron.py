@@ -129,7 +129,7 @@ def test_a_private_flavor_boots_only_in_projects_on_its_access_list_but_admins_p
     body["server"]["flavorRef"] = gpu.id  # not listed to beta's users, known by id
     refused = as_beta_member.post("/compute/v2.1/servers", json=body)
     assert refused.status_code == 400
-    assert refused.json()["badRequest"]["message"] == "Invalid flavorRef provided."
+    assert refused.json()["badRequest"]["message"] == f"Flavor {gpu.id} could not be found."
 
     as_beta_admin = admin_api(cloud, "beta")
     passed = as_beta_admin.post(
