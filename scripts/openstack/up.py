@@ -29,6 +29,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from loopstack.knobs import DEFAULT_KNOBS  # this script's folder is first on sys.path
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 STATE = Path(os.environ.get("LOOPSTACK_STATE", ROOT / "var" / "openstack"))
@@ -77,13 +79,6 @@ ENDPOINTS = {
     "placement": URLS["placement"],
     "compute": URLS["nova"] + "/v2.1",
     "network": URLS["neutron"],
-}
-DEFAULT_KNOBS = {
-    "upload_bytes_per_second": 0,
-    "snapshot_bytes": 1048576,
-    "snapshot_pending_seconds": 0,
-    "panic_image_name_regex": None,
-    "panic_server_name_regex": None,
 }
 
 T0 = time.monotonic()
