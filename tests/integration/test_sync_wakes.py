@@ -38,11 +38,14 @@ def test_a_sync_that_lands_first_wakes_the_parked_job(demo, monkeypatch):
         )  # fmt: skip
         for s in (server, other)
     )
-    sdk_connection(demo["clouds"]).compute.stop_server(server.openstack_id)
-    wait_until(
-        lambda: cloud.server_get(site.name, server_id=server.openstack_id).status == "SHUTOFF"
-    )
-    site_sync(site, full=False)
+    try:
+        sdk_connection(demo["clouds"]).compute.stop_server(server.openstack_id)
+        wait_until(
+            lambda: cloud.server_get(site.name, server_id=server.openstack_id).status == "SHUTOFF"
+        )
+        site_sync(site, full=False)
+    finally:  # the project's quota is shared by the session's tests
+        cloud.server_delete(site.name, server_id=server.openstack_id)
     parked.refresh_from_db()
     untouched.refresh_from_db()
     assert parked.waits_for == "" and parked.wake != "old" and sent == [parked.pk]

@@ -160,9 +160,8 @@ def test_a_server_booted_from_a_volume_is_refused_with_the_reason(client, demo, 
     anything reaches the cloud, in the form, the request and the page."""
     from images.models import Image
     from instances.models import Flavor
-    from instances.services import server_refresh
+    from portal import cloud
     from portal.cloud.connection import connection_for
-    from tests.integration.test_gateway import wait_until
 
     monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
     site, alpha = demo["sites"]["devcloud"], demo["projects"]["alpha"]
@@ -181,6 +180,16 @@ def test_a_server_booted_from_a_volume_is_refused_with_the_reason(client, demo, 
     )
     assert made.status_code == 202, made.text
     server_id = made.json()["server"]["id"]
+    try:
+        _refused_everywhere(client, demo, site, server_id)
+    finally:  # the project's quota is shared by the session's tests
+        cloud.server_delete(site.name, server_id=server_id)
+
+
+def _refused_everywhere(client, demo, site, server_id):
+    from instances.services import server_refresh
+    from tests.integration.test_gateway import wait_until
+
     wait_until(lambda: server_refresh(site, openstack_id=server_id).status == "ACTIVE")
     vm = server_refresh(site, openstack_id=server_id)
     assert vm.boots_from_volume
