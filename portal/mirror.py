@@ -393,6 +393,11 @@ class NewestSeen:
             yield item
 
 
+def newest_update(items: Iterable) -> datetime | None:
+    """The newest `updated_at` among listed objects (see NewestSeen)."""
+    return max((i.updated_at for i in items if i.updated_at is not None), default=None)
+
+
 def batched(items: Iterable, size: int) -> Iterator[list]:
     """`items` in lists of `size` (the last one shorter); itertools.batched from 3.12."""
     iterator = iter(items)

@@ -28,7 +28,7 @@ from instances.models import Server
 from instances.services import servers_store
 from portal import cloud
 from portal.jobs import jobs_wake
-from portal.mirror import NewestSeen
+from portal.mirror import newest_update
 from portal.models import Job, Site
 
 log = logging.getLogger(__name__)
@@ -63,28 +63,18 @@ def site_watch(site_id: int) -> dict | None:
 
 
 def _look(site: Site, asked: timezone.datetime) -> dict | None:
-    # The mirror is complete up to the later of the last sync and the last watch;
-    # ask for what changed since then, reaching back by the clocks' tolerance.
+    # The mirror is complete up to the later of the last sync and the last watch:
+    # ask for what changed since then. Nova and Glance compare "since" with their own
+    # clock, so ask from the newest change each listed (see Site.changes_since),
+    # reaching back a little for changes that land while a listing runs.
     covered = max((t for t in (site.watched_at, site.last_sync_at) if t is not None), default=None)
     if covered is None:
         return None
-    # Nova and Glance compare "since" with their own clock: ask in the cloud's time.
     overlap = timedelta(seconds=settings.PORTAL_WATCH_OVERLAP_SECONDS)
-    servers_seen, images_seen = NewestSeen(), NewestSeen()
-    servers = list(
-        servers_seen.note(
-            cloud.server_list(
-                site.name, changes_since=site.changes_since(site.servers_seen_at, covered) - overlap
-            )
-        )
-    )
-    images = list(
-        images_seen.note(
-            cloud.image_list(
-                site.name, updated_since=site.changes_since(site.images_seen_at, covered) - overlap
-            )
-        )
-    )
+    servers_since = site.changes_since(site.servers_seen_at, covered) - overlap
+    images_since = site.changes_since(site.images_seen_at, covered) - overlap
+    servers = cloud.server_list(site.name, changes_since=servers_since)
+    images = cloud.image_list(site.name, updated_since=images_since)
     offset = cloud.clock_offset(site.name)
     live_servers = Server.objects.filter(site=site, deleted_at__isnull=True)
     live_images = Image.objects.filter(site=site, deleted_at__isnull=True)
@@ -104,8 +94,8 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
     Site.objects.filter(pk=site.pk).update(
         watched_at=asked, watch_lease_until=None, watch_pending=busy[:PENDING_MAX],
         clock_offset_seconds=site.clock_offset_seconds if offset is None else offset,
-        servers_seen_at=_later(site.servers_seen_at, servers_seen.at),
-        images_seen_at=_later(site.images_seen_at, images_seen.at),
+        servers_seen_at=_later(site.servers_seen_at, newest_update(servers)),
+        images_seen_at=_later(site.images_seen_at, newest_update(images)),
     )  # fmt: skip
     log.debug(
         "watched %s: %d servers and %d images listed, %d and %d moved, %d jobs held",
