@@ -374,8 +374,9 @@ job_kind_register(
 
 
 def _delete_unless_locked(site: str, server_id: str) -> None:
-    """Delete, unless the mirror says the server is locked: Nova lets the portal's
-    admin token delete a locked server, the portal does not."""
+    """Delete a ticked server, unless the mirror says it is locked (since the
+    confirmation): Nova lets the portal's admin token delete a locked server, the
+    portal does not. ("All matching" batches skip locked rows by their refusals.)"""
     locked = Server.objects.filter(site__name=site, openstack_id=server_id, locked=True)
     name = locked.values_list("name", flat=True).first()
     if name is not None:
@@ -388,9 +389,10 @@ def step_delete_servers(job: Job) -> Wait | None:
     the next ones the job's filter matches (see portal.bulk)."""
     refresh = lambda site, server_id: server_refresh(site, openstack_id=server_id)  # noqa: E731
     if "matching" in job.params:
+        delete = lambda site, server_id: cloud.server_delete(site, server_id=server_id)  # noqa: E731
         return delete_matching_in_batches(
             job, rows_after=lambda after, size: server_delete_batch(job, after, size),
-            delete=_delete_unless_locked, refresh=refresh, batch=BATCH,
+            delete=delete, refresh=refresh, batch=BATCH,
         )  # fmt: skip
     return delete_in_batches(
         job, job.params["servers"], batch=BATCH, delete=_delete_unless_locked, refresh=refresh

@@ -11,9 +11,11 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.db.models import QuerySet
+
 from images.models import BootTest, Image
 from instances.models import Flavor, Network, Server
-from instances.selectors import flavors_usable_by, networks_usable_by
+from instances.selectors import networks_usable_by
 from portal.access import can_act_on, projects_visible_to
 from portal.errors import ActionRefused
 from portal.jobs import job_create
@@ -139,7 +141,7 @@ def quota_problem(*, project: Project, flavor: Flavor, count: int) -> str:
 def flavor_refusal(*, project: Project, flavor: Flavor) -> str:
     """Why the project's servers cannot run on `flavor` (a private flavor without
     the project on its access list), or ""."""
-    if flavors_usable_by(project).filter(pk=flavor.pk).exists():
+    if flavor.usable_in(project):
         return ""
     return f"Flavor {flavor.name} is not available in project {project.name}."
 
@@ -150,13 +152,13 @@ def configured_networks(project: Project) -> list[str]:
     return network_refs(project.network_ids) or site_networks(project.site.name)
 
 
-def network_question(project: Project) -> list[Network]:
+def network_question(project: Project) -> QuerySet[Network]:
     """The networks the launch page must offer (the project may use several and
-    nothing says which one), or [] when it need not ask."""
-    if configured_networks(project):
-        return []
-    usable = list(networks_usable_by(project))
-    return usable if len(usable) > 1 else []
+    nothing says which one), or none when it need not ask."""
+    usable = networks_usable_by(project)
+    if configured_networks(project) or usable.count() < 2:
+        return usable.none()
+    return usable
 
 
 def launch_networks(*, project: Project, chosen_ids: Sequence[str] | None) -> list[str] | None:

@@ -22,7 +22,7 @@ from instances.launch import (
     quota_problem,
     unbootable_check,
 )
-from instances.models import Flavor, Network
+from instances.models import Flavor
 from instances.selectors import flavors_usable_by, source_servers_for
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
@@ -239,7 +239,7 @@ def instance_new(request):
         projects=projects,
         flavors=flavors_usable_by(project),
         images=_launchable_images(project),
-        networks=Network.objects.filter(pk__in=[n.pk for n in network_question(project)]),
+        networks=network_question(project),
     )
     refusal = None
     if launching and form.is_valid():

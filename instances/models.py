@@ -64,6 +64,7 @@ class Flavor(MirrorRow):
         return self.name
 
     def usable_in(self, project: Project) -> bool:
+        """Whether the project's servers may run on it (see flavors_usable_by)."""
         return self.is_public or project.openstack_id in (self.access_project_ids or [])
 
 
@@ -84,14 +85,6 @@ class Network(MirrorRow):
 
     def __str__(self) -> str:
         return self.name or self.openstack_id
-
-    def usable_in(self, project: Project) -> bool:
-        return (
-            self.site_id == project.site_id
-            and self.deleted_at is None
-            and not self.external
-            and (self.shared or self.project_openstack_id == project.openstack_id)
-        )
 
 
 class Server(MirrorRow):

@@ -17,8 +17,9 @@ from portal.models import Job, Project
 
 def flavors_usable_by(project: Project) -> QuerySet[Flavor]:
     """The flavors the project's servers may run on: its site's public flavors and
-    the private ones with the project on their access list (Nova refuses any other
-    private flavor in the project, even to the portal's admin account)."""
+    the private ones with the project on their access list. Nova refuses any other
+    private flavor to the project's users, but not to the portal's admin service
+    account: this is the portal's own check (Flavor.usable_in for one flavor)."""
     live = Flavor.objects.filter(site_id=project.site_id, deleted_at__isnull=True)
     # A site has a few private flavors: their lists are read here, not queried as
     # JSON (SQLite has no JSON containment lookup).

@@ -60,6 +60,18 @@ def test_stop_snapshot_and_delete_are_refused_with_the_reason(client, demo, lock
     assert not Job.objects.exists()
 
 
+def test_a_ticked_delete_confirmed_before_the_lock_leaves_the_machine(demo, locked_vm):
+    job = job_create(
+        kind="instances.delete", actor=demo["users"]["alice"], project=locked_vm.project,
+        params={"servers": [{"id": locked_vm.openstack_id, "name": locked_vm.name,
+                             "site_id": locked_vm.site_id}]},
+    )  # fmt: skip
+    job_advance(job.pk)
+    job.refresh_from_db()
+    assert job.state["outcomes"] == {locked_vm.openstack_id: "failed: alpha-web-01 is locked"}
+    assert cloud.server_get(locked_vm.site.name, server_id=locked_vm.openstack_id).locked
+
+
 def test_a_job_recorded_before_the_lock_refuses_at_its_step(demo, locked_vm):
     """A stop queued a moment before the operators locked the machine: the job
     fails with the reason and never asks Nova (which would obey the admin token)."""
