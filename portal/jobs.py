@@ -47,6 +47,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal import cloud
+from portal.errors import ActionRefused
 from portal.models import Job, Site
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,14 @@ JOB_KEY = "portal_job"
 
 
 def job_key(job: Job) -> str:
-    """The value of JOB_KEY on what `job` creates."""
-    return f"job-{job.pk}"
+    """The value of JOB_KEY on what `job` creates: this installation, the job's pk
+    and its random token. The pk alone is not unique on a cloud: a second portal
+    (a staging copy) counts from 1 too, and after a database restore this one
+    hands out again the pks of jobs whose servers still carry them. A stranger's
+    marker never matches, so no step adopts what it did not make."""
+    if not job.marker:  # a job recorded before markers had a token
+        return f"job-{job.pk}"
+    return f"{settings.PORTAL_INSTALLATION_ID}-job-{job.pk}-{job.marker}"
 
 
 def busy_pks(rows, *, target: str) -> set[int]:
@@ -238,6 +245,7 @@ def jobs_create(*, kind: str, actor, targets: list[dict], idempotency_key: str =
                 target_image_id=target.get("target_image_id", ""),
                 steps=[dict(record) for record in steps],
                 wake=uuid.uuid4().hex,
+                marker=uuid.uuid4().hex[:12],
                 due_at=now,
                 idempotency_key=idempotency_key[:64] if n == 0 else "",
             )  # fmt: skip
@@ -247,12 +255,44 @@ def jobs_create(*, kind: str, actor, targets: list[dict], idempotency_key: str =
             Job.objects.bulk_create(jobs)
     except IntegrityError:
         repeated = job_repeated(actor=actor, key=idempotency_key)
-        if repeated is None:
-            raise
-        return [repeated]
+        if repeated is not None:
+            return [repeated]
+        if _target_taken(targets):
+            # Two requests passed the checks at once; the database let one through.
+            raise ActionRefused(
+                "Another portal job started on this instance a moment ago; "
+                "wait until it ends, then try again."
+            ) from None
+        raise
     sends = [(job.pk, job.wake) for job in jobs]
-    transaction.on_commit(lambda: [_send(job_id, wake, 0) for job_id, wake in sends])
+    transaction.on_commit(lambda: _send_new(sends))
     return jobs
+
+
+def _target_taken(targets: list[dict]) -> bool:
+    """Whether an unfinished job already acts on one of these targets' servers."""
+    for target in targets:
+        server_id = target.get("target_server_id")
+        site = target.get("site") or getattr(target.get("project"), "site", None)
+        if server_id and (
+            Job.objects.exclude(status__in=Job.FINISHED)
+            .filter(site=site, target_server_id=server_id)
+            .exists()
+        ):
+            return True
+    return False
+
+
+def _send_new(sends: list[tuple[int, str]]) -> None:
+    """Hand freshly recorded jobs to the workers. The row is the truth: when the
+    broker is down the request still succeeds (the user gets the job's page), and
+    the recovery sweep sends each job once its next run is overdue."""
+    for job_id, wake in sends:
+        try:
+            _send(job_id, wake, 0)
+        except Exception as exc:  # kombu's OperationalError, a refused socket...
+            log.warning("job %s recorded, not sent (the sweep will send it): %s", job_id, exc)
+            return
 
 
 def job_repeated(*, actor, key: str) -> Job | None:

@@ -179,6 +179,10 @@ class Job(models.Model):
     # What the waiting step waits for ("server", "image" or "" for anything): the
     # status watcher wakes the job only for a change of that object.
     waits_for = models.CharField(max_length=10, blank=True)
+    # A random token in the marker this job puts on what it creates (see
+    # portal.jobs.job_key): the pk alone repeats in another installation on the same
+    # cloud, or here after a database restore, and would adopt a stranger's server.
+    marker = models.CharField(max_length=16, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -187,7 +191,16 @@ class Job(models.Model):
                 fields=["actor", "idempotency_key"],
                 condition=~models.Q(idempotency_key=""),
                 name="job_idempotency_key_unique_per_actor",
-            )
+            ),
+            # Two jobs that stop, snapshot, start or delete one server at once undo
+            # each other's work: the request checks refuse the second, and this holds
+            # when two requests pass the checks at the same moment.
+            models.UniqueConstraint(
+                fields=["site", "target_server_id"],
+                condition=~models.Q(target_server_id="")
+                & models.Q(status__in=["pending", "running", "cleaning_up"]),
+                name="job_one_unfinished_per_server",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,6 +4,7 @@ Every variable is documented in README.md. Defaults are for a developer machine;
 production sets SECRET_KEY, DEBUG=0, ALLOWED_HOSTS, DATABASE_URL and REDIS_URL.
 """
 
+import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -221,6 +222,13 @@ PORTAL_SITES = os.environ.get("PORTAL_SITES", "devcloud=Bielefeld,devcloud2=Heid
 # (names or ids). A project's own setting (Django admin) comes first; without
 # either, a project with one usable network boots on it and one with several asks.
 PORTAL_SITE_NETWORKS = os.environ.get("PORTAL_SITE_NETWORKS", "")
+# Names this portal in the markers its jobs put on cloud objects (portal.jobs.job_key),
+# so two portals on one cloud (production and a staging copy) never adopt each
+# other's servers. Default: derived from SECRET_KEY, which differs between them.
+PORTAL_INSTALLATION_ID = (
+    os.environ.get("PORTAL_INSTALLATION_ID")
+    or hashlib.sha256(b"portal-installation:" + SECRET_KEY.encode()).hexdigest()[:8]
+)
 # Seconds the gateway waits for one OpenStack API call.
 OPENSTACK_TIMEOUT = envfloat("OPENSTACK_TIMEOUT", "15")
 

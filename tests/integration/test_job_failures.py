@@ -21,7 +21,7 @@ from instances.launch import (
 )
 from instances.models import Flavor, Server
 from portal import cloud
-from portal.jobs import jobs_recover_stuck
+from portal.jobs import job_key, jobs_recover_stuck
 from portal.models import Job
 from snapshots.models import Snapshot
 from snapshots.services import snapshot_create_request, snapshot_delete_request
@@ -41,7 +41,7 @@ def cloud_status(name_or_id: str) -> str:
 
 
 def own_images(job) -> list:
-    found = cloud.image_find_by_property("devcloud", key="portal_job", value=f"job-{job.pk}")
+    found = cloud.image_find_by_property("devcloud", key="portal_job", value=job_key(job))
     return [i for i in found if i.status not in ("deleted", "pending_delete")]
 
 

@@ -11,6 +11,7 @@ from images.models import Image
 from instances.models import Flavor, Server
 from instances.services import server_refresh
 from portal import cloud
+from portal.jobs import job_key
 from portal.models import Job
 from snapshots.models import Snapshot
 from snapshots.services import snapshot_create_request, snapshot_delete_request
@@ -99,7 +100,7 @@ def test_a_duplicate_delivery_makes_no_second_image(live_demo):
     job_advance_task.apply_async((job.pk, job.wake), countdown=0.3)
     job = wait_for_job(job)
     assert job.status == Job.Status.SUCCEEDED, job.error
-    made = cloud.image_find_by_property("devcloud", key="portal_job", value=f"job-{job.pk}")
+    made = cloud.image_find_by_property("devcloud", key="portal_job", value=job_key(job))
     assert len(made) == 1
     sent = actions_sent(live_demo["clouds"]["devcloud"], server.openstack_id)
     assert len(sent) == 2  # one os-stop, one createImage; no restart asked
@@ -123,9 +124,7 @@ def test_a_retried_snapshot_step_finds_its_own_image(live_demo):
     wait_until(lambda: not cloud.server_get(site.name, server_id=server.openstack_id).task_state)
     step_snapshot(job)
     assert job.state["image_id"] == first
-    assert (
-        len(cloud.image_find_by_property(site.name, key="portal_job", value=f"job-{job.pk}")) == 1
-    )
+    assert len(cloud.image_find_by_property(site.name, key="portal_job", value=job_key(job))) == 1
 
 
 def test_a_failure_midway_restarts_the_instance_and_removes_the_image(live_demo):
@@ -147,7 +146,7 @@ def test_a_failure_midway_restarts_the_instance_and_removes_the_image(live_demo)
     wait_until(
         lambda: cloud.server_get("devcloud", server_id=server.openstack_id).status == "ACTIVE"
     )
-    leftovers = cloud.image_find_by_property("devcloud", key="portal_job", value=f"job-{job.pk}")
+    leftovers = cloud.image_find_by_property("devcloud", key="portal_job", value=job_key(job))
     assert [i for i in leftovers if i.status not in ("deleted", "killed")] == []
     mail = list(live_demo["worker"]["mail_dir"].glob("*.log"))
     assert any("“snap-doomed-1” could not be created" in m.read_text() for m in mail)
