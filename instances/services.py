@@ -111,12 +111,14 @@ def servers_store(
 def servers_sync(
     site: Site, *, changes_since: datetime | None, seen: NewestSeen | None = None
 ) -> UpsertResult:
-    """`seen` learns the newest `updated_at` listed (the cloud's clock)."""
+    """`seen` learns the newest `updated_at` listed (the cloud's clock). A row a job
+    or the watcher refreshed after this listing began keeps its newer news."""
+    asked = timezone.now()
     pages = cloud.server_pages(site.name, changes_since=changes_since)
     servers = (server for page in pages for server in page)
     if seen is not None:
         servers = seen.note(servers)
-    return servers_store(site, servers, complete=changes_since is None)
+    return servers_store(site, servers, complete=changes_since is None, observed_at=asked)
 
 
 def server_refresh(site: Site, *, openstack_id: str, row: Server | None = None) -> Server | None:

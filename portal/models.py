@@ -33,6 +33,12 @@ class Site(models.Model):
     servers_seen_at = models.DateTimeField(null=True, blank=True)
     images_seen_at = models.DateTimeField(null=True, blank=True)
     clock_offset_seconds = models.FloatField(default=0.0)
+    # A site that accepts connections and never answers (or refuses them) costs a
+    # worker slot for OPENSTACK_TIMEOUT on every call. From the first call that got
+    # no answer until one that did, jobs there wait instead of calling, and one of
+    # them tries (a probe) at most once per JOB_SILENT_PROBE_SECONDS.
+    silent_since = models.DateTimeField(null=True, blank=True)
+    probe_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["display_name"]
