@@ -253,6 +253,9 @@ JOB_SILENT_PROBE_SECONDS = envfloat("JOB_SILENT_PROBE_SECONDS", "20")
 JOB_OUTAGE_BACKOFF_SECONDS = envfloat("JOB_OUTAGE_BACKOFF_SECONDS", "60")
 JOB_UNDO_OUTAGE_SECONDS = envint("JOB_UNDO_OUTAGE_SECONDS", str(12 * 3600))
 JOB_UNDO_OUTAGE_BACKOFF_SECONDS = envfloat("JOB_UNDO_OUTAGE_BACKOFF_SECONDS", "300")
+# A create that was cut off (timed out, interrupted) may still be carried out by the
+# cloud: the job looks for the server it asked for, and asks again only after this.
+JOB_CREATE_LAND_SECONDS = envfloat("JOB_CREATE_LAND_SECONDS", str(OPENSTACK_TIMEOUT + 30))
 # A job whose next run is this overdue, and that no worker holds, is handed to a
 # worker again (its worker died, or Redis lost the message). The sweep runs every
 # JOB_RECOVER_SWEEP_SECONDS, so recovery takes about the sum plus the lease (15 s).

@@ -273,14 +273,17 @@ def step_settle(job: Job) -> Wait | None:
 
 
 def _restart_wanted(job: Job) -> bool:
-    return bool(job.params.get("restart")) and job.state.get("prior_status") == "ACTIVE"
+    """Start it again only if this job stopped it (not if the user did meanwhile)."""
+    return bool(job.params.get("restart")) and bool(job.state.get("stopped_by_portal"))
 
 
 def step_restart(job: Job) -> Wait | None | Skipped:
     if not _restart_wanted(job):
-        return Skipped(
-            "not asked to restart" if job.params.get("restart") is False else "it was off before"
-        )
+        if job.params.get("restart") is False:
+            return Skipped("not asked to restart")
+        if job.state.get("prior_status") == "ACTIVE":
+            return Skipped("it was stopped by someone else, not by this job")
+        return Skipped("it was off before")
     return step_start(job)
 
 
@@ -378,6 +381,47 @@ def undo_wait_active(job: Job) -> Wait | Skipped | Done:
     return outcome or Done("the instance runs again")
 
 
+def _may_be_stopped_line(job: Job) -> str:
+    server = Server.objects.filter(site=job.site, openstack_id=job.target_server_id).first()
+    name = server.name if server is not None else "The instance"
+    return (
+        f"{name} may be left STOPPED: {job.site.display_name} is not answering; "
+        "the portal starts it again as soon as it answers."
+    )
+
+
+def _through_outage(step):
+    """An undo step that reaches the instance, for a site that does not answer: the
+    engine keeps trying for hours (JOB_UNDO_OUTAGE_SECONDS); meanwhile the first line
+    of the job's error says the instance this job stopped may be left stopped, and
+    once the instance runs again (or is found running) the line goes."""
+
+    def run(job: Job):
+        try:
+            outcome = step(job)
+        except cloud.Unavailable:
+            if _start_wanted_again(job) and not job.state.get("may_be_stopped"):
+                job.state["may_be_stopped"] = True
+                job.error = f"{_may_be_stopped_line(job)}\n{job.error}"
+            raise
+        if job.state.get("may_be_stopped") and _runs_again(job, outcome):
+            job.state.pop("may_be_stopped")
+            job.error = job.error.split("\n", 1)[1] if "\n" in job.error else ""
+        return outcome
+
+    run.__name__ = step.__name__
+    run.__doc__ = step.__doc__
+    return run
+
+
+def _runs_again(job: Job, outcome) -> bool:
+    """The step got an answer and the mirror (just refreshed) shows the instance running."""
+    if isinstance(outcome, Wait) or job.state.get("left_stopped"):
+        return False
+    server = Server.objects.filter(site=job.site, openstack_id=job.target_server_id).first()
+    return server is not None and server.status == "ACTIVE" and not server.task_state
+
+
 def undo_report(job: Job) -> Done | Skipped:
     """Say in the first line of the error when the instance this job stopped is not
     running again (the cloud refused, or a task never ended).
@@ -436,10 +480,20 @@ job_kind_register(
         undo=(
             Step("undo_boot_test", "Deleting the test instance", step_verify_cleanup),
             Step("undo_image", "Removing the unfinished image", undo_image),
-            Step("undo_settle", "Waiting until the instance is idle", undo_settle, acts=False),
-            Step("undo_start", "Starting the instance again", undo_start),
-            Step("undo_wait_active", "Waiting for ACTIVE again", undo_wait_active),
-            Step("undo_report", "Checking the instance runs again", undo_report, acts=False),
+            Step(
+                "undo_settle",
+                "Waiting until the instance is idle",
+                _through_outage(undo_settle),
+                acts=False,
+            ),
+            Step("undo_start", "Starting the instance again", _through_outage(undo_start)),
+            Step("undo_wait_active", "Waiting for ACTIVE again", _through_outage(undo_wait_active)),
+            Step(
+                "undo_report",
+                "Checking the instance runs again",
+                _through_outage(undo_report),
+                acts=False,
+            ),
         ),
         describe=lambda job: f"Create snapshot “{job.params.get('name', '')}”",
         on_finished=snapshot_notify,
