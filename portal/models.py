@@ -263,3 +263,15 @@ class Authorship(models.Model):
 
     def __str__(self) -> str:
         return f"{self.openstack_id} by {self.user}"
+
+
+class Lease(models.Model):
+    """A named lease one process at a time holds, e.g. "tick": which worker sends the
+    periodic tasks (see portal.ticker). A holder that dies loses it when it runs out."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    holder = models.CharField(max_length=200, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder or 'nobody'}"

@@ -319,6 +319,10 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # unusable or obsolete ones (CONN_MAX_AGE, health checks) around each task, as
 # Django does around each request.
 CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", "1000")
+# Every worker runs a ticker that sends these periodic tasks while it holds the
+# database lease "tick" (see portal/ticker.py): no `celery beat` process to lose.
+# Off for a worker that must not sync or sweep (the tests' own worker).
+PORTAL_WORKER_TICKS = envbool("PORTAL_WORKER_TICKS", "1")
 CELERY_BEAT_SCHEDULE = {
     "sites-sync": {
         "task": "portal.tasks.sites_sync_task",
