@@ -209,16 +209,32 @@ def step_launch_remove_replaced(job: Job) -> Wait | Skipped | None:
     removed = job.state.setdefault("removed", [])
     todo = [item for item in replaced if item["id"] not in removed]
     for item in todo[:BATCH]:
-        try:
-            cloud.server_delete(job.site.name, server_id=item["id"])
-        except cloud.NotFound:
-            pass
+        # Confirmed as ERROR, but looked at again: a machine that came back since (an
+        # operator's reset) is the seat's machine, not one to replace.
+        server = server_refresh(job.site, openstack_id=item["id"])
+        if server is not None and not server.is_deleted and server.status != "ERROR":
+            _seat_keeps(job, item["name"], server)
+        else:
+            try:
+                cloud.server_delete(job.site.name, server_id=item["id"])
+            except cloud.NotFound:
+                pass
+            server_refresh(job.site, openstack_id=item["id"])
         removed.append(item["id"])
-        server_refresh(job.site, openstack_id=item["id"])
         job.save(update_fields=["state"])
     if todo[BATCH:]:
         return Wait(progress=f"removed {len(removed)} of {len(replaced)}", more=True)
     return None
+
+
+def _seat_keeps(job: Job, name: str, server: Server) -> None:
+    """The seat named `name` keeps its machine, which recovered: no new one is made."""
+    if name not in job.params["names"]:
+        return
+    key = str(job.params["names"].index(name))
+    job.state.setdefault("servers", {})[key] = server.openstack_id
+    if server.status == "ACTIVE":
+        job.state.setdefault("outcomes", {})[key] = "active"
 
 
 def step_launch_check(job: Job) -> None:

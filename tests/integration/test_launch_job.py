@@ -172,3 +172,26 @@ def test_a_second_server_from_a_cut_off_create_is_deleted_at_the_end(live_demo, 
     ]  # fmt: skip
     assert [s.id for s in left] == [job.state["servers"]["0"]]
     _delete_all(plan)
+
+
+def test_a_retry_keeps_a_machine_that_recovered_after_the_confirmation(live_demo):
+    """Confirmed as ERROR, running again when the retry job starts (an operator reset
+    it): the seat keeps that machine, nothing is deleted or made for it."""
+    from instances.jobs import step_launch_create, step_launch_remove_replaced
+
+    alpha = live_demo["projects"]["alpha"]
+    running = Server.objects.filter(
+        site=alpha.site, project=alpha, status="ACTIVE", deleted_at__isnull=True
+    ).first()
+    job = Job.objects.create(
+        kind="instances.launch", actor=live_demo["users"]["alice"], project=alpha,
+        site=alpha.site, marker="d4e5f6",
+        params={"names": [running.name], "participants": [],
+                "replaces": [{"id": running.openstack_id, "name": running.name}]},
+    )  # fmt: skip
+    assert step_launch_remove_replaced(job) is None
+    assert cloud.server_get("devcloud", server_id=running.openstack_id).status == "ACTIVE"
+    assert job.state["servers"] == {"0": running.openstack_id}
+    assert job.state["outcomes"] == {"0": "active"}
+    assert step_launch_create(job) is None  # no second machine for the seat
+    assert len(cloud.server_find("devcloud", project_id=alpha.openstack_id, name=running.name)) == 1
