@@ -19,7 +19,8 @@ confirmation then cannot list them, and the job cannot carry their ids. So:
   counts as deleted.
 
 Explicit selections (ticked rows, at most a few hundred) keep their id list:
-portal.jobs.delete_in_batches.
+portal.jobs.delete_in_batches. Both end in `delete_finish`, the one ending of
+every delete job kind.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from django.db.models.lookups import LessThanOrEqual
 
 from portal import cloud
 from portal.access import action_refusals
-from portal.jobs import Wait
+from portal.jobs import StepFailed, Wait, delete_in_batches, deletion_summary
 from portal.models import Job, Site
 from portal.tables import COUNT_EXACT_UP_TO
 
@@ -267,16 +268,21 @@ def delete_matching_in_batches(job: Job, *, rows_after, delete, refresh, batch: 
             _keep_name(state, "skipped_names", row["refusal"], row["name"])
         else:
             site = sites[row["site_id"]]
+            failure = ""
             try:
                 delete(site.name, row["id"])
-                state["deleted"] = state.get("deleted", 0) + 1
             except cloud.NotFound:
-                state["deleted"] = state.get("deleted", 0) + 1  # gone already: as wanted
+                pass  # gone already: as wanted
             except cloud.Unavailable:
                 raise
             except cloud.CloudError as exc:
+                failure = exc.message
+            if failure:
                 state["failed"] = state.get("failed", 0) + 1
-                _keep_name(state, "failed_names", "", f"{row['name']} ({exc.message})")
+                _keep_name(state, "failed_names", "", f"{row['name']} ({failure})")
+            else:
+                state["deleted"] = state.get("deleted", 0) + 1
+                _keep_name(state, "deleted_names", "", row["name"])
             refresh(site, row["id"])
         state["cursor"] = row["pk"]
         job.save(update_fields=["state"])
@@ -318,10 +324,45 @@ def matching_summary(job: Job) -> dict:
     job.result.update(
         {
             "summary": ", ".join(parts) + ".",
+            "deleted": state.get("deleted_names", {}).get("", []),
             "deleted_count": deleted,
             "failed": failed_names,
             "failed_count": failed,
             "skipped": skipped_texts,
+            "skipped_count": sum(skipped.values()),
         }
     )
     return job.result
+
+
+# --- One way for every delete job kind ------------------------------------------
+
+
+def delete_step(job: Job, *, key: str, batch: int, delete, refresh, rows_after, listed_delete=None):
+    """The delete step of every delete job kind: the rows listed under
+    params[key] (ticked ones: portal.jobs.delete_in_batches, through
+    `listed_delete` when they need a check of their own), or the next rows the
+    job's filter matches (`rows_after`: delete_matching_in_batches)."""
+    if "matching" in job.params:
+        return delete_matching_in_batches(
+            job, rows_after=rows_after, delete=delete, refresh=refresh, batch=batch
+        )
+    return delete_in_batches(
+        job, job.params[key], delete=listed_delete or delete, refresh=refresh, batch=batch
+    )
+
+
+def delete_finish(job: Job, *, key: str) -> dict:
+    """The last step of every delete job kind: record what it deleted, what it
+    skipped and why, and what failed and why (job.result, the same keys for both
+    ways of choosing rows), then end the same way: the job fails when every
+    delete it tried failed, and succeeds otherwise, with its failures named in
+    the summary. A row skipped by the rules is not a failure: a job that only
+    skipped succeeds and says why. `key`: where a ticked job lists its rows."""
+    if "matching" in job.params:
+        result = matching_summary(job)
+    else:
+        result = deletion_summary(job, job.params[key])
+    if result["failed_count"] and not result["deleted_count"]:
+        raise StepFailed(result["summary"])
+    return result
