@@ -22,7 +22,7 @@ from instances.services import (
     servers_store,
 )
 from portal import cloud
-from portal.bulk import delete_finish, delete_step
+from portal.bulk import delete_finish, delete_step, matching_title
 from portal.errors import ActionRefused
 from portal.jobs import (
     JOB_KEY,
@@ -403,10 +403,7 @@ def step_delete_servers_summary(job: Job) -> None:
 
 def _describe_delete(job: Job) -> str:
     if "matching" in job.params:
-        return (
-            f"Delete all matching instances ({job.params['filters']}; "
-            f"{job.params['expected']} at confirmation)"
-        )
+        return matching_title(job, "instances")
     return f"Delete {len(job.params['servers'])} instance(s)"
 
 

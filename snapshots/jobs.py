@@ -36,7 +36,7 @@ from instances.models import Server
 from instances.services import server_refresh
 from portal import cloud
 from portal.access import can_act_on
-from portal.bulk import delete_finish, delete_step
+from portal.bulk import delete_finish, delete_step, matching_title
 from portal.errors import ActionRefused
 from portal.jobs import (
     JOB_KEY,
@@ -491,10 +491,7 @@ def step_delete_summary(job: Job) -> None:
 
 def _describe_delete(job: Job) -> str:
     if "matching" in job.params:
-        return (
-            f"Delete all matching snapshots ({job.params['filters']}; "
-            f"{job.params['expected']} at confirmation)"
-        )
+        return matching_title(job, "snapshots")
     return f"Delete {len(job.params['images'])} snapshot(s)"
 
 
