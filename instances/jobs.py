@@ -25,7 +25,7 @@ from instances.services import (
     servers_store,
 )
 from portal import cloud
-from portal.bulk import delete_matching_in_batches, matching_summary
+from portal.bulk import delete_finish, delete_step, matching_title
 from portal.errors import ActionRefused
 from portal.jobs import (
     JOB_KEY,
@@ -35,8 +35,6 @@ from portal.jobs import (
     Step,
     StepFailed,
     Wait,
-    delete_in_batches,
-    deletion_summary,
     job_key,
     job_kind_register,
 )
@@ -473,40 +471,27 @@ def _delete_unless_locked(site: str, server_id: str) -> None:
 
 
 def step_delete_servers(job: Job) -> Wait | None:
-    """Delete BATCH servers per run: the listed ones (see delete_in_batches), or
-    the next ones the job's filter matches (see portal.bulk)."""
-    refresh = lambda site, server_id: server_refresh(site, openstack_id=server_id)  # noqa: E731
-    if "matching" in job.params:
-        delete = lambda site, server_id: cloud.server_delete(site, server_id=server_id)  # noqa: E731
-        return delete_matching_in_batches(
-            job, rows_after=lambda after, size: server_delete_batch(job, after, size),
-            delete=delete, refresh=refresh, batch=BATCH,
-        )  # fmt: skip
-    return delete_in_batches(
-        job, job.params["servers"], batch=BATCH, delete=_delete_unless_locked, refresh=refresh
-    )
+    """Delete BATCH servers per run: the listed ones, or the next ones the job's
+    filter matches (see portal.bulk.delete_step)."""
+    return delete_step(
+        job, key="servers", batch=BATCH,
+        delete=lambda site, server_id: cloud.server_delete(site, server_id=server_id),
+        listed_delete=_delete_unless_locked,
+        refresh=lambda site, server_id: server_refresh(site, openstack_id=server_id),
+        rows_after=lambda after, size: server_delete_batch(job, after, size),
+    )  # fmt: skip
 
 
 def step_delete_servers_summary(job: Job) -> None:
-    if "matching" in job.params:
-        result = matching_summary(job)
-        failed_only = result["failed_count"] and not result["deleted_count"]
-    else:
-        result = deletion_summary(job, job.params["servers"])
-        failed_only = result["failed"] and not result["deleted"]
+    """Sum up, and fail when every delete failed (portal.bulk.delete_finish)."""
     if job.project_id:
-        project_quota_refresh(job.project)
-    if failed_only:
-        raise StepFailed(result["summary"])
-    return None
+        project_quota_refresh(job.project)  # the quota the deleted ones freed
+    delete_finish(job, key="servers")
 
 
 def _describe_delete(job: Job) -> str:
     if "matching" in job.params:
-        return (
-            f"Delete all matching instances ({job.params['filters']}; "
-            f"{job.params['expected']} at confirmation)"
-        )
+        return matching_title(job, "instances")
     return f"Delete {len(job.params['servers'])} instance(s)"
 
 

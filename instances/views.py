@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -33,6 +34,7 @@ from instances.services import (
 )
 from instances.tables import ServerTable
 from portal.access import projects_visible_to
+from portal.bulk import CONFIRMED_PARAM, confirmed_at_from, confirmed_param
 from portal.errors import ActionRefused
 from portal.http import next_url, param_id, param_int, redirect_back
 from portal.jobs import busy_pks, job_repeated
@@ -212,7 +214,7 @@ def instance_delete(request):
     if repeated is not None:
         return redirect("job-detail", job_id=repeated.pk)
     chosen, all_matching = servers_chosen(user=request.user, data=data, limit=MAX_DELETE)
-    skip = {"csrfmiddlewaretoken", "idempotency_key", "page", "upto"}
+    skip = {"csrfmiddlewaretoken", "idempotency_key", "page", "upto", CONFIRMED_PARAM}
     carried = [(k, v) for k, values in data.lists() if k not in skip for v in values]
     context = {"plan": None, "back": back, "carried": carried}
     if not (chosen.exists() if all_matching else chosen):
@@ -233,23 +235,28 @@ def instance_delete(request):
 
 
 def _delete_matching(request, data, rows, carried, context):
-    """ "All matching": GET counts and samples; POST records the job with the filter
-    and the bound the confirmation showed (`upto`: no row synced after it)."""
+    """ "All matching": GET counts and samples; POST records the job with the filter,
+    the bound and the moment the confirmation showed (`upto`: no row synced after
+    it; `confirmed`: no row changed since)."""
     if request.method == "GET":
         upto = server_delete_bound()
+        confirmed_at = timezone.now()  # before reading: what the mirror learns later is "since"
         context["matching"] = server_delete_matching_plan(
             rows=rows, actor=request.user, upto=upto, walk=server_list(user=request.user)
         )
-        context["carried"] = [*carried, ("upto", str(upto))]
+        context["confirmed_at"] = confirmed_at
+        context["carried"] = [*carried, ("upto", str(upto)), confirmed_param(confirmed_at)]
         return render(request, "instances/delete_confirm.html", context)
     upto = param_id(data, "upto") or server_delete_bound()
+    confirmed_at = confirmed_at_from(data)
     filters = [(k, v) for k, v in carried if k not in ("selected", "all_matching")]
     job, plan = server_delete_matching_request(
-        data=filters, actor=request.user, upto=upto, rows=rows,
+        data=filters, actor=request.user, upto=upto, confirmed_at=confirmed_at, rows=rows,
         idempotency_key=data.get("idempotency_key", ""),
     )  # fmt: skip
     if job is None:
         context["matching"] = plan
+        context["confirmed_at"] = confirmed_at
         messages.error(request, "Nothing to delete: every matching instance is skipped.")
         return render(request, "instances/delete_confirm.html", context, status=409)
     messages.success(request, f"Deleting the matching instances: job #{job.pk}.")

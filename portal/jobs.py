@@ -725,7 +725,8 @@ def undo_details(job: Job) -> list[str]:
 def deletion_summary(job: Job, items: list[dict]) -> dict:
     """Record what a delete job did with `items` ({"id", "name"}), from the outcomes
     its delete step wrote to job.state and the skips it was given: "Deleted 3,
-    skipped 1: x (reason), failed 1: y (why)." Returns job.result."""
+    skipped 1: x (reason), failed 1: y (why)." Returns job.result, with the
+    counts under the keys portal.bulk.matching_summary gives them too."""
     outcomes = job.state.get("outcomes", {})
     names = {item["id"]: item["name"] for item in items}
     deleted = [names[i] for i, o in outcomes.items() if o == "deleted"]
@@ -742,8 +743,11 @@ def deletion_summary(job: Job, items: list[dict]) -> dict:
         {
             "summary": ", ".join(parts) + ".",
             "deleted": deleted,
+            "deleted_count": len(deleted),
             "failed": failed,
+            "failed_count": len(failed),
             "skipped": skipped,
+            "skipped_count": len(skipped),
         }
     )
     return job.result

@@ -36,7 +36,7 @@ from instances.models import Server
 from instances.services import server_refresh
 from portal import cloud
 from portal.access import can_act_on
-from portal.bulk import delete_matching_in_batches, matching_summary
+from portal.bulk import delete_finish, delete_step, matching_title
 from portal.errors import ActionRefused
 from portal.jobs import (
     JOB_KEY,
@@ -47,8 +47,6 @@ from portal.jobs import (
     Step,
     StepFailed,
     Wait,
-    delete_in_batches,
-    deletion_summary,
     job_key,
     job_kind_register,
     undo_details,
@@ -530,34 +528,24 @@ job_kind_register(
 
 
 def step_delete(job: Job) -> Wait | None:
-    """Delete DELETE_BATCH images per run: the listed ones (see delete_in_batches),
-    or the next ones the job's filter matches (see portal.bulk)."""
-    delete = lambda site, image_id: cloud.image_delete(site, image_id=image_id)  # noqa: E731
-    refresh = lambda site, image_id: image_refresh(site, openstack_id=image_id)  # noqa: E731
-    if "matching" in job.params:
-        return delete_matching_in_batches(
-            job, rows_after=lambda after, size: snapshot_delete_batch(job, after, size),
-            delete=delete, refresh=refresh, batch=DELETE_BATCH,
-        )  # fmt: skip
-    return delete_in_batches(
-        job, job.params["images"], batch=DELETE_BATCH, delete=delete, refresh=refresh
-    )
+    """Delete DELETE_BATCH images per run: the listed ones, or the next ones the
+    job's filter matches (see portal.bulk.delete_step)."""
+    return delete_step(
+        job, key="images", batch=DELETE_BATCH,
+        delete=lambda site, image_id: cloud.image_delete(site, image_id=image_id),
+        refresh=lambda site, image_id: image_refresh(site, openstack_id=image_id),
+        rows_after=lambda after, size: snapshot_delete_batch(job, after, size),
+    )  # fmt: skip
 
 
 def step_delete_summary(job: Job) -> None:
-    if "matching" in job.params:
-        matching_summary(job)
-    else:
-        deletion_summary(job, job.params["images"])
-    return None
+    """Sum up, and fail when every delete failed (portal.bulk.delete_finish)."""
+    delete_finish(job, key="images")
 
 
 def _describe_delete(job: Job) -> str:
     if "matching" in job.params:
-        return (
-            f"Delete all matching snapshots ({job.params['filters']}; "
-            f"{job.params['expected']} at confirmation)"
-        )
+        return matching_title(job, "snapshots")
     return f"Delete {len(job.params['images'])} snapshot(s)"
 
 
