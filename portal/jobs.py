@@ -363,7 +363,7 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
         job.status = Job.Status.RUNNING
         job.started_at = _now()
 
-    run_began = time.monotonic()
+    run_began, ran = time.monotonic(), 0
     saved_state = _state_text(job)
     while job.step_index < len(job.steps):
         record = job.steps[job.step_index]
@@ -374,7 +374,7 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
             job.polls = 0
             job.state.pop("last_unavailable", None)
         job.progress = step.label
-        if time.monotonic() - run_began > settings.JOB_RUN_SECONDS:
+        if ran and time.monotonic() - run_began > settings.JOB_RUN_SECONDS:
             # This run did its share: the next step starts in a new one, so no run
             # comes near the task's time limit and other jobs get the worker.
             return _schedule(job, 0.0)
@@ -383,6 +383,7 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
             outcome, unavailable = silent, True
         else:
             record["runs"] = record.get("runs", 0) + 1
+            ran += 1
             # What earlier steps of this run recorded (an image id, "stopped by the
             # portal") is saved before the next step that acts on the cloud; the rest
             # of the bookkeeping waits for the end of the run. A crash re-runs a step,
