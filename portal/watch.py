@@ -56,27 +56,23 @@ def site_watch(site_id: int) -> dict | None:
     if not Site.objects.filter(pk=site_id).filter(free).update(watch_lease_until=now + WATCH_LEASE):
         return None
     site = Site.objects.get(pk=site_id)
-    seen = None
+    seen, release = None, True
     try:
         seen = _look(site, now)
     except cloud.Unavailable as exc:
         # Held a while longer: the rounds until then skip the site instead of paying
         # the timeout every second. A silent site's jobs wait for an answer.
+        release = False
         Site.objects.filter(pk=site_id).update(watch_lease_until=timezone.now() + WATCH_BACKOFF)
         if exc.silent:
             site_silent(site_id)
         raise
     finally:
-        if seen is None and not _backing_off(site_id):
+        if seen is None and release:
             Site.objects.filter(pk=site_id).update(watch_lease_until=None)
     if seen is not None:
         site_answers(site_id)
     return seen
-
-
-def _backing_off(site_id: int) -> bool:
-    lease = Site.objects.filter(pk=site_id).values_list("watch_lease_until", flat=True).first()
-    return lease is not None and lease > timezone.now() + WATCH_LEASE / 2
 
 
 def _look(site: Site, asked: timezone.datetime) -> dict | None:
