@@ -483,23 +483,22 @@ def _site_silent(job: Job) -> Wait | None:
     job at a time (the probe) tries, once per JOB_SILENT_PROBE_SECONDS; the others
     cost no call and no worker time. None: go ahead (the site answers, or this run
     is the probe)."""
-    if not job.site_id:
+    # The site row came with the job (no query): as fresh as this run.
+    if not job.site_id or job.site.silent_since is None:
         return None
     now = _now()
-    site = Site.objects.filter(pk=job.site_id).values("silent_since", "probe_at").get()
-    if site["silent_since"] is None:
-        return None
     due = now - timedelta(seconds=settings.JOB_SILENT_PROBE_SECONDS)
     probe = Q(probe_at__isnull=True) | Q(probe_at__lt=due)
     if Site.objects.filter(pk=job.site_id).filter(probe).update(probe_at=now):
         return None
-    since = timezone.localtime(site["silent_since"])
+    since = timezone.localtime(job.site.silent_since)
     return Wait(progress=f"{_site_name(job)} has not answered since {since:%H:%M}; waiting for it")
 
 
 def _site_answered(job: Job, since: float) -> None:
     """The step's calls got answers: the site is not silent (if it was)."""
     if job.site_id and cloud.answered_since(job.site.name, since):
+        job.site.silent_since = None
         site_answers(job.site_id)
 
 
