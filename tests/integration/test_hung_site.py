@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from portal import cloud
+from portal.celery import app
 from portal.jobs import job_create
 from portal.models import Job, Site
 from portal.watch import site_watch_safely, sites_to_watch
@@ -45,7 +46,7 @@ def test_a_hung_site_backs_off_its_watch_and_leaves_the_others_theirs(
 
 
 def test_jobs_on_a_hung_site_wait_for_a_probe_instead_of_spinning(
-    transactional_db, redis_server, tmp_path
+    transactional_db, own_redis, tmp_path
 ):
     """A real worker (which ticks: sweep, watcher) and four jobs on a site that hangs.
     Before, each job paid the timeout on every run and re-ran after a short backoff."""
@@ -54,7 +55,7 @@ def test_jobs_on_a_hung_site_wait_for_a_probe_instead_of_spinning(
     with HungServer() as server:
         env = child_env(
             DATABASE_URL=conftest.test_database_url(),
-            REDIS_URL=redis_server.url,
+            REDIS_URL=own_redis.url,
             OS_CLIENT_CONFIG_FILE=server.clouds_yaml(tmp_path / "clouds.yaml", name="hung"),
             PORTAL_SITES="hung=Nowhere",
             PORTAL_SYNC_INTERVAL="3600",
@@ -64,13 +65,12 @@ def test_jobs_on_a_hung_site_wait_for_a_probe_instead_of_spinning(
         )
         site = Site.objects.create(name="hung", display_name="Nowhere")
         log_path = tmp_path / "worker.log"
+        shared_broker = app.conf.broker_url
         worker = start_worker(env, concurrency=2, log_path=log_path, ticks=True,
                               include=("tests.job_kinds",))  # fmt: skip
         try:
-            _wait_for_worker(redis_server.url, worker, log_path)
-            from portal.celery import app
-
-            app.conf.broker_url = redis_server.url
+            _wait_for_worker(own_redis.url, worker, log_path)
+            app.conf.broker_url = own_redis.url
             jobs = [job_create(kind="test.list_servers", site=site) for _ in range(4)]
             time.sleep(20)
             runs = 0
@@ -84,4 +84,5 @@ def test_jobs_on_a_hung_site_wait_for_a_probe_instead_of_spinning(
             assert runs <= 8, runs
             assert any("has not answered since" in job.progress for job in jobs)
         finally:
+            app.conf.broker_url = shared_broker
             stop_process(worker)

@@ -40,13 +40,13 @@ def _parked_ping(tag: str) -> Job:
 
 
 def test_the_sweep_goes_on_when_the_ticking_worker_dies(
-    transactional_db, devcloud_pair, redis_server, tmp_path
+    transactional_db, devcloud_pair, own_redis, tmp_path
 ):
     import tests.job_kinds  # noqa: F401  (registers "ping" here too)
 
     env = child_env(
         DATABASE_URL=conftest.test_database_url(),
-        REDIS_URL=redis_server.url,
+        REDIS_URL=own_redis.url,
         OS_CLIENT_CONFIG_FILE=devcloud_pair["clouds_yaml"],
         PORTAL_SITES="devcloud=Bielefeld",
         JOB_RECOVER_SWEEP_SECONDS="1",
@@ -62,7 +62,7 @@ def test_the_sweep_goes_on_when_the_ticking_worker_dies(
                 )  # fmt: skip
             )
         for worker, log_path in zip(workers, logs, strict=True):
-            _wait_for_worker(redis_server.url, worker, log_path)
+            _wait_for_worker(own_redis.url, worker, log_path)
 
         first = wait_for_job(_parked_ping("one"), timeout=30)
         assert first.status == Job.Status.SUCCEEDED
