@@ -2,8 +2,9 @@
 beside a second site that stops answering.
 
 Starts its own two devcloud sites (Bielefeld; and Berlin, with the demo's
-second catalog and its project gamma), Redis, Celery worker and beat (on a
-throwaway SQLite database). Bielefeld answers 20% of requests with 503 and
+second catalog and its project gamma), Redis and a Celery worker that ticks
+(sends the periodic tasks, as every production worker does; no beat) on a
+throwaway SQLite database. Bielefeld answers 20% of requests with 503 and
 delays 20% by 300 ms. A calm round of ~30 snapshot, launch and delete jobs runs
 there undisturbed; then a chaos round of the same jobs runs while the worker is
 SIGKILLed three times (a supervisor starts a new one, as `make run` does) and
@@ -52,7 +53,6 @@ from devcloud.launcher import DevcloudProcess  # noqa: E402
 from scripts.stack import (  # noqa: E402
     ROOT,
     RedisProcess,
-    celery_command,
     child_env,
     start_worker,
     stop_process,
@@ -342,7 +342,7 @@ def run(work: Path, env: dict, devcloud: DevcloudProcess, devcloud2: DevcloudPro
     hung_servers = make_servers(cloud, gamma, prefix="hung", count=HUNG_SNAPSHOTS)
 
     worker_log = work / "worker.log"
-    workers = [start_worker(env, concurrency=WORKER_CONCURRENCY, log_path=worker_log)]
+    workers = [start_worker(env, concurrency=WORKER_CONCURRENCY, log_path=worker_log, ticks=True)]
     hang = None
 
     def tend() -> None:
@@ -351,14 +351,12 @@ def run(work: Path, env: dict, devcloud: DevcloudProcess, devcloud2: DevcloudPro
         And the hang ends when its time is up."""
         if workers[-1].poll() is not None:
             log(f"the worker exited with {workers[-1].returncode}; starting a new one")
-            workers.append(start_worker(env, concurrency=WORKER_CONCURRENCY, log_path=worker_log))
+            workers.append(
+                start_worker(env, concurrency=WORKER_CONCURRENCY, log_path=worker_log, ticks=True)
+            )
         if hang is not None:
             hang.tick()
 
-    beat = subprocess.Popen(
-        celery_command("beat", "--schedule", str(work / "beat-schedule"), "--loglevel", "WARNING"),
-        cwd=ROOT, env=env, stdout=open(work / "beat.log", "ab"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
     load = Load()
     try:
         from portal.celery import app
@@ -433,7 +431,6 @@ def run(work: Path, env: dict, devcloud: DevcloudProcess, devcloud2: DevcloudPro
         load.stop()
         for worker in workers:
             stop_process(worker)
-        stop_process(beat)
         devcloud.set_faults({})
         devcloud2.set_faults({})
 
