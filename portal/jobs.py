@@ -479,20 +479,31 @@ def _site_name(job: Job) -> str:
 
 
 def _site_silent(job: Job) -> Wait | None:
-    """While the job's site gives no answers at all, a Wait instead of the step: one
-    job at a time (the probe) tries, once per JOB_SILENT_PROBE_SECONDS; the others
-    cost no call and no worker time. None: go ahead (the site answers, or this run
-    is the probe)."""
+    """While the job's site gives no answer at all, a Wait instead of the step: the
+    job costs no call and no worker time. The probe (see sites_to_probe) asks the
+    site once per JOB_SILENT_PROBE_SECONDS with a short timeout, and its first
+    answer wakes the waiting jobs. None: the site answers, go ahead."""
     # The site row came with the job (no query): as fresh as this run.
     if not job.site_id or job.site.silent_since is None:
         return None
-    now = _now()
-    due = now - timedelta(seconds=settings.JOB_SILENT_PROBE_SECONDS)
-    probe = Q(probe_at__isnull=True) | Q(probe_at__lt=due)
-    if Site.objects.filter(pk=job.site_id).filter(probe).update(probe_at=now):
-        return None
     since = timezone.localtime(job.site.silent_since)
     return Wait(progress=f"{_site_name(job)} has not answered since {since:%H:%M}; waiting for it")
+
+
+def sites_to_probe() -> list[int]:
+    """The silent sites whose next probe is due, each claimed for one probe (so two
+    watcher rounds never probe a site twice at once)."""
+    now = _now()
+    due = now - timedelta(seconds=settings.JOB_SILENT_PROBE_SECONDS)
+    claimed = []
+    silent = Site.objects.filter(silent_since__isnull=False).filter(
+        Q(probe_at__isnull=True) | Q(probe_at__lt=due)
+    )
+    for site_id in silent.values_list("pk", flat=True):
+        free = Q(probe_at__isnull=True) | Q(probe_at__lt=due)
+        if Site.objects.filter(pk=site_id).filter(free).update(probe_at=now):
+            claimed.append(site_id)
+    return claimed
 
 
 def _site_answered(job: Job, since: float) -> None:

@@ -243,13 +243,16 @@ JOB_WATCHED_POLL_SECONDS = envfloat("JOB_WATCHED_POLL_SECONDS", "30")
 # (OPENSTACK_TIMEOUT): a call that hangs ends as "not answering" before the limit.
 JOB_RUN_SECONDS = envfloat("JOB_RUN_SECONDS", "8")
 JOB_TASK_SOFT_SECONDS = JOB_RUN_SECONDS + OPENSTACK_TIMEOUT + 5
-# A site that gives no answer at all (connections time out or are refused): jobs
-# there wait, and one of them tries again once per JOB_SILENT_PROBE_SECONDS; a job
+# A site that gives no answer at all (connections time out or are refused): jobs,
+# the watcher and the syncs there wait, and a probe (one short call, with
+# PORTAL_PROBE_TIMEOUT) asks once per JOB_SILENT_PROBE_SECONDS; a job
 # that could not reach its site tries again after a backoff up to
 # JOB_OUTAGE_BACKOFF_SECONDS. Undo steps (starting again an instance the job
 # stopped) keep trying for JOB_UNDO_OUTAGE_SECONDS, backing off up to
 # JOB_UNDO_OUTAGE_BACKOFF_SECONDS; the first answer from the site wakes them.
-JOB_SILENT_PROBE_SECONDS = envfloat("JOB_SILENT_PROBE_SECONDS", "20")
+JOB_SILENT_PROBE_SECONDS = envfloat("JOB_SILENT_PROBE_SECONDS", "10")
+# The probe of a silent site waits this long for any answer.
+PORTAL_PROBE_TIMEOUT = envfloat("PORTAL_PROBE_TIMEOUT", "3")
 JOB_OUTAGE_BACKOFF_SECONDS = envfloat("JOB_OUTAGE_BACKOFF_SECONDS", "60")
 JOB_UNDO_OUTAGE_SECONDS = envint("JOB_UNDO_OUTAGE_SECONDS", str(12 * 3600))
 JOB_UNDO_OUTAGE_BACKOFF_SECONDS = envfloat("JOB_UNDO_OUTAGE_BACKOFF_SECONDS", "300")
@@ -346,6 +349,7 @@ CELERY_TASK_QUEUES = (Queue("celery"), Queue("watch"))
 CELERY_TASK_ROUTES = {
     "portal.tasks.sites_watch_task": {"queue": "watch"},
     "portal.tasks.site_watch_task": {"queue": "watch"},
+    "portal.tasks.site_probe_task": {"queue": "watch"},
 }
 
 LOGGING = {

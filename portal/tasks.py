@@ -9,7 +9,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from portal import cloud
-from portal.jobs import job_advance, jobs_recover_stuck, lease_kept, site_answers, site_silent
+from portal.jobs import (
+    job_advance,
+    jobs_recover_stuck,
+    lease_kept,
+    site_answers,
+    site_silent,
+    sites_to_probe,
+)
 from portal.models import Site
 from portal.sites import sites_ensure
 from portal.sync import site_sync
@@ -52,6 +59,8 @@ def _messages_waiting() -> int:
 @shared_task(ignore_result=True)
 def site_sync_task(site_id: int, full: bool | None = None) -> None:
     site = Site.objects.get(pk=site_id)
+    if site.silent_since is not None:
+        return  # left to the probe: a sync there would hold a worker for nothing
     try:
         site_sync(site, full=full)
     except cloud.Unavailable as exc:
@@ -76,6 +85,17 @@ def sites_watch_task() -> None:
     expires = 2 * settings.PORTAL_WATCH_INTERVAL
     for site_id in sites_to_watch():
         site_watch_task.apply_async((site_id,), queue="watch", expires=expires)
+    for site_id in sites_to_probe():
+        site_probe_task.apply_async((site_id,), queue="watch", expires=expires)
+
+
+# A silent site is asked only this: one short unauthenticated call, and its first
+# answer wakes the jobs waiting for the site (and lets the watcher and syncs back).
+@shared_task(ignore_result=True, soft_time_limit=settings.PORTAL_PROBE_TIMEOUT + 5)
+def site_probe_task(site_id: int) -> None:
+    site = Site.objects.get(pk=site_id)
+    if cloud.site_probe(site.name, timeout=settings.PORTAL_PROBE_TIMEOUT):
+        site_answers(site_id)
 
 
 @shared_task(

@@ -144,7 +144,10 @@ def sites_to_watch() -> list[int]:
     now = timezone.now()
     busy = Job.objects.exclude(status__in=Job.FINISHED).values("site_id")
     free = Q(watch_lease_until__isnull=True) | Q(watch_lease_until__lt=now)
-    return list(Site.objects.filter(free, pk__in=busy).values_list("pk", flat=True))
+    # A silent site is left to the probe (portal.jobs.sites_to_probe): a listing there
+    # would hold a worker for OPENSTACK_TIMEOUT each round.
+    watched = Site.objects.filter(free, pk__in=busy, silent_since__isnull=True)
+    return list(watched.values_list("pk", flat=True))
 
 
 def site_watch_safely(site_id: int) -> None:

@@ -28,7 +28,7 @@ from portal.cloud.errors import (
     NotFound,
     Unavailable,
 )
-from portal.cloud.identity import project_list
+from portal.cloud.identity import project_list, site_probe
 from portal.cloud.image import (
     image_delete,
     image_find_by_property,
@@ -50,7 +50,7 @@ from portal.cloud.util import answered_since, clock_offset
 __all__ = [
     "BadRequest", "CloudError", "CloudFlavor", "CloudImage", "CloudNetwork", "CloudProject",
     "CloudServer", "answered_since", "clock_offset",
-    "Conflict", "Forbidden", "Limits", "NotFound", "Unavailable", "connections_reset", "flavor_list",
+    "Conflict", "Forbidden", "Limits", "NotFound", "Unavailable", "connections_reset", "flavor_list", "site_probe",
     "image_delete", "image_find_by_property", "image_get", "image_list", "image_pages", "limits_get",
     "network_list", "project_list", "server_console_output", "server_create", "server_create_image", "server_delete", "server_find", "server_get",
     "server_list", "server_pages", "server_start", "server_stop",

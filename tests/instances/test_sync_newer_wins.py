@@ -21,9 +21,7 @@ def _listed(row, status) -> cloud.CloudServer:
     )  # fmt: skip
 
 
-def test_a_refresh_made_while_a_sync_lists_is_not_overwritten_by_the_listing(
-    people, monkeypatch
-):
+def test_a_refresh_made_while_a_sync_lists_is_not_overwritten_by_the_listing(people, monkeypatch):
     row = make_server(project=people["alpha"], name="worker-1", status="SHUTOFF")
     stale = _listed(row, "SHUTOFF")  # what the listing's page says, read before the start
     fresh = _listed(row, "ACTIVE")

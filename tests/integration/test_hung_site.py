@@ -86,3 +86,15 @@ def test_jobs_on_a_hung_site_wait_for_a_probe_instead_of_spinning(
         finally:
             app.conf.broker_url = shared_broker
             stop_process(worker)
+
+
+def test_the_probe_of_a_silent_site_costs_its_short_timeout_and_hears_an_answer(
+    clouds, tmp_path, settings
+):
+    assert cloud.site_probe("devcloud", timeout=3) is True
+    with HungServer() as server:
+        settings.OS_CLIENT_CONFIG_FILE = server.clouds_yaml(tmp_path / "clouds.yaml", name="hung")
+        began = time.monotonic()
+        assert cloud.site_probe("hung", timeout=1) is False
+        assert time.monotonic() - began < 3
+    assert cloud.site_probe("not-in-clouds-yaml", timeout=1) is False
