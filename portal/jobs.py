@@ -572,25 +572,71 @@ def site_silent(site_id: int) -> None:
 
 @contextmanager
 def lease_kept(job_id: int):
-    """Renew the job's lease every LEASE_RENEW seconds while the block runs (a worker's
-    advance): the lease can stay short, for a fast takeover when a worker dies, and
-    still outlast a step that waits OPENSTACK_TIMEOUT for a site that never answers.
-    Renews only a held lease: once the run released the job, nothing is extended."""
+    """While the block runs (a worker's advance of the job):
+
+    - renew the job's lease every LEASE_RENEW seconds: the lease can stay short, for
+      a fast takeover when a worker dies, and still outlast a step that waits
+      OPENSTACK_TIMEOUT for a site that never answers. Only a held lease is renewed:
+      once the run released the job, nothing is extended;
+    - watch for silence (see silence_watched)."""
     stop = threading.Event()
+    began = time.monotonic()
 
     def renew() -> None:
+        site, renewed = None, began
         try:
-            while not stop.wait(LEASE_RENEW):
+            while not stop.wait(1.0):
                 try:
-                    Job.objects.filter(pk=job_id, lease_until__isnull=False).update(
-                        lease_until=_now() + LEASE
-                    )
+                    if site is None:
+                        site = Job.objects.filter(pk=job_id).values("site_id", "site__name").first()
+                    if site and site["site_id"]:
+                        _silence_check(site["site_id"], site["site__name"], began)
+                    if time.monotonic() - renewed >= LEASE_RENEW:
+                        renewed = time.monotonic()
+                        Job.objects.filter(pk=job_id, lease_until__isnull=False).update(
+                            lease_until=_now() + LEASE
+                        )
                 except Exception:  # a busy database: the next beat tries again
                     log.debug("lease renewal of job %s failed", job_id, exc_info=True)
         finally:
             connection.close()
 
     thread = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _silence_check(site_id: int, site_name: str, began: float) -> None:
+    """Mark the site silent once this process has waited JOB_SILENT_AFTER_SECONDS for
+    an answer from it: a call that hangs is not left to hold this worker, and then the
+    next one, for OPENSTACK_TIMEOUT each before anyone knows. A slow call that does
+    answer clears the mark at once (see _site_answered), and the probe does too."""
+    waited = time.monotonic() - max(began, cloud.last_answer(site_name))
+    if waited >= settings.JOB_SILENT_AFTER_SECONDS:
+        site_silent(site_id)
+
+
+@contextmanager
+def silence_watched(site_id: int, site_name: str):
+    """For work at one site outside a job (a sync, a watch): the same silence check."""
+    stop = threading.Event()
+    began = time.monotonic()
+
+    def check() -> None:
+        try:
+            while not stop.wait(1.0):
+                try:
+                    _silence_check(site_id, site_name, began)
+                except Exception:
+                    log.debug("silence check of site %s failed", site_name, exc_info=True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=check, name=f"silence-{site_name}", daemon=True)
     thread.start()
     try:
         yield

@@ -251,6 +251,11 @@ JOB_TASK_SOFT_SECONDS = JOB_RUN_SECONDS + OPENSTACK_TIMEOUT + 5
 # stopped) keep trying for JOB_UNDO_OUTAGE_SECONDS, backing off up to
 # JOB_UNDO_OUTAGE_BACKOFF_SECONDS; the first answer from the site wakes them.
 JOB_SILENT_PROBE_SECONDS = envfloat("JOB_SILENT_PROBE_SECONDS", "10")
+# A worker that has waited this long for any answer from a site (a call that hangs)
+# marks it silent at once, instead of after OPENSTACK_TIMEOUT: meanwhile the site's
+# other work would pile onto the worker's other processes. A slow call that answers
+# in the end clears the mark, and so does the probe.
+JOB_SILENT_AFTER_SECONDS = envfloat("JOB_SILENT_AFTER_SECONDS", "5")
 # The probe of a silent site waits this long for any answer.
 PORTAL_PROBE_TIMEOUT = envfloat("PORTAL_PROBE_TIMEOUT", "3")
 JOB_OUTAGE_BACKOFF_SECONDS = envfloat("JOB_OUTAGE_BACKOFF_SECONDS", "60")

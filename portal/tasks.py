@@ -13,6 +13,7 @@ from portal.jobs import (
     job_advance,
     jobs_recover_stuck,
     lease_kept,
+    silence_watched,
     site_answers,
     site_silent,
     sites_to_probe,
@@ -62,7 +63,8 @@ def site_sync_task(site_id: int, full: bool | None = None) -> None:
     if site.silent_since is not None:
         return  # left to the probe: a sync there would hold a worker for nothing
     try:
-        site_sync(site, full=full)
+        with silence_watched(site.pk, site.name):
+            site_sync(site, full=full)
     except cloud.Unavailable as exc:
         # Recorded on the site (pages show "unreachable since"); no answer at all
         # makes its jobs wait for one.
@@ -104,4 +106,6 @@ def site_probe_task(site_id: int) -> None:
     time_limit=2 * settings.OPENSTACK_TIMEOUT + 10,
 )
 def site_watch_task(site_id: int) -> None:
-    site_watch_safely(site_id)
+    name = Site.objects.filter(pk=site_id).values_list("name", flat=True).first()
+    with silence_watched(site_id, name or ""):
+        site_watch_safely(site_id)

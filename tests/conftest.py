@@ -6,6 +6,7 @@ the same way `make run` starts them (scripts/stack.py, devcloud.launcher).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from pathlib import Path
@@ -129,6 +130,28 @@ def own_redis(tmp_path_factory):
     redis = RedisProcess(tmp_path_factory.mktemp("redis")).start()
     yield redis
     redis.stop()
+
+
+@contextlib.contextmanager
+def sending_to(broker_url: str):
+    """Send tasks from the test process to another Redis for a while. Celery keeps its
+    connection pool once made, so the pool is dropped on the way in and out."""
+    from portal.celery import app
+
+    def fresh_pools() -> None:
+        if app._pool is not None:
+            app._pool.force_close_all()
+            app._pool = None
+        app.amqp._producer_pool = None
+
+    before = app.conf.broker_url
+    app.conf.broker_url = broker_url
+    fresh_pools()
+    try:
+        yield app
+    finally:
+        app.conf.broker_url = before
+        fresh_pools()
 
 
 @pytest.fixture(scope="session")

@@ -55,9 +55,24 @@ def connection_for(site: str, *, project_id: str = "") -> openstack.connection.C
             )
             base = openstack.connection.Connection(config=region)
         conn = base.connect_as(project_id=project_id) if project_id else base
+        _answers_noted(base, site)
+        _answers_noted(conn, site)
     with _lock:
         _connections.setdefault((site, ""), base)
         return _connections.setdefault(key, conn)
+
+
+def _answers_noted(conn: openstack.connection.Connection, site: str) -> None:
+    """Note every HTTP answer from the site as it arrives (one page of a long listing
+    too): a process that hears nothing from a site for a while knows it hangs."""
+    hooks = conn.session.session.hooks.setdefault("response", [])
+    if not any(getattr(hook, "site", None) == site for hook in hooks):
+
+        def noted(response, *args, **kwargs):
+            answer_note(site)
+
+        noted.site = site
+        hooks.append(noted)
 
 
 def connections_reset() -> None:

@@ -15,7 +15,12 @@ def answer_note(site: str) -> None:
 
 def answered_since(site: str, moment: float) -> bool:
     """Whether a call to `site` got an answer after `moment` (time.monotonic())."""
-    return _answered.get(site, float("-inf")) >= moment
+    return last_answer(site) >= moment
+
+
+def last_answer(site: str) -> float:
+    """time.monotonic() of the last answer from `site` in this process (-inf: none)."""
+    return _answered.get(site, float("-inf"))
 
 
 # Per site: seconds its clock is ahead of ours (negative: behind), from the Date

@@ -10,13 +10,12 @@ import pytest
 from django.utils import timezone
 
 from portal import cloud
-from portal.celery import app
 from portal.jobs import job_create
 from portal.models import Job, Site
 from portal.watch import site_watch_safely, sites_to_watch
 from scripts.stack import child_env, start_worker, stop_process
 from tests import conftest
-from tests.conftest import _wait_for_worker
+from tests.conftest import _wait_for_worker, sending_to
 from tests.hung import HungServer
 
 pytestmark = pytest.mark.worker
@@ -65,13 +64,12 @@ def test_jobs_on_a_hung_site_wait_for_a_probe_instead_of_spinning(
         )
         site = Site.objects.create(name="hung", display_name="Nowhere")
         log_path = tmp_path / "worker.log"
-        shared_broker = app.conf.broker_url
         worker = start_worker(env, concurrency=2, log_path=log_path, ticks=True,
                               include=("tests.job_kinds",))  # fmt: skip
         try:
             _wait_for_worker(own_redis.url, worker, log_path)
-            app.conf.broker_url = own_redis.url
-            jobs = [job_create(kind="test.list_servers", site=site) for _ in range(4)]
+            with sending_to(own_redis.url):
+                jobs = [job_create(kind="test.list_servers", site=site) for _ in range(4)]
             time.sleep(20)
             runs = 0
             for job in jobs:
@@ -84,7 +82,6 @@ def test_jobs_on_a_hung_site_wait_for_a_probe_instead_of_spinning(
             assert runs <= 8, runs
             assert any("has not answered since" in job.progress for job in jobs)
         finally:
-            app.conf.broker_url = shared_broker
             stop_process(worker)
 
 
