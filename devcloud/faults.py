@@ -20,7 +20,7 @@ DEFAULT_BOOT_PANIC_ERROR = (
     "Build of instance {server_id} aborted: Image {image_id} is unacceptable: "
     "Image content does not match disk_format"
 )
-BOOT_PANIC_MODES = ("panic", "error")
+BOOT_PANIC_MODES = ("panic", "error", "silent")
 
 # Rules aimed at servers by name; each is one object (or null).
 SERVER_RULES = (
