@@ -8,10 +8,12 @@ tested", and the snapshot job succeeds."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
 import pytest
+from django.urls import reverse
 
 from images.models import BootTest
 from instances.models import Server
@@ -30,6 +32,10 @@ pytestmark = pytest.mark.worker
 
 def instances_named(name: str) -> list:
     return [s for s in cloud.server_list("devcloud") if s.name == name and not s.is_deleted]
+
+
+def page_text(response) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", response.content.decode()).split())
 
 
 def steps(job) -> dict[str, dict]:
@@ -155,10 +161,19 @@ QUOTA_403 = "Quota exceeded for instances: Requested 1, but already used 10 of 1
     ],
 )  # fmt: skip
 def test_a_boot_test_the_cloud_refuses_is_not_tested_and_the_job_succeeds(
-    live_demo, name, faults, reason_parts
+    live_demo, client, name, faults, reason_parts
 ):
     job = snapshot_with_boot_test(live_demo, name, faults)
     assert_not_tested(job, *reason_parts)
+    # The job page, the snapshot's row and the email say so, with the reason.
+    said = f"Boot test: {job.result['boot_test']}"
+    client.force_login(live_demo["users"]["alice"])
+    assert said in page_text(client.get(reverse("job-detail", args=[job.pk])))
+    listed = client.get(reverse("snapshots:snapshot-list"), {"name": job.params["name"]})
+    assert said in page_text(listed)
+    mail = "".join(m.read_text() for m in live_demo["worker"]["mail_dir"].glob("*.log"))
+    ready = mail[mail.index(f"Your snapshot “{job.params['name']}” is active") :]
+    assert said in ready.split("-" * 79)[0]  # that mail
 
 
 @pytest.fixture
