@@ -47,7 +47,8 @@ bench: install
 		$(PY) bench/$$b.py || status=1; \
 	done; exit $$status
 
-# Jobs under injected faults, worker and Redis kills; prints its figures (~3 min).
+# Jobs under injected faults, worker and Redis kills, beside a site that hangs; prints
+# its figures (~4 min). `make chaos CHAOS_LOAD=1`: with one busy process per core.
 chaos: install
 	$(PY) scripts/chaos.py
 

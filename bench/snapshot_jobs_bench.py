@@ -1,7 +1,7 @@
 """Do 200 snapshot jobs at once take as long as one?
 
 Starts devcloud at a realistic speed (a job's cloud time is tens of seconds),
-Redis, and a real Celery worker (4 processes on this 2-core machine) with beat,
+Redis, and a real Celery worker (4 processes on this 2-core machine) that ticks (sends the periodic tasks),
 which runs the per-site status watcher every second, on a throwaway database. Every instance gets the
 same 2 GB of used disk. Then, through the portal's services:
 
@@ -51,7 +51,9 @@ def main() -> int:
     # Jobs wait on HTTP and the database, so a worker runs more processes than cores
     # (the README suggests -c 8 per machine); this machine has 2 cores.
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--no-watch", action="store_true", help="beat without the status watcher")
+    parser.add_argument(
+        "--no-watch", action="store_true", help="the periodic tasks without the status watcher"
+    )
     args = parser.parse_args()
 
     from devcloud.launcher import DevcloudProcess
@@ -87,7 +89,7 @@ def main() -> int:
             PORTAL_VAR_DIR=work,
             LOG_LEVEL="WARNING",
             EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
-            # Without the watcher, beat still runs the sync and the recovery sweep.
+            # Without the watcher, the ticker still sends the sync and the recovery sweep.
             PORTAL_WATCH_INTERVAL="3600" if args.no_watch else "1",
         )
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env,
@@ -104,7 +106,7 @@ def main() -> int:
 
         demo_seed()
         worker = start_worker(
-            worker_env, concurrency=args.concurrency, beat=True, log_path=work / "worker.log"
+            worker_env, concurrency=args.concurrency, ticks=True, log_path=work / "worker.log"
         )
         return run(devcloud, data, args, worker=worker)
     finally:
@@ -216,7 +218,7 @@ def run(devcloud, data: Path, args, *, worker) -> int:
           f"{one_calls} cloud calls, submitted in {one_submit * 1000:.0f} ms")  # fmt: skip
     print(f"  {args.jobs} jobs                      {many:7.1f} s   "
           f"{many_calls / args.jobs:.1f} cloud calls per job (watcher included)")  # fmt: skip
-    print(f"  CPU while the {args.jobs} ran: worker and beat {cpu['worker']:.1f} s "
+    print(f"  CPU while the {args.jobs} ran: worker (ticking) {cpu['worker']:.1f} s "
           f"({cpu['worker'] / args.jobs * 1000:.0f} ms per job, watcher included), "
           f"devcloud {cpu['devcloud']:.1f} s, of {2 * many:.0f} s on 2 cores")  # fmt: skip
     rows = [

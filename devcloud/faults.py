@@ -21,6 +21,10 @@ DEFAULT_BOOT_PANIC_ERROR = (
     "Image content does not match disk_format"
 )
 BOOT_PANIC_MODES = ("panic", "error", "silent")
+# A hung request is held until its client gives up; past this devcloud closes the
+# connection itself (without a word), so a client with no timeout cannot hold a
+# thread forever.
+HANG_MAX_SECONDS = 3600.0
 
 # Rules aimed at servers by name; each is one object (or null).
 SERVER_RULES = (
@@ -94,7 +98,7 @@ def validate(spec):
         spec = {}
     if not isinstance(spec, dict):
         raise FaultSpecError("fault spec must be a JSON object")
-    known = {"http", "latency", *SERVER_RULES}
+    known = {"http", "latency", "hang", *SERVER_RULES}
     unknown = set(spec) - known
     if unknown:
         raise FaultSpecError(f"unknown fault kinds: {sorted(unknown)}")
@@ -116,6 +120,12 @@ def validate(spec):
         ms = rule.get("ms", 0)
         if not isinstance(ms, (int, float)) or ms < 0:
             raise FaultSpecError(f"{what}.ms must be a non-negative number")
+        _check_rate(rule, what)
+    for i, rule in enumerate(spec.get("hang") or []):
+        what = f"hang[{i}]"
+        if not isinstance(rule, dict):
+            raise FaultSpecError(f"{what} must be an object")
+        _compile(rule.get("path", ""), f"{what}.path")
         _check_rate(rule, what)
     for kind in SERVER_RULES:
         rule = spec.get(kind)
@@ -185,6 +195,14 @@ class Faults:
                         "message": rule.get("message") or "Injected fault (devcloud)",
                     }
         return None
+
+    def hang(self, method, target):
+        """True when this request is to be dropped: read, never answered."""
+        with self._lock:
+            for rule in self._spec.get("hang") or []:
+                if self._matches(rule, method, target) and self._take(rule):
+                    return True
+        return False
 
     def latency_ms(self, method, target):
         total = 0.0

@@ -7,6 +7,7 @@ that the path belongs to, because clients parse those bodies differently.
 """
 
 import http.server
+import select
 import signal
 import socket
 import sys
@@ -18,6 +19,10 @@ from . import clock, compute, identity, image, neutron, transitions
 from . import faults as faults_mod
 from .store import Store, loads
 from .web import HTTP_REASONS, MAX_BODY, ApiError, Request, Response, Router, render_error
+
+
+class RequestDropped(Exception):
+    """A hang fault took the request: it is never answered (see Handler._hold)."""
 
 
 class App:
@@ -100,6 +105,9 @@ class App:
             if service is None:
                 raise ApiError(404, "The resource could not be found.")
             if service != "devcloud":
+                # A dropped request reaches nothing: no latency, no error, no effect.
+                if self.faults.hang(req.method, req.target):
+                    raise RequestDropped
                 delay = self.faults.latency_ms(req.method, req.target)
                 if delay:
                     time.sleep(delay / 1000.0)
@@ -296,6 +304,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             try:
                 resp = app.handle(req)
+            except RequestDropped:
+                self._hold(req, started)
+                return
             except Exception as exc:  # a bug must not kill the connection thread silently
                 import traceback
 
@@ -315,6 +326,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(resp.body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+    def _hold(self, req, started):
+        """Never answer: keep the connection open until the client gives up.
+
+        This is what a client sees of a site that drops packets after the
+        handshake (or of an API process stuck behind its load balancer): the
+        connection opens, the request goes out, nothing comes back, and only the
+        client's own timeout ends the wait. Whatever else the client sends is read
+        and dropped. Only this connection's thread waits; every connection has
+        its own (ThreadingHTTPServer), so other requests are answered as usual.
+        """
+        self.close_connection = True
+        status = 444  # nginx's "closed without a response": devcloud gave up first
+        deadline = started + faults_mod.HANG_MAX_SECONDS
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 1.0)
+            if not readable:
+                continue
+            try:
+                if not self.connection.recv(65536):
+                    status = 499  # nginx's "client closed request"
+                    break
+            except OSError:
+                status = 499
+                break
+        # Logged when the wait ends, with how long the client was held.
+        self.server.app.log_access(req, status, started)
 
     def finish(self):
         try:

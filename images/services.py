@@ -94,12 +94,14 @@ def images_sync(
     site: Site, *, updated_since: datetime | None, seen: NewestSeen | None = None
 ) -> UpsertResult:
     """Glance lists no deleted images, so only a complete listing notices deletions.
-    `seen` learns the newest `updated_at` listed (the cloud's clock)."""
+    `seen` learns the newest `updated_at` listed (the cloud's clock). A row a job or
+    the watcher refreshed after this listing began keeps its newer news."""
+    asked = timezone.now()
     pages = cloud.image_pages(site.name, updated_since=updated_since)
     images = (image for page in pages for image in page)
     if seen is not None:
         images = seen.note(images)
-    return images_store(site, images, complete=updated_since is None)
+    return images_store(site, images, complete=updated_since is None, observed_at=asked)
 
 
 def image_refresh(

@@ -9,7 +9,10 @@ waits, with the server's state as its progress marker, until Nova is idle.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
 
 from images.models import Image
 from instances.launch import launch_check
@@ -22,7 +25,7 @@ from instances.services import (
     servers_store,
 )
 from portal import cloud
-from portal.bulk import delete_matching_in_batches, matching_summary
+from portal.bulk import delete_finish, delete_step, matching_title
 from portal.errors import ActionRefused
 from portal.jobs import (
     JOB_KEY,
@@ -32,8 +35,6 @@ from portal.jobs import (
     Step,
     StepFailed,
     Wait,
-    delete_in_batches,
-    deletion_summary,
     job_key,
     job_kind_register,
 )
@@ -85,12 +86,14 @@ def _busy(job: Job, server: Server) -> Wait:
     return server_wait(job, server, f"waiting for {server.name} to finish {server.task_label}")
 
 
-def _power(job: Job, *, call, target: str, transition: str) -> Wait | None:
+def _power(job: Job, *, call, target: str, transition: str, asked: str = "") -> Wait | None:
     """Ask Nova to move the server to `target`, unless it is there or on its way.
 
     Waits while another task runs on the server (Nova would answer 409). Safe to
     run twice: a duplicate delivery that finds Nova answering 409 looks again,
-    and is content if the first delivery's request took.
+    and is content if the first delivery's request took. `asked`: a job.state key
+    saved just before the request, so a re-run after a cut-off request knows it
+    may have been this job's.
     """
     server = server_of(job)
     if server.status == target or server.task_state == transition:
@@ -99,6 +102,9 @@ def _power(job: Job, *, call, target: str, transition: str) -> Wait | None:
         return _busy(job, server)
     if server.locked:
         raise StepFailed(server.lock_refusal)
+    if asked:
+        job.state[asked] = True
+        job.save(update_fields=["state"])
     try:
         call(job.site.name, server_id=server.openstack_id)
     except cloud.Conflict:
@@ -124,12 +130,23 @@ def _wait_for(job: Job, *, target: str, progress: str) -> Wait | None:
 
 
 def step_stop(job: Job) -> Wait | None:
-    job.state.setdefault("prior_status", server_of(job).status)
-    # Recorded before asking: a re-run that finds it already stopping still knows
-    # it was running before this job, so the job may have to start it again.
-    if job.state["prior_status"] == "ACTIVE":
+    """Stop the server. "Stopped by the portal" (so undo starts it again) only once
+    this job's stop was asked and the server is stopping or stopped: a server the
+    user stopped before the job got to it stays off afterwards."""
+    server = server_of(job)
+    job.state.setdefault("prior_status", server.status)
+    if job.state["prior_status"] != "ACTIVE":
+        return None
+    stopping = server.status == "SHUTOFF" or server.task_state == "powering-off"
+    if stopping and not job.state.get("stop_asked"):
+        return None  # someone else stopped it: not this job's to start again
+    outcome = _power(
+        job, call=cloud.server_stop, target="SHUTOFF", transition="powering-off", asked="stop_asked"
+    )
+    if outcome is None:
+        # Asked by this job (now, or by a run cut off after asking), and Nova took it.
         job.state["stopped_by_portal"] = True
-    return _power(job, call=cloud.server_stop, target="SHUTOFF", transition="powering-off")
+    return outcome
 
 
 def step_wait_shutoff(job: Job) -> Wait | None:
@@ -190,16 +207,32 @@ def step_launch_remove_replaced(job: Job) -> Wait | Skipped | None:
     removed = job.state.setdefault("removed", [])
     todo = [item for item in replaced if item["id"] not in removed]
     for item in todo[:BATCH]:
-        try:
-            cloud.server_delete(job.site.name, server_id=item["id"])
-        except cloud.NotFound:
-            pass
+        # Confirmed as ERROR, but looked at again: a machine that came back since (an
+        # operator's reset) is the seat's machine, not one to replace.
+        server = server_refresh(job.site, openstack_id=item["id"])
+        if server is not None and not server.is_deleted and server.status != "ERROR":
+            _seat_keeps(job, item["name"], server)
+        else:
+            try:
+                cloud.server_delete(job.site.name, server_id=item["id"])
+            except cloud.NotFound:
+                pass
+            server_refresh(job.site, openstack_id=item["id"])
         removed.append(item["id"])
-        server_refresh(job.site, openstack_id=item["id"])
         job.save(update_fields=["state"])
     if todo[BATCH:]:
         return Wait(progress=f"removed {len(removed)} of {len(replaced)}", more=True)
     return None
+
+
+def _seat_keeps(job: Job, name: str, server: Server) -> None:
+    """The seat named `name` keeps its machine, which recovered: no new one is made."""
+    if name not in job.params["names"]:
+        return
+    key = str(job.params["names"].index(name))
+    job.state.setdefault("servers", {})[key] = server.openstack_id
+    if server.status == "ACTIVE":
+        job.state.setdefault("outcomes", {})[key] = "active"
 
 
 def step_launch_check(job: Job) -> None:
@@ -227,21 +260,36 @@ def step_launch_check(job: Job) -> None:
     job.state["network_ids"] = plan.network_ids
 
 
-def _launch_one(job: Job, index: int, name: str) -> None:
-    """Create seat `index` once: a server already made for this job (found by name
-    and its `portal_job` metadata) is adopted, not made again."""
+def _launch_one(job: Job, index: int, name: str) -> bool:
+    """Create seat `index` once. Returns False when the seat must wait.
+
+    The request is recorded (`asked`) before it is sent. A run that finds a seat
+    asked but not recorded was cut off (a timeout, the soft limit, a crash): Nova
+    may have made the server, or may make it in a moment, so it looks for the
+    server by name and this job's marker, adopts it if found, and asks again only
+    once JOB_CREATE_LAND_SECONDS have passed since the first request. A second
+    server that lands anyway is deleted by the wait step (see _extras_delete).
+    """
     created = job.state["servers"]
     outcomes = job.state["outcomes"]
+    asked = job.state.setdefault("asked", {})
     key = str(index)
     project_id = job.project.openstack_id
-    mine = [
-        s for s in cloud.server_find(job.site.name, project_id=project_id, name=name)
-        if s.metadata.get(JOB_KEY) == job_key(job)
-    ]  # fmt: skip
-    if mine:
-        created[key] = mine[0].id
-        authorship_record(site=job.site, openstack_id=mine[0].id, user=job.actor, job=job)
-        return
+    if key in asked:
+        mine = [
+            s for s in cloud.server_find(job.site.name, project_id=project_id, name=name)
+            if s.metadata.get(JOB_KEY) == job_key(job) and not s.is_deleted
+        ]  # fmt: skip
+        if mine:
+            created[key] = mine[0].id
+            authorship_record(site=job.site, openstack_id=mine[0].id, user=job.actor, job=job)
+            return True
+        since = (timezone.now() - datetime.fromisoformat(asked[key])).total_seconds()
+        if since < settings.JOB_CREATE_LAND_SECONDS:
+            return False
+        job.state["reasked_at"] = timezone.now().isoformat()
+    asked[key] = timezone.now().isoformat()
+    job.save(update_fields=["state"])
     metadata = {CREATED_BY_KEY: job.actor.username, JOB_KEY: job_key(job), "portal_index": key}
     participants = job.params.get("participants", [])
     if index < len(participants):
@@ -255,10 +303,11 @@ def _launch_one(job: Job, index: int, name: str) -> None:
         )  # fmt: skip
     except (cloud.BadRequest, cloud.Forbidden, cloud.Conflict) as exc:
         outcomes[key] = f"failed: {exc.message}"
-        return
+        return True
     created[key] = server.id
     authorship_record(site=job.site, openstack_id=server.id, user=job.actor, job=job)
     servers_store(job.site, [server], complete=False)
+    return True
 
 
 def step_launch_create(job: Job) -> Wait | None:
@@ -271,13 +320,40 @@ def step_launch_create(job: Job) -> Wait | None:
         for index, name in enumerate(names)
         if str(index) not in job.state["servers"] and str(index) not in job.state["outcomes"]
     ]
+    landing = 0
     for index, name in todo[:BATCH]:
-        _launch_one(job, index, name)
+        if not _launch_one(job, index, name):
+            landing += 1
         job.save(update_fields=["state"])
-    done = len(names) - len(todo[BATCH:])
+    done = len(names) - len(todo[BATCH:]) - landing
     if todo[BATCH:]:
         return Wait(progress=f"created {done} of {len(names)}", more=True)
+    if landing:
+        return Wait(
+            progress=f"created {done} of {len(names)}; waiting for {landing} cut-off "
+            "request(s) the cloud may still carry out"
+        )
     return None
+
+
+def _extras_delete(job: Job, seen: dict[str, cloud.CloudServer]) -> int:
+    """Delete the servers carrying this job's marker that no seat holds: a request
+    cut off, asked again, and carried out both times. Returns how many."""
+    held = set(job.state.get("servers", {}).values())
+    extras = [
+        s for s in seen.values()
+        if s.metadata.get(JOB_KEY) == job_key(job) and s.id not in held and not s.is_deleted
+    ]  # fmt: skip
+    deleted = job.state.setdefault("extras_deleted", [])
+    for server in extras:
+        try:
+            cloud.server_delete(job.site.name, server_id=server.id)
+        except cloud.NotFound:
+            pass
+        if server.id not in deleted:
+            deleted.append(server.id)
+        server_refresh(job.site, openstack_id=server.id)
+    return len(extras)
 
 
 def _servers_watched(job: Job) -> dict[str, cloud.CloudServer]:
@@ -297,6 +373,7 @@ def step_launch_wait(job: Job) -> Wait | None:
     pending = {key: server_id for key, server_id in created.items() if key not in outcomes}
     if pending:
         seen = _servers_watched(job)
+        _extras_delete(job, seen)
         for key, server_id in pending.items():
             server = seen.get(server_id)
             if server is None or server.is_deleted:
@@ -315,6 +392,15 @@ def step_launch_wait(job: Job) -> Wait | None:
         return Wait(
             progress=f"{len(outcomes)} of {total} ready", observed=[len(outcomes), building]
         )
+    reasked = job.state.get("reasked_at")
+    if reasked is not None:
+        # A request was asked twice: the first may still land. Look once it had the
+        # time to, and delete what it made besides the seat's server.
+        since = (timezone.now() - datetime.fromisoformat(reasked)).total_seconds()
+        if since < settings.JOB_CREATE_LAND_SECONDS:
+            return Wait(progress="checking that no cut-off request made a second machine")
+        _extras_delete(job, _servers_watched(job))
+        job.state.pop("reasked_at")
     return None
 
 
@@ -385,40 +471,27 @@ def _delete_unless_locked(site: str, server_id: str) -> None:
 
 
 def step_delete_servers(job: Job) -> Wait | None:
-    """Delete BATCH servers per run: the listed ones (see delete_in_batches), or
-    the next ones the job's filter matches (see portal.bulk)."""
-    refresh = lambda site, server_id: server_refresh(site, openstack_id=server_id)  # noqa: E731
-    if "matching" in job.params:
-        delete = lambda site, server_id: cloud.server_delete(site, server_id=server_id)  # noqa: E731
-        return delete_matching_in_batches(
-            job, rows_after=lambda after, size: server_delete_batch(job, after, size),
-            delete=delete, refresh=refresh, batch=BATCH,
-        )  # fmt: skip
-    return delete_in_batches(
-        job, job.params["servers"], batch=BATCH, delete=_delete_unless_locked, refresh=refresh
-    )
+    """Delete BATCH servers per run: the listed ones, or the next ones the job's
+    filter matches (see portal.bulk.delete_step)."""
+    return delete_step(
+        job, key="servers", batch=BATCH,
+        delete=lambda site, server_id: cloud.server_delete(site, server_id=server_id),
+        listed_delete=_delete_unless_locked,
+        refresh=lambda site, server_id: server_refresh(site, openstack_id=server_id),
+        rows_after=lambda after, size: server_delete_batch(job, after, size),
+    )  # fmt: skip
 
 
 def step_delete_servers_summary(job: Job) -> None:
-    if "matching" in job.params:
-        result = matching_summary(job)
-        failed_only = result["failed_count"] and not result["deleted_count"]
-    else:
-        result = deletion_summary(job, job.params["servers"])
-        failed_only = result["failed"] and not result["deleted"]
+    """Sum up, and fail when every delete failed (portal.bulk.delete_finish)."""
     if job.project_id:
-        project_quota_refresh(job.project)
-    if failed_only:
-        raise StepFailed(result["summary"])
-    return None
+        project_quota_refresh(job.project)  # the quota the deleted ones freed
+    delete_finish(job, key="servers")
 
 
 def _describe_delete(job: Job) -> str:
     if "matching" in job.params:
-        return (
-            f"Delete all matching instances ({job.params['filters']}; "
-            f"{job.params['expected']} at confirmation)"
-        )
+        return matching_title(job, "instances")
     return f"Delete {len(job.params['servers'])} instance(s)"
 
 

@@ -18,8 +18,10 @@ from portal.bulk import (
     MatchingPlan,
     being_deleted_q,
     busy_q,
+    changed_since_refusals,
     delete_pending,
-    filters_text,
+    matching_confirmed_at,
+    matching_params,
     matching_plan,
     permission_refusals,
     refusal_annotate,
@@ -111,12 +113,14 @@ def servers_store(
 def servers_sync(
     site: Site, *, changes_since: datetime | None, seen: NewestSeen | None = None
 ) -> UpsertResult:
-    """`seen` learns the newest `updated_at` listed (the cloud's clock)."""
+    """`seen` learns the newest `updated_at` listed (the cloud's clock). A row a job
+    or the watcher refreshed after this listing began keeps its newer news."""
+    asked = timezone.now()
     pages = cloud.server_pages(site.name, changes_since=changes_since)
     servers = (server for page in pages for server in page)
     if seen is not None:
         servers = seen.note(servers)
-    return servers_store(site, servers, complete=changes_since is None)
+    return servers_store(site, servers, complete=changes_since is None, observed_at=asked)
 
 
 def server_refresh(site: Site, *, openstack_id: str, row: Server | None = None) -> Server | None:
@@ -245,10 +249,13 @@ def server_power_request(*, server: Server, actor, action: str, idempotency_key:
 # ask the same ones, in this order (the same rules as every other action).
 
 
-def server_delete_refusals(actor, *, seen: bool = False, job=None) -> list[tuple[str, Q]]:
+def server_delete_refusals(
+    actor, *, seen: bool = False, job=None, confirmed_at: datetime | None = None
+) -> list[tuple[str, Q]]:
     """[(reason, condition)]: why `actor` may not delete a server now. `seen`: the
     rows are from the actor's own overview (see permission_refusals). Inside a
-    delete `job`, only older delete jobs count as "already being deleted"."""
+    delete `job`, only older delete jobs count as "already being deleted".
+    `confirmed_at` (or the "all matching" `job`'s): rows changed since are skipped."""
     refusals = permission_refusals(
         actor,
         seen=seen,
@@ -263,7 +270,9 @@ def server_delete_refusals(actor, *, seen: bool = False, job=None) -> list[tuple
     busy = busy_q(target="server")
     if busy is not None:
         refusals.append(("a portal job is working on it", busy))
-    return refusals + unreachable_refusals()
+    if job is not None:
+        confirmed_at = matching_confirmed_at(job)
+    return refusals + changed_since_refusals(confirmed_at) + unreachable_refusals()
 
 
 def servers_being_deleted_q(*, before=None) -> Q | None:
@@ -322,7 +331,8 @@ def server_delete_request(
     return job, plan
 
 
-# "Select all matching": the job carries the filter, not the ids (see portal.bulk).
+# "Select all matching": the job carries the filter and the confirmation's moment,
+# not the ids (see portal.bulk).
 
 
 def server_delete_bound() -> int:
@@ -331,22 +341,28 @@ def server_delete_bound() -> int:
     return Server.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
-def server_delete_matching_plan(*, rows, actor, upto: int, walk=None) -> MatchingPlan:
+def server_delete_matching_plan(
+    *, rows, actor, upto: int, walk=None, confirmed_at: datetime | None = None
+) -> MatchingPlan:
     """Counts of what deleting every row of `rows` (the overview's filter) would
     delete and skip, by reason, and a sample in the overview's order (`walk`:
-    every server the overview could show, see matching_plan)."""
-    refusals = server_delete_refusals(actor, seen=True)  # `rows` come from the actor's overview
+    every server the overview could show, see matching_plan). `confirmed_at`:
+    when the confirmation was shown, once it has been (rows changed since are
+    skipped)."""
+    # `rows` come from the actor's overview
+    refusals = server_delete_refusals(actor, seen=True, confirmed_at=confirmed_at)
     return matching_plan(rows, refusals, ordered=rows, upto=upto, walk=walk)
 
 
 def server_delete_matching_request(
-    *, data, actor, upto: int, rows, idempotency_key: str = ""
+    *, data, actor, upto: int, confirmed_at: datetime, rows, idempotency_key: str = ""
 ) -> tuple[object | None, MatchingPlan]:
     """Record one job that deletes, in batches, every server the overview with
-    these filters (`data`, its query as pairs) shows now, up to row `upto`,
-    within the projects the actor saw (every one for a superuser)."""
+    these filters (`data`, its query as pairs) showed when the confirmation was
+    shown (`confirmed_at`), up to row `upto`, within the projects the actor saw
+    (every one for a superuser), and that is unchanged since."""
     upto = min(upto, server_delete_bound())
-    plan = server_delete_matching_plan(rows=rows, actor=actor, upto=upto)
+    plan = server_delete_matching_plan(rows=rows, actor=actor, upto=upto, confirmed_at=confirmed_at)
     if not plan.will_delete:
         return None, plan
     scope = None
@@ -356,11 +372,9 @@ def server_delete_matching_request(
         kind="instances.delete",
         actor=actor,
         idempotency_key=idempotency_key,
-        params={
-            "matching": {"query": [list(pair) for pair in data], "projects": scope, "upto": upto},
-            "expected": plan.will_delete_text,
-            "filters": filters_text(data),
-        },
+        params=matching_params(
+            data=data, scope=scope, upto=upto, confirmed_at=confirmed_at, plan=plan
+        ),
     )
     return job, plan
 
@@ -383,7 +397,8 @@ def server_delete_pending(job):
 
 def server_delete_batch(job, after: int, size: int) -> list[dict]:
     """The next `size` rows of the job's selection after row `after`, in id order,
-    each with the reason it is skipped now ("" when it is deleted)."""
+    each with the reason it is skipped now ("" when it is deleted): the rules,
+    and any change since the confirmation."""
     rows = _selection(job).filter(pk__gt=after).order_by("pk")
     rows = refusal_annotate(rows, server_delete_refusals(job.actor, job=job))
     return [

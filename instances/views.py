@@ -2,12 +2,20 @@ from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import BadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from instances.launch import launch_failed_delete_request, launch_retry_request
+from instances.launch import (
+    MAX_COUNT,
+    AlreadyRetried,
+    launch_failed_delete_request,
+    launch_retry_plan,
+    launch_retry_request,
+)
 from instances.selectors import (
     image_names_for,
     server_detail_context,
@@ -26,6 +34,7 @@ from instances.services import (
 )
 from instances.tables import ServerTable
 from portal.access import projects_visible_to
+from portal.bulk import CONFIRMED_PARAM, confirmed_at_from, confirmed_param
 from portal.errors import ActionRefused
 from portal.http import next_url, param_id, param_int, redirect_back
 from portal.jobs import busy_pks, job_repeated
@@ -133,35 +142,62 @@ def instance_start(request, server_id: int):
     return _run_action(request, server_id, "start")
 
 
-def _launch_followup(request, job_id: int, start, done: str):
+def _launch_followup(request, job_id: int, start, template: str, done: str):
+    """GET: what the follow-up of a finished launch does, seat by seat, from the
+    machines as they are now. POST: start it for the seats that page showed
+    (`seat`: their names) that are still failed now; a seat that recovered in
+    between is left alone, and seats launched again already send the user to that
+    job."""
     job = job_get_for_user(request.user, job_id)
-    key = request.POST.get("idempotency_key", "")
-    repeated = job_repeated(actor=request.user, key=key)
-    if repeated is not None:
-        return redirect("job-detail", job_id=repeated.pk)
+    status = 200
+    if request.method == "POST":
+        key = request.POST.get("idempotency_key", "")
+        repeated = job_repeated(actor=request.user, key=key)
+        if repeated is not None:
+            return redirect("job-detail", job_id=repeated.pk)
+        names = request.POST.getlist("seat")
+        if len(names) > MAX_COUNT:
+            raise BadRequest(f"At most {MAX_COUNT} seats at once.")
+        try:
+            followup = start(job=job, actor=request.user, names=names, idempotency_key=key)
+        except AlreadyRetried as refused:
+            messages.error(request, refused.message)
+            return redirect("job-detail", job_id=refused.job.pk)
+        except ActionRefused as refused:
+            messages.error(request, refused.message)
+            status = refused.status
+        else:
+            messages.success(request, f"{done}: job #{followup.pk}.")
+            return redirect("job-detail", job_id=followup.pk)
     try:
-        followup = start(job=job, actor=request.user, idempotency_key=key)
+        plan = launch_retry_plan(job=job, actor=request.user)
     except ActionRefused as refused:
-        messages.error(request, refused.message)
-        return render(request, "portal/job_detail.html", {"job": job}, status=refused.status)
-    messages.success(request, f"{done}: job #{followup.pk}.")
-    return redirect("job-detail", job_id=followup.pk)
+        if status == 200:  # a refused POST said so already
+            messages.error(request, refused.message)
+            status = refused.status
+        plan = None
+    return render(request, template, {"job": job, "plan": plan}, status=status)
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def launch_retry(request, job_id: int):
-    """Launch the failed seats of a finished launch again."""
-    return _launch_followup(request, job_id, launch_retry_request, "Retrying the failed seats")
+    """Launch again the failed seats of a finished launch that are still ERROR or
+    without a machine: replace the ERROR machines, launch the missing ones."""
+    return _launch_followup(
+        request, job_id, launch_retry_request, "instances/launch_retry_confirm.html",
+        "Launching the failed seats again",
+    )  # fmt: skip
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def launch_failed_delete(request, job_id: int):
-    """Delete the machines a finished launch's failed seats still hold."""
+    """Delete the ERROR machines a finished launch's failed seats hold."""
     return _launch_followup(
-        request, job_id, launch_failed_delete_request, "Deleting the failed machines"
-    )
+        request, job_id, launch_failed_delete_request,
+        "instances/launch_failed_delete_confirm.html", "Deleting the failed machines",
+    )  # fmt: skip
 
 
 @login_required
@@ -178,7 +214,7 @@ def instance_delete(request):
     if repeated is not None:
         return redirect("job-detail", job_id=repeated.pk)
     chosen, all_matching = servers_chosen(user=request.user, data=data, limit=MAX_DELETE)
-    skip = {"csrfmiddlewaretoken", "idempotency_key", "page", "upto"}
+    skip = {"csrfmiddlewaretoken", "idempotency_key", "page", "upto", CONFIRMED_PARAM}
     carried = [(k, v) for k, values in data.lists() if k not in skip for v in values]
     context = {"plan": None, "back": back, "carried": carried}
     if not (chosen.exists() if all_matching else chosen):
@@ -199,23 +235,28 @@ def instance_delete(request):
 
 
 def _delete_matching(request, data, rows, carried, context):
-    """ "All matching": GET counts and samples; POST records the job with the filter
-    and the bound the confirmation showed (`upto`: no row synced after it)."""
+    """ "All matching": GET counts and samples; POST records the job with the filter,
+    the bound and the moment the confirmation showed (`upto`: no row synced after
+    it; `confirmed`: no row changed since)."""
     if request.method == "GET":
         upto = server_delete_bound()
+        confirmed_at = timezone.now()  # before reading: what the mirror learns later is "since"
         context["matching"] = server_delete_matching_plan(
             rows=rows, actor=request.user, upto=upto, walk=server_list(user=request.user)
         )
-        context["carried"] = [*carried, ("upto", str(upto))]
+        context["confirmed_at"] = confirmed_at
+        context["carried"] = [*carried, ("upto", str(upto)), confirmed_param(confirmed_at)]
         return render(request, "instances/delete_confirm.html", context)
     upto = param_id(data, "upto") or server_delete_bound()
+    confirmed_at = confirmed_at_from(data)
     filters = [(k, v) for k, v in carried if k not in ("selected", "all_matching")]
     job, plan = server_delete_matching_request(
-        data=filters, actor=request.user, upto=upto, rows=rows,
+        data=filters, actor=request.user, upto=upto, confirmed_at=confirmed_at, rows=rows,
         idempotency_key=data.get("idempotency_key", ""),
     )  # fmt: skip
     if job is None:
         context["matching"] = plan
+        context["confirmed_at"] = confirmed_at
         messages.error(request, "Nothing to delete: every matching instance is skipped.")
         return render(request, "instances/delete_confirm.html", context, status=409)
     messages.success(request, f"Deleting the matching instances: job #{job.pk}.")

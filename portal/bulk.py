@@ -8,23 +8,35 @@ confirmation then cannot list them, and the job cannot carry their ids. So:
   they are asked. The confirmation counts each with one bounded query
   (COUNT over a LIMIT, exact up to COUNT_EXACT_UP_TO like the tables, "more
   than 1,000" past it) and shows a sample, the first rows in the list's order.
-- The job stores the filter (the list's query string), the project scope the
-  page had, the actor, and the highest row id the mirror held when the
-  confirmation was shown: rows synced after it are never deleted, even if they
-  match. Each task run takes the next batch of rows after a cursor (ascending
-  id: a keyset, so a batch costs the same at row 10 as at row 100,000),
-  re-applies the filter and the rules at that moment, deletes what passes,
-  counts what does not by reason, and moves the cursor past each row as it
-  goes. A crash repeats at most the row in hand; deleting a row that is gone
-  counts as deleted.
+- The confirmation fixes the set: what the filter matched at the moment T the
+  page was shown. The job stores the filter (the list's query string), the
+  project scope the page had, the actor, T, and the highest row id the mirror
+  held at T: rows synced after it are never deleted, even if they match. A
+  row is deleted only if it matches now and its mirror row is unchanged since
+  T: the mirror rewrites a row (and stamps `synced_at` with the moment it asked
+  the cloud) only when something about it changed, so a row that started
+  matching after T (a VM that went ERROR) or that changed in any other way
+  (renamed, locked, given to someone else) carries a later `synced_at` and is
+  skipped, "changed since you confirmed at HH:MM", and named in the summary.
+  (`updated_at` is the cloud's clock and says when the cloud changed the row,
+  not when the portal, and so the user, could have seen it.) One gap: a full
+  sync stamps all it writes with the moment it began, so a row it rewrites
+  from a page it read after T, in the seconds it runs, looks unchanged.
+- Each task run takes the next batch of rows after a cursor (ascending id: a
+  keyset, so a batch costs the same at row 10 as at row 100,000), re-applies
+  the filter and the rules at that moment, deletes what passes, counts what
+  does not by reason, and moves the cursor past each row as it goes. A crash
+  repeats at most the row in hand; deleting a row that is gone counts as deleted.
 
 Explicit selections (ticked rows, at most a few hundred) keep their id list:
-portal.jobs.delete_in_batches.
+portal.jobs.delete_in_batches. Both end in `delete_finish`, the one ending of
+every delete job kind.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import (
     BigIntegerField,
@@ -40,10 +52,12 @@ from django.db.models import (
     When,
 )
 from django.db.models.lookups import LessThanOrEqual
+from django.utils import timezone
 
 from portal import cloud
 from portal.access import action_refusals
-from portal.jobs import Wait
+from portal.http import param_int
+from portal.jobs import StepFailed, Wait, delete_in_batches, deletion_summary
 from portal.models import Job, Site
 from portal.tables import COUNT_EXACT_UP_TO
 
@@ -65,6 +79,74 @@ def filters_text(data) -> str:
     """A list's filters (pairs) in words, for the job's title: "name=web, status=active"."""
     shown = [f"{key}={value}" for key, value in data if value and key not in IGNORED_PARAMS]
     return ", ".join(shown) or "no filter"
+
+
+# --- What the confirmation fixed ------------------------------------------------
+
+# A confirmation's form carries the moment it was shown, as microseconds since the
+# epoch: digits, parsed like every other number a request carries.
+CONFIRMED_PARAM = "confirmed"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def confirmed_param(moment: datetime) -> tuple[str, str]:
+    """The hidden field that carries `moment`, when the confirmation was shown."""
+    return CONFIRMED_PARAM, str((moment - _EPOCH) // _MICROSECOND)
+
+
+def confirmed_at_from(data) -> datetime:
+    """When the confirmation a request posts was shown. Never later than now: a
+    moment still to come would let rows that change after the click through. Now
+    when the form carries none (the request is its own confirmation, like a
+    missing `upto`); a 400 when it is not a number."""
+    micros = param_int(data, CONFIRMED_PARAM, default=0, low=1, high=10**16 - 1)
+    now = timezone.now()
+    return min(_EPOCH + micros * _MICROSECOND, now) if micros else now
+
+
+def changed_since_refusals(confirmed_at: datetime | None) -> list[tuple[str, Q]]:
+    """The rule that holds a "delete all matching" to what its confirmation showed
+    at `confirmed_at`: a row the mirror rewrote since then changed (or matches only
+    now) and is skipped. No rule without a moment (the confirmation page itself:
+    nothing can have changed since it, and the count would read every row)."""
+    if confirmed_at is None:
+        return []
+    reason = f"changed since you confirmed at {timezone.localtime(confirmed_at):%H:%M}"
+    return [(reason, Q(synced_at__gt=confirmed_at))]
+
+
+def matching_confirmed_at(job: Job) -> datetime | None:
+    """When a "delete all matching" job's confirmation was shown; None for a job
+    recorded before jobs kept it."""
+    raw = job.params.get("matching", {}).get("confirmed_at")
+    return datetime.fromisoformat(raw) if raw else None
+
+
+def matching_params(*, data, scope, upto: int, confirmed_at: datetime, plan) -> dict:
+    """The params of a "delete all matching" job: the list's filters (`data`, pairs),
+    the projects the page covered (None: every one), the highest row id and the
+    moment of the confirmation, and how many of its rows `plan` counted."""
+    return {
+        "matching": {
+            "query": [list(pair) for pair in data],
+            "projects": scope,
+            "upto": upto,
+            "confirmed_at": confirmed_at.isoformat(),
+        },
+        "expected": plan.will_delete_text,
+        "filters": filters_text(data),
+    }
+
+
+def matching_title(job: Job, nouns: str) -> str:
+    """A "delete all matching" job's title: "Delete all matching snapshots
+    (name=web; 12 when confirmed at 14:03)"."""
+    confirmed_at = matching_confirmed_at(job)
+    when = "at confirmation"
+    if confirmed_at is not None:
+        when = f"when confirmed at {timezone.localtime(confirmed_at):%H:%M}"
+    return f"Delete all matching {nouns} ({job.params['filters']}; {job.params['expected']} {when})"
 
 
 def permission_refusals(
@@ -118,10 +200,11 @@ def listed_q(jobs, *, key: str) -> Q | None:
 
 def delete_pending(selection: QuerySet, job: Job) -> QuerySet:
     """The rows of a "delete all matching" job's `selection` it has still to look at
-    (past its cursor) that its actor may delete: what other deletes count as
-    "already being deleted"."""
+    (past its cursor) that its actor may delete and that are as confirmed: what
+    other deletes count as "already being deleted"."""
     rows = selection.filter(pk__gt=job.state.get("cursor", 0))
-    for _, condition in permission_refusals(job.actor, outside="", not_yours=""):
+    refusals = permission_refusals(job.actor, outside="", not_yours="")
+    for _, condition in refusals + changed_since_refusals(matching_confirmed_at(job)):
         rows = rows.exclude(condition)
     return rows
 
@@ -267,16 +350,21 @@ def delete_matching_in_batches(job: Job, *, rows_after, delete, refresh, batch: 
             _keep_name(state, "skipped_names", row["refusal"], row["name"])
         else:
             site = sites[row["site_id"]]
+            failure = ""
             try:
                 delete(site.name, row["id"])
-                state["deleted"] = state.get("deleted", 0) + 1
             except cloud.NotFound:
-                state["deleted"] = state.get("deleted", 0) + 1  # gone already: as wanted
+                pass  # gone already: as wanted
             except cloud.Unavailable:
                 raise
             except cloud.CloudError as exc:
+                failure = exc.message
+            if failure:
                 state["failed"] = state.get("failed", 0) + 1
-                _keep_name(state, "failed_names", "", f"{row['name']} ({exc.message})")
+                _keep_name(state, "failed_names", "", f"{row['name']} ({failure})")
+            else:
+                state["deleted"] = state.get("deleted", 0) + 1
+                _keep_name(state, "deleted_names", "", row["name"])
             refresh(site, row["id"])
         state["cursor"] = row["pk"]
         job.save(update_fields=["state"])
@@ -318,10 +406,45 @@ def matching_summary(job: Job) -> dict:
     job.result.update(
         {
             "summary": ", ".join(parts) + ".",
+            "deleted": state.get("deleted_names", {}).get("", []),
             "deleted_count": deleted,
             "failed": failed_names,
             "failed_count": failed,
             "skipped": skipped_texts,
+            "skipped_count": sum(skipped.values()),
         }
     )
     return job.result
+
+
+# --- One way for every delete job kind ------------------------------------------
+
+
+def delete_step(job: Job, *, key: str, batch: int, delete, refresh, rows_after, listed_delete=None):
+    """The delete step of every delete job kind: the rows listed under
+    params[key] (ticked ones: portal.jobs.delete_in_batches, through
+    `listed_delete` when they need a check of their own), or the next rows the
+    job's filter matches (`rows_after`: delete_matching_in_batches)."""
+    if "matching" in job.params:
+        return delete_matching_in_batches(
+            job, rows_after=rows_after, delete=delete, refresh=refresh, batch=batch
+        )
+    return delete_in_batches(
+        job, job.params[key], delete=listed_delete or delete, refresh=refresh, batch=batch
+    )
+
+
+def delete_finish(job: Job, *, key: str) -> dict:
+    """The last step of every delete job kind: record what it deleted, what it
+    skipped and why, and what failed and why (job.result, the same keys for both
+    ways of choosing rows), then end the same way: the job fails when every
+    delete it tried failed, and succeeds otherwise, with its failures named in
+    the summary. A row skipped by the rules is not a failure: a job that only
+    skipped succeeds and says why. `key`: where a ticked job lists its rows."""
+    if "matching" in job.params:
+        result = matching_summary(job)
+    else:
+        result = deletion_summary(job, job.params[key])
+    if result["failed_count"] and not result["deleted_count"]:
+        raise StepFailed(result["summary"])
+    return result

@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -21,3 +21,21 @@ def _database_connections_check(task=None, **kwargs):
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_ready.connect
+def _ticker_start(**kwargs):
+    """Each worker may send the periodic tasks (see portal.ticker): no beat needed."""
+    from django.conf import settings
+
+    if settings.PORTAL_WORKER_TICKS:
+        from portal.ticker import ticker_start
+
+        ticker_start()
+
+
+@worker_shutdown.connect
+def _ticker_stop(**kwargs):
+    from portal.ticker import ticker_stop
+
+    ticker_stop()

@@ -33,16 +33,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -52,10 +55,11 @@ from portal.models import Job, Site
 
 log = logging.getLogger(__name__)
 
-# A worker holds a job this long per advance: longer than the advance task's hard
-# time limit (so a live worker never loses it), short enough that a job whose worker
-# died is picked up again within seconds.
-LEASE = timedelta(seconds=15)
+# A worker holds a job this long, renewed every LEASE_RENEW while its advance runs
+# (see lease_kept): a job whose worker died is picked up again within seconds, and
+# a live worker whose step waits OPENSTACK_TIMEOUT for a hung site keeps it.
+LEASE = timedelta(seconds=10)
+LEASE_RENEW = 3.0
 
 # The task that advances a job, by name: the engine never imports the wiring
 # (portal.tasks) that defines it.
@@ -359,6 +363,7 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
         job.status = Job.Status.RUNNING
         job.started_at = _now()
 
+    run_began, ran = time.monotonic(), 0
     saved_state = _state_text(job)
     while job.step_index < len(job.steps):
         record = job.steps[job.step_index]
@@ -369,34 +374,63 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
             job.polls = 0
             job.state.pop("last_unavailable", None)
         job.progress = step.label
-        record["runs"] = record.get("runs", 0) + 1
-        # What earlier steps of this run recorded (an image id, "stopped by the
-        # portal") is saved before the next step that acts on the cloud; the rest of
-        # the bookkeeping waits for the end of the run. A crash re-runs a step, which
-        # is safe; it never forgets what a finished step did before an action.
-        if step.acts and _state_text(job) != saved_state:
-            job.save()
-            saved_state = _state_text(job)
-        try:
-            outcome = step.run(job)
-        except SoftTimeLimitExceeded:
-            # The run is over its time budget: what the step finished is saved; go on later.
-            outcome = Wait(progress=step.label, more=True)
-        except cloud.Unavailable as exc:
-            # The site hiccuped: try the same step again later. Not progress.
-            outcome = Wait(progress=f"{step.label} (site not answering, retrying)")
-            job.state["last_unavailable"] = exc.message
-        except (StepFailed, cloud.CloudError) as exc:
-            message = exc.message if isinstance(exc, cloud.CloudError) else str(exc)
-            _step_failed(job, spec, record, f"{step.label}: {message}")
-            continue
-        except Exception as exc:  # a bug: record it on the job, never leave it running
-            log.exception("job %s step %s crashed", job.pk, step.name)
-            job.result["traceback"] = traceback.format_exc()
-            message = f"{step.label}: internal error ({exc.__class__.__name__})"
-            _step_failed(job, spec, record, message)
-            continue
+        if ran and time.monotonic() - run_began > settings.JOB_RUN_SECONDS:
+            # This run did its share: the next step starts in a new one, so no run
+            # comes near the task's time limit and other jobs get the worker.
+            return _schedule(job, 0.0)
+        silent = _site_silent(job)
+        if silent is not None:
+            outcome, unavailable = silent, True
+        else:
+            record["runs"] = record.get("runs", 0) + 1
+            ran += 1
+            # What earlier steps of this run recorded (an image id, "stopped by the
+            # portal") is saved before the next step that acts on the cloud; the rest
+            # of the bookkeeping waits for the end of the run. A crash re-runs a step,
+            # which is safe; it never forgets what a finished step did before an action.
+            if step.acts and _state_text(job) != saved_state:
+                job.save()
+                saved_state = _state_text(job)
+            step_began, state_before = time.monotonic(), _state_text(job)
+            unavailable = False
+            try:
+                outcome = step.run(job)
+            except SoftTimeLimitExceeded:
+                # The run outlived its time: the site answers too slowly. Progress only
+                # if the step recorded some (a batch that got half through).
+                moved = _state_text(job) != state_before
+                outcome = Wait(progress=f"{step.label} (the site answers slowly, retrying)",
+                               more=moved)  # fmt: skip
+                job.state["last_unavailable"] = "the site took too long to answer"
+                unavailable = not moved
+            except cloud.Unavailable as exc:
+                # The site hiccuped, or does not answer at all: the same step again later.
+                outcome = Wait(progress=f"{step.label} ({_site_name(job)} not answering, retrying)")
+                job.state["last_unavailable"] = exc.message
+                unavailable = True
+                if exc.silent and job.site_id:
+                    site_silent(job.site_id)
+            except (StepFailed, cloud.CloudError) as exc:
+                _site_answered(job, step_began)
+                message = exc.message if isinstance(exc, cloud.CloudError) else str(exc)
+                _step_failed(job, spec, record, f"{step.label}: {message}")
+                continue
+            except Exception as exc:  # a bug: record it on the job, never leave it running
+                log.exception("job %s step %s crashed", job.pk, step.name)
+                job.result["traceback"] = traceback.format_exc()
+                message = f"{step.label}: internal error ({exc.__class__.__name__})"
+                _step_failed(job, spec, record, message)
+                continue
+            if not unavailable:
+                _site_answered(job, step_began)
 
+        if unavailable:
+            outage = _outage_wait(job, spec, record, outcome)
+            if outage is None:
+                continue  # the step failed: it waited longer than an outage may last
+            return outage
+        job.state.pop("outage_since", None)
+        job.state.pop("outages", None)
         if isinstance(outcome, Wait):
             stalled = _no_progress_for(record, outcome)
             if outcome.budget is not None:
@@ -405,9 +439,8 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
                     _step_failed(job, spec, record, f"{step.label}: {outcome.over_budget}")
                     continue
             elif stalled > settings.JOB_NO_PROGRESS_SECONDS:
-                limit = settings.JOB_NO_PROGRESS_SECONDS
-                span = f"{limit / 60:g} min" if limit >= 120 else f"{limit:g} s"
-                message = f"{step.label}: the cloud showed no progress for {span}"
+                message = f"{step.label}: the cloud showed no progress for "
+                message += _span(settings.JOB_NO_PROGRESS_SECONDS)
                 if job.state.get("last_unavailable"):
                     message += f" (last answer: {job.state['last_unavailable']})"
                 _step_failed(job, spec, record, message)
@@ -433,6 +466,126 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
 
     ended = Job.Status.FAILED if job.status == Job.Status.CLEANING_UP else Job.Status.SUCCEEDED
     return _end(job, spec, ended)
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 7200:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
+
+
+def _site_name(job: Job) -> str:
+    return job.site.display_name if job.site_id else "the site"
+
+
+def _site_silent(job: Job) -> Wait | None:
+    """While the job's site gives no answers at all, a Wait instead of the step: one
+    job at a time (the probe) tries, once per JOB_SILENT_PROBE_SECONDS; the others
+    cost no call and no worker time. None: go ahead (the site answers, or this run
+    is the probe)."""
+    # The site row came with the job (no query): as fresh as this run.
+    if not job.site_id or job.site.silent_since is None:
+        return None
+    now = _now()
+    due = now - timedelta(seconds=settings.JOB_SILENT_PROBE_SECONDS)
+    probe = Q(probe_at__isnull=True) | Q(probe_at__lt=due)
+    if Site.objects.filter(pk=job.site_id).filter(probe).update(probe_at=now):
+        return None
+    since = timezone.localtime(job.site.silent_since)
+    return Wait(progress=f"{_site_name(job)} has not answered since {since:%H:%M}; waiting for it")
+
+
+def _site_answered(job: Job, since: float) -> None:
+    """The step's calls got answers: the site is not silent (if it was)."""
+    if job.site_id and cloud.answered_since(job.site.name, since):
+        job.site.silent_since = None
+        site_answers(job.site_id)
+
+
+def _outage_wait(job: Job, spec: JobKind, record: dict, outcome: Wait) -> float | None:
+    """The step could not reach its site: try again with a backoff, never at once.
+
+    A forward step gives up after JOB_NO_PROGRESS_SECONDS, as for any wait without
+    progress. An undo step keeps trying for JOB_UNDO_OUTAGE_SECONDS (hours): it
+    puts back what the job changed, e.g. starts the instance the job stopped, and
+    a site down for an hour must not leave that undone. Returns the countdown, or
+    None when the step failed."""
+    now = _now()
+    began = datetime.fromisoformat(job.state.setdefault("outage_since", _stamp(now)))
+    undo = record.get("phase") == "undo"
+    limit = settings.JOB_UNDO_OUTAGE_SECONDS if undo else settings.JOB_NO_PROGRESS_SECONDS
+    since_progress = datetime.fromisoformat(record.get("progress_at") or record["started_at"])
+    waited = (now - (began if undo else max(began, since_progress))).total_seconds()
+    if waited > limit:
+        if undo:
+            message = f"{record['label']}: {_site_name(job)} did not answer for {_span(limit)}"
+        else:
+            message = f"{record['label']}: the cloud showed no progress for {_span(limit)}"
+        if job.state.get("last_unavailable"):
+            message += f" (last answer: {job.state['last_unavailable']})"
+        _step_failed(job, spec, record, message)
+        return None
+    job.state["outages"] = job.state.get("outages", 0) + 1
+    high = settings.JOB_UNDO_OUTAGE_BACKOFF_SECONDS if undo else settings.JOB_OUTAGE_BACKOFF_SECONDS
+    countdown = min(high, settings.JOB_POLL_MIN_SECONDS * (2 ** min(job.state["outages"], 16)))
+    # Parked: the recovery sweep sends it when the backoff is over, and the first
+    # answer from the site (a probe, a sync, the watcher) wakes it before that.
+    job.waits_for = "site"
+    job.polls += 1
+    job.progress = outcome.progress or record["label"]
+    return _schedule(job, countdown, parked=True)
+
+
+def site_answers(site_id: int) -> list[int]:
+    """The site answered a call: end its silence, and run now the jobs waiting for it
+    to answer (see _outage_wait). Returns the jobs woken."""
+    if not Site.objects.filter(pk=site_id, silent_since__isnull=False).update(silent_since=None):
+        return []
+    waiting = Job.objects.filter(site_id=site_id, waits_for="site").exclude(status__in=Job.FINISHED)
+    now, wake = _now(), uuid.uuid4().hex
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    waiting.filter(free).update(wake=wake, due_at=now, waits_for="")
+    woken = list(Job.objects.filter(wake=wake).values_list("pk", flat=True))
+    for job_id in woken:
+        _send(job_id, wake, 0)
+    return woken
+
+
+def site_silent(site_id: int) -> None:
+    """A call to the site got no answer at all: jobs there wait for a probe from now on."""
+    now = _now()
+    Site.objects.filter(pk=site_id, silent_since__isnull=True).update(
+        silent_since=now, probe_at=now
+    )
+
+
+@contextmanager
+def lease_kept(job_id: int):
+    """Renew the job's lease every LEASE_RENEW seconds while the block runs (a worker's
+    advance): the lease can stay short, for a fast takeover when a worker dies, and
+    still outlast a step that waits OPENSTACK_TIMEOUT for a site that never answers.
+    Renews only a held lease: once the run released the job, nothing is extended."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        try:
+            while not stop.wait(LEASE_RENEW):
+                try:
+                    Job.objects.filter(pk=job_id, lease_until__isnull=False).update(
+                        lease_until=_now() + LEASE
+                    )
+                except Exception:  # a busy database: the next beat tries again
+                    log.debug("lease renewal of job %s failed", job_id, exc_info=True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _state_text(job: Job) -> str:
@@ -572,7 +725,8 @@ def undo_details(job: Job) -> list[str]:
 def deletion_summary(job: Job, items: list[dict]) -> dict:
     """Record what a delete job did with `items` ({"id", "name"}), from the outcomes
     its delete step wrote to job.state and the skips it was given: "Deleted 3,
-    skipped 1: x (reason), failed 1: y (why)." Returns job.result."""
+    skipped 1: x (reason), failed 1: y (why)." Returns job.result, with the
+    counts under the keys portal.bulk.matching_summary gives them too."""
     outcomes = job.state.get("outcomes", {})
     names = {item["id"]: item["name"] for item in items}
     deleted = [names[i] for i, o in outcomes.items() if o == "deleted"]
@@ -589,8 +743,11 @@ def deletion_summary(job: Job, items: list[dict]) -> dict:
         {
             "summary": ", ".join(parts) + ".",
             "deleted": deleted,
+            "deleted_count": len(deleted),
             "failed": failed,
+            "failed_count": len(failed),
             "skipped": skipped,
+            "skipped_count": len(skipped),
         }
     )
     return job.result

@@ -182,17 +182,14 @@ class MirrorWriter:
         if ids is not None:
             scope = scope.filter(openstack_id__in=ids)
         columns = ["pk", "openstack_id", "fingerprint", "deleted_at"]
-        # Ids whose rows were synced after `observed_at`: not written by us.
+        # Ids whose rows were synced after `observed_at`: not written by us. Asked of
+        # the database (few rows: those a job or the watcher refreshed meanwhile), so
+        # a full sync of 100,000 rows decodes no timestamps.
         self.newer: set[str] = set()
-        if observed_at is None:
-            found = list(scope.values_list(*columns))
-        else:
-            found = []
-            for *row, synced_at in scope.values_list(*columns, "synced_at"):
-                if synced_at > observed_at:
-                    self.newer.add(row[1])
-                else:
-                    found.append(row)
+        if observed_at is not None:
+            newer = scope.filter(synced_at__gt=observed_at).values_list("openstack_id", flat=True)
+            self.newer = set(newer)
+        found = [row for row in scope.values_list(*columns) if row[1] not in self.newer]
         self.existing = {
             openstack_id: (pk, fingerprint, deleted_at)
             for pk, openstack_id, fingerprint, deleted_at in found
@@ -479,7 +476,11 @@ class _RowWriter:
         on_conflict = ops.on_conflict_suffix_sql(
             columns, OnConflict.UPDATE, [f.column for f in updated], unique
         )
-        self.upsert_sql = f"{insert} {on_conflict}"
+        # A row someone refreshed after this writer's listing was asked (its synced_at
+        # is later) holds newer news: the upsert leaves it, whoever commits last.
+        synced = ops.quote_name(meta.get_field("synced_at").column)
+        newer_wins = f"WHERE {table}.{synced} <= EXCLUDED.{synced}"
+        self.upsert_sql = f"{insert} {on_conflict} {newer_wins}"
         # SQLite runs an upsert whose DO UPDATE names many indexed columns
         # three times slower than a plain insert even when nothing conflicts:
         # rows believed new go in with DO NOTHING first.

@@ -33,6 +33,12 @@ class Site(models.Model):
     servers_seen_at = models.DateTimeField(null=True, blank=True)
     images_seen_at = models.DateTimeField(null=True, blank=True)
     clock_offset_seconds = models.FloatField(default=0.0)
+    # A site that accepts connections and never answers (or refuses them) costs a
+    # worker slot for OPENSTACK_TIMEOUT on every call. From the first call that got
+    # no answer until one that did, jobs there wait instead of calling, and one of
+    # them tries (a probe) at most once per JOB_SILENT_PROBE_SECONDS.
+    silent_since = models.DateTimeField(null=True, blank=True)
+    probe_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["display_name"]
@@ -257,3 +263,15 @@ class Authorship(models.Model):
 
     def __str__(self) -> str:
         return f"{self.openstack_id} by {self.user}"
+
+
+class Lease(models.Model):
+    """A named lease one process at a time holds, e.g. "tick": which worker sends the
+    periodic tasks (see portal.ticker). A holder that dies loses it when it runs out."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    holder = models.CharField(max_length=200, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder or 'nobody'}"

@@ -238,6 +238,24 @@ JOB_POLL_MIN_SECONDS = envfloat("JOB_POLL_MIN_SECONDS", "2")
 JOB_POLL_MAX_SECONDS = envfloat("JOB_POLL_MAX_SECONDS", "15")
 # A step the status watcher wakes (see below) polls only this often, as a fallback.
 JOB_WATCHED_POLL_SECONDS = envfloat("JOB_WATCHED_POLL_SECONDS", "30")
+# One advance of a job starts no new step after this many seconds (the rest runs in
+# the next message). The task's soft time limit leaves room for one more call on top
+# (OPENSTACK_TIMEOUT): a call that hangs ends as "not answering" before the limit.
+JOB_RUN_SECONDS = envfloat("JOB_RUN_SECONDS", "8")
+JOB_TASK_SOFT_SECONDS = JOB_RUN_SECONDS + OPENSTACK_TIMEOUT + 5
+# A site that gives no answer at all (connections time out or are refused): jobs
+# there wait, and one of them tries again once per JOB_SILENT_PROBE_SECONDS; a job
+# that could not reach its site tries again after a backoff up to
+# JOB_OUTAGE_BACKOFF_SECONDS. Undo steps (starting again an instance the job
+# stopped) keep trying for JOB_UNDO_OUTAGE_SECONDS, backing off up to
+# JOB_UNDO_OUTAGE_BACKOFF_SECONDS; the first answer from the site wakes them.
+JOB_SILENT_PROBE_SECONDS = envfloat("JOB_SILENT_PROBE_SECONDS", "20")
+JOB_OUTAGE_BACKOFF_SECONDS = envfloat("JOB_OUTAGE_BACKOFF_SECONDS", "60")
+JOB_UNDO_OUTAGE_SECONDS = envint("JOB_UNDO_OUTAGE_SECONDS", str(12 * 3600))
+JOB_UNDO_OUTAGE_BACKOFF_SECONDS = envfloat("JOB_UNDO_OUTAGE_BACKOFF_SECONDS", "300")
+# A create that was cut off (timed out, interrupted) may still be carried out by the
+# cloud: the job looks for the server it asked for, and asks again only after this.
+JOB_CREATE_LAND_SECONDS = envfloat("JOB_CREATE_LAND_SECONDS", str(OPENSTACK_TIMEOUT + 30))
 # A job whose next run is this overdue, and that no worker holds, is handed to a
 # worker again (its worker died, or Redis lost the message). The sweep runs every
 # JOB_RECOVER_SWEEP_SECONDS, so recovery takes about the sum plus the lease (15 s).
@@ -303,6 +321,10 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # unusable or obsolete ones (CONN_MAX_AGE, health checks) around each task, as
 # Django does around each request.
 CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", "1000")
+# Every worker runs a ticker that sends these periodic tasks while it holds the
+# database lease "tick" (see portal/ticker.py): no `celery beat` process to lose.
+# Off for a worker that must not sync or sweep (the tests' own worker).
+PORTAL_WORKER_TICKS = envbool("PORTAL_WORKER_TICKS", "1")
 CELERY_BEAT_SCHEDULE = {
     "sites-sync": {
         "task": "portal.tasks.sites_sync_task",
@@ -323,7 +345,10 @@ CELERY_BEAT_SCHEDULE = {
 # one: a burst of job messages (a workshop's 200 snapshots) never queues in front of
 # the one task that tells those jobs the cloud is done.
 CELERY_TASK_QUEUES = (Queue("celery"), Queue("watch"))
-CELERY_TASK_ROUTES = {"portal.tasks.sites_watch_task": {"queue": "watch"}}
+CELERY_TASK_ROUTES = {
+    "portal.tasks.sites_watch_task": {"queue": "watch"},
+    "portal.tasks.site_watch_task": {"queue": "watch"},
+}
 
 LOGGING = {
     "version": 1,

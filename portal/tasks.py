@@ -6,23 +6,30 @@ import logging
 
 from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
 from portal import cloud
-from portal.jobs import job_advance, jobs_recover_stuck
+from portal.jobs import job_advance, jobs_recover_stuck, lease_kept, site_answers, site_silent
 from portal.models import Site
 from portal.sites import sites_ensure
 from portal.sync import site_sync
-from portal.watch import sites_watch
+from portal.watch import site_watch_safely, sites_to_watch
 
 log = logging.getLogger(__name__)
 
 
-# One advance runs a bounded amount of work: the soft limit interrupts a step, which
-# the engine turns into "continue at once"; the hard limit stays under the lease.
-@shared_task(ignore_result=True, soft_time_limit=8, time_limit=12)
+# One advance starts steps for JOB_RUN_SECONDS at most; the soft limit leaves room
+# for one more cloud call to time out (a hung site) and interrupts anything slower,
+# which the engine counts as the site not answering. The lease is renewed meanwhile.
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=settings.JOB_TASK_SOFT_SECONDS,
+    time_limit=settings.JOB_TASK_SOFT_SECONDS + 5,
+)
 def job_advance_task(job_id: int, wake: str | None = None) -> None:
     try:
-        job_advance(job_id, wake)
+        with lease_kept(job_id):
+            job_advance(job_id, wake)
     except SoftTimeLimitExceeded:
         # Outside a step (while saving): the lease runs out and the sweep resumes the job.
         log.warning("job %s: advance interrupted by the soft time limit", job_id)
@@ -47,8 +54,13 @@ def site_sync_task(site_id: int, full: bool | None = None) -> None:
     site = Site.objects.get(pk=site_id)
     try:
         site_sync(site, full=full)
-    except cloud.Unavailable:
-        pass  # recorded on the site; pages show "unreachable since"
+    except cloud.Unavailable as exc:
+        # Recorded on the site (pages show "unreachable since"); no answer at all
+        # makes its jobs wait for one.
+        if exc.silent:
+            site_silent(site_id)
+    else:
+        site_answers(site_id)
 
 
 @shared_task(ignore_result=True)
@@ -57,7 +69,19 @@ def sites_sync_task() -> None:
         site_sync_task.delay(site.pk)
 
 
-# Beat sends this every PORTAL_WATCH_INTERVAL to the `watch` queue (see settings).
-@shared_task(ignore_result=True, soft_time_limit=8, time_limit=12)
+# Sent every PORTAL_WATCH_INTERVAL to the `watch` queue (see settings): one task per
+# site, so a site that hangs holds up no other site's round.
+@shared_task(ignore_result=True, soft_time_limit=5, time_limit=10)
 def sites_watch_task() -> None:
-    sites_watch()
+    expires = 2 * settings.PORTAL_WATCH_INTERVAL
+    for site_id in sites_to_watch():
+        site_watch_task.apply_async((site_id,), queue="watch", expires=expires)
+
+
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=2 * settings.OPENSTACK_TIMEOUT + 5,
+    time_limit=2 * settings.OPENSTACK_TIMEOUT + 10,
+)
+def site_watch_task(site_id: int) -> None:
+    site_watch_safely(site_id)

@@ -3,6 +3,7 @@ from django.core.exceptions import BadRequest
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from instances.launch import launch_followups
 from portal.http import param_int, redirect_back
 from portal.selectors import job_get_for_user
 from portal.selectors import job_list as jobs_for
@@ -23,7 +24,9 @@ def job_detail(request, job_id: int):
     job = job_get_for_user(request.user, job_id)
     template = "portal/_job_progress.html" if request.htmx else "portal/job_detail.html"
     workshop = Workshop.objects.filter(launch_job=job).first()
-    return render(request, template, {"job": job, "workshop": workshop})
+    # A finished launch offers to retry (or delete) its failed seats as they are now.
+    retry = launch_followups(job, request.user) if job.kind == "instances.launch" else None
+    return render(request, template, {"job": job, "workshop": workshop, "retry": retry})
 
 
 @login_required

@@ -27,14 +27,17 @@ from images.services import images_store
 from instances.models import Server
 from instances.services import servers_store
 from portal import cloud
-from portal.jobs import jobs_wake
+from portal.jobs import jobs_wake, site_answers, site_silent
 from portal.mirror import newest_update
 from portal.models import Job, Site
 
 log = logging.getLogger(__name__)
 
-# One watcher per site at a time; longer than a watch can take (the task's hard limit).
-WATCH_LEASE = timedelta(seconds=15)
+# One watcher per site at a time; longer than a watch can take (two listings that
+# time out, the task's hard limit).
+WATCH_LEASE = timedelta(seconds=2 * settings.OPENSTACK_TIMEOUT + 10)
+# A site that did not answer is watched again after this long, not every second.
+WATCH_BACKOFF = timedelta(seconds=10)
 # Jobs remembered to wake on the next round: bounded, the fallback poll covers the rest.
 PENDING_MAX = 1000
 # Glance statuses on the way to active (or to a failure): no job waits for these.
@@ -53,12 +56,22 @@ def site_watch(site_id: int) -> dict | None:
     if not Site.objects.filter(pk=site_id).filter(free).update(watch_lease_until=now + WATCH_LEASE):
         return None
     site = Site.objects.get(pk=site_id)
-    seen = None
+    seen, release = None, True
     try:
         seen = _look(site, now)
+    except cloud.Unavailable as exc:
+        # Held a while longer: the rounds until then skip the site instead of paying
+        # the timeout every second. A silent site's jobs wait for an answer.
+        release = False
+        Site.objects.filter(pk=site_id).update(watch_lease_until=timezone.now() + WATCH_BACKOFF)
+        if exc.silent:
+            site_silent(site_id)
+        raise
     finally:
-        if seen is None:
+        if seen is None and release:
             Site.objects.filter(pk=site_id).update(watch_lease_until=None)
+    if seen is not None:
+        site_answers(site_id)
     return seen
 
 
@@ -124,10 +137,21 @@ def _moved(rows, listed: dict[str, tuple], *, idle: bool = False) -> set[str]:
     return {i for i, seen in listed.items() if mirrored.get(i) != seen}
 
 
-def sites_watch() -> None:
-    """A round for every site; a site that does not answer is skipped until the next."""
-    for site_id in Site.objects.values_list("pk", flat=True):
-        try:
-            site_watch(site_id)
-        except cloud.Unavailable as exc:
-            log.info("watch of site %s skipped: %s", site_id, exc.message)
+def sites_to_watch() -> list[int]:
+    """The sites a round looks at: those with unfinished jobs that no watcher holds
+    (or backs off from). Each gets a task of its own, so a site that hangs costs
+    its own task's time, never another site's round."""
+    now = timezone.now()
+    busy = Job.objects.exclude(status__in=Job.FINISHED).values("site_id")
+    free = Q(watch_lease_until__isnull=True) | Q(watch_lease_until__lt=now)
+    return list(Site.objects.filter(free, pk__in=busy).values_list("pk", flat=True))
+
+
+def site_watch_safely(site_id: int) -> None:
+    """site_watch for a task: trouble at one site is logged, never raised."""
+    try:
+        site_watch(site_id)
+    except cloud.Unavailable as exc:
+        log.info("watch of site %s skipped: %s", site_id, exc.message)
+    except Exception:
+        log.exception("watch of site %s failed", site_id)

@@ -1,7 +1,7 @@
 """`make run`: everything the portal needs, in one terminal, on loopback.
 
 Two devcloud sites (the embedded OpenStack-compatible demo clouds), a private
-Redis (unless REDIS_URL is set), a Celery worker with beat, and the web
+Redis (unless REDIS_URL is set), a Celery worker (which also sends the periodic tasks), and the web
 server at http://127.0.0.1:8000. State lives in var/, so running it again
 keeps the data. Ctrl-C stops every child.
 """
@@ -78,7 +78,7 @@ def main() -> int:
         manage(env, "seed_demo")
 
         def new_worker():
-            return start_worker(env, beat=True, log_path=VAR / "worker.log")
+            return start_worker(env, ticks=True, log_path=VAR / "worker.log")
 
         worker = new_worker()
         children.append(worker)

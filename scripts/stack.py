@@ -1,4 +1,4 @@
-"""Starting the local services the portal needs: Redis, a Celery worker, beat.
+"""Starting the local services the portal needs: Redis and a Celery worker (which ticks).
 
 Used by `make run` (scripts/run_demo.py) and by the test fixtures, so both
 start things the same way.
@@ -86,8 +86,12 @@ def celery_command(*args: str) -> list[str]:
 
 
 def start_worker(env: dict, *, concurrency: int = 2, log_path: Path | None = None,
-                 beat: bool = False, include: tuple[str, ...] = ()) -> subprocess.Popen:  # fmt: skip
-    """`include`: extra modules the worker imports (the tests' own job kinds)."""
+                 ticks: bool = False, include: tuple[str, ...] = ()) -> subprocess.Popen:  # fmt: skip
+    """`ticks`: the worker may send the periodic tasks (syncs, the status watcher, the
+    recovery sweep; see portal/ticker.py), as every production worker does. Off, a
+    worker only runs the tasks it is sent. `include`: extra modules the worker
+    imports (the tests' own job kinds)."""
+    env = {**env, "PORTAL_WORKER_TICKS": "1" if ticks else "0"}
     # No gossip, mingle or worker heartbeats: the portal needs none of them, and their
     # event handling is what made a worker exit after a Redis restart.
     args = celery_command(
@@ -96,12 +100,6 @@ def start_worker(env: dict, *, concurrency: int = 2, log_path: Path | None = Non
     )  # fmt: skip
     if include:
         args += ["--include", ",".join(include)]
-    if beat:
-        args += [
-            "--beat",
-            "--schedule",
-            str(Path(env.get("PORTAL_VAR_DIR", ROOT / "var")) / "celerybeat-schedule"),
-        ]
     out = open(log_path, "ab") if log_path else None
     return subprocess.Popen(
         args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None

@@ -36,7 +36,7 @@ from instances.models import Server
 from instances.services import server_refresh
 from portal import cloud
 from portal.access import can_act_on
-from portal.bulk import delete_matching_in_batches, matching_summary
+from portal.bulk import delete_finish, delete_step, matching_title
 from portal.errors import ActionRefused
 from portal.jobs import (
     JOB_KEY,
@@ -47,8 +47,6 @@ from portal.jobs import (
     Step,
     StepFailed,
     Wait,
-    delete_in_batches,
-    deletion_summary,
     job_key,
     job_kind_register,
     undo_details,
@@ -273,14 +271,17 @@ def step_settle(job: Job) -> Wait | None:
 
 
 def _restart_wanted(job: Job) -> bool:
-    return bool(job.params.get("restart")) and job.state.get("prior_status") == "ACTIVE"
+    """Start it again only if this job stopped it (not if the user did meanwhile)."""
+    return bool(job.params.get("restart")) and bool(job.state.get("stopped_by_portal"))
 
 
 def step_restart(job: Job) -> Wait | None | Skipped:
     if not _restart_wanted(job):
-        return Skipped(
-            "not asked to restart" if job.params.get("restart") is False else "it was off before"
-        )
+        if job.params.get("restart") is False:
+            return Skipped("not asked to restart")
+        if job.state.get("prior_status") == "ACTIVE":
+            return Skipped("it was stopped by someone else, not by this job")
+        return Skipped("it was off before")
     return step_start(job)
 
 
@@ -378,6 +379,47 @@ def undo_wait_active(job: Job) -> Wait | Skipped | Done:
     return outcome or Done("the instance runs again")
 
 
+def _may_be_stopped_line(job: Job) -> str:
+    server = Server.objects.filter(site=job.site, openstack_id=job.target_server_id).first()
+    name = server.name if server is not None else "The instance"
+    return (
+        f"{name} may be left STOPPED: {job.site.display_name} is not answering; "
+        "the portal starts it again as soon as it answers."
+    )
+
+
+def _through_outage(step):
+    """An undo step that reaches the instance, for a site that does not answer: the
+    engine keeps trying for hours (JOB_UNDO_OUTAGE_SECONDS); meanwhile the first line
+    of the job's error says the instance this job stopped may be left stopped, and
+    once the instance runs again (or is found running) the line goes."""
+
+    def run(job: Job):
+        try:
+            outcome = step(job)
+        except cloud.Unavailable:
+            if _start_wanted_again(job) and not job.state.get("may_be_stopped"):
+                job.state["may_be_stopped"] = True
+                job.error = f"{_may_be_stopped_line(job)}\n{job.error}"
+            raise
+        if job.state.get("may_be_stopped") and _runs_again(job, outcome):
+            job.state.pop("may_be_stopped")
+            job.error = job.error.split("\n", 1)[1] if "\n" in job.error else ""
+        return outcome
+
+    run.__name__ = step.__name__
+    run.__doc__ = step.__doc__
+    return run
+
+
+def _runs_again(job: Job, outcome) -> bool:
+    """The step got an answer and the mirror (just refreshed) shows the instance running."""
+    if isinstance(outcome, Wait) or job.state.get("left_stopped"):
+        return False
+    server = Server.objects.filter(site=job.site, openstack_id=job.target_server_id).first()
+    return server is not None and server.status == "ACTIVE" and not server.task_state
+
+
 def undo_report(job: Job) -> Done | Skipped:
     """Say in the first line of the error when the instance this job stopped is not
     running again (the cloud refused, or a task never ended).
@@ -438,10 +480,20 @@ job_kind_register(
         undo=(
             Step("undo_boot_test", "Deleting the test instance", step_verify_cleanup),
             Step("undo_image", "Removing the unfinished image", undo_image),
-            Step("undo_settle", "Waiting until the instance is idle", undo_settle, acts=False),
-            Step("undo_start", "Starting the instance again", undo_start),
-            Step("undo_wait_active", "Waiting for ACTIVE again", undo_wait_active),
-            Step("undo_report", "Checking the instance runs again", undo_report, acts=False),
+            Step(
+                "undo_settle",
+                "Waiting until the instance is idle",
+                _through_outage(undo_settle),
+                acts=False,
+            ),
+            Step("undo_start", "Starting the instance again", _through_outage(undo_start)),
+            Step("undo_wait_active", "Waiting for ACTIVE again", _through_outage(undo_wait_active)),
+            Step(
+                "undo_report",
+                "Checking the instance runs again",
+                _through_outage(undo_report),
+                acts=False,
+            ),
         ),
         describe=lambda job: f"Create snapshot “{job.params.get('name', '')}”",
         on_finished=snapshot_notify,
@@ -478,34 +530,24 @@ job_kind_register(
 
 
 def step_delete(job: Job) -> Wait | None:
-    """Delete DELETE_BATCH images per run: the listed ones (see delete_in_batches),
-    or the next ones the job's filter matches (see portal.bulk)."""
-    delete = lambda site, image_id: cloud.image_delete(site, image_id=image_id)  # noqa: E731
-    refresh = lambda site, image_id: image_refresh(site, openstack_id=image_id)  # noqa: E731
-    if "matching" in job.params:
-        return delete_matching_in_batches(
-            job, rows_after=lambda after, size: snapshot_delete_batch(job, after, size),
-            delete=delete, refresh=refresh, batch=DELETE_BATCH,
-        )  # fmt: skip
-    return delete_in_batches(
-        job, job.params["images"], batch=DELETE_BATCH, delete=delete, refresh=refresh
-    )
+    """Delete DELETE_BATCH images per run: the listed ones, or the next ones the
+    job's filter matches (see portal.bulk.delete_step)."""
+    return delete_step(
+        job, key="images", batch=DELETE_BATCH,
+        delete=lambda site, image_id: cloud.image_delete(site, image_id=image_id),
+        refresh=lambda site, image_id: image_refresh(site, openstack_id=image_id),
+        rows_after=lambda after, size: snapshot_delete_batch(job, after, size),
+    )  # fmt: skip
 
 
 def step_delete_summary(job: Job) -> None:
-    if "matching" in job.params:
-        matching_summary(job)
-    else:
-        deletion_summary(job, job.params["images"])
-    return None
+    """Sum up, and fail when every delete failed (portal.bulk.delete_finish)."""
+    delete_finish(job, key="images")
 
 
 def _describe_delete(job: Job) -> str:
     if "matching" in job.params:
-        return (
-            f"Delete all matching snapshots ({job.params['filters']}; "
-            f"{job.params['expected']} at confirmation)"
-        )
+        return matching_title(job, "snapshots")
     return f"Delete {len(job.params['images'])} snapshot(s)"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django import forms
 from django.db.models import Q
@@ -16,8 +17,10 @@ from portal.bulk import (
     MatchingPlan,
     being_deleted_q,
     busy_q,
+    changed_since_refusals,
     delete_pending,
-    filters_text,
+    matching_confirmed_at,
+    matching_params,
     matching_plan,
     permission_refusals,
     refusal_annotate,
@@ -269,12 +272,13 @@ def snapshot_create_many_request(
 
 
 def snapshot_delete_refusals(
-    actor, *, seen: bool = False, job: Job | None = None
+    actor, *, seen: bool = False, job: Job | None = None, confirmed_at: datetime | None = None
 ) -> list[tuple[str, Q]]:
     """[(reason, condition)]: why `actor` may not delete a snapshot now. `seen`: the
     rows are from the actor's own list (see permission_refusals). Inside a delete
     `job`, only older delete jobs count as "already being deleted" (two
-    overlapping jobs: the first one deletes, the second skips)."""
+    overlapping jobs: the first one deletes, the second skips). `confirmed_at`
+    (or the "all matching" `job`'s): rows changed since are skipped."""
     refusals = permission_refusals(
         actor,
         seen=seen,
@@ -288,7 +292,9 @@ def snapshot_delete_refusals(
     busy = busy_q(target="image")
     if busy is not None:
         refusals.append(("in use by a running job", busy))
-    return refusals + unreachable_refusals()
+    if job is not None:
+        confirmed_at = matching_confirmed_at(job)
+    return refusals + changed_since_refusals(confirmed_at) + unreachable_refusals()
 
 
 def snapshots_being_deleted_q(*, before: Job | None = None) -> Q | None:
@@ -356,7 +362,8 @@ def snapshot_delete_request(
     return job, plan
 
 
-# "Select all matching": the job carries the filter, not the ids (see portal.bulk).
+# "Select all matching": the job carries the filter and the confirmation's moment,
+# not the ids (see portal.bulk).
 
 
 def snapshot_delete_bound() -> int:
@@ -365,23 +372,37 @@ def snapshot_delete_bound() -> int:
     return Snapshot.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
-def snapshot_delete_matching_plan(*, rows, ordered, actor, upto: int, walk=None) -> MatchingPlan:
+def snapshot_delete_matching_plan(
+    *, rows, ordered, actor, upto: int, walk=None, confirmed_at: datetime | None = None
+) -> MatchingPlan:
     """Counts of what deleting every row of `rows` (a list's filter) would delete
     and skip, by reason, and a sample in the list's order (`ordered`; `walk`: the
-    whole list in that order, see matching_plan)."""
-    refusals = snapshot_delete_refusals(actor, seen=True)  # `rows` come from the actor's list
+    whole list in that order, see matching_plan). `confirmed_at`: when the
+    confirmation was shown, once it has been (rows changed since are skipped)."""
+    # `rows` come from the actor's list
+    refusals = snapshot_delete_refusals(actor, seen=True, confirmed_at=confirmed_at)
     return matching_plan(rows, refusals, ordered=ordered, upto=upto, walk=walk)
 
 
 def snapshot_delete_matching_request(
-    *, data, project: Project | None, actor, upto: int, rows, idempotency_key: str = ""
+    *,
+    data,
+    project: Project | None,
+    actor,
+    upto: int,
+    confirmed_at: datetime,
+    rows,
+    idempotency_key: str = "",
 ) -> tuple[Job | None, MatchingPlan]:
     """Record one job that deletes, in batches, every snapshot the list with these
-    filters (`data`, the list's query as pairs) shows now, up to row `upto`.
+    filters (`data`, the list's query as pairs) showed when the confirmation was
+    shown (`confirmed_at`), up to row `upto`, and that is unchanged since.
     The page's scope is kept: its project, or the projects the actor saw (every
     one for a superuser's facility view)."""
     upto = min(upto, snapshot_delete_bound())
-    plan = snapshot_delete_matching_plan(rows=rows, ordered=rows, actor=actor, upto=upto)
+    plan = snapshot_delete_matching_plan(
+        rows=rows, ordered=rows, actor=actor, upto=upto, confirmed_at=confirmed_at
+    )
     if not plan.will_delete:
         return None, plan
     if project is not None:
@@ -395,11 +416,9 @@ def snapshot_delete_matching_request(
         actor=actor,
         idempotency_key=idempotency_key,
         project=project,
-        params={
-            "matching": {"query": [list(pair) for pair in data], "projects": scope, "upto": upto},
-            "expected": plan.will_delete_text,
-            "filters": filters_text(data),
-        },
+        params=matching_params(
+            data=data, scope=scope, upto=upto, confirmed_at=confirmed_at, plan=plan
+        ),
     )
     return job, plan
 
@@ -422,7 +441,8 @@ def snapshot_delete_pending(job: Job):
 
 def snapshot_delete_batch(job: Job, after: int, size: int) -> list[dict]:
     """The next `size` rows of the job's selection after row `after`, in id order,
-    each with the reason it is skipped now ("" when it is deleted)."""
+    each with the reason it is skipped now ("" when it is deleted): the rules,
+    and any change since the confirmation."""
     rows = _selection(job).filter(pk__gt=after).order_by("pk")
     rows = refusal_annotate(rows, snapshot_delete_refusals(job.actor, job=job))
     return [

@@ -4,11 +4,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.selectors import server_get_for_user, servers_chosen, source_servers_for
 from portal.access import get_project_for_user
+from portal.bulk import CONFIRMED_PARAM, confirmed_at_from, confirmed_param
 from portal.errors import ActionRefused
 from portal.http import next_url, param_id, param_ids, redirect_back
 from portal.jobs import job_repeated
@@ -203,7 +205,7 @@ def _chosen_snapshots(request, data):
 
 def _carried(data) -> list[tuple[str, str]]:
     """The selection (filters, project, ids, all_matching) a confirmation posts on."""
-    skip = {"page", "job", "csrfmiddlewaretoken", "idempotency_key", "upto"}
+    skip = {"page", "job", "csrfmiddlewaretoken", "idempotency_key", "upto", CONFIRMED_PARAM}
     return [(key, value) for key, values in data.lists() if key not in skip for value in values]
 
 
@@ -252,26 +254,35 @@ def snapshot_delete(request):
 
 
 def _delete_matching(request, data, project, selection, filters, context):
-    """ "All matching": GET counts and samples; POST records the job with the filter
-    and the bound the confirmation showed (`upto`: no row synced after it)."""
+    """ "All matching": GET counts and samples; POST records the job with the filter,
+    the bound and the moment the confirmation showed (`upto`: no row synced after
+    it; `confirmed`: no row changed since)."""
     listed, rows = selection
     if request.method == "GET":
         upto = snapshot_delete_bound()
+        confirmed_at = timezone.now()  # before reading: what the mirror learns later is "since"
         context["matching"] = snapshot_delete_matching_plan(
             rows=rows, actor=request.user, upto=upto,
             ordered=_in_list_order(request, rows, project, data),
             walk=_in_list_order(request, listed, project, data),
         )  # fmt: skip
-        context["carried"] = [*context["carried"], ("upto", str(upto))]
+        context["confirmed_at"] = confirmed_at
+        context["carried"] = [
+            *context["carried"],
+            ("upto", str(upto)),
+            confirmed_param(confirmed_at),
+        ]
         return render(request, "snapshots/delete_confirm.html", context)
     upto = param_id(data, "upto") or snapshot_delete_bound()
+    confirmed_at = confirmed_at_from(data)
     job, plan = snapshot_delete_matching_request(
-        data=filters, project=project, actor=request.user, upto=upto, rows=rows,
-        idempotency_key=data.get("idempotency_key", ""),
+        data=filters, project=project, actor=request.user, upto=upto,
+        confirmed_at=confirmed_at, rows=rows, idempotency_key=data.get("idempotency_key", ""),
     )  # fmt: skip
     if job is None:
         messages.error(request, "Nothing deleted: every matching snapshot is skipped.")
         context["matching"] = plan
+        context["confirmed_at"] = confirmed_at
         return render(request, "snapshots/delete_confirm.html", context, status=409)
     return redirect(_list_url(project, f"job={job.pk}"))
 

@@ -122,6 +122,15 @@ def redis_server(tmp_path_factory):
     redis.stop()
 
 
+@pytest.fixture
+def own_redis(tmp_path_factory):
+    """A Redis of this test's own: the session's worker listens on the shared one and
+    would take these jobs (with its own clouds.yaml and settings)."""
+    redis = RedisProcess(tmp_path_factory.mktemp("redis")).start()
+    yield redis
+    redis.stop()
+
+
 @pytest.fixture(scope="session")
 def celery_worker(devcloud_pair, redis_server, django_db_setup, tmp_path_factory):
     """A real Celery worker process on the test database, Redis and devcloud."""

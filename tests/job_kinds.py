@@ -7,6 +7,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from portal import cloud
 from portal.jobs import JobKind, Step, Wait, job_kind_register
 from portal.models import Job
 
@@ -29,5 +30,19 @@ job_kind_register(
         name="ping",
         steps=(Step("wait", "Waiting", _ping_wait), Step("reply", "Replying", _ping_reply)),
         describe=lambda job: "Ping",
+    )
+)
+
+
+def _list_servers(job: Job) -> None:
+    """One cloud call at the job's site (for tests of sites that hang)."""
+    cloud.server_list(job.site.name)
+
+
+job_kind_register(
+    JobKind(
+        name="test.list_servers",
+        steps=(Step("list", "Listing the servers", _list_servers),),
+        describe=lambda job: "List servers",
     )
 )

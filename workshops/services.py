@@ -13,10 +13,15 @@ from django.shortcuts import get_object_or_404
 
 from images.selectors import image_catalog_property
 from instances.launch import (
+    LAUNCH,
+    REPLACE,
+    AlreadyRetried,
     LaunchPlan,
+    SeatCheck,
     instance_launch_request,
     instance_names,
     launch_check,
+    launch_retry_plan,
     launch_retry_request,
     participant_parts,
 )
@@ -25,6 +30,7 @@ from instances.selectors import flavors_usable_by
 from instances.services import server_delete_request
 from portal.access import can_act_on, can_see, in_visible_projects
 from portal.errors import ActionRefused
+from portal.jobs import job_repeated
 from portal.models import Job
 from workshops.models import Seat, Workshop
 
@@ -141,25 +147,120 @@ def workshop_csv(workshop: Workshop) -> str:
     return out.getvalue()
 
 
-def workshop_retry(*, workshop: Workshop, actor, idempotency_key: str = "") -> list[Job]:
-    """Launch again the seats whose machine failed (per launch job that made them);
-    the seats then follow the new job."""
+@dataclass(frozen=True)
+class WorkshopRetryPlan:
+    """What "Retry failed seats" does now, seat by seat (see launch_retry_plan):
+    each seat looked at with its check. `upto`: the newest launch the seats followed
+    when the plan was made; a confirmation posted later leaves alone a seat that
+    follows a newer one (a retry started meanwhile)."""
+
+    rows: list[tuple[Seat, SeatCheck]]
+    upto: int
+
+    @property
+    def retried(self) -> list[SeatCheck]:
+        return [check for _, check in self.rows if check.action]
+
+    @property
+    def replace(self) -> list[SeatCheck]:
+        return [check for _, check in self.rows if check.action == REPLACE]
+
+    @property
+    def launch(self) -> list[SeatCheck]:
+        return [check for _, check in self.rows if check.action == LAUNCH]
+
+    @property
+    def kept(self) -> list[SeatCheck]:
+        return [check for _, check in self.rows if not check.action]
+
+    @property
+    def retried_seats(self) -> list[Seat]:
+        return [seat for seat, check in self.rows if check.action]
+
+
+def workshop_retry_plan(*, workshop: Workshop, actor) -> WorkshopRetryPlan:
+    """The failed seats of the workshop as its machines are now, per launch that
+    made them (a seat of a launch still running is left to it)."""
     _check_may_act(actor, workshop)
-    failed = [row.seat for row in seat_rows(workshop) if row.failed]
-    if not failed:
-        raise ActionRefused("Every seat has a machine.", status=400)
-    jobs = []
-    for job in {seat.job for seat in failed if seat.job is not None}:
-        retry = launch_retry_request(
-            job=job, actor=actor,
-            idempotency_key=f"{idempotency_key}-{job.pk}" if idempotency_key else "",
-        )  # fmt: skip
-        # The retry launches the failed seats of `job` in order: re-point them.
-        for index, seat_index in enumerate(job.result.get("failed_seats", [])):
-            Seat.objects.filter(workshop=workshop, job=job, job_index=seat_index).update(
-                job=retry, job_index=index
+    if workshop.teardown_job_id is not None:
+        raise ActionRefused("This workshop was torn down: its seats are not launched again.")
+    seats = list(workshop.seats.select_related("job"))
+    launches = {seat.job_id: seat.job for seat in seats if seat.job and seat.job.is_finished}
+    checks = {}
+    for job in launches.values():
+        for check in launch_retry_plan(job=job, actor=actor).seats:
+            checks[(job.pk, check.index)] = check
+    rows = [
+        (seat, checks[(seat.job_id, seat.job_index)])
+        for seat in seats
+        if (seat.job_id, seat.job_index) in checks
+    ]
+    return WorkshopRetryPlan(rows, upto=max((s.job_id for s in seats if s.job_id), default=0))
+
+
+def seats_follow_retry(launch: Job, retry: Job) -> None:
+    """The retry listener: the seats a retry launches again follow it (the retry's
+    seat i is the launch's seat of the same machine name), whichever page started it."""
+    index_of = {name: index for index, name in enumerate(launch.params["names"])}
+    for index, name in enumerate(retry.params["names"]):
+        Seat.objects.filter(job=launch, job_index=index_of[name]).update(job=retry, job_index=index)
+
+
+def _nothing_to_retry(workshop: Workshop, plan: WorkshopRetryPlan, seat_ids, upto: int):
+    """Why none of the seats the confirmation showed is retried now. Seats that
+    follow a newer launch since (a retry started meanwhile) send the user to it."""
+    moved = (
+        Seat.objects.filter(workshop=workshop, pk__in=seat_ids, job_id__gt=upto)
+        .select_related("job")
+        .order_by("-job_id")
+        .first()
+    )
+    if moved is not None:
+        return AlreadyRetried(
+            f"These seats were launched again already, by job #{moved.job_id}.", job=moved.job
+        )
+    reasons = "; ".join(f"{c.name}: {c.reason}" for seat, c in plan.rows if seat.pk in seat_ids)
+    return ActionRefused(
+        "Nothing to retry: " + (reasons or "the seats shown are not failed now") + ".", status=409
+    )
+
+
+def workshop_retry(
+    *, workshop: Workshop, actor, seat_ids=None, upto: int | None = None, idempotency_key: str = ""
+) -> list[Job]:
+    """Launch again the failed seats that still have no running machine (one retry
+    per launch that made them; the seats then follow it). `seat_ids` and `upto`:
+    what the confirmation showed (None: every seat the plan retries now)."""
+    with transaction.atomic():
+        # Two requests (two tabs, two people) take turns; the second sees the first's jobs.
+        Workshop.objects.select_for_update().filter(pk=workshop.pk).values_list("pk").first()
+        repeated = job_repeated(actor=actor, key=idempotency_key)
+        if repeated is not None:
+            return [repeated]  # the same form again: its jobs exist already
+        plan = workshop_retry_plan(workshop=workshop, actor=actor)
+        chosen: dict[int, list[SeatCheck]] = {}
+        launches = {}
+        for seat, check in plan.rows:
+            if not check.action:
+                continue
+            if seat_ids is not None and (seat.pk not in seat_ids or seat.job_id > (upto or 0)):
+                continue
+            chosen.setdefault(seat.job_id, []).append(check)
+            launches[seat.job_id] = seat.job
+        if not chosen:
+            if seat_ids is None:
+                raise ActionRefused("Every seat has a machine, or is being launched.")
+            raise _nothing_to_retry(workshop, plan, set(seat_ids), upto or 0)
+        jobs = []
+        for n, job_id in enumerate(sorted(chosen)):
+            # The form's key on the first job (a repeated POST finds it), derived ones after.
+            key = idempotency_key if n == 0 or not idempotency_key else f"{idempotency_key}-{n}"
+            names = [check.name for check in chosen[job_id]]
+            jobs.append(
+                launch_retry_request(
+                    job=launches[job_id], actor=actor, names=names, idempotency_key=key
+                )
             )
-        jobs.append(retry)
     return jobs
 
 

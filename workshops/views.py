@@ -1,13 +1,14 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import BadRequest
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from instances.launch import MAX_COUNT, participants_from
+from instances.launch import MAX_COUNT, AlreadyRetried, participants_from
 from portal.access import get_project_for_user, projects_visible_to
 from portal.errors import ActionRefused
-from portal.http import param_id
+from portal.http import param_id, param_ids
 from portal.jobs import job_repeated
 from workshops.services import (
     seat_rows,
@@ -17,8 +18,12 @@ from workshops.services import (
     workshop_list,
     workshop_may_act,
     workshop_retry,
+    workshop_retry_plan,
     workshop_teardown,
 )
+
+# Seats one retry may name: a workshop's launch and its late additions.
+MAX_SEATS = 1000
 
 
 @login_required
@@ -36,6 +41,14 @@ def workshop_index(request):
         "projects": projects_visible_to(request.user).select_related("site"),
     }
     return render(request, "workshops/workshop_list.html", context)
+
+
+def _retry_offer(request, workshop):
+    """The failed seats a retry would launch again now (None: the user may not)."""
+    try:
+        return workshop_retry_plan(workshop=workshop, actor=request.user)
+    except ActionRefused:
+        return None
 
 
 def _detail_context(request, workshop) -> dict:
@@ -58,6 +71,7 @@ def workshop_detail(request, workshop_id: int):
     context = _detail_context(request, workshop)
     if request.htmx and not request.htmx.boosted:
         return render(request, "workshops/_seat_table.html", context)
+    context["retry"] = _retry_offer(request, workshop)
     return render(request, "workshops/workshop_detail.html", context)
 
 
@@ -88,19 +102,54 @@ def _act(request, workshop_id: int, action, done: str):
         except ActionRefused as refused:
             messages.error(request, refused.message)
             context = _detail_context(request, workshop)
+            context["retry"] = _retry_offer(request, workshop)
             return render(request, "workshops/workshop_detail.html", context, status=refused.status)
         messages.success(request, done)
     return redirect("workshops:workshop-detail", workshop_id=workshop.pk)
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def workshop_retry_view(request, workshop_id: int):
-    return _act(
-        request, workshop_id,
-        lambda w, key: workshop_retry(workshop=w, actor=request.user, idempotency_key=key),
-        "Launching the failed seats again.",
-    )  # fmt: skip
+    """GET: what a retry replaces, launches and leaves alone (and why), from the
+    machines as they are now. POST: retry the seats that page showed that are
+    still ERROR or without a machine; seats launched again meanwhile send the user
+    to that job."""
+    workshop = workshop_get_for_user(request.user, workshop_id)
+    status = 200
+    if request.method == "POST":
+        key = request.POST.get("idempotency_key", "")
+        if job_repeated(actor=request.user, key=key) is not None:
+            return redirect("workshops:workshop-detail", workshop_id=workshop.pk)
+        seat_ids = param_ids(request.POST, "seat", limit=MAX_SEATS)
+        upto = param_id(request.POST, "upto")
+        if not seat_ids or upto is None:
+            raise BadRequest("Choose the seats to retry on the confirmation page.")
+        try:
+            jobs = workshop_retry(
+                workshop=workshop, actor=request.user, seat_ids=seat_ids, upto=upto,
+                idempotency_key=key,
+            )  # fmt: skip
+        except AlreadyRetried as refused:
+            messages.error(request, refused.message)
+            return redirect("job-detail", job_id=refused.job.pk)
+        except ActionRefused as refused:
+            messages.error(request, refused.message)
+            status = refused.status
+        else:
+            count = sum(len(job.params["names"]) for job in jobs)
+            numbers = ", ".join(f"#{job.pk}" for job in jobs)
+            messages.success(request, f"Launching {count} seat(s) again: job {numbers}.")
+            return redirect("workshops:workshop-detail", workshop_id=workshop.pk)
+    try:
+        plan = workshop_retry_plan(workshop=workshop, actor=request.user)
+    except ActionRefused as refused:
+        if status == 200:  # a refused POST said so already
+            messages.error(request, refused.message)
+            status = refused.status
+        plan = None
+    context = {"workshop": workshop, "plan": plan}
+    return render(request, "workshops/retry_confirm.html", context, status=status)
 
 
 @login_required

@@ -45,11 +45,11 @@ from portal.cloud.types import (
     CloudServer,
     Limits,
 )
-from portal.cloud.util import clock_offset
+from portal.cloud.util import answered_since, clock_offset
 
 __all__ = [
     "BadRequest", "CloudError", "CloudFlavor", "CloudImage", "CloudNetwork", "CloudProject",
-    "CloudServer", "clock_offset",
+    "CloudServer", "answered_since", "clock_offset",
     "Conflict", "Forbidden", "Limits", "NotFound", "Unavailable", "connections_reset", "flavor_list",
     "image_delete", "image_find_by_property", "image_get", "image_list", "image_pages", "limits_get",
     "network_list", "project_list", "server_console_output", "server_create", "server_create_image", "server_delete", "server_find", "server_get",

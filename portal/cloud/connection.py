@@ -26,6 +26,7 @@ from portal.cloud.errors import (
     NotFound,
     Unavailable,
 )
+from portal.cloud.util import answer_note
 
 _lock = threading.Lock()
 _connections: dict[tuple[str, str], openstack.connection.Connection] = {}
@@ -77,22 +78,31 @@ def translate_errors(site: str) -> Iterator[None]:
         yield
     except CloudError:
         raise
-    except sdk_exceptions.NotFoundException as exc:
-        raise NotFound(_message(exc), site=site, status=404) from exc
-    except sdk_exceptions.ConflictException as exc:
-        raise Conflict(_message(exc), site=site, status=409) from exc
-    except sdk_exceptions.ForbiddenException as exc:
-        raise Forbidden(_message(exc), site=site, status=403) from exc
-    except sdk_exceptions.BadRequestException as exc:
-        raise BadRequest(_message(exc), site=site, status=400) from exc
     except sdk_exceptions.HttpException as exc:
-        status = exc.status_code
-        if status is not None and status < 500 and status not in (408, 429):
-            raise BadRequest(_message(exc), site=site, status=status) from exc
-        raise Unavailable(
-            f"{site} answered {status or 'an error'}: {_message(exc)}", site=site, status=status
-        ) from exc
+        if exc.status_code is not None:
+            answer_note(site)  # an answer, if an unwelcome one: the site is not hung
+        raise _translated(site, exc) from exc
     except (ksa_exceptions.ClientException, sdk_exceptions.SDKException, OSError) as exc:
         # Connection refused, timeouts, discovery failures, a missing clouds.yaml
-        # entry: all mean "we cannot talk to this site right now".
+        # entry: all mean "we cannot talk to this site right now" (status None: silent).
         raise Unavailable(f"{site} is unreachable: {exc}", site=site) from exc
+    else:
+        answer_note(site)
+
+
+def _translated(site: str, exc: sdk_exceptions.HttpException) -> CloudError:
+    message = _message(exc)
+    for sdk_class, error, status in (
+        (sdk_exceptions.NotFoundException, NotFound, 404),
+        (sdk_exceptions.ConflictException, Conflict, 409),
+        (sdk_exceptions.ForbiddenException, Forbidden, 403),
+        (sdk_exceptions.BadRequestException, BadRequest, 400),
+    ):
+        if isinstance(exc, sdk_class):
+            return error(message, site=site, status=status)
+    status = exc.status_code
+    if status is not None and status < 500 and status not in (408, 429):
+        return BadRequest(message, site=site, status=status)
+    return Unavailable(
+        f"{site} answered {status or 'an error'}: {message}", site=site, status=status
+    )

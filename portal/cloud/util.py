@@ -1,8 +1,22 @@
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+
+# Per site: time.monotonic() of the last call that got an HTTP answer in this process.
+_answered: dict[str, float] = {}
+
+
+def answer_note(site: str) -> None:
+    _answered[site] = time.monotonic()
+
+
+def answered_since(site: str, moment: float) -> bool:
+    """Whether a call to `site` got an answer after `moment` (time.monotonic())."""
+    return _answered.get(site, float("-inf")) >= moment
+
 
 # Per site: seconds its clock is ahead of ours (negative: behind), from the Date
 # header of the last listing this process read there.

@@ -1,6 +1,7 @@
-"""Fault knobs: HTTP error injection, latency, snapshot_killed, stuck_task, boot_error."""
+"""Fault knobs: HTTP error injection, latency, hang, snapshot_killed, stuck_task, boot_error."""
 
 import json
+import threading
 import time
 
 import pytest
@@ -79,6 +80,65 @@ def test_latency_only_slows_matching_paths(fresh_cloud):
     started = time.monotonic()
     api.get("/compute/v2.1/servers")
     assert time.monotonic() - started < 0.25
+
+
+def _access_lines(cloud, needle):
+    with open(cloud.access_log_path, encoding="utf-8") as fh:
+        return [line for line in fh.read().splitlines() if needle in line]
+
+
+def test_a_hung_path_times_the_client_out_while_other_paths_answer(fresh_cloud):
+    cloud = fresh_cloud()
+    api = member_api(cloud, "alpha")  # its token is taken before the hang
+    cloud.set_faults({"hang": [{"path": "^/compute/v2.1/servers"}]})
+    outcome = {}
+
+    def hung_call():
+        started = time.monotonic()
+        try:
+            requests.get(
+                f"{cloud.url}/compute/v2.1/servers/detail",
+                headers={"X-Auth-Token": api.token},
+                timeout=3,
+            )
+        except requests.exceptions.ReadTimeout:
+            outcome["timed_out_after"] = time.monotonic() - started
+        else:
+            outcome["answered"] = True
+
+    caller = threading.Thread(target=hung_call)
+    caller.start()
+    time.sleep(0.5)
+    # While that request is held, the rest of the cloud answers at once.
+    for path in ("/compute/v2.1/flavors", "/image/v2/images", "/networking/v2.0/networks"):
+        started = time.monotonic()
+        assert api.get(path).status_code == 200
+        assert time.monotonic() - started < 1
+    assert caller.is_alive()
+    caller.join(10)
+    assert 3 <= outcome["timed_out_after"] < 5, outcome
+    # The held request is logged once its client gave up, with the time it was held.
+    deadline = time.monotonic() + 5
+    while not _access_lines(cloud, "GET /compute/v2.1/servers/detail 499 "):
+        assert time.monotonic() < deadline, "no 499 line for the hung request"
+        time.sleep(0.05)
+    held_ms = float(_access_lines(cloud, "GET /compute/v2.1/servers/detail 499 ")[0].split()[4])
+    assert held_ms >= 3000
+    cloud.set_faults({})  # lifted at run time
+    assert api.get("/compute/v2.1/servers/detail").status_code == 200
+
+
+def test_a_hung_action_has_no_effect_and_count_limits_the_hang(fresh_cloud):
+    cloud = fresh_cloud(faults={"hang": [{"method": "POST", "path": "/action$", "count": 1}]})
+    api = member_api(cloud, "alpha")
+    sid = api.find_server("alpha-web-01")["id"]
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        api.action(sid, {"os-stop": None}, timeout=1)
+    time.sleep(10 * 3.0 / 40)  # ten times the simulated stop duration
+    assert api.server(sid)["status"] == "ACTIVE"  # dropped, never executed
+    assert cloud.get_faults()["hang"][0]["count"] == 0
+    assert api.action(sid, {"os-stop": None}).status_code == 202
+    api.wait_status(sid, "SHUTOFF")
 
 
 def test_snapshot_killed_then_deleted_and_task_state_cleared(fresh_cloud):
@@ -160,7 +220,14 @@ def test_boot_error_hits_only_matching_names(fresh_cloud):
 
 
 @pytest.mark.parametrize(
-    "spec", ['{"http": [{"status": "x"}]}', "not json", '{"unknown_kind": {}}']
+    "spec",
+    [
+        '{"http": [{"status": "x"}]}',
+        "not json",
+        '{"unknown_kind": {}}',
+        '{"hang": [{"path": "("}]}',
+        '{"hang": [{"rate": 2}]}',
+    ],
 )
 def test_bad_fault_spec_on_the_command_line_fails_fast(tmp_path, spec):
     import subprocess

@@ -4,7 +4,7 @@ overview's filter and deletes in batches, asking the rules again per row."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.urls import reverse
@@ -13,7 +13,9 @@ from django.utils import timezone
 from instances.models import Server
 from portal import cloud
 from portal.jobs import job_advance
+from portal.mirror import mirror_row_write
 from portal.models import Job
+from portal.templatetags.portal_tags import job_title
 from tests.factories import make_server
 
 URL = reverse("instances:instance-delete")
@@ -140,3 +142,77 @@ def test_ticked_instances_keep_their_list(client, people, fleet, no_broker, monk
         == "Deleted 1, skipped 1: ws-00 (members may delete only instances they created)."
     )
     assert nova.deleted == [fleet["bobs"][0].openstack_id]
+
+
+def seen_by_the_sync(server: Server, **changes) -> None:
+    """The mirror learns a change of `server` now, the way a sync or a job's
+    refresh writes it."""
+    mirror_row_write(server, changes, observed_at=timezone.now())
+
+
+def confirmed_hhmm(job: Job) -> str:
+    return f"{timezone.localtime(datetime.fromisoformat(job.params['matching']['confirmed_at'])):%H:%M}"
+
+
+@pytest.mark.parametrize("when", ["before the click", "after the click"])
+def test_a_machine_that_starts_matching_after_the_confirmation_is_left_alone(
+    client, people, no_broker, monkeypatch, when
+):
+    """The issue: the confirmation counted 1 ERROR machine; a second one went ERROR
+    after it was shown (before the click, or while the job waited): only the one
+    confirmed is deleted."""
+    nova = FakeNova(monkeypatch)
+    bob = people["bob"]
+    broken = make_server(project=people["alpha"], name="lab-1", status="ERROR", created_by=bob)
+    healthy = make_server(project=people["alpha"], name="lab-2", created_by=bob)
+    client.force_login(bob)
+    confirm = client.get(URL, {"all_matching": "1", "status": "ERROR", "filtered": "1"})
+    assert confirm.context["matching"].will_delete == 1
+    assert "lab-2" not in confirm.content.decode()
+    carried = dict(confirm.context["carried"])
+    if when == "before the click":
+        seen_by_the_sync(healthy, status="ERROR", fault_message="No valid host was found.")
+    assert client.post(URL, {**carried, "idempotency_key": "k"}).status_code == 302
+    if when == "after the click":
+        seen_by_the_sync(healthy, status="ERROR", fault_message="No valid host was found.")
+    job = run_job(Job.objects.get())
+    assert nova.deleted == [broken.openstack_id]
+    healthy.refresh_from_db()
+    assert healthy.deleted_at is None and healthy.status == "ERROR"
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.result["summary"] == (
+        f"Deleted 1, skipped 1: changed since you confirmed at {confirmed_hhmm(job)} (1: lab-2)."
+    )
+
+
+def test_a_machine_changed_since_the_confirmation_is_skipped_with_the_reason(
+    client, people, no_broker, monkeypatch
+):
+    """Both matched when confirmed; one was stopped since (it still matches): the
+    user confirmed it running, so it is skipped, and the summary says why."""
+    nova = FakeNova(monkeypatch)
+    bob = people["bob"]
+    kept = make_server(project=people["alpha"], name="lab-1", created_by=bob)
+    gone = make_server(project=people["alpha"], name="lab-2", created_by=bob)
+    client.force_login(bob)
+    confirm = client.get(URL, {"all_matching": "1", "q": "lab-"})
+    assert confirm.context["matching"].will_delete == 2
+    assert 'name="confirmed"' in confirm.content.decode()
+    client.post(URL, dict(confirm.context["carried"]))
+    seen_by_the_sync(kept, status="SHUTOFF", power_state=4, vm_state="stopped")
+    job = run_job(Job.objects.get())
+    assert nova.deleted == [gone.openstack_id]
+    kept.refresh_from_db()
+    assert kept.deleted_at is None
+    assert job.result["skipped"] == [
+        f"changed since you confirmed at {confirmed_hhmm(job)} (1: lab-1)"
+    ]
+    assert job.result["deleted"] == ["lab-2"] and job.result["failed"] == []
+    assert f"2 when confirmed at {confirmed_hhmm(job)})" in job_title(job)
+
+
+def test_a_confirmation_moment_that_is_not_one_is_a_400(client, people, fleet):
+    client.force_login(people["bob"])
+    carried = dict(client.get(URL, {"all_matching": "1", "q": "ws-"}).context["carried"])
+    assert client.post(URL, {**carried, "confirmed": "yesterday"}).status_code == 400
+    assert not Job.objects.exists()

@@ -1,5 +1,5 @@
 """The portal's whole stack on the loopback OpenStack: the test database, Redis, and
-a real Celery worker (with beat: the status watcher, the sweep and the syncs) whose
+a real Celery worker (ticking: it sends the status watcher, the sweep and the syncs) whose
 clock runs 20 s ahead of the cloud's (libfaketime), as a worker's may in production.
 
 tests/openstack/conftest.py makes its fixtures available to every test there.
@@ -57,7 +57,7 @@ def os_worker(loopback_openstack, redis_server, django_db_setup, tmp_path_factor
         EMAIL_FILE_PATH=str(base / "mail"),
         **faketime_env(),
     )
-    worker = start_worker(env, concurrency=2, log_path=log_path, beat=True)
+    worker = start_worker(env, concurrency=2, log_path=log_path, ticks=True)
     _wait_for_worker(redis_server.url, worker, log_path)
     yield {"process": worker, "log": log_path, "mail_dir": base / "mail"}
     stop_process(worker)

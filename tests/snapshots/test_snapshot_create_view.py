@@ -128,3 +128,20 @@ def test_the_form_opens_whatever_snapshots_already_exist(client, people, vm):
     response = client.get(url(vm))
     assert response.status_code == 200
     assert response.context["refusal"] is None
+
+
+def test_with_the_broker_down_the_request_still_gets_its_page(
+    transactional_db, client, people, vm, monkeypatch
+):
+    """Redis not answering at submit: the job is recorded (the sweep sends it later),
+    and the user is taken on as usual, never shown a 500."""
+    from kombu.exceptions import OperationalError
+
+    def down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr("portal.celery.app.send_task", down)
+    client.force_login(people["bob"])
+    response = client.post(url(vm), {"name": "gold", "restart": "on"})
+    assert response.status_code == 302
+    assert Job.objects.get().status == Job.Status.PENDING

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
+from portal import cloud
+from portal.jobs import job_advance
 from portal.models import Job
+from snapshots.models import Snapshot
 from tests.factories import make_image
 
 URL = reverse("snapshots:snapshot-delete")
@@ -95,3 +99,53 @@ def test_only_skipped_ones_is_a_409_and_no_job(client, people, snaps):
 
 def test_delete_requires_login(client, snaps):
     assert client.post(URL, {"selected": [snaps["bobs"].pk]}).status_code == 302
+
+
+class RefusingGlance:
+    """Glance refuses to delete the images named in `refused`; deletes the rest."""
+
+    def __init__(self, monkeypatch, refused: set[str]):
+        self.refused, self.deleted = refused, []
+        monkeypatch.setattr("portal.cloud.image_delete", self.delete)
+        monkeypatch.setattr("snapshots.jobs.image_refresh", self.refresh)
+
+    def delete(self, site, *, image_id):
+        if Snapshot.objects.get(openstack_id=image_id).name in self.refused:
+            raise cloud.Conflict("Image is in use by a volume")
+        self.deleted.append(image_id)
+
+    def refresh(self, site, *, openstack_id):
+        if openstack_id in self.deleted:
+            Snapshot.objects.filter(openstack_id=openstack_id).update(deleted_at=timezone.now())
+
+
+def run_job(job) -> Job:
+    for _ in range(20):
+        job.refresh_from_db()
+        if job.is_finished:
+            return job
+        job_advance(job.pk)
+    raise AssertionError("the job did not finish")
+
+
+CHOICES = {
+    "ticked": lambda snaps: {"selected": [snaps["bobs"].pk, snaps["alices"].pk]},
+    "all matching": lambda snaps: {"all_matching": "1", "name": "al"},
+}
+
+
+@pytest.mark.parametrize("chosen", sorted(CHOICES))
+def test_a_delete_where_every_delete_fails_ends_failed(
+    client, people, snaps, no_broker, monkeypatch, chosen
+):
+    """Like instances.delete: a job that deleted nothing because the cloud refused
+    every one failed, and says why."""
+    Snapshot.objects.filter(pk=snaps["bobs"].pk).update(name="al-bobs", name_key="al-bobs")
+    glance = RefusingGlance(monkeypatch, refused={"al-bobs", "alices"})
+    client.force_login(people["alice"])
+    assert client.post(URL, CHOICES[chosen](snaps)).status_code == 302
+    job = run_job(Job.objects.get())
+    assert glance.deleted == []
+    assert job.status == Job.Status.FAILED
+    assert "failed 2: " in job.error and "(Image is in use by a volume)" in job.error
+    assert job.result["deleted_count"] == 0 and job.result["failed_count"] == 2

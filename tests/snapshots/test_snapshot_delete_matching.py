@@ -4,7 +4,7 @@ the rules again at each row; a crash mid-batch resumes without harm."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.urls import reverse
@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from portal import cloud
 from portal.jobs import job_advance
+from portal.mirror import mirror_row_write
 from portal.models import Job, Membership
 from snapshots.models import Snapshot
 from tests.factories import make_image
@@ -241,3 +242,63 @@ def test_all_matching_with_nothing_matching_is_a_400(client, people, many):
     assert "Select at least one snapshot" in response.content.decode()
     assert client.get(URL, {"all_matching": "1", "upto": "x"}).status_code == 200  # GET ignores it
     assert client.post(URL, {"all_matching": "1", "name": "keep", "upto": "x"}).status_code == 400
+
+
+def renamed_in_the_cloud(snapshot: Snapshot, name: str) -> None:
+    """The mirror learns now that `snapshot` was renamed, as a sync writes it."""
+    changes = {"name": name, "name_key": name.casefold()}
+    mirror_row_write(snapshot, changes, observed_at=timezone.now())
+
+
+def confirmed_hhmm(job: Job) -> str:
+    confirmed_at = datetime.fromisoformat(job.params["matching"]["confirmed_at"])
+    return f"{timezone.localtime(confirmed_at):%H:%M}"
+
+
+def test_a_snapshot_that_starts_matching_after_the_confirmation_is_left_alone(
+    client, people, many, no_broker, monkeypatch
+):
+    glance = FakeGlance(monkeypatch)
+    client.force_login(people["alice"])
+    confirm = client.get(URL, {"all_matching": "1", "name": "keep-bob"})
+    assert confirm.context["matching"].will_delete == 5
+    client.post(URL, dict(confirm.context["carried"]))
+    other = Snapshot.objects.get(name="other-1")
+    renamed_in_the_cloud(other, "keep-bob-late")  # now it matches too
+    job = run_job(Job.objects.get())
+    assert set(glance.deleted) == {s.openstack_id for s in many["bobs"]}
+    assert Snapshot.objects.get(pk=other.pk).deleted_at is None
+    assert job.result["summary"] == (
+        "Deleted 5, skipped 1: "
+        f"changed since you confirmed at {confirmed_hhmm(job)} (1: keep-bob-late)."
+    )
+
+
+def test_a_snapshot_changed_since_the_confirmation_is_skipped_with_the_reason(
+    client, people, many, no_broker, monkeypatch
+):
+    glance = FakeGlance(monkeypatch)
+    client.force_login(people["bob"])
+    confirm = client.get(URL, {"all_matching": "1", "name": "keep-bob"})
+    client.post(URL, dict(confirm.context["carried"]))
+    first = many["bobs"][0]
+    renamed_in_the_cloud(first, "keep-bob-0-final")  # still matches, but not as confirmed
+    job = run_job(Job.objects.get())
+    assert first.openstack_id not in glance.deleted and len(glance.deleted) == 4
+    assert job.result["skipped"] == [
+        f"changed since you confirmed at {confirmed_hhmm(job)} (1: keep-bob-0-final)"
+    ]
+    assert job.status == Job.Status.SUCCEEDED
+
+
+def test_when_every_matching_row_changed_before_the_click_nothing_starts(
+    client, people, many, no_broker
+):
+    client.force_login(people["bob"])
+    confirm = client.get(URL, {"all_matching": "1", "name": "keep-bob-1"})
+    assert confirm.context["matching"].will_delete == 1
+    renamed_in_the_cloud(many["bobs"][1], "keep-bob-1-final")
+    response = client.post(URL, dict(confirm.context["carried"]))
+    assert response.status_code == 409
+    assert "1: changed since you confirmed at " in response.content.decode()
+    assert not Job.objects.exists()
