@@ -1,9 +1,10 @@
 """A server's serial console log (os-getConsoleOutput): generated, never stored.
 
 What is stored is a small record per server, `servers.console`:
-{"on": epoch seconds, "off": epoch seconds or null, "panic": bool}, i.e. when
-the guest was powered on, when its shutdown began, and whether its image fails
-to mount its root file system. The text is rebuilt on every request from that
+{"on": epoch seconds, "off": epoch seconds or null, "panic": bool, "silent": bool
+(only when true)}, i.e. when the guest was powered on, when its shutdown began,
+whether its image fails to mount its root file system, and whether it writes
+nothing to the serial console. The text is rebuilt on every request from that
 record, the server's id, name, image properties, flavor and address, and the
 current time, so it grows with simulated time and costs nothing to keep.
 Everything that looks random (pids, SSH keys, timestamp jitter) comes from a
@@ -304,16 +305,22 @@ def record(row, speed):
     return {"on": on, "off": off, "panic": False}
 
 
-def power_on(conn, server_id, at, panic=None):
-    """A new run of the guest (libvirt truncates the log); panic=None keeps the old flag."""
+def power_on(conn, server_id, at, panic=None, silent=None):
+    """A new run of the guest (libvirt truncates the log); panic=None and silent=None
+    keep the old flags (they belong to the image, which a restart does not change)."""
     row = conn.execute(
         "SELECT console FROM servers WHERE id = ? AND deleted = 0", (server_id,)
     ).fetchone()
     if row is None:
         return
+    old = loads(row["console"]) or {}
     if panic is None:
-        panic = bool((loads(row["console"]) or {}).get("panic"))
+        panic = bool(old.get("panic"))
+    if silent is None:
+        silent = bool(old.get("silent"))
     rec = {"on": at, "off": None, "panic": bool(panic)}
+    if silent:
+        rec["silent"] = True
     conn.execute("UPDATE servers SET console = ? WHERE id = ?", (dumps(rec), server_id))
 
 
@@ -484,6 +491,8 @@ def render(row, now, speed, guest_boot):
     rec = record(row, speed)
     if rec is None:
         return None
+    if rec.get("silent"):
+        return ""  # its kernel writes to no serial port (no console=ttyS0)
     off = rec.get("off")
     running_until = now if off is None else min(now, off)
     uptime = max(0.0, (running_until - rec["on"]) * speed)

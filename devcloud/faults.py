@@ -20,7 +20,7 @@ DEFAULT_BOOT_PANIC_ERROR = (
     "Build of instance {server_id} aborted: Image {image_id} is unacceptable: "
     "Image content does not match disk_format"
 )
-BOOT_PANIC_MODES = ("panic", "error")
+BOOT_PANIC_MODES = ("panic", "error", "silent")
 # A hung request is held until its client gives up; past this devcloud closes the
 # connection itself (without a word), so a client with no timeout cannot hold a
 # thread forever.

@@ -116,9 +116,15 @@ def plan_boot(app, conn, server_id, name, ip, image_id="", image_name=""):
             steps += [
                 # libvirt starts the guest (and its console log) just before Nova says
                 # ACTIVE; a guest from a broken image panics there, and Nova never knows.
+                # A "silent" image boots but writes nothing to the serial console.
                 (
                     total - clock.CONSOLE_LEAD_SECONDS,
-                    {"console": {"panic": bool(broken)}},
+                    {
+                        "console": {
+                            "panic": bool(broken) and broken["mode"] == "panic",
+                            "silent": bool(broken) and broken["mode"] == "silent",
+                        }
+                    },
                 ),
                 (
                     total,
@@ -361,7 +367,13 @@ def apply_step(conn, row):
         )
     if "console" in payload:
         # The run starts when the step was due, not when this thread got to it.
-        console.power_on(conn, row["object_id"], row["due"], payload["console"].get("panic"))
+        console.power_on(
+            conn,
+            row["object_id"],
+            row["due"],
+            payload["console"].get("panic"),
+            payload["console"].get("silent"),
+        )
     if payload.get("reap_image"):
         image_mod.mark_deleted(conn, payload["reap_image"])
     conn.execute("DELETE FROM transitions WHERE id = ?", (row["id"],))

@@ -279,8 +279,10 @@ JOB_NO_PROGRESS_SECONDS = envint("JOB_NO_PROGRESS_SECONDS", "600")
 # JOB_UPLOAD_MIN_SECONDS, and JOB_UPLOAD_SECONDS_PER_GB per GB of the root disk.
 JOB_UPLOAD_MIN_SECONDS = envfloat("JOB_UPLOAD_MIN_SECONDS", "1800")
 JOB_UPLOAD_SECONDS_PER_GB = envfloat("JOB_UPLOAD_SECONDS_PER_GB", "60")
-# A boot test waits this long after its instance is ACTIVE for the console to show
-# a login prompt (or cloud-init's "finished" line) before it calls the snapshot broken.
+# A boot test waits this long for its instance to be ACTIVE, and again this long
+# after ACTIVE for the console to show a login prompt (or cloud-init's "finished"
+# line). A console that printed but showed neither: "does not boot"; a slower build
+# or a console that stayed empty: "not tested" (the snapshot job still succeeds).
 JOB_BOOT_TEST_SECONDS = envint("JOB_BOOT_TEST_SECONDS", "600")
 
 # The status watcher (portal/watch.py) asks each site with unfinished jobs, once per

@@ -458,6 +458,8 @@ def snapshot_notify(job: Job) -> None:
         done = undo_details(job)
         if done:
             body += "\nThe portal " + "; ".join(done) + "."
+    if job.result.get("boot_test"):
+        body += f"\n\nBoot test: {job.result['boot_test']}\n"
     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [job.actor.email], fail_silently=True)
 
 

@@ -4,9 +4,28 @@ Steps shared by the snapshot job (after the snapshot is active and the instance
 runs again) and by "Verify now": pick the smallest flavor that fits the
 snapshot (quota checked first; no room → the test is skipped, with that
 reason), boot a throwaway instance from it in the same project, wait until it is
-ACTIVE and, where the cloud offers a console log, until the log shows the system
-came up, then delete the instance. Every step is idempotent (the instance carries
-`portal_job`), and an undo step deletes it too: it never outlives the job.
+ACTIVE and until its console log shows the system came up, then delete the
+instance.
+
+Three verdicts, because only the first two say something about the image:
+- "boots": a login prompt or cloud-init's "finished" line on the console;
+- "does not boot": the image's fault, seen: a kernel panic, a console that
+  printed but showed no login prompt within JOB_BOOT_TEST_SECONDS of ACTIVE, or a
+  build Nova aborted because the hypervisor refused the image's data;
+- "not tested (reason)": the test's own failure: the cloud refused the test
+  instance (403 quota or policy, 400, 409), scheduling failed (No valid host) or
+  the build was not ACTIVE within JOB_BOOT_TEST_SECONDS, the console stayed empty
+  (an image that writes nothing to the serial port) or was never offered, the
+  instance vanished.
+A boot test does not fail its job: each wait carries its own deadline (a budget
+for the engine, past the step's own limit), and ends in a verdict. (A site that
+stops answering is the engine's outage handling, as for every step.)
+
+The test instance is made at most once, although a create request may be cut
+off (the soft time limit, a lost answer, a dead worker) and still land in Nova
+afterwards (see `_create_once`); the instance carries `portal_job`. The cleanup,
+also the undo step, deletes every server with this job's marker, not only the
+recorded one: no test instance outlives the job.
 """
 
 from __future__ import annotations
@@ -35,10 +54,40 @@ from portal.models import Job
 CAME_UP = re.compile(r"^\S+ login:|Cloud-init v\. \S+ finished", re.MULTILINE)
 PANIC = re.compile(r"Kernel panic - not syncing.*", re.MULTILINE)
 TAIL_LINES = 15
+# Nova's fault when the hypervisor refused the image itself (ImageUnacceptable, e.g.
+# "Image <id> is unacceptable: Image content does not match disk_format"): the
+# image's fault. Any other ERROR (No valid host, quota, a network that could not be
+# allocated, a flavor too small) is the cloud's or the test's, and says nothing
+# about the image.
+IMAGE_REFUSED = re.compile(r"Image \S+ is unacceptable")
+
+# A create request cut off before its answer may still land in Nova: while the
+# client waits (OPENSTACK_TIMEOUT), and a little after, since Nova's API finishes a
+# request whose client went away. No second request before then.
+LANDING_MARGIN_SECONDS = 30.0
+# The engine's budget for a boot test's wait, beyond the step's own limit: the
+# step always ends in a verdict before the engine would fail the job.
+BUDGET_MARGIN_SECONDS = 60.0
 
 
 def _tail(text: str) -> str:
     return "\n".join(text.rstrip().splitlines()[-TAIL_LINES:])
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
+
+
+def _now_text() -> str:
+    return timezone.now().isoformat()
+
+
+def _seconds_since(stamp: str) -> float:
+    return (timezone.now() - datetime.fromisoformat(stamp)).total_seconds()
+
+
+def _landing_seconds() -> float:
+    return settings.OPENSTACK_TIMEOUT + LANDING_MARGIN_SECONDS
 
 
 def _image_id(job: Job) -> str:
@@ -52,6 +101,19 @@ def boot_test_record(job: Job, outcome: str, **fields) -> BootTest:
         defaults={"outcome": outcome, "job": job, "checked_at": timezone.now(), **fields},
     )  # fmt: skip
     return test
+
+
+def verdict_text(outcome: str, reason: str = "") -> str:
+    """The verdict as the job page and the email say it after "Boot test: "."""
+    label = BootTest.Outcome(outcome).label  # boots, does not boot, not tested
+    return f"{label} — {reason}" if reason and outcome != BootTest.Outcome.VERIFIED else label
+
+
+def _not_tested(job: Job, reason: str, **fields) -> Skipped:
+    """The plan found nothing to test with: the verdict now, since no instance is made."""
+    boot_test_record(job, BootTest.Outcome.SKIPPED, reason=reason, **fields)
+    job.result["boot_test"] = verdict_text(BootTest.Outcome.SKIPPED, reason)
+    return Skipped(reason)
 
 
 def smallest_flavor_for(image: Image) -> Flavor | None:
@@ -81,20 +143,15 @@ def step_verify_plan(job: Job) -> Done | Skipped:
         return Done(f"on {job.state['boot_test']['flavor_name']}")
     image = image_refresh(job.site, openstack_id=_image_id(job))
     if image is None or image.deleted_at is not None or image.status != "active":
-        reason = "the snapshot is not active"
-        boot_test_record(job, BootTest.Outcome.SKIPPED, reason=reason)
-        return Skipped(reason)
+        return _not_tested(job, "the snapshot is not active")
     flavor = smallest_flavor_for(image)
     if flavor is None:
-        reason = "no flavor of the site fits the snapshot"
-        boot_test_record(job, BootTest.Outcome.SKIPPED, reason=reason)
-        return Skipped(reason)
+        return _not_tested(job, "no flavor of the site fits the snapshot")
     project = project_quota_refresh(job.project)
     problem = quota_problem(project=project, flavor=flavor, count=1)
     if problem:
         reason = f"no room in the project's quota for a test instance on {flavor.name}"
-        boot_test_record(job, BootTest.Outcome.SKIPPED, reason=reason, flavor_name=flavor.name)
-        return Skipped(reason)
+        return _not_tested(job, reason, flavor_name=flavor.name)
     job.state["boot_test"] = {
         "flavor_id": flavor.openstack_id,
         "flavor_name": flavor.name,
@@ -108,48 +165,107 @@ def _test_name(job: Job) -> str:
     return f"boot-test-{job.pk}"
 
 
+def _verdict(test: dict, outcome: str, reason: str, *, detail: str = "", **fields) -> Done:
+    test.update(outcome=outcome, reason=reason, **fields)
+    return Done(detail or verdict_text(outcome, reason))
+
+
+def _own_test_servers(job: Job) -> list[cloud.CloudServer]:
+    """The servers this job's boot test made, oldest first: by name, then by the
+    marker (a stranger's server of the same name never matches)."""
+    site, project_id = job.site.name, job.project.openstack_id
+    found = cloud.server_find(site, project_id=project_id, name=_test_name(job))
+    mine = [s for s in found if s.metadata.get(JOB_KEY) == job_key(job) and not s.is_deleted]
+    return sorted(mine, key=lambda s: (str(s.created_at), s.id))
+
+
+def _unanswered_at(test: dict) -> str | None:
+    """When the last create request whose answer never came was sent, if it may
+    still be the one that makes a server."""
+    if "asked_at" in test:
+        return test["asked_at"]
+    return None if "server_id" in test else test.get("cut_off_at")
+
+
+def _build_wait(test: dict, doing: str, observed=None) -> Wait | Done:
+    """Wait for the test instance until JOB_BOOT_TEST_SECONDS after the first create
+    request; a build slower than that tells nothing about the image."""
+    limit = settings.JOB_BOOT_TEST_SECONDS
+    if _seconds_since(test["requested_at"]) > limit:
+        reason = f"the test instance was not ACTIVE within {_span(limit)} ({doing})"
+        return _verdict(test, BootTest.Outcome.SKIPPED, reason)
+    return Wait(
+        progress="booting the test instance",
+        observed=observed,
+        budget=limit + BUDGET_MARGIN_SECONDS,
+        over_budget=f"the test instance was not ACTIVE within {_span(limit)}",
+    )
+
+
+def _create_once(job: Job, test: dict) -> str | Wait | Done:
+    """The test instance's id, from at most one create request that lands.
+
+    The intent (`asked_at`) is saved before each request and cleared with its
+    answer. A run that finds it still set knows its request was cut off: Nova may
+    have made the server, or may make it still. It adopts a server carrying this
+    job's marker; with none, it waits until the request can no longer land
+    (`_landing_seconds`) before it asks again. Anything that lands later anyway is
+    deleted by the cleanup."""
+    if "asked_at" in test:
+        test["cut_off_at"] = test.pop("asked_at")
+    if "cut_off_at" in test:
+        mine = _own_test_servers(job)
+        if mine:
+            return mine[0].id  # any other is deleted by the cleanup
+        if _seconds_since(test["cut_off_at"]) < _landing_seconds():
+            return _build_wait(test, "a cut-off request for it may still land")
+    test["asked_at"] = _now_text()
+    job.save(update_fields=["state"])
+    try:
+        made = cloud.server_create(
+            job.site.name, project_id=job.project.openstack_id, name=_test_name(job),
+            flavor_id=test["flavor_id"], image_id=_image_id(job),
+            metadata={JOB_KEY: job_key(job), CREATED_BY_KEY: job.actor.username,
+                      "portal_boot_test": _image_id(job)},
+            network_ids=test.get("network_ids"),
+        )  # fmt: skip
+    except cloud.Unavailable:
+        raise  # no answer: the request may have landed, the next run looks for it
+    except cloud.CloudError as refused:  # 403 quota or policy, 400, 409: nothing made
+        del test["asked_at"]
+        reason = f"the cloud refused to create a test instance: {refused.message}"
+        return _verdict(test, BootTest.Outcome.SKIPPED, reason)
+    del test["asked_at"]
+    return made.id
+
+
 def step_verify_boot(job: Job) -> Wait | Done | Skipped:
     test = job.state.get("boot_test")
-    if not test:
+    if not test or test.get("outcome"):
         return SKIPPED
+    # The build's deadline runs from the first request (booted_at: a job from before).
+    test.setdefault("requested_at", test.get("booted_at") or _now_text())
     if "server_id" not in test:
-        site, project_id = job.site.name, job.project.openstack_id
-        mine = [
-            s for s in cloud.server_find(site, project_id=project_id, name=_test_name(job))
-            if s.metadata.get(JOB_KEY) == job_key(job)
-        ]  # fmt: skip
-        if mine:
-            server_id = mine[0].id
-        else:
-            made = cloud.server_create(
-                site, project_id=project_id, name=_test_name(job),
-                flavor_id=test["flavor_id"], image_id=_image_id(job),
-                metadata={JOB_KEY: job_key(job), CREATED_BY_KEY: job.actor.username,
-                          "portal_boot_test": _image_id(job)},
-                network_ids=test.get("network_ids"),
-            )  # fmt: skip
-            server_id = made.id
-        authorship_record(site=job.site, openstack_id=server_id, user=job.actor, job=job)
-        test["server_id"] = server_id
-        test["booted_at"] = timezone.now().isoformat()
+        made = _create_once(job, test)
+        if not isinstance(made, str):
+            return made
+        authorship_record(site=job.site, openstack_id=made, user=job.actor, job=job)
+        test["server_id"] = made
+        test["booted_at"] = _now_text()
         job.save(update_fields=["state"])
     server = server_refresh(job.site, openstack_id=test["server_id"])
     if server is None or server.is_deleted:
-        test["outcome"] = BootTest.Outcome.FAILED
-        test["reason"] = "the test instance vanished while booting"
-        return Done(test["reason"])
+        return _verdict(test, BootTest.Outcome.SKIPPED, "the test instance vanished while booting")
     if server.status == "ERROR":
-        test["outcome"] = BootTest.Outcome.FAILED
-        test["reason"] = f"the test instance went to ERROR: {server.fault_message or 'no reason'}"
-        return Done(test["reason"])
+        reason = f"the test instance went to ERROR: {server.fault_message or 'no reason given'}"
+        if IMAGE_REFUSED.search(server.fault_message):
+            return _verdict(test, BootTest.Outcome.FAILED, reason)
+        return _verdict(test, BootTest.Outcome.SKIPPED, reason)
     if server.status == "ACTIVE":
-        test.setdefault("active_at", timezone.now().isoformat())
+        test.setdefault("active_at", _now_text())
         return Done("ACTIVE")
-    return Wait(progress="booting the test instance", observed=server_observed(server))
-
-
-def _seconds_since(stamp: str) -> float:
-    return (timezone.now() - datetime.fromisoformat(stamp)).total_seconds()
+    doing = f"{server.status}, {server.task_state}" if server.task_state else server.status
+    return _build_wait(test, doing, observed=server_observed(server))
 
 
 def step_verify_console(job: Job) -> Wait | Done | Skipped:
@@ -160,56 +276,83 @@ def step_verify_console(job: Job) -> Wait | Done | Skipped:
         return SKIPPED
     try:
         output = cloud.server_console_output(job.site.name, server_id=test["server_id"])
-    except (cloud.Conflict, cloud.NotFound):
-        # No console yet (Nova answers 404 while the guest is not running), or the
-        # instance is gone: look at the instance itself.
-        server = server_refresh(job.site, openstack_id=test["server_id"])
-        if server is None or server.is_deleted:
-            test["outcome"] = BootTest.Outcome.FAILED
-            test["reason"] = "the test instance vanished"
-            return Done(test["reason"])
-        output = ""
+        test["console_answered"] = True
     except (cloud.BadRequest, cloud.Forbidden) as exc:
-        test["outcome"] = BootTest.Outcome.VERIFIED
-        test["reason"] = f"ACTIVE; the cloud shows no console log ({exc.message})"
-        test["boot_seconds"] = _seconds_since(test["booted_at"])
-        return Done(test["reason"])
+        reason = f"the cloud offers no console log ({exc.message})"
+        return _verdict(test, BootTest.Outcome.SKIPPED, reason)
+    except (cloud.Conflict, cloud.NotFound) as exc:
+        # No console yet (Nova answers 404 while the guest is not running, 409 before
+        # it has a host), or the instance is gone.
+        if isinstance(exc, cloud.NotFound):
+            server = server_refresh(job.site, openstack_id=test["server_id"])
+            if server is None or server.is_deleted:
+                return _verdict(test, BootTest.Outcome.SKIPPED, "the test instance vanished")
+        test["console_problem"] = exc.message
+        output = ""
     panic = PANIC.search(output)
     if panic:
-        test["outcome"] = BootTest.Outcome.FAILED
-        test["reason"] = panic.group(0).strip()
-        test["console_tail"] = _tail(output)
-        return Done(f"it does not boot: {test['reason']}")
+        return _verdict(
+            test, BootTest.Outcome.FAILED, panic.group(0).strip(), console_tail=_tail(output)
+        )
     if CAME_UP.search(output):
-        test["outcome"] = BootTest.Outcome.VERIFIED
-        test["boot_seconds"] = _seconds_since(test["booted_at"])
-        test["console_tail"] = _tail(output)
-        return Done(f"the system came up in {test['boot_seconds']:.0f} s")
+        seconds = _seconds_since(test["booted_at"])
+        return _verdict(
+            test, BootTest.Outcome.VERIFIED, "", boot_seconds=seconds,
+            console_tail=_tail(output), detail=f"the system came up in {seconds:.0f} s",
+        )  # fmt: skip
+    test["console_printed"] = test.get("console_printed") or bool(output.strip())
     limit = settings.JOB_BOOT_TEST_SECONDS
     if _seconds_since(test["active_at"]) > limit:
-        test["outcome"] = BootTest.Outcome.FAILED
-        test["reason"] = f"no login prompt within {limit / 60:g} min of ACTIVE"
-        test["console_tail"] = _tail(output)
-        return Done(test["reason"])
-    return Wait(progress="waiting for the test instance to come up", observed=len(output))
+        if test["console_printed"]:  # it printed, so it would have shown a prompt
+            reason = f"no login prompt within {_span(limit)} of ACTIVE"
+            return _verdict(test, BootTest.Outcome.FAILED, reason, console_tail=_tail(output))
+        if not test.get("console_answered"):
+            reason = (
+                f"the cloud showed no console log within {_span(limit)} of ACTIVE "
+                f"({test.get('console_problem', 'no answer')})"
+            )
+        else:
+            reason = (
+                f"the serial console stayed empty for {_span(limit)} after ACTIVE "
+                "(the image may not write to ttyS0)"
+            )
+        return _verdict(test, BootTest.Outcome.SKIPPED, reason)
+    return Wait(
+        progress="waiting for the test instance to come up",
+        observed=len(output),
+        budget=limit + BUDGET_MARGIN_SECONDS,
+        over_budget=f"no verdict within {_span(limit)} of ACTIVE",
+    )
 
 
 def step_verify_cleanup(job: Job) -> Wait | Done | Skipped:
-    """Delete the test instance, wait until it is gone, then record the verdict.
-    Also the undo step: a failed job never leaves a test instance behind."""
+    """Delete every test instance of this job (the recorded one, and any a cut-off
+    request made), wait until they are gone, then record the verdict. Also the undo
+    step: a failed job never leaves a test instance behind."""
     test = job.state.get("boot_test")
-    if not test or "server_id" not in test:
+    if not test or not ("requested_at" in test or "server_id" in test):
         return Skipped("no test instance was made")
-    if not test.get("delete_requested"):
-        try:
-            cloud.server_delete(job.site.name, server_id=test["server_id"])
-        except cloud.NotFound:
-            pass
-        test["delete_requested"] = True
+    if "deleting" not in test:
+        unanswered = _unanswered_at(test)
+        if unanswered and _seconds_since(unanswered) < _landing_seconds():
+            # List only once a cut-off request can no longer make a server.
+            return Wait(
+                progress="waiting until a cut-off request for a test instance can no longer land",
+                budget=_landing_seconds() + BUDGET_MARGIN_SECONDS,
+            )
+        ids = {server.id for server in _own_test_servers(job)}
+        ids.update([test["server_id"]] if "server_id" in test else [])
+        for server_id in sorted(ids):
+            try:
+                cloud.server_delete(job.site.name, server_id=server_id)
+            except cloud.NotFound:
+                pass
+        test["deleting"] = sorted(ids)
         job.save(update_fields=["state"])
-    server = server_refresh(job.site, openstack_id=test["server_id"])
-    if server is not None and not server.is_deleted:
-        return Wait(progress="deleting the test instance", observed=server_observed(server))
+    for server_id in test["deleting"]:
+        server = server_refresh(job.site, openstack_id=server_id)
+        if server is not None and not server.is_deleted:
+            return Wait(progress="deleting the test instance", observed=server_observed(server))
     # No verdict yet: the job failed or was stopped before the test could tell.
     outcome = test.get("outcome") or BootTest.Outcome.SKIPPED
     reason = test.get("reason") or ("" if test.get("outcome") else "the test was interrupted")
@@ -217,9 +360,7 @@ def step_verify_cleanup(job: Job) -> Wait | Done | Skipped:
         job, outcome, reason=reason, flavor_name=test["flavor_name"],
         boot_seconds=test.get("boot_seconds"), console_tail=test.get("console_tail", ""),
     )  # fmt: skip
-    verdict = {
-        BootTest.Outcome.VERIFIED: "the snapshot boots",
-        BootTest.Outcome.FAILED: f"it does not boot ({reason})",
-    }.get(outcome, f"not tested ({reason})")
-    job.result["boot_test"] = verdict
-    return Done(f"deleted the test instance; {verdict}")
+    verdict = job.result["boot_test"] = verdict_text(outcome, reason)
+    count = len(test["deleting"])
+    deleted = f"deleted {count} test instances" if count > 1 else "deleted the test instance"
+    return Done(f"{deleted if count else 'no test instance was made'}; boot test: {verdict}")

@@ -284,11 +284,33 @@ def test_boot_panic_error_mode_fails_the_build_and_spends_its_count(fresh_cloud)
     assert failed["fault"]["message"] == "m"
 
 
+def test_boot_panic_silent_mode_boots_with_an_empty_console_log(fresh_cloud):
+    cloud = fresh_cloud(faults={"boot_panic": {"image_name": "^Debian-12$", "mode": "silent"}})
+    api = member_api(cloud, "alpha")
+    quiet = api.create_server("quiet", image="Debian-12")
+    loud = api.create_server("loud")
+    for sid in (quiet, loud):
+        server = api.wait_status(sid, "ACTIVE")
+        assert "fault" not in server and server["OS-EXT-STS:power_state"] == 1
+    # By the time the other one has booted, the silent one would have too.
+    _wait_output(api, loud, lambda out: out.endswith("loud login: "))
+    assert _console(api, quiet).status_code == 200
+    assert _output(api, quiet) == ""
+    # The image stays silent after a stop and a start.
+    assert api.action(quiet, {"os-stop": None}).status_code == 202
+    api.wait_status(quiet, "SHUTOFF")
+    assert api.action(quiet, {"os-start": None}).status_code == 202
+    api.wait_status(quiet, "ACTIVE")
+    time.sleep(0.5)
+    assert _output(api, quiet) == ""
+
+
 @pytest.mark.parametrize(
     ("rule", "problem"),
     [
         ({"mode": "reboot"}, "boot_panic.mode must be one of"),
         ({"message": "x"}, 'boot_panic.message needs mode "error"'),
+        ({"mode": "silent", "message": "x"}, 'boot_panic.message needs mode "error"'),
         ({"image_name": "("}, "boot_panic.image_name: bad regular expression"),
     ],
 )
