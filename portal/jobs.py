@@ -621,8 +621,9 @@ def _silence_check(site_id: int, site_name: str, began: float) -> None:
 
 
 @contextmanager
-def silence_watched(site_id: int, site_name: str):
-    """For work at one site outside a job (a sync, a watch): the same silence check."""
+def silence_watched(site_id: int, site_name: str, *, every_second=None):
+    """For work at one site outside a job (a sync, a watch): the same silence check,
+    and `every_second()` (a lease to renew) while the block runs."""
     stop = threading.Event()
     began = time.monotonic()
 
@@ -631,6 +632,8 @@ def silence_watched(site_id: int, site_name: str):
             while not stop.wait(1.0):
                 try:
                     _silence_check(site_id, site_name, began)
+                    if every_second is not None:
+                        every_second()
                 except Exception:
                     log.debug("silence check of site %s failed", site_name, exc_info=True)
         finally:

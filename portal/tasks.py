@@ -21,7 +21,7 @@ from portal.jobs import (
 from portal.models import Site
 from portal.sites import sites_ensure
 from portal.sync import site_sync
-from portal.watch import site_watch_safely, sites_to_watch
+from portal.watch import site_watch_safely, sites_to_watch, watch_lease_renew
 
 log = logging.getLogger(__name__)
 
@@ -107,5 +107,5 @@ def site_probe_task(site_id: int) -> None:
 )
 def site_watch_task(site_id: int) -> None:
     name = Site.objects.filter(pk=site_id).values_list("name", flat=True).first()
-    with silence_watched(site_id, name or ""):
+    with silence_watched(site_id, name or "", every_second=lambda: watch_lease_renew(site_id)):
         site_watch_safely(site_id)

@@ -33,9 +33,9 @@ from portal.models import Job, Site
 
 log = logging.getLogger(__name__)
 
-# One watcher per site at a time; longer than a watch can take (two listings that
-# time out, the task's hard limit).
-WATCH_LEASE = timedelta(seconds=2 * settings.OPENSTACK_TIMEOUT + 10)
+# One watcher per site at a time. Short, so a watcher killed mid-round holds up the
+# next for seconds only; renewed while a round runs (see watch_lease_renew).
+WATCH_LEASE = timedelta(seconds=5)
 # A site that did not answer is watched again after this long, not every second.
 WATCH_BACKOFF = timedelta(seconds=10)
 # Jobs remembered to wake on the next round: bounded, the fallback poll covers the rest.
@@ -101,9 +101,16 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
     # saving) is only progress, which the job's fallback poll records.
     settled = [i for i in images if i.status not in IMAGE_IN_PROGRESS]
     image_ids = _moved(live_images, {i.id: (i.status,) for i in settled})
+    # The jobs to wake are written down before the mirror moves: a worker killed
+    # between the two writes would otherwise leave a change in the mirror that no
+    # later round sees as one, and its jobs asleep until their fallback poll.
+    pending = list(site.watch_pending)
+    if server_ids or image_ids:
+        pending += _jobs_on(site, server_ids, image_ids)
+        Site.objects.filter(pk=site.pk).update(watch_pending=pending[:PENDING_MAX])
     servers_store(site, servers, complete=False, observed_at=asked)
     images_store(site, images, complete=False, observed_at=asked)
-    busy = jobs_wake(site, server_ids=server_ids, image_ids=image_ids, job_ids=site.watch_pending)
+    busy = jobs_wake(site, server_ids=server_ids, image_ids=image_ids, job_ids=pending)
     Site.objects.filter(pk=site.pk).update(
         watched_at=asked, watch_lease_until=None, watch_pending=busy[:PENDING_MAX],
         clock_offset_seconds=site.clock_offset_seconds if offset is None else offset,
@@ -115,6 +122,14 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
         site.name, len(servers), len(images), len(server_ids), len(image_ids), len(busy),
     )  # fmt: skip
     return {"servers": server_ids, "images": image_ids, "busy": busy}
+
+
+def _jobs_on(site: Site, server_ids, image_ids) -> list[int]:
+    """The parked jobs of `site` that jobs_wake would wake for these servers or images."""
+    targets = Q(target_server_id__in=list(server_ids)) & ~Q(waits_for="image")
+    targets |= Q(target_image_id__in=list(image_ids)) & ~Q(waits_for="server")
+    parked = Job.objects.filter(site=site).exclude(status__in=Job.FINISHED).exclude(waits_for="")
+    return list(parked.filter(targets).values_list("pk", flat=True))
 
 
 def _later(a, b):
@@ -135,6 +150,13 @@ def _moved(rows, listed: dict[str, tuple], *, idle: bool = False) -> set[str]:
         for openstack_id, *values in found
     }
     return {i for i, seen in listed.items() if mirrored.get(i) != seen}
+
+
+def watch_lease_renew(site_id: int) -> None:
+    """Extend the lease of a round that is still running (called every second)."""
+    Site.objects.filter(pk=site_id, watch_lease_until__gt=timezone.now()).update(
+        watch_lease_until=timezone.now() + WATCH_LEASE
+    )
 
 
 def sites_to_watch() -> list[int]:

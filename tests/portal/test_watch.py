@@ -282,3 +282,35 @@ def test_an_idle_site_costs_no_write(people, synced_site, listed, sent, django_a
         assert site_watch(synced_site.pk) is None
     synced_site.refresh_from_db()
     assert synced_site.watch_lease_until is None
+
+
+def test_a_round_killed_after_the_mirror_moved_still_wakes_its_jobs_next_round(
+    people, synced_site, listed, sent, monkeypatch
+):
+    """The worker dies between writing the change into the mirror and waking the
+    job: the next round lists nothing new, yet wakes it (the wake was written down
+    first), instead of leaving it to its fallback poll."""
+    stopping = make_server(project=people["alpha"], status="ACTIVE", task_state="powering-off")
+    job = waiting_job(people, stopping)
+    listed["servers"] = [cloud_server(stopping, status="SHUTOFF", task_state=None)]
+
+    def killed(*args, **kwargs):
+        raise SystemExit("SIGKILL")
+
+    monkeypatch.setattr("portal.watch.jobs_wake", killed)
+    with pytest.raises(SystemExit):
+        site_watch(synced_site.pk)
+    stopping.refresh_from_db()
+    assert stopping.status == "SHUTOFF" and sent == []  # the mirror moved, nobody woke
+
+    monkeypatch.undo()
+    monkeypatch.setattr("portal.jobs._send", lambda job_id, wake, countdown: sent.append(job_id))
+    monkeypatch.setattr(cloud, "server_list", lambda *a, **k: [])
+    monkeypatch.setattr(cloud, "image_list", lambda *a, **k: [])
+    monkeypatch.setattr(cloud, "clock_offset", lambda site_name: None)
+    Job.objects.filter(pk=job.pk).update(lease_until=None)
+    from portal.models import Site
+
+    Site.objects.filter(pk=synced_site.pk).update(watch_lease_until=None)
+    site_watch(synced_site.pk)
+    assert sent == [job.pk]
