@@ -298,6 +298,9 @@ JOB_BOOT_TEST_SECONDS = envint("JOB_BOOT_TEST_SECONDS", "600")
 PORTAL_WATCH_INTERVAL = envfloat("PORTAL_WATCH_INTERVAL", "1")
 PORTAL_WATCH_FRESH_SECONDS = envfloat("PORTAL_WATCH_FRESH_SECONDS", "3")
 PORTAL_WATCH_OVERLAP_SECONDS = envfloat("PORTAL_WATCH_OVERLAP_SECONDS", "2")
+# A watch round's calls wait this long for an answer, not OPENSTACK_TIMEOUT: a round
+# is worth a second, and a site that does not answer in this time backs off.
+PORTAL_WATCH_TIMEOUT = envfloat("PORTAL_WATCH_TIMEOUT", "5")
 
 # --- Celery ----------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -83,7 +83,11 @@ class Ticker:
     def send_due(self) -> None:
         now = time.monotonic()
         for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
-            if self.next_due.get(name, 0.0) > now:
+            if name not in self.next_due:
+                # Taken over (or first to tick): each task's schedule starts now, so a
+                # takeover never sends every periodic task at once, syncs included.
+                self.next_due[name] = now + entry["schedule"].total_seconds()
+            if self.next_due[name] > now:
                 continue
             self.next_due[name] = now + entry["schedule"].total_seconds()
             current_app.send_task(entry["task"], **entry.get("options", {}))

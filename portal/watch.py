@@ -86,8 +86,11 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
     overlap = timedelta(seconds=settings.PORTAL_WATCH_OVERLAP_SECONDS)
     servers_since = site.changes_since(site.servers_seen_at, covered) - overlap
     images_since = site.changes_since(site.images_seen_at, covered) - overlap
-    servers = cloud.server_list(site.name, changes_since=servers_since)
-    images = cloud.image_list(site.name, updated_since=images_since)
+    # A round is worth a second: a site that takes longer is treated as not answering
+    # (the next round or the sync catches up), not waited for with a worker held.
+    with cloud.call_timeout(settings.PORTAL_WATCH_TIMEOUT):
+        servers = cloud.server_list(site.name, changes_since=servers_since)
+        images = cloud.image_list(site.name, updated_since=images_since)
     offset = cloud.clock_offset(site.name)
     live_servers = Server.objects.filter(site=site, deleted_at__isnull=True)
     live_images = Image.objects.filter(site=site, deleted_at__isnull=True)

@@ -19,7 +19,7 @@ from portal.cloud.compute import (
     server_start,
     server_stop,
 )
-from portal.cloud.connection import connections_reset
+from portal.cloud.connection import call_timeout, connections_reset
 from portal.cloud.errors import (
     BadRequest,
     CloudError,
@@ -49,7 +49,7 @@ from portal.cloud.util import answered_since, clock_offset, last_answer
 
 __all__ = [
     "BadRequest", "CloudError", "CloudFlavor", "CloudImage", "CloudNetwork", "CloudProject",
-    "CloudServer", "answered_since", "clock_offset", "last_answer",
+    "CloudServer", "answered_since", "call_timeout", "clock_offset", "last_answer",
     "Conflict", "Forbidden", "Limits", "NotFound", "Unavailable", "connections_reset", "flavor_list", "site_probe",
     "image_delete", "image_find_by_property", "image_get", "image_list", "image_pages", "limits_get",
     "network_list", "project_list", "server_console_output", "server_create", "server_create_image", "server_delete", "server_find", "server_get",

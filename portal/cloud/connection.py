@@ -29,18 +29,34 @@ from portal.cloud.errors import (
 from portal.cloud.util import answer_note
 
 _lock = threading.Lock()
-_connections: dict[tuple[str, str], openstack.connection.Connection] = {}
+_connections: dict[tuple[str, str, float], openstack.connection.Connection] = {}
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def call_timeout(seconds: float) -> Iterator[None]:
+    """Calls made inside wait at most `seconds` for an answer (instead of
+    OPENSTACK_TIMEOUT): for work that is cheap when the site is well and worthless
+    when it is late, like the status watcher's listing of what changed."""
+    before = getattr(_local, "timeout", None)
+    _local.timeout = seconds
+    try:
+        yield
+    finally:
+        _local.timeout = before
 
 
 def connection_for(site: str, *, project_id: str = "") -> openstack.connection.Connection:
-    """The cached connection for a site (optionally scoped to one of its projects)."""
-    key = (site, project_id)
+    """The cached connection for a site (optionally scoped to one of its projects),
+    one per timeout in use (see call_timeout)."""
+    timeout = getattr(_local, "timeout", None) or settings.OPENSTACK_TIMEOUT
+    key = (site, project_id, timeout)
     with _lock:
         conn = _connections.get(key)
     if conn is not None:
         return conn
     with translate_errors(site):
-        base = _connections.get((site, ""))
+        base = _connections.get((site, "", timeout))
         if base is None:
             config = openstack.config.OpenStackConfig(
                 config_files=[settings.OS_CLIENT_CONFIG_FILE], load_envvars=False
@@ -49,7 +65,7 @@ def connection_for(site: str, *, project_id: str = "") -> openstack.connection.C
             # slot (up to 15 s with its defaults), the job engine waits without one.
             region = config.get_one(
                 cloud=site,
-                api_timeout=settings.OPENSTACK_TIMEOUT,
+                api_timeout=timeout,
                 status_code_retries=1,
                 connect_retries=1,
             )
@@ -58,7 +74,7 @@ def connection_for(site: str, *, project_id: str = "") -> openstack.connection.C
         _answers_noted(base, site)
         _answers_noted(conn, site)
     with _lock:
-        _connections.setdefault((site, ""), base)
+        _connections.setdefault((site, "", timeout), base)
         return _connections.setdefault(key, conn)
 
 

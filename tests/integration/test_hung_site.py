@@ -24,7 +24,7 @@ pytestmark = pytest.mark.worker
 def test_a_hung_site_backs_off_its_watch_and_leaves_the_others_theirs(
     transactional_db, tmp_path, settings, monkeypatch
 ):
-    settings.OPENSTACK_TIMEOUT = 1
+    settings.PORTAL_WATCH_TIMEOUT = 1  # a round's calls wait this long, not OPENSTACK_TIMEOUT
     now = timezone.now()
     hung = Site.objects.create(name="hung", display_name="Nowhere", last_sync_at=now)
     calm = Site.objects.create(name="calm", display_name="Elsewhere", last_sync_at=now)
