@@ -552,6 +552,7 @@ def site_answers(site_id: int) -> list[int]:
     to answer (see _outage_wait). Returns the jobs woken."""
     if not Site.objects.filter(pk=site_id, silent_since__isnull=False).update(silent_since=None):
         return []
+    log.warning("site %s answers again: its waiting jobs run now", site_id)
     waiting = Job.objects.filter(site_id=site_id, waits_for="site").exclude(status__in=Job.FINISHED)
     now, wake = _now(), uuid.uuid4().hex
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
@@ -565,9 +566,10 @@ def site_answers(site_id: int) -> list[int]:
 def site_silent(site_id: int) -> None:
     """A call to the site got no answer at all: jobs there wait for a probe from now on."""
     now = _now()
-    Site.objects.filter(pk=site_id, silent_since__isnull=True).update(
+    if Site.objects.filter(pk=site_id, silent_since__isnull=True).update(
         silent_since=now, probe_at=now
-    )
+    ):
+        log.warning("site %s gives no answer: its jobs wait for the probe", site_id)
 
 
 @contextmanager
@@ -590,7 +592,7 @@ def lease_kept(job_id: int):
                     if site is None:
                         site = Job.objects.filter(pk=job_id).values("site_id", "site__name").first()
                     if site and site["site_id"]:
-                        _silence_check(site["site_id"], site["site__name"], began)
+                        _silence_check(site["site_id"], site["site__name"])
                     if time.monotonic() - renewed >= LEASE_RENEW:
                         renewed = time.monotonic()
                         Job.objects.filter(pk=job_id, lease_until__isnull=False).update(
@@ -610,13 +612,14 @@ def lease_kept(job_id: int):
         thread.join()
 
 
-def _silence_check(site_id: int, site_name: str, began: float) -> None:
-    """Mark the site silent once this process has waited JOB_SILENT_AFTER_SECONDS for
-    an answer from it: a call that hangs is not left to hold this worker, and then the
-    next one, for OPENSTACK_TIMEOUT each before anyone knows. A slow call that does
-    answer clears the mark at once (see _site_answered), and the probe does too."""
-    waited = time.monotonic() - max(began, cloud.last_answer(site_name))
-    if waited >= settings.JOB_SILENT_AFTER_SECONDS:
+def _silence_check(site_id: int, site_name: str) -> None:
+    """Mark the site silent once a call to it in this process has waited
+    JOB_SILENT_AFTER_SECONDS without any answer from it: a call that hangs is not left
+    to hold this worker, and then the next one, for OPENSTACK_TIMEOUT each before
+    anyone knows. A slow call that does answer clears the mark at once (see
+    _site_answered), and the probe does too. Time spent elsewhere (the database,
+    the broker) is never taken for the site's silence: only calls in flight count."""
+    if cloud.unanswered_for(site_name) >= settings.JOB_SILENT_AFTER_SECONDS:
         site_silent(site_id)
 
 
@@ -625,13 +628,12 @@ def silence_watched(site_id: int, site_name: str, *, every_second=None):
     """For work at one site outside a job (a sync, a watch): the same silence check,
     and `every_second()` (a lease to renew) while the block runs."""
     stop = threading.Event()
-    began = time.monotonic()
 
     def check() -> None:
         try:
             while not stop.wait(1.0):
                 try:
-                    _silence_check(site_id, site_name, began)
+                    _silence_check(site_id, site_name)
                     if every_second is not None:
                         every_second()
                 except Exception:

@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 # One watcher per site at a time. Short, so a watcher killed mid-round holds up the
 # next for seconds only; renewed while a round runs (see watch_lease_renew).
 WATCH_LEASE = timedelta(seconds=5)
-# A site that did not answer is watched again after this long, not every second.
-WATCH_BACKOFF = timedelta(seconds=10)
 # Jobs remembered to wake on the next round: bounded, the fallback poll covers the rest.
 PENDING_MAX = 1000
 # Glance statuses on the way to active (or to a failure): no job waits for these.
@@ -56,19 +54,17 @@ def site_watch(site_id: int) -> dict | None:
     if not Site.objects.filter(pk=site_id).filter(free).update(watch_lease_until=now + WATCH_LEASE):
         return None
     site = Site.objects.get(pk=site_id)
-    seen, release = None, True
+    seen = None
     try:
         seen = _look(site, now)
     except cloud.Unavailable as exc:
-        # Held a while longer: the rounds until then skip the site instead of paying
-        # the timeout every second. A silent site's jobs wait for an answer.
-        release = False
-        Site.objects.filter(pk=site_id).update(watch_lease_until=timezone.now() + WATCH_BACKOFF)
+        # A passing 503: the next round tries again. No answer at all: the site is
+        # left to the probe (sites_to_watch skips it), and its jobs wait for an answer.
         if exc.silent:
             site_silent(site_id)
         raise
     finally:
-        if seen is None and release:
+        if seen is None:
             Site.objects.filter(pk=site_id).update(watch_lease_until=None)
     if seen is not None:
         site_answers(site_id)

@@ -45,11 +45,11 @@ from portal.cloud.types import (
     CloudServer,
     Limits,
 )
-from portal.cloud.util import answered_since, clock_offset, last_answer
+from portal.cloud.util import answered_since, clock_offset, last_answer, unanswered_for
 
 __all__ = [
     "BadRequest", "CloudError", "CloudFlavor", "CloudImage", "CloudNetwork", "CloudProject",
-    "CloudServer", "answered_since", "call_timeout", "clock_offset", "last_answer",
+    "CloudServer", "answered_since", "call_timeout", "clock_offset", "last_answer", "unanswered_for",
     "Conflict", "Forbidden", "Limits", "NotFound", "Unavailable", "connections_reset", "flavor_list", "site_probe",
     "image_delete", "image_find_by_property", "image_get", "image_list", "image_pages", "limits_get",
     "network_list", "project_list", "server_console_output", "server_create", "server_create_image", "server_delete", "server_find", "server_get",

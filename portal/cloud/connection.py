@@ -26,7 +26,7 @@ from portal.cloud.errors import (
     NotFound,
     Unavailable,
 )
-from portal.cloud.util import answer_note
+from portal.cloud.util import answer_note, answered_since, call_began, call_ended
 
 _lock = threading.Lock()
 _connections: dict[tuple[str, str, float], openstack.connection.Connection] = {}
@@ -104,21 +104,25 @@ def _message(exc: sdk_exceptions.HttpException) -> str:
 
 @contextlib.contextmanager
 def translate_errors(site: str) -> Iterator[None]:
-    """Turn SDK / keystoneauth exceptions into the portal's few errors."""
+    """Turn SDK / keystoneauth exceptions into the portal's few errors. The call is
+    registered as in flight meanwhile (see cloud.util.call_began); every HTTP answer
+    is noted as it arrives by the session's hook (see _answers_noted)."""
+    began = call_began(site)
     try:
         yield
     except CloudError:
         raise
     except sdk_exceptions.HttpException as exc:
-        if exc.status_code is not None:
-            answer_note(site)  # an answer, if an unwelcome one: the site is not hung
         raise _translated(site, exc) from exc
     except (ksa_exceptions.ClientException, sdk_exceptions.SDKException, OSError) as exc:
         # Connection refused, timeouts, discovery failures, a missing clouds.yaml
-        # entry: all mean "we cannot talk to this site right now" (status None: silent).
-        raise Unavailable(f"{site} is unreachable: {exc}", site=site) from exc
-    else:
-        answer_note(site)
+        # entry: all mean "we cannot talk to this site right now". Silent only if no
+        # answer at all came back (a 503 to Keystone's discovery is an answer).
+        error = Unavailable(f"{site} is unreachable: {exc}", site=site)
+        error.silent = not answered_since(site, began)
+        raise error from exc
+    finally:
+        call_ended(site, began)
 
 
 def _translated(site: str, exc: sdk_exceptions.HttpException) -> CloudError:

@@ -28,10 +28,12 @@ class BadRequest(CloudError):
 
 
 class Unavailable(CloudError):
-    """The site cannot be reached or answered with a server error; worth retrying later."""
+    """The site cannot be reached or answered with a server error; worth retrying later.
 
-    @property
-    def silent(self) -> bool:
-        """No HTTP answer at all (timed out, refused): not a passing 503, the site is down
-        or hung, and every further call there would cost the whole timeout."""
-        return self.status is None
+    `silent`: no HTTP answer came back at all (timed out, refused): not a passing
+    503, the site is down or hung, and every further call there would cost the whole
+    timeout."""
+
+    def __init__(self, message: str, *, site: str = "", status: int | None = None):
+        super().__init__(message, site=site, status=status)
+        self.silent = status is None

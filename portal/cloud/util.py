@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -16,6 +17,37 @@ def answer_note(site: str) -> None:
 def answered_since(site: str, moment: float) -> bool:
     """Whether a call to `site` got an answer after `moment` (time.monotonic())."""
     return last_answer(site) >= moment
+
+
+# Per site: the calls in flight in this process, {token: time.monotonic() it began}.
+_in_flight: dict[str, dict[float, float]] = {}
+_in_flight_lock = threading.Lock()
+
+
+def call_began(site: str) -> float:
+    """Register a call to `site` as in flight; returns its start (its token)."""
+    began = time.monotonic()
+    with _in_flight_lock:
+        calls = _in_flight.setdefault(site, {})
+        while began in calls:  # two calls in the same tick
+            began += 1e-9
+        calls[began] = began
+    return began
+
+
+def call_ended(site: str, began: float) -> None:
+    with _in_flight_lock:
+        _in_flight.get(site, {}).pop(began, None)
+
+
+def unanswered_for(site: str) -> float:
+    """Seconds the oldest call to `site` in flight in this process has gone without
+    any answer from the site (0 when none is in flight): a hung site, as it happens."""
+    with _in_flight_lock:
+        calls = list(_in_flight.get(site, {}))
+    if not calls:
+        return 0.0
+    return time.monotonic() - max(min(calls), last_answer(site))
 
 
 def last_answer(site: str) -> float:
