@@ -573,6 +573,31 @@ def site_silent(site_id: int) -> None:
 
 
 @contextmanager
+def _every_second(action: Callable[[], None], *, name: str):
+    """Run `action` once a second in a thread of its own (with its own database
+    connection) while the block runs; a failing round is logged and the next tries."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            while not stop.wait(1.0):
+                try:
+                    action()
+                except Exception:  # a busy database: the next round tries again
+                    log.debug("%s: this round failed", name, exc_info=True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
 def lease_kept(job_id: int):
     """While the block runs (a worker's advance of the job):
 
@@ -580,36 +605,23 @@ def lease_kept(job_id: int):
       a fast takeover when a worker dies, and still outlast a step that waits
       OPENSTACK_TIMEOUT for a site that never answers. Only a held lease is renewed:
       once the run released the job, nothing is extended;
-    - watch for silence (see silence_watched)."""
-    stop = threading.Event()
-    began = time.monotonic()
+    - watch for silence (see _silence_check)."""
+    site: dict = {}
+    renewed = [time.monotonic()]
 
-    def renew() -> None:
-        site, renewed = None, began
-        try:
-            while not stop.wait(1.0):
-                try:
-                    if site is None:
-                        site = Job.objects.filter(pk=job_id).values("site_id", "site__name").first()
-                    if site and site["site_id"]:
-                        _silence_check(site["site_id"], site["site__name"])
-                    if time.monotonic() - renewed >= LEASE_RENEW:
-                        renewed = time.monotonic()
-                        Job.objects.filter(pk=job_id, lease_until__isnull=False).update(
-                            lease_until=_now() + LEASE
-                        )
-                except Exception:  # a busy database: the next beat tries again
-                    log.debug("lease renewal of job %s failed", job_id, exc_info=True)
-        finally:
-            connection.close()
+    def beat() -> None:
+        if not site:
+            site.update(Job.objects.filter(pk=job_id).values("site_id", "site__name").get())
+        if site["site_id"]:
+            _silence_check(site["site_id"], site["site__name"])
+        if time.monotonic() - renewed[0] >= LEASE_RENEW:
+            renewed[0] = time.monotonic()
+            Job.objects.filter(pk=job_id, lease_until__isnull=False).update(
+                lease_until=_now() + LEASE
+            )
 
-    thread = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
-    thread.start()
-    try:
+    with _every_second(beat, name=f"lease-{job_id}"):
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _silence_check(site_id: int, site_name: str) -> None:
@@ -627,27 +639,14 @@ def _silence_check(site_id: int, site_name: str) -> None:
 def silence_watched(site_id: int, site_name: str, *, every_second=None):
     """For work at one site outside a job (a sync, a watch): the same silence check,
     and `every_second()` (a lease to renew) while the block runs."""
-    stop = threading.Event()
 
-    def check() -> None:
-        try:
-            while not stop.wait(1.0):
-                try:
-                    _silence_check(site_id, site_name)
-                    if every_second is not None:
-                        every_second()
-                except Exception:
-                    log.debug("silence check of site %s failed", site_name, exc_info=True)
-        finally:
-            connection.close()
+    def beat() -> None:
+        _silence_check(site_id, site_name)
+        if every_second is not None:
+            every_second()
 
-    thread = threading.Thread(target=check, name=f"silence-{site_name}", daemon=True)
-    thread.start()
-    try:
+    with _every_second(beat, name=f"silence-{site_name}"):
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _state_text(job: Job) -> str:
