@@ -380,7 +380,7 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
             return _schedule(job, 0.0)
         silent = _site_silent(job)
         if silent is not None:
-            outcome, unavailable = silent, True
+            outcome, unavailable = silent, "silent"
         else:
             record["runs"] = record.get("runs", 0) + 1
             ran += 1
@@ -425,7 +425,7 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
                 _site_answered(job, step_began)
 
         if unavailable:
-            outage = _outage_wait(job, spec, record, outcome)
+            outage = _outage_wait(job, spec, record, outcome, silent=unavailable == "silent")
             if outage is None:
                 continue  # the step failed: it waited longer than an outage may last
             return outage
@@ -513,7 +513,9 @@ def _site_answered(job: Job, since: float) -> None:
         site_answers(job.site_id)
 
 
-def _outage_wait(job: Job, spec: JobKind, record: dict, outcome: Wait) -> float | None:
+def _outage_wait(
+    job: Job, spec: JobKind, record: dict, outcome: Wait, *, silent: bool = False
+) -> float | None:
     """The step could not reach its site: try again with a backoff, never at once.
 
     A forward step gives up after JOB_NO_PROGRESS_SECONDS, as for any wait without
@@ -539,6 +541,10 @@ def _outage_wait(job: Job, spec: JobKind, record: dict, outcome: Wait) -> float 
     job.state["outages"] = job.state.get("outages", 0) + 1
     high = settings.JOB_UNDO_OUTAGE_BACKOFF_SECONDS if undo else settings.JOB_OUTAGE_BACKOFF_SECONDS
     countdown = min(high, settings.JOB_POLL_MIN_SECONDS * (2 ** min(job.state["outages"], 16)))
+    if silent:
+        # The probe finds out when the site answers and wakes the job then: until
+        # that, looking again on a short backoff would only cost messages.
+        countdown = high
     # Parked: the recovery sweep sends it when the backoff is over, and the first
     # answer from the site (a probe, a sync, the watcher) wakes it before that.
     job.waits_for = "site"

@@ -158,7 +158,22 @@ def test_jobs_on_an_unreachable_site_back_off_instead_of_spinning(
     for _ in range(6):
         job.refresh_from_db()
         countdowns.append(job_advance(job.pk, job.wake))
-    assert countdowns == sorted(countdowns) and countdowns[0] > 0 and countdowns[-1] == 60
+    # Its own call timed out: a short backoff. Then the site is known silent: the job
+    # sleeps the longest backoff, since the probe's first answer wakes it anyway.
+    assert countdowns == [4, 60, 60, 60, 60, 60]
+
+
+def test_a_passing_503_backs_off_step_by_step(
+    site, sent, django_capture_on_commit_callbacks, settings
+):
+    settings.JOB_POLL_MIN_SECONDS = 2
+    settings.JOB_OUTAGE_BACKOFF_SECONDS = 60
+    job = _job("test.503", site, django_capture_on_commit_callbacks)
+    countdowns = []
+    for _ in range(6):
+        job.refresh_from_db()
+        countdowns.append(job_advance(job.pk, job.wake))
+    assert countdowns == [4, 8, 16, 32, 60, 60]
 
 
 def test_an_undo_step_keeps_trying_through_an_outage_for_hours(
