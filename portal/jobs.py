@@ -723,13 +723,21 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
 
     `backlog`: workers have messages waiting. An overdue job is then most likely
     one of them, and re-sending would only move it to the back of the queue: only
-    parked jobs are sent.
+    parked jobs are sent, and jobs overdue by JOB_RECOVER_BACKLOG_SECONDS, each once a
+    minute at most. A worker that died took the messages it held with it (a
+    waiting job's countdown is held by the worker until due), and Redis hands them
+    back only after the visibility timeout; the once-a-minute rule keeps a long
+    queue from moving the same job back again and again.
     """
     now = _now()
     overdue = now - timedelta(seconds=settings.JOB_RECOVER_AFTER_SECONDS)
     late = Q(waits_for__gt="", due_at__lt=now)
     if not backlog:
         late |= Q(due_at__lt=overdue) | Q(due_at__isnull=True, heartbeat_at__lt=overdue)
+    else:
+        long_overdue = now - timedelta(seconds=settings.JOB_RECOVER_BACKLOG_SECONDS)
+        not_lately = Q(resent_at__isnull=True) | Q(resent_at__lt=now - timedelta(minutes=1))
+        late |= Q(due_at__lt=long_overdue) & not_lately
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     stuck = Job.objects.exclude(status__in=Job.FINISHED).filter(late).filter(free)
     recovered = []
@@ -738,7 +746,10 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
         # Conditional on still being free and late: a worker that claimed it meanwhile wins.
         # A parked job sent is parked no more (see jobs_wake).
         taken = Job.objects.filter(pk=job_id).filter(free).filter(late)
-        if taken.update(wake=wake, lease_until=None, due_at=now, heartbeat_at=now, waits_for=""):
+        resent = {} if waits_for else {"resent_at": now}
+        if taken.update(
+            wake=wake, lease_until=None, due_at=now, heartbeat_at=now, waits_for="", **resent
+        ):
             _send(job_id, wake, 0)
             if not waits_for:  # a parked job's fallback poll is routine, not a recovery
                 recovered.append(job_id)

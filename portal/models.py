@@ -189,6 +189,8 @@ class Job(models.Model):
     # portal.jobs.job_key): the pk alone repeats in another installation on the same
     # cloud, or here after a database restore, and would adopt a stranger's server.
     marker = models.CharField(max_length=16, blank=True)
+    # When the recovery sweep last sent the job because its message seemed lost.
+    resent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -269,6 +269,9 @@ JOB_CREATE_LAND_SECONDS = envfloat("JOB_CREATE_LAND_SECONDS", str(OPENSTACK_TIME
 # JOB_RECOVER_SWEEP_SECONDS, so recovery takes about the sum plus the lease (15 s).
 JOB_RECOVER_AFTER_SECONDS = envint("JOB_RECOVER_AFTER_SECONDS", "5")
 JOB_RECOVER_SWEEP_SECONDS = envint("JOB_RECOVER_SWEEP_SECONDS", "2")
+# While workers have messages waiting, an overdue job is sent again only once it is
+# this overdue (and once a minute at most): its message is most likely in the queue.
+JOB_RECOVER_BACKLOG_SECONDS = envint("JOB_RECOVER_BACKLOG_SECONDS", "15")
 # A waiting step fails when the cloud has shown no progress for this long (image
 # status and size, task_state, updated_at unchanged): a time without progress, not
 # an age, so a 500 GB snapshot that advances is never cut short.

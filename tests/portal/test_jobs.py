@@ -257,8 +257,25 @@ def test_while_workers_have_a_backlog_overdue_jobs_are_not_sent_again(
     db, scheduled, django_capture_on_commit_callbacks
 ):
     job = _create("test.waits", django_capture_on_commit_callbacks)
-    Job.objects.filter(pk=job.pk).update(due_at=timezone.now() - timedelta(seconds=30))
+    Job.objects.filter(pk=job.pk).update(due_at=timezone.now() - timedelta(seconds=10))
     scheduled.clear()
     # Its message is most likely among those waiting: re-sending moves it to the back.
     assert jobs_recover_stuck(backlog=True) == [] and scheduled == []
     assert jobs_recover_stuck() == [job.pk]
+
+
+def test_in_a_backlog_a_long_overdue_job_is_sent_again_once_a_minute_at_most(
+    db, scheduled, django_capture_on_commit_callbacks, settings
+):
+    """A worker killed while holding the job's countdown message took it along (Redis
+    gives it back after the visibility timeout only); the queue's backlog must not
+    hide that for long, nor move a job that merely waits in a long queue back and
+    back again."""
+    job = _create("test.waits", django_capture_on_commit_callbacks)
+    overdue = timezone.now() - timedelta(seconds=settings.JOB_RECOVER_BACKLOG_SECONDS + 1)
+    Job.objects.filter(pk=job.pk).update(due_at=overdue)
+    scheduled.clear()
+    assert jobs_recover_stuck(backlog=True) == [job.pk]
+    Job.objects.filter(pk=job.pk).update(due_at=overdue)  # still not run
+    assert jobs_recover_stuck(backlog=True) == []  # not again within the minute
+    assert len(scheduled) == 1
