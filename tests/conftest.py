@@ -134,24 +134,25 @@ def own_redis(tmp_path_factory):
 
 @contextlib.contextmanager
 def sending_to(broker_url: str):
-    """Send tasks from the test process to another Redis for a while. Celery keeps its
-    connection pool once made, so the pool is dropped on the way in and out."""
-    from portal.celery import app
+    """The engine's messages go to another Redis for a while, through a Celery app of
+    their own: the portal's app, its pools and the shared broker stay as they are."""
+    from unittest import mock
 
-    def fresh_pools() -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
-        app.amqp._producer_pool = None
+    from celery import Celery
 
-    before = app.conf.broker_url
-    app.conf.broker_url = broker_url
-    fresh_pools()
+    from portal.jobs import ADVANCE_TASK
+
+    # Not the current app: the engine sends through `current_app`, which must stay ours.
+    other = Celery("sending-to", broker=broker_url, set_as_current=False)
+
+    def send(job_id, wake, countdown):
+        other.send_task(ADVANCE_TASK, args=(job_id, wake), countdown=countdown)
+
     try:
-        yield app
+        with mock.patch("portal.jobs._send", send):
+            yield
     finally:
-        app.conf.broker_url = before
-        fresh_pools()
+        other.close()
 
 
 @pytest.fixture(scope="session")
