@@ -28,8 +28,7 @@ def client_address_check(app_configs, **kwargs) -> list[Error]:
         errors.append(
             Error(
                 "A proxy is configured (PORTAL_TRUSTED_PROXY_COUNT or AXES_IP_HEADERS), "
-                "but django-ipware is not installed: axes would count every login "
-                "under the proxy's address.",
+                "but django-ipware is not installed: every login would fail.",
                 hint="Install the portal's dependencies again (make install).",
                 id="portal.E002",
             )

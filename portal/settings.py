@@ -120,12 +120,12 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = envlist(
     "AXES_IP_HEADERS",
     "HTTP_X_FORWARDED_FOR,REMOTE_ADDR" if PORTAL_TRUSTED_PROXY_COUNT else "REMOTE_ADDR",
 )
-if PORTAL_TRUSTED_PROXY_COUNT:
-    # ipware counts only the proxies listed in the header (the last one is
-    # REMOTE_ADDR) and picks chain[-(count + 1)]; not strict, so addresses a client
-    # prepends do not make ipware give up on the header (and fall back to the proxy).
-    AXES_IPWARE_PROXY_COUNT = PORTAL_TRUSTED_PROXY_COUNT - 1
-    IPWARE_STRICT = False
+# ipware counts only the proxies listed in the header (the last one is REMOTE_ADDR)
+# and picks chain[-(count + 1)]; not strict, so entries a client prepends do not make
+# it give up on the header. portal.login_throttle.client_address calls it.
+AXES_IPWARE_PROXY_COUNT = max(PORTAL_TRUSTED_PROXY_COUNT - 1, 0)
+IPWARE_STRICT = False
+AXES_CLIENT_IP_CALLABLE = "portal.login_throttle.client_address"
 
 # --- Content-Security-Policy (django-csp) --------------------------------------
 # Pages load only their own scripts, styles and images: no inline scripts, no

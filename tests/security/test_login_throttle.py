@@ -64,6 +64,26 @@ def test_a_spoofed_left_most_forwarded_address_is_not_the_one_counted(
     assert login(client, "bob", "bob", forwarded_for=BOB_AT_HOME).status_code == 302
 
 
+def test_behind_a_proxy_with_a_public_address_campus_clients_keep_their_own(
+    client, people, behind_one_proxy
+):
+    # ipware alone prefers the "more public" of REMOTE_ADDR and the header.
+    through = {"REMOTE_ADDR": "93.184.216.34"}
+    for _ in range(6):
+        client.post(LOGIN, {"username": "bob", "password": "wrong"},
+                    HTTP_X_FORWARDED_FOR="10.1.2.3", **through)  # fmt: skip
+    response = client.post(LOGIN, {"username": "bob", "password": "bob"},
+                           HTTP_X_FORWARDED_FOR="10.4.5.6", **through)  # fmt: skip
+    assert response.status_code == 302
+
+
+def test_a_proxy_header_without_a_trusted_count_is_not_believed(client, people):
+    # The system check refuses this configuration, but gunicorn runs no checks.
+    with override_settings(**settings_from_env(AXES_IP_HEADERS="HTTP_X_FORWARDED_FOR")):
+        login(client, "bob", "wrong", forwarded_for=BOB_AT_HOME)
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {PROXY}
+
+
 def test_one_address_trying_many_usernames_is_locked_out(client, people, settings):
     limit = settings.PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT
     assert limit == 50
