@@ -8,6 +8,7 @@ class PortalConfig(AppConfig):
     def ready(self):
         from django.urls import register_converter
 
+        from portal import checks  # noqa: F401  (registers them)
         from portal.http import IdConverter
 
         # Before any URLconf loads: every app's URLs use <id:...> for ids.

@@ -8,6 +8,7 @@ with the value, and anything else is a 400 with a message, never a 500.
 from __future__ import annotations
 
 from django.core.exceptions import BadRequest
+from django.http import HttpResponseRedirect
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -17,19 +18,27 @@ _DIGITS = frozenset("0123456789")
 
 
 def next_url(request) -> str:
-    """The form's `next` (POST, else the query string) if it is on this site, else ""."""
+    """The form's `next` (POST, else the query string) if it is a path on this site,
+    else "". Only a path: a bare word ("abc", "job-detail") would make `redirect()`
+    look it up as a view name (a 500), and "//host" or "/\\host" are other sites to a
+    browser. Control characters would break the Location header (a 500)."""
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return ""
+    is_site_path = (
+        target.startswith("/")
+        and not target.startswith(("//", "/\\"))
+        and target.isprintable()
+        and url_has_allowed_host_and_scheme(
+            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
+    )
+    return target if is_site_path else ""
 
 
 def redirect_back(request, fallback: str, **kwargs):
-    """Redirect to the form's `next` if it is on this site, else to `fallback`."""
+    """Redirect to the form's `next` if it is a path on this site, else to `fallback`
+    (a URL name, reversed with `kwargs`). The one way to redirect where a request says."""
     target = next_url(request)
-    return redirect(target) if target else redirect(fallback, **kwargs)
+    return HttpResponseRedirect(target) if target else redirect(fallback, **kwargs)
 
 
 def _digits(raw: str) -> bool:

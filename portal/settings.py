@@ -103,8 +103,29 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
-# Behind a proxy, which header holds the client address (e.g. HTTP_X_FORWARDED_FOR).
-AXES_IPWARE_META_PRECEDENCE_ORDER = envlist("AXES_IP_HEADERS", "REMOTE_ADDR")
+# And per address: this many wrong passwords from one address within the cool-off,
+# for any usernames, lock the address out (one guesser trying many users). axes has
+# one limit for all its lockout lists, so portal.login_throttle counts this one.
+PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT = envint("PORTAL_LOGIN_ADDRESS_FAILURE_LIMIT", "50")
+AXES_HANDLER = "portal.login_throttle.AddressLimitedHandler"
+
+# The client address logins are counted under. Without a proxy: REMOTE_ADDR.
+# Behind N reverse proxies that each append the address they were reached from to
+# X-Forwarded-For (nginx: $proxy_add_x_forwarded_for), the client is the N-th entry
+# from the right; everything left of it is whatever the client sent, so the left-most
+# (django-ipware's default) would let anyone pick the address they are counted under.
+# A proxy header without a trusted count is refused by a system check (portal.checks).
+PORTAL_TRUSTED_PROXY_COUNT = envint("PORTAL_TRUSTED_PROXY_COUNT", "0")
+AXES_IPWARE_META_PRECEDENCE_ORDER = envlist(
+    "AXES_IP_HEADERS",
+    "HTTP_X_FORWARDED_FOR,REMOTE_ADDR" if PORTAL_TRUSTED_PROXY_COUNT else "REMOTE_ADDR",
+)
+# ipware counts only the proxies listed in the header (the last one is REMOTE_ADDR)
+# and picks chain[-(count + 1)]; not strict, so entries a client prepends do not make
+# it give up on the header. portal.login_throttle.client_address calls it.
+AXES_IPWARE_PROXY_COUNT = max(PORTAL_TRUSTED_PROXY_COUNT - 1, 0)
+IPWARE_STRICT = False
+AXES_CLIENT_IP_CALLABLE = "portal.login_throttle.client_address"
 
 # --- Content-Security-Policy (django-csp) --------------------------------------
 # Pages load only their own scripts, styles and images: no inline scripts, no
@@ -172,9 +193,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Django's full set: a password an admin sets (admin forms) is refused when it is
+# like the username or email, shorter than 8, on the list of 20,000 common ones
+# ("password123"), or all digits.
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"

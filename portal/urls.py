@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -7,8 +6,8 @@ from portal import views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="instances:instance-list"), name="home"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/<id:job_id>/", views.job_detail, name="job-detail"),
     path("preferences/page-size/", views.page_size_set, name="page-size-set"),

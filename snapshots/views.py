@@ -317,7 +317,8 @@ def snapshot_create_many(request):
     back = next_url(request) or reverse("instances:instance-list")
     key = data.get("idempotency_key", "")
     if request.method == "POST" and job_repeated(actor=request.user, key=key) is not None:
-        return redirect(back)  # a second click: the first one started the jobs
+        # A second click: the first one started the jobs.
+        return redirect_back(request, "instances:instance-list")
     chosen, all_matching = servers_chosen(user=request.user, data=data, limit=SNAPSHOT_MANY_MAX)
     if all_matching:
         chosen = list(chosen[: SNAPSHOT_MANY_MAX + 1])
@@ -364,4 +365,4 @@ def snapshot_create_many(request):
         f"Snapshotting {len(jobs)} instance(s): {numbers}. Each row shows its progress; "
         "a snapshot that fails is emailed to you.",
     )
-    return redirect(back)
+    return redirect_back(request, "instances:instance-list")
