@@ -304,10 +304,11 @@ def jobs_create(*, kind: str, actor, targets: list[dict], idempotency_key: str =
         repeated = job_repeated(actor=actor, key=idempotency_key)
         if repeated is not None:
             return [repeated]
-        if _target_taken(targets):
+        taken = _target_taken(kind, targets)
+        if taken:
             # Two requests passed the checks at once; the database let one through.
             raise ActionRefused(
-                "Another portal job started on this instance a moment ago; "
+                f"Another portal job started on this {taken} a moment ago; "
                 "wait until it ends, then try again."
             ) from None
         raise
@@ -316,18 +317,23 @@ def jobs_create(*, kind: str, actor, targets: list[dict], idempotency_key: str =
     return jobs
 
 
-def _target_taken(targets: list[dict]) -> bool:
-    """Whether an unfinished job already acts on one of these targets' servers."""
+def _target_taken(kind: str, targets: list[dict]) -> str:
+    """What an unfinished job already acts on, of these targets: "instance" (one of
+    their servers), "snapshot" (their image, for a kind of Job.ONE_PER_IMAGE_KINDS),
+    or "" (none): the database's unique constraints on Job, asked again."""
+    unfinished = Job.objects.exclude(status__in=Job.FINISHED)
     for target in targets:
-        server_id = target.get("target_server_id")
+        server_id, image_id = target.get("target_server_id"), target.get("target_image_id")
         site = target.get("site") or getattr(target.get("project"), "site", None)
-        if server_id and (
-            Job.objects.exclude(status__in=Job.FINISHED)
-            .filter(site=site, target_server_id=server_id)
-            .exists()
+        if server_id and unfinished.filter(site=site, target_server_id=server_id).exists():
+            return "instance"
+        if (
+            image_id
+            and kind in Job.ONE_PER_IMAGE_KINDS
+            and unfinished.filter(site=site, target_image_id=image_id, kind=kind).exists()
         ):
-            return True
-    return False
+            return "snapshot"
+    return ""
 
 
 def _send_new(sends: list[tuple[int, str]]) -> None:
