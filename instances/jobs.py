@@ -37,6 +37,7 @@ from portal.jobs import (
     Wait,
     job_key,
     job_kind_register,
+    made_by_job,
 )
 from portal.mirror import CREATED_BY_KEY, authorship_record, site_watched
 from portal.models import Job
@@ -266,7 +267,8 @@ def _launch_one(job: Job, index: int, name: str) -> bool:
     The request is recorded (`asked`) before it is sent. A run that finds a seat
     asked but not recorded was cut off (a timeout, the soft limit, a crash): Nova
     may have made the server, or may make it in a moment, so it looks for the
-    server by name and this job's marker, adopts it if found, and asks again only
+    server by name, adopts it if it is provably this job's (made_by_job: the marker,
+    the portal's account, the project, made after the job asked), and asks again only
     once JOB_CREATE_LAND_SECONDS have passed since the first request. A second
     server that lands anyway is deleted by the wait step (see _extras_delete).
     """
@@ -278,7 +280,7 @@ def _launch_one(job: Job, index: int, name: str) -> bool:
     if key in asked:
         mine = [
             s for s in cloud.server_find(job.site.name, project_id=project_id, name=name)
-            if s.metadata.get(JOB_KEY) == job_key(job) and not s.is_deleted
+            if made_by_job(job, s, asked_at=_asking_since(job)) and not s.is_deleted
         ]  # fmt: skip
         if mine:
             created[key] = mine[0].id
@@ -314,6 +316,10 @@ def step_launch_create(job: Job) -> Wait | None:
     """Create the seats in batches of BATCH per run; what exists survives a crash."""
     job.state.setdefault("servers", {})
     job.state.setdefault("outcomes", {})
+    # Before the first request: what this job may adopt or delete as its own was
+    # created after it (a re-asked seat's `asked` is the later request's).
+    asked = job.state.get("asked", {})
+    job.state.setdefault("asking_since", min(asked.values(), default=timezone.now().isoformat()))
     names = job.params["names"]
     todo = [
         (index, name)
@@ -336,13 +342,20 @@ def step_launch_create(job: Job) -> Wait | None:
     return None
 
 
+def _asking_since(job: Job) -> str | None:
+    """When this job first asked Nova for a seat's server (see step_launch_create)."""
+    return job.state.get("asking_since") or min(job.state.get("asked", {}).values(), default=None)
+
+
 def _extras_delete(job: Job, seen: dict[str, cloud.CloudServer]) -> int:
-    """Delete the servers carrying this job's marker that no seat holds: a request
-    cut off, asked again, and carried out both times. Returns how many."""
+    """Delete the servers this job made that no seat holds: a request cut off, asked
+    again, and carried out both times. Returns how many. Only servers provably the
+    job's (made_by_job): one that merely carries its marker may be anyone's."""
     held = set(job.state.get("servers", {}).values())
+    since = _asking_since(job)
     extras = [
         s for s in seen.values()
-        if s.metadata.get(JOB_KEY) == job_key(job) and s.id not in held and not s.is_deleted
+        if s.id not in held and not s.is_deleted and made_by_job(job, s, asked_at=since)
     ]  # fmt: skip
     deleted = job.state.setdefault("extras_deleted", [])
     for server in extras:

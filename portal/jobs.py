@@ -81,6 +81,49 @@ def job_key(job: Job) -> str:
     return f"{settings.PORTAL_INSTALLATION_ID}-job-{job.pk}-{job.marker}"
 
 
+def made_by_job(
+    job: Job, found: cloud.CloudServer | cloud.CloudImage, *, asked_at: str | None
+) -> bool:
+    """Whether `found` is provably what `job` asked the cloud for: a re-run of a cut-off
+    create may adopt it, and the job's cleanup may delete it, only then.
+
+    The marker alone proves nothing: anyone with API access in the project may
+    create a server with a seat's name and `portal_job=<key>` (job ids are in the
+    portal's URLs, and the marker is on the job's other servers). So, besides the
+    marker (job_key: this installation, this job, its token):
+    - it is in the job's project (a server's project, an image's owner);
+    - a server was created by the portal's own service account on the site: Nova
+      sets `user_id` from the token, and no one else can make it the portal's. Glance
+      records no creator of an image; a snapshot must be of the job's own server
+      (`instance_uuid`, which Nova sets; see snapshots.jobs._find_own_image);
+    - it was created at or after the job asked (`asked_at`, saved before the request,
+      in the portal's clock; without one, the job's start): compared in the cloud's
+      clock, less JOB_ADOPT_SKEW_SECONDS for an offset known only roughly.
+    """
+    metadata = found.metadata if isinstance(found, cloud.CloudServer) else found.properties
+    if job.project is None or metadata.get(JOB_KEY) != job_key(job):
+        return False
+    if isinstance(found, cloud.CloudServer):
+        if found.project_id != job.project.openstack_id:
+            return False
+        if not found.user_id or found.user_id != cloud.own_user_id(job.site.name):
+            return False
+    elif found.owner != job.project.openstack_id:
+        return False
+    if found.created_at is None:
+        return False
+    return found.created_at >= _asked_in_cloud_time(job, asked_at)
+
+
+def _asked_in_cloud_time(job: Job, asked_at: str | None) -> datetime:
+    """The earliest creation time, in the cloud's clock, of what the job made."""
+    asked = datetime.fromisoformat(asked_at) if asked_at else (job.started_at or job.created_at)
+    offset = cloud.clock_offset(job.site.name)
+    if offset is None:  # this process has not listed there yet: the last sync's reading
+        offset = job.site.clock_offset_seconds
+    return asked + timedelta(seconds=offset - settings.JOB_ADOPT_SKEW_SECONDS)
+
+
 def busy_pks(rows, *, target: str) -> set[int]:
     """Pks of those mirror rows (servers or images) an unfinished job acts on, in one query.
 
@@ -261,10 +304,11 @@ def jobs_create(*, kind: str, actor, targets: list[dict], idempotency_key: str =
         repeated = job_repeated(actor=actor, key=idempotency_key)
         if repeated is not None:
             return [repeated]
-        if _target_taken(targets):
+        taken = _target_taken(kind, targets)
+        if taken:
             # Two requests passed the checks at once; the database let one through.
             raise ActionRefused(
-                "Another portal job started on this instance a moment ago; "
+                f"Another portal job started on this {taken} a moment ago; "
                 "wait until it ends, then try again."
             ) from None
         raise
@@ -273,18 +317,23 @@ def jobs_create(*, kind: str, actor, targets: list[dict], idempotency_key: str =
     return jobs
 
 
-def _target_taken(targets: list[dict]) -> bool:
-    """Whether an unfinished job already acts on one of these targets' servers."""
+def _target_taken(kind: str, targets: list[dict]) -> str:
+    """What an unfinished job already acts on, of these targets: "instance" (one of
+    their servers), "snapshot" (their image, for a kind of Job.ONE_PER_IMAGE_KINDS),
+    or "" (none): the database's unique constraints on Job, asked again."""
+    unfinished = Job.objects.exclude(status__in=Job.FINISHED)
     for target in targets:
-        server_id = target.get("target_server_id")
+        server_id, image_id = target.get("target_server_id"), target.get("target_image_id")
         site = target.get("site") or getattr(target.get("project"), "site", None)
-        if server_id and (
-            Job.objects.exclude(status__in=Job.FINISHED)
-            .filter(site=site, target_server_id=server_id)
-            .exists()
+        if server_id and unfinished.filter(site=site, target_server_id=server_id).exists():
+            return "instance"
+        if (
+            image_id
+            and kind in Job.ONE_PER_IMAGE_KINDS
+            and unfinished.filter(site=site, target_image_id=image_id, kind=kind).exists()
         ):
-            return True
-    return False
+            return "snapshot"
+    return ""
 
 
 def _send_new(sends: list[tuple[int, str]]) -> None:

@@ -119,6 +119,11 @@ class Membership(models.Model):
         return f"{self.user} in {self.project} ({self.role})"
 
 
+# Job kinds of which one unfinished job at most may act on an image (see Job.Meta).
+# Not launches: many may boot from one image at once.
+ONE_PER_IMAGE_KINDS = ("snapshot.verify",)
+
+
 class Job(models.Model):
     """The record of one long operation; Celery only moves it forward.
 
@@ -140,6 +145,7 @@ class Job(models.Model):
         FAILED = "failed", "Failed"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED)
+    ONE_PER_IMAGE_KINDS = ONE_PER_IMAGE_KINDS
 
     kind = models.CharField(max_length=50, db_index=True)
     status = models.CharField(
@@ -208,6 +214,16 @@ class Job(models.Model):
                 condition=~models.Q(target_server_id="")
                 & models.Q(status__in=["pending", "running", "cleaning_up"]),
                 name="job_one_unfinished_per_server",
+            ),
+            # "Verify now" checks that no job works on the snapshot, then records its
+            # job: two requests at once passed the check together and booted two test
+            # instances. The database lets one through, across processes too.
+            models.UniqueConstraint(
+                fields=["site", "target_image_id"],
+                condition=~models.Q(target_image_id="")
+                & models.Q(kind__in=ONE_PER_IMAGE_KINDS)
+                & models.Q(status__in=["pending", "running", "cleaning_up"]),
+                name="job_one_unfinished_verify_per_image",
             ),
         ]
 

@@ -290,6 +290,11 @@ JOB_UNDO_OUTAGE_BACKOFF_SECONDS = envfloat("JOB_UNDO_OUTAGE_BACKOFF_SECONDS", "3
 # A create that was cut off (timed out, interrupted) may still be carried out by the
 # cloud: the job looks for the server it asked for, and asks again only after this.
 JOB_CREATE_LAND_SECONDS = envfloat("JOB_CREATE_LAND_SECONDS", str(OPENSTACK_TIMEOUT + 30))
+# A job adopts (or deletes as its own) only what was created at or after it asked, in
+# the cloud's clock (converted by the offset the portal reads off the cloud's Date
+# header), less this much: the offset is only as fresh as the last listing, and Nova
+# and Glance show whole seconds.
+JOB_ADOPT_SKEW_SECONDS = envfloat("JOB_ADOPT_SKEW_SECONDS", "120")
 # A job whose next run is this overdue, and that no worker holds, is handed to a
 # worker again (its worker died, or Redis lost the message). The sweep runs every
 # JOB_RECOVER_SWEEP_SECONDS, so recovery takes about the sum plus the lease (15 s).

@@ -20,6 +20,7 @@ import logging
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.utils import timezone
 
 from images.models import Image
 from images.services import image_refresh
@@ -49,6 +50,7 @@ from portal.jobs import (
     Wait,
     job_key,
     job_kind_register,
+    made_by_job,
     undo_details,
 )
 from portal.mirror import CREATED_BY_KEY, authorship_record, site_watched
@@ -114,9 +116,19 @@ def _find_own_image(job: Job) -> cloud.CloudImage | None:
 
     Nova copies a base image's properties into every snapshot, so a snapshot of a
     machine booted from this job's image carries the same marker: only an image
-    of this job's own server (`instance_uuid`, which Nova sets) is the job's."""
-    found = cloud.image_find_by_property(job.site.name, key=JOB_KEY, value=job_key(job))
-    own = [i for i in found if i.properties.get("instance_uuid") == job.target_server_id]
+    of this job's own server (`instance_uuid`, which Nova sets) is the job's. And
+    only one owned by the job's project (Nova makes it the project's) and made
+    after the job asked (made_by_job): another project's image with the marker
+    is never adopted, nor deleted by the undo."""
+    found = cloud.image_find_by_property(
+        job.site.name, key=JOB_KEY, value=job_key(job), owner=job.project.openstack_id
+    )
+    asked_at = job.state.get("snapshot_asked_at")
+    own = [
+        i for i in found
+        if i.properties.get("instance_uuid") == job.target_server_id
+        and made_by_job(job, i, asked_at=asked_at)
+    ]  # fmt: skip
     return own[0] if own else None
 
 
@@ -163,6 +175,7 @@ def step_snapshot(job: Job) -> Wait | None:
             )
         if existing is None:
             job.state["snapshot_asked"] = True
+            job.state.setdefault("snapshot_asked_at", timezone.now().isoformat())
             job.save(update_fields=["state"])
             metadata = {JOB_KEY: job_key(job), CREATED_BY_KEY: job.actor.username}
             if job.params.get("description"):

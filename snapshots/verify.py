@@ -24,8 +24,10 @@ stops answering is the engine's outage handling, as for every step.)
 The test instance is made at most once, although a create request may be cut
 off (the soft time limit, a lost answer, a dead worker) and still land in Nova
 afterwards (see `_create_once`); the instance carries `portal_job`. The cleanup,
-also the undo step, deletes every server with this job's marker, not only the
-recorded one: no test instance outlives the job.
+also the undo step, deletes every server this job provably made (its marker, the
+portal's account, after the first request: see portal.jobs.made_by_job), not only
+the recorded one: no test instance outlives the job, and no stranger's server with
+the same name and marker is touched.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from instances.selectors import networks_usable_by
 from instances.services import project_quota_refresh, server_refresh
 from portal import cloud
 from portal.errors import ActionRefused
-from portal.jobs import JOB_KEY, SKIPPED, Done, Skipped, Wait, job_key
+from portal.jobs import JOB_KEY, SKIPPED, Done, Skipped, Wait, job_key, made_by_job
 from portal.mirror import CREATED_BY_KEY, authorship_record
 from portal.models import Job
 
@@ -171,11 +173,14 @@ def _verdict(test: dict, outcome: str, reason: str, *, detail: str = "", **field
 
 
 def _own_test_servers(job: Job) -> list[cloud.CloudServer]:
-    """The servers this job's boot test made, oldest first: by name, then by the
-    marker (a stranger's server of the same name never matches)."""
+    """The servers this job's boot test made, oldest first: by name, then only those
+    provably the job's (made_by_job: its marker, the portal's account, the project,
+    made after the first request). A server someone else made with the same name
+    and marker is neither adopted nor deleted."""
     site, project_id = job.site.name, job.project.openstack_id
     found = cloud.server_find(site, project_id=project_id, name=_test_name(job))
-    mine = [s for s in found if s.metadata.get(JOB_KEY) == job_key(job) and not s.is_deleted]
+    asked_at = job.state.get("boot_test", {}).get("requested_at")
+    mine = [s for s in found if made_by_job(job, s, asked_at=asked_at) and not s.is_deleted]
     return sorted(mine, key=lambda s: (str(s.created_at), s.id))
 
 
@@ -207,8 +212,8 @@ def _create_once(job: Job, test: dict) -> str | Wait | Done:
 
     The intent (`asked_at`) is saved before each request and cleared with its
     answer. A run that finds it still set knows its request was cut off: Nova may
-    have made the server, or may make it still. It adopts a server carrying this
-    job's marker; with none, it waits until the request can no longer land
+    have made the server, or may make it still. It adopts a server this job provably
+    made (see `_own_test_servers`); with none, it waits until the request can no longer land
     (`_landing_seconds`) before it asks again. Anything that lands later anyway is
     deleted by the cleanup."""
     if "asked_at" in test:

@@ -19,7 +19,7 @@ from portal.cloud.compute import (
     server_start,
     server_stop,
 )
-from portal.cloud.connection import call_timeout, connections_reset
+from portal.cloud.connection import call_timeout, connections_reset, own_user_id
 from portal.cloud.errors import (
     BadRequest,
     CloudError,
@@ -52,6 +52,6 @@ __all__ = [
     "CloudServer", "answered_since", "call_timeout", "clock_offset", "last_answer", "unanswered_for",
     "Conflict", "Forbidden", "Limits", "NotFound", "Unavailable", "connections_reset", "flavor_list", "site_probe",
     "image_delete", "image_find_by_property", "image_get", "image_list", "image_pages", "limits_get",
-    "network_list", "project_list", "server_console_output", "server_create", "server_create_image", "server_delete", "server_find", "server_get",
+    "network_list", "own_user_id", "project_list", "server_console_output", "server_create", "server_create_image", "server_delete", "server_find", "server_get",
     "server_list", "server_pages", "server_start", "server_stop",
 ]  # fmt: skip

@@ -31,6 +31,8 @@ from portal.cloud.util import answer_note, answered_since, call_began, call_ende
 _lock = threading.Lock()
 _connections: dict[tuple[str, str, float], openstack.connection.Connection] = {}
 _local = threading.local()
+# Per site: the id of the service account the portal acts as there (see own_user_id).
+_own_user_ids: dict[str, str] = {}
 
 
 @contextlib.contextmanager
@@ -95,6 +97,25 @@ def connections_reset() -> None:
     """Forget every cached connection (after clouds.yaml changed, and in tests)."""
     with _lock:
         _connections.clear()
+        _own_user_ids.clear()
+
+
+def own_user_id(site: str) -> str:
+    """The id of the user the portal acts as on `site` (the service account of its
+    clouds.yaml entry), read off the token. Nova records the token's user as the
+    `user_id` of each server it creates, and no one else's server can carry it: what
+    proves a server is the portal's (see portal.jobs.made_by_job). Asked once per
+    site per process; connect_as() re-scopes the same user, so one id per site."""
+    with _lock:
+        known = _own_user_ids.get(site)
+    if known:
+        return known
+    with translate_errors(site):
+        user_id = connection_for(site).current_user_id or ""
+    if user_id:
+        with _lock:
+            _own_user_ids[site] = user_id
+    return user_id
 
 
 def _message(exc: sdk_exceptions.HttpException) -> str:

@@ -128,9 +128,11 @@ def image_get(site: str, *, image_id: str) -> CloudImage:
         return _image_from_body(response.json())
 
 
-def image_find_by_property(site: str, *, key: str, value: str) -> list[CloudImage]:
-    """Images carrying a custom property, filtered by Glance (not client-side)."""
-    return image_list(site, properties={key: value})
+def image_find_by_property(site: str, *, key: str, value: str, owner: str = "") -> list[CloudImage]:
+    """Images carrying a custom property (of the project `owner` only, if given),
+    filtered by Glance (not client-side): Glance takes `owner` as a filter too."""
+    filters = {key: value, **({"owner": owner} if owner else {})}
+    return image_list(site, properties=filters)
 
 
 def image_delete(site: str, *, image_id: str) -> None:

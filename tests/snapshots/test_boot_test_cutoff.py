@@ -13,6 +13,7 @@ import time
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
+from django.utils import timezone
 
 from images.models import BootTest
 from portal import cloud
@@ -110,3 +111,56 @@ def test_a_cut_off_create_that_lands_after_the_job_asked_again_is_deleted(
     assert marked_servers(job) == []  # the late one too
     assert job.state["boot_test"]["server_id"] == made and len(create.calls) == 2
     assert boot_test_step(job, "verify_cleanup")["detail"].startswith("deleted 2 test instances")
+
+
+def _made_by_member(create: CutOffCreate) -> str:
+    """A server like the cut-off request's (name, marker), made by alpha's member user
+    through its own clouds.yaml entry: not the portal's service account."""
+    return create.real("devcloud-alpha", **create.held[1]).id
+
+
+def _exists(server_id: str) -> bool:
+    try:
+        return not cloud.server_get("devcloud", server_id=server_id).is_deleted
+    except cloud.NotFound:
+        return False
+
+
+def test_a_boot_test_neither_adopts_nor_deletes_another_members_server_with_its_name_and_marker(
+    verify_job, monkeypatch
+):
+    create = CutOffCreate(monkeypatch)
+    job = advance(verify_job, until=lambda job: len(create.calls) == 1)
+    stranger = _made_by_member(create)
+    job = advance(job, until=lambda job: boot_test_step(job, "verify_boot")["runs"] >= 3)
+    assert "server_id" not in job.state["boot_test"]  # waits for its own request instead
+    landed = create.land()
+    job = advance(job)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.state["boot_test"]["server_id"] == landed and len(create.calls) == 1
+    assert boot_test_step(job, "verify_cleanup")["detail"].startswith("deleted the test instance")
+    assert _exists(stranger) and not _exists(landed)
+    cloud.server_delete("devcloud", server_id=stranger)
+
+
+def test_a_boot_test_neither_adopts_nor_deletes_a_marked_server_made_before_it_asked(
+    verify_job, monkeypatch, settings
+):
+    settings.JOB_ADOPT_SKEW_SECONDS = 0
+    create = CutOffCreate(monkeypatch)
+    job = advance(verify_job, until=lambda job: len(create.calls) == 1)
+    # The portal's own account, the job's name and marker, but older than the request.
+    earlier = create.real("devcloud", **create.held[1]).id
+    time.sleep(2.0)  # Nova shows whole seconds
+    job.state["boot_test"]["asked_at"] = job.state["boot_test"]["requested_at"] = (
+        timezone.now().isoformat()
+    )
+    job.save(update_fields=["state"])
+    job = advance(job, until=lambda job: boot_test_step(job, "verify_boot")["runs"] >= 3)
+    assert "server_id" not in job.state["boot_test"]
+    landed = create.land()
+    job = advance(job)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.state["boot_test"]["server_id"] == landed
+    assert _exists(earlier) and not _exists(landed)
+    cloud.server_delete("devcloud", server_id=earlier)
