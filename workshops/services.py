@@ -3,8 +3,6 @@ add late participants, tear down. Reads: one row per seat, with its machine."""
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
@@ -29,6 +27,7 @@ from instances.models import Flavor, Server
 from instances.selectors import flavors_usable_by
 from instances.services import server_delete_request
 from portal.access import can_act_on, can_see, in_visible_projects
+from portal.csvsafe import csv_document
 from portal.errors import ActionRefused
 from portal.jobs import job_repeated
 from portal.models import Job
@@ -136,15 +135,13 @@ def seat_rows(workshop: Workshop) -> list[SeatRow]:
 
 
 def workshop_csv(workshop: Workshop) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["participant", "email", "machine", "status", "ip", "access"])
-    for row in seat_rows(workshop):
-        writer.writerow(
-            [row.seat.participant, row.seat.email, row.seat.machine_name, row.status, row.ip,
-             row.access_url]
-        )  # fmt: skip
-    return out.getvalue()
+    header = ["participant", "email", "machine", "status", "ip", "access"]
+    rows = [
+        [row.seat.participant, row.seat.email, row.seat.machine_name, row.status, row.ip,
+         row.access_url]
+        for row in seat_rows(workshop)
+    ]  # fmt: skip
+    return csv_document([header, *rows])
 
 
 @dataclass(frozen=True)
