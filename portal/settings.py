@@ -415,3 +415,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.environ.get("PORTAL_TEST_DB", str(VAR_DIR / "test-portal.sqlite3"))
     }
+
+# --- Workshops -----------------------------------------------------------------
+# Hosts an access link may point to besides the participant's own machine ({ip}),
+# e.g. a Guacamole gateway: "gw.example.org,rstudio.example.org". Exact names only;
+# an image property may only propose a link, and whoever runs the workshop confirms it.
+PORTAL_ACCESS_HOSTS = envlist("PORTAL_ACCESS_HOSTS", "")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from images.selectors import image_catalog_property
 from instances.launch import (
@@ -31,10 +32,12 @@ from portal.csvsafe import csv_document
 from portal.errors import ActionRefused
 from portal.jobs import job_repeated
 from portal.models import Job
+from workshops.access_links import MAX_LENGTH, access_template_problem, access_url
 from workshops.models import Seat, Workshop
 
 # Image property with a URL template for the service participants use, e.g.
 # "https://{ip}:8787/" for RStudio or "https://{ip}/guacamole/" for Guacamole.
+# Only a proposal: the workshop's organiser confirms it (workshop_access_url_set).
 ACCESS_URL_PROPERTY = "portal_access_url"
 
 
@@ -47,11 +50,19 @@ def workshop_from_launch(job: Job, plan: LaunchPlan) -> Workshop:
                 "name": plan.prefix, "project": plan.project, "site": plan.project.site,
                 "image": plan.image, "image_name": plan.image.name,
                 "flavor_name": plan.flavor.name, "prefix": plan.prefix, "created_by": job.actor,
+                "access_url_template": _access_url_proposal(plan.image),
             },
         )  # fmt: skip
         if created:
             _add_seats(workshop, job, plan.participants, plan.names, start=0)
     return workshop
+
+
+def _access_url_proposal(image) -> str:
+    # From the public catalog image the workshop's image is or descends from: never
+    # a value a snapshot only inherited or a member set (see image_catalog_property).
+    proposal = image_catalog_property(image, ACCESS_URL_PROPERTY).strip()
+    return proposal if len(proposal) <= MAX_LENGTH else ""
 
 
 def _add_seats(workshop, job, participants, names, *, start: int) -> None:
@@ -121,17 +132,31 @@ def seat_rows(workshop: Workshop) -> list[SeatRow]:
     servers = {
         s.openstack_id: s for s in Server.objects.filter(site=workshop.site, openstack_id__in=ids)
     }
-    # From the public catalog image the workshop's image is or descends from: never
-    # a value a snapshot only inherited or a member set (see image_catalog_property).
-    template = image_catalog_property(workshop.image, ACCESS_URL_PROPERTY) if workshop.image else ""
+    # No link until the organiser confirmed one; participants get the IP address then.
+    template = workshop.access_url_template if workshop.access_url_confirmed else ""
     rows = []
     for seat in seats:
         server = servers.get(seat.server_openstack_id)
         row = SeatRow(seat, server, "")
         if template and row.ip and row.status == "ACTIVE":
-            row.access_url = template.replace("{ip}", row.ip).replace("{name}", server.name)
+            row.access_url = access_url(template, ip=row.ip, name=server.name)
         rows.append(row)
     return rows
+
+
+def workshop_access_url_set(*, workshop: Workshop, actor, template: str) -> None:
+    """Confirm (or change) the participants' access link; empty: no link."""
+    _check_may_act(actor, workshop)
+    template = template.strip()
+    problem = access_template_problem(template) if template else ""
+    if problem:
+        raise ActionRefused(problem, status=400)
+    workshop.access_url_template = template
+    workshop.access_url_confirmed_at = timezone.now() if template else None
+    workshop.access_url_confirmed_by = actor if template else None
+    workshop.save(
+        update_fields=["access_url_template", "access_url_confirmed_at", "access_url_confirmed_by"]
+    )
 
 
 def workshop_csv(workshop: Workshop) -> str:
