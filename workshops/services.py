@@ -4,7 +4,9 @@ add late participants, tear down. Reads: one row per seat, with its machine."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.shortcuts import get_object_or_404
@@ -342,3 +344,44 @@ def workshop_teardown(*, workshop: Workshop, actor, idempotency_key: str = ""):
     workshop.teardown_job = job
     workshop.save(update_fields=["teardown_job"])
     return job
+
+
+# Workshops whose emails one run deletes: the task runs again within the hour.
+EMAIL_PURGE_BATCH = 200
+
+
+def workshop_emails_purge(*, now=None) -> int:
+    """Delete the participants' emails of workshops whose teardown finished more than
+    PORTAL_WORKSHOP_EMAIL_DAYS ago, from the seats and from the launches' participant
+    lines (kept as names; a retry needs no more). Returns how many workshops.
+
+    Any teardown counts, also one that failed: the workshop is over, and its emails
+    must not stay for ever because one machine would not go."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.PORTAL_WORKSHOP_EMAIL_DAYS)
+    due = list(
+        Workshop.objects.filter(teardown_job__finished_at__lt=cutoff)
+        .filter(pk__in=Seat.objects.exclude(email="").values("workshop_id"))
+        .order_by("pk")[:EMAIL_PURGE_BATCH]
+    )
+    for workshop in due:
+        with transaction.atomic():
+            for job in _launches_of(workshop):
+                lines = job.params.get("participants") or []
+                names = [participant_parts(line)[0] for line in lines]
+                if names != lines:
+                    job.params["participants"] = names
+                    job.save(update_fields=["params"])
+            workshop.seats.exclude(email="").update(email="")
+    return len(due)
+
+
+def _launches_of(workshop: Workshop) -> list[Job]:
+    """Every launch that made the workshop's seats: its first launch, the late
+    additions, the retries, and the launches those retried."""
+    ids = {workshop.launch_job_id, *workshop.seats.values_list("job_id", flat=True)} - {None}
+    jobs: dict[int, Job] = {}
+    while ids:
+        found = list(Job.objects.filter(pk__in=ids))
+        jobs.update((job.pk, job) for job in found)
+        ids = {job.params.get("retry_of") for job in found} - set(jobs) - {None}
+    return list(jobs.values())

@@ -1,6 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import BadRequest
+from django.core.exceptions import BadRequest, PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -83,8 +83,12 @@ def workshop_detail(request, workshop_id: int):
 @login_required
 @require_GET
 def workshop_download(request, workshop_id: int):
-    """The participant list as CSV: participant, email, machine, status, IP, access link."""
+    """The participant list as CSV: participant, email, machine, status, IP, access link.
+    Only for whoever runs the workshop: the other members of the project see names
+    and machines on the page, never the participants' emails."""
     workshop = workshop_get_for_user(request.user, workshop_id)
+    if not workshop_may_act(request.user, workshop):
+        raise PermissionDenied
     response = HttpResponse(workshop_csv(workshop), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="workshop-{workshop.pk}.csv"'
     return response
