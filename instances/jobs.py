@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from images.models import Image
-from instances.launch import launch_check
+from instances.launch import launch_check, participant_parts
 from instances.models import Flavor, Server
 from instances.services import (
     networks_sync,
@@ -295,7 +295,8 @@ def _launch_one(job: Job, index: int, name: str) -> bool:
     metadata = {CREATED_BY_KEY: job.actor.username, JOB_KEY: job_key(job), "portal_index": key}
     participants = job.params.get("participants", [])
     if index < len(participants):
-        metadata["participant"] = participants[index][:255]
+        # The name only: metadata is readable by every project member through the API.
+        metadata["participant"] = participant_parts(participants[index])[0][:255]
     networks = job.state.get("network_ids", job.params.get("network_ids"))
     try:
         server = cloud.server_create(

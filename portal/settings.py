@@ -385,6 +385,11 @@ CELERY_BEAT_SCHEDULE = {
         # A watch that could not run in time is worthless: the next one is due.
         "options": {"expires": 2 * PORTAL_WATCH_INTERVAL},
     },
+    # Participants' emails, PORTAL_WORKSHOP_EMAIL_DAYS after a workshop's teardown.
+    "workshop-emails-purge": {
+        "task": "portal.tasks.workshop_emails_purge_task",
+        "schedule": timedelta(hours=1),
+    },
 }
 # The watcher has a queue of its own, which every worker consumes beside the default
 # one: a burst of job messages (a workshop's 200 snapshots) never queues in front of
@@ -420,3 +425,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.environ.get("PORTAL_TEST_DB", str(VAR_DIR / "test-portal.sqlite3"))
     }
+
+# --- Workshops -----------------------------------------------------------------
+# Hosts an access link may point to besides the participant's own machine ({ip}),
+# e.g. a Guacamole gateway: "gw.example.org,rstudio.example.org". Exact names only;
+# an image property may only propose a link, and whoever runs the workshop confirms it.
+PORTAL_ACCESS_HOSTS = envlist("PORTAL_ACCESS_HOSTS", "")
+# Participants' emails are deleted this many days after their workshop's teardown
+# finished: the organiser may still need to write to them afterwards, not for ever.
+PORTAL_WORKSHOP_EMAIL_DAYS = envint("PORTAL_WORKSHOP_EMAIL_DAYS", "30")

@@ -22,6 +22,7 @@ from portal.models import Site
 from portal.sites import sites_ensure
 from portal.sync import site_sync
 from portal.watch import site_watch_safely, sites_to_watch, watch_lease_renew
+from workshops.services import workshop_emails_purge
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +110,10 @@ def site_watch_task(site_id: int) -> None:
     name = Site.objects.filter(pk=site_id).values_list("name", flat=True).first()
     with silence_watched(site_id, name or "", every_second=lambda: watch_lease_renew(site_id)):
         site_watch_safely(site_id)
+
+
+# Hourly (see CELERY_BEAT_SCHEDULE): participants' emails go PORTAL_WORKSHOP_EMAIL_DAYS
+# after their workshop's teardown; a run handles a bounded batch of workshops.
+@shared_task(ignore_result=True)
+def workshop_emails_purge_task() -> int:
+    return workshop_emails_purge()

@@ -26,12 +26,24 @@ class Workshop(models.Model):
     # The launch that created it, and the teardown job once one was asked for.
     launch_job = models.OneToOneField(Job, null=True, on_delete=models.SET_NULL, related_name="+")
     teardown_job = models.ForeignKey(Job, null=True, on_delete=models.SET_NULL, related_name="+")
+    # The participants' access link, e.g. "https://{ip}:8787/": proposed from the
+    # image's property (any project member may have set it), used only once someone
+    # who runs the workshop confirmed it (see workshops.access_links).
+    access_url_template = models.CharField(max_length=500, blank=True)
+    access_url_confirmed_at = models.DateTimeField(null=True, blank=True)
+    access_url_confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def access_url_confirmed(self) -> bool:
+        return bool(self.access_url_template) and self.access_url_confirmed_at is not None
 
 
 class Seat(models.Model):

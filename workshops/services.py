@@ -3,13 +3,14 @@ add late participants, tear down. Reads: one row per seat, with its machine."""
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from images.selectors import image_catalog_property
 from instances.launch import (
@@ -29,13 +30,16 @@ from instances.models import Flavor, Server
 from instances.selectors import flavors_usable_by
 from instances.services import server_delete_request
 from portal.access import can_act_on, can_see, in_visible_projects
+from portal.csvsafe import csv_document
 from portal.errors import ActionRefused
 from portal.jobs import job_repeated
 from portal.models import Job
+from workshops.access_links import MAX_LENGTH, access_template_problem, access_url
 from workshops.models import Seat, Workshop
 
 # Image property with a URL template for the service participants use, e.g.
 # "https://{ip}:8787/" for RStudio or "https://{ip}/guacamole/" for Guacamole.
+# Only a proposal: the workshop's organiser confirms it (workshop_access_url_set).
 ACCESS_URL_PROPERTY = "portal_access_url"
 
 
@@ -48,11 +52,19 @@ def workshop_from_launch(job: Job, plan: LaunchPlan) -> Workshop:
                 "name": plan.prefix, "project": plan.project, "site": plan.project.site,
                 "image": plan.image, "image_name": plan.image.name,
                 "flavor_name": plan.flavor.name, "prefix": plan.prefix, "created_by": job.actor,
+                "access_url_template": _access_url_proposal(plan.image),
             },
         )  # fmt: skip
         if created:
             _add_seats(workshop, job, plan.participants, plan.names, start=0)
     return workshop
+
+
+def _access_url_proposal(image) -> str:
+    # From the public catalog image the workshop's image is or descends from: never
+    # a value a snapshot only inherited or a member set (see image_catalog_property).
+    proposal = image_catalog_property(image, ACCESS_URL_PROPERTY).strip()
+    return proposal if len(proposal) <= MAX_LENGTH else ""
 
 
 def _add_seats(workshop, job, participants, names, *, start: int) -> None:
@@ -122,29 +134,41 @@ def seat_rows(workshop: Workshop) -> list[SeatRow]:
     servers = {
         s.openstack_id: s for s in Server.objects.filter(site=workshop.site, openstack_id__in=ids)
     }
-    # From the public catalog image the workshop's image is or descends from: never
-    # a value a snapshot only inherited or a member set (see image_catalog_property).
-    template = image_catalog_property(workshop.image, ACCESS_URL_PROPERTY) if workshop.image else ""
+    # No link until the organiser confirmed one; participants get the IP address then.
+    template = workshop.access_url_template if workshop.access_url_confirmed else ""
     rows = []
     for seat in seats:
         server = servers.get(seat.server_openstack_id)
         row = SeatRow(seat, server, "")
         if template and row.ip and row.status == "ACTIVE":
-            row.access_url = template.replace("{ip}", row.ip).replace("{name}", server.name)
+            row.access_url = access_url(template, ip=row.ip, name=server.name)
         rows.append(row)
     return rows
 
 
+def workshop_access_url_set(*, workshop: Workshop, actor, template: str) -> None:
+    """Confirm (or change) the participants' access link; empty: no link."""
+    _check_may_act(actor, workshop)
+    template = template.strip()
+    problem = access_template_problem(template) if template else ""
+    if problem:
+        raise ActionRefused(problem, status=400)
+    workshop.access_url_template = template
+    workshop.access_url_confirmed_at = timezone.now() if template else None
+    workshop.access_url_confirmed_by = actor if template else None
+    workshop.save(
+        update_fields=["access_url_template", "access_url_confirmed_at", "access_url_confirmed_by"]
+    )
+
+
 def workshop_csv(workshop: Workshop) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["participant", "email", "machine", "status", "ip", "access"])
-    for row in seat_rows(workshop):
-        writer.writerow(
-            [row.seat.participant, row.seat.email, row.seat.machine_name, row.status, row.ip,
-             row.access_url]
-        )  # fmt: skip
-    return out.getvalue()
+    header = ["participant", "email", "machine", "status", "ip", "access"]
+    rows = [
+        [row.seat.participant, row.seat.email, row.seat.machine_name, row.status, row.ip,
+         row.access_url]
+        for row in seat_rows(workshop)
+    ]  # fmt: skip
+    return csv_document([header, *rows])
 
 
 @dataclass(frozen=True)
@@ -320,3 +344,44 @@ def workshop_teardown(*, workshop: Workshop, actor, idempotency_key: str = ""):
     workshop.teardown_job = job
     workshop.save(update_fields=["teardown_job"])
     return job
+
+
+# Workshops whose emails one run deletes: the task runs again within the hour.
+EMAIL_PURGE_BATCH = 200
+
+
+def workshop_emails_purge(*, now=None) -> int:
+    """Delete the participants' emails of workshops whose teardown finished more than
+    PORTAL_WORKSHOP_EMAIL_DAYS ago, from the seats and from the launches' participant
+    lines (kept as names; a retry needs no more). Returns how many workshops.
+
+    Any teardown counts, also one that failed: the workshop is over, and its emails
+    must not stay for ever because one machine would not go."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.PORTAL_WORKSHOP_EMAIL_DAYS)
+    due = list(
+        Workshop.objects.filter(teardown_job__finished_at__lt=cutoff)
+        .filter(pk__in=Seat.objects.exclude(email="").values("workshop_id"))
+        .order_by("pk")[:EMAIL_PURGE_BATCH]
+    )
+    for workshop in due:
+        with transaction.atomic():
+            for job in _launches_of(workshop):
+                lines = job.params.get("participants") or []
+                names = [participant_parts(line)[0] for line in lines]
+                if names != lines:
+                    job.params["participants"] = names
+                    job.save(update_fields=["params"])
+            workshop.seats.exclude(email="").update(email="")
+    return len(due)
+
+
+def _launches_of(workshop: Workshop) -> list[Job]:
+    """Every launch that made the workshop's seats: its first launch, the late
+    additions, the retries, and the launches those retried."""
+    ids = {workshop.launch_job_id, *workshop.seats.values_list("job_id", flat=True)} - {None}
+    jobs: dict[int, Job] = {}
+    while ids:
+        found = list(Job.objects.filter(pk__in=ids))
+        jobs.update((job.pk, job) for job in found)
+        ids = {job.params.get("retry_of") for job in found} - set(jobs) - {None}
+    return list(jobs.values())

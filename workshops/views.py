@@ -1,6 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import BadRequest
+from django.core.exceptions import BadRequest, PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -10,8 +10,10 @@ from portal.access import get_project_for_user, projects_visible_to
 from portal.errors import ActionRefused
 from portal.http import param_id, param_ids
 from portal.jobs import job_repeated
+from workshops.access_links import access_template_problem, allowed_hosts
 from workshops.services import (
     seat_rows,
+    workshop_access_url_set,
     workshop_add,
     workshop_csv,
     workshop_get_for_user,
@@ -61,6 +63,9 @@ def _detail_context(request, workshop) -> dict:
         "busy": any(row.status in ("BUILD", "launching") for row in rows)
         or (workshop.teardown_job is not None and not workshop.teardown_job.is_finished),
         "max_count": MAX_COUNT,
+        "access_problem": workshop.access_url_template
+        and access_template_problem(workshop.access_url_template),
+        "access_hosts": allowed_hosts(),
     }
 
 
@@ -78,8 +83,12 @@ def workshop_detail(request, workshop_id: int):
 @login_required
 @require_GET
 def workshop_download(request, workshop_id: int):
-    """The participant list as CSV: participant, email, machine, status, IP, access link."""
+    """The participant list as CSV: participant, email, machine, status, IP, access link.
+    Only for whoever runs the workshop: the other members of the project see names
+    and machines on the page, never the participants' emails."""
     workshop = workshop_get_for_user(request.user, workshop_id)
+    if not workshop_may_act(request.user, workshop):
+        raise PermissionDenied
     response = HttpResponse(workshop_csv(workshop), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="workshop-{workshop.pk}.csv"'
     return response
@@ -93,7 +102,7 @@ def workshop_handout(request, workshop_id: int):
     return render(request, "workshops/handout.html", _detail_context(request, workshop))
 
 
-def _act(request, workshop_id: int, action, done: str):
+def _act(request, workshop_id: int, action, done: str, *, refused_context=None):
     workshop = workshop_get_for_user(request.user, workshop_id)
     key = request.POST.get("idempotency_key", "")
     if job_repeated(actor=request.user, key=key) is None:
@@ -103,6 +112,7 @@ def _act(request, workshop_id: int, action, done: str):
             messages.error(request, refused.message)
             context = _detail_context(request, workshop)
             context["retry"] = _retry_offer(request, workshop)
+            context.update(refused_context or {})
             return render(request, "workshops/workshop_detail.html", context, status=refused.status)
         messages.success(request, done)
     return redirect("workshops:workshop-detail", workshop_id=workshop.pk)
@@ -175,4 +185,20 @@ def workshop_teardown_view(request, workshop_id: int):
         request, workshop_id,
         lambda w, key: workshop_teardown(workshop=w, actor=request.user, idempotency_key=key),
         "Tearing the workshop down: every machine is being deleted.",
+    )  # fmt: skip
+
+
+@login_required
+@require_POST
+def workshop_access_view(request, workshop_id: int):
+    """Confirm, change or remove the participants' access link (empty: none)."""
+    template = request.POST.get("access_url", "")
+    if template.strip():
+        done = "Access link confirmed: participants see it on the page, handout and CSV."
+    else:
+        done = "Access link removed: participants get the IP address of their machine."
+    return _act(
+        request, workshop_id,
+        lambda w, key: workshop_access_url_set(workshop=w, actor=request.user, template=template),
+        done, refused_context={"access_url_input": template},
     )  # fmt: skip

@@ -281,6 +281,11 @@ def test_a_ten_participant_workshop_from_launch_to_csv_to_teardown(
     expect(table.get_by_role("row").filter(has_text="Jürgen Groß")).to_contain_text(
         "kurs-juergen-gross"
     )
+    # The image only proposes the access link; it is used once alice confirms it.
+    expect(page.get_by_text("proposed by the image, not confirmed")).to_be_visible()
+    expect(table.get_by_role("row").filter(has_text="t1@example.org")).not_to_contain_text(":8787/")
+    page.get_by_role("button", name="Confirm access link").click()
+    expect(page.get_by_text("confirmed by alice")).to_be_visible()
     expect(table.get_by_role("row").filter(has_text="t1@example.org")).to_contain_text(":8787/")
     page.screenshot(path=str(artifacts_dir / "workshop.png"), full_page=True)
     audit(page, "workshop page")
