@@ -386,9 +386,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 2 * PORTAL_WATCH_INTERVAL},
     },
     # Participants' emails, PORTAL_WORKSHOP_EMAIL_DAYS after a workshop's teardown.
+    # Every 10 minutes, not hourly: a worker taking the tick over starts each
+    # schedule afresh, and a run with nothing due is one indexed query.
     "workshop-emails-purge": {
         "task": "portal.tasks.workshop_emails_purge_task",
-        "schedule": timedelta(hours=1),
+        "schedule": timedelta(minutes=10),
     },
 }
 # The watcher has a queue of its own, which every worker consumes beside the default
