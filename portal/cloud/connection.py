@@ -132,7 +132,8 @@ def _message(site: str, exc: sdk_exceptions.HttpException) -> str:
 # it retried, bare addresses. Users see job errors and messages; operators
 # find the full text in the log.
 _INTERNALS = (
-    (re.compile(r"\bHTTPS?ConnectionPool\([^)]*\):?\s*"), ""),
+    # urllib3's HTTPConnectionPool(host=..., port=...) and HTTPConnection(...).
+    (re.compile(r"\bHTTPS?Connection(?:Pool)?\([^)]*\):?\s*"), ""),
     # A URL up to a space, quote, bracket or comma, without a trailing ":" or ".".
     (re.compile(r"\b[a-zA-Z][\w+.-]*://(?:\[[^\]]*\])?(?:[^\s'\"<>()\[\],]*[^\s'\"<>()\[\],:.;])?"),
      "{site}"),

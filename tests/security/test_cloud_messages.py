@@ -19,6 +19,13 @@ REFUSED = (
     "object at 0x7f3b2c1d>: Failed to establish a new connection: [Errno 111] "
     "Connection refused'))"
 )
+# urllib3 2's way of saying the same.
+REFUSED_URLLIB3_2 = (
+    "Unable to establish connection to http://10.1.2.3:5000/v3: HTTPConnectionPool("
+    "host='10.1.2.3', port=5000): Max retries exceeded with url: /v3 (Caused by "
+    "NewConnectionError(\"HTTPConnection(host='10.1.2.3', port=5000): Failed to establish "
+    'a new connection: [Errno 111] Connection refused"))'
+)
 
 
 def _translated(exc: Exception) -> cloud.CloudError:
@@ -32,15 +39,16 @@ def _assert_no_internals(message: str) -> None:
         assert internal not in message, (internal, message)
 
 
-def test_a_refused_connection_names_the_site_not_keystones_url(caplog):
+@pytest.mark.parametrize("text", [REFUSED, REFUSED_URLLIB3_2])
+def test_a_refused_connection_names_the_site_not_keystones_url(caplog, text):
     with caplog.at_level(logging.WARNING, logger="portal.cloud.connection"):
-        error = _translated(ksa_exceptions.ConnectFailure(REFUSED))
+        error = _translated(ksa_exceptions.ConnectFailure(text))
     assert isinstance(error, cloud.Unavailable)
     _assert_no_internals(error.message)
     assert "devcloud" in error.message and "Connection refused" in error.message
     assert "Unable to establish connection" in error.message
     # The operator still learns where it tried.
-    assert "http://10.1.2.3:5000/v3/auth/tokens" in caplog.text
+    assert "http://10.1.2.3:5000/v3" in caplog.text
 
 
 def test_a_discovery_failure_and_a_timeout_keep_their_reason_only():
