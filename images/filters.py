@@ -4,11 +4,11 @@ import django_filters
 from django import forms
 
 from images.models import Image
-from portal.filters import name_contains, style_form
+from portal.filters import BoundedFilterSet, name_contains, style_form
 from portal.models import Site
 
 
-class ImageFilterSet(django_filters.FilterSet):
+class ImageFilterSet(BoundedFilterSet):
     name = django_filters.CharFilter(
         method=name_contains, widget=forms.TextInput(attrs={"placeholder": "e.g. Ubuntu"})
     )

@@ -5,7 +5,7 @@ from django import forms
 from django.db.models import Q
 
 from instances.models import Flavor, Server
-from portal.filters import quick_search, style_form
+from portal.filters import BoundedFilterSet, quick_search, style_form
 from portal.models import Site
 
 STATUS_CHOICES = [
@@ -32,7 +32,7 @@ STATUS_CHOICES = [
 DEFAULT_STATUSES = [value for value, _ in STATUS_CHOICES if value != "DELETED"]
 
 
-class ServerFilterSet(django_filters.FilterSet):
+class ServerFilterSet(BoundedFilterSet):
     q = django_filters.CharFilter(
         method="filter_search",
         label="Search",

@@ -27,7 +27,7 @@ from instances.selectors import flavors_usable_by, source_servers_for
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
 from portal.filters import name_q
-from portal.http import param_id, param_int
+from portal.http import param_id, param_int, param_search
 from portal.jobs import job_repeated
 
 MAX_PREVIEW = 100
@@ -155,8 +155,8 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
     """What the page shows for the choices in `data`: flavors, images, preview, quota."""
     flavors = form.fields["flavor"].queryset
     images = form.fields["image"].queryset
-    flavor_q = data.get("flavor_q", "").strip()
-    image_q = data.get("image_q", "").strip()
+    flavor_q = param_search(data, "flavor_q", label="Filter flavors by name")
+    image_q = param_search(data, "image_q", label="Search images by name")
     flavor = _choice(flavors, data, "flavor")
     image = _choice(images, data, "image")
     networks = form.fields["network"].queryset

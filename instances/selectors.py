@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.shortcuts import get_object_or_404
 
 from images.models import Image
 from instances.filters import ServerFilterSet
 from instances.models import Flavor, Network, Server
-from portal.access import can_act_on, can_see, in_visible_projects, projects_visible_to
+from portal.access import (
+    can_act_on,
+    get_visible_or_404,
+    in_visible_projects,
+    projects_visible_to,
+)
 from portal.http import param_ids
 from portal.jobs import busy_pks
 from portal.models import Job, Project
@@ -99,13 +102,10 @@ def servers_matching(*, data, projects: list[int] | None) -> QuerySet[Server]:
 
 
 def server_get_for_user(user, server_id: int) -> Server:
-    """The server, or 404 if the portal never saw it, 403 if it is not the user's to see."""
-    server = get_object_or_404(
-        Server.objects.select_related("project", "site", "created_by"), pk=server_id
+    """The server, or 404 if the portal never saw it or it is not the user's to see."""
+    return get_visible_or_404(
+        Server.objects.select_related("project", "site", "created_by"), user, pk=server_id
     )
-    if not can_see(user, server.project):
-        raise PermissionDenied
-    return server
 
 
 def server_allowed_actions(user, server, *, busy_ids=frozenset()) -> set[str]:

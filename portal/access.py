@@ -7,7 +7,6 @@ the portal; a project admin acts on everything in the project.
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
@@ -81,9 +80,15 @@ def action_refusals(user) -> list[tuple[str, Q]]:
     return refusals
 
 
+def get_visible_or_404(queryset: QuerySet, user, **lookup):
+    """The one row of `queryset` (anything with a `project`) matching `lookup`,
+    or 404 when there is none *or* it lies in a project the user cannot see: the
+    same answer either way, so an outsider cannot probe which ids exist in other
+    projects. Acting on what one can see but may not change stays a 403 (it
+    tells nothing new)."""
+    return get_object_or_404(in_visible_projects(queryset, user), **lookup)
+
+
 def get_project_for_user(user, project_id: int) -> Project:
-    """The project, or 404 if it does not exist, 403 if the user is not in it."""
-    project = get_object_or_404(Project.objects.select_related("site"), pk=project_id)
-    if not can_see(user, project):
-        raise PermissionDenied
-    return project
+    """The project, or 404 if it does not exist or the user is not in it."""
+    return get_object_or_404(projects_visible_to(user).select_related("site"), pk=project_id)

@@ -1,5 +1,24 @@
+import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
+
+from portal.http import MAX_SEARCH, param_search
+
+
+class BoundedFilterSet(django_filters.FilterSet):
+    """The base of every list's FilterSet: each free-text filter is at most
+    MAX_SEARCH characters, and a longer one is a 400 with a message (see
+    portal.http.param_search) before any query is built. Its input says so too
+    (maxlength), and the bulk actions that carry the filter as hidden fields are
+    bounded by the same check."""
+
+    def __init__(self, data=None, *args, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        for name, filter_ in self.filters.items():
+            if isinstance(filter_, django_filters.CharFilter):
+                filter_.extra["max_length"] = MAX_SEARCH  # the form's input says so too
+                if data is not None:
+                    param_search(data, name, label=filter_.label or name)
 
 
 def style_form(form: forms.Form) -> forms.Form:

@@ -92,6 +92,24 @@ def param_int(data, name: str, *, default: int, low: int, high: int, clamp: bool
     raise BadRequest(f"“{name}” must be between {low:,} and {high:,}.")
 
 
+# Longer than any name, id or search anyone types. A 100,000-character search
+# made SQLite give up ("LIKE or GLOB pattern too complex"), a 500.
+MAX_SEARCH = 200
+
+
+def param_search(data, name: str, *, label: str = "") -> str:
+    """The free text in `data[name]`, stripped ("" when absent); 400 when longer
+    than MAX_SEARCH. Every search box and text filter reads through here."""
+    raw = data.get(name, "")
+    text = raw.strip() if isinstance(raw, str) else ""
+    if len(text) > MAX_SEARCH:
+        raise BadRequest(
+            f"“{label or name}” may be at most {MAX_SEARCH} characters long "
+            f"(this one has {len(text):,})."
+        )
+    return text
+
+
 class IdConverter:
     """`<id:name>` in URLs: like `<int:>`, but bounded, so a 30-digit id is a 404,
     not an overflow in the database driver."""

@@ -5,7 +5,7 @@ from django import forms
 from django.db.models import Exists, OuterRef
 
 from images.models import BootTest
-from portal.filters import id_prefix_q, name_starts, quick_search, style_form
+from portal.filters import BoundedFilterSet, id_prefix_q, name_starts, quick_search, style_form
 from portal.models import Project, Site
 from snapshots.models import Snapshot
 
@@ -19,7 +19,7 @@ STATUS_CHOICES = [
 ]
 
 
-class SnapshotFilterSet(django_filters.FilterSet):
+class SnapshotFilterSet(BoundedFilterSet):
     q = django_filters.CharFilter(
         method="filter_quick",
         label="Quick search",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 
 from images.models import BootTest
-from portal.access import can_see, in_visible_projects
+from portal.access import get_visible_or_404, in_visible_projects
 from portal.models import Job
 from snapshots.filters import SnapshotFilterSet
 from snapshots.models import Snapshot
@@ -47,15 +45,12 @@ def snapshots_matching(*, data, projects: list[int] | None) -> QuerySet[Snapshot
 
 
 def snapshot_get_for_user(user, snapshot_id: int) -> Snapshot:
-    """The snapshot, or 404 if the portal never saw it (or it is gone), 403 if it is
-    not in one of the user's projects."""
-    snapshot = get_object_or_404(
-        Snapshot.objects.select_related("project", "site", "created_by"),
+    """The snapshot, or 404 if the portal never saw it, it is gone, or it is not in
+    one of the user's projects."""
+    return get_visible_or_404(
+        Snapshot.objects.select_related("project", "site", "created_by"), user,
         pk=snapshot_id, deleted_at__isnull=True,
     )  # fmt: skip
-    if not can_see(user, snapshot.project):
-        raise PermissionDenied
-    return snapshot
 
 
 def boot_tests_for(snapshots) -> dict[tuple[int, str], BootTest]:

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from images.selectors import image_catalog_property
@@ -29,7 +27,7 @@ from instances.launch import (
 from instances.models import Flavor, Server
 from instances.selectors import flavors_usable_by
 from instances.services import server_delete_request
-from portal.access import can_act_on, can_see, in_visible_projects
+from portal.access import can_act_on, get_visible_or_404, in_visible_projects
 from portal.csvsafe import csv_document
 from portal.errors import ActionRefused
 from portal.jobs import job_repeated
@@ -81,13 +79,11 @@ def _add_seats(workshop, job, participants, names, *, start: int) -> None:
 
 
 def workshop_get_for_user(user, workshop_id: int) -> Workshop:
-    """The workshop, or 404; 403 unless the user is in its project."""
-    workshop = get_object_or_404(
-        Workshop.objects.select_related("project", "site", "created_by", "image"), pk=workshop_id
-    )
-    if not can_see(user, workshop.project):
-        raise PermissionDenied
-    return workshop
+    """The workshop, or 404 if there is none or the user is not in its project."""
+    return get_visible_or_404(
+        Workshop.objects.select_related("project", "site", "created_by", "image"), user,
+        pk=workshop_id,
+    )  # fmt: skip
 
 
 def workshop_list(*, user):

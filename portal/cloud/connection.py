@@ -9,6 +9,8 @@ server belongs to the project of the token that created it).
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import threading
 from collections.abc import Iterator
 
@@ -27,6 +29,8 @@ from portal.cloud.errors import (
     Unavailable,
 )
 from portal.cloud.util import answer_note, answered_since, call_began, call_ended
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _connections: dict[tuple[str, str, float], openstack.connection.Connection] = {}
@@ -118,9 +122,40 @@ def own_user_id(site: str) -> str:
     return user_id
 
 
-def _message(exc: sdk_exceptions.HttpException) -> str:
+def _message(site: str, exc: sdk_exceptions.HttpException) -> str:
     details = getattr(exc, "details", None)
-    return str(details or exc.message or exc)
+    return _shown(site, str(details or exc.message or exc), exc)
+
+
+# What in an SDK or keystoneauth message names the cloud's insides: its URLs
+# (Keystone's, a service endpoint's), urllib3's pool and object reprs, the path
+# it retried, bare addresses. Users see job errors and messages; operators
+# find the full text in the log.
+_INTERNALS = (
+    # urllib3's HTTPConnectionPool(host=..., port=...) and HTTPConnection(...).
+    (re.compile(r"\bHTTPS?Connection(?:Pool)?\([^)]*\):?\s*"), ""),
+    # A URL up to a space, quote, bracket or comma, without a trailing ":" or ".".
+    (re.compile(r"\b[a-zA-Z][\w+.-]*://(?:\[[^\]]*\])?(?:[^\s'\"<>()\[\],]*[^\s'\"<>()\[\],:.;])?"),
+     "{site}"),
+    (re.compile(r"\s*\bwith url: [^\s,()]+"), ""),
+    (re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>"), "connection"),
+    (re.compile(r"\[[0-9a-fA-F:]*:[0-9a-fA-F:]*\](?::\d+)?"), "{site}"),  # [fd00::5]:5000
+    (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "{site}"),  # 10.0.0.5:5000
+    (re.compile(r"\b[\w-]+(?:\.[\w-]+)+:\d{2,5}\b"), "{site}"),  # keystone.internal:5000
+)  # fmt: skip
+
+
+def _shown(site: str, text: str, exc: BaseException) -> str:
+    """`text` without the cloud's internal URLs, hosts and ports (each becomes the
+    site's name), the useful rest kept: "Unable to establish connection to
+    devcloud: ... Connection refused", the HTTP status, Nova's own fault text. The
+    one place a cloud message is made fit to show; the original goes to the log."""
+    shown = text
+    for pattern, replacement in _INTERNALS:
+        shown = pattern.sub(replacement.replace("{site}", site or "the cloud"), shown)
+    if shown != text:
+        logger.warning("%s: %s: %s", site, exc.__class__.__name__, text)
+    return shown
 
 
 @contextlib.contextmanager
@@ -139,7 +174,7 @@ def translate_errors(site: str) -> Iterator[None]:
         # Connection refused, timeouts, discovery failures, a missing clouds.yaml
         # entry: all mean "we cannot talk to this site right now". Silent only if no
         # answer at all came back (a 503 to Keystone's discovery is an answer).
-        error = Unavailable(f"{site} is unreachable: {exc}", site=site)
+        error = Unavailable(f"{site} is unreachable: {_shown(site, str(exc), exc)}", site=site)
         error.silent = not answered_since(site, began)
         raise error from exc
     finally:
@@ -147,7 +182,7 @@ def translate_errors(site: str) -> Iterator[None]:
 
 
 def _translated(site: str, exc: sdk_exceptions.HttpException) -> CloudError:
-    message = _message(exc)
+    message = _message(site, exc)
     for sdk_class, error, status in (
         (sdk_exceptions.NotFoundException, NotFound, 404),
         (sdk_exceptions.ConflictException, Conflict, 409),

@@ -77,7 +77,7 @@ def test_a_vanished_instance_shows_as_deleted(client, people, vm):
 def test_access(client, people, vm):
     assert client.get(url(vm)).status_code == 302
     client.force_login(people["carol"])
-    assert client.get(url(vm)).status_code == 403
+    assert client.get(url(vm)).status_code == 404
     assert client.get(reverse("instances:instance-detail", args=[99999])).status_code == 404
     client.force_login(people["admin"])
     assert client.get(url(vm)).status_code == 200

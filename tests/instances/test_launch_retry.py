@@ -189,7 +189,7 @@ def test_only_the_launcher_or_a_project_admin_may_retry(client, people, launch):
     assert "Retry" not in page
     assert client.post(retry_url(launch["job"]), {"seat": ["ws-cem"]}).status_code == 403
     client.force_login(people["carol"])  # not in the project
-    assert client.get(retry_url(launch["job"])).status_code == 403
+    assert client.get(retry_url(launch["job"])).status_code == 404
     assert retries() == []
 
 

@@ -77,8 +77,11 @@ def test_an_unreachable_site_is_unavailable(clouds, tmp_path, settings):
         tmp_path / "clouds.yaml", name="nowhere", port=free_port()
     )
     cloud.connections_reset()
-    with pytest.raises(cloud.Unavailable):
+    with pytest.raises(cloud.Unavailable) as info:
         cloud.server_list("nowhere")
+    # Shown to users as it is: the site's name, not Keystone's address.
+    assert "nowhere is unreachable" in info.value.message
+    assert "127.0.0.1" not in info.value.message and "http" not in info.value.message
     with pytest.raises(cloud.Unavailable):
         cloud.server_list("not-in-clouds-yaml")
 

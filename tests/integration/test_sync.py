@@ -89,6 +89,8 @@ def test_an_unreachable_site_is_noted_and_pages_still_render(demo, client, tmp_p
         site_sync(site, full=False)
     site.refresh_from_db()
     assert site.unreachable_since is not None and "unreachable" in site.last_error
+    # The site's last error (on the admin's site page) does not name Keystone's address.
+    assert "127.0.0.1" not in site.last_error and "http" not in site.last_error
 
     client.force_login(demo["users"]["alice"])
     page = client.get(reverse("instances:instance-list"))

@@ -50,7 +50,7 @@ def test_job_access(client, people):
     job = make_job(people)
     assert client.get(reverse("job-detail", args=[job.pk])).status_code == 302
     client.force_login(people["carol"])
-    assert client.get(reverse("job-detail", args=[job.pk])).status_code == 403
+    assert client.get(reverse("job-detail", args=[job.pk])).status_code == 404
     assert client.get(reverse("job-detail", args=[999])).status_code == 404
     assert "gold" not in client.get(reverse("job-list")).content.decode()
     client.force_login(people["bob"])

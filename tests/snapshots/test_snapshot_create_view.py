@@ -98,10 +98,10 @@ def test_live_name_check(client, people, vm):
     assert "already has a snapshot named" in taken.content.decode()
 
 
-def test_outsiders_get_403_and_missing_instances_404(client, people, vm):
+def test_outsiders_and_missing_instances_get_404(client, people, vm):
     client.force_login(people["carol"])
-    assert client.get(url(vm)).status_code == 403
-    assert client.post(url(vm), {"name": "x"}).status_code == 403
+    assert client.get(url(vm)).status_code == 404
+    assert client.post(url(vm), {"name": "x"}).status_code == 404
     assert client.get(reverse("snapshots:snapshot-create", args=[99999])).status_code == 404
 
 

@@ -126,7 +126,7 @@ def test_per_project_view_and_facility_view(client, people, snaps):
         client.get(
             reverse("snapshots:snapshot-project-list", args=[people["alpha"].pk])
         ).status_code
-        == 403
+        == 404
     )
     client.force_login(people["admin"])
     assert len(names(client.get(URL))) == 4
