@@ -82,6 +82,7 @@ POSTS = {
     "workshops:workshop-retry": ("workshop", ["seat", "upto", "idempotency_key"]),
     "workshops:workshop-add": ("workshop", ["participants", "idempotency_key"]),
     "workshops:workshop-teardown": ("workshop", ["idempotency_key"]),
+    "workshops:workshop-access": ("workshop", ["access_url", "idempotency_key"]),
 }  # fmt: skip
 
 # POST endpoints not fuzzed here, and why.
