@@ -58,8 +58,12 @@ def can_see(user: User, project: Project | None) -> bool:
     return project_role(user, project) is not None
 
 
-def can_act_on(user: User, *, project: Project | None, created_by_id: int | None) -> bool:
-    """May the user act on an object of `project` that `created_by_id` created?"""
+def can_act_on(user: User | None, *, project: Project | None, created_by_id: int | None) -> bool:
+    """May the user act on an object of `project` that `created_by_id` created?
+    A job asks again when it runs: an account deleted (None) or deactivated since
+    acts on nothing, as in `action_refusals`."""
+    if user is None or not user.is_active:
+        return False
     role = project_role(user, project)
     if role == Membership.Role.ADMIN:
         return True
