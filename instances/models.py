@@ -1,7 +1,7 @@
 """The portal's mirror of Nova: flavors and servers per site.
 
 Pages read these rows, never the cloud. Sync tasks and the portal's own
-actions keep them fresh (see portal/mirror.py).
+actions keep them fresh (see portal/mirror/).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from portal.mirror import MirrorRow
+from portal.mirror.rows import MirrorRow
 from portal.models import Project
 
 # Nova task states a user should read as a verb, not a code.
