@@ -39,7 +39,8 @@ from portal.jobs import (
     job_kind_register,
     made_by_job,
 )
-from portal.mirror import CREATED_BY_KEY, authorship_record, site_watched
+from portal.mirror.authorship import CREATED_BY_KEY, authorship_record
+from portal.mirror.freshness import site_watched
 from portal.models import Job
 
 # Servers created, or deleted, per task run: each is one or two HTTP calls, and a

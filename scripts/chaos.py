@@ -185,7 +185,7 @@ def make_servers(cloud, project, *, prefix: str, count: int) -> list:
     from images.models import Image
     from instances.models import Flavor
     from instances.services import server_refresh
-    from portal.mirror import authorship_record
+    from portal.mirror.authorship import authorship_record
 
     site = project.site
     tiny = Flavor.objects.get(site=site, name="de.NBI tiny")

@@ -53,7 +53,8 @@ from portal.jobs import (
     made_by_job,
     undo_details,
 )
-from portal.mirror import CREATED_BY_KEY, authorship_record, site_watched
+from portal.mirror.authorship import CREATED_BY_KEY, authorship_record
+from portal.mirror.freshness import site_watched
 from portal.models import Job
 from snapshots.services import snapshot_create_check, snapshot_delete_batch
 from snapshots.verify import (

@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.http import QueryDict
 from django.utils import timezone
 
-from instances.models import SNAPSHOT_MAX_RAM_MIB, Server
+from instances.models import Server
 from instances.services import server_action_check
 from portal.access import can_act_on, projects_visible_to
 from portal.bulk import (
@@ -31,10 +31,8 @@ from portal.jobs import busy_pks, job_create, jobs_create
 from portal.models import Job, Project
 from snapshots.forms import NAME_MAX, clean_snapshot_name
 from snapshots.models import Snapshot
+from snapshots.rules import snapshot_refusal
 from snapshots.selectors import snapshots_matching
-
-# Nova snapshots the full RAM state; de.NBI limits snapshots to this flavor size.
-MAX_SNAPSHOT_RAM_MIB = SNAPSHOT_MAX_RAM_MIB
 
 SNAPSHOT_STATUSES = {"ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"}
 
@@ -85,8 +83,8 @@ def snapshot_allowed_check(
     """The rules about the instance and the actor, whatever the name: the form
     shows these before the user types anything. Inside the job, the job itself
     counts as running on the instance, so only the permission is asked again."""
-    if server.snapshot_refusal:
-        raise ActionRefused(server.snapshot_refusal, status=400)
+    if refusal := snapshot_refusal(server):
+        raise ActionRefused(refusal, status=400)
     if server.locked:
         raise ActionRefused(server.lock_refusal)
     if not in_job:

@@ -48,7 +48,7 @@ from instances.services import project_quota_refresh, server_refresh
 from portal import cloud
 from portal.errors import ActionRefused
 from portal.jobs import JOB_KEY, SKIPPED, Done, Skipped, Wait, job_key, made_by_job
-from portal.mirror import CREATED_BY_KEY, authorship_record
+from portal.mirror.authorship import CREATED_BY_KEY, authorship_record
 from portal.models import Job
 
 # What a booted Linux prints when it is up (cloud-init's last line, or getty's

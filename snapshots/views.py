@@ -17,6 +17,7 @@ from portal.jobs import job_repeated
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
 from snapshots.forms import SnapshotCreateForm
+from snapshots.rules import SNAPSHOT_MAX_RAM_MIB
 from snapshots.selectors import (
     boot_tests_for,
     snapshot_get_for_user,
@@ -24,7 +25,6 @@ from snapshots.selectors import (
     snapshots_shown,
 )
 from snapshots.services import (
-    MAX_SNAPSHOT_RAM_MIB,
     NAME_PATTERN_DEFAULT,
     SNAPSHOT_MANY_MAX,
     snapshot_allowed_check,
@@ -155,7 +155,7 @@ def snapshot_create(request, server_id: int):
         "server": server,
         "form": form,
         "refusal": refusal,
-        "limit_mib": MAX_SNAPSHOT_RAM_MIB,
+        "limit_mib": SNAPSHOT_MAX_RAM_MIB,
         "will_stop": server.status == "ACTIVE",
     }
     if refusal is not None:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from instances.models import Server
 from portal import cloud
 from portal.jobs import job_advance
-from portal.mirror import mirror_row_write
+from portal.mirror.upsert import mirror_row_write
 from portal.models import Job
 from portal.templatetags.portal_tags import job_title
 from tests.factories import make_server

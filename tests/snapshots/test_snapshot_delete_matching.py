@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from portal import cloud
 from portal.jobs import job_advance
-from portal.mirror import mirror_row_write
+from portal.mirror.upsert import mirror_row_write
 from portal.models import Job, Membership
 from snapshots.models import Snapshot
 from tests.factories import make_image
