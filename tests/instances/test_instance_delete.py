@@ -30,8 +30,8 @@ class FakeNova:
     def __init__(self, monkeypatch):
         self.deleted: list[str] = []
         monkeypatch.setattr("portal.cloud.server_delete", self.delete)
-        monkeypatch.setattr("instances.jobs.server_refresh", self.refresh)
-        monkeypatch.setattr("instances.jobs.project_quota_refresh", lambda project: project)
+        monkeypatch.setattr("instances.services.server_refresh", self.refresh)
+        monkeypatch.setattr("instances.services.project_quota_refresh", lambda project: project)
 
     def delete(self, site, *, server_id):
         if server_id in self.deleted:
@@ -87,7 +87,7 @@ def test_all_matching_is_confirmed_with_counts_and_a_sample(client, people, flee
 
 
 def test_more_than_the_old_limit_is_no_longer_refused(client, people, fleet, monkeypatch):
-    monkeypatch.setattr("portal.bulk.COUNT_EXACT_UP_TO", 10)
+    monkeypatch.setattr("portal.bulk.matching.COUNT_EXACT_UP_TO", 10)
     client.force_login(people["alice"])
     response = client.get(URL, {"all_matching": "1", "q": "ws-"})
     assert response.status_code == 200
@@ -98,7 +98,7 @@ def test_the_job_deletes_the_filtered_ones_in_batches(
     client, people, fleet, no_broker, monkeypatch
 ):
     nova = FakeNova(monkeypatch)
-    monkeypatch.setattr("instances.jobs.BATCH", 4)
+    monkeypatch.setattr("instances.services.SERVER_DELETE.batch", 4)
     client.force_login(people["bob"])
     confirm = client.get(
         URL, {"all_matching": "1", "q": "ws-", "status": "ACTIVE", "filtered": "1"}
