@@ -216,3 +216,32 @@ def test_a_confirmation_moment_that_is_not_one_is_a_400(client, people, fleet):
     carried = dict(client.get(URL, {"all_matching": "1", "q": "ws-"}).context["carried"])
     assert client.post(URL, {**carried, "confirmed": "yesterday"}).status_code == 400
     assert not Job.objects.exists()
+
+
+class RefusingNova(FakeNova):
+    """Nova refuses to delete every server (a 409 it keeps giving)."""
+
+    def delete(self, site, *, server_id):
+        raise cloud.Conflict("Cannot 'delete' instance while it is in task_state migrating")
+
+
+DELETE_CHOICES = {
+    "ticked": lambda fleet: {"selected": [s.pk for s in fleet["bobs"][:2]]},
+    "all matching": lambda fleet: {"all_matching": "1", "q": "ws-bob-"},
+}
+
+
+@pytest.mark.parametrize("chosen", sorted(DELETE_CHOICES))
+def test_a_delete_where_every_delete_fails_ends_failed(
+    client, people, fleet, no_broker, monkeypatch, chosen
+):
+    """Like snapshot.delete: a job that deleted nothing because the cloud refused
+    every one failed, and says why."""
+    RefusingNova(monkeypatch)
+    client.force_login(people["bob"])
+    assert client.post(URL, DELETE_CHOICES[chosen](fleet)).status_code == 302
+    job = run_job(Job.objects.get())
+    assert job.status == Job.Status.FAILED
+    tried = job.result["failed_count"]
+    assert tried == (2 if chosen == "ticked" else 4) and job.result["deleted_count"] == 0
+    assert f"failed {tried}: " in job.error and "task_state migrating)" in job.error
