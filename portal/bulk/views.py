@@ -77,6 +77,8 @@ def list_filters(data, *, scope: tuple[str, ...] = ()) -> list[tuple[str, str]]:
 
 
 def bulk_delete_view(request, page: DeletePage, chosen: Chosen) -> HttpResponse:
+    """GET: the confirmation of `chosen` (ticked rows listed, or "all matching"
+    counted). POST: the job, once per form (its idempotency key)."""
     data = request.POST if request.method == "POST" else request.GET
     spec = page.spec
     key = data.get("idempotency_key", "")
