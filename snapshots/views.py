@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -201,7 +203,7 @@ def _chosen_snapshots(request, data) -> Chosen:
     project = get_project_for_user(request.user, project_id) if project_id else None
     listed, _, shown = _shown(request.user, data, project)
     filters = list_filters(data, scope=("project",))
-    chosen = {
+    chosen: dict[str, Any] = {
         "filters": filters,
         "back": _list_url(project, urlencode(filters)),
         "job_url": lambda job: _list_url(project, f"job={job.pk}"),

@@ -147,8 +147,10 @@ class BulkDelete:
             found = found.order_by(*self.plan_order)
         deletable, skipped = [], []
         for row in found:
-            if row.refusal:
-                skipped.append((row, row.refusal))
+            # `refusal` is the column refusal_annotate adds.
+            refusal = row.refusal  # type: ignore[attr-defined]
+            if refusal:
+                skipped.append((row, refusal))
             else:
                 deletable.append(row)
         return DeletePlan(deletable, skipped)

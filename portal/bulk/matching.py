@@ -216,9 +216,9 @@ def being_deleted_q(*, kind: str, key: str, pending, before: Job | None = None) 
     jobs = Job.objects.filter(kind=kind).exclude(status__in=Job.FINISHED)
     if before is not None:
         jobs = jobs.filter(pk__lt=before.pk)
-    jobs = list(jobs)
-    wanted = listed_q([job for job in jobs if key in job.params], key=key)
-    for job in jobs:
+    unfinished = list(jobs)
+    wanted = listed_q([job for job in unfinished if key in job.params], key=key)
+    for job in unfinished:
         if "matching" in job.params:
             left = Q(pk__in=pending(job).values("pk"))
             wanted = left if wanted is None else wanted | left
@@ -325,8 +325,8 @@ def matching_plan(
         source = walk.filter(Exists(rows.filter(pk=OuterRef("pk"))))
     # The bound is applied to the sample in Python: in the query it would tempt the
     # database to walk the id index instead of the list's order (and sort it all).
-    sample = refusal_annotate(source, refusals)[:SAMPLE_SIZE]
-    sample = [row for row in sample if row.pk <= upto]
+    first = refusal_annotate(source, refusals)[:SAMPLE_SIZE]
+    sample = [row for row in first if row.pk <= upto]
     return MatchingPlan(will_delete=will_delete, skipped=skipped, sample=sample, upto=upto, cap=cap)
 
 
