@@ -31,7 +31,12 @@ from tests.conftest import wait_for_job
 from tests.integration.test_gateway import wait_until
 from tests.openstack.portal_stack import SITE
 from workshops.models import Workshop
-from workshops.services import seat_rows, workshop_csv, workshop_teardown
+from workshops.services import (
+    seat_rows,
+    workshop_access_url_set,
+    workshop_csv,
+    workshop_teardown,
+)
 
 JOB_TIMEOUT = 240
 
@@ -123,6 +128,11 @@ def test_boot_from_a_snapshot_as_a_workshop_of_three_with_csv_and_teardown(os_po
     ]
     table = list(csv.reader(io.StringIO(workshop_csv(workshop))))
     assert table[0] == ["participant", "email", "machine", "status", "ip", "access"]
+    # The image's link is only proposed: no link until the organiser confirms it.
+    assert workshop.access_url_template == "https://{ip}:8787/"
+    assert [row[5] for row in table[1:]] == ["", "", ""]
+    workshop_access_url_set(workshop=workshop, actor=alice, template=workshop.access_url_template)
+    table = list(csv.reader(io.StringIO(workshop_csv(workshop))))
     assert [row[5] for row in table[1:]] == [f"https://{r.ip}:8787/" for r in rows]
     assert all(r.ip for r in rows)
     teardown = wait_for_job(workshop_teardown(workshop=workshop, actor=alice), JOB_TIMEOUT)
