@@ -93,7 +93,7 @@ def demo(clouds, db):
 
 
 def _seeded(clouds) -> dict:
-    from portal.demo import demo_seed
+    from operations.demo import demo_seed
 
     demo_seed()
     User = get_user_model()
@@ -208,7 +208,7 @@ def _wait_for_worker(redis_url: str, worker: subprocess.Popen, log_path: Path) -
 @pytest.fixture
 def broker(redis_server, settings):
     """Send tasks from the test process to the real Redis the worker listens on."""
-    from portal.celery import app
+    from config.celery import app
 
     settings.CELERY_BROKER_URL = redis_server.url
     app.conf.broker_url = redis_server.url
