@@ -21,6 +21,18 @@ from scripts.stack import ROOT, RedisProcess, child_env, start_worker, stop_proc
 
 DEVCLOUD_SPEED = 40.0
 ARTIFACTS = ROOT / "test-artifacts"
+BROWSER_TESTS = Path(__file__).resolve().parent / "browser"
+# Fixtures that start a real Celery worker, or the Redis it listens on: a test using
+# one is a `worker` test whether or not its file says so (`make test-fast` skips them).
+WORKER_FIXTURES = {"celery_worker", "live_demo", "broker", "redis_server", "own_redis"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if WORKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.worker)
+        if BROWSER_TESTS in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(autouse=True)

@@ -91,6 +91,7 @@ def test_a_long_silent_upload_completes(
     assert image.status == "active" and image.size == 50 * 1000**3
 
 
+@pytest.mark.slow  # waits out an upload budget on the fake cloud (about 15 s)
 def test_an_upload_past_its_budget_fails_and_leaves_the_image_to_nova(
     fast_cloud, monkeypatch, django_capture_on_commit_callbacks
 ):

@@ -15,6 +15,9 @@ import pytest
 
 from scripts.stack import ROOT, free_port, stop_process, wait_for_port
 
+# Each test starts Python processes of its own (manage.py, gunicorn): not for test-fast.
+pytestmark = pytest.mark.slow
+
 SECRET = "prod-smoke-3f9a1c7e5b2d4068a9e1f7c3b5d2e4a6c8b0d1f3e5a7c9b1"
 
 
