@@ -36,12 +36,11 @@ def envlist(name: str, default: str) -> list[str]:
 DEBUG = envbool("DEBUG", "0")
 # The fallback key only exists so a developer machine starts without set-up;
 # a production process refuses to start without its own key.
-DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise RuntimeError("SECRET_KEY must be set when DEBUG is off (DEBUG=1 for a demo)")
-    SECRET_KEY = DEV_SECRET_KEY
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")

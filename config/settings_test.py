@@ -11,7 +11,8 @@ DJANGO_SETTINGS_MODULE alike. The production smoke test drops all three.
 import os
 
 os.environ.setdefault("DEBUG", "1")
-# A run with DEBUG=0 (to see production behaviour in-process) needs no key either.
+# A run with DEBUG=0 (to see production behaviour in-process) needs no key either:
+# the development key settings.py falls back to.
 os.environ.setdefault("SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")
 
 from config.settings import *  # noqa: E402, F403
