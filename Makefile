@@ -21,6 +21,14 @@ test: install
 	@scripts/ensure_chromium.sh
 	$(PY) -m pytest -m "not openstack"
 
+# The quick loop, on every core (under a minute here): no browser, worker, real-cloud
+# or `slow` tests, and not devcloud's own suite (`pytest tests/devcloud` after changing
+# devcloud/). `make test` runs them all.
+.PHONY: test-fast
+test-fast: install
+	$(PY) -m pytest -m "not browser and not worker and not openstack and not slow" \
+		--ignore=tests/devcloud -n auto --dist worksteal -q
+
 # The suite (but devcloud's own tests, which use no database) on PostgreSQL:
 # DATABASE_URL=postgres://portal:portal@127.0.0.1:5432/portal (scripts/postgres_up.sh).
 test-postgres: install

@@ -72,7 +72,7 @@ def main() -> int:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env,
                        check=True)  # fmt: skip
         os.environ.update(env)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
         import django
 
         django.setup()
@@ -118,7 +118,7 @@ def run(devcloud, *, watch: bool, speed: float, engine: str, show: bool = False)
 
     import portal.jobs
     from instances.models import Server
-    from portal.demo import demo_seed
+    from operations.demo import demo_seed
     from portal.models import Job
     from snapshots.services import snapshot_create_request
 
@@ -156,7 +156,7 @@ def run(devcloud, *, watch: bool, speed: float, engine: str, show: bool = False)
         while not job.is_finished:
             now = time.monotonic()
             if watch and now >= next_watch:
-                from portal.watch import site_watch
+                from operations.watch import site_watch
 
                 shared(site_watch, job.site_id)
                 watch_runs += 1

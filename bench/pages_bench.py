@@ -69,7 +69,7 @@ def measure_size(args, work: Path, db_url: str, servers: int, snapshots: int, si
     # track their origins, which inflates the cost of every row alike).
     env = dict(os.environ, DATABASE_URL=db_url, DEBUG="0", SECRET_KEY="bench-only",
                PORTAL_VAR_DIR=str(work), STATIC_ROOT=str(work / "static"),
-               LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="portal.settings")  # fmt: skip
+               LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="config.settings")  # fmt: skip
     if not (work / "static").exists():  # the hashed file names pages link to
         subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
                        cwd=ROOT, env=env, check=True)  # fmt: skip

@@ -98,11 +98,11 @@ def main() -> int:
         # of every query).
         worker_env = {**env, "DEBUG": "0", "SECRET_KEY": "bench-only-" + os.urandom(8).hex()}
         os.environ.update(worker_env)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
         import django
 
         django.setup()
-        from portal.demo import demo_seed
+        from operations.demo import demo_seed
 
         demo_seed()
         worker = start_worker(

@@ -71,7 +71,7 @@ def run(work: Path, data: Path) -> int:
         clouds_yaml = work / "clouds.yaml"
         clouds_yaml.write_text(devcloud.clouds_yaml(name="devcloud"))
         os.environ.update(
-            DJANGO_SETTINGS_MODULE="portal.settings",
+            DJANGO_SETTINGS_MODULE="config.settings",
             # As a worker syncs in production: DEBUG off (DEBUG keeps every query,
             # with its parameters formatted, in memory).
             DEBUG="0",
@@ -88,10 +88,10 @@ def run(work: Path, data: Path) -> int:
         from django.db import connection
 
         call_command("migrate", verbosity=0)
+        from operations.sync import site_sync
         from portal import cloud
         from portal.models import Project
         from portal.sites import sites_ensure
-        from portal.sync import site_sync
 
         site = sites_ensure()[0]
         for p in cloud.project_list(site.name):

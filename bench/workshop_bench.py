@@ -58,7 +58,7 @@ def main() -> int:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env,
                        check=True)  # fmt: skip
         os.environ.update(env)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
         import django
 
         django.setup()
@@ -79,7 +79,7 @@ def run(devcloud, args) -> int:
     from instances.launch import instance_launch_request, launch_check
     from instances.models import Flavor
     from instances.services import project_quota_refresh
-    from portal.demo import demo_seed
+    from operations.demo import demo_seed
     from portal.models import Job, Project
 
     demo_seed()

@@ -1,4 +1,4 @@
-# Importing the Celery app here makes @shared_task bind to it in every process.
-from portal.celery import app as celery_app
+"""The core: the OpenStack gateway, models, access rules, the mirror and the job engine.
 
-__all__ = ["celery_app"]
+It imports no app and no wiring; the Celery app lives in config/ (see config/__init__.py).
+"""

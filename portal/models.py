@@ -23,7 +23,7 @@ class Site(models.Model):
     # Set when a sync fails, cleared by the next one that succeeds.
     unreachable_since = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    # The status watcher (portal/watch.py): the moment its last batched status query
+    # The status watcher (operations/watch.py): the moment its last batched status query
     # was sent. The mirror of this site's servers and images is at least this fresh.
     watched_at = models.DateTimeField(null=True, blank=True)
     # One watcher per site at a time holds the site until this moment.
@@ -290,7 +290,7 @@ class Authorship(models.Model):
 
 class Lease(models.Model):
     """A named lease one process at a time holds, e.g. "tick": which worker sends the
-    periodic tasks (see portal.ticker). A holder that dies loses it when it runs out."""
+    periodic tasks (see operations.ticker). A holder that dies loses it when it runs out."""
 
     name = models.CharField(max_length=50, primary_key=True)
     holder = models.CharField(max_length=200, blank=True)

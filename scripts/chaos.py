@@ -110,7 +110,7 @@ def log(message: str) -> None:
 
 def setup_django(env: dict) -> None:
     os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
@@ -321,8 +321,8 @@ def run(work: Path, env: dict, devcloud: DevcloudProcess, devcloud2: DevcloudPro
     from images.models import Image
     from instances.launch import instance_launch_request, launch_check
     from instances.models import Flavor
+    from operations.demo import demo_seed
     from portal import cloud
-    from portal.demo import demo_seed
     from portal.models import Job, Project
     from snapshots.models import Snapshot
     from snapshots.services import snapshot_create_request, snapshot_delete_request
@@ -359,7 +359,7 @@ def run(work: Path, env: dict, devcloud: DevcloudProcess, devcloud2: DevcloudPro
 
     load = Load()
     try:
-        from portal.celery import app
+        from config.celery import app
 
         app.conf.broker_url = redis.url
         devcloud.set_faults(FAULTS)

@@ -82,13 +82,13 @@ class RedisProcess:
 
 
 def celery_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "portal", *args]
+    return [sys.executable, "-m", "celery", "-A", "config", *args]
 
 
 def start_worker(env: dict, *, concurrency: int = 2, log_path: Path | None = None,
                  ticks: bool = False, include: tuple[str, ...] = ()) -> subprocess.Popen:  # fmt: skip
     """`ticks`: the worker may send the periodic tasks (syncs, the status watcher, the
-    recovery sweep; see portal/ticker.py), as every production worker does. Off, a
+    recovery sweep; see operations/ticker.py), as every production worker does. Off, a
     worker only runs the tasks it is sent. `include`: extra modules the worker
     imports (the tests' own job kinds)."""
     env = {**env, "PORTAL_WORKER_TICKS": "1" if ticks else "0"}

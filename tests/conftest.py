@@ -21,6 +21,18 @@ from scripts.stack import ROOT, RedisProcess, child_env, start_worker, stop_proc
 
 DEVCLOUD_SPEED = 40.0
 ARTIFACTS = ROOT / "test-artifacts"
+BROWSER_TESTS = Path(__file__).resolve().parent / "browser"
+# Fixtures that start a real Celery worker, or the Redis it listens on: a test using
+# one is a `worker` test whether or not its file says so (`make test-fast` skips them).
+WORKER_FIXTURES = {"celery_worker", "live_demo", "broker", "redis_server", "own_redis"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if WORKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.worker)
+        if BROWSER_TESTS in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +105,7 @@ def demo(clouds, db):
 
 
 def _seeded(clouds) -> dict:
-    from portal.demo import demo_seed
+    from operations.demo import demo_seed
 
     demo_seed()
     User = get_user_model()
@@ -208,7 +220,7 @@ def _wait_for_worker(redis_url: str, worker: subprocess.Popen, log_path: Path) -
 @pytest.fixture
 def broker(redis_server, settings):
     """Send tasks from the test process to the real Redis the worker listens on."""
-    from portal.celery import app
+    from config.celery import app
 
     settings.CELERY_BROKER_URL = redis_server.url
     app.conf.broker_url = redis_server.url

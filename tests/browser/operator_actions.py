@@ -6,9 +6,9 @@ import contextlib
 
 from instances.models import Server
 from instances.services import server_refresh
+from operations.sync import site_sync
 from portal import cloud
 from portal.models import Project
-from portal.sync import site_sync
 from tests.conftest import sdk_connection
 from tests.integration.test_gateway import wait_until
 

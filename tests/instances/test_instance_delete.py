@@ -23,7 +23,7 @@ URL = reverse("instances:instance-delete")
 
 @pytest.fixture
 def no_broker(monkeypatch):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
 
 
 class FakeNova:

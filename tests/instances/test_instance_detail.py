@@ -87,7 +87,7 @@ def test_access(client, people, vm):
 def test_stop_and_start_are_post_only_and_checked(
     client, people, vm, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     stop = reverse("instances:instance-stop", args=[vm.pk])
     client.force_login(people["bob"])
     assert client.get(stop).status_code == 405
@@ -107,7 +107,7 @@ def test_stop_and_start_are_post_only_and_checked(
 def test_next_must_stay_on_this_site(
     client, people, vm, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     client.force_login(people["bob"])
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(

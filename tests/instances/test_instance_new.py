@@ -77,7 +77,7 @@ def test_the_final_names_are_shown(client, people, catalog):
 def test_post_launches_a_workshop_as_one_job(
     client, people, catalog, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     client.force_login(people["alice"])
     data = {
         "project": people["alpha"].pk, "name": "ws", "flavor": catalog["flavors"]["small"].pk,
@@ -108,7 +108,7 @@ def test_post_launches_a_workshop_as_one_job(
 def test_bad_input_is_a_4xx_with_a_message_and_no_job(
     client, people, catalog, monkeypatch, overrides, status, message
 ):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     client.force_login(people["alice"])
     data = {"project": people["alpha"].pk, "flavor": catalog["flavors"]["small"].pk,
             "image": catalog["images"]["gold"].pk, "count": "1"}  # fmt: skip

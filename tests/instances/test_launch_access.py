@@ -37,7 +37,7 @@ def catalog(people):
 
 @pytest.fixture
 def no_tasks(monkeypatch):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
 
 
 def network(site, name, *, project="", shared=False, external=False):

@@ -40,7 +40,7 @@ def launch(people, catalog, monkeypatch):  # noqa: F811
     mirror shows it now: anna ran at the end; ben was still building when the launch
     gave up and runs now (a participant works on it); cem is ERROR; dora's machine
     was never made; emil is still building."""
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     alice, alpha = people["alice"], people["alpha"]
     plan = launch_check(
         actor=alice, project=alpha, flavor=catalog["small"], image=catalog["ubuntu"],

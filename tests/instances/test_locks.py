@@ -19,7 +19,7 @@ from tests.conftest import sdk_connection
 
 @pytest.fixture
 def locked_vm(demo, monkeypatch):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     site = demo["sites"]["devcloud"]
     vm = Server.objects.get(site=site, name="alpha-web-01")
     admin = sdk_connection(demo["clouds"])

@@ -92,7 +92,7 @@ def test_the_launch_cleanup_never_deletes_another_members_server_with_its_marker
 def test_a_snapshot_job_neither_adopts_nor_deletes_another_projects_image_with_its_marker(
     demo, monkeypatch
 ):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     site, alpha, beta = (
         demo["sites"]["devcloud"],
         demo["projects"]["alpha"],

@@ -24,7 +24,7 @@ PER_GB = 0.2  # seconds of budget per GB of root disk: 10 s for de.NBI small's 5
 @pytest.fixture
 def fast_cloud(tmp_path, settings, db):
     from devcloud.launcher import DevcloudProcess
-    from portal.demo import demo_seed
+    from operations.demo import demo_seed
 
     devcloud = DevcloudProcess(tmp_path / "dc", profile="primary", speed=SPEED).start()
     clouds_yaml = tmp_path / "clouds.yaml"
@@ -64,7 +64,7 @@ def test_a_long_silent_upload_completes(
     from instances.models import Flavor
     from portal.models import Project
 
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     alpha = Project.objects.get(name="alpha")
     site = alpha.site
     made = cloud.server_create(
@@ -91,6 +91,7 @@ def test_a_long_silent_upload_completes(
     assert image.status == "active" and image.size == 50 * 1000**3
 
 
+@pytest.mark.slow  # waits out an upload budget on the fake cloud (about 15 s)
 def test_an_upload_past_its_budget_fails_and_leaves_the_image_to_nova(
     fast_cloud, monkeypatch, django_capture_on_commit_callbacks
 ):
@@ -100,7 +101,7 @@ def test_an_upload_past_its_budget_fails_and_leaves_the_image_to_nova(
     from instances.models import Flavor
     from portal.models import Project
 
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     alpha = Project.objects.get(name="alpha")
     site = alpha.site
     made = cloud.server_create(

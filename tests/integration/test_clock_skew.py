@@ -12,12 +12,12 @@ import pytest
 from django.utils import timezone
 
 from instances.models import Server
+from operations.sync import site_sync
+from operations.watch import site_watch
 from portal import cloud
 from portal.jobs import job_create
 from portal.models import Site
-from portal.sync import site_sync
 from portal.templatetags.portal_tags import step_duration
-from portal.watch import site_watch
 from tests.conftest import sdk_connection
 from tests.integration.test_gateway import wait_until
 
@@ -27,9 +27,9 @@ SKEW = -20.0  # the cloud's clock is 20 s behind the portal's
 @pytest.fixture
 def skewed_cloud(tmp_path, settings, db, monkeypatch):
     from devcloud.launcher import DevcloudProcess
-    from portal.demo import demo_seed
+    from operations.demo import demo_seed
 
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     devcloud = DevcloudProcess(
         tmp_path / "dc", profile="primary", speed=40.0, clock_offset=SKEW
     ).start()
@@ -73,7 +73,7 @@ def test_an_incremental_sync_sees_changes_on_a_cloud_whose_clock_is_behind(
     skewed_cloud, monkeypatch
 ):
     # The sync's own overlap (60 s) would hide a 20 s skew: shrink it to the watcher's.
-    monkeypatch.setattr("portal.sync.OVERLAP", timedelta(seconds=2))
+    monkeypatch.setattr("operations.sync.OVERLAP", timedelta(seconds=2))
     site = Site.objects.get(name="devcloud")
     server = Server.objects.get(site=site, name="alpha-analysis-02")
     conn = sdk_connection(skewed_cloud, name="devcloud")

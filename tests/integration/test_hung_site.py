@@ -9,10 +9,10 @@ import time
 import pytest
 from django.utils import timezone
 
+from operations.watch import site_watch_safely, sites_to_watch
 from portal import cloud
 from portal.jobs import job_create
 from portal.models import Job, Site
-from portal.watch import site_watch_safely, sites_to_watch
 from scripts.stack import child_env, start_worker, stop_process
 from tests import conftest
 from tests.conftest import _wait_for_worker, sending_to

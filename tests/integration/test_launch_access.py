@@ -8,10 +8,10 @@ from django.urls import reverse
 from images.models import Image
 from instances.launch import instance_launch_request, launch_check
 from instances.models import Flavor, Network, Server
+from operations.sync import site_sync
 from portal import cloud
 from portal.jobs import job_create
 from portal.models import Job
-from portal.sync import site_sync
 from tests.conftest import sdk_connection, wait_for_job
 
 pytestmark = pytest.mark.worker

@@ -67,7 +67,7 @@ def test_a_workshop_boots_from_a_snapshot_and_one_error_does_not_stop_the_rest(l
 
 
 def test_a_duplicate_delivery_creates_no_duplicate_servers(live_demo):
-    from portal.tasks import job_advance_task
+    from operations.tasks import job_advance_task
 
     plan, _ = plan_for(live_demo, participants=["Fay", "Gus"], prefix="dup")
     job = instance_launch_request(actor=live_demo["users"]["alice"], plan=plan)

@@ -90,7 +90,7 @@ def test_a_stopped_instance_stays_stopped(live_demo):
 
 
 def test_a_duplicate_delivery_makes_no_second_image(live_demo):
-    from portal.tasks import job_advance_task
+    from operations.tasks import job_advance_task
 
     alice = live_demo["users"]["alice"]
     server = boot(live_demo, "snap-dup")
@@ -176,7 +176,7 @@ def test_with_the_status_watcher_the_job_reads_the_mirror_instead_of_polling(liv
     """The watcher (here run by the test, as beat runs it) lists what changed on the
     site; the job wakes on those changes and asks the cloud about its server only
     right after acting on it: after the stop, the snapshot request and the start."""
-    from portal.watch import site_watch
+    from operations.watch import site_watch
 
     alice = live_demo["users"]["alice"]
     devcloud = live_demo["clouds"]["devcloud"]

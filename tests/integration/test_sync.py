@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from images.models import Image
 from instances.models import Flavor, Server
+from operations.sync import site_sync
 from portal import cloud
-from portal.sync import site_sync
 from scripts.stack import free_port
 from tests.conftest import sdk_connection, write_unreachable_clouds_yaml
 from tests.integration.test_gateway import wait_until

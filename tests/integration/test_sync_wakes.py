@@ -9,9 +9,9 @@ from datetime import timedelta
 from django.utils import timezone
 
 from instances.models import Server
+from operations.sync import site_sync
 from portal import cloud
 from portal.models import Job
-from portal.sync import site_sync
 from tests.conftest import sdk_connection
 from tests.integration.test_gateway import wait_until
 from tests.integration.test_snapshot_job import boot
@@ -20,7 +20,7 @@ from tests.integration.test_snapshot_job import boot
 def test_a_sync_that_lands_first_wakes_the_parked_job(demo, monkeypatch):
     sent = []
     monkeypatch.setattr(
-        "portal.celery.app.send_task", lambda name, args=(), **kw: sent.append(args[0])
+        "config.celery.app.send_task", lambda name, args=(), **kw: sent.append(args[0])
     )
     site = demo["sites"]["devcloud"]
     server = boot(demo, "sync-wakes")  # its own: the devcloud is shared by the session

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
+from operations.sync import site_sync
 from portal import cloud
 from portal.models import Membership, Project, Site
-from portal.sync import site_sync
 from scripts.stack import child_env, start_worker, stop_process
 from tests.conftest import _wait_for_worker, test_database_url
 

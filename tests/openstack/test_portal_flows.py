@@ -16,10 +16,10 @@ from images.selectors import image_catalog_property
 from instances.launch import instance_launch_request, launch_check
 from instances.models import Flavor, Server
 from instances.services import server_delete_request, server_power_request, server_refresh
+from operations.sync import site_sync
 from portal import cloud
 from portal.errors import ActionRefused
 from portal.models import Job
-from portal.sync import site_sync
 from snapshots.models import Snapshot
 from snapshots.services import (
     snapshot_create_many_request,

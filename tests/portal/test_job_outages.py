@@ -74,7 +74,7 @@ job_kind_register(
 @pytest.fixture
 def sent(monkeypatch):
     """Messages the engine hands to Celery (the boundary), instead of a broker."""
-    from portal.celery import app
+    from config.celery import app
 
     messages = []
     monkeypatch.setattr(
@@ -249,7 +249,7 @@ def test_a_job_recorded_while_the_broker_is_down_is_sent_by_the_sweep(
     the recovery sweep sends the job once Redis is back."""
     from kombu.exceptions import OperationalError
 
-    from portal.celery import app
+    from config.celery import app
     from portal.jobs import jobs_recover_stuck
 
     def down(*args, **kwargs):

@@ -88,7 +88,7 @@ job_kind_register(JobKind(name="test.flaky", steps=(Step("call", "Calling", _una
 def scheduled(monkeypatch):
     """Messages the engine hands to Celery (the boundary), instead of a broker."""
     sent = []
-    from portal.celery import app
+    from config.celery import app
 
     def send_task(name, args, countdown=0):
         assert name == "portal.tasks.job_advance_task"

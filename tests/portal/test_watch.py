@@ -10,12 +10,12 @@ import pytest
 from django.utils import timezone
 
 from instances.services import server_fields
+from operations.watch import site_watch
 from portal import cloud
 from portal.jobs import jobs_recover_stuck, jobs_wake
 from portal.mirror.freshness import site_watched
 from portal.mirror.upsert import mirror_upsert
 from portal.models import Job
-from portal.watch import site_watch
 from tests.factories import make_server
 
 NOW = timezone.now()
@@ -298,7 +298,7 @@ def test_a_round_killed_after_the_mirror_moved_still_wakes_its_jobs_next_round(
     def killed(*args, **kwargs):
         raise SystemExit("SIGKILL")
 
-    monkeypatch.setattr("portal.watch.jobs_wake", killed)
+    monkeypatch.setattr("operations.watch.jobs_wake", killed)
     with pytest.raises(SystemExit):
         site_watch(synced_site.pk)
     stopping.refresh_from_db()

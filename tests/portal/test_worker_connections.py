@@ -11,7 +11,7 @@ from celery.fixups.django import DjangoWorkerFixup
 from celery.signals import task_postrun, task_prerun
 from django.db import connection
 
-from portal.celery import app
+from config.celery import app
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

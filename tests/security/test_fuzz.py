@@ -101,7 +101,7 @@ FUZZ = settings(
 def world(client, people, monkeypatch):
     """One of everything alice (admin of alpha) may act on: a machine, a snapshot,
     a finished workshop launch with a failed seat, and its workshop."""
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     alpha, alice, site = people["alpha"], people["alice"], people["site"]
     alpha.quota_instances, alpha.quota_cores, alpha.quota_ram_mib = 10, 100, 10**6
     alpha.save()

@@ -22,9 +22,9 @@ BOB_AT_HOME = "198.51.100.7"
 
 
 def settings_from_env(**env) -> dict:
-    """The login throttle's settings as portal/settings.py computes them from `env`."""
+    """The login throttle's settings as config/settings.py computes them from `env`."""
     with mock.patch.dict(os.environ, env):
-        computed = runpy.run_path(str(settings.BASE_DIR / "portal" / "settings.py"))
+        computed = runpy.run_path(str(settings.BASE_DIR / "config" / "settings.py"))
     prefixes = ("AXES_", "IPWARE_", "PORTAL_TRUSTED_", "PORTAL_LOGIN_")
     return {name: value for name, value in computed.items() if name.startswith(prefixes)}
 

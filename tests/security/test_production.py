@@ -15,15 +15,18 @@ import pytest
 
 from scripts.stack import ROOT, free_port, stop_process, wait_for_port
 
+# Each test starts Python processes of its own (manage.py, gunicorn): not for test-fast.
+pytestmark = pytest.mark.slow
+
 SECRET = "prod-smoke-3f9a1c7e5b2d4068a9e1f7c3b5d2e4a6c8b0d1f3e5a7c9b1"
 
 
 def _env(tmp_path, **extra) -> dict:
-    """A production environment: no DEBUG, no PYTEST_VERSION (so no test defaults)."""
+    """A production environment: no DEBUG, not the tests' settings module (so no test defaults)."""
     import os
 
     # A clean production environment: none of the test run's own switches.
-    dropped = ("DEBUG", "PYTEST_VERSION", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    dropped = ("DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE")
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(
         SECRET_KEY=SECRET,
@@ -38,7 +41,7 @@ def _env(tmp_path, **extra) -> dict:
 
 def _settings(env: dict, expression: str) -> str:
     code = (
-        "import os, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE','portal.settings');"
+        "import os, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE','config.settings');"
         f"django.setup(); from django.conf import settings; print({expression})"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
@@ -80,7 +83,7 @@ def production(tmp_path):
     port = free_port()
     gunicorn = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "gunicorn") if (ROOT / ".venv").exists() else "gunicorn",
-         "portal.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"],
+         "config.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     wait_for_port(port, timeout=30, process=gunicorn)
@@ -113,3 +116,11 @@ def test_a_production_deploy_serves_pages_and_static_files(production):
     status, _, body = _get(production["base"] + "/no-such-page/")
     assert status == 404
     assert "Traceback" not in body and "settings" not in body.lower()
+
+
+def test_the_production_settings_ignore_that_pytest_runs(tmp_path):
+    """Test defaults live in config/settings_test.py, not behind a check for pytest."""
+    env = {**_env(tmp_path), "PYTEST_VERSION": "9.0"}
+    assert _settings(env, "settings.DEBUG") == "False"
+    without_key = {k: v for k, v in env.items() if k != "SECRET_KEY"}
+    assert "SECRET_KEY must be set when DEBUG is off" in _settings(without_key, "1")

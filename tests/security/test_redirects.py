@@ -27,7 +27,7 @@ KEY = "a-form-already-sent"
 def bob(client, people, monkeypatch, django_capture_on_commit_callbacks):
     """bob, logged in, with one job started by the form key KEY: posting that key
     again takes each view's "already started" branch, which redirects back."""
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     vm = make_server(project=people["alpha"], created_by=people["bob"])
     client.force_login(people["bob"])
     with django_capture_on_commit_callbacks(execute=True):

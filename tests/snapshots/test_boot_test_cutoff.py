@@ -47,7 +47,7 @@ class CutOffCreate:
 
 @pytest.fixture
 def verify_job(demo, monkeypatch):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     snapshot = Snapshot.objects.filter(
         project=demo["projects"]["alpha"], status="active", deleted_at__isnull=True,
         min_disk__lte=50,

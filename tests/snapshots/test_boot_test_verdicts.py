@@ -74,7 +74,7 @@ def test_a_silent_console_within_the_limit_outlasts_the_no_progress_limit(
 ):
     """An unchanging console is no reason for the engine to fail the job: the test's
     own limit (JOB_BOOT_TEST_SECONDS) decides, and ends in a verdict."""
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     settings.JOB_NO_PROGRESS_SECONDS = 0  # any wait without progress would fail
     console_answers(monkeypatch, "")
     spec = job_kind_get("snapshot.verify")

@@ -12,7 +12,7 @@ from tests.integration.test_gateway import wait_until
 
 
 def test_a_job_looking_for_its_image_ignores_one_that_only_inherited_its_marker(demo, monkeypatch):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     site, alpha = demo["sites"]["devcloud"], demo["projects"]["alpha"]
     own = Server.objects.get(site=site, name="alpha-analysis-02")  # SHUTOFF: no stop step
     other = Server.objects.get(site=site, name="alpha-web-01")

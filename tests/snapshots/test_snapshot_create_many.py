@@ -22,7 +22,7 @@ TODAY = f"{timezone.localdate():%Y-%m-%d}"
 @pytest.fixture
 def sent(monkeypatch):
     messages = []
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: messages.append(k["args"]))
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: messages.append(k["args"]))
     return messages
 
 

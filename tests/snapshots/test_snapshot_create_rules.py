@@ -163,7 +163,7 @@ def test_a_server_booted_from_a_volume_is_refused_with_the_reason(client, demo, 
     from portal import cloud
     from portal.cloud.connection import connection_for
 
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     site, alpha = demo["sites"]["devcloud"], demo["projects"]["alpha"]
     image = Image.objects.get(site=site, name="Ubuntu-22.04-LTS")
     body = {"server": {

@@ -58,7 +58,7 @@ def test_it_creates_the_job_and_redirects(
     client, people, vm, django_capture_on_commit_callbacks, monkeypatch
 ):
     sent = []
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: sent.append(a))
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: sent.append(a))
     client.force_login(people["bob"])
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(url(vm), {"name": "gold", "restart": "on"})
@@ -71,7 +71,7 @@ def test_it_creates_the_job_and_redirects(
 def test_htmx_post_redirects_by_header(
     client, people, vm, django_capture_on_commit_callbacks, monkeypatch
 ):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     client.force_login(people["bob"])
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(url(vm), {"name": "gold"}, headers={"HX-Request": "true"})
@@ -140,7 +140,7 @@ def test_with_the_broker_down_the_request_still_gets_its_page(
     def down(*args, **kwargs):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr("portal.celery.app.send_task", down)
+    monkeypatch.setattr("config.celery.app.send_task", down)
     client.force_login(people["bob"])
     response = client.post(url(vm), {"name": "gold", "restart": "on"})
     assert response.status_code == 302

@@ -28,7 +28,7 @@ def snaps(people):
 
 @pytest.fixture
 def no_broker(monkeypatch):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
 
 
 def test_confirmation_lists_deleted_and_skipped_with_reasons(client, people, snaps):

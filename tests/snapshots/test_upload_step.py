@@ -44,7 +44,7 @@ def cloud_image(image_id, owner, **changes) -> cloud.CloudImage:
 
 @pytest.fixture
 def upload_job(people, monkeypatch):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     row = make_server(project=people["alpha"], status="SHUTOFF", flavor_disk_gb=200)
     job = job_create(
         kind="snapshot.create", actor=people["alice"], project=people["alpha"],
@@ -93,7 +93,7 @@ def test_the_engine_fails_a_budgeted_wait_only_after_its_budget(people, settings
     """No progress for longer than JOB_NO_PROGRESS_SECONDS is fine within the budget."""
     from portal.jobs import JobKind, Step, job_advance, job_kind_register
 
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     settings.JOB_NO_PROGRESS_SECONDS = 1
 
     def budgeted(job):

@@ -36,7 +36,7 @@ def _verify_job(snapshot: Snapshot, actor) -> Job:
 
 
 def test_the_database_records_one_unfinished_boot_test_per_snapshot(demo, monkeypatch):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     alice, alpha = demo["users"]["alice"], demo["projects"]["alpha"]
     snapshot = _snapshot(alpha)
     first = _verify_job(snapshot, alice)
@@ -64,7 +64,7 @@ def test_the_database_records_one_unfinished_boot_test_per_snapshot(demo, monkey
 @pytest.fixture
 def seeded(clouds, transactional_db, monkeypatch):
     """The demo on a database other threads see (each with its own connection)."""
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     return _seeded(clouds)
 
 

@@ -15,7 +15,7 @@ from workshops.services import workshop_add, workshop_retry
 
 @pytest.fixture
 def gpu_workshop(client, people, catalog, monkeypatch):  # noqa: F811
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     network(people["site"], "private", project="p-admin", shared=True)
     lab = network(people["site"], "alphalab", project="p-alpha")
     client.force_login(people["alice"])

@@ -39,7 +39,7 @@ def launch_workshop(client, people, catalog, proposal):  # noqa: F811
 
 @pytest.fixture
 def workshop(client, people, catalog, monkeypatch):  # noqa: F811
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     return launch_workshop(client, people, catalog, RSTUDIO)
 
 
@@ -133,7 +133,7 @@ def test_a_phishing_proposal_says_why_it_cannot_be_confirmed(
     catalog,  # noqa: F811
     monkeypatch,
 ):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     workshop = launch_workshop(client, people, catalog, "https://phish.example/{name}")
     shown = pages(client, workshop)
     assert "The host phish.example is not allowed" in shown["detail"]

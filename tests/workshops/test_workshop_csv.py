@@ -16,7 +16,7 @@ EVIL = '=HYPERLINK("http://evil","x")'
 
 @pytest.fixture
 def workshop(client, people, catalog, monkeypatch):  # noqa: F811
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     client.force_login(people["alice"])
     participants = f"{EVIL}\nAnna <anna@example.org>\nAnne-Marie"
     data = {"project": people["alpha"].pk, "flavor": catalog["small"].pk,

@@ -11,9 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from instances.jobs import step_launch_create
+from operations.tasks import workshop_emails_purge_task
 from portal import cloud
 from portal.models import Job
-from portal.tasks import workshop_emails_purge_task
 from tests.instances.test_launch_access import catalog  # noqa: F401  (fixture)
 from workshops.models import Workshop
 
@@ -32,7 +32,7 @@ def launch_workshop(client, people, catalog, name="kurs"):  # noqa: F811
 
 @pytest.fixture
 def workshop(client, people, catalog, monkeypatch):  # noqa: F811
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     return launch_workshop(client, people, catalog)
 
 
@@ -82,7 +82,7 @@ def emails(workshop) -> list[str]:
 
 
 def test_emails_go_some_days_after_the_teardown(client, people, catalog, settings, monkeypatch):  # noqa: F811
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     settings.PORTAL_WORKSHOP_EMAIL_DAYS = 30
     old, recent, running, deleting = (
         launch_workshop(client, people, catalog, name) for name in ("old", "new", "run", "del")

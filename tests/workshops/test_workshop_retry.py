@@ -19,7 +19,7 @@ from workshops.models import Workshop
 def workshop(client, people, catalog, monkeypatch):  # noqa: F811
     """A workshop whose launch ended with Ben's machine still building (it runs now)
     and Cem's in ERROR."""
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     client.force_login(people["alice"])
     data = {"project": people["alpha"].pk, "flavor": catalog["small"].pk,
             "image": catalog["ubuntu"].pk, "count": "1", "participants": "Anna\nBen\nCem",

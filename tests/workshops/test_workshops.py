@@ -71,7 +71,7 @@ def test_a_workshop_from_a_snapshot_that_did_not_boot_needs_a_confirmation(
     catalog,  # noqa: F811
     monkeypatch,
 ):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     gold = catalog["images"]["gold"]
     BootTest.objects.create(
         site=gold.site, openstack_id=gold.openstack_id, outcome="failed", reason="Kernel panic"
@@ -97,7 +97,7 @@ def test_workshop_pages_are_for_project_members_only(
     catalog,  # noqa: F811
     monkeypatch,
 ):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     client.force_login(people["alice"])
     data = {"project": people["alpha"].pk, "flavor": catalog["flavors"]["small"].pk,
             "image": catalog["images"]["gold"].pk, "count": "1", "participants": "Anna\nBen"}  # fmt: skip
@@ -114,7 +114,7 @@ def test_workshop_pages_are_for_project_members_only(
 
 
 def test_workshops_are_listed_per_project(client, people, catalog, monkeypatch):  # noqa: F811
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     client.force_login(people["alice"])
     data = {"project": people["alpha"].pk, "flavor": catalog["flavors"]["small"].pk,
             "image": catalog["images"]["gold"].pk, "count": "1", "participants": "Anna\nBen",

@@ -31,16 +31,14 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-# Off unless set: `make run` sets DEBUG=1 for the demo. A test run (pytest sets
-# PYTEST_VERSION) defaults to the developer settings too; pytest-django still
-# renders pages with DEBUG off, and the production smoke test sets DEBUG=0.
-RUNNING_TESTS = "PYTEST_VERSION" in os.environ
-DEBUG = envbool("DEBUG", "1" if RUNNING_TESTS else "0")
+# Off unless set: `make run` sets DEBUG=1 for the demo, and the tests' settings
+# (config/settings_test.py) default to it.
+DEBUG = envbool("DEBUG", "0")
 # The fallback key only exists so a developer machine starts without set-up;
 # a production process refuses to start without its own key.
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not (DEBUG or RUNNING_TESTS):
+    if not DEBUG:
         raise RuntimeError("SECRET_KEY must be set when DEBUG is off (DEBUG=1 for a demo)")
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
 
@@ -68,6 +66,8 @@ INSTALLED_APPS = [
     "instances",
     "snapshots",
     "workshops",
+    # On top of them all: the worker's tasks, the sync and watcher, the job pages.
+    "operations",
 ]
 
 MIDDLEWARE = [
@@ -146,8 +146,8 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-ROOT_URLCONF = "portal.urls"
-WSGI_APPLICATION = "portal.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {
@@ -159,7 +159,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "portal.context_processors.sites",
+                "operations.context_processors.sites",
             ],
             "builtins": ["portal.templatetags.portal_tags"],
         },
@@ -319,7 +319,7 @@ JOB_UPLOAD_SECONDS_PER_GB = envfloat("JOB_UPLOAD_SECONDS_PER_GB", "60")
 # or a console that stayed empty: "not tested" (the snapshot job still succeeds).
 JOB_BOOT_TEST_SECONDS = envint("JOB_BOOT_TEST_SECONDS", "600")
 
-# The status watcher (portal/watch.py) asks each site with unfinished jobs, once per
+# The status watcher (operations/watch.py) asks each site with unfinished jobs, once per
 # PORTAL_WATCH_INTERVAL seconds, which servers and images changed (Nova changes-since,
 # Glance updated_at=gt:), updates the mirror and wakes the jobs whose objects changed.
 # While its last answer is at most PORTAL_WATCH_FRESH_SECONDS old, jobs read their
@@ -362,12 +362,12 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # Celery's Django fixup closes the database connection before and after every task
 # (Celery 5.7 no longer honours CONN_MAX_AGE there), and a new PostgreSQL
 # connection per task cost a third of the workers' CPU in the 200-job bench. With
-# this it closes them only every this many tasks; in between, portal.celery drops
+# this it closes them only every this many tasks; in between, config.celery drops
 # unusable or obsolete ones (CONN_MAX_AGE, health checks) around each task, as
 # Django does around each request.
 CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", "1000")
 # Every worker runs a ticker that sends these periodic tasks while it holds the
-# database lease "tick" (see portal/ticker.py): no `celery beat` process to lose.
+# database lease "tick" (see operations/ticker.py): no `celery beat` process to lose.
 # Off for a worker that must not sync or sweep (the tests' own worker).
 PORTAL_WORKER_TICKS = envbool("PORTAL_WORKER_TICKS", "1")
 CELERY_BEAT_SCHEDULE = {
@@ -420,13 +420,6 @@ LOGGING = {
 # Every sync is incremental except one in this many seconds, which lists
 # everything (Glance cannot tell which images were deleted since a moment).
 PORTAL_FULL_SYNC_INTERVAL = envint("PORTAL_FULL_SYNC_INTERVAL", "300")
-
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A file (not :memory:) so a real Celery worker started by the tests sees
-    # the same database as the test process.
-    DATABASES["default"]["TEST"] = {
-        "NAME": os.environ.get("PORTAL_TEST_DB", str(VAR_DIR / "test-portal.sqlite3"))
-    }
 
 # --- Workshops -----------------------------------------------------------------
 # Hosts an access link may point to besides the participant's own machine ({ip}),

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from portal import views
+from operations import views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="instances:instance-list"), name="home"),
@@ -17,4 +17,4 @@ urlpatterns = [
     path("workshops/", include("workshops.urls")),
     path("admin/", admin.site.urls),
 ]
-handler400 = "portal.views.bad_request"
+handler400 = "operations.views.bad_request"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 
+from operations.sync import site_sync
 from portal import cloud
 from portal.models import Membership, Project, Site
 from portal.sites import sites_ensure
-from portal.sync import site_sync
 
 USERS = [
     # username, password, superuser

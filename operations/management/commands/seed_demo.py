@@ -7,7 +7,7 @@ production database. Running it again changes nothing.
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.demo import demo_seed
+from operations.demo import demo_seed
 
 
 class Command(BaseCommand):

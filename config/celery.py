@@ -3,7 +3,7 @@ import os
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -25,17 +25,17 @@ def _database_connections_check(task=None, **kwargs):
 
 @worker_ready.connect
 def _ticker_start(**kwargs):
-    """Each worker may send the periodic tasks (see portal.ticker): no beat needed."""
+    """Each worker may send the periodic tasks (see operations.ticker): no beat needed."""
     from django.conf import settings
 
     if settings.PORTAL_WORKER_TICKS:
-        from portal.ticker import ticker_start
+        from operations.ticker import ticker_start
 
         ticker_start()
 
 
 @worker_shutdown.connect
 def _ticker_stop(**kwargs):
-    from portal.ticker import ticker_stop
+    from operations.ticker import ticker_stop
 
     ticker_stop()

@@ -1,4 +1,8 @@
-"""Celery tasks: thin, take ids, call services."""
+"""Celery tasks: thin, take ids, call services.
+
+Each keeps the name it had as portal.tasks (name=...): the engine enqueues
+job_advance_task by name (portal.jobs.ADVANCE_TASK), the schedule and the routes in
+config/settings.py name them, and messages already queued carry those names."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from operations.sync import site_sync
+from operations.watch import site_watch_safely, sites_to_watch, watch_lease_renew
 from portal import cloud
 from portal.jobs import (
     job_advance,
@@ -20,8 +26,6 @@ from portal.jobs import (
 )
 from portal.models import Site
 from portal.sites import sites_ensure
-from portal.sync import site_sync
-from portal.watch import site_watch_safely, sites_to_watch, watch_lease_renew
 from workshops.services import workshop_emails_purge
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,7 @@ log = logging.getLogger(__name__)
 # for one more cloud call to time out (a hung site) and interrupts anything slower,
 # which the engine counts as the site not answering. The lease is renewed meanwhile.
 @shared_task(
+    name="portal.tasks.job_advance_task",
     ignore_result=True,
     soft_time_limit=settings.JOB_TASK_SOFT_SECONDS,
     time_limit=settings.JOB_TASK_SOFT_SECONDS + 5,
@@ -44,7 +49,7 @@ def job_advance_task(job_id: int, wake: str | None = None) -> None:
         log.warning("job %s: advance interrupted by the soft time limit", job_id)
 
 
-@shared_task(ignore_result=True)
+@shared_task(name="portal.tasks.jobs_recover_stuck_task", ignore_result=True)
 def jobs_recover_stuck_task() -> list[int]:
     return jobs_recover_stuck(backlog=_messages_waiting() > 0)
 
@@ -58,7 +63,7 @@ def _messages_waiting() -> int:
         return 0
 
 
-@shared_task(ignore_result=True)
+@shared_task(name="portal.tasks.site_sync_task", ignore_result=True)
 def site_sync_task(site_id: int, full: bool | None = None) -> None:
     site = Site.objects.get(pk=site_id)
     if site.silent_since is not None:
@@ -75,7 +80,7 @@ def site_sync_task(site_id: int, full: bool | None = None) -> None:
         site_answers(site_id)
 
 
-@shared_task(ignore_result=True)
+@shared_task(name="portal.tasks.sites_sync_task", ignore_result=True)
 def sites_sync_task() -> None:
     for site in sites_ensure():
         site_sync_task.delay(site.pk)
@@ -83,7 +88,9 @@ def sites_sync_task() -> None:
 
 # Sent every PORTAL_WATCH_INTERVAL to the `watch` queue (see settings): one task per
 # site, so a site that hangs holds up no other site's round.
-@shared_task(ignore_result=True, soft_time_limit=5, time_limit=10)
+@shared_task(
+    name="portal.tasks.sites_watch_task", ignore_result=True, soft_time_limit=5, time_limit=10
+)
 def sites_watch_task() -> None:
     expires = 2 * settings.PORTAL_WATCH_INTERVAL
     for site_id in sites_to_watch():
@@ -94,7 +101,11 @@ def sites_watch_task() -> None:
 
 # A silent site is asked only this: one short unauthenticated call, and its first
 # answer wakes the jobs waiting for the site (and lets the watcher and syncs back).
-@shared_task(ignore_result=True, soft_time_limit=settings.PORTAL_PROBE_TIMEOUT + 5)
+@shared_task(
+    name="portal.tasks.site_probe_task",
+    ignore_result=True,
+    soft_time_limit=settings.PORTAL_PROBE_TIMEOUT + 5,
+)
 def site_probe_task(site_id: int) -> None:
     site = Site.objects.get(pk=site_id)
     if cloud.site_probe(site.name, timeout=settings.PORTAL_PROBE_TIMEOUT):
@@ -102,6 +113,7 @@ def site_probe_task(site_id: int) -> None:
 
 
 @shared_task(
+    name="portal.tasks.site_watch_task",
     ignore_result=True,
     soft_time_limit=2 * settings.OPENSTACK_TIMEOUT + 5,
     time_limit=2 * settings.OPENSTACK_TIMEOUT + 10,
@@ -114,6 +126,6 @@ def site_watch_task(site_id: int) -> None:
 
 # Hourly (see CELERY_BEAT_SCHEDULE): participants' emails go PORTAL_WORKSHOP_EMAIL_DAYS
 # after their workshop's teardown; a run handles a bounded batch of workshops.
-@shared_task(ignore_result=True)
+@shared_task(name="portal.tasks.workshop_emails_purge_task", ignore_result=True)
 def workshop_emails_purge_task() -> int:
     return workshop_emails_purge()
