@@ -15,7 +15,7 @@ WRITE_BATCH = 10_000
 class NewestSeen:
     """Passes listed objects through, remembering the newest `updated_at` among them:
     a moment in the cloud's own clock, from which the next "changed since" question
-    can be asked whatever the portal's clock says (see portal.watch)."""
+    can be asked whatever the portal's clock says (see operations.watch)."""
 
     def __init__(self) -> None:
         self.at: datetime | None = None
