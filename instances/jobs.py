@@ -9,6 +9,7 @@ waits, with the server's state as its progress marker, until Nova is idle.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -31,8 +32,10 @@ from portal.jobs import (
     JOB_KEY,
     Done,
     JobKind,
+    Kind,
     Skipped,
     Step,
+    StepContext,
     StepFailed,
     Wait,
     job_key,
@@ -47,7 +50,23 @@ from portal.models import Job
 BATCH = 10
 
 
-def server_of(job: Job, *, acted: bool = False) -> Server:
+@dataclass
+class PowerState:
+    """What the power steps record. The snapshot job's state is one of these too:
+    its undo starts the instance again only if `stopped_by_portal`."""
+
+    # The server's status when the job first looked (None: not looked yet).
+    prior_status: str | None = None
+    # Saved just before this job asked Nova to stop it: a re-run after a cut-off
+    # request knows the stop may have been this job's.
+    stop_asked: bool = False
+    # This job's stop took (asked by it, and Nova is stopping or stopped the server).
+    stopped_by_portal: bool = False
+    # Starts asked so far by the wait for ACTIVE (one more after a dropped start).
+    start_attempts: int = 1
+
+
+def server_of(ctx: StepContext, *, acted: bool = False) -> Server:
     """The job's server as the cloud shows it now; a server gone fails the step.
 
     While the site's status watcher keeps the mirror current, that is the mirror
@@ -55,18 +74,18 @@ def server_of(job: Job, *, acted: bool = False) -> Server:
     (`acted`), a targeted refresh. Read once per run: later steps of the same run
     reuse it until the job acts again.
     """
-    read = getattr(job, "_server", None)
+    read = ctx.cache.get("server")
     server = None if acted else read
     if server is None:
-        if not acted and site_watched(job.site):
-            server = Server.objects.filter(site=job.site, openstack_id=job.target_server_id).first()
+        if not acted and site_watched(ctx.site):
+            server = Server.objects.filter(site=ctx.site, openstack_id=ctx.target_server_id).first()
         else:
-            server = server_refresh(job.site, openstack_id=job.target_server_id, row=read)
+            server = server_refresh(ctx.site, openstack_id=ctx.target_server_id, row=read)
         if server is not None:  # the rows the job loaded already, not loaded again
-            server.site = job.site
-            if job.project is not None and server.project_id == job.project_id:
-                server.project = job.project
-        job._server = server
+            server.site = ctx.site
+            if ctx.project is not None and server.project_id == ctx.project.pk:
+                server.project = ctx.project
+        ctx.cache["server"] = server
     if server is None or server.is_deleted:
         raise StepFailed("the instance no longer exists")
     return server
@@ -77,123 +96,130 @@ def server_observed(server: Server) -> list:
     return [server.status, server.task_state, server.power_state, str(server.updated_at)]
 
 
-def server_wait(job: Job, server: Server, progress: str) -> Wait:
+def server_wait(ctx: StepContext, server: Server, progress: str) -> Wait:
     """Wait for the server to change: the watcher wakes the job when it does."""
-    watch = "server" if site_watched(job.site) else ""
+    watch = "server" if site_watched(ctx.site) else ""
     return Wait(progress=progress, observed=server_observed(server), watch=watch)
 
 
-def _busy(job: Job, server: Server) -> Wait:
-    return server_wait(job, server, f"waiting for {server.name} to finish {server.task_label}")
+def _busy(ctx: StepContext, server: Server) -> Wait:
+    return server_wait(ctx, server, f"waiting for {server.name} to finish {server.task_label}")
 
 
-def _power(job: Job, *, call, target: str, transition: str, asked: str = "") -> Wait | None:
+def _power(ctx: StepContext, *, call, target: str, transition: str, asked: str = "") -> Wait | None:
     """Ask Nova to move the server to `target`, unless it is there or on its way.
 
     Waits while another task runs on the server (Nova would answer 409). Safe to
     run twice: a duplicate delivery that finds Nova answering 409 looks again,
-    and is content if the first delivery's request took. `asked`: a job.state key
+    and is content if the first delivery's request took. `asked`: a state field
     saved just before the request, so a re-run after a cut-off request knows it
     may have been this job's.
     """
-    server = server_of(job)
+    server = server_of(ctx)
     if server.status == target or server.task_state == transition:
         return None
     if server.task_state:
-        return _busy(job, server)
+        return _busy(ctx, server)
     if server.locked:
         raise StepFailed(server.lock_refusal)
     if asked:
-        job.state[asked] = True
-        job.save(update_fields=["state"])
+        setattr(ctx.state, asked, True)
+        ctx.checkpoint()
     try:
-        call(job.site.name, server_id=server.openstack_id)
+        call(ctx.site.name, server_id=server.openstack_id)
     except cloud.Conflict:
-        server = server_of(job, acted=True)
+        server = server_of(ctx, acted=True)
         if server.status == target or server.task_state == transition:
             return None
         if server.task_state:
-            return _busy(job, server)
+            return _busy(ctx, server)
         raise
     # Read back at once: until the mirror shows the transition, a later step would
     # take the old state for the outcome (e.g. SHUTOFF after a start: "it failed").
-    server_of(job, acted=True)
+    server_of(ctx, acted=True)
     return None
 
 
-def _wait_for(job: Job, *, target: str, progress: str) -> Wait | None:
-    server = server_of(job)
+def _wait_for(ctx: StepContext, *, target: str, progress: str) -> Wait | None:
+    server = server_of(ctx)
     if server.status == target and not server.task_state:
         return None
     if server.status == "ERROR":
         raise StepFailed(f"the instance went to ERROR: {server.fault_message or 'no reason given'}")
-    return server_wait(job, server, progress)
+    return server_wait(ctx, server, progress)
 
 
-def step_stop(job: Job) -> Wait | None:
+def step_stop(ctx: StepContext) -> Wait | None:
     """Stop the server. "Stopped by the portal" (so undo starts it again) only once
     this job's stop was asked and the server is stopping or stopped: a server the
     user stopped before the job got to it stays off afterwards."""
-    server = server_of(job)
-    job.state.setdefault("prior_status", server.status)
-    if job.state["prior_status"] != "ACTIVE":
+    state: PowerState = ctx.state
+    server = server_of(ctx)
+    if state.prior_status is None:
+        state.prior_status = server.status
+    if state.prior_status != "ACTIVE":
         return None
     stopping = server.status == "SHUTOFF" or server.task_state == "powering-off"
-    if stopping and not job.state.get("stop_asked"):
+    if stopping and not state.stop_asked:
         return None  # someone else stopped it: not this job's to start again
     outcome = _power(
-        job, call=cloud.server_stop, target="SHUTOFF", transition="powering-off", asked="stop_asked"
+        ctx, call=cloud.server_stop, target="SHUTOFF", transition="powering-off", asked="stop_asked"
     )
     if outcome is None:
         # Asked by this job (now, or by a run cut off after asking), and Nova took it.
-        job.state["stopped_by_portal"] = True
+        state.stopped_by_portal = True
     return outcome
 
 
-def step_wait_shutoff(job: Job) -> Wait | None:
-    return _wait_for(job, target="SHUTOFF", progress="stopping")
+def step_wait_shutoff(ctx: StepContext) -> Wait | None:
+    return _wait_for(ctx, target="SHUTOFF", progress="stopping")
 
 
-def step_start(job: Job) -> Wait | None:
-    return _power(job, call=cloud.server_start, target="ACTIVE", transition="powering-on")
+def step_start(ctx: StepContext) -> Wait | None:
+    return _power(ctx, call=cloud.server_start, target="ACTIVE", transition="powering-on")
 
 
-def step_wait_active(job: Job) -> Wait | None:
+def step_wait_active(ctx: StepContext) -> Wait | None:
     """Wait for ACTIVE. A server back at SHUTOFF with no task means Nova could not
     start it: ask once more (starts fail for passing reasons, e.g. a busy host),
     then give up."""
-    server = server_of(job)
+    state: PowerState = ctx.state
+    server = server_of(ctx)
     if server.status == "SHUTOFF" and not server.task_state:
         reason = server.fault_message or "the cloud gave no reason"
-        attempts = job.state.get("start_attempts", 1)
+        attempts = state.start_attempts
         if attempts >= 2:
             raise StepFailed(f"the cloud did not start the instance, twice ({reason})")
-        job.state["start_attempts"] = attempts + 1
-        step_start(job)
+        state.start_attempts = attempts + 1
+        step_start(ctx)
         return Wait(progress="the start failed; asking once more", observed=[attempts])
-    return _wait_for(job, target="ACTIVE", progress="starting")
+    return _wait_for(ctx, target="ACTIVE", progress="starting")
 
 
-job_kind_register(
-    JobKind(
-        name="server.stop",
-        steps=(
-            Step("stop", "Stop requested", step_stop),
-            Step("wait", "Waiting for SHUTOFF", step_wait_shutoff, acts=False),
-        ),
-        describe=lambda job: "Stop instance",
+class ServerStop(Kind):
+    name = "server.stop"
+    State = PowerState
+    steps = (
+        Step("stop", "Stop requested", step_stop),
+        Step("wait", "Waiting for SHUTOFF", step_wait_shutoff, acts=False),
     )
-)
-job_kind_register(
-    JobKind(
-        name="server.start",
-        steps=(
-            Step("start", "Start requested", step_start),
-            Step("wait", "Waiting for ACTIVE", step_wait_active),
-        ),
-        describe=lambda job: "Start instance",
+
+    @classmethod
+    def title(cls, params) -> str:
+        return "Stop instance"
+
+
+class ServerStart(Kind):
+    name = "server.start"
+    State = PowerState
+    steps = (
+        Step("start", "Start requested", step_start),
+        Step("wait", "Waiting for ACTIVE", step_wait_active),
     )
-)
+
+    @classmethod
+    def title(cls, params) -> str:
+        return "Start instance"
 
 
 # --- Launch ---------------------------------------------------------------------

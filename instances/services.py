@@ -236,8 +236,12 @@ def server_action_check(
 def server_power_request(*, server: Server, actor, action: str, idempotency_key: str = ""):
     """Check, then record a `server.stop` or `server.start` job."""
     server_action_check(server=server, actor=actor, action=action)
-    return job_create(
-        kind=f"server.{action}", actor=actor, project=server.project, site=server.site,
+    # At call time: the job kinds' steps import this module's refreshes.
+    from instances.jobs import ServerStart, ServerStop
+
+    kind = ServerStop if action == "stop" else ServerStart
+    return kind.create(
+        actor=actor, project=server.project, site=server.site,
         target_server_id=server.openstack_id, idempotency_key=idempotency_key,
     )  # fmt: skip
 

@@ -291,6 +291,27 @@ class StepContext:
         self._job.save(update_fields=["state"])
 
 
+def step_run_once(run: Callable, job: Job):
+    """Run one step function on `job` outside the engine (a test, a shell), as the
+    engine would: what the step records lands in the job's fields (not saved), and
+    its result and the kind's error headline are applied. Reads are kept between
+    calls on the same job object (`job.step_cache`), like one run of the engine."""
+    kind = job_kind_get(job.kind)
+    context = kind.context(job)
+    context.cache = job.__dict__.setdefault("step_cache", {})
+    try:
+        outcome = run(context)
+    except StepFailed as exc:
+        job.result.update(exc.result)
+        raise
+    finally:
+        _kept(job, context)
+        _headline_kept(job, kind.error_headline(context.state))
+    if isinstance(outcome, (Done, Skipped)):
+        job.result.update(outcome.result)
+    return outcome
+
+
 def _kept(job: Job, context) -> None:
     """Copy what the steps recorded in `context` into the job row (not saved)."""
     if isinstance(context, StepContext):

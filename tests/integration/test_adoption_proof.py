@@ -19,7 +19,7 @@ from instances.jobs import step_launch_create, step_launch_wait
 from instances.models import Server
 from portal import cloud
 from portal.cloud.connection import connection_for
-from portal.jobs import JOB_KEY, Skipped, Wait, job_create, job_key
+from portal.jobs import JOB_KEY, Skipped, Wait, job_create, job_key, step_run_once
 from snapshots.jobs import undo_image
 from tests.integration.test_launch_job import _delete_all, _lands_late, _launch_job
 
@@ -113,7 +113,7 @@ def test_a_snapshot_job_neither_adopts_nor_deletes_another_projects_image_with_i
     lure = response.json()
     assert lure["owner"] == beta.openstack_id
     # The undo finds no image of its own, and leaves the other project's alone.
-    assert undo_image(job) == Skipped("no image was made")
+    assert step_run_once(undo_image, job) == Skipped("no image was made")
     assert cloud.image_get(site.name, image_id=lure["id"]).status == "queued"
     assert "image_id" not in job.state
     cloud.image_delete(site.name, image_id=lure["id"])
