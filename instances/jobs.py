@@ -9,7 +9,7 @@ waits, with the server's state as its progress marker, until Nova is idle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -38,11 +38,9 @@ from portal.jobs import (
     StepContext,
     StepFailed,
     Wait,
-    job_key,
     job_kind_register,
-    made_by_job,
 )
-from portal.mirror import CREATED_BY_KEY, authorship_record, site_watched
+from portal.mirror import CREATED_BY_KEY, site_watched
 from portal.models import Job
 
 # Servers created, or deleted, per task run: each is one or two HTTP calls, and a
@@ -225,69 +223,103 @@ class ServerStart(Kind):
 # --- Launch ---------------------------------------------------------------------
 
 
-def step_launch_remove_replaced(job: Job) -> Wait | Skipped | None:
+@dataclass
+class LaunchParams:
+    names: list[str]
+    prefix: str = ""
+    participants: list[str] = field(default_factory=list)
+    flavor_id: str = ""
+    flavor_pk: int | None = None
+    image_pk: int | None = None
+    image_id: str = ""
+    # The networks chosen on the page (None: the project's or the site's).
+    network_ids: list[str] | None = None
+    # A retry: the launch it retries, and its failed seats' machines to delete first.
+    retry_of: int | None = None
+    replaces: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class LaunchState:
+    # Machines of `replaces` dealt with.
+    removed: list[str] = field(default_factory=list)
+    # The networks as the check found them usable (None: not checked yet, or Nova's choice).
+    network_ids: list[str] | None = None
+    # Per seat (its index, as text): its server's id, and its outcome ("active", "failed: ...").
+    servers: dict[str, str] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    # Per seat: when its create request was sent (saved before sending it).
+    asked: dict[str, str] = field(default_factory=dict)
+    # The first request, and the last one sent again after a cut-off one (see _launch_one).
+    asking_since: str | None = None
+    reasked_at: str | None = None
+    extras_deleted: list[str] = field(default_factory=list)
+
+
+def step_launch_remove_replaced(ctx: StepContext) -> Wait | Skipped | None:
     """A retry first deletes the machines its failed seats still hold (they use quota
     the new ones need), BATCH per run."""
-    replaced = job.params.get("replaces", [])
+    replaced = ctx.params.replaces
     if not replaced:
         return Skipped("nothing to replace")
-    removed = job.state.setdefault("removed", [])
+    removed = ctx.state.removed
     todo = [item for item in replaced if item["id"] not in removed]
     for item in todo[:BATCH]:
         # Confirmed as ERROR, but looked at again: a machine that came back since (an
         # operator's reset) is the seat's machine, not one to replace.
-        server = server_refresh(job.site, openstack_id=item["id"])
+        server = server_refresh(ctx.site, openstack_id=item["id"])
         if server is not None and not server.is_deleted and server.status != "ERROR":
-            _seat_keeps(job, item["name"], server)
+            _seat_keeps(ctx, item["name"], server)
         else:
             try:
-                cloud.server_delete(job.site.name, server_id=item["id"])
+                cloud.server_delete(ctx.site.name, server_id=item["id"])
             except cloud.NotFound:
                 pass
-            server_refresh(job.site, openstack_id=item["id"])
+            server_refresh(ctx.site, openstack_id=item["id"])
         removed.append(item["id"])
-        job.save(update_fields=["state"])
+        ctx.checkpoint()
     if todo[BATCH:]:
         return Wait(progress=f"removed {len(removed)} of {len(replaced)}", more=True)
     return None
 
 
-def _seat_keeps(job: Job, name: str, server: Server) -> None:
+def _seat_keeps(ctx: StepContext, name: str, server: Server) -> None:
     """The seat named `name` keeps its machine, which recovered: no new one is made."""
-    if name not in job.params["names"]:
+    if name not in ctx.params.names:
         return
-    key = str(job.params["names"].index(name))
-    job.state.setdefault("servers", {})[key] = server.openstack_id
+    key = str(ctx.params.names.index(name))
+    ctx.state.servers[key] = server.openstack_id
     if server.status == "ACTIVE":
-        job.state.setdefault("outcomes", {})[key] = "active"
+        ctx.state.outcomes[key] = "active"
 
 
-def step_launch_check(job: Job) -> None:
+def step_launch_check(ctx: StepContext) -> None:
     """The page's rules again, with the cloud's live quota and networks: the flavor
     must be usable in the project, and the networks chosen still usable (or, with
     none chosen, still not ambiguous: Nova would refuse every seat with a 409)."""
-    project_quota_refresh(job.project)
-    networks_sync(job.site)
+    params: LaunchParams = ctx.params
+    project_quota_refresh(ctx.project)
+    networks_sync(ctx.site)
     try:
         plan = launch_check(
-            actor=job.actor,
-            project=job.project,
-            flavor=Flavor.objects.get(pk=job.params["flavor_pk"]),
-            image=Image.objects.get(pk=job.params["image_pk"]),
-            prefix=job.params.get("prefix", ""),
-            count=len(job.params["names"]),
-            participants=job.params.get("participants", []),
-            network_ids=job.params.get("network_ids"),
+            actor=ctx.actor,
+            project=ctx.project,
+            flavor=Flavor.objects.get(pk=params.flavor_pk),
+            image=Image.objects.get(pk=params.image_pk),
+            prefix=params.prefix,
+            count=len(params.names),
+            participants=params.participants,
+            network_ids=params.network_ids,
         )
     except ActionRefused as refused:
         raise StepFailed(refused.message) from refused
     except (Flavor.DoesNotExist, Image.DoesNotExist) as exc:
         raise StepFailed("the flavor or image is gone") from exc
     # What the seats boot on: as checked now (a project's setting may have changed).
-    job.state["network_ids"] = plan.network_ids
+    ctx.state.network_ids = plan.network_ids
 
 
-def _launch_one(job: Job, index: int, name: str) -> bool:
+def _launch_one(ctx: StepContext, index: int, name: str) -> bool:
     """Create seat `index` once. Returns False when the seat must wait.
 
     The request is recorded (`asked`) before it is sent. A run that finds a seat
@@ -298,66 +330,65 @@ def _launch_one(job: Job, index: int, name: str) -> bool:
     once JOB_CREATE_LAND_SECONDS have passed since the first request. A second
     server that lands anyway is deleted by the wait step (see _extras_delete).
     """
-    created = job.state["servers"]
-    outcomes = job.state["outcomes"]
-    asked = job.state.setdefault("asked", {})
+    state: LaunchState = ctx.state
+    created, outcomes, asked = state.servers, state.outcomes, state.asked
     key = str(index)
-    project_id = job.project.openstack_id
+    project_id = ctx.project.openstack_id
     if key in asked:
         mine = [
-            s for s in cloud.server_find(job.site.name, project_id=project_id, name=name)
-            if made_by_job(job, s, asked_at=_asking_since(job)) and not s.is_deleted
+            s for s in cloud.server_find(ctx.site.name, project_id=project_id, name=name)
+            if ctx.made_by_me(s, asked_at=_asking_since(ctx)) and not s.is_deleted
         ]  # fmt: skip
         if mine:
             created[key] = mine[0].id
-            authorship_record(site=job.site, openstack_id=mine[0].id, user=job.actor, job=job)
+            ctx.authorship_record(mine[0].id)
             return True
         since = (timezone.now() - datetime.fromisoformat(asked[key])).total_seconds()
         if since < settings.JOB_CREATE_LAND_SECONDS:
             return False
-        job.state["reasked_at"] = timezone.now().isoformat()
+        state.reasked_at = timezone.now().isoformat()
     asked[key] = timezone.now().isoformat()
-    job.save(update_fields=["state"])
-    metadata = {CREATED_BY_KEY: job.actor.username, JOB_KEY: job_key(job), "portal_index": key}
-    participants = job.params.get("participants", [])
+    ctx.checkpoint()
+    metadata = {CREATED_BY_KEY: ctx.actor.username, JOB_KEY: ctx.key, "portal_index": key}
+    participants = ctx.params.participants
     if index < len(participants):
         # The name only: metadata is readable by every project member through the API.
         metadata["participant"] = participant_parts(participants[index])[0][:255]
-    networks = job.state.get("network_ids", job.params.get("network_ids"))
+    # As checked (see step_launch_check); as asked, for a job from before the check.
+    networks = state.network_ids if state.network_ids is not None else ctx.params.network_ids
     try:
         server = cloud.server_create(
-            job.site.name, project_id=project_id, name=name,
-            flavor_id=job.params["flavor_id"], image_id=job.params["image_id"],
+            ctx.site.name, project_id=project_id, name=name,
+            flavor_id=ctx.params.flavor_id, image_id=ctx.params.image_id,
             metadata=metadata, network_ids=networks,
         )  # fmt: skip
     except (cloud.BadRequest, cloud.Forbidden, cloud.Conflict) as exc:
         outcomes[key] = f"failed: {exc.message}"
         return True
     created[key] = server.id
-    authorship_record(site=job.site, openstack_id=server.id, user=job.actor, job=job)
-    servers_store(job.site, [server], complete=False)
+    ctx.authorship_record(server.id)
+    servers_store(ctx.site, [server], complete=False)
     return True
 
 
-def step_launch_create(job: Job) -> Wait | None:
+def step_launch_create(ctx: StepContext) -> Wait | None:
     """Create the seats in batches of BATCH per run; what exists survives a crash."""
-    job.state.setdefault("servers", {})
-    job.state.setdefault("outcomes", {})
+    state: LaunchState = ctx.state
     # Before the first request: what this job may adopt or delete as its own was
     # created after it (a re-asked seat's `asked` is the later request's).
-    asked = job.state.get("asked", {})
-    job.state.setdefault("asking_since", min(asked.values(), default=timezone.now().isoformat()))
-    names = job.params["names"]
+    if state.asking_since is None:
+        state.asking_since = min(state.asked.values(), default=timezone.now().isoformat())
+    names = ctx.params.names
     todo = [
         (index, name)
         for index, name in enumerate(names)
-        if str(index) not in job.state["servers"] and str(index) not in job.state["outcomes"]
+        if str(index) not in state.servers and str(index) not in state.outcomes
     ]
     landing = 0
     for index, name in todo[:BATCH]:
-        if not _launch_one(job, index, name):
+        if not _launch_one(ctx, index, name):
             landing += 1
-        job.save(update_fields=["state"])
+        ctx.checkpoint()
     done = len(names) - len(todo[BATCH:]) - landing
     if todo[BATCH:]:
         return Wait(progress=f"created {done} of {len(names)}", more=True)
@@ -369,56 +400,56 @@ def step_launch_create(job: Job) -> Wait | None:
     return None
 
 
-def _asking_since(job: Job) -> str | None:
+def _asking_since(ctx: StepContext) -> str | None:
     """When this job first asked Nova for a seat's server (see step_launch_create)."""
-    return job.state.get("asking_since") or min(job.state.get("asked", {}).values(), default=None)
+    return ctx.state.asking_since or min(ctx.state.asked.values(), default=None)
 
 
-def _extras_delete(job: Job, seen: dict[str, cloud.CloudServer]) -> int:
+def _extras_delete(ctx: StepContext, seen: dict[str, cloud.CloudServer]) -> int:
     """Delete the servers this job made that no seat holds: a request cut off, asked
     again, and carried out both times. Returns how many. Only servers provably the
     job's (made_by_job): one that merely carries its marker may be anyone's."""
-    held = set(job.state.get("servers", {}).values())
-    since = _asking_since(job)
+    held = set(ctx.state.servers.values())
+    since = _asking_since(ctx)
     extras = [
         s for s in seen.values()
-        if s.id not in held and not s.is_deleted and made_by_job(job, s, asked_at=since)
+        if s.id not in held and not s.is_deleted and ctx.made_by_me(s, asked_at=since)
     ]  # fmt: skip
-    deleted = job.state.setdefault("extras_deleted", [])
+    deleted = ctx.state.extras_deleted
     for server in extras:
         try:
-            cloud.server_delete(job.site.name, server_id=server.id)
+            cloud.server_delete(ctx.site.name, server_id=server.id)
         except cloud.NotFound:
             pass
         if server.id not in deleted:
             deleted.append(server.id)
-        server_refresh(job.site, openstack_id=server.id)
+        server_refresh(ctx.site, openstack_id=server.id)
     return len(extras)
 
 
-def _servers_watched(job: Job) -> dict[str, cloud.CloudServer]:
+def _servers_watched(ctx: StepContext) -> dict[str, cloud.CloudServer]:
     """The project's servers changed since the job started, in one listing (not one
     call per seat): {server id: server}, stored into the mirror as well."""
-    since = (job.started_at or job.created_at) - timedelta(minutes=1)
+    since = ctx.started_at - timedelta(minutes=1)
     servers = cloud.server_list(
-        job.site.name, changes_since=since, project_id=job.project.openstack_id
+        ctx.site.name, changes_since=since, project_id=ctx.project.openstack_id
     )
-    servers_store(job.site, servers, complete=False)
+    servers_store(ctx.site, servers, complete=False)
     return {s.id: s for s in servers}
 
 
-def step_launch_wait(job: Job) -> Wait | None:
-    created = job.state.get("servers", {})
-    outcomes = job.state.setdefault("outcomes", {})
+def step_launch_wait(ctx: StepContext) -> Wait | None:
+    state: LaunchState = ctx.state
+    created, outcomes = state.servers, state.outcomes
     pending = {key: server_id for key, server_id in created.items() if key not in outcomes}
     if pending:
-        seen = _servers_watched(job)
-        _extras_delete(job, seen)
+        seen = _servers_watched(ctx)
+        _extras_delete(ctx, seen)
         for key, server_id in pending.items():
             server = seen.get(server_id)
             if server is None or server.is_deleted:
                 # Not in the listing: look once more by id before calling it gone.
-                refreshed = server_refresh(job.site, openstack_id=server_id)
+                refreshed = server_refresh(ctx.site, openstack_id=server_id)
                 if refreshed is None or refreshed.is_deleted:
                     outcomes[key] = "failed: the instance vanished"
                 continue
@@ -426,28 +457,28 @@ def step_launch_wait(job: Job) -> Wait | None:
                 outcomes[key] = "active"
             elif server.status == "ERROR":
                 outcomes[key] = f"failed: {server.fault_message or 'the cloud gave no reason'}"
-    total = len(job.params["names"])
+    total = len(ctx.params.names)
     if len(outcomes) < total:
         building = sorted(key for key in created if key not in outcomes)
         return Wait(
             progress=f"{len(outcomes)} of {total} ready", observed=[len(outcomes), building]
         )
-    reasked = job.state.get("reasked_at")
+    reasked = state.reasked_at
     if reasked is not None:
         # A request was asked twice: the first may still land. Look once it had the
         # time to, and delete what it made besides the seat's server.
         since = (timezone.now() - datetime.fromisoformat(reasked)).total_seconds()
         if since < settings.JOB_CREATE_LAND_SECONDS:
             return Wait(progress="checking that no cut-off request made a second machine")
-        _extras_delete(job, _servers_watched(job))
-        job.state.pop("reasked_at")
+        _extras_delete(ctx, _servers_watched(ctx))
+        state.reasked_at = None
     return None
 
 
-def _launch_summary(job: Job) -> tuple[list[str], list[str]]:
-    """Record per-seat outcomes in job.result; returns (active names, failed lines)."""
-    outcomes = job.state.get("outcomes", {})
-    names = job.params["names"]
+def _launch_summary(ctx: StepContext) -> tuple[list[str], dict]:
+    """The per-seat outcomes, for the job's result: (active names, the result)."""
+    outcomes = ctx.state.outcomes
+    names = ctx.params.names
     active, failed, failed_seats = [], [], []
     for index, name in enumerate(names):
         outcome = outcomes.get(str(index), "failed: did not finish booting")
@@ -459,41 +490,51 @@ def _launch_summary(job: Job) -> tuple[list[str], list[str]]:
     summary = f"{len(active)} active"
     if failed:
         summary += f", {len(failed)} failed: " + "; ".join(failed)
-    job.result.update(
-        {"summary": summary + ".", "active": active, "failed": failed, "failed_seats": failed_seats}
-    )
-    return active, failed
+    result = {
+        "summary": summary + ".", "active": active, "failed": failed, "failed_seats": failed_seats
+    }  # fmt: skip
+    return active, result
 
 
-def step_launch_summary(job: Job) -> None:
-    active, failed = _launch_summary(job)
-    project_quota_refresh(job.project)  # the new page shows the quota these now use
+def step_launch_summary(ctx: StepContext) -> Done:
+    active, result = _launch_summary(ctx)
+    project_quota_refresh(ctx.project)  # the new page shows the quota these now use
     if not active:
-        raise StepFailed(job.result["summary"])
-    return None
+        raise StepFailed(result["summary"], result=result)
+    return Done(result=result)
 
 
-def undo_launch_report(job: Job) -> Done:
+def undo_launch_report(ctx: StepContext) -> Done:
     """After a failure: say which seats have a machine and which do not, so the job
     page can offer to retry just those or delete their machines."""
-    _launch_summary(job)
-    return Done(job.result["summary"])
+    _, result = _launch_summary(ctx)
+    return Done(result["summary"], result=result)
 
 
-job_kind_register(
-    JobKind(
-        name="instances.launch",
-        steps=(
-            Step("replace", "Removing the failed machines", step_launch_remove_replaced),
-            Step("check", "Checking the request", step_launch_check),
-            Step("create", "Creating the instances", step_launch_create),
-            Step("wait", "Waiting for the instances to boot", step_launch_wait),
-            Step("summary", "Summing up", step_launch_summary, acts=False),
+class InstancesLaunch(Kind):
+    """Create a batch of instances (a workshop's seats), or retry a launch's failed ones."""
+
+    name = "instances.launch"
+    Params = LaunchParams
+    State = LaunchState
+    steps = (
+        Step("replace", "Removing the failed machines", step_launch_remove_replaced),
+        # The report is the check's undo: once the request was checked, a failure
+        # says seat by seat what exists (a failure before it has no seat to tell of).
+        Step(
+            "check",
+            "Checking the request",
+            step_launch_check,
+            undo=Step("report", "Reporting each seat", undo_launch_report),
         ),
-        undo=(Step("report", "Reporting each seat", undo_launch_report),),
-        describe=lambda job: f"Launch {len(job.params['names'])} instance(s)",
+        Step("create", "Creating the instances", step_launch_create),
+        Step("wait", "Waiting for the instances to boot", step_launch_wait),
+        Step("summary", "Summing up", step_launch_summary, acts=False),
     )
-)
+
+    @classmethod
+    def title(cls, params: LaunchParams) -> str:
+        return f"Launch {len(params.names)} instance(s)"
 
 
 # --- Delete ---------------------------------------------------------------------

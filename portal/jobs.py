@@ -316,8 +316,15 @@ def _kept(job: Job, context) -> None:
     """Copy what the steps recorded in `context` into the job row (not saved)."""
     if isinstance(context, StepContext):
         engine = {k: job.state[k] for k in ENGINE_STATE_KEYS if k in job.state}
-        job.state = {**asdict(context.state), **engine}
+        job.state = {**_stored(context.state), **engine}
         job.target_image_id = context.target_image_id
+
+
+def _stored(fields_of) -> dict:
+    """Params or state as the job row keeps them. A field left None is left out, as
+    before they were typed: queries on the JSON field ask for a key's presence (a
+    launch's `retry_of`), and pages for a key (`"image_id" in job.state`)."""
+    return {key: value for key, value in asdict(fields_of).items() if value is not None}
 
 
 class Kind:
@@ -343,7 +350,7 @@ class Kind:
         """Record a job of this kind (see job_create)."""
         return job_create(
             kind=cls.name, actor=actor, project=project, site=site,
-            params=asdict(params if params is not None else cls.Params()),
+            params=_stored(params if params is not None else cls.Params()),
             target_server_id=target_server_id, target_image_id=target_image_id,
             idempotency_key=idempotency_key,
         )  # fmt: skip
@@ -352,7 +359,7 @@ class Kind:
     def create_many(cls, *, actor, targets: list[dict], idempotency_key: str = "") -> list[Job]:
         """One job per target, in one INSERT (see jobs_create); each target's
         "params" is a `Params`."""
-        rows = [{**target, "params": asdict(target["params"])} for target in targets]
+        rows = [{**target, "params": _stored(target["params"])} for target in targets]
         return jobs_create(
             kind=cls.name, actor=actor, targets=rows, idempotency_key=idempotency_key
         )
