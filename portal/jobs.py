@@ -236,7 +236,7 @@ def _load(cls: type, data: dict, *, what: str, kind: str):
     if unknown or missing:
         problems = [f"unknown {', '.join(unknown)}"] if unknown else []
         problems += [f"missing {', '.join(missing)}"] if missing else []
-        raise BadJobData(f"the {what} of this {kind} job do not fit it ({'; '.join(problems)})")
+        raise BadJobData(f"its stored {what} do not fit the kind {kind} ({'; '.join(problems)})")
     return cls(**data)
 
 
