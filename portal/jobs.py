@@ -1,18 +1,61 @@
 """The job engine: a Job row is the truth, Celery only moves it forward.
 
-A job kind is an ordered list of steps, plus the undo steps that compensate
-for them (a saga). A step is a function of the job that either finishes
-(returns None or `Skipped`), asks to be called again (returns `Wait`), or fails
-(raises `StepFailed`, or a cloud error). Steps keep what they made in
-`job.state`, so running one twice finds its own work instead of doing it
-again: duplicate deliveries and worker crashes are harmless.
+A job kind is a `Kind` class: its typed `Params` and `State` (dataclasses, kept
+in the row's JSON fields and checked on load), and its ordered steps, each
+naming its own undo (a saga). A step is a function of a `StepContext` (params,
+state, site, actor, project, `checkpoint()`) that either finishes (returns
+None, `Done` or `Skipped`), asks to be called again (returns `Wait`), or fails
+(raises `StepFailed`, or a cloud error). Steps keep what they made in their
+state, so running one twice finds its own work instead of doing it again:
+duplicate deliveries and worker crashes are harmless. The engine alone writes
+the job's status, error and result: a step says what it has to say in what it
+returns (`Done(detail, result=...)`), and a kind's `error_headline(state)` is
+kept as the error's first line.
 
-When a forward step fails, the job records the error, appends the kind's undo
-steps to its plan and turns "cleaning up". Undo steps are ordinary steps: they
-may wait, they are idempotent, and a crash resumes them, not the failed step.
-"Failed" is written only when the last undo step has ended, so whoever sees
-"failed" also sees what the cleanup did. A failing undo step is recorded and
-the next one still runs.
+When a forward step fails, the job records the error, appends the undo of each
+step that ran (the failed one too: it may have done part of its work; not a
+skipped one), the latest first, and turns "cleaning up". Undo steps are ordinary
+steps: they may wait, they are idempotent, and a crash resumes them, not the
+failed step. "Failed" is written only when the last undo step has ended, so
+whoever sees "failed" also sees what the cleanup did. A failing undo step is
+recorded and the next one still runs.
+
+A whole kind, in an app's jobs.py (imported by its AppConfig.ready); the gateway
+has no `server_reboot` yet, it stands for any call:
+
+    @dataclass
+    class RebootParams:
+        hard: bool = False
+
+    @dataclass
+    class RebootState:
+        asked: bool = False
+
+    def step_reboot(ctx: StepContext) -> Done:
+        ctx.state.asked = True
+        ctx.checkpoint()  # saved before the request: a re-run knows it may have gone
+        cloud.server_reboot(ctx.site.name, server_id=ctx.target_server_id, hard=ctx.params.hard)
+        return Done("reboot asked", result={"rebooted": True})
+
+    def undo_reboot(ctx: StepContext) -> Skipped:
+        return Skipped("a reboot needs no undo")
+
+    class ServerReboot(Kind):
+        name = "server.reboot"  # the only place the name is written
+        Params = RebootParams
+        State = RebootState
+        steps = (Step("reboot", "Reboot requested", step_reboot, undo=Step(
+            "undo_reboot", "Nothing to undo", undo_reboot)),)
+
+        @classmethod
+        def title(cls, params: RebootParams) -> str:
+            return "Reboot instance"
+
+    # a service: ServerReboot.create(actor=user, project=server.project, site=server.site,
+    #     target_server_id=server.openstack_id, params=ServerReboot.Params(hard=True))
+
+The untyped `JobKind` (steps of the Job, an undo list run in full) is a legacy
+adapter for the two delete kinds until they are declared in portal/bulk.py.
 
 Waiting never blocks a worker: `job_advance` returns a countdown and the task
 re-schedules itself. No step does unbounded work in one run: a step that did a
