@@ -265,6 +265,9 @@ class BadJobData(Exception):
 
 # The engine's own bookkeeping in Job.state, beside a kind's State (see _outage_wait).
 ENGINE_STATE_KEYS = ("outage_since", "outages", "last_unavailable", "error_headline")
+# Keys earlier versions wrote to Job.state that nothing reads any more: an
+# unfinished job that carries one still loads (they are dropped).
+RETIRED_STATE_KEYS = ("wake", "undo_start_attempts")
 
 
 def _load(cls: type, data: dict, *, what: str, kind: str):
@@ -433,7 +436,8 @@ class Kind:
 
     @classmethod
     def context(cls, job: Job) -> StepContext:
-        state = {k: v for k, v in job.state.items() if k not in ENGINE_STATE_KEYS}
+        ignored = ENGINE_STATE_KEYS + RETIRED_STATE_KEYS
+        state = {k: v for k, v in job.state.items() if k not in ignored}
         return StepContext(
             job,
             _load(cls.Params, job.params, what="params", kind=cls.name),
