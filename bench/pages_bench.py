@@ -218,7 +218,7 @@ def seed(n_servers: int, n_snapshots: int) -> dict:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
     # What the first full sync does after writing the mirror (a sampled ANALYZE on SQLite).
-    from portal.mirror import planner_statistics_refresh
+    from portal.mirror.sqlite import planner_statistics_refresh
 
     planner_statistics_refresh()
     alpha_server = Server.objects.filter(project=projects[0]).order_by("pk").first()

@@ -37,7 +37,7 @@ VM_TO_STATUS = {
     "rescued": "RESCUE",
     "resized": "VERIFY_RESIZE",
 }
-STATUS_TO_VM = {}
+STATUS_TO_VM: dict[str, list[str]] = {}
 for _vm, _status in VM_TO_STATUS.items():
     STATUS_TO_VM.setdefault(_status, []).append(_vm)
 PROGRESS_STATUSES = {"ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"}

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from portal.mirror import MirrorRow
+from portal.mirror.rows import MirrorRow
 from portal.models import Job, Project, Site
 
 # The rows the portal's lists read most: conditions of partial indexes, and the

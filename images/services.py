@@ -10,18 +10,11 @@ from django.utils import timezone
 
 from images.models import Image
 from portal import cloud
-from portal.mirror import (
-    CREATED_BY_KEY,
-    WRITE_BATCH,
-    MirrorWriter,
-    NewestSeen,
-    UpsertResult,
-    authors_of,
-    batched,
-    mirror_row_write,
-    project_ids,
-    row_fingerprint,
-)
+from portal.mirror.authorship import CREATED_BY_KEY, authors_of
+from portal.mirror.listing import WRITE_BATCH, NewestSeen, batched
+from portal.mirror.projects import project_ids
+from portal.mirror.rows import row_fingerprint
+from portal.mirror.upsert import MirrorWriter, UpsertResult, mirror_row_write
 from portal.models import Project, Site
 
 

@@ -1,22 +1,33 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django import forms
 
 from instances.launch import MAX_COUNT
+
+if TYPE_CHECKING:
+    from images.models import Image
+    from instances.models import Flavor, Network
+    from portal.models import Project
 
 
 class LaunchForm(forms.Form):
     """The new-instance form. Choices are filled by the view from the mirror."""
 
-    project = forms.ModelChoiceField(queryset=None, empty_label=None)
+    project: forms.ModelChoiceField[Project] = forms.ModelChoiceField(
+        queryset=None, empty_label=None
+    )
     name = forms.CharField(
         required=False, max_length=63, label="Name",
         help_text="Letters, digits and dashes; with several instances, the prefix of each name.",
     )  # fmt: skip
-    flavor = forms.ModelChoiceField(queryset=None, empty_label=None)
+    flavor: forms.ModelChoiceField[Flavor] = forms.ModelChoiceField(queryset=None, empty_label=None)
     # Asked only when the project may use several networks and none is configured.
-    network = forms.ModelChoiceField(queryset=None, required=False, label="Network")
-    image = forms.ModelChoiceField(queryset=None, empty_label=None)
+    network: forms.ModelChoiceField[Network] = forms.ModelChoiceField(
+        queryset=None, required=False, label="Network"
+    )
+    image: forms.ModelChoiceField[Image] = forms.ModelChoiceField(queryset=None, empty_label=None)
     count = forms.IntegerField(
         min_value=1, max_value=MAX_COUNT, initial=1, label="Number of instances"
     )

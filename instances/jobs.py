@@ -19,19 +19,17 @@ from images.models import Image
 from instances.launch import launch_check, participant_parts
 from instances.models import Flavor, Server
 from instances.services import (
+    SERVER_DELETE,
     networks_sync,
     project_quota_refresh,
-    server_delete_batch,
     server_refresh,
     servers_store,
 )
 from portal import cloud
-from portal.bulk import delete_finish, delete_step, matching_title
 from portal.errors import ActionRefused
 from portal.jobs import (
     JOB_KEY,
     Done,
-    JobKind,
     Kind,
     Skipped,
     Step,
@@ -40,8 +38,8 @@ from portal.jobs import (
     Wait,
     job_kind_register,
 )
-from portal.mirror import CREATED_BY_KEY, site_watched
-from portal.models import Job
+from portal.mirror.authorship import CREATED_BY_KEY
+from portal.mirror.freshness import site_watched
 
 # Servers created, or deleted, per task run: each is one or two HTTP calls, and a
 # run must end well inside the task's soft time limit even on a slow cloud.
@@ -304,8 +302,8 @@ def step_launch_check(ctx: StepContext) -> None:
         plan = launch_check(
             actor=ctx.actor,
             project=ctx.project,
-            flavor=Flavor.objects.get(pk=params.flavor_pk),
-            image=Image.objects.get(pk=params.image_pk),
+            flavor=Flavor.objects.get(pk=params.flavor_pk or 0),  # 0: none recorded
+            image=Image.objects.get(pk=params.image_pk or 0),
             prefix=params.prefix,
             count=len(params.names),
             participants=params.participants,
@@ -538,51 +536,8 @@ class InstancesLaunch(Kind):
 
 
 # --- Delete ---------------------------------------------------------------------
+#
+# Declared in instances.services (SERVER_DELETE): ticked ones or all matching, in
+# batches, then a summary that fails when every delete failed.
 
-
-def _delete_unless_locked(site: str, server_id: str) -> None:
-    """Delete a ticked server, unless the mirror says it is locked (since the
-    confirmation): Nova lets the portal's admin token delete a locked server, the
-    portal does not. ("All matching" batches skip locked rows by their refusals.)"""
-    locked = Server.objects.filter(site__name=site, openstack_id=server_id, locked=True)
-    name = locked.values_list("name", flat=True).first()
-    if name is not None:
-        raise cloud.Conflict(f"{name} is locked")
-    cloud.server_delete(site, server_id=server_id)
-
-
-def step_delete_servers(job: Job) -> Wait | None:
-    """Delete BATCH servers per run: the listed ones, or the next ones the job's
-    filter matches (see portal.bulk.delete_step)."""
-    return delete_step(
-        job, key="servers", batch=BATCH,
-        delete=lambda site, server_id: cloud.server_delete(site, server_id=server_id),
-        listed_delete=_delete_unless_locked,
-        refresh=lambda site, server_id: server_refresh(site, openstack_id=server_id),
-        rows_after=lambda after, size: server_delete_batch(job, after, size),
-    )  # fmt: skip
-
-
-def step_delete_servers_summary(job: Job) -> None:
-    """Sum up, and fail when every delete failed (portal.bulk.delete_finish)."""
-    if job.project_id:
-        project_quota_refresh(job.project)  # the quota the deleted ones freed
-    delete_finish(job, key="servers")
-
-
-def _describe_delete(job: Job) -> str:
-    if "matching" in job.params:
-        return matching_title(job, "instances")
-    return f"Delete {len(job.params['servers'])} instance(s)"
-
-
-job_kind_register(
-    JobKind(
-        name="instances.delete",
-        steps=(
-            Step("delete", "Deleting the instances", step_delete_servers),
-            Step("summary", "Summing up", step_delete_servers_summary, acts=False),
-        ),
-        describe=_describe_delete,
-    )
-)
+job_kind_register(SERVER_DELETE.job_kind())

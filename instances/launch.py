@@ -125,12 +125,16 @@ def quota_problem(*, project: Project, flavor: Flavor, count: int) -> str:
     if project.quota_instances is None:
         return ""  # never synced: the cloud will enforce it, the job re-checks live
     need = {"instances": count, "vCPUs": count * flavor.vcpus, "MiB RAM": count * flavor.ram_mib}
-    free = {
-        "instances": project.quota_instances - project.used_instances,
-        "vCPUs": project.quota_cores - project.used_cores,
-        "MiB RAM": project.quota_ram_mib - project.used_ram_mib,
+    quota = {
+        "instances": (project.quota_instances, project.used_instances),
+        "vCPUs": (project.quota_cores, project.used_cores),
+        "MiB RAM": (project.quota_ram_mib, project.used_ram_mib),
     }
-    short = [f"{need[k]:,} {k} (free: {max(free[k], 0):,})" for k in need if need[k] > free[k]]
+    # Nova reports an unlimited quota as -1: nothing to fit into.
+    free = {
+        k: limit - used for k, (limit, used) in quota.items() if limit is not None and limit >= 0
+    }
+    short = [f"{need[k]:,} {k} (free: {max(free[k], 0):,})" for k in free if need[k] > free[k]]
     if not short:
         return ""
     return (

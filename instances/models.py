@@ -1,7 +1,7 @@
 """The portal's mirror of Nova: flavors and servers per site.
 
 Pages read these rows, never the cloud. Sync tasks and the portal's own
-actions keep them fresh (see portal/mirror.py).
+actions keep them fresh (see portal/mirror/).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from portal.mirror import MirrorRow
+from portal.mirror.rows import MirrorRow
 from portal.models import Project
 
 # Nova task states a user should read as a verb, not a code.
@@ -27,16 +27,6 @@ TASK_STATE_LABELS = {
     "deleting": "deleting",
     "rebooting": "rebooting",
 }
-
-# A snapshot preserves the full RAM state; de.NBI limits snapshots to flavors with
-# at most this much RAM. The overview and the detail page show the action
-# disabled with the reason; the snapshot service refuses it again.
-SNAPSHOT_MAX_RAM_MIB = 256 * 1024
-
-
-def gib_text(mib: int) -> str:
-    return f"{mib / 1024:g} GiB ({mib:,} MiB)"
-
 
 LIVE_SERVER = models.Q(deleted_at__isnull=True)
 
@@ -165,26 +155,6 @@ class Server(MirrorRow):
     @property
     def boots_from_volume(self) -> bool:
         return not self.image_openstack_id  # Nova shows no image for these
-
-    @property
-    def snapshot_refusal(self) -> str:
-        """Why no snapshot of this server can ever be made, or "" when it can."""
-        if self.boots_from_volume:
-            # createImage would make a 0-byte image pointing at Cinder volume snapshots,
-            # which may still be `creating` when the image is active, and which deleting
-            # the image leaves behind. The portal does not handle Cinder (yet).
-            return (
-                f"{self.name} boots from a volume: its snapshot would be an empty image "
-                "plus snapshots of its volumes in Cinder, which the portal cannot wait for "
-                "or clean up. Snapshot the volume in your site's cloud dashboard instead."
-            )
-        if self.flavor_ram_mib <= SNAPSHOT_MAX_RAM_MIB:
-            return ""
-        return (
-            f"Snapshots are limited to instances with at most {gib_text(SNAPSHOT_MAX_RAM_MIB)} "
-            f"RAM, because a snapshot preserves the full RAM state. {self.name} runs on flavor "
-            f"{self.flavor_name} with {gib_text(self.flavor_ram_mib)}."
-        )
 
     @property
     def lock_refusal(self) -> str:

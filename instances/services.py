@@ -3,45 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Q
-from django.http import QueryDict
 from django.utils import timezone
 
 from instances.models import Flavor, Network, Server
 from instances.selectors import servers_matching
 from portal import cloud
-from portal.access import can_act_on, can_see, projects_visible_to
-from portal.bulk import (
-    MatchingPlan,
-    being_deleted_q,
-    busy_q,
-    changed_since_refusals,
-    delete_pending,
-    matching_confirmed_at,
-    matching_params,
-    matching_plan,
-    permission_refusals,
-    refusal_annotate,
-    unreachable_refusals,
-)
+from portal.access import can_act_on, can_see
+from portal.bulk.delete import BulkDelete, DeletePlan
 from portal.errors import ActionRefused
-from portal.jobs import busy_pks, job_create
-from portal.mirror import (
-    CREATED_BY_KEY,
-    WRITE_BATCH,
-    MirrorWriter,
-    NewestSeen,
-    UpsertResult,
-    authors_of,
-    batched,
-    mirror_row_write,
-    mirror_upsert,
-    project_ids,
-    row_fingerprint,
-)
+from portal.jobs import busy_pks
+from portal.mirror.authorship import CREATED_BY_KEY, authors_of
+from portal.mirror.listing import WRITE_BATCH, NewestSeen, batched
+from portal.mirror.projects import project_ids
+from portal.mirror.rows import row_fingerprint
+from portal.mirror.upsert import MirrorWriter, UpsertResult, mirror_row_write, mirror_upsert
 from portal.models import Project, Site
 
 
@@ -248,166 +226,56 @@ def server_power_request(*, server: Server, actor, action: str, idempotency_key:
 
 # --- Deleting -----------------------------------------------------------------
 #
-# One set of rules decides what a delete skips, as filters (portal.bulk): the
-# confirmation of ticked rows and of "all matching" and every batch of the job
-# ask the same ones, in this order (the same rules as every other action).
+# The bulk delete of instances, declared (portal.bulk.delete): ticked ones or all
+# the overview's filter matches, skipped by the same rules as every other action.
 
 
-def server_delete_refusals(
-    actor, *, seen: bool = False, job=None, confirmed_at: datetime | None = None
-) -> list[tuple[str, Q]]:
-    """[(reason, condition)]: why `actor` may not delete a server now. `seen`: the
-    rows are from the actor's own overview (see permission_refusals). Inside a
-    delete `job`, only older delete jobs count as "already being deleted".
-    `confirmed_at` (or the "all matching" `job`'s): rows changed since are skipped."""
-    refusals = permission_refusals(
-        actor,
-        seen=seen,
-        outside="not in one of your projects",
-        not_yours="members may delete only instances they created",
-    )
-    refusals.append(("already deleted", Q(deleted_at__isnull=False) | Q(status="DELETED")))
-    refusals.append(("locked", Q(locked=True)))
-    deleting = servers_being_deleted_q(before=job)
-    if deleting is not None:
-        refusals.append(("already being deleted", deleting))
-    busy = busy_q(target="server")
-    if busy is not None:
-        refusals.append(("a portal job is working on it", busy))
-    if job is not None:
-        confirmed_at = matching_confirmed_at(job)
-    return refusals + changed_since_refusals(confirmed_at) + unreachable_refusals()
+def _delete_unless_locked(site: str, server_id: str) -> None:
+    """Delete a ticked server, unless the mirror says it is locked (since the
+    confirmation): Nova lets the portal's admin token delete a locked server, the
+    portal does not. ("All matching" batches skip locked rows by their refusals.)"""
+    locked = Server.objects.filter(site__name=site, openstack_id=server_id, locked=True)
+    name = locked.values_list("name", flat=True).first()
+    if name is not None:
+        raise cloud.Conflict(f"{name} is locked")
+    cloud.server_delete(site, server_id=server_id)
 
 
-def servers_being_deleted_q(*, before=None) -> Q | None:
-    """The servers unfinished delete jobs (older than `before`) will still delete,
-    as a filter; None when no such job runs."""
-    return being_deleted_q(
-        kind="instances.delete", key="servers", pending=server_delete_pending, before=before
-    )
+def _quota_refresh_after_delete(job) -> None:
+    if job.project_id:
+        project_quota_refresh(job.project)  # the quota the deleted ones freed
 
 
-@dataclass(frozen=True)
-class ServerDeletePlan:
-    deletable: list[Server]
-    skipped: list[tuple[Server, str]]  # with the reason shown to the user
+SERVER_DELETE = BulkDelete(
+    model=Server,
+    kind="instances.delete",
+    key="servers",
+    target="server",
+    noun="instance",
+    nouns="instances",
+    not_yours="members may delete only instances they created",
+    rules=(
+        ("already deleted", Q(deleted_at__isnull=False) | Q(status="DELETED")),
+        ("locked", Q(locked=True)),
+    ),
+    busy="a portal job is working on it",
+    matching=servers_matching,
+    cloud_delete=lambda site, server_id: cloud.server_delete(site, server_id=server_id),
+    listed_delete=_delete_unless_locked,
+    refresh=lambda site, server_id: server_refresh(site, openstack_id=server_id),
+    # Servers deleted per task run (as many as a launch creates: instances.jobs.BATCH).
+    batch=10,
+    after_deletes=_quota_refresh_after_delete,
+)
 
 
-def server_delete_plan(*, servers, actor) -> ServerDeletePlan:
-    """Split the chosen servers (ticked ones: a few hundred at most) into what the
-    actor may delete now and what is skipped, with the reason."""
-    pks = [s.pk for s in servers]
-    rows = Server.objects.filter(pk__in=pks).select_related("project", "site", "created_by")
-    rows = refusal_annotate(rows, server_delete_refusals(actor))
-    deletable, skipped = [], []
-    for server in rows:
-        if server.refusal:
-            skipped.append((server, server.refusal))
-        else:
-            deletable.append(server)
-    return ServerDeletePlan(deletable, skipped)
+def server_delete_plan(*, servers, actor) -> DeletePlan:
+    """Split the chosen servers into what the actor may delete now and what is skipped."""
+    return SERVER_DELETE.plan(rows=servers, actor=actor)
 
 
 def server_delete_request(
     *, servers, actor, idempotency_key: str = ""
-) -> tuple[object | None, ServerDeletePlan]:
+) -> tuple[object | None, DeletePlan]:
     """Record one job deleting every deletable server (in batches); report the skipped."""
-    plan = server_delete_plan(servers=servers, actor=actor)
-    if not plan.deletable:
-        return None, plan
-    only = plan.deletable[0]
-    one_project = len({s.project_id for s in plan.deletable}) == 1
-    one_site = len({s.site_id for s in plan.deletable}) == 1
-    job = job_create(
-        kind="instances.delete",
-        actor=actor,
-        idempotency_key=idempotency_key,
-        project=only.project if one_project else None,
-        site=only.site if one_site else None,
-        target_server_id=only.openstack_id if len(plan.deletable) == 1 else "",
-        params={
-            "servers": [
-                {"id": s.openstack_id, "name": s.name, "site_id": s.site_id} for s in plan.deletable
-            ],
-            "skipped": [{"name": s.name, "reason": reason} for s, reason in plan.skipped],
-        },
-    )
-    return job, plan
-
-
-# "Select all matching": the job carries the filter and the confirmation's moment,
-# not the ids (see portal.bulk).
-
-
-def server_delete_bound() -> int:
-    """The highest server row id now: a job confirmed now never touches a row
-    synced later (a machine made after the confirmation), whatever it matches."""
-    return Server.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-
-
-def server_delete_matching_plan(
-    *, rows, actor, upto: int, walk=None, confirmed_at: datetime | None = None
-) -> MatchingPlan:
-    """Counts of what deleting every row of `rows` (the overview's filter) would
-    delete and skip, by reason, and a sample in the overview's order (`walk`:
-    every server the overview could show, see matching_plan). `confirmed_at`:
-    when the confirmation was shown, once it has been (rows changed since are
-    skipped)."""
-    # `rows` come from the actor's overview
-    refusals = server_delete_refusals(actor, seen=True, confirmed_at=confirmed_at)
-    return matching_plan(rows, refusals, ordered=rows, upto=upto, walk=walk)
-
-
-def server_delete_matching_request(
-    *, data, actor, upto: int, confirmed_at: datetime, rows, idempotency_key: str = ""
-) -> tuple[object | None, MatchingPlan]:
-    """Record one job that deletes, in batches, every server the overview with
-    these filters (`data`, its query as pairs) showed when the confirmation was
-    shown (`confirmed_at`), up to row `upto`, within the projects the actor saw
-    (every one for a superuser), and that is unchanged since."""
-    upto = min(upto, server_delete_bound())
-    plan = server_delete_matching_plan(rows=rows, actor=actor, upto=upto, confirmed_at=confirmed_at)
-    if not plan.will_delete:
-        return None, plan
-    scope = None
-    if not actor.is_superuser:
-        scope = sorted(projects_visible_to(actor).values_list("pk", flat=True))
-    job = job_create(
-        kind="instances.delete",
-        actor=actor,
-        idempotency_key=idempotency_key,
-        params=matching_params(
-            data=data, scope=scope, upto=upto, confirmed_at=confirmed_at, plan=plan
-        ),
-    )
-    return job, plan
-
-
-def _selection(job):
-    """What a "delete all matching" job's filter matches now, within its scope and bound."""
-    spec = job.params["matching"]
-    data = QueryDict(mutable=True)
-    for key, value in spec["query"]:
-        data.appendlist(key, value)
-    rows = servers_matching(data=data, projects=spec["projects"])
-    return rows.filter(pk__lte=spec["upto"])
-
-
-def server_delete_pending(job):
-    """The rows a "delete all matching" job has still to look at (past its cursor)
-    that its actor may delete: what other deletes count as "already being deleted"."""
-    return delete_pending(_selection(job), job)
-
-
-def server_delete_batch(job, after: int, size: int) -> list[dict]:
-    """The next `size` rows of the job's selection after row `after`, in id order,
-    each with the reason it is skipped now ("" when it is deleted): the rules,
-    and any change since the confirmation."""
-    rows = _selection(job).filter(pk__gt=after).order_by("pk")
-    rows = refusal_annotate(rows, server_delete_refusals(job.actor, job=job))
-    return [
-        {"pk": pk, "id": openstack_id, "site_id": site_id, "name": name, "refusal": refusal}
-        for pk, openstack_id, site_id, name, refusal in rows.values_list(
-            "pk", "openstack_id", "site_id", "name", "refusal"
-        )[:size]
-    ]
+    return SERVER_DELETE.request(rows=servers, actor=actor, idempotency_key=idempotency_key)

@@ -5,7 +5,6 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -24,19 +23,12 @@ from instances.selectors import (
     servers_chosen,
     servers_shown,
 )
-from instances.services import (
-    server_delete_bound,
-    server_delete_matching_plan,
-    server_delete_matching_request,
-    server_delete_plan,
-    server_delete_request,
-    server_power_request,
-)
+from instances.services import SERVER_DELETE, server_power_request
 from instances.tables import ServerTable
 from portal.access import projects_visible_to
-from portal.bulk import CONFIRMED_PARAM, confirmed_at_from, confirmed_param
+from portal.bulk.views import Chosen, DeletePage, bulk_delete_view, list_filters
 from portal.errors import ActionRefused
-from portal.http import next_url, param_id, param_int, redirect_back
+from portal.http import next_url, param_int, redirect_back
 from portal.jobs import busy_pks, job_repeated
 from portal.models import Site
 from portal.selectors import job_get_for_user
@@ -200,64 +192,29 @@ def launch_failed_delete(request, job_id: int):
     )  # fmt: skip
 
 
+# The overview's bulk delete (portal.bulk.views): the job page follows the job.
+DELETE_PAGE = DeletePage(
+    spec=SERVER_DELETE,
+    consequence="Their disks go with them; this cannot be undone. Snapshots stay.",
+    nothing_ticked="Nothing to delete: every chosen instance is skipped.",
+    nothing_matching="Nothing to delete: every matching instance is skipped.",
+    started_ticked="Deleting {count} instance(s): job #{job}.",
+    started_matching="Deleting the matching instances: job #{job}.",
+)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def instance_delete(request):
-    """GET: confirm what will be deleted and what is skipped, and why. POST: start
-    one job that deletes them in batches. Ticked rows are listed one by one; "all
-    matching" (any number) is confirmed with counts per reason and a sample, and
-    its job carries the filter."""
+    """Confirm, then delete the ticked instances or all the overview's filter matches."""
     data = request.POST if request.method == "POST" else request.GET
-    key = data.get("idempotency_key", "")
-    back = next_url(request) or reverse("instances:instance-list")
-    repeated = job_repeated(actor=request.user, key=key) if request.method == "POST" else None
-    if repeated is not None:
-        return redirect("job-detail", job_id=repeated.pk)
-    chosen, all_matching = servers_chosen(user=request.user, data=data, limit=MAX_DELETE)
-    skip = {"csrfmiddlewaretoken", "idempotency_key", "page", "upto", CONFIRMED_PARAM}
-    carried = [(k, v) for k, values in data.lists() if k not in skip for v in values]
-    context = {"plan": None, "back": back, "carried": carried}
-    if not (chosen.exists() if all_matching else chosen):
-        messages.error(request, "Select at least one instance to delete.")
-        return render(request, "instances/delete_confirm.html", context, status=400)
-    if all_matching:
-        return _delete_matching(request, data, chosen, carried, context)
-    if request.method == "GET":
-        context["plan"] = server_delete_plan(servers=chosen, actor=request.user)
-        return render(request, "instances/delete_confirm.html", context)
-    job, plan = server_delete_request(servers=chosen, actor=request.user, idempotency_key=key)
-    if job is None:
-        context["plan"] = plan
-        messages.error(request, "Nothing to delete: every chosen instance is skipped.")
-        return render(request, "instances/delete_confirm.html", context, status=409)
-    messages.success(request, f"Deleting {len(plan.deletable)} instance(s): job #{job.pk}.")
-    return redirect("job-detail", job_id=job.pk)
-
-
-def _delete_matching(request, data, rows, carried, context):
-    """ "All matching": GET counts and samples; POST records the job with the filter,
-    the bound and the moment the confirmation showed (`upto`: no row synced after
-    it; `confirmed`: no row changed since)."""
-    if request.method == "GET":
-        upto = server_delete_bound()
-        confirmed_at = timezone.now()  # before reading: what the mirror learns later is "since"
-        context["matching"] = server_delete_matching_plan(
-            rows=rows, actor=request.user, upto=upto, walk=server_list(user=request.user)
-        )
-        context["confirmed_at"] = confirmed_at
-        context["carried"] = [*carried, ("upto", str(upto)), confirmed_param(confirmed_at)]
-        return render(request, "instances/delete_confirm.html", context)
-    upto = param_id(data, "upto") or server_delete_bound()
-    confirmed_at = confirmed_at_from(data)
-    filters = [(k, v) for k, v in carried if k not in ("selected", "all_matching")]
-    job, plan = server_delete_matching_request(
-        data=filters, actor=request.user, upto=upto, confirmed_at=confirmed_at, rows=rows,
-        idempotency_key=data.get("idempotency_key", ""),
-    )  # fmt: skip
-    if job is None:
-        context["matching"] = plan
-        context["confirmed_at"] = confirmed_at
-        messages.error(request, "Nothing to delete: every matching instance is skipped.")
-        return render(request, "instances/delete_confirm.html", context, status=409)
-    messages.success(request, f"Deleting the matching instances: job #{job.pk}.")
-    return redirect("job-detail", job_id=job.pk)
+    rows, all_matching = servers_chosen(user=request.user, data=data, limit=MAX_DELETE)
+    chosen = Chosen(
+        rows=rows,
+        all_matching=all_matching,
+        filters=list_filters(data),
+        back=next_url(request) or reverse("instances:instance-list"),
+        job_url=lambda job: reverse("job-detail", kwargs={"job_id": job.pk}),
+        walk=server_list(user=request.user),
+    )
+    return bulk_delete_view(request, DELETE_PAGE, chosen)

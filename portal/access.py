@@ -7,19 +7,26 @@ the portal; a project admin acts on everything in the project.
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.db.models import Model, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from portal.models import Membership, Project
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def projects_visible_to(user) -> QuerySet[Project]:
+Row = TypeVar("Row", bound=Model)
+
+
+def projects_visible_to(user: User) -> QuerySet[Project]:
     if user.is_superuser:
         return Project.objects.all()
     return Project.objects.filter(memberships__user=user).distinct()
 
 
-def in_visible_projects(queryset: QuerySet, user) -> QuerySet:
+def in_visible_projects(queryset: QuerySet[Row], user: User) -> QuerySet[Row]:
     """The rows of `queryset` (anything with a `project`) in the user's projects;
     all of them for a superuser. Every list of servers, images or snapshots goes
     through here."""
@@ -28,7 +35,7 @@ def in_visible_projects(queryset: QuerySet, user) -> QuerySet:
     return queryset.filter(project__in=projects_visible_to(user))
 
 
-def project_role(user, project: Project | None) -> str | None:
+def project_role(user: User, project: Project | None) -> str | None:
     """ "admin", "member" or None. Superusers count as admins everywhere."""
     if project is None:
         return "admin" if user.is_superuser else None
@@ -37,29 +44,33 @@ def project_role(user, project: Project | None) -> str | None:
     return _roles_of(user).get(project.pk)
 
 
-def _roles_of(user) -> dict[int, str]:
+def _roles_of(user: User) -> dict[int, str]:
     """{project id: role}, read once per user object: a table asks for every row,
     and a request's user object lives only as long as the request."""
     roles = getattr(user, "_portal_project_roles", None)
     if roles is None:
         roles = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
-        user._portal_project_roles = roles
+        user._portal_project_roles = roles  # type: ignore[attr-defined]
     return roles
 
 
-def can_see(user, project: Project | None) -> bool:
+def can_see(user: User, project: Project | None) -> bool:
     return project_role(user, project) is not None
 
 
-def can_act_on(user, *, project: Project | None, created_by_id: int | None) -> bool:
-    """May the user act on an object of `project` that `created_by_id` created?"""
+def can_act_on(user: User | None, *, project: Project | None, created_by_id: int | None) -> bool:
+    """May the user act on an object of `project` that `created_by_id` created?
+    A job asks again when it runs: an account deleted (None) or deactivated since
+    acts on nothing, as in `action_refusals`."""
+    if user is None or not user.is_active:
+        return False
     role = project_role(user, project)
     if role == Membership.Role.ADMIN:
         return True
     return role == Membership.Role.MEMBER and created_by_id is not None and created_by_id == user.pk
 
 
-def action_refusals(user) -> list[tuple[str, Q]]:
+def action_refusals(user: User | None) -> list[tuple[str, Q]]:
     """`can_act_on` as filters over rows with `project` and `created_by`, for bulk
     actions that cannot ask row by row: [(code, condition)] in the order asked,
     "outside" (not in one of the user's projects) then "not_yours" (a member,
@@ -80,7 +91,7 @@ def action_refusals(user) -> list[tuple[str, Q]]:
     return refusals
 
 
-def get_visible_or_404(queryset: QuerySet, user, **lookup):
+def get_visible_or_404(queryset: QuerySet[Row], user: User, **lookup: Any) -> Row:
     """The one row of `queryset` (anything with a `project`) matching `lookup`,
     or 404 when there is none *or* it lies in a project the user cannot see: the
     same answer either way, so an outsider cannot probe which ids exist in other
@@ -89,6 +100,6 @@ def get_visible_or_404(queryset: QuerySet, user, **lookup):
     return get_object_or_404(in_visible_projects(queryset, user), **lookup)
 
 
-def get_project_for_user(user, project_id: int) -> Project:
+def get_project_for_user(user: User, project_id: int) -> Project:
     """The project, or 404 if it does not exist or the user is not in it."""
     return get_object_or_404(projects_visible_to(user).select_related("site"), pk=project_id)

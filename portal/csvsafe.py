@@ -16,13 +16,13 @@ from collections.abc import Iterable
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def csv_cell(value) -> str:
+def csv_cell(value: object) -> str:
     """The cell as text, with a leading `'` if a spreadsheet would run it."""
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def csv_document(rows: Iterable[Iterable]) -> str:
+def csv_document(rows: Iterable[Iterable[object]]) -> str:
     """The rows (the header first) as CSV text, every cell through csv_cell."""
     out = io.StringIO()
     writer = csv.writer(out)

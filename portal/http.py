@@ -7,9 +7,13 @@ with the value, and anything else is a 400 with a message, never a 500.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
 from django.core.exceptions import BadRequest
-from django.http import HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
+from django.utils.datastructures import MultiValueDict
 from django.utils.http import url_has_allowed_host_and_scheme
 
 # Far below both SQLite's and PostgreSQL's bigint limits, far above any real id.
@@ -17,7 +21,7 @@ MAX_ID = 10**15
 _DIGITS = frozenset("0123456789")
 
 
-def next_url(request) -> str:
+def next_url(request: HttpRequest) -> str:
     """The form's `next` (POST, else the query string) if it is a path on this site,
     else "". Only a path: a bare word ("abc", "job-detail") would make `redirect()`
     look it up as a view name (a 500), and "//host" or "/\\host" are other sites to a
@@ -34,7 +38,7 @@ def next_url(request) -> str:
     return target if is_site_path else ""
 
 
-def redirect_back(request, fallback: str, **kwargs):
+def redirect_back(request: HttpRequest, fallback: str, **kwargs: Any) -> HttpResponseRedirect:
     """Redirect to the form's `next` if it is a path on this site, else to `fallback`
     (a URL name, reversed with `kwargs`). The one way to redirect where a request says."""
     target = next_url(request)
@@ -45,16 +49,16 @@ def _digits(raw: str) -> bool:
     return 0 < len(raw) <= 16 and set(raw) <= _DIGITS
 
 
-def parse_id(raw) -> int | None:
+def parse_id(raw: object) -> int | None:
     """`raw` as a row id (1 … MAX_ID), or None if it is not one."""
-    raw = str(raw).strip()
-    if not _digits(raw):
+    text = str(raw).strip()
+    if not _digits(text):
         return None
-    value = int(raw)
+    value = int(text)
     return value if 1 <= value <= MAX_ID else None
 
 
-def param_id(data, name: str) -> int | None:
+def param_id(data: Mapping[str, Any], name: str) -> int | None:
     """The id in `data[name]`; None when absent or empty; 400 when malformed."""
     raw = data.get(name, "")
     if raw in ("", None):
@@ -65,7 +69,7 @@ def param_id(data, name: str) -> int | None:
     return value
 
 
-def param_ids(data, name: str, *, limit: int) -> list[int]:
+def param_ids(data: MultiValueDict[str, Any], name: str, *, limit: int) -> list[int]:
     """Every id in the list `data.getlist(name)`; 400 when one is malformed or too many."""
     raw = data.getlist(name)
     if len(raw) > limit:
@@ -73,10 +77,12 @@ def param_ids(data, name: str, *, limit: int) -> list[int]:
     ids = [parse_id(value) for value in raw]
     if None in ids:
         raise BadRequest(f"“{name}” must hold ids (digits only).")
-    return ids
+    return cast(list[int], ids)  # no None left
 
 
-def param_int(data, name: str, *, default: int, low: int, high: int, clamp: bool = False) -> int:
+def param_int(
+    data: Mapping[str, Any], name: str, *, default: int, low: int, high: int, clamp: bool = False
+) -> int:
     """A whole number from `data[name]` within [low, high]; 400 when malformed, or
     when out of range unless `clamp` (then the nearest bound)."""
     raw = str(data.get(name, "") or "").strip()
@@ -97,7 +103,7 @@ def param_int(data, name: str, *, default: int, low: int, high: int, clamp: bool
 MAX_SEARCH = 200
 
 
-def param_search(data, name: str, *, label: str = "") -> str:
+def param_search(data: Mapping[str, Any], name: str, *, label: str = "") -> str:
     """The free text in `data[name]`, stripped ("" when absent); 400 when longer
     than MAX_SEARCH. Every search box and text filter reads through here."""
     raw = data.get(name, "")
@@ -119,16 +125,18 @@ class IdConverter:
     def to_python(self, value: str) -> int:
         return int(value)
 
-    def to_url(self, value) -> str:
+    def to_url(self, value: int | str) -> str:
         return str(value)
 
 
-def nul_refusing_middleware(get_response):
+def nul_refusing_middleware(
+    get_response: Callable[[HttpRequest], HttpResponse],
+) -> Callable[[HttpRequest], HttpResponse]:
     """A request with a NUL character in a parameter is a 400. No portal input has
     one, PostgreSQL text cannot hold one (a 500 where a view passes a parameter
     to a query as it came, e.g. a search box), and forms refuse it anyway."""
 
-    def middleware(request):
+    def middleware(request: HttpRequest) -> HttpResponse:
         sources = [request.GET]
         if request.method == "POST":
             sources.append(request.POST)

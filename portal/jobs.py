@@ -84,7 +84,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
@@ -95,7 +95,7 @@ from django.utils import timezone
 
 from portal import cloud
 from portal.errors import ActionRefused
-from portal.mirror import authorship_record
+from portal.mirror.authorship import authorship_record
 from portal.models import Job, Site
 
 log = logging.getLogger(__name__)
@@ -306,7 +306,8 @@ class StepContext:
         self._job = job
         self.params = params
         self.state = state
-        self.site: Site = job.site
+        # A kind that acts on the cloud acts at one site; one that does not never reads it.
+        self.site = cast(Site, job.site)
         self.actor = job.actor
         self.project = job.project
         self.job_id: int = job.pk
@@ -344,7 +345,8 @@ def step_run_once(run: Callable, job: Job):
     calls on the same job object (`job.step_cache`), like one run of the engine."""
     kind = job_kind_get(job.kind)
     context = kind.context(job)
-    context.cache = job.__dict__.setdefault("step_cache", {})
+    if isinstance(context, StepContext):
+        context.cache = job.__dict__.setdefault("step_cache", {})
     try:
         outcome = run(context)
     except StepFailed as exc:
@@ -834,6 +836,7 @@ def _outcome_kept(run: _Run, step: Step, record: dict, ran: _Ran) -> float | Non
         _step_failed(job, run.kind, record, ran.failed)
         return None
     if ran.unavailable:
+        assert isinstance(outcome, Wait)  # _run_step waits on every unanswered call
         run.sync()
         return _outage_wait(job, run.kind, record, outcome, silent=ran.unavailable == "silent")
     job.state.pop("outage_since", None)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 class Site(models.Model):
@@ -43,11 +47,11 @@ class Site(models.Model):
     class Meta:
         ordering = ["display_name"]
 
-    def cloud_time(self, moment):
+    def cloud_time(self, moment: datetime) -> datetime:
         """The cloud's clock at the portal's `moment`, by the Date header's offset."""
         return moment + timedelta(seconds=self.clock_offset_seconds)
 
-    def changes_since(self, seen_at, covered):
+    def changes_since(self, seen_at: datetime | None, covered: datetime) -> datetime:
         """Where to ask Nova or Glance for changes from, in the cloud's clock: the newest
         `updated_at` it listed (`seen_at`) when there is one, else the portal's moment
         `covered` converted by the offset. Every listing is complete up to its own
@@ -68,7 +72,7 @@ class Project(models.Model):
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="projects")
     openstack_id = models.CharField(max_length=64)
     name = models.CharField(max_length=200)
-    members = models.ManyToManyField(
+    members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
     )
     # Compute limits and usage, mirrored by the sync (Nova /limits).
@@ -235,13 +239,14 @@ class Job(models.Model):
         return self.status in self.FINISHED
 
     @property
-    def current_step(self) -> dict | None:
+    def current_step(self) -> dict[str, Any] | None:
         if 0 <= self.step_index < len(self.steps):
-            return self.steps[self.step_index]
+            step: dict[str, Any] = self.steps[self.step_index]
+            return step
         return None
 
     @property
-    def duration(self):
+    def duration(self) -> timedelta | None:
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None

@@ -19,7 +19,9 @@ from instances.models import Server
 from instances.services import flavors_sync, networks_sync, quotas_sync, servers_sync
 from portal import cloud
 from portal.jobs import jobs_wake
-from portal.mirror import NewestSeen, planner_statistics_refresh, projects_sync
+from portal.mirror.listing import NewestSeen
+from portal.mirror.projects import projects_sync
+from portal.mirror.sqlite import planner_statistics_refresh
 from portal.models import Job, Site
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from django.utils import dateformat, timezone
 from django.utils.functional import cached_property
 from django_tables2 import Column, RequestConfig, Table
 
-from portal.models import Preference
+from portal.preferences import preference_get, preference_set
 
 PAGE_SIZES = (10, 25, 50, 100)
 
@@ -47,8 +47,7 @@ def page_size_from(request, *, default: int = 25, remember: str = "") -> int:
     if size is not None:
         return size
     if remember:
-        stored = Preference.objects.filter(user=request.user, key=f"{remember}.per_page")
-        value = stored.values_list("value", flat=True).first()
+        value = preference_get(user=request.user, key=f"{remember}.per_page")
         if value in PAGE_SIZES:
             return value
     return default
@@ -62,7 +61,7 @@ def page_size_save(*, user, key: str, size: int) -> None:
     """Remember `size` as the user's page size for the list `key` (an explicit POST)."""
     if key not in REMEMBERED_PAGE_SIZES or size not in PAGE_SIZES:
         raise ValueError(f"{key}: {size}")
-    Preference.objects.update_or_create(user=user, key=f"{key}.per_page", defaults={"value": size})
+    preference_set(user=user, key=f"{key}.per_page", value=size)
 
 
 # Tables count their rows exactly up to this many; past it the page says "more

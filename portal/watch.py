@@ -28,7 +28,7 @@ from instances.models import Server
 from instances.services import servers_store
 from portal import cloud
 from portal.jobs import jobs_wake, site_answers, site_silent
-from portal.mirror import newest_update
+from portal.mirror.listing import newest_update
 from portal.models import Job, Site
 
 log = logging.getLogger(__name__)

@@ -185,7 +185,7 @@ def make_servers(cloud, project, *, prefix: str, count: int) -> list:
     from images.models import Image
     from instances.models import Flavor
     from instances.services import server_refresh
-    from portal.mirror import authorship_record
+    from portal.mirror.authorship import authorship_record
 
     site = project.site
     tiny = Flavor.objects.get(site=site, name="de.NBI tiny")
@@ -514,7 +514,7 @@ def report(jobs, baseline, cloud, *, chaos_ids, hung_ids, hang: Hang, held) -> i
                 mine = [s for s in found if s.metadata.get("portal_job") == job_key(job)]
                 duplicates += max(0, len(mine) - 1)
     lost = len(jobs) - len(terminal)
-    statuses = {}
+    statuses: dict[str, int] = {}
     for job in jobs:
         statuses[job.status] = statuses.get(job.status, 0) + 1
     worst = max(extra) if extra else 0.0
@@ -548,7 +548,7 @@ def report(jobs, baseline, cloud, *, chaos_ids, hung_ids, hang: Hang, held) -> i
         ),
     ]
     held_seconds = sum(seconds for _, seconds in held)
-    by_service = {}
+    by_service: dict[str, int] = {}
     for service, _ in held:
         by_service[service] = by_service.get(service, 0) + 1
     if hang.seconds > 0:

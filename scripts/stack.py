@@ -117,7 +117,7 @@ def stop_process(process: subprocess.Popen | None, *, timeout: float = 10) -> No
         process.wait()
 
 
-def child_env(**overrides: str) -> dict:
+def child_env(**overrides: object) -> dict:
     env = dict(os.environ)
     env.update({k: str(v) for k, v in overrides.items()})
     return env

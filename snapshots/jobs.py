@@ -39,13 +39,11 @@ from instances.models import Server
 from instances.services import server_refresh
 from portal import cloud
 from portal.access import can_act_on
-from portal.bulk import delete_finish, delete_step, matching_title
 from portal.errors import ActionRefused
 from portal.jobs import (
     JOB_KEY,
     SKIPPED,
     Done,
-    JobKind,
     Kind,
     Skipped,
     Step,
@@ -55,9 +53,10 @@ from portal.jobs import (
     job_kind_register,
     undo_details,
 )
-from portal.mirror import CREATED_BY_KEY, site_watched
+from portal.mirror.authorship import CREATED_BY_KEY
+from portal.mirror.freshness import site_watched
 from portal.models import Job
-from snapshots.services import snapshot_create_check, snapshot_delete_batch
+from snapshots.services import SNAPSHOT_DELETE, snapshot_create_check
 from snapshots.verify import (
     BootTestState,
     step_verify_boot,
@@ -91,8 +90,6 @@ BOOT_TEST_STEPS = (
     ),
     Step("verify_cleanup", "Deleting the test instance", step_verify_cleanup),
 )
-# Snapshot images are deleted at most this many per task run (bulk delete).
-DELETE_BATCH = 20
 
 
 @dataclass
@@ -619,37 +616,8 @@ class SnapshotVerify(Kind):
 
 
 # --- Delete ---------------------------------------------------------------------
+#
+# Declared in snapshots.services (SNAPSHOT_DELETE): ticked ones or all matching, in
+# batches, then a summary that fails when every delete failed.
 
-
-def step_delete(job: Job) -> Wait | None:
-    """Delete DELETE_BATCH images per run: the listed ones, or the next ones the
-    job's filter matches (see portal.bulk.delete_step)."""
-    return delete_step(
-        job, key="images", batch=DELETE_BATCH,
-        delete=lambda site, image_id: cloud.image_delete(site, image_id=image_id),
-        refresh=lambda site, image_id: image_refresh(site, openstack_id=image_id),
-        rows_after=lambda after, size: snapshot_delete_batch(job, after, size),
-    )  # fmt: skip
-
-
-def step_delete_summary(job: Job) -> None:
-    """Sum up, and fail when every delete failed (portal.bulk.delete_finish)."""
-    delete_finish(job, key="images")
-
-
-def _describe_delete(job: Job) -> str:
-    if "matching" in job.params:
-        return matching_title(job, "snapshots")
-    return f"Delete {len(job.params['images'])} snapshot(s)"
-
-
-job_kind_register(
-    JobKind(
-        name="snapshot.delete",
-        steps=(
-            Step("delete", "Deleting the snapshots", step_delete),
-            Step("summary", "Summing up", step_delete_summary, acts=False),
-        ),
-        describe=_describe_delete,
-    )
-)
+job_kind_register(SNAPSHOT_DELETE.job_kind())

@@ -60,7 +60,7 @@ def boot_tests_for(snapshots) -> dict[tuple[int, str], BootTest]:
     return {(t.site_id, t.openstack_id): t for t in tests}
 
 
-def snapshot_jobs_for(snapshots) -> dict[tuple[int, str], Job]:
+def snapshot_jobs_for(snapshots) -> dict[tuple[int | None, str], Job]:
     """The unfinished create job behind each snapshot still being made."""
     ids = {s.openstack_id for s in snapshots}
     jobs = Job.objects.filter(kind="snapshot.create", target_image_id__in=ids).exclude(

@@ -3,38 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from django import forms
 from django.db.models import Q
-from django.http import QueryDict
 from django.utils import timezone
 
-from instances.models import SNAPSHOT_MAX_RAM_MIB, Server
+from images.services import image_refresh
+from instances.models import Server
 from instances.services import server_action_check
-from portal.access import can_act_on, projects_visible_to
-from portal.bulk import (
-    MatchingPlan,
-    being_deleted_q,
-    busy_q,
-    changed_since_refusals,
-    delete_pending,
-    matching_confirmed_at,
-    matching_params,
-    matching_plan,
-    permission_refusals,
-    refusal_annotate,
-    unreachable_refusals,
-)
+from portal import cloud
+from portal.access import can_act_on
+from portal.bulk.delete import BulkDelete, DeletePlan
 from portal.errors import ActionRefused
-from portal.jobs import busy_pks, job_create
-from portal.models import Job, Project
+from portal.jobs import busy_pks
+from portal.models import Job
 from snapshots.forms import NAME_MAX, clean_snapshot_name
 from snapshots.models import Snapshot
+from snapshots.rules import snapshot_refusal
 from snapshots.selectors import snapshots_matching
-
-# Nova snapshots the full RAM state; de.NBI limits snapshots to this flavor size.
-MAX_SNAPSHOT_RAM_MIB = SNAPSHOT_MAX_RAM_MIB
 
 SNAPSHOT_STATUSES = {"ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"}
 
@@ -85,8 +71,8 @@ def snapshot_allowed_check(
     """The rules about the instance and the actor, whatever the name: the form
     shows these before the user types anything. Inside the job, the job itself
     counts as running on the instance, so only the permission is asked again."""
-    if server.snapshot_refusal:
-        raise ActionRefused(server.snapshot_refusal, status=400)
+    if refusal := snapshot_refusal(server):
+        raise ActionRefused(refusal, status=400)
     if server.locked:
         raise ActionRefused(server.lock_refusal)
     if not in_job:
@@ -263,191 +249,37 @@ def snapshot_create_many_request(
 
 # --- Deleting ------------------------------------------------------------------
 #
-# One set of rules decides what a delete skips, as filters (portal.bulk): the
-# confirmation of ticked rows and of "all matching" and every batch of the job
-# ask the same ones, in this order.
+# The bulk delete of snapshots, declared (portal.bulk.delete): ticked ones or all
+# a list's filter matches, skipped by the same rules, in the same order.
 
-
-def snapshot_delete_refusals(
-    actor, *, seen: bool = False, job: Job | None = None, confirmed_at: datetime | None = None
-) -> list[tuple[str, Q]]:
-    """[(reason, condition)]: why `actor` may not delete a snapshot now. `seen`: the
-    rows are from the actor's own list (see permission_refusals). Inside a delete
-    `job`, only older delete jobs count as "already being deleted" (two
-    overlapping jobs: the first one deletes, the second skips). `confirmed_at`
-    (or the "all matching" `job`'s): rows changed since are skipped."""
-    refusals = permission_refusals(
-        actor,
-        seen=seen,
-        outside="not in one of your projects",
-        not_yours="members may delete only snapshots they created",
-    )
-    refusals.append(("protected in the cloud", Q(protected=True)))
-    deleting = snapshots_being_deleted_q(before=job)
-    if deleting is not None:
-        refusals.append(("already being deleted", deleting))
-    busy = busy_q(target="image")
-    if busy is not None:
-        refusals.append(("in use by a running job", busy))
-    if job is not None:
-        confirmed_at = matching_confirmed_at(job)
-    return refusals + changed_since_refusals(confirmed_at) + unreachable_refusals()
-
-
-def snapshots_being_deleted_q(*, before: Job | None = None) -> Q | None:
-    """The snapshots unfinished delete jobs (older than `before`) will still delete,
-    as a filter; None when no such job runs."""
-    return being_deleted_q(
-        kind="snapshot.delete", key="images", pending=snapshot_delete_pending, before=before
-    )
+SNAPSHOT_DELETE = BulkDelete(
+    model=Snapshot,
+    kind="snapshot.delete",
+    key="images",
+    target="image",
+    noun="snapshot",
+    nouns="snapshots",
+    not_yours="members may delete only snapshots they created",
+    rules=(("protected in the cloud", Q(protected=True)),),
+    busy="in use by a running job",
+    matching=snapshots_matching,
+    cloud_delete=lambda site, image_id: cloud.image_delete(site, image_id=image_id),
+    refresh=lambda site, image_id: image_refresh(site, openstack_id=image_id),
+    batch=20,  # images deleted per task run
+    plan_order=("-created_at",),
+)
 
 
 def snapshots_being_deleted(snapshots) -> set[int]:
     """Pks of those snapshots (a page of them) an unfinished delete job will delete."""
-    deleting = snapshots_being_deleted_q()
-    if deleting is None or not snapshots:
-        return set()
-    rows = Snapshot.objects.filter(deleting, pk__in=[s.pk for s in snapshots])
-    return set(rows.values_list("pk", flat=True))
-
-
-@dataclass(frozen=True)
-class DeletePlan:
-    deletable: list[Snapshot]
-    skipped: list[tuple[Snapshot, str]]  # with the reason
-
-
-def snapshot_delete_plan(*, snapshots, actor) -> DeletePlan:
-    """Split the chosen snapshots (ticked ones: a few hundred at most) into what
-    the actor may delete now and what is skipped, with the reason shown to them."""
-    pks = [s.pk for s in snapshots]
-    rows = Snapshot.objects.filter(pk__in=pks).select_related("project", "site", "created_by")
-    rows = refusal_annotate(rows, snapshot_delete_refusals(actor)).order_by("-created_at")
-    deletable, skipped = [], []
-    for snapshot in rows:
-        if snapshot.refusal:
-            skipped.append((snapshot, snapshot.refusal))
-        else:
-            deletable.append(snapshot)
-    return DeletePlan(deletable, skipped)
+    return SNAPSHOT_DELETE.being_deleted(snapshots)
 
 
 def snapshot_delete_request(
     *, snapshots, actor, idempotency_key: str = ""
 ) -> tuple[Job | None, DeletePlan]:
     """Record one job that deletes every deletable snapshot; report what was skipped."""
-    plan = snapshot_delete_plan(snapshots=snapshots, actor=actor)
-    if not plan.deletable:
-        return None, plan
-    sites = {s.site_id for s in plan.deletable}
-    projects = {s.project_id for s in plan.deletable}
-    only = plan.deletable[0]
-    job = job_create(
-        kind="snapshot.delete",
-        actor=actor,
-        idempotency_key=idempotency_key,
-        project=only.project if len(projects) == 1 else None,
-        site=only.site if len(sites) == 1 else None,
-        target_image_id=only.openstack_id if len(plan.deletable) == 1 else "",
-        params={
-            "images": [
-                {"id": s.openstack_id, "name": s.name, "site_id": s.site_id} for s in plan.deletable
-            ],
-            "skipped": [{"name": s.name, "reason": reason} for s, reason in plan.skipped],
-        },
-    )
-    return job, plan
-
-
-# "Select all matching": the job carries the filter and the confirmation's moment,
-# not the ids (see portal.bulk).
-
-
-def snapshot_delete_bound() -> int:
-    """The highest snapshot row id now: a job confirmed now never touches a row
-    synced later (a snapshot made after the confirmation), whatever it matches."""
-    return Snapshot.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-
-
-def snapshot_delete_matching_plan(
-    *, rows, ordered, actor, upto: int, walk=None, confirmed_at: datetime | None = None
-) -> MatchingPlan:
-    """Counts of what deleting every row of `rows` (a list's filter) would delete
-    and skip, by reason, and a sample in the list's order (`ordered`; `walk`: the
-    whole list in that order, see matching_plan). `confirmed_at`: when the
-    confirmation was shown, once it has been (rows changed since are skipped)."""
-    # `rows` come from the actor's list
-    refusals = snapshot_delete_refusals(actor, seen=True, confirmed_at=confirmed_at)
-    return matching_plan(rows, refusals, ordered=ordered, upto=upto, walk=walk)
-
-
-def snapshot_delete_matching_request(
-    *,
-    data,
-    project: Project | None,
-    actor,
-    upto: int,
-    confirmed_at: datetime,
-    rows,
-    idempotency_key: str = "",
-) -> tuple[Job | None, MatchingPlan]:
-    """Record one job that deletes, in batches, every snapshot the list with these
-    filters (`data`, the list's query as pairs) showed when the confirmation was
-    shown (`confirmed_at`), up to row `upto`, and that is unchanged since.
-    The page's scope is kept: its project, or the projects the actor saw (every
-    one for a superuser's facility view)."""
-    upto = min(upto, snapshot_delete_bound())
-    plan = snapshot_delete_matching_plan(
-        rows=rows, ordered=rows, actor=actor, upto=upto, confirmed_at=confirmed_at
-    )
-    if not plan.will_delete:
-        return None, plan
-    if project is not None:
-        scope = [project.pk]
-    elif actor.is_superuser:
-        scope = None
-    else:
-        scope = sorted(projects_visible_to(actor).values_list("pk", flat=True))
-    job = job_create(
-        kind="snapshot.delete",
-        actor=actor,
-        idempotency_key=idempotency_key,
-        project=project,
-        params=matching_params(
-            data=data, scope=scope, upto=upto, confirmed_at=confirmed_at, plan=plan
-        ),
-    )
-    return job, plan
-
-
-def _selection(job: Job):
-    """What a "delete all matching" job's filter matches now, within its scope and bound."""
-    spec = job.params["matching"]
-    data = QueryDict(mutable=True)
-    for key, value in spec["query"]:
-        data.appendlist(key, value)
-    rows = snapshots_matching(data=data, projects=spec["projects"])
-    return rows.filter(pk__lte=spec["upto"])
-
-
-def snapshot_delete_pending(job: Job):
-    """The rows a "delete all matching" job has still to look at (past its cursor)
-    that its actor may delete: what other deletes count as "already being deleted"."""
-    return delete_pending(_selection(job), job)
-
-
-def snapshot_delete_batch(job: Job, after: int, size: int) -> list[dict]:
-    """The next `size` rows of the job's selection after row `after`, in id order,
-    each with the reason it is skipped now ("" when it is deleted): the rules,
-    and any change since the confirmation."""
-    rows = _selection(job).filter(pk__gt=after).order_by("pk")
-    rows = refusal_annotate(rows, snapshot_delete_refusals(job.actor, job=job))
-    return [
-        {"pk": pk, "id": openstack_id, "site_id": site_id, "name": name, "refusal": refusal}
-        for pk, openstack_id, site_id, name, refusal in rows.values_list(
-            "pk", "openstack_id", "site_id", "name", "refusal"
-        )[:size]
-    ]
+    return SNAPSHOT_DELETE.request(rows=snapshots, actor=actor, idempotency_key=idempotency_key)
 
 
 def snapshot_verify_request(*, snapshot: Snapshot, actor, idempotency_key: str = "") -> Job:

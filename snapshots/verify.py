@@ -49,7 +49,7 @@ from instances.services import project_quota_refresh, server_refresh
 from portal import cloud
 from portal.errors import ActionRefused
 from portal.jobs import JOB_KEY, SKIPPED, Done, Skipped, StepContext, Wait
-from portal.mirror import CREATED_BY_KEY
+from portal.mirror.authorship import CREATED_BY_KEY
 
 # What a booted Linux prints when it is up (cloud-init's last line, or getty's
 # prompt), and what it prints when it is not.

@@ -1,22 +1,24 @@
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.selectors import server_get_for_user, servers_chosen, source_servers_for
 from portal.access import get_project_for_user
-from portal.bulk import CONFIRMED_PARAM, confirmed_at_from, confirmed_param
+from portal.bulk.views import Chosen, DeletePage, bulk_delete_view, list_filters
 from portal.errors import ActionRefused
 from portal.http import next_url, param_id, param_ids, redirect_back
 from portal.jobs import job_repeated
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
 from snapshots.forms import SnapshotCreateForm
+from snapshots.rules import SNAPSHOT_MAX_RAM_MIB
 from snapshots.selectors import (
     boot_tests_for,
     snapshot_get_for_user,
@@ -24,8 +26,8 @@ from snapshots.selectors import (
     snapshots_shown,
 )
 from snapshots.services import (
-    MAX_SNAPSHOT_RAM_MIB,
     NAME_PATTERN_DEFAULT,
+    SNAPSHOT_DELETE,
     SNAPSHOT_MANY_MAX,
     snapshot_allowed_check,
     snapshot_create_check,
@@ -33,11 +35,6 @@ from snapshots.services import (
     snapshot_create_many_request,
     snapshot_create_request,
     snapshot_default_name,
-    snapshot_delete_bound,
-    snapshot_delete_matching_plan,
-    snapshot_delete_matching_request,
-    snapshot_delete_plan,
-    snapshot_delete_request,
     snapshot_verify_request,
     snapshots_being_deleted,
 )
@@ -155,7 +152,7 @@ def snapshot_create(request, server_id: int):
         "server": server,
         "form": form,
         "refusal": refusal,
-        "limit_mib": MAX_SNAPSHOT_RAM_MIB,
+        "limit_mib": SNAPSHOT_MAX_RAM_MIB,
         "will_stop": server.status == "ACTIVE",
     }
     if refusal is not None:
@@ -189,27 +186,40 @@ def snapshot_name_check(request, server_id: int):
     )
 
 
-def _chosen_snapshots(request, data):
-    """(project, the whole list, rows, all matching?) a bulk action names: explicit
-    ids, or every one matching the filter (a queryset, never read whole), always
-    within the page it came from (one project's, or all the user's): what the
-    page showed is what is deleted."""
+# The list's bulk delete (portal.bulk.views): back to the list, whose banner follows the job.
+DELETE_PAGE = DeletePage(
+    spec=SNAPSHOT_DELETE,
+    consequence="They are deleted from the cloud; this cannot be undone.",
+    nothing_ticked="Nothing deleted: skipped {count}: {reasons}.",
+    nothing_matching="Nothing deleted: every matching snapshot is skipped.",
+)
+
+
+def _chosen_snapshots(request, data) -> Chosen:
+    """The rows a bulk action names: explicit ids, or every one matching the filter
+    (a queryset, never read whole), always within the page it came from (one
+    project's, or all the user's): what the page showed is what is deleted."""
     project_id = param_id(data, "project")
     project = get_project_for_user(request.user, project_id) if project_id else None
     listed, _, shown = _shown(request.user, data, project)
+    filters = list_filters(data, scope=("project",))
+    chosen: dict[str, Any] = {
+        "filters": filters,
+        "back": _list_url(project, urlencode(filters)),
+        "job_url": lambda job: _list_url(project, f"job={job.pk}"),
+        "project": project,
+    }
     if data.get("all_matching") == "1":
-        return project, listed, shown, True
+        return Chosen(
+            rows=shown, all_matching=True, **chosen,
+            ordered=_in_list_order(shown, project, data),
+            walk=_in_list_order(listed, project, data),
+        )  # fmt: skip
     ids = param_ids(data, "selected", limit=MAX_SELECTED)
-    return project, listed, list(shown.filter(pk__in=ids)), False
+    return Chosen(rows=list(shown.filter(pk__in=ids)), all_matching=False, **chosen)
 
 
-def _carried(data) -> list[tuple[str, str]]:
-    """The selection (filters, project, ids, all_matching) a confirmation posts on."""
-    skip = {"page", "job", "csrfmiddlewaretoken", "idempotency_key", "upto", CONFIRMED_PARAM}
-    return [(key, value) for key, values in data.lists() if key not in skip for value in values]
-
-
-def _in_list_order(request, rows, project, data):
+def _in_list_order(rows, project, data):
     """`rows` in the order the list showed them (its `sort`, else newest first)."""
     table = SnapshotTable(rows, project=project)
     sort = data.get("sort", "")
@@ -221,70 +231,9 @@ def _in_list_order(request, rows, project, data):
 @login_required
 @require_http_methods(["GET", "POST"])
 def snapshot_delete(request):
-    """GET: confirm what will be deleted and skipped. POST: start the delete job.
-
-    Ticked rows are listed one by one; "all matching" (any number) is confirmed
-    with counts per reason and a sample, and its job carries the filter."""
+    """Confirm, then delete the ticked snapshots or all the list's filter matches."""
     data = request.POST if request.method == "POST" else request.GET
-    key = data.get("idempotency_key", "")
-    project, listed, chosen, all_matching = _chosen_snapshots(request, data)
-    filters = [
-        (k, v) for k, v in _carried(data) if k not in ("selected", "all_matching", "project")
-    ]
-    back = _list_url(project, urlencode(filters))
-    repeated = job_repeated(actor=request.user, key=key) if request.method == "POST" else None
-    if repeated is not None:
-        return redirect(_list_url(project, f"job={repeated.pk}"))
-    context = {"plan": None, "back": back, "carried": _carried(data)}
-    if not (chosen.exists() if all_matching else chosen):
-        messages.error(request, "Select at least one snapshot to delete.")
-        return render(request, "snapshots/delete_confirm.html", context, status=400)
-    if all_matching:
-        return _delete_matching(request, data, project, (listed, chosen), filters, context)
-    if request.method == "GET":
-        context["plan"] = snapshot_delete_plan(snapshots=chosen, actor=request.user)
-        return render(request, "snapshots/delete_confirm.html", context)
-    job, plan = snapshot_delete_request(snapshots=chosen, actor=request.user, idempotency_key=key)
-    if job is None:
-        reasons = "; ".join(f"{s.name} ({reason})" for s, reason in plan.skipped)
-        messages.error(request, f"Nothing deleted: skipped {len(plan.skipped)}: {reasons}.")
-        context["plan"] = plan
-        return render(request, "snapshots/delete_confirm.html", context, status=409)
-    return redirect(_list_url(project, f"job={job.pk}"))
-
-
-def _delete_matching(request, data, project, selection, filters, context):
-    """ "All matching": GET counts and samples; POST records the job with the filter,
-    the bound and the moment the confirmation showed (`upto`: no row synced after
-    it; `confirmed`: no row changed since)."""
-    listed, rows = selection
-    if request.method == "GET":
-        upto = snapshot_delete_bound()
-        confirmed_at = timezone.now()  # before reading: what the mirror learns later is "since"
-        context["matching"] = snapshot_delete_matching_plan(
-            rows=rows, actor=request.user, upto=upto,
-            ordered=_in_list_order(request, rows, project, data),
-            walk=_in_list_order(request, listed, project, data),
-        )  # fmt: skip
-        context["confirmed_at"] = confirmed_at
-        context["carried"] = [
-            *context["carried"],
-            ("upto", str(upto)),
-            confirmed_param(confirmed_at),
-        ]
-        return render(request, "snapshots/delete_confirm.html", context)
-    upto = param_id(data, "upto") or snapshot_delete_bound()
-    confirmed_at = confirmed_at_from(data)
-    job, plan = snapshot_delete_matching_request(
-        data=filters, project=project, actor=request.user, upto=upto,
-        confirmed_at=confirmed_at, rows=rows, idempotency_key=data.get("idempotency_key", ""),
-    )  # fmt: skip
-    if job is None:
-        messages.error(request, "Nothing deleted: every matching snapshot is skipped.")
-        context["matching"] = plan
-        context["confirmed_at"] = confirmed_at
-        return render(request, "snapshots/delete_confirm.html", context, status=409)
-    return redirect(_list_url(project, f"job={job.pk}"))
+    return bulk_delete_view(request, DELETE_PAGE, _chosen_snapshots(request, data))
 
 
 @login_required

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -15,6 +15,10 @@ from portal.cloud.connection import connection_for, translate_errors
 from portal.cloud.paging import read_ahead
 from portal.cloud.types import CloudFlavor, CloudServer, Limits
 from portal.cloud.util import clock_note, parse_time
+
+if TYPE_CHECKING:
+    import openstack.connection
+    import requests
 
 # Nova caps a page at 1000 by default (osapi_max_limit); asking for that many
 # keeps a 10,000-server sync at ten requests.
@@ -28,7 +32,7 @@ PAGE_SIZE = 1000
 SERVER_MICROVERSION = "2.73"
 
 
-def _addresses_of(raw: Mapping[str, list] | None) -> tuple[str, ...]:
+def _addresses_of(raw: Mapping[str, list[dict[str, Any]]] | None) -> tuple[str, ...]:
     return tuple(
         entry["addr"] for entries in (raw or {}).values() for entry in entries if entry.get("addr")
     )
@@ -62,7 +66,7 @@ def _server_from_body(body: Mapping[str, Any]) -> CloudServer:
     )
 
 
-def _server_pages(site: str, query: dict[str, Any]) -> Iterator[list[dict]]:
+def _server_pages(site: str, query: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
     """Raw `GET /servers/detail` pages, following `servers_links` to the end.
 
     Why raw: building an SDK resource per server costs ~3 ms, so a 10,000-server
@@ -146,7 +150,9 @@ def server_get(site: str, *, server_id: str) -> CloudServer:
         return _server_from_body(response.json()["server"])
 
 
-def _server_action(site: str, server_id: str, body: dict, *, project_id: str = ""):
+def _server_action(
+    site: str, server_id: str, body: dict[str, Any], *, project_id: str = ""
+) -> requests.Response:
     """POST a server action, raw (like server_get): the SDK's proxy methods build a
     Server resource first, which cost more CPU than the rest of the job's step."""
     conn = connection_for(site, project_id=project_id) if project_id else connection_for(site)
@@ -219,7 +225,8 @@ def server_create_image(
     body = {"createImage": {"name": name, "metadata": dict(metadata)}}
     with translate_errors(site):
         response = _server_action(site, server_id, body, project_id=project_id)
-        return response.json()["image_id"]
+        image_id: str = response.json()["image_id"]
+        return image_id
 
 
 def server_console_output(site: str, *, server_id: str, length: int = 60) -> str:
@@ -233,7 +240,7 @@ def server_console_output(site: str, *, server_id: str, length: int = 60) -> str
         return response.json().get("output") or ""
 
 
-def _flavor_access(conn, flavor_id: str) -> tuple[str, ...]:
+def _flavor_access(conn: openstack.connection.Connection, flavor_id: str) -> tuple[str, ...]:
     """The project ids on a private flavor's access list (admin only in Nova)."""
     response = conn.compute.get(f"/flavors/{flavor_id}/os-flavor-access")
     sdk_exceptions.raise_from_response(response)

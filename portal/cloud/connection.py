@@ -90,10 +90,11 @@ def _answers_noted(conn: openstack.connection.Connection, site: str) -> None:
     hooks = conn.session.session.hooks.setdefault("response", [])
     if not any(getattr(hook, "site", None) == site for hook in hooks):
 
-        def noted(response, *args, **kwargs):
+        def noted(response: object, *args: object, **kwargs: object) -> None:
             answer_note(site)
 
-        noted.site = site
+        # The tag that finds this site's hook again on the next call.
+        noted.site = site  # type: ignore[attr-defined]
         hooks.append(noted)
 
 
@@ -191,9 +192,9 @@ def _translated(site: str, exc: sdk_exceptions.HttpException) -> CloudError:
     ):
         if isinstance(exc, sdk_class):
             return error(message, site=site, status=status)
-    status = exc.status_code
-    if status is not None and status < 500 and status not in (408, 429):
-        return BadRequest(message, site=site, status=status)
+    status_code = exc.status_code
+    if status_code is not None and status_code < 500 and status_code not in (408, 429):
+        return BadRequest(message, site=site, status=status_code)
     return Unavailable(
-        f"{site} answered {status or 'an error'}: {message}", site=site, status=status
+        f"{site} answered {status_code or 'an error'}: {message}", site=site, status=status_code
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import keystoneauth1.session
 import openstack.config
 from django.conf import settings
@@ -10,11 +12,16 @@ from portal.cloud.connection import connection_for, translate_errors
 from portal.cloud.types import CloudProject
 from portal.cloud.util import answer_note
 
+if TYPE_CHECKING:
+    from openstack.identity.v3._proxy import Proxy as IdentityV3
+
 
 def project_list(site: str) -> list[CloudProject]:
     with translate_errors(site):
         conn = connection_for(site)
-        return [CloudProject(id=p.id, name=p.name) for p in conn.identity.projects()]
+        # Keystone v2 (no `projects`) is long gone: every site speaks v3.
+        identity = cast("IdentityV3", conn.identity)
+        return [CloudProject(id=p.id, name=p.name) for p in identity.projects()]
 
 
 def site_probe(site: str, *, timeout: float) -> bool:

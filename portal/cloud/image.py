@@ -53,7 +53,7 @@ def _image_from_body(body: Mapping[str, Any]) -> CloudImage:
     )
 
 
-def _pages(site: str, params: dict[str, Any]) -> Iterator[list[dict]]:
+def _pages(site: str, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
     """Raw `GET /v2/images` pages, following `next` to the end.
 
     Why raw: the SDK's `conn.image.images(...)` silently drops filter keys it

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -26,10 +26,11 @@ def read_ahead(pages: Iterator[T], depth: int = DEPTH) -> Iterator[T]:
     exception of `pages` is raised here, in the caller's thread; a caller that
     stops early stops the thread after its current item.
     """
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    # (a page, or _END with the exception that ended the listing, if any)
+    buffer: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=depth)
     stopped = threading.Event()
 
-    def hand_over(item: object) -> bool:
+    def hand_over(item: tuple[Any, BaseException | None]) -> bool:
         while not stopped.is_set():
             try:
                 buffer.put(item, timeout=0.1)

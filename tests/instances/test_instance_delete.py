@@ -13,7 +13,7 @@ from django.utils import timezone
 from instances.models import Server
 from portal import cloud
 from portal.jobs import job_advance
-from portal.mirror import mirror_row_write
+from portal.mirror.upsert import mirror_row_write
 from portal.models import Job
 from portal.templatetags.portal_tags import job_title
 from tests.factories import make_server
@@ -30,8 +30,8 @@ class FakeNova:
     def __init__(self, monkeypatch):
         self.deleted: list[str] = []
         monkeypatch.setattr("portal.cloud.server_delete", self.delete)
-        monkeypatch.setattr("instances.jobs.server_refresh", self.refresh)
-        monkeypatch.setattr("instances.jobs.project_quota_refresh", lambda project: project)
+        monkeypatch.setattr("instances.services.server_refresh", self.refresh)
+        monkeypatch.setattr("instances.services.project_quota_refresh", lambda project: project)
 
     def delete(self, site, *, server_id):
         if server_id in self.deleted:
@@ -87,7 +87,7 @@ def test_all_matching_is_confirmed_with_counts_and_a_sample(client, people, flee
 
 
 def test_more_than_the_old_limit_is_no_longer_refused(client, people, fleet, monkeypatch):
-    monkeypatch.setattr("portal.bulk.COUNT_EXACT_UP_TO", 10)
+    monkeypatch.setattr("portal.bulk.matching.COUNT_EXACT_UP_TO", 10)
     client.force_login(people["alice"])
     response = client.get(URL, {"all_matching": "1", "q": "ws-"})
     assert response.status_code == 200
@@ -98,7 +98,7 @@ def test_the_job_deletes_the_filtered_ones_in_batches(
     client, people, fleet, no_broker, monkeypatch
 ):
     nova = FakeNova(monkeypatch)
-    monkeypatch.setattr("instances.jobs.BATCH", 4)
+    monkeypatch.setattr("instances.services.SERVER_DELETE.batch", 4)
     client.force_login(people["bob"])
     confirm = client.get(
         URL, {"all_matching": "1", "q": "ws-", "status": "ACTIVE", "filtered": "1"}
@@ -216,3 +216,32 @@ def test_a_confirmation_moment_that_is_not_one_is_a_400(client, people, fleet):
     carried = dict(client.get(URL, {"all_matching": "1", "q": "ws-"}).context["carried"])
     assert client.post(URL, {**carried, "confirmed": "yesterday"}).status_code == 400
     assert not Job.objects.exists()
+
+
+class RefusingNova(FakeNova):
+    """Nova refuses to delete every server (a 409 it keeps giving)."""
+
+    def delete(self, site, *, server_id):
+        raise cloud.Conflict("Cannot 'delete' instance while it is in task_state migrating")
+
+
+DELETE_CHOICES = {
+    "ticked": lambda fleet: {"selected": [s.pk for s in fleet["bobs"][:2]]},
+    "all matching": lambda fleet: {"all_matching": "1", "q": "ws-bob-"},
+}
+
+
+@pytest.mark.parametrize("chosen", sorted(DELETE_CHOICES))
+def test_a_delete_where_every_delete_fails_ends_failed(
+    client, people, fleet, no_broker, monkeypatch, chosen
+):
+    """Like snapshot.delete: a job that deleted nothing because the cloud refused
+    every one failed, and says why."""
+    RefusingNova(monkeypatch)
+    client.force_login(people["bob"])
+    assert client.post(URL, DELETE_CHOICES[chosen](fleet)).status_code == 302
+    job = run_job(Job.objects.get())
+    assert job.status == Job.Status.FAILED
+    tried = job.result["failed_count"]
+    assert tried == (2 if chosen == "ticked" else 4) and job.result["deleted_count"] == 0
+    assert f"failed {tried}: " in job.error and "task_state migrating)" in job.error

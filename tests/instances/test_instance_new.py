@@ -143,3 +143,23 @@ def test_it_requires_login_and_membership(client, people, catalog):
     assert client.get(URL).status_code == 302
     client.force_login(people["eve"])
     assert "not a member of any project" in client.get(URL).content.decode()
+
+
+def test_an_unlimited_quota_fits_any_batch_and_says_so(client, people, catalog):
+    # Nova reports an unlimited quota as -1; read as "free: -1" it refused every launch.
+    alpha = people["alpha"]
+    alpha.quota_instances, alpha.quota_cores, alpha.quota_ram_mib = 10, -1, -1
+    alpha.used_cores, alpha.used_ram_mib = 500, 10**6
+    alpha.save()
+    client.force_login(people["alice"])
+    page = client.get(URL, {"project": alpha.pk}).content.decode()
+    assert "/ unlimited vCPUs" in page and "/ unlimited RAM" in page
+    data = {"project": alpha.pk, "flavor": catalog["flavors"]["small"].pk,
+            "image": catalog["images"]["gold"].pk, "count": "10"}  # fmt: skip
+    assert client.post(URL, data).status_code == 302
+    assert Job.objects.count() == 1
+    # The limit that is set still holds.
+    data["count"] = "11"
+    response = client.post(URL, data)
+    assert response.status_code == 400
+    assert "needs 11 instances (free: 10)" in response.content.decode()

@@ -10,7 +10,7 @@ from images.models import Image
 from instances.models import Server
 from instances.selectors import image_names_for
 from portal.filters import id_prefix_q, name_q
-from portal.mirror import planner_statistics_refresh
+from portal.mirror.sqlite import planner_statistics_refresh
 from snapshots.selectors import snapshot_list
 from tests.factories import make_image, make_server
 

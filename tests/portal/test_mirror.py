@@ -8,7 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from images.models import Image
-from portal.mirror import mirror_upsert
+from portal.mirror.rows import row_fingerprint
+from portal.mirror.upsert import mirror_upsert
 
 FIELDS = {
     "name": "gold", "status": "saving", "visibility": "private", "owner_openstack_id": "p-alpha",
@@ -57,7 +58,7 @@ def test_a_sync_outside_a_transaction_writes_big_batches_from_a_thread(monkeypat
     vanished, and a failed batch fails the sync."""
     from django.db import IntegrityError
 
-    from portal import mirror
+    from portal.mirror import upsert as mirror
     from portal.models import Site
 
     site = Site.objects.create(name="devcloud", display_name="Bielefeld")
@@ -133,7 +134,7 @@ def test_the_bulk_load_writes_what_the_orm_writes(monkeypatch, chunk):
     from django.db import transaction
     from django.forms.models import model_to_dict
 
-    from portal import mirror
+    from portal.mirror import upsert as mirror
     from portal.models import Project, Site
 
     monkeypatch.setattr(mirror, "WRITE_CHUNK", chunk)
@@ -153,9 +154,7 @@ def test_the_bulk_load_writes_what_the_orm_writes(monkeypatch, chunk):
         writer.finish()
     for openstack_id, fields in rows.items():
         assert as_written(openstack_id) == as_written(f"orm-{openstack_id}")
-        assert Image.objects.get(openstack_id=openstack_id).fingerprint == (
-            mirror.row_fingerprint(fields)
-        )
+        assert Image.objects.get(openstack_id=openstack_id).fingerprint == row_fingerprint(fields)
 
     changed = {i: {**f, "name": f"{f['name']} (renamed)", "tags": []} for i, f in rows.items()}
     with transaction.atomic():
@@ -167,8 +166,6 @@ def test_the_bulk_load_writes_what_the_orm_writes(monkeypatch, chunk):
 
 
 def test_a_fingerprint_ignores_the_order_of_keys():
-    from portal.mirror import row_fingerprint
-
     one = {"name": "a", "properties": {"x": "1", "y": "2"}, "tags": ["t"]}
     other = {"tags": ["t"], "properties": {"y": "2", "x": "1"}, "name": "a"}
     assert row_fingerprint(one) == row_fingerprint(other)

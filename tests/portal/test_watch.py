@@ -12,7 +12,8 @@ from django.utils import timezone
 from instances.services import server_fields
 from portal import cloud
 from portal.jobs import jobs_recover_stuck, jobs_wake
-from portal.mirror import mirror_upsert, site_watched
+from portal.mirror.freshness import site_watched
+from portal.mirror.upsert import mirror_upsert
 from portal.models import Job
 from portal.watch import site_watch
 from tests.factories import make_server

@@ -12,7 +12,7 @@ from instances.launch import MAX_COUNT, instance_names
 from instances.models import Server
 from instances.services import servers_store
 from portal import cloud
-from portal.mirror import authorship_record
+from portal.mirror.authorship import authorship_record
 from portal.models import Job
 from tests.factories import make_image, make_server
 from tests.instances.test_instance_new import catalog  # noqa: F401  (fixture)

@@ -107,7 +107,7 @@ class RefusingGlance:
     def __init__(self, monkeypatch, refused: set[str]):
         self.refused, self.deleted = refused, []
         monkeypatch.setattr("portal.cloud.image_delete", self.delete)
-        monkeypatch.setattr("snapshots.jobs.image_refresh", self.refresh)
+        monkeypatch.setattr("snapshots.services.image_refresh", self.refresh)
 
     def delete(self, site, *, image_id):
         if Snapshot.objects.get(openstack_id=image_id).name in self.refused:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from portal import cloud
 from portal.jobs import job_advance
-from portal.mirror import mirror_row_write
+from portal.mirror.upsert import mirror_row_write
 from portal.models import Job, Membership
 from snapshots.models import Snapshot
 from tests.factories import make_image
@@ -33,7 +33,7 @@ class FakeGlance:
         self.attempts = 0
         self.crash_after: int | None = None
         monkeypatch.setattr("portal.cloud.image_delete", self.delete)
-        monkeypatch.setattr("snapshots.jobs.image_refresh", self.refresh)
+        monkeypatch.setattr("snapshots.services.image_refresh", self.refresh)
 
     def delete(self, site, *, image_id):
         self.attempts += 1
@@ -120,7 +120,7 @@ def test_the_sample_follows_the_lists_sort(client, people, many):
 
 
 def test_counts_past_the_cap_say_more_than(client, people, many, monkeypatch):
-    monkeypatch.setattr("portal.bulk.COUNT_EXACT_UP_TO", 10)
+    monkeypatch.setattr("portal.bulk.matching.COUNT_EXACT_UP_TO", 10)
     client.force_login(people["alice"])
     response = client.get(URL, {"all_matching": "1", "name": "keep"})
     page = response.content.decode()
@@ -133,7 +133,7 @@ def test_the_job_takes_the_filter_and_deletes_in_batches_what_the_member_may(
     client, people, many, no_broker, monkeypatch, django_capture_on_commit_callbacks
 ):
     glance = FakeGlance(monkeypatch)
-    monkeypatch.setattr("snapshots.jobs.DELETE_BATCH", 2)
+    monkeypatch.setattr("snapshots.services.SNAPSHOT_DELETE.batch", 2)
     client.force_login(people["bob"])
     confirm = client.get(URL, {"all_matching": "1", "name": "keep"})
     carried = dict(confirm.context["carried"])
@@ -197,7 +197,7 @@ def test_a_crash_mid_batch_resumes_without_doing_anything_twice(
     client, people, many, no_broker, monkeypatch
 ):
     glance = FakeGlance(monkeypatch)
-    monkeypatch.setattr("snapshots.jobs.DELETE_BATCH", 7)
+    monkeypatch.setattr("snapshots.services.SNAPSHOT_DELETE.batch", 7)
     client.force_login(people["alice"])
     carried = dict(client.get(URL, {"all_matching": "1", "name": "keep-"}).context["carried"])
     client.post(URL, carried)

@@ -29,8 +29,8 @@ confirmation then cannot list them, and the job cannot carry their ids. So:
   repeats at most the row in hand; deleting a row that is gone counts as deleted.
 
 Explicit selections (ticked rows, at most a few hundred) keep their id list:
-portal.jobs.delete_in_batches. Both end in `delete_finish`, the one ending of
-every delete job kind.
+portal.jobs.delete_in_batches. Both end in portal.bulk.delete's summary, the one
+ending of every delete job kind.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from django.utils import timezone
 from portal import cloud
 from portal.access import action_refusals
 from portal.http import param_int
-from portal.jobs import StepFailed, Wait, delete_in_batches, deletion_summary
+from portal.jobs import Wait
 from portal.models import Job, Site
 from portal.tables import COUNT_EXACT_UP_TO
 
@@ -216,9 +216,9 @@ def being_deleted_q(*, kind: str, key: str, pending, before: Job | None = None) 
     jobs = Job.objects.filter(kind=kind).exclude(status__in=Job.FINISHED)
     if before is not None:
         jobs = jobs.filter(pk__lt=before.pk)
-    jobs = list(jobs)
-    wanted = listed_q([job for job in jobs if key in job.params], key=key)
-    for job in jobs:
+    unfinished = list(jobs)
+    wanted = listed_q([job for job in unfinished if key in job.params], key=key)
+    for job in unfinished:
         if "matching" in job.params:
             left = Q(pk__in=pending(job).values("pk"))
             wanted = left if wanted is None else wanted | left
@@ -325,8 +325,8 @@ def matching_plan(
         source = walk.filter(Exists(rows.filter(pk=OuterRef("pk"))))
     # The bound is applied to the sample in Python: in the query it would tempt the
     # database to walk the id index instead of the list's order (and sort it all).
-    sample = refusal_annotate(source, refusals)[:SAMPLE_SIZE]
-    sample = [row for row in sample if row.pk <= upto]
+    first = refusal_annotate(source, refusals)[:SAMPLE_SIZE]
+    sample = [row for row in first if row.pk <= upto]
     return MatchingPlan(will_delete=will_delete, skipped=skipped, sample=sample, upto=upto, cap=cap)
 
 
@@ -415,36 +415,3 @@ def matching_summary(job: Job) -> dict:
         }
     )
     return job.result
-
-
-# --- One way for every delete job kind ------------------------------------------
-
-
-def delete_step(job: Job, *, key: str, batch: int, delete, refresh, rows_after, listed_delete=None):
-    """The delete step of every delete job kind: the rows listed under
-    params[key] (ticked ones: portal.jobs.delete_in_batches, through
-    `listed_delete` when they need a check of their own), or the next rows the
-    job's filter matches (`rows_after`: delete_matching_in_batches)."""
-    if "matching" in job.params:
-        return delete_matching_in_batches(
-            job, rows_after=rows_after, delete=delete, refresh=refresh, batch=batch
-        )
-    return delete_in_batches(
-        job, job.params[key], delete=listed_delete or delete, refresh=refresh, batch=batch
-    )
-
-
-def delete_finish(job: Job, *, key: str) -> dict:
-    """The last step of every delete job kind: record what it deleted, what it
-    skipped and why, and what failed and why (job.result, the same keys for both
-    ways of choosing rows), then end the same way: the job fails when every
-    delete it tried failed, and succeeds otherwise, with its failures named in
-    the summary. A row skipped by the rules is not a failure: a job that only
-    skipped succeeds and says why. `key`: where a ticked job lists its rows."""
-    if "matching" in job.params:
-        result = matching_summary(job)
-    else:
-        result = deletion_summary(job, job.params[key])
-    if result["failed_count"] and not result["deleted_count"]:
-        raise StepFailed(result["summary"])
-    return result

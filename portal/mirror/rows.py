@@ -1,0 +1,40 @@
+"""The row every mirror table extends, and the hash a sync compares rows by."""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+from django.db import models
+
+from portal.models import Site
+
+# Ids in one IN list: longer lists go in chunks of this many (see authors_of).
+CHUNK = 500
+
+
+class MirrorRow(models.Model):
+    """Fields every mirrored OpenStack object has."""
+
+    # No index of its own: each table's unique (site, openstack_id) leads with it.
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+", db_index=False)
+    openstack_id = models.CharField(max_length=64)
+    synced_at = models.DateTimeField(auto_now=True)
+    # Set when the object vanished from the cloud (deleted by anyone). Not indexed:
+    # lists read live rows through partial indexes (deleted_at IS NULL).
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    # Hash of the mirrored fields: a sync compares it instead of every column.
+    fingerprint = models.CharField(max_length=40, blank=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+
+def row_fingerprint(fields: dict) -> str:
+    """A hash of a mirror row's cloud fields: equal hashes mean nothing to write.
+
+    orjson with sorted keys (nested ones too): the same fields give the same text
+    whatever order the cloud listed them in, at a third of the json module's cost,
+    which a full sync pays for every one of 100,000 rows."""
+    text = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha1(text, usedforsecurity=False).hexdigest()
