@@ -20,7 +20,7 @@ from instances.selectors import networks_usable_by
 from instances.services import server_delete_request
 from portal.access import can_act_on, projects_visible_to
 from portal.errors import ActionRefused
-from portal.jobs import job_create, job_repeated
+from portal.jobs import job_repeated
 from portal.models import Job, Project
 from portal.sites import network_refs, site_networks
 
@@ -306,23 +306,25 @@ def instance_launch_request(
 
 
 def _launch_job(*, actor, plan: LaunchPlan, idempotency_key: str) -> Job:
-    return job_create(
-        kind="instances.launch",
+    # At call time: the job kind's steps import this module's checks.
+    from instances.jobs import InstancesLaunch
+
+    return InstancesLaunch.create(
         actor=actor,
         idempotency_key=idempotency_key,
         project=plan.project,
         site=plan.project.site,
         target_image_id=plan.image.openstack_id,
-        params={
-            "prefix": plan.prefix,
-            "names": plan.names,
-            "participants": plan.participants,
-            "flavor_id": plan.flavor.openstack_id,
-            "flavor_pk": plan.flavor.pk,
-            "image_pk": plan.image.pk,
-            "image_id": plan.image.openstack_id,
-            "network_ids": plan.network_ids,
-        },
+        params=InstancesLaunch.Params(
+            prefix=plan.prefix,
+            names=plan.names,
+            participants=plan.participants,
+            flavor_id=plan.flavor.openstack_id,
+            flavor_pk=plan.flavor.pk,
+            image_pk=plan.image.pk,
+            image_id=plan.image.openstack_id,
+            network_ids=plan.network_ids,
+        ),
     )
 
 
@@ -535,27 +537,32 @@ def launch_retry_request(
         if refusal:
             raise ActionRefused(refusal, status=409)
         networks = launch_networks(project=job.project, chosen_ids=job.params.get("network_ids"))
-        retry = job_create(
-            kind="instances.launch",
+        from instances.jobs import InstancesLaunch  # at call time, as above
+
+        retry = InstancesLaunch.create(
             actor=actor,
             idempotency_key=idempotency_key,
             project=job.project,
             site=job.site,
             target_image_id=job.params["image_id"],
-            params={
-                **job.params,
-                "names": [seat.name for seat in chosen],
-                "participants": [
-                    participants[seat.index] for seat in chosen if seat.index < len(participants)
-                ],
-                "network_ids": networks,
-                "retry_of": job.pk,
-                "replaces": [
-                    {"id": seat.server.openstack_id, "name": seat.server.name}
-                    for seat in chosen
-                    if seat.action == REPLACE
-                ],
-            },
+            params=InstancesLaunch.Params(
+                **{
+                    **job.params,
+                    "names": [seat.name for seat in chosen],
+                    "participants": [
+                        participants[seat.index]
+                        for seat in chosen
+                        if seat.index < len(participants)
+                    ],
+                    "network_ids": networks,
+                    "retry_of": job.pk,
+                    "replaces": [
+                        {"id": seat.server.openstack_id, "name": seat.server.name}
+                        for seat in chosen
+                        if seat.action == REPLACE
+                    ],
+                }
+            ),
         )
         for listener in retry_listeners:
             listener(job, retry)

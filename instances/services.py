@@ -14,7 +14,7 @@ from portal import cloud
 from portal.access import can_act_on, can_see
 from portal.bulk.delete import BulkDelete, DeletePlan
 from portal.errors import ActionRefused
-from portal.jobs import busy_pks, job_create
+from portal.jobs import busy_pks
 from portal.mirror.authorship import CREATED_BY_KEY, authors_of
 from portal.mirror.listing import WRITE_BATCH, NewestSeen, batched
 from portal.mirror.projects import project_ids
@@ -214,8 +214,12 @@ def server_action_check(
 def server_power_request(*, server: Server, actor, action: str, idempotency_key: str = ""):
     """Check, then record a `server.stop` or `server.start` job."""
     server_action_check(server=server, actor=actor, action=action)
-    return job_create(
-        kind=f"server.{action}", actor=actor, project=server.project, site=server.site,
+    # At call time: the job kinds' steps import this module's refreshes.
+    from instances.jobs import ServerStart, ServerStop
+
+    kind = ServerStop if action == "stop" else ServerStart
+    return kind.create(
+        actor=actor, project=server.project, site=server.site,
         target_server_id=server.openstack_id, idempotency_key=idempotency_key,
     )  # fmt: skip
 

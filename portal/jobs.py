@@ -1,18 +1,61 @@
 """The job engine: a Job row is the truth, Celery only moves it forward.
 
-A job kind is an ordered list of steps, plus the undo steps that compensate
-for them (a saga). A step is a function of the job that either finishes
-(returns None or `Skipped`), asks to be called again (returns `Wait`), or fails
-(raises `StepFailed`, or a cloud error). Steps keep what they made in
-`job.state`, so running one twice finds its own work instead of doing it
-again: duplicate deliveries and worker crashes are harmless.
+A job kind is a `Kind` class: its typed `Params` and `State` (dataclasses, kept
+in the row's JSON fields and checked on load), and its ordered steps, each
+naming its own undo (a saga). A step is a function of a `StepContext` (params,
+state, site, actor, project, `checkpoint()`) that either finishes (returns
+None, `Done` or `Skipped`), asks to be called again (returns `Wait`), or fails
+(raises `StepFailed`, or a cloud error). Steps keep what they made in their
+state, so running one twice finds its own work instead of doing it again:
+duplicate deliveries and worker crashes are harmless. The engine alone writes
+the job's status, error and result: a step says what it has to say in what it
+returns (`Done(detail, result=...)`), and a kind's `error_headline(state)` is
+kept as the error's first line.
 
-When a forward step fails, the job records the error, appends the kind's undo
-steps to its plan and turns "cleaning up". Undo steps are ordinary steps: they
-may wait, they are idempotent, and a crash resumes them, not the failed step.
-"Failed" is written only when the last undo step has ended, so whoever sees
-"failed" also sees what the cleanup did. A failing undo step is recorded and
-the next one still runs.
+When a forward step fails, the job records the error, appends the undo of each
+step that ran (the failed one too: it may have done part of its work; not a
+skipped one), the latest first, and turns "cleaning up". Undo steps are ordinary
+steps: they may wait, they are idempotent, and a crash resumes them, not the
+failed step. "Failed" is written only when the last undo step has ended, so
+whoever sees "failed" also sees what the cleanup did. A failing undo step is
+recorded and the next one still runs.
+
+A whole kind, in an app's jobs.py (imported by its AppConfig.ready); the gateway
+has no `server_reboot` yet, it stands for any call:
+
+    @dataclass
+    class RebootParams:
+        hard: bool = False
+
+    @dataclass
+    class RebootState:
+        asked: bool = False
+
+    def step_reboot(ctx: StepContext) -> Done:
+        ctx.state.asked = True
+        ctx.checkpoint()  # saved before the request: a re-run knows it may have gone
+        cloud.server_reboot(ctx.site.name, server_id=ctx.target_server_id, hard=ctx.params.hard)
+        return Done("reboot asked", result={"rebooted": True})
+
+    def undo_reboot(ctx: StepContext) -> Skipped:
+        return Skipped("a reboot needs no undo")
+
+    class ServerReboot(Kind):
+        name = "server.reboot"  # the only place the name is written
+        Params = RebootParams
+        State = RebootState
+        steps = (Step("reboot", "Reboot requested", step_reboot, undo=Step(
+            "undo_reboot", "Nothing to undo", undo_reboot)),)
+
+        @classmethod
+        def title(cls, params: RebootParams) -> str:
+            return "Reboot instance"
+
+    # a service: ServerReboot.create(actor=user, project=server.project, site=server.site,
+    #     target_server_id=server.openstack_id, params=ServerReboot.Params(hard=True))
+
+The untyped `JobKind` (steps of the Job, an undo list run in full) is a legacy
+adapter for the two delete kinds until they are declared in portal/bulk.py.
 
 Waiting never blocks a worker: `job_advance` returns a countdown and the task
 re-schedules itself. No step does unbounded work in one run: a step that did a
@@ -39,8 +82,9 @@ import traceback
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timedelta
+from typing import ClassVar, cast
 
 from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
@@ -51,6 +95,7 @@ from django.utils import timezone
 
 from portal import cloud
 from portal.errors import ActionRefused
+from portal.mirror.authorship import authorship_record
 from portal.models import Job, Site
 
 log = logging.getLogger(__name__)
@@ -169,9 +214,11 @@ class Wait:
 
 @dataclass(frozen=True)
 class Skipped:
-    """The step had nothing to do (e.g. no restart asked for); shown as skipped."""
+    """The step had nothing to do (e.g. no restart asked for); shown as skipped.
+    `result`: what the step has to say to the job's result (the engine stores it)."""
 
     reason: str = ""
+    result: dict = field(default_factory=dict, compare=False)
 
 
 SKIPPED = Skipped()
@@ -179,27 +226,253 @@ SKIPPED = Skipped()
 
 @dataclass(frozen=True)
 class Done:
-    """The step finished; `detail` says what it did (shown on the job page)."""
+    """The step finished; `detail` says what it did (shown on the job page), and
+    `result` what goes into the job's result (the engine stores it)."""
 
     detail: str = ""
+    result: dict = field(default_factory=dict, compare=False)
 
 
 class StepFailed(Exception):
-    """A step cannot succeed; `str(exc)` is shown to the user."""
+    """A step cannot succeed; `str(exc)` is shown to the user. `result`: what the
+    job's result should say all the same (e.g. a launch's per-seat summary)."""
+
+    def __init__(self, message: str = "", *, result: dict | None = None):
+        super().__init__(message)
+        self.result = result or {}
 
 
 @dataclass(frozen=True)
 class Step:
     name: str
     label: str
-    run: Callable[[Job], Wait | Skipped | Done | None]
+    run: Callable[..., Wait | Skipped | Done | None]
     # False for a step that only reads (waits, summaries): it changes nothing in the
     # cloud, so what earlier steps recorded need not be saved before it runs.
     acts: bool = True
+    # What puts back what this step did, when it or a later step fails: one step,
+    # or several in order (a compensation may wait, e.g. start, then wait for ACTIVE).
+    undo: Step | tuple[Step, ...] = ()
+
+    @property
+    def undo_steps(self) -> tuple[Step, ...]:
+        return self.undo if isinstance(self.undo, tuple) else (self.undo,)
+
+
+class BadJobData(Exception):
+    """A job's stored params or state do not fit its kind (a key unknown or missing)."""
+
+
+# The engine's own bookkeeping in Job.state, beside a kind's State (see _outage_wait).
+ENGINE_STATE_KEYS = ("outage_since", "outages", "last_unavailable", "error_headline")
+# Keys earlier versions wrote to Job.state that nothing reads any more: an
+# unfinished job that carries one still loads (they are dropped).
+RETIRED_STATE_KEYS = ("wake", "undo_start_attempts")
+
+
+def _load(cls: type, data: dict, *, what: str, kind: str):
+    """`data` (a JSON field) as the dataclass `cls`: a clear error for a key it does
+    not know or one it lacks, instead of a KeyError deep inside a step."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    missing = sorted(
+        name for name, f in known.items()
+        if name not in data and f.default is MISSING and f.default_factory is MISSING
+    )  # fmt: skip
+    if unknown or missing:
+        problems = [f"unknown {', '.join(unknown)}"] if unknown else []
+        problems += [f"missing {', '.join(missing)}"] if missing else []
+        raise BadJobData(f"its stored {what} do not fit the kind {kind} ({'; '.join(problems)})")
+    return cls(**data)
+
+
+@dataclass
+class NoParams:
+    """Params of a kind that takes none."""
+
+
+@dataclass
+class NoState:
+    """State of a kind whose steps record nothing."""
+
+
+class StepContext:
+    """What a step of a `Kind` sees of its job: the typed params and state, where
+    and for whom it acts, and `checkpoint()` to save the state before an action
+    whose outcome a re-run must find. The job's status, error and result are the
+    engine's: a step says what it has to say by what it returns."""
+
+    def __init__(self, job: Job, params, state):
+        self._job = job
+        self.params = params
+        self.state = state
+        # A kind that acts on the cloud acts at one site; one that does not never reads it.
+        self.site = cast(Site, job.site)
+        self.actor = job.actor
+        self.project = job.project
+        self.job_id: int = job.pk
+        self.target_server_id: str = job.target_server_id
+        # A step that learns its image (a snapshot's) sets it; the engine stores it.
+        self.target_image_id: str = job.target_image_id
+        self.started_at: datetime = job.started_at or job.created_at
+        # Reads one run reuses until the job acts again (see instances.jobs.server_of).
+        self.cache: dict = {}
+
+    @property
+    def key(self) -> str:
+        """The job's marker on what it creates (see job_key)."""
+        return job_key(self._job)
+
+    def made_by_me(self, found, *, asked_at: str | None) -> bool:
+        """Whether `found` is provably what this job asked for (see made_by_job)."""
+        return made_by_job(self._job, found, asked_at=asked_at)
+
+    def authorship_record(self, openstack_id: str) -> None:
+        """Record that the job's actor made this object through this job."""
+        authorship_record(site=self.site, openstack_id=openstack_id, user=self.actor, job=self._job)
+
+    def checkpoint(self) -> None:
+        """Save the state now: what a step records before an action (it asked for
+        an image) must survive a crash during that action."""
+        _kept(self._job, self)
+        self._job.save(update_fields=["state"])
+
+
+def step_run_once(run: Callable, job: Job):
+    """Run one step function on `job` outside the engine (a test, a shell), as the
+    engine would: what the step records lands in the job's fields (not saved), and
+    its result and the kind's error headline are applied. Reads are kept between
+    calls on the same job object (`job.step_cache`), like one run of the engine."""
+    kind = job_kind_get(job.kind)
+    context = kind.context(job)
+    if isinstance(context, StepContext):
+        context.cache = job.__dict__.setdefault("step_cache", {})
+    try:
+        outcome = run(context)
+    except StepFailed as exc:
+        job.result.update(exc.result)
+        raise
+    finally:
+        _kept(job, context)
+        _headline_kept(job, kind.error_headline(context.state))
+    if isinstance(outcome, (Done, Skipped)):
+        job.result.update(outcome.result)
+    return outcome
+
+
+def _kept(job: Job, context) -> None:
+    """Copy what the steps recorded in `context` into the job row (not saved)."""
+    if isinstance(context, StepContext):
+        engine = {k: job.state[k] for k in ENGINE_STATE_KEYS if k in job.state}
+        job.state = {**_stored(context.state), **engine}
+        job.target_image_id = context.target_image_id
+
+
+def _stored(fields_of) -> dict:
+    """Params or state as the job row keeps them. A field left None is left out, as
+    before they were typed: queries on the JSON field ask for a key's presence (a
+    launch's `retry_of`), and pages for a key (`"image_id" in job.state`)."""
+    return {key: value for key, value in asdict(fields_of).items() if value is not None}
+
+
+class Kind:
+    """A job kind: subclass it, name it, give it `Params`, `State` and `steps`; it is
+    registered under `name`, and `create` records a job of it. See the module's
+    docstring for a whole example."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    State: ClassVar[type] = NoState
+    steps: ClassVar[tuple[Step, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            job_kind_register(cls)
+
+    @classmethod
+    def create(
+        cls, *, params=None, actor=None, project=None, site=None,
+        target_server_id: str = "", target_image_id: str = "", idempotency_key: str = "",
+    ) -> Job:  # fmt: skip
+        """Record a job of this kind (see job_create)."""
+        return job_create(
+            kind=cls.name, actor=actor, project=project, site=site,
+            params=_stored(params if params is not None else cls.Params()),
+            target_server_id=target_server_id, target_image_id=target_image_id,
+            idempotency_key=idempotency_key,
+        )  # fmt: skip
+
+    @classmethod
+    def create_many(cls, *, actor, targets: list[dict], idempotency_key: str = "") -> list[Job]:
+        """One job per target, in one INSERT (see jobs_create); each target's
+        "params" is a `Params`."""
+        rows = [{**target, "params": _stored(target["params"])} for target in targets]
+        return jobs_create(
+            kind=cls.name, actor=actor, targets=rows, idempotency_key=idempotency_key
+        )
+
+    # What the job does, in words, for event logs and job pages.
+    @classmethod
+    def title(cls, params) -> str:
+        return cls.name
+
+    @classmethod
+    def describe(cls, job: Job) -> str:
+        try:
+            return cls.title(_load(cls.Params, job.params, what="params", kind=cls.name))
+        except BadJobData:
+            return cls.name
+
+    @classmethod
+    def error_headline(cls, state) -> str:
+        """A line the job's error starts with while the state says so (e.g. "the
+        instance is left stopped"): the engine keeps it first, and drops it again."""
+        return ""
+
+    @classmethod
+    def on_finished(cls, job: Job) -> None:
+        """Runs once the job ended (succeeded or failed), e.g. to send an email."""
+
+    # --- the engine's side ---
+
+    @classmethod
+    def context(cls, job: Job) -> StepContext:
+        ignored = ENGINE_STATE_KEYS + RETIRED_STATE_KEYS
+        state = {k: v for k, v in job.state.items() if k not in ignored}
+        return StepContext(
+            job,
+            _load(cls.Params, job.params, what="params", kind=cls.name),
+            _load(cls.State, state, what="state", kind=cls.name),
+        )
+
+    @classmethod
+    def step_for(cls, record: dict) -> Step:
+        steps = cls.steps
+        if record.get("phase") == "undo":
+            steps = tuple(undo for step in cls.steps for undo in step.undo_steps)
+        return next(step for step in steps if step.name == record["name"])
+
+    @classmethod
+    def undo_plan(cls, job: Job) -> list[Step]:
+        """The undo of each forward step that ran (done, or the one that failed: it
+        may have done part of its work), the latest first. A skipped step did
+        nothing, so it has nothing to undo; a step never reached neither."""
+        ran = [
+            cls.step_for(record) for record in job.steps
+            if record.get("phase") != "undo" and record["status"] in ("done", "failed")
+        ]  # fmt: skip
+        return [undo for step in reversed(ran) for undo in step.undo_steps]
 
 
 @dataclass(frozen=True)
 class JobKind:
+    """The untyped kind: steps take the Job, undo runs in full whatever ran.
+
+    LEGACY: kept only for the two delete kinds (instances.delete, snapshot.delete)
+    while they move to the declarative bulk delete (portal/bulk.py), and for the
+    test kinds. Remove it once those are `Kind` classes."""
+
     name: str
     steps: tuple[Step, ...]
     # Compensation steps, run in order after a forward step failed (the saga's undo).
@@ -209,22 +482,32 @@ class JobKind:
     # What the job does, in words, for event logs and job pages.
     describe: Callable[[Job], str] = field(default=lambda job: job.kind)
 
+    def context(self, job: Job) -> Job:
+        return job
 
-_kinds: dict[str, JobKind] = {}
+    def step_for(self, record: dict) -> Step:
+        steps = self.undo if record.get("phase") == "undo" else self.steps
+        return next(step for step in steps if step.name == record["name"])
+
+    def undo_plan(self, job: Job) -> list[Step]:
+        return list(self.undo)
+
+    def error_headline(self, state) -> str:
+        return ""
 
 
-def job_kind_register(kind: JobKind) -> JobKind:
+_kinds: dict[str, JobKind | type[Kind]] = {}
+
+
+def job_kind_register(kind):
+    """Register a kind (a `Kind` class registers itself; a legacy `JobKind` is
+    registered by calling this)."""
     _kinds[kind.name] = kind
     return kind
 
 
-def job_kind_get(name: str) -> JobKind:
+def job_kind_get(name: str) -> JobKind | type[Kind]:
     return _kinds[name]
-
-
-def _step_of(spec: JobKind, record: dict) -> Step:
-    steps = spec.undo if record.get("phase") == "undo" else spec.steps
-    return next(step for step in steps if step.name == record["name"])
 
 
 def _step_record(step: Step, *, phase: str) -> dict:
@@ -276,6 +559,9 @@ def jobs_create(*, kind: str, actor, targets: list[dict], idempotency_key: str =
     repeated request gets that first job alone, [job]."""
     spec = job_kind_get(kind)
     steps = [_step_record(step, phase="forward") for step in spec.steps]
+    if isinstance(spec, type):  # a Kind: its params must fit it now, not in a worker later
+        for target in targets:
+            _load(spec.Params, target.get("params") or {}, what="params", kind=kind)
     now = _now()
     jobs = []
     for n, target in enumerate(targets):
@@ -397,6 +683,40 @@ def _no_progress_for(record: dict, outcome: Wait) -> float:
     return (now - datetime.fromisoformat(since)).total_seconds()
 
 
+@dataclass
+class _Run:
+    """One worker's advance of one job: the row, its kind, and what its steps see
+    (the Job for a legacy kind, a StepContext for a `Kind`)."""
+
+    job: Job
+    kind: JobKind | type[Kind]
+    context: Job | StepContext
+    began: float = field(default_factory=time.monotonic)
+    ran: int = 0
+    saved_state: str = ""
+
+    def sync(self) -> None:
+        """Bring the row up to date with the context: its state, its image, and the
+        line the kind's state puts first in the error."""
+        if isinstance(self.context, StepContext):
+            _kept(self.job, self.context)
+            _headline_kept(self.job, self.kind.error_headline(self.context.state))
+
+    def state_text(self) -> str:
+        self.sync()
+        return _state_text(self.job)
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """What running a step came to: its outcome, or why it failed; `unavailable`:
+    the site did not answer (True), or is known silent and was not asked ("silent")."""
+
+    outcome: Wait | Skipped | Done | None = None
+    failed: str = ""
+    unavailable: bool | str = False
+
+
 def job_advance(job_id: int, wake: str | None = None) -> float | None:
     """Run the job's steps until one waits or the job ends.
 
@@ -406,115 +726,179 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
     """
     if not _claim(job_id, wake):
         return None
+    run = _begin(job_id)
+    if run is None:
+        return None
+    job = run.job
+    while job.step_index < len(job.steps):
+        record = job.steps[job.step_index]
+        step = run.kind.step_for(record)
+        _step_starts(job, step, record)
+        if run.ran and time.monotonic() - run.began > settings.JOB_RUN_SECONDS:
+            # This run did its share: the next step starts in a new one, so no run
+            # comes near the task's time limit and other jobs get the worker.
+            run.sync()
+            return _schedule(job, 0.0)
+        countdown = _outcome_kept(run, step, record, _run_step(run, step, record))
+        if countdown is not None:
+            return countdown
+    run.sync()
+    ended = Job.Status.FAILED if job.status == Job.Status.CLEANING_UP else Job.Status.SUCCEEDED
+    return _end(job, run.kind, ended)
+
+
+def _begin(job_id: int) -> _Run | None:
+    """Load the claimed job and what its steps see. A job whose stored params or
+    state do not fit its kind ends failed with that said (None): its steps, and its
+    undo, could only trip over it."""
     job = Job.objects.select_related("site", "actor", "project").get(pk=job_id)
-    spec = job_kind_get(job.kind)
+    kind = job_kind_get(job.kind)
     if job.status == Job.Status.PENDING:
         job.status = Job.Status.RUNNING
         job.started_at = _now()
+    try:
+        context = kind.context(job)
+    except BadJobData as exc:
+        log.error("job %s cannot go on: %s", job.pk, exc)
+        job.error = f"This job cannot go on: {exc}."
+        for record in job.steps[job.step_index :]:
+            record["status"] = "not run"
+        job.step_index = len(job.steps)
+        _end(job, kind, Job.Status.FAILED)
+        return None
+    run = _Run(job=job, kind=kind, context=context)
+    run.saved_state = run.state_text()
+    return run
 
-    run_began, ran = time.monotonic(), 0
-    saved_state = _state_text(job)
-    while job.step_index < len(job.steps):
-        record = job.steps[job.step_index]
-        step = _step_of(spec, record)
-        if record["started_at"] is None:
-            record["started_at"] = _stamp(_now())
-            record["status"] = "running"
-            job.polls = 0
-            job.state.pop("last_unavailable", None)
-        job.progress = step.label
-        if ran and time.monotonic() - run_began > settings.JOB_RUN_SECONDS:
-            # This run did its share: the next step starts in a new one, so no run
-            # comes near the task's time limit and other jobs get the worker.
-            return _schedule(job, 0.0)
-        silent = _site_silent(job)
-        if silent is not None:
-            outcome, unavailable = silent, "silent"
-        else:
-            record["runs"] = record.get("runs", 0) + 1
-            ran += 1
-            # What earlier steps of this run recorded (an image id, "stopped by the
-            # portal") is saved before the next step that acts on the cloud; the rest
-            # of the bookkeeping waits for the end of the run. A crash re-runs a step,
-            # which is safe; it never forgets what a finished step did before an action.
-            if step.acts and _state_text(job) != saved_state:
-                job.save()
-                saved_state = _state_text(job)
-            step_began, state_before = time.monotonic(), _state_text(job)
-            unavailable = False
-            try:
-                outcome = step.run(job)
-            except SoftTimeLimitExceeded:
-                # The run outlived its time: the site answers too slowly. Progress only
-                # if the step recorded some (a batch that got half through).
-                moved = _state_text(job) != state_before
-                outcome = Wait(progress=f"{step.label} (the site answers slowly, retrying)",
-                               more=moved)  # fmt: skip
-                job.state["last_unavailable"] = "the site took too long to answer"
-                unavailable = not moved
-            except cloud.Unavailable as exc:
-                # The site hiccuped, or does not answer at all: the same step again later.
-                outcome = Wait(progress=f"{step.label} ({_site_name(job)} not answering, retrying)")
-                job.state["last_unavailable"] = exc.message
-                unavailable = True
-                if exc.silent and job.site_id:
-                    site_silent(job.site_id)
-            except (StepFailed, cloud.CloudError) as exc:
-                _site_answered(job, step_began)
-                message = exc.message if isinstance(exc, cloud.CloudError) else str(exc)
-                _step_failed(job, spec, record, f"{step.label}: {message}")
-                continue
-            except Exception as exc:  # a bug: record it on the job, never leave it running
-                log.exception("job %s step %s crashed", job.pk, step.name)
-                job.result["traceback"] = traceback.format_exc()
-                message = f"{step.label}: internal error ({exc.__class__.__name__})"
-                _step_failed(job, spec, record, message)
-                continue
-            if not unavailable:
-                _site_answered(job, step_began)
 
-        if unavailable:
-            outage = _outage_wait(job, spec, record, outcome, silent=unavailable == "silent")
-            if outage is None:
-                continue  # the step failed: it waited longer than an outage may last
-            return outage
-        job.state.pop("outage_since", None)
-        job.state.pop("outages", None)
-        if isinstance(outcome, Wait):
-            stalled = _no_progress_for(record, outcome)
-            if outcome.budget is not None:
-                waited = (_now() - datetime.fromisoformat(record["started_at"])).total_seconds()
-                if waited > outcome.budget:
-                    _step_failed(job, spec, record, f"{step.label}: {outcome.over_budget}")
-                    continue
-            elif stalled > settings.JOB_NO_PROGRESS_SECONDS:
-                message = f"{step.label}: the cloud showed no progress for "
-                message += _span(settings.JOB_NO_PROGRESS_SECONDS)
-                if job.state.get("last_unavailable"):
-                    message += f" (last answer: {job.state['last_unavailable']})"
-                _step_failed(job, spec, record, message)
-                continue
-            job.waits_for = outcome.watch
-            if outcome.more:
-                countdown = 0.0
-            elif outcome.watch:
-                countdown = settings.JOB_WATCHED_POLL_SECONDS
-            else:
-                countdown = _backoff(job.polls)
-            job.polls += 1
-            job.progress = outcome.progress or step.label
-            return _schedule(job, countdown, parked=bool(outcome.watch))
+def _step_starts(job: Job, step: Step, record: dict) -> None:
+    """Bookkeeping as a step comes up: its first run starts its clock."""
+    if record["started_at"] is None:
+        record["started_at"] = _stamp(_now())
+        record["status"] = "running"
+        job.polls = 0
+        job.state.pop("last_unavailable", None)
+    job.progress = step.label
 
-        record["status"] = "skipped" if isinstance(outcome, Skipped) else "done"
-        if isinstance(outcome, Skipped) and outcome.reason:
-            record["detail"] = outcome.reason
-        elif isinstance(outcome, Done) and outcome.detail:
-            record["detail"] = outcome.detail
-        record["finished_at"] = _stamp(_now())
-        job.step_index += 1
 
-    ended = Job.Status.FAILED if job.status == Job.Status.CLEANING_UP else Job.Status.SUCCEEDED
-    return _end(job, spec, ended)
+def _run_step(run: _Run, step: Step, record: dict) -> _Ran:
+    """Run the step once and turn what happened (an outcome, a refusal, a site
+    that does not answer, a bug) into a _Ran."""
+    job = run.job
+    silent = _site_silent(job)
+    if silent is not None:
+        return _Ran(outcome=silent, unavailable="silent")
+    record["runs"] = record.get("runs", 0) + 1
+    run.ran += 1
+    # What earlier steps of this run recorded (an image id, "stopped by the
+    # portal") is saved before the next step that acts on the cloud; the rest
+    # of the bookkeeping waits for the end of the run. A crash re-runs a step,
+    # which is safe; it never forgets what a finished step did before an action.
+    if step.acts and run.state_text() != run.saved_state:
+        job.save()
+        run.saved_state = _state_text(job)
+    step_began, state_before = time.monotonic(), run.state_text()
+    try:
+        outcome = step.run(run.context)
+    except SoftTimeLimitExceeded:
+        # The run outlived its time: the site answers too slowly. Progress only
+        # if the step recorded some (a batch that got half through).
+        moved = run.state_text() != state_before
+        job.state["last_unavailable"] = "the site took too long to answer"
+        outcome = Wait(progress=f"{step.label} (the site answers slowly, retrying)", more=moved)
+        return _Ran(outcome=outcome, unavailable=not moved)
+    except cloud.Unavailable as exc:
+        # The site hiccuped, or does not answer at all: the same step again later.
+        job.state["last_unavailable"] = exc.message
+        if exc.silent and job.site_id:
+            site_silent(job.site_id)
+        outcome = Wait(progress=f"{step.label} ({_site_name(job)} not answering, retrying)")
+        return _Ran(outcome=outcome, unavailable=True)
+    except (StepFailed, cloud.CloudError) as exc:
+        _site_answered(job, step_began)
+        if isinstance(exc, StepFailed):
+            job.result.update(exc.result)
+        message = exc.message if isinstance(exc, cloud.CloudError) else str(exc)
+        return _Ran(failed=f"{step.label}: {message}")
+    except Exception as exc:  # a bug: record it on the job, never leave it running
+        log.exception("job %s step %s crashed", job.pk, step.name)
+        job.result["traceback"] = traceback.format_exc()
+        return _Ran(failed=f"{step.label}: internal error ({exc.__class__.__name__})")
+    _site_answered(job, step_began)
+    return _Ran(outcome=outcome)
+
+
+def _outcome_kept(run: _Run, step: Step, record: dict, ran: _Ran) -> float | None:
+    """Record what the step came to. Returns the countdown when this run stops here
+    (the step waits), None when the next step (or the undo) goes on now."""
+    job, outcome = run.job, ran.outcome
+    if ran.failed:
+        _step_failed(job, run.kind, record, ran.failed)
+        return None
+    if ran.unavailable:
+        assert isinstance(outcome, Wait)  # _run_step waits on every unanswered call
+        run.sync()
+        return _outage_wait(job, run.kind, record, outcome, silent=ran.unavailable == "silent")
+    job.state.pop("outage_since", None)
+    job.state.pop("outages", None)
+    if isinstance(outcome, Wait):
+        return _wait_kept(run, step, record, outcome)
+    if isinstance(outcome, (Skipped, Done)):
+        job.result.update(outcome.result)
+    record["status"] = "skipped" if isinstance(outcome, Skipped) else "done"
+    if isinstance(outcome, Skipped) and outcome.reason:
+        record["detail"] = outcome.reason
+    elif isinstance(outcome, Done) and outcome.detail:
+        record["detail"] = outcome.detail
+    record["finished_at"] = _stamp(_now())
+    job.step_index += 1
+    return None
+
+
+def _wait_kept(run: _Run, step: Step, record: dict, outcome: Wait) -> float | None:
+    """The wait policy: fail a wait past its budget, or one the cloud shows no
+    progress on for JOB_NO_PROGRESS_SECONDS; else schedule the next look (at once
+    for more of a batch, a fallback poll for a watched wait, else a backoff)."""
+    job = run.job
+    stalled = _no_progress_for(record, outcome)
+    if outcome.budget is not None:
+        waited = (_now() - datetime.fromisoformat(record["started_at"])).total_seconds()
+        if waited > outcome.budget:
+            _step_failed(job, run.kind, record, f"{step.label}: {outcome.over_budget}")
+            return None
+    elif stalled > settings.JOB_NO_PROGRESS_SECONDS:
+        message = f"{step.label}: the cloud showed no progress for "
+        message += _span(settings.JOB_NO_PROGRESS_SECONDS)
+        if job.state.get("last_unavailable"):
+            message += f" (last answer: {job.state['last_unavailable']})"
+        _step_failed(job, run.kind, record, message)
+        return None
+    job.waits_for = outcome.watch
+    if outcome.more:
+        countdown = 0.0
+    elif outcome.watch:
+        countdown = settings.JOB_WATCHED_POLL_SECONDS
+    else:
+        countdown = _backoff(job.polls)
+    job.polls += 1
+    job.progress = outcome.progress or step.label
+    run.sync()
+    return _schedule(job, countdown, parked=bool(outcome.watch))
+
+
+def _headline_kept(job: Job, headline: str) -> None:
+    """Keep `headline` (the kind's, from its state) as the first line of the job's
+    error, in place of the one it put there before, if any."""
+    before = job.state.get("error_headline", "")
+    rest = job.error
+    if before and rest.startswith(before):
+        rest = rest[len(before) :].removeprefix("\n")
+    if headline:
+        job.state["error_headline"] = headline
+        job.error = f"{headline}\n{rest}" if rest else headline
+    else:
+        job.state.pop("error_headline", None)
+        job.error = rest
 
 
 def _span(seconds: float) -> str:
@@ -563,7 +947,7 @@ def _site_answered(job: Job, since: float) -> None:
 
 
 def _outage_wait(
-    job: Job, spec: JobKind, record: dict, outcome: Wait, *, silent: bool = False
+    job: Job, kind, record: dict, outcome: Wait, *, silent: bool = False
 ) -> float | None:
     """The step could not reach its site: try again with a backoff, never at once.
 
@@ -585,7 +969,7 @@ def _outage_wait(
             message = f"{record['label']}: the cloud showed no progress for {_span(limit)}"
         if job.state.get("last_unavailable"):
             message += f" (last answer: {job.state['last_unavailable']})"
-        _step_failed(job, spec, record, message)
+        _step_failed(job, kind, record, message)
         return None
     job.state["outages"] = job.state.get("outages", 0) + 1
     high = settings.JOB_UNDO_OUTAGE_BACKOFF_SECONDS if undo else settings.JOB_OUTAGE_BACKOFF_SECONDS
@@ -730,7 +1114,7 @@ def _release(job: Job) -> None:
     job.save()
 
 
-def _step_failed(job: Job, spec: JobKind, record: dict, message: str) -> None:
+def _step_failed(job: Job, kind, record: dict, message: str) -> None:
     """Record a failed step. A forward step's failure starts the undo steps; an
     undo step's failure is noted and the next undo step runs anyway."""
     record["status"] = "failed"
@@ -745,19 +1129,19 @@ def _step_failed(job: Job, spec: JobKind, record: dict, message: str) -> None:
     for skipped in job.steps[job.step_index :]:
         skipped["status"] = "not run"
     job.step_index = len(job.steps)
-    job.steps.extend(_step_record(step, phase="undo") for step in spec.undo)
+    job.steps.extend(_step_record(step, phase="undo") for step in kind.undo_plan(job))
     job.progress = "cleaning up"
 
 
-def _end(job: Job, spec: JobKind, status: str) -> None:
+def _end(job: Job, kind, status: str) -> None:
     """The bookkeeping of every ending: status, time, lease, then `on_finished`."""
     job.status = status
     job.progress = "done" if status == Job.Status.SUCCEEDED else "failed"
     job.finished_at = _now()
     _release(job)
-    if spec.on_finished is not None:
+    if kind.on_finished is not None:
         try:
-            spec.on_finished(job)
+            kind.on_finished(job)
         except Exception:
             log.exception("on_finished of job %s failed", job.pk)
     return None

@@ -17,6 +17,7 @@ refuses to start it: then the first line of the error says so.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -25,6 +26,7 @@ from django.utils import timezone
 from images.models import Image
 from images.services import image_refresh
 from instances.jobs import (
+    PowerState,
     server_observed,
     server_of,
     server_wait,
@@ -42,21 +44,21 @@ from portal.jobs import (
     JOB_KEY,
     SKIPPED,
     Done,
-    JobKind,
+    Kind,
     Skipped,
     Step,
+    StepContext,
     StepFailed,
     Wait,
-    job_key,
     job_kind_register,
-    made_by_job,
     undo_details,
 )
-from portal.mirror.authorship import CREATED_BY_KEY, authorship_record
+from portal.mirror.authorship import CREATED_BY_KEY
 from portal.mirror.freshness import site_watched
 from portal.models import Job
 from snapshots.services import SNAPSHOT_DELETE, snapshot_create_check
 from snapshots.verify import (
+    BootTestState,
     step_verify_boot,
     step_verify_cleanup,
     step_verify_console,
@@ -71,8 +73,14 @@ SNAPSHOT_TASKS = {
 }  # fmt: skip
 
 # After the snapshot, when asked: boot a throwaway instance from it (see verify.py).
+# Once a test is planned, a failure deletes every test instance the job made.
 BOOT_TEST_STEPS = (
-    Step("verify_plan", "Choosing a flavor for the boot test", step_verify_plan),
+    Step(
+        "verify_plan",
+        "Choosing a flavor for the boot test",
+        step_verify_plan,
+        undo=Step("undo_boot_test", "Deleting the test instance", step_verify_cleanup),
+    ),
     Step("verify_boot", "Booting a test instance", step_verify_boot),
     Step(
         "verify_console",
@@ -84,32 +92,64 @@ BOOT_TEST_STEPS = (
 )
 
 
-def step_check(job: Job) -> None:
+@dataclass
+class SnapshotParams:
+    name: str
+    # The name casefolded: two unfinished jobs never make two snapshots of one name.
+    name_key: str = ""
+    description: str = ""
+    # Start the instance again afterwards if this job stopped it.
+    restart: bool = False
+    # Boot a test instance from the snapshot (see verify.py).
+    verify: bool = False
+    # One of many (snapshot_create_many_request): only a failure is mailed.
+    batch: bool = False
+
+
+@dataclass
+class SnapshotState(PowerState, BootTestState):
+    """The power steps' record (stopped_by_portal: the undo starts it again), the
+    boot test's, and the snapshot's own."""
+
+    # Saved just before the job asked Nova for the snapshot, and when: a re-run (or
+    # the undo) after a cut-off request looks for the image it may have made.
+    snapshot_asked: bool = False
+    snapshot_asked_at: str | None = None
+    # The undo asked Nova to start the instance again: its wait for ACTIVE runs.
+    undo_start_requested: bool = False
+    # The first line of the error while the instance this job stopped is not
+    # running again (see SnapshotCreate.error_headline). True: a job from before.
+    left_stopped: str | bool = ""
+    may_be_stopped: str | bool = ""
+
+
+def step_check(ctx: StepContext) -> None:
     """The same rules as the form, again: no path around the form skips them."""
-    server = server_of(job)
+    server = server_of(ctx)
     try:
         snapshot_create_check(
-            server=server, actor=job.actor, name=job.params["name"], exclude_job_id=job.pk
+            server=server, actor=ctx.actor, name=ctx.params.name, exclude_job_id=ctx.job_id
         )
     except ActionRefused as refused:
         raise StepFailed(refused.message) from refused
-    job.state.setdefault("prior_status", server.status)
+    if ctx.state.prior_status is None:
+        ctx.state.prior_status = server.status
     return None
 
 
-def step_stop_if_running(job: Job) -> None | Skipped:
-    if job.state.get("prior_status") != "ACTIVE" and not job.state.get("stopped_by_portal"):
+def step_stop_if_running(ctx: StepContext) -> None | Skipped:
+    if ctx.state.prior_status != "ACTIVE" and not ctx.state.stopped_by_portal:
         return Skipped("the instance was not running")
-    return step_stop(job)
+    return step_stop(ctx)
 
 
-def step_wait_stopped(job: Job) -> Wait | None | Skipped:
-    if not job.state.get("stopped_by_portal"):
+def step_wait_stopped(ctx: StepContext) -> Wait | None | Skipped:
+    if not ctx.state.stopped_by_portal:
         return Skipped("the instance was not running")
-    return step_wait_shutoff(job)
+    return step_wait_shutoff(ctx)
 
 
-def _find_own_image(job: Job) -> cloud.CloudImage | None:
+def _find_own_image(ctx: StepContext) -> cloud.CloudImage | None:
     """The image this job asked Nova for, found by its `portal_job` property.
 
     Nova copies a base image's properties into every snapshot, so a snapshot of a
@@ -119,33 +159,33 @@ def _find_own_image(job: Job) -> cloud.CloudImage | None:
     after the job asked (made_by_job): another project's image with the marker
     is never adopted, nor deleted by the undo."""
     found = cloud.image_find_by_property(
-        job.site.name, key=JOB_KEY, value=job_key(job), owner=job.project.openstack_id
+        ctx.site.name, key=JOB_KEY, value=ctx.key, owner=ctx.project.openstack_id
     )
-    asked_at = job.state.get("snapshot_asked_at")
+    asked_at = ctx.state.snapshot_asked_at
     own = [
         i for i in found
-        if i.properties.get("instance_uuid") == job.target_server_id
-        and made_by_job(job, i, asked_at=asked_at)
+        if i.properties.get("instance_uuid") == ctx.target_server_id
+        and ctx.made_by_me(i, asked_at=asked_at)
     ]  # fmt: skip
     return own[0] if own else None
 
 
-def _image_of(job: Job, *, acted: bool = False) -> Image | None:
+def _image_of(ctx: StepContext, *, acted: bool = False) -> Image | None:
     """The job's snapshot image, like server_of: the mirror row while the site's
     watcher keeps it current, else (and right after the job acted) a targeted
     refresh; read once per run."""
-    image = None if acted else getattr(job, "_image", None)
+    image = None if acted else ctx.cache.get("image")
     if image is None:
-        if not acted and site_watched(job.site):
-            image = Image.objects.filter(site=job.site, openstack_id=job.state["image_id"]).first()
+        if not acted and site_watched(ctx.site):
+            image = Image.objects.filter(site=ctx.site, openstack_id=ctx.state.image_id).first()
         else:
             image = image_refresh(
-                job.site,
-                openstack_id=job.state["image_id"],
-                made_for=job.project,
-                made_by=job.actor,
+                ctx.site,
+                openstack_id=ctx.state.image_id,
+                made_for=ctx.project,
+                made_by=ctx.actor,
             )
-        job._image = image
+        ctx.cache["image"] = image
     return image
 
 
@@ -159,47 +199,49 @@ def _observed(image: Image | None, server: Server | None) -> list:
     return seen
 
 
-def step_snapshot(job: Job) -> Wait | None:
+def step_snapshot(ctx: StepContext) -> Wait | None:
     """Ask Nova for the snapshot, once: a re-run after the request finds the image
     it asked for by its `portal_job` property. The next step waits for it."""
-    if "image_id" not in job.state:
-        server = server_of(job)
+    state: SnapshotState = ctx.state
+    if state.image_id is None:
+        server = server_of(ctx)
         # Only a run after one that may have asked looks for the image it made (a
         # Glance listing by property): the marker is saved before the request.
-        existing = _find_own_image(job) if job.state.get("snapshot_asked") else None
+        existing = _find_own_image(ctx) if state.snapshot_asked else None
         if existing is None and server.task_state:
             return server_wait(
-                job, server, f"waiting for {server.name} to finish {server.task_label}"
+                ctx, server, f"waiting for {server.name} to finish {server.task_label}"
             )
         if existing is None:
-            job.state["snapshot_asked"] = True
-            job.state.setdefault("snapshot_asked_at", timezone.now().isoformat())
-            job.save(update_fields=["state"])
-            metadata = {JOB_KEY: job_key(job), CREATED_BY_KEY: job.actor.username}
-            if job.params.get("description"):
-                metadata["description"] = job.params["description"]
+            state.snapshot_asked = True
+            if state.snapshot_asked_at is None:
+                state.snapshot_asked_at = timezone.now().isoformat()
+            ctx.checkpoint()
+            metadata = {JOB_KEY: ctx.key, CREATED_BY_KEY: ctx.actor.username}
+            if ctx.params.description:
+                metadata["description"] = ctx.params.description
             try:
                 image_id = cloud.server_create_image(
-                    job.site.name,
+                    ctx.site.name,
                     project_id=server.project_openstack_id,
                     server_id=server.openstack_id,
-                    name=job.params["name"],
+                    name=ctx.params.name,
                     metadata=metadata,
                 )
             except cloud.Conflict:
                 # A duplicate delivery of this step may have asked a moment ago.
-                existing = _find_own_image(job)
+                existing = _find_own_image(ctx)
                 if existing is None:
                     raise
                 image_id = existing.id
         else:
             image_id = existing.id
-        job.state["image_id"] = image_id
-        job.target_image_id = image_id
-        authorship_record(site=job.site, openstack_id=image_id, user=job.actor, job=job)
+        state.image_id = image_id
+        ctx.target_image_id = image_id
+        ctx.authorship_record(image_id)
     # The image row and the server's new task, as the next step's first reads.
-    _image_of(job, acted=True)
-    server_of(job, acted=True)
+    _image_of(ctx, acted=True)
+    server_of(ctx, acted=True)
     return None
 
 
@@ -213,13 +255,13 @@ def _span(seconds: float) -> str:
     return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
 
 
-def _uploading(job: Job, server: Server, progress: str, *, watch: str) -> Wait:
+def _uploading(ctx: StepContext, server: Server, progress: str, *, watch: str) -> Wait:
     """Nova is working on the snapshot: progress, though Glance shows none until the
     end. The wait is budgeted by the disk's size, not by a no-progress limit."""
     budget = upload_budget(server)
     return Wait(
         progress=progress,
-        observed=_observed(_image_of(job), server),
+        observed=_observed(_image_of(ctx), server),
         watch=watch,
         budget=budget,
         over_budget=(
@@ -229,7 +271,7 @@ def _uploading(job: Job, server: Server, progress: str, *, watch: str) -> Wait:
     )
 
 
-def step_upload(job: Job) -> Wait | None:
+def step_upload(ctx: StepContext) -> Wait | None:
     """Wait until Glance has the image: while Nova snapshots the disk, then uploads it.
 
     Real Glance shows nothing during the upload (the image stays `saving` with no
@@ -239,19 +281,19 @@ def step_upload(job: Job) -> Wait | None:
     must be active now. Glance lists no deleted images, so only asking tells of an
     image the cloud discarded.
     """
-    server = server_of(job)
+    server = server_of(ctx)
     if server.task_state in SNAPSHOT_TASKS:
-        if site_watched(job.site):
+        if site_watched(ctx.site):
             # The job sleeps through Nova's changing tasks: a label true for all of them.
             progress = "Nova is snapshotting the disk and uploading the image"
-            return _uploading(job, server, progress, watch="server")
-        image = _image_of(job)
+            return _uploading(ctx, server, progress, watch="server")
+        image = _image_of(ctx)
         if image is not None and image.status == "active":
             return None  # Nova clears its task a moment later: the next step waits for that
-        return _uploading(job, server, _upload_progress(server), watch="")
+        return _uploading(ctx, server, _upload_progress(server), watch="")
     if server.task_state:
-        return server_wait(job, server, f"waiting for {server.name} to finish {server.task_label}")
-    image = _image_of(job, acted=True)
+        return server_wait(ctx, server, f"waiting for {server.name} to finish {server.task_label}")
+    image = _image_of(ctx, acted=True)
     reason = f" ({server.fault_message})" if server.fault_message else ""
     if image is None or image.deleted_at is not None:
         raise StepFailed(f"the cloud discarded the snapshot{reason}")
@@ -272,81 +314,85 @@ def _upload_progress(server: Server) -> str:
     return "uploading the image"
 
 
-def step_settle(job: Job) -> Wait | None:
+def step_settle(ctx: StepContext) -> Wait | None:
     """Nova clears the server's task_state a little after Glance shows the image
     active; acting on the server before that gets a 409."""
-    server = server_of(job)
+    server = server_of(ctx)
     if server.task_state:
-        return server_wait(job, server, f"waiting for Nova to finish {server.task_label}")
+        return server_wait(ctx, server, f"waiting for Nova to finish {server.task_label}")
     return None
 
 
-def _restart_wanted(job: Job) -> bool:
+def _restart_wanted(ctx: StepContext) -> bool:
     """Start it again only if this job stopped it (not if the user did meanwhile)."""
-    return bool(job.params.get("restart")) and bool(job.state.get("stopped_by_portal"))
+    return ctx.params.restart and ctx.state.stopped_by_portal
 
 
-def step_restart(job: Job) -> Wait | None | Skipped:
-    if not _restart_wanted(job):
-        if job.params.get("restart") is False:
+def step_restart(ctx: StepContext) -> Wait | None | Skipped:
+    if not _restart_wanted(ctx):
+        if not ctx.params.restart:
             return Skipped("not asked to restart")
-        if job.state.get("prior_status") == "ACTIVE":
+        if ctx.state.prior_status == "ACTIVE":
             return Skipped("it was stopped by someone else, not by this job")
         return Skipped("it was off before")
-    return step_start(job)
+    return step_start(ctx)
 
 
-def step_wait_restarted(job: Job) -> Wait | None | Skipped:
-    if not _restart_wanted(job):
+def step_wait_restarted(ctx: StepContext) -> Wait | None | Skipped:
+    if not _restart_wanted(ctx):
         return SKIPPED
-    return step_wait_active(job)
+    return step_wait_active(ctx)
 
 
 # --- Undo ---------------------------------------------------------------------
 
 
-def undo_image(job: Job) -> Done | Skipped:
-    """Remove this job's image unless it is complete (then it is a good snapshot)."""
-    image_id = job.state.get("image_id")
+def undo_image(ctx: StepContext) -> Done | Skipped:
+    """Remove this job's image unless it is complete (then it is a good snapshot).
+    The undo of the snapshot step, which may have failed after asking."""
+    image_id = ctx.state.image_id
     if image_id is None:
         # Asked for, but the id never reached the job row: look for it by its property.
-        found = _find_own_image(job) if job.state.get("snapshot_asked") else None
+        found = _find_own_image(ctx) if ctx.state.snapshot_asked else None
         if found is None:
             return Skipped("no image was made")
-        image_id = job.state["image_id"] = found.id
-    image = image_refresh(job.site, openstack_id=image_id)
+        image_id = ctx.state.image_id = found.id
+    image = image_refresh(ctx.site, openstack_id=image_id)
     if image is None or image.deleted_at is not None:
         return Skipped("the cloud already removed the unfinished image")
     if image.status == "active":
         return Skipped("the snapshot is complete and was kept")
-    server = _undo_server(job)
+    server = _undo_server(ctx)
     if server is not None and server.task_state in SNAPSHOT_TASKS:
         # Never delete an image Nova is still uploading: Nova deletes it itself if
         # the upload fails, and a finished one is a good snapshot.
         return Skipped(f"Nova is still {server.task_label} the image: it is left to Nova")
     try:
-        cloud.image_delete(job.site.name, image_id=image_id)
+        cloud.image_delete(ctx.site.name, image_id=image_id)
     except cloud.NotFound:
         pass
-    image_refresh(job.site, openstack_id=image_id)
+    image_refresh(ctx.site, openstack_id=image_id)
     return Done("removed the unfinished snapshot image")
 
 
-def _undo_server(job: Job) -> Server | None:
-    server = server_refresh(job.site, openstack_id=job.target_server_id)
+def _undo_server(ctx: StepContext) -> Server | None:
+    server = server_refresh(ctx.site, openstack_id=ctx.target_server_id)
     return None if server is None or server.is_deleted else server
 
 
-def _start_wanted_again(job: Job) -> bool:
-    return bool(job.state.get("stopped_by_portal")) and bool(job.params.get("restart"))
+def _start_wanted_again(ctx: StepContext) -> bool:
+    """The stop step's undo starts the instance only if the stop was this job's
+    (the step also ends "done" when someone else had stopped it) and the user
+    asked for it to run afterwards."""
+    return ctx.state.stopped_by_portal and ctx.params.restart
 
 
-def undo_settle(job: Job) -> Wait | Skipped | None:
+def undo_settle(ctx: StepContext) -> Wait | Skipped | None:
     """Wait until no Nova task runs on the server (a snapshot still uploading ends
     when its image is deleted); starting it before that gets a 409."""
-    if not _start_wanted_again(job):
+    if not _start_wanted_again(ctx):
         return Skipped("the instance stays as it was")
-    server = _undo_server(job)
+    server = _undo_server(ctx)
     if server is None:
         return Skipped("the instance no longer exists")
     if server.task_state:
@@ -357,44 +403,43 @@ def undo_settle(job: Job) -> Wait | Skipped | None:
     return None
 
 
-def undo_start(job: Job) -> Wait | Skipped | Done:
-    if not _start_wanted_again(job):
+def undo_start(ctx: StepContext) -> Wait | Skipped | Done:
+    if not _start_wanted_again(ctx):
         return Skipped("the job did not stop it, or was asked to leave it off")
-    server = _undo_server(job)
+    server = _undo_server(ctx)
     if server is None:
         return Skipped("the instance no longer exists")
     if server.status == "ACTIVE" and not server.task_state:
         return Skipped("it is running")
-    outcome = step_start(job)
+    outcome = step_start(ctx)
     if isinstance(outcome, Wait):
         return outcome
-    job.state["start_attempts"] = 1  # the undo gets its own two attempts
-    job.state["undo_start_requested"] = True
+    ctx.state.start_attempts = 1  # the undo gets its own two attempts
+    ctx.state.undo_start_requested = True
     return Done("asked the cloud to start the instance again")
 
 
-def undo_wait_active(job: Job) -> Wait | Skipped | Done:
+def undo_wait_active(ctx: StepContext) -> Wait | Skipped | Done:
     """Wait for ACTIVE (asking once more if Nova drops the start); if the cloud
     refuses, say so in the first line of the job's error."""
-    if not job.state.get("undo_start_requested"):
+    if not ctx.state.undo_start_requested:
         return SKIPPED
-    server = _undo_server(job)
+    server = _undo_server(ctx)
     if server is None:
         return Skipped("the instance no longer exists")
     try:
-        outcome = step_wait_active(job)
+        outcome = step_wait_active(ctx)
     except StepFailed as refused:
-        job.error = f"{server.name} is left STOPPED: {refused}.\n{job.error}"
-        job.state["left_stopped"] = True
+        ctx.state.left_stopped = f"{server.name} is left STOPPED: {refused}."
         raise
     return outcome or Done("the instance runs again")
 
 
-def _may_be_stopped_line(job: Job) -> str:
-    server = Server.objects.filter(site=job.site, openstack_id=job.target_server_id).first()
+def _may_be_stopped_line(ctx: StepContext) -> str:
+    server = Server.objects.filter(site=ctx.site, openstack_id=ctx.target_server_id).first()
     name = server.name if server is not None else "The instance"
     return (
-        f"{name} may be left STOPPED: {job.site.display_name} is not answering; "
+        f"{name} may be left STOPPED: {ctx.site.display_name} is not answering; "
         "the portal starts it again as soon as it answers."
     )
 
@@ -405,17 +450,16 @@ def _through_outage(step):
     of the job's error says the instance this job stopped may be left stopped, and
     once the instance runs again (or is found running) the line goes."""
 
-    def run(job: Job):
+    def run(ctx: StepContext):
+        state: SnapshotState = ctx.state
         try:
-            outcome = step(job)
+            outcome = step(ctx)
         except cloud.Unavailable:
-            if _start_wanted_again(job) and not job.state.get("may_be_stopped"):
-                job.state["may_be_stopped"] = True
-                job.error = f"{_may_be_stopped_line(job)}\n{job.error}"
+            if _start_wanted_again(ctx) and not state.may_be_stopped:
+                state.may_be_stopped = _may_be_stopped_line(ctx)
             raise
-        if job.state.get("may_be_stopped") and _runs_again(job, outcome):
-            job.state.pop("may_be_stopped")
-            job.error = job.error.split("\n", 1)[1] if "\n" in job.error else ""
+        if state.may_be_stopped and _runs_again(ctx, outcome):
+            state.may_be_stopped = ""
         return outcome
 
     run.__name__ = step.__name__
@@ -423,29 +467,28 @@ def _through_outage(step):
     return run
 
 
-def _runs_again(job: Job, outcome) -> bool:
+def _runs_again(ctx: StepContext, outcome) -> bool:
     """The step got an answer and the mirror (just refreshed) shows the instance running."""
-    if isinstance(outcome, Wait) or job.state.get("left_stopped"):
+    if isinstance(outcome, Wait) or ctx.state.left_stopped:
         return False
-    server = Server.objects.filter(site=job.site, openstack_id=job.target_server_id).first()
+    server = Server.objects.filter(site=ctx.site, openstack_id=ctx.target_server_id).first()
     return server is not None and server.status == "ACTIVE" and not server.task_state
 
 
-def undo_report(job: Job) -> Done | Skipped:
+def undo_report(ctx: StepContext) -> Done | Skipped:
     """Say in the first line of the error when the instance this job stopped is not
     running again (the cloud refused, or a task never ended).
 
     An undo step, not part of on_finished: the job is recorded failed only with
     this line in place, so neither a page nor a crashed worker ever shows the
     failure without it."""
-    if not _start_wanted_again(job) or job.state.get("left_stopped"):
+    if not _start_wanted_again(ctx) or ctx.state.left_stopped:
         return SKIPPED
-    server = _undo_server(job)
+    server = _undo_server(ctx)
     if server is None or server.status == "ACTIVE":
         return SKIPPED
-    job.state["left_stopped"] = True
-    job.error = (
-        f"{server.name} is left {server.status}: the portal could not start it again.\n{job.error}"
+    ctx.state.left_stopped = (
+        f"{server.name} is left {server.status}: the portal could not start it again."
     )
     return Done(f"{server.name} is left {server.status}")
 
@@ -474,67 +517,102 @@ def snapshot_notify(job: Job) -> None:
     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [job.actor.email], fail_silently=True)
 
 
-job_kind_register(
-    JobKind(
-        name="snapshot.create",
-        steps=(
-            Step("check", "Checking the request", step_check),
-            Step("stop", "Stop requested", step_stop_if_running),
-            Step("wait_stopped", "Waiting for SHUTOFF", step_wait_stopped, acts=False),
-            Step("snapshot", "Snapshot requested", step_snapshot),
-            Step("upload", "Uploading the image", step_upload, acts=False),
-            Step("settle", "Waiting for Nova to finish", step_settle, acts=False),
-            Step("restart", "Start requested", step_restart),
-            Step("wait_restarted", "Waiting for ACTIVE", step_wait_restarted),
-            *BOOT_TEST_STEPS,
-        ),
-        undo=(
-            Step("undo_boot_test", "Deleting the test instance", step_verify_cleanup),
-            Step("undo_image", "Removing the unfinished image", undo_image),
-            Step(
-                "undo_settle",
-                "Waiting until the instance is idle",
-                _through_outage(undo_settle),
-                acts=False,
+class SnapshotCreate(Kind):
+    """Stop (if running), snapshot, start again (if asked), and test it boots (if asked)."""
+
+    name = "snapshot.create"
+    Params = SnapshotParams
+    State = SnapshotState
+    steps = (
+        Step("check", "Checking the request", step_check),
+        Step(
+            "stop",
+            "Stop requested",
+            step_stop_if_running,
+            undo=(
+                Step(
+                    "undo_settle",
+                    "Waiting until the instance is idle",
+                    _through_outage(undo_settle),
+                    acts=False,
+                ),
+                Step("undo_start", "Starting the instance again", _through_outage(undo_start)),
+                Step(
+                    "undo_wait_active",
+                    "Waiting for ACTIVE again",
+                    _through_outage(undo_wait_active),
+                ),
+                Step(
+                    "undo_report",
+                    "Checking the instance runs again",
+                    _through_outage(undo_report),
+                    acts=False,
+                ),
             ),
-            Step("undo_start", "Starting the instance again", _through_outage(undo_start)),
-            Step("undo_wait_active", "Waiting for ACTIVE again", _through_outage(undo_wait_active)),
-            Step(
-                "undo_report",
-                "Checking the instance runs again",
-                _through_outage(undo_report),
-                acts=False,
-            ),
         ),
-        describe=lambda job: f"Create snapshot “{job.params.get('name', '')}”",
-        on_finished=snapshot_notify,
+        Step("wait_stopped", "Waiting for SHUTOFF", step_wait_stopped, acts=False),
+        Step(
+            "snapshot",
+            "Snapshot requested",
+            step_snapshot,
+            undo=Step("undo_image", "Removing the unfinished image", undo_image),
+        ),
+        Step("upload", "Uploading the image", step_upload, acts=False),
+        Step("settle", "Waiting for Nova to finish", step_settle, acts=False),
+        Step("restart", "Start requested", step_restart),
+        Step("wait_restarted", "Waiting for ACTIVE", step_wait_restarted),
+        *BOOT_TEST_STEPS,
     )
-)
+
+    @classmethod
+    def title(cls, params: SnapshotParams) -> str:
+        return f"Create snapshot “{params.name}”"
+
+    @classmethod
+    def error_headline(cls, state: SnapshotState) -> str:
+        """While the instance this job stopped is not running again, the error says
+        so first (the email's subject line reads it too)."""
+        lines = (state.left_stopped, state.may_be_stopped)
+        return "\n".join(line for line in lines if isinstance(line, str) and line)
+
+    @classmethod
+    def on_finished(cls, job: Job) -> None:
+        snapshot_notify(job)
 
 
 # --- Verify now ----------------------------------------------------------------
 
 
-def step_verify_check(job: Job) -> None:
+@dataclass
+class VerifyParams:
+    image_id: str
+    name: str = ""
+    verify: bool = True
+
+
+def step_verify_check(ctx: StepContext) -> None:
     """The snapshot still exists and is active, and the user may still act on it."""
-    image = image_refresh(job.site, openstack_id=job.params["image_id"])
+    image = image_refresh(ctx.site, openstack_id=ctx.params.image_id)
     if image is None or image.deleted_at is not None:
         raise StepFailed("the snapshot no longer exists")
     if image.status != "active":
         raise StepFailed(f"the snapshot is {image.status}, not active")
-    if not can_act_on(job.actor, project=job.project, created_by_id=image.created_by_id):
+    if not can_act_on(ctx.actor, project=ctx.project, created_by_id=image.created_by_id):
         raise StepFailed("you may no longer act on this snapshot")
-    job.state["image_id"] = image.openstack_id
+    ctx.state.image_id = image.openstack_id
 
 
-job_kind_register(
-    JobKind(
-        name="snapshot.verify",
-        steps=(Step("check", "Checking the request", step_verify_check), *BOOT_TEST_STEPS),
-        undo=(Step("undo_boot_test", "Deleting the test instance", step_verify_cleanup),),
-        describe=lambda job: f"Test that “{job.params.get('name', '')}” boots",
-    )
-)
+class SnapshotVerify(Kind):
+    """Boot a test instance from an existing snapshot ("Verify now")."""
+
+    name = "snapshot.verify"
+    Params = VerifyParams
+    State = BootTestState
+    steps = (Step("check", "Checking the request", step_verify_check), *BOOT_TEST_STEPS)
+
+    @classmethod
+    def title(cls, params: VerifyParams) -> str:
+        return f"Test that “{params.name}” boots"
 
 
 # --- Delete ---------------------------------------------------------------------

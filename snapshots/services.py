@@ -15,7 +15,7 @@ from portal import cloud
 from portal.access import can_act_on
 from portal.bulk.delete import BulkDelete, DeletePlan
 from portal.errors import ActionRefused
-from portal.jobs import busy_pks, job_create, jobs_create
+from portal.jobs import busy_pks
 from portal.models import Job
 from snapshots.forms import NAME_MAX, clean_snapshot_name
 from snapshots.models import Snapshot
@@ -95,20 +95,22 @@ def snapshot_create_request(
 ) -> Job:
     """Check everything, then record the stop-then-snapshot job."""
     name = snapshot_create_check(server=server, actor=actor, name=name)
-    return job_create(
-        kind="snapshot.create",
+    # At call time: the job kinds' steps import this module's checks.
+    from snapshots.jobs import SnapshotCreate
+
+    return SnapshotCreate.create(
         actor=actor,
         idempotency_key=idempotency_key,
         project=server.project,
         site=server.site,
         target_server_id=server.openstack_id,
-        params={
-            "name": name,
-            "name_key": name.casefold(),
-            "description": description.strip(),
-            "restart": bool(restart),
-            "verify": bool(verify),
-        },
+        params=SnapshotCreate.Params(
+            name=name,
+            name_key=name.casefold(),
+            description=description.strip(),
+            restart=bool(restart),
+            verify=bool(verify),
+        ),
     )
 
 
@@ -225,28 +227,23 @@ def snapshot_create_many_request(
     """Plan, then record one stop-then-snapshot job per instance that passes, in
     one INSERT. Their success emails are left out (a workshop's 100 would bury
     the one that matters); a failure is still mailed."""
+    from snapshots.jobs import SnapshotCreate  # at call time, as above
+
     plan = snapshot_create_many_plan(servers=servers, actor=actor, pattern=pattern)
     targets = [
         {
             "project": row.server.project,
             "site": row.server.site,
             "target_server_id": row.server.openstack_id,
-            "params": {
-                "name": row.name,
-                "name_key": row.name.casefold(),
-                "description": "",
-                "restart": bool(restart),
-                "verify": False,
-                "batch": True,
-            },  # fmt: skip
+            "params": SnapshotCreate.Params(
+                name=row.name, name_key=row.name.casefold(), restart=bool(restart), batch=True
+            ),
         }
         for row in plan.will_snapshot
     ]
     if not targets:
         return [], plan
-    jobs = jobs_create(
-        kind="snapshot.create", actor=actor, targets=targets, idempotency_key=idempotency_key
-    )
+    jobs = SnapshotCreate.create_many(actor=actor, targets=targets, idempotency_key=idempotency_key)
     return jobs, plan
 
 
@@ -302,12 +299,13 @@ def snapshot_verify_request(*, snapshot: Snapshot, actor, idempotency_key: str =
         raise ActionRefused(f"{snapshot.site.display_name} is unreachable; try again later.")
     if busy_pks([snapshot], target="image"):
         raise ActionRefused(f"A portal job is working on {snapshot.name}; wait until it ends.")
-    return job_create(
-        kind="snapshot.verify",
+    from snapshots.jobs import SnapshotVerify  # at call time, as above
+
+    return SnapshotVerify.create(
         actor=actor,
         idempotency_key=idempotency_key,
         project=snapshot.project,
         site=snapshot.site,
         target_image_id=snapshot.openstack_id,
-        params={"image_id": snapshot.openstack_id, "name": snapshot.name, "verify": True},
+        params=SnapshotVerify.Params(image_id=snapshot.openstack_id, name=snapshot.name),
     )

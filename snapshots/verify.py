@@ -33,6 +33,7 @@ the same name and marker is touched.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -47,9 +48,8 @@ from instances.selectors import networks_usable_by
 from instances.services import project_quota_refresh, server_refresh
 from portal import cloud
 from portal.errors import ActionRefused
-from portal.jobs import JOB_KEY, SKIPPED, Done, Skipped, Wait, job_key, made_by_job
-from portal.mirror.authorship import CREATED_BY_KEY, authorship_record
-from portal.models import Job
+from portal.jobs import JOB_KEY, SKIPPED, Done, Skipped, StepContext, Wait
+from portal.mirror.authorship import CREATED_BY_KEY
 
 # What a booted Linux prints when it is up (cloud-init's last line, or getty's
 # prompt), and what it prints when it is not.
@@ -92,15 +92,27 @@ def _landing_seconds() -> float:
     return settings.OPENSTACK_TIMEOUT + LANDING_MARGIN_SECONDS
 
 
-def _image_id(job: Job) -> str:
-    return job.state.get("image_id") or job.params.get("image_id", "")
+@dataclass
+class BootTestState:
+    """What the boot test steps record; the state of both kinds that run them is
+    one of these."""
+
+    # The snapshot tested (the snapshot job's image, or the one "Verify now" names).
+    image_id: str | None = None
+    # The test's plan and progress: flavor, network ids, request times, the test
+    # instance's id, and at last its outcome and reason (see the steps below).
+    boot_test: dict | None = None
 
 
-def boot_test_record(job: Job, outcome: str, **fields) -> BootTest:
+def _image_id(ctx: StepContext) -> str:
+    return ctx.state.image_id or ""
+
+
+def boot_test_record(ctx: StepContext, outcome: str, **fields) -> BootTest:
     """The snapshot's current verdict (one row per snapshot, the latest test wins)."""
     test, _ = BootTest.objects.update_or_create(
-        site=job.site, openstack_id=_image_id(job),
-        defaults={"outcome": outcome, "job": job, "checked_at": timezone.now(), **fields},
+        site=ctx.site, openstack_id=_image_id(ctx),
+        defaults={"outcome": outcome, "job_id": ctx.job_id, "checked_at": timezone.now(), **fields},
     )  # fmt: skip
     return test
 
@@ -111,11 +123,10 @@ def verdict_text(outcome: str, reason: str = "") -> str:
     return f"{label} — {reason}" if reason and outcome != BootTest.Outcome.VERIFIED else label
 
 
-def _not_tested(job: Job, reason: str, **fields) -> Skipped:
+def _not_tested(ctx: StepContext, reason: str, **fields) -> Skipped:
     """The plan found nothing to test with: the verdict now, since no instance is made."""
-    boot_test_record(job, BootTest.Outcome.SKIPPED, reason=reason, **fields)
-    job.result["boot_test"] = verdict_text(BootTest.Outcome.SKIPPED, reason)
-    return Skipped(reason)
+    boot_test_record(ctx, BootTest.Outcome.SKIPPED, reason=reason, **fields)
+    return Skipped(reason, result={"boot_test": verdict_text(BootTest.Outcome.SKIPPED, reason)})
 
 
 def smallest_flavor_for(image: Image) -> Flavor | None:
@@ -138,33 +149,34 @@ def boot_test_networks(project) -> list[str] | None:
         return [usable[0].openstack_id] if usable else None
 
 
-def step_verify_plan(job: Job) -> Done | Skipped:
-    if not job.params.get("verify"):
+def step_verify_plan(ctx: StepContext) -> Done | Skipped:
+    state: BootTestState = ctx.state
+    if not ctx.params.verify:
         return Skipped("not asked to test that it boots")
-    if job.state.get("boot_test"):
-        return Done(f"on {job.state['boot_test']['flavor_name']}")
-    image = image_refresh(job.site, openstack_id=_image_id(job))
+    if state.boot_test:
+        return Done(f"on {state.boot_test['flavor_name']}")
+    image = image_refresh(ctx.site, openstack_id=_image_id(ctx))
     if image is None or image.deleted_at is not None or image.status != "active":
-        return _not_tested(job, "the snapshot is not active")
+        return _not_tested(ctx, "the snapshot is not active")
     flavor = smallest_flavor_for(image)
     if flavor is None:
-        return _not_tested(job, "no flavor of the site fits the snapshot")
-    project = project_quota_refresh(job.project)
+        return _not_tested(ctx, "no flavor of the site fits the snapshot")
+    project = project_quota_refresh(ctx.project)
     problem = quota_problem(project=project, flavor=flavor, count=1)
     if problem:
         reason = f"no room in the project's quota for a test instance on {flavor.name}"
-        return _not_tested(job, reason, flavor_name=flavor.name)
-    job.state["boot_test"] = {
+        return _not_tested(ctx, reason, flavor_name=flavor.name)
+    state.boot_test = {
         "flavor_id": flavor.openstack_id,
         "flavor_name": flavor.name,
         "network_ids": boot_test_networks(project),
     }
-    boot_test_record(job, BootTest.Outcome.RUNNING, flavor_name=flavor.name)
+    boot_test_record(ctx, BootTest.Outcome.RUNNING, flavor_name=flavor.name)
     return Done(f"on {flavor.name}")
 
 
-def _test_name(job: Job) -> str:
-    return f"boot-test-{job.pk}"
+def _test_name(ctx: StepContext) -> str:
+    return f"boot-test-{ctx.job_id}"
 
 
 def _verdict(test: dict, outcome: str, reason: str, *, detail: str = "", **fields) -> Done:
@@ -172,15 +184,15 @@ def _verdict(test: dict, outcome: str, reason: str, *, detail: str = "", **field
     return Done(detail or verdict_text(outcome, reason))
 
 
-def _own_test_servers(job: Job) -> list[cloud.CloudServer]:
+def _own_test_servers(ctx: StepContext) -> list[cloud.CloudServer]:
     """The servers this job's boot test made, oldest first: by name, then only those
     provably the job's (made_by_job: its marker, the portal's account, the project,
     made after the first request). A server someone else made with the same name
     and marker is neither adopted nor deleted."""
-    site, project_id = job.site.name, job.project.openstack_id
-    found = cloud.server_find(site, project_id=project_id, name=_test_name(job))
-    asked_at = job.state.get("boot_test", {}).get("requested_at")
-    mine = [s for s in found if made_by_job(job, s, asked_at=asked_at) and not s.is_deleted]
+    site, project_id = ctx.site.name, ctx.project.openstack_id
+    found = cloud.server_find(site, project_id=project_id, name=_test_name(ctx))
+    asked_at = (ctx.state.boot_test or {}).get("requested_at")
+    mine = [s for s in found if ctx.made_by_me(s, asked_at=asked_at) and not s.is_deleted]
     return sorted(mine, key=lambda s: (str(s.created_at), s.id))
 
 
@@ -207,7 +219,7 @@ def _build_wait(test: dict, doing: str, observed=None) -> Wait | Done:
     )
 
 
-def _create_once(job: Job, test: dict) -> str | Wait | Done:
+def _create_once(ctx: StepContext, test: dict) -> str | Wait | Done:
     """The test instance's id, from at most one create request that lands.
 
     The intent (`asked_at`) is saved before each request and cleared with its
@@ -219,19 +231,19 @@ def _create_once(job: Job, test: dict) -> str | Wait | Done:
     if "asked_at" in test:
         test["cut_off_at"] = test.pop("asked_at")
     if "cut_off_at" in test:
-        mine = _own_test_servers(job)
+        mine = _own_test_servers(ctx)
         if mine:
             return mine[0].id  # any other is deleted by the cleanup
         if _seconds_since(test["cut_off_at"]) < _landing_seconds():
             return _build_wait(test, "a cut-off request for it may still land")
     test["asked_at"] = _now_text()
-    job.save(update_fields=["state"])
+    ctx.checkpoint()
     try:
         made = cloud.server_create(
-            job.site.name, project_id=job.project.openstack_id, name=_test_name(job),
-            flavor_id=test["flavor_id"], image_id=_image_id(job),
-            metadata={JOB_KEY: job_key(job), CREATED_BY_KEY: job.actor.username,
-                      "portal_boot_test": _image_id(job)},
+            ctx.site.name, project_id=ctx.project.openstack_id, name=_test_name(ctx),
+            flavor_id=test["flavor_id"], image_id=_image_id(ctx),
+            metadata={JOB_KEY: ctx.key, CREATED_BY_KEY: ctx.actor.username,
+                      "portal_boot_test": _image_id(ctx)},
             network_ids=test.get("network_ids"),
         )  # fmt: skip
     except cloud.Unavailable:
@@ -244,21 +256,21 @@ def _create_once(job: Job, test: dict) -> str | Wait | Done:
     return made.id
 
 
-def step_verify_boot(job: Job) -> Wait | Done | Skipped:
-    test = job.state.get("boot_test")
+def step_verify_boot(ctx: StepContext) -> Wait | Done | Skipped:
+    test = ctx.state.boot_test
     if not test or test.get("outcome"):
         return SKIPPED
     # The build's deadline runs from the first request (booted_at: a job from before).
     test.setdefault("requested_at", test.get("booted_at") or _now_text())
     if "server_id" not in test:
-        made = _create_once(job, test)
+        made = _create_once(ctx, test)
         if not isinstance(made, str):
             return made
-        authorship_record(site=job.site, openstack_id=made, user=job.actor, job=job)
+        ctx.authorship_record(made)
         test["server_id"] = made
         test["booted_at"] = _now_text()
-        job.save(update_fields=["state"])
-    server = server_refresh(job.site, openstack_id=test["server_id"])
+        ctx.checkpoint()
+    server = server_refresh(ctx.site, openstack_id=test["server_id"])
     if server is None or server.is_deleted:
         return _verdict(test, BootTest.Outcome.SKIPPED, "the test instance vanished while booting")
     if server.status == "ERROR":
@@ -273,14 +285,14 @@ def step_verify_boot(job: Job) -> Wait | Done | Skipped:
     return _build_wait(test, doing, observed=server_observed(server))
 
 
-def step_verify_console(job: Job) -> Wait | Done | Skipped:
+def step_verify_console(ctx: StepContext) -> Wait | Done | Skipped:
     """Until the console log shows the system came up (or a kernel panic), within
     JOB_BOOT_TEST_SECONDS of the instance going ACTIVE."""
-    test = job.state.get("boot_test")
+    test = ctx.state.boot_test
     if not test or "active_at" not in test or test.get("outcome"):
         return SKIPPED
     try:
-        output = cloud.server_console_output(job.site.name, server_id=test["server_id"])
+        output = cloud.server_console_output(ctx.site.name, server_id=test["server_id"])
         test["console_answered"] = True
     except (cloud.BadRequest, cloud.Forbidden) as exc:
         reason = f"the cloud offers no console log ({exc.message})"
@@ -289,7 +301,7 @@ def step_verify_console(job: Job) -> Wait | Done | Skipped:
         # No console yet (Nova answers 404 while the guest is not running, 409 before
         # it has a host), or the instance is gone.
         if isinstance(exc, cloud.NotFound):
-            server = server_refresh(job.site, openstack_id=test["server_id"])
+            server = server_refresh(ctx.site, openstack_id=test["server_id"])
             if server is None or server.is_deleted:
                 return _verdict(test, BootTest.Outcome.SKIPPED, "the test instance vanished")
         test["console_problem"] = exc.message
@@ -330,11 +342,11 @@ def step_verify_console(job: Job) -> Wait | Done | Skipped:
     )
 
 
-def step_verify_cleanup(job: Job) -> Wait | Done | Skipped:
+def step_verify_cleanup(ctx: StepContext) -> Wait | Done | Skipped:
     """Delete every test instance of this job (the recorded one, and any a cut-off
     request made), wait until they are gone, then record the verdict. Also the undo
     step: a failed job never leaves a test instance behind."""
-    test = job.state.get("boot_test")
+    test = ctx.state.boot_test
     if not test or not ("requested_at" in test or "server_id" in test):
         return Skipped("no test instance was made")
     if "deleting" not in test:
@@ -345,27 +357,28 @@ def step_verify_cleanup(job: Job) -> Wait | Done | Skipped:
                 progress="waiting until a cut-off request for a test instance can no longer land",
                 budget=_landing_seconds() + BUDGET_MARGIN_SECONDS,
             )
-        ids = {server.id for server in _own_test_servers(job)}
+        ids = {server.id for server in _own_test_servers(ctx)}
         ids.update([test["server_id"]] if "server_id" in test else [])
         for server_id in sorted(ids):
             try:
-                cloud.server_delete(job.site.name, server_id=server_id)
+                cloud.server_delete(ctx.site.name, server_id=server_id)
             except cloud.NotFound:
                 pass
         test["deleting"] = sorted(ids)
-        job.save(update_fields=["state"])
+        ctx.checkpoint()
     for server_id in test["deleting"]:
-        server = server_refresh(job.site, openstack_id=server_id)
+        server = server_refresh(ctx.site, openstack_id=server_id)
         if server is not None and not server.is_deleted:
             return Wait(progress="deleting the test instance", observed=server_observed(server))
     # No verdict yet: the job failed or was stopped before the test could tell.
     outcome = test.get("outcome") or BootTest.Outcome.SKIPPED
     reason = test.get("reason") or ("" if test.get("outcome") else "the test was interrupted")
     boot_test_record(
-        job, outcome, reason=reason, flavor_name=test["flavor_name"],
+        ctx, outcome, reason=reason, flavor_name=test["flavor_name"],
         boot_seconds=test.get("boot_seconds"), console_tail=test.get("console_tail", ""),
     )  # fmt: skip
-    verdict = job.result["boot_test"] = verdict_text(outcome, reason)
+    verdict = verdict_text(outcome, reason)
     count = len(test["deleting"])
     deleted = f"deleted {count} test instances" if count > 1 else "deleted the test instance"
-    return Done(f"{deleted if count else 'no test instance was made'}; boot test: {verdict}")
+    detail = f"{deleted if count else 'no test instance was made'}; boot test: {verdict}"
+    return Done(detail, result={"boot_test": verdict})

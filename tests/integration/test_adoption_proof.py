@@ -19,7 +19,7 @@ from instances.jobs import step_launch_create, step_launch_wait
 from instances.models import Server
 from portal import cloud
 from portal.cloud.connection import connection_for
-from portal.jobs import JOB_KEY, Skipped, Wait, job_create, job_key
+from portal.jobs import JOB_KEY, Skipped, Wait, job_create, job_key, step_run_once
 from snapshots.jobs import undo_image
 from tests.integration.test_launch_job import _delete_all, _lands_late, _launch_job
 
@@ -47,11 +47,12 @@ def test_a_launch_does_not_adopt_a_server_another_member_made_with_its_name_and_
     stranger = _made_by_member(job, plan)
     # The job's request was cut off just now: it looks for what it may have made.
     job.state = {"servers": {}, "outcomes": {}, "asked": {"0": timezone.now().isoformat()}}
-    assert isinstance(step_launch_create(job), Wait)  # waits for its own, adopts nothing
+    # It waits for its own, adopts nothing.
+    assert isinstance(step_run_once(step_launch_create, job), Wait)
     assert job.state["servers"] == {}
     landed = _lands_late(job, plan)  # its own request lands after all
     assert landed.user_id != stranger.user_id
-    assert step_launch_create(job) is None
+    assert step_run_once(step_launch_create, job) is None
     assert job.state["servers"] == {"0": landed.id}
     _delete_all(plan)
 
@@ -62,7 +63,7 @@ def test_a_launch_does_not_adopt_its_own_kind_of_server_made_before_it_asked(dem
     earlier = _lands_late(job, plan)  # the portal's account, the job's marker, but before
     time.sleep(2.0)  # Nova shows whole seconds
     job.state = {"servers": {}, "outcomes": {}, "asked": {"0": timezone.now().isoformat()}}
-    assert isinstance(step_launch_create(job), Wait)
+    assert isinstance(step_run_once(step_launch_create, job), Wait)
     assert job.state["servers"] == {}
     assert _exists(earlier.id)
     _delete_all(plan)
@@ -76,11 +77,12 @@ def test_the_launch_cleanup_never_deletes_another_members_server_with_its_marker
     ).isoformat()
     job.state = {"servers": {}, "outcomes": {}, "asked": {"0": long_ago}}
     job.started_at = timezone.now()
-    assert step_launch_create(job) is None  # asked again: nothing of its own had landed
+    # Asked again: nothing of its own had landed.
+    assert step_run_once(step_launch_create, job) is None
     stranger = _made_by_member(job, plan)
     settings.JOB_CREATE_LAND_SECONDS = 0
     deadline = time.monotonic() + 60
-    while step_launch_wait(job) is not None:
+    while step_run_once(step_launch_wait, job) is not None:
         assert time.monotonic() < deadline, job.state
         time.sleep(0.5)
     assert job.state.get("extras_deleted", []) == []
@@ -113,7 +115,7 @@ def test_a_snapshot_job_neither_adopts_nor_deletes_another_projects_image_with_i
     lure = response.json()
     assert lure["owner"] == beta.openstack_id
     # The undo finds no image of its own, and leaves the other project's alone.
-    assert undo_image(job) == Skipped("no image was made")
+    assert step_run_once(undo_image, job) == Skipped("no image was made")
     assert cloud.image_get(site.name, image_id=lure["id"]).status == "queued"
     assert "image_id" not in job.state
     cloud.image_delete(site.name, image_id=lure["id"])

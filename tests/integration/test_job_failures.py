@@ -59,7 +59,8 @@ def test_a_stop_the_cloud_refuses_fails_without_touching_the_instance(live_demo)
         devcloud.set_faults({})
     assert job.status == Job.Status.FAILED
     assert job.error.startswith("Stop requested:")
-    assert steps_of(job)["undo_image"]["detail"] == "no image was made"
+    # Only what ran is undone: no snapshot was asked for, so no image is looked for.
+    assert "undo_image" not in steps_of(job)
     assert cloud_status(server.openstack_id) == "ACTIVE"
     assert own_images(job) == []
 

@@ -13,7 +13,7 @@ from images.models import Image
 from instances.launch import instance_launch_request, launch_check
 from instances.models import Flavor, Server
 from portal import cloud
-from portal.jobs import JOB_KEY, Wait, job_key
+from portal.jobs import JOB_KEY, Wait, job_key, step_run_once
 from portal.models import Job
 from tests.conftest import wait_for_job
 
@@ -91,12 +91,12 @@ def test_a_retried_create_step_adopts_servers_it_already_made(live_demo):
         params={"names": plan.names, "participants": plan.participants,
                 "flavor_id": plan.flavor.openstack_id, "image_id": plan.image.openstack_id},
     )  # fmt: skip
-    step_launch_create(job)
+    step_run_once(step_launch_create, job)
     first = dict(job.state["servers"])
     # What the row held when the worker died: the request, recorded before it was
     # sent, but not the answer.
     job.state = {"servers": {}, "outcomes": {}, "asked": job.state["asked"]}
-    step_launch_create(job)
+    step_run_once(step_launch_create, job)
     assert job.state["servers"] == first
     _delete_all(plan)
 
@@ -137,10 +137,10 @@ def test_a_cut_off_create_is_not_sent_again_while_it_may_still_land(live_demo):
     plan, job = _launch_job(live_demo, "late")
     alpha = plan.project.openstack_id
     job.state = {"servers": {}, "outcomes": {}, "asked": {"0": timezone.now().isoformat()}}
-    assert isinstance(step_launch_create(job), Wait)
+    assert isinstance(step_run_once(step_launch_create, job), Wait)
     assert cloud.server_find("devcloud", project_id=alpha, name=plan.names[0]) == []
     landed = _lands_late(job, plan)
-    assert step_launch_create(job) is None
+    assert step_run_once(step_launch_create, job) is None
     assert job.state["servers"] == {"0": landed.id}
     assert len(cloud.server_find("devcloud", project_id=alpha, name=plan.names[0])) == 1
     _delete_all(plan)
@@ -158,11 +158,11 @@ def test_a_second_server_from_a_cut_off_create_is_deleted_at_the_end(live_demo, 
     ).isoformat()
     job.state = {"servers": {}, "outcomes": {}, "asked": {"0": long_ago}}
     job.started_at = timezone.now()
-    assert step_launch_create(job) is None  # asked again: nothing had landed
+    assert step_run_once(step_launch_create, job) is None  # asked again: nothing had landed
     extra = _lands_late(job, plan)  # ...and now the first request lands
     settings.JOB_CREATE_LAND_SECONDS = 0
     deadline = time.monotonic() + 60
-    while step_launch_wait(job) is not None:
+    while step_run_once(step_launch_wait, job) is not None:
         assert time.monotonic() < deadline, job.state
         time.sleep(0.5)
     assert job.state["extras_deleted"] == [extra.id]
@@ -189,9 +189,9 @@ def test_a_retry_keeps_a_machine_that_recovered_after_the_confirmation(live_demo
         params={"names": [running.name], "participants": [],
                 "replaces": [{"id": running.openstack_id, "name": running.name}]},
     )  # fmt: skip
-    assert step_launch_remove_replaced(job) is None
+    assert step_run_once(step_launch_remove_replaced, job) is None
     assert cloud.server_get("devcloud", server_id=running.openstack_id).status == "ACTIVE"
     assert job.state["servers"] == {"0": running.openstack_id}
     assert job.state["outcomes"] == {"0": "active"}
-    assert step_launch_create(job) is None  # no second machine for the seat
+    assert step_run_once(step_launch_create, job) is None  # no second machine for the seat
     assert len(cloud.server_find("devcloud", project_id=alpha.openstack_id, name=running.name)) == 1

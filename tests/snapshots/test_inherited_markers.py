@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from instances.models import Server
 from portal import cloud
-from portal.jobs import JOB_KEY, job_create, job_key
+from portal.jobs import JOB_KEY, job_create, job_key, step_run_once
 from snapshots.jobs import step_snapshot
 from tests.integration.test_gateway import wait_until
 
@@ -29,7 +29,7 @@ def test_a_job_looking_for_its_image_ignores_one_that_only_inherited_its_marker(
     wait_until(lambda: cloud.image_get(site.name, image_id=copy_id).status == "active", 60)
     # The job crashed after asking Nova (the marker is saved before the request)...
     job.state.update({"snapshot_asked": True, "prior_status": "SHUTOFF"})
-    step_snapshot(job)
+    step_run_once(step_snapshot, job)
     # ...and finds no image of its own server, so it asks for one: not the copy.
     assert job.state["image_id"] != copy_id
     made = cloud.image_get(site.name, image_id=job.state["image_id"])

@@ -142,7 +142,7 @@ def test_a_valid_request_records_the_job(people, vm, django_capture_on_commit_ca
     assert job.kind == "snapshot.create"
     assert job.params == {
         "name": "nightly", "name_key": "nightly", "description": "my tools",
-        "restart": True, "verify": False,
+        "restart": True, "verify": False, "batch": False,  # every field of the kind's Params
     }  # fmt: skip
     assert job.target_server_id == vm.openstack_id
     assert job.project == people["alpha"] and job.actor == people["bob"]

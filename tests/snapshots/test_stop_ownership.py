@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from portal import cloud
-from portal.jobs import Skipped, job_kind_get
+from portal.jobs import Skipped, step_run_once
 from portal.models import Job
-from snapshots.jobs import step_restart, step_stop_if_running
+from snapshots.jobs import SnapshotCreate, step_restart, step_stop_if_running
 from tests.factories import make_server
 
 
@@ -49,9 +49,9 @@ def test_a_machine_the_user_stopped_before_the_stop_step_stays_off(people, vm, m
     stops = []
     monkeypatch.setattr(cloud, "server_stop", lambda site, server_id: stops.append(server_id))
     job = _job(people, vm, prior_status="ACTIVE")
-    assert step_stop_if_running(job) is None
+    assert step_run_once(step_stop_if_running, job) is None
     assert stops == [] and not job.state.get("stopped_by_portal")
-    outcome = step_restart(job)
+    outcome = step_run_once(step_restart, job)
     assert isinstance(outcome, Skipped) and "stopped by someone else" in outcome.reason
 
 
@@ -60,7 +60,7 @@ def test_a_stop_the_job_asked_for_counts_once_nova_took_it(people, vm, monkeypat
     monkeypatch.setattr(cloud, "server_get", lambda site, server_id: running)
     monkeypatch.setattr(cloud, "server_stop", lambda site, server_id: None)
     job = _job(people, vm, prior_status="ACTIVE")
-    assert step_stop_if_running(job) is None
+    assert step_run_once(step_stop_if_running, job) is None
     assert job.state["stop_asked"] is True and job.state["stopped_by_portal"] is True
 
 
@@ -74,7 +74,7 @@ def test_a_stop_refused_by_the_cloud_is_not_counted_as_the_jobs(people, vm, monk
     monkeypatch.setattr(cloud, "server_stop", refuse)
     job = _job(people, vm, prior_status="ACTIVE")
     with pytest.raises(cloud.Forbidden):
-        step_stop_if_running(job)
+        step_run_once(step_stop_if_running, job)
     assert not job.state.get("stopped_by_portal")  # the undo leaves it alone
 
 
@@ -84,14 +84,14 @@ def test_a_stop_cut_off_before_its_answer_is_the_jobs_when_the_machine_stops(
     stopping = _cloud_server(vm, task_state="powering-off")
     monkeypatch.setattr(cloud, "server_get", lambda site, server_id: stopping)
     job = _job(people, vm, prior_status="ACTIVE", stop_asked=True)
-    assert step_stop_if_running(job) is None
+    assert step_run_once(step_stop_if_running, job) is None
     assert job.state["stopped_by_portal"] is True
 
 
 def test_a_cleanup_that_cannot_reach_the_site_says_first_the_instance_may_be_stopped(
     people, vm, monkeypatch
 ):
-    undo = {step.name: step for step in job_kind_get("snapshot.create").undo}
+    undo = {undo.name: undo for step in SnapshotCreate.steps for undo in step.undo_steps}
     job = _job(people, vm, prior_status="ACTIVE", stopped_by_portal=True)
     job.error = "Uploading the image: the cloud could not save the snapshot"
 
@@ -100,7 +100,7 @@ def test_a_cleanup_that_cannot_reach_the_site_says_first_the_instance_may_be_sto
 
     monkeypatch.setattr(cloud, "server_get", silent)
     with pytest.raises(cloud.Unavailable):
-        undo["undo_settle"].run(job)
+        step_run_once(undo["undo_settle"].run, job)
     first, rest = job.error.split("\n", 1)
     assert first == (
         "workbench may be left STOPPED: Bielefeld is not answering; "
@@ -108,12 +108,12 @@ def test_a_cleanup_that_cannot_reach_the_site_says_first_the_instance_may_be_sto
     )
     assert rest == "Uploading the image: the cloud could not save the snapshot"
     with pytest.raises(cloud.Unavailable):
-        undo["undo_start"].run(job)
+        step_run_once(undo["undo_start"].run, job)
     assert job.error.count("may be left STOPPED") == 1  # said once
 
     # The site answers again; the instance is found running: the line goes.
     running = _cloud_server(vm)
     monkeypatch.setattr(cloud, "server_get", lambda site, server_id: running)
-    assert undo["undo_settle"].run(job) is None
-    assert isinstance(undo["undo_start"].run(job), Skipped)
+    assert step_run_once(undo["undo_settle"].run, job) is None
+    assert isinstance(step_run_once(undo["undo_start"].run, job), Skipped)
     assert job.error == "Uploading the image: the cloud could not save the snapshot"

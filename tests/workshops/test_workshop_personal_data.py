@@ -13,6 +13,7 @@ from django.utils import timezone
 from instances.jobs import step_launch_create
 from operations.tasks import workshop_emails_purge_task
 from portal import cloud
+from portal.jobs import step_run_once
 from portal.models import Job
 from tests.instances.test_launch_access import catalog  # noqa: F401  (fixture)
 from workshops.models import Workshop
@@ -63,7 +64,7 @@ def test_only_the_participants_name_goes_into_the_machines_metadata(workshop, mo
         raise cloud.BadRequest("Quota exceeded")  # the metadata is all this test needs
 
     monkeypatch.setattr(cloud, "server_create", server_create)
-    step_launch_create(workshop.launch_job)
+    step_run_once(step_launch_create, workshop.launch_job)
     assert [metadata["participant"] for metadata in sent] == ["Anna Example", "Ben"]
     assert not any("example.org" in str(value) for value in sent[0].values())
 

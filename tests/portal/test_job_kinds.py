@@ -1,0 +1,136 @@
+"""Job kinds as classes: typed params and state checked on load, each step's undo
+paired with it (only what ran is undone, latest first), and the engine alone
+writing the job's result and error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from portal.jobs import (
+    BadJobData,
+    Done,
+    Kind,
+    Skipped,
+    Step,
+    StepFailed,
+    job_advance,
+    job_create,
+    job_kind_get,
+)
+from portal.models import Job
+
+
+@dataclass
+class CountParams:
+    label: str
+    fail_at: str = ""
+
+
+@dataclass
+class CountState:
+    ran: list[str] = field(default_factory=list)
+    stuck: str = ""
+
+
+def _step(name: str, *, skip: bool = False):
+    def run(ctx):
+        ctx.state.ran.append(name)
+        if ctx.params.fail_at == name:
+            ctx.state.stuck = f"{name} is stuck"
+            raise StepFailed(f"{name} said no")
+        if skip:
+            return Skipped("nothing to do")
+        return Done(f"{name} done", result={name: "ok"})
+
+    return run
+
+
+def _undo(name: str) -> Step:
+    return Step(f"undo_{name}", f"Undoing {name}", _step(f"undo_{name}"))
+
+
+class Counting(Kind):
+    name = "test.counting"
+    Params = CountParams
+    State = CountState
+    steps = (
+        Step("a", "A", _step("a"), undo=_undo("a")),
+        Step("b", "B", _step("b", skip=True), undo=_undo("b")),
+        Step("c", "C", _step("c"), undo=(_undo("c"), _undo("c2"))),
+        Step("d", "D", _step("d"), undo=_undo("d")),
+        Step("e", "E", _step("e"), undo=_undo("e")),
+    )
+
+    @classmethod
+    def title(cls, params: CountParams) -> str:
+        return f"Count {params.label}"
+
+    @classmethod
+    def error_headline(cls, state: CountState) -> str:
+        return state.stuck
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+
+
+def _finish(job: Job) -> Job:
+    for _ in range(20):
+        job_advance(job.pk)
+        job.refresh_from_db()
+        if job.status in Job.FINISHED:
+            break
+    return job
+
+
+def test_create_records_the_typed_params_and_the_kind_names_the_job(db, quiet):
+    job = Counting.create(params=Counting.Params(label="sheep"))
+    assert job.kind == "test.counting"
+    assert job.params == {"label": "sheep", "fail_at": ""}
+    assert job_kind_get(job.kind).describe(job) == "Count sheep"
+
+
+def test_params_that_do_not_fit_the_kind_are_refused_when_the_job_is_recorded(db, quiet):
+    with pytest.raises(BadJobData, match="unknown colour; missing label"):
+        job_create(kind="test.counting", params={"colour": "red"})
+    assert not Job.objects.exists()
+
+
+def test_a_stored_state_that_does_not_fit_ends_the_job_with_a_clear_error(db, quiet):
+    job = Counting.create(params=Counting.Params(label="sheep"))
+    Job.objects.filter(pk=job.pk).update(state={"ran": [], "legacy_flag": True})
+    job = _finish(job)
+    assert job.status == Job.Status.FAILED
+    assert job.error == (
+        "This job cannot go on: its stored state do not fit the kind test.counting "
+        "(unknown legacy_flag)."
+    )
+    assert [s["status"] for s in job.steps] == ["not run"] * 5
+
+
+def test_only_the_steps_that_ran_are_undone_the_latest_first(db, quiet):
+    """d fails: its own undo runs (it may have done part of its work), then c's two
+    undo steps, then a's; b was skipped (nothing to undo) and e never ran."""
+    job = _finish(Counting.create(params=Counting.Params(label="sheep", fail_at="d")))
+    assert job.status == Job.Status.FAILED
+    undo = [s["name"] for s in job.steps if s["phase"] == "undo"]
+    assert undo == ["undo_d", "undo_c", "undo_c2", "undo_a"]
+    assert job.state["ran"] == ["a", "b", "c", "d", "undo_d", "undo_c", "undo_c2", "undo_a"]
+
+
+def test_the_engine_writes_what_steps_return_and_the_kinds_headline_first(db, quiet):
+    job = _finish(Counting.create(params=Counting.Params(label="sheep", fail_at="c")))
+    assert job.error == "c is stuck\nC: c said no"
+    assert job.result == {"a": "ok", "undo_c": "ok", "undo_c2": "ok", "undo_a": "ok"}
+
+
+def test_a_job_that_succeeds_keeps_each_steps_result(db, quiet):
+    job = _finish(Counting.create(params=Counting.Params(label="sheep")))
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.result == {"a": "ok", "c": "ok", "d": "ok", "e": "ok"}
+    assert [s["detail"] for s in job.steps] == [
+        "a done", "nothing to do", "c done", "d done", "e done"
+    ]  # fmt: skip
