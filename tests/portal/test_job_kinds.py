@@ -74,7 +74,7 @@ class Counting(Kind):
 
 @pytest.fixture
 def quiet(monkeypatch):
-    monkeypatch.setattr("portal.celery.app.send_task", lambda *a, **k: None)
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
 
 
 def _finish(job: Job) -> Job:
