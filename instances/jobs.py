@@ -16,8 +16,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from images.models import Image
-from instances.launch import launch_check, participant_parts
+from instances.launch_rules import launch_check
 from instances.models import Flavor, Server
+from instances.participants import participant_parts
 from instances.services import (
     SERVER_DELETE,
     networks_sync,
