@@ -37,7 +37,6 @@ from portal.jobs import (
     StepContext,
     StepFailed,
     Wait,
-    job_kind_register,
 )
 from portal.mirror.authorship import CREATED_BY_KEY
 from portal.mirror.freshness import site_watched
@@ -541,4 +540,4 @@ class InstancesLaunch(Kind):
 # Declared in instances.services (SERVER_DELETE): ticked ones or all matching, in
 # batches, then a summary that fails when every delete failed.
 
-job_kind_register(SERVER_DELETE.job_kind())
+InstancesDelete = SERVER_DELETE.job_kind()
