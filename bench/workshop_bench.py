@@ -76,7 +76,8 @@ def run(devcloud, args) -> int:
     from django.contrib.auth import get_user_model
 
     from images.models import Image
-    from instances.launch import instance_launch_request, launch_check
+    from instances.launch import instance_launch_request
+    from instances.launch_rules import launch_check
     from instances.models import Flavor
     from instances.services import project_quota_refresh
     from operations.demo import demo_seed

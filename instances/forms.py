@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 from django import forms
 
-from instances.launch import MAX_COUNT
+from instances.participants import MAX_COUNT
 
 if TYPE_CHECKING:
     from images.models import Image

@@ -16,8 +16,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from images.models import Image
-from instances.launch import launch_check, participant_parts
+from instances.launch_rules import launch_check
 from instances.models import Flavor, Server
+from instances.participants import participant_parts
 from instances.services import (
     SERVER_DELETE,
     networks_sync,
@@ -36,7 +37,6 @@ from portal.jobs import (
     StepContext,
     StepFailed,
     Wait,
-    job_kind_register,
 )
 from portal.mirror.authorship import CREATED_BY_KEY
 from portal.mirror.freshness import site_watched
@@ -540,4 +540,4 @@ class InstancesLaunch(Kind):
 # Declared in instances.services (SERVER_DELETE): ticked ones or all matching, in
 # batches, then a summary that fails when every delete failed.
 
-job_kind_register(SERVER_DELETE.job_kind())
+InstancesDelete = SERVER_DELETE.job_kind()

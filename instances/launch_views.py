@@ -10,19 +10,18 @@ from django.views.decorators.http import require_http_methods
 
 from images.models import LIVE_BASE, LIVE_SNAPSHOT, Image
 from instances.forms import LaunchForm
-from instances.launch import (
-    MAX_COUNT,
+from instances.launch import instance_launch_request
+from instances.launch_rules import (
     boot_tests_of,
     fit_problems,
-    instance_launch_request,
-    instance_names,
     launch_check,
     network_question,
-    participants_from,
     quota_problem,
     unbootable_check,
 )
 from instances.models import Flavor
+from instances.naming import instance_names
+from instances.participants import MAX_COUNT, participants_from
 from instances.selectors import flavors_usable_by, source_servers_for
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused

@@ -241,9 +241,9 @@ def _delete_unless_locked(site: str, server_id: str) -> None:
     cloud.server_delete(site, server_id=server_id)
 
 
-def _quota_refresh_after_delete(job) -> None:
-    if job.project_id:
-        project_quota_refresh(job.project)  # the quota the deleted ones freed
+def _quota_refresh_after_delete(project) -> None:
+    if project is not None:
+        project_quota_refresh(project)  # the quota the deleted ones freed
 
 
 SERVER_DELETE = BulkDelete(

@@ -8,13 +8,13 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from instances.launch import (
-    MAX_COUNT,
+from instances.launch_retry import (
     AlreadyRetried,
     launch_failed_delete_request,
     launch_retry_plan,
     launch_retry_request,
 )
+from instances.participants import MAX_COUNT
 from instances.selectors import (
     image_names_for,
     server_detail_context,

@@ -4,7 +4,7 @@ from django.core.exceptions import BadRequest
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from instances.launch import launch_followups
+from instances.launch_retry import launch_followups
 from portal.http import next_url, param_int, redirect_back
 from portal.selectors import job_get_for_user
 from portal.selectors import job_list as jobs_for

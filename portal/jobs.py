@@ -54,9 +54,6 @@ has no `server_reboot` yet, it stands for any call:
     # a service: ServerReboot.create(actor=user, project=server.project, site=server.site,
     #     target_server_id=server.openstack_id, params=ServerReboot.Params(hard=True))
 
-The untyped `JobKind` (steps of the Job, an undo list run in full) is a legacy
-adapter for the two delete kinds until they are declared in portal/bulk.py.
-
 Waiting never blocks a worker: `job_advance` returns a countdown and the task
 re-schedules itself. No step does unbounded work in one run: a step that did a
 batch returns `Wait(more=True)` to be called again at once, and Celery's soft
@@ -345,8 +342,7 @@ def step_run_once(run: Callable, job: Job):
     calls on the same job object (`job.step_cache`), like one run of the engine."""
     kind = job_kind_get(job.kind)
     context = kind.context(job)
-    if isinstance(context, StepContext):
-        context.cache = job.__dict__.setdefault("step_cache", {})
+    context.cache = job.__dict__.setdefault("step_cache", {})
     try:
         outcome = run(context)
     except StepFailed as exc:
@@ -360,12 +356,11 @@ def step_run_once(run: Callable, job: Job):
     return outcome
 
 
-def _kept(job: Job, context) -> None:
+def _kept(job: Job, context: StepContext) -> None:
     """Copy what the steps recorded in `context` into the job row (not saved)."""
-    if isinstance(context, StepContext):
-        engine = {k: job.state[k] for k in ENGINE_STATE_KEYS if k in job.state}
-        job.state = {**_stored(context.state), **engine}
-        job.target_image_id = context.target_image_id
+    engine = {k: job.state[k] for k in ENGINE_STATE_KEYS if k in job.state}
+    job.state = {**_stored(context.state), **engine}
+    job.target_image_id = context.target_image_id
 
 
 def _stored(fields_of) -> dict:
@@ -388,7 +383,7 @@ class Kind:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.name:
-            job_kind_register(cls)
+            _kinds[cls.name] = cls
 
     @classmethod
     def create(
@@ -465,48 +460,11 @@ class Kind:
         return [undo for step in reversed(ran) for undo in step.undo_steps]
 
 
-@dataclass(frozen=True)
-class JobKind:
-    """The untyped kind: steps take the Job, undo runs in full whatever ran.
-
-    LEGACY: kept only for the two delete kinds (instances.delete, snapshot.delete)
-    while they move to the declarative bulk delete (portal/bulk.py), and for the
-    test kinds. Remove it once those are `Kind` classes."""
-
-    name: str
-    steps: tuple[Step, ...]
-    # Compensation steps, run in order after a forward step failed (the saga's undo).
-    undo: tuple[Step, ...] = ()
-    # Runs once the job ended (succeeded or failed), e.g. to send an email.
-    on_finished: Callable[[Job], None] | None = None
-    # What the job does, in words, for event logs and job pages.
-    describe: Callable[[Job], str] = field(default=lambda job: job.kind)
-
-    def context(self, job: Job) -> Job:
-        return job
-
-    def step_for(self, record: dict) -> Step:
-        steps = self.undo if record.get("phase") == "undo" else self.steps
-        return next(step for step in steps if step.name == record["name"])
-
-    def undo_plan(self, job: Job) -> list[Step]:
-        return list(self.undo)
-
-    def error_headline(self, state) -> str:
-        return ""
+# Every kind, by name: a `Kind` subclass with a name registers itself here.
+_kinds: dict[str, type[Kind]] = {}
 
 
-_kinds: dict[str, JobKind | type[Kind]] = {}
-
-
-def job_kind_register(kind):
-    """Register a kind (a `Kind` class registers itself; a legacy `JobKind` is
-    registered by calling this)."""
-    _kinds[kind.name] = kind
-    return kind
-
-
-def job_kind_get(name: str) -> JobKind | type[Kind]:
+def job_kind_get(name: str) -> type[Kind]:
     return _kinds[name]
 
 
@@ -559,9 +517,8 @@ def jobs_create(*, kind: str, actor, targets: list[dict], idempotency_key: str =
     repeated request gets that first job alone, [job]."""
     spec = job_kind_get(kind)
     steps = [_step_record(step, phase="forward") for step in spec.steps]
-    if isinstance(spec, type):  # a Kind: its params must fit it now, not in a worker later
-        for target in targets:
-            _load(spec.Params, target.get("params") or {}, what="params", kind=kind)
+    for target in targets:  # its params must fit the kind now, not in a worker later
+        _load(spec.Params, target.get("params") or {}, what="params", kind=kind)
     now = _now()
     jobs = []
     for n, target in enumerate(targets):
@@ -685,12 +642,11 @@ def _no_progress_for(record: dict, outcome: Wait) -> float:
 
 @dataclass
 class _Run:
-    """One worker's advance of one job: the row, its kind, and what its steps see
-    (the Job for a legacy kind, a StepContext for a `Kind`)."""
+    """One worker's advance of one job: the row, its kind, and what its steps see."""
 
     job: Job
-    kind: JobKind | type[Kind]
-    context: Job | StepContext
+    kind: type[Kind]
+    context: StepContext
     began: float = field(default_factory=time.monotonic)
     ran: int = 0
     saved_state: str = ""
@@ -698,9 +654,8 @@ class _Run:
     def sync(self) -> None:
         """Bring the row up to date with the context: its state, its image, and the
         line the kind's state puts first in the error."""
-        if isinstance(self.context, StepContext):
-            _kept(self.job, self.context)
-            _headline_kept(self.job, self.kind.error_headline(self.context.state))
+        _kept(self.job, self.context)
+        _headline_kept(self.job, self.kind.error_headline(self.context.state))
 
     def state_text(self) -> str:
         self.sync()
@@ -1139,11 +1094,10 @@ def _end(job: Job, kind, status: str) -> None:
     job.progress = "done" if status == Job.Status.SUCCEEDED else "failed"
     job.finished_at = _now()
     _release(job)
-    if kind.on_finished is not None:
-        try:
-            kind.on_finished(job)
-        except Exception:
-            log.exception("on_finished of job %s failed", job.pk)
+    try:
+        kind.on_finished(job)
+    except Exception:
+        log.exception("on_finished of job %s failed", job.pk)
     return None
 
 
@@ -1233,43 +1187,42 @@ def undo_details(job: Job) -> list[str]:
     ]
 
 
-def deletion_summary(job: Job, items: list[dict]) -> dict:
-    """Record what a delete job did with `items` ({"id", "name"}), from the outcomes
-    its delete step wrote to job.state and the skips it was given: "Deleted 3,
-    skipped 1: x (reason), failed 1: y (why)." Returns job.result, with the
+def deletion_summary(*, items: list[dict], outcomes: dict, skipped_rows: list[dict]) -> dict:
+    """What a delete job did with `items` ({"id", "name"}), from the `outcomes` its
+    delete step recorded and the skips it was given (`skipped_rows`): "Deleted 3,
+    skipped 1: x (reason), failed 1: y (why)." For the job's result, with the
     counts under the keys portal.bulk.matching_summary gives them too."""
-    outcomes = job.state.get("outcomes", {})
     names = {item["id"]: item["name"] for item in items}
     deleted = [names[i] for i, o in outcomes.items() if o == "deleted"]
     failed = [
         f"{names[i]} ({o.removeprefix('failed: ')})" for i, o in outcomes.items() if o != "deleted"
     ]
-    skipped = [f"{s['name']} ({s['reason']})" for s in job.params.get("skipped", [])]
+    skipped = [f"{s['name']} ({s['reason']})" for s in skipped_rows]
     parts = [f"Deleted {len(deleted)}"]
     if skipped:
         parts.append(f"skipped {len(skipped)}: " + "; ".join(skipped))
     if failed:
         parts.append(f"failed {len(failed)}: " + "; ".join(failed))
-    job.result.update(
-        {
-            "summary": ", ".join(parts) + ".",
-            "deleted": deleted,
-            "deleted_count": len(deleted),
-            "failed": failed,
-            "failed_count": len(failed),
-            "skipped": skipped,
-            "skipped_count": len(skipped),
-        }
-    )
-    return job.result
+    return {
+        "summary": ", ".join(parts) + ".",
+        "deleted": deleted,
+        "deleted_count": len(deleted),
+        "failed": failed,
+        "failed_count": len(failed),
+        "skipped": skipped,
+        "skipped_count": len(skipped),
+    }
 
 
-def delete_in_batches(job: Job, items: list[dict], *, delete, refresh, batch: int) -> Wait | None:
+def delete_in_batches(
+    items: list[dict], *, outcomes: dict, checkpoint: Callable[[], None], delete, refresh,
+    batch: int,
+) -> Wait | None:  # fmt: skip
     """The delete step of every delete job: `batch` of `items` ({"id", "site_id"}) per
     run through `delete(site_name, object_id)`, then `refresh(site, object_id)`.
-    Outcomes land in job.state, so a re-run skips the done ones; gone already counts
-    as deleted; an unreachable site retries the step."""
-    outcomes = job.state.setdefault("outcomes", {})
+    Each outcome lands in `outcomes` (the job's state, saved by `checkpoint()` after
+    each row), so a re-run skips the done ones; gone already counts as deleted; an
+    unreachable site retries the step."""
     sites = {site.pk: site for site in Site.objects.all()}
     todo = [item for item in items if item["id"] not in outcomes]
     for item in todo[:batch]:
@@ -1284,7 +1237,7 @@ def delete_in_batches(job: Job, items: list[dict], *, delete, refresh, batch: in
         except cloud.CloudError as exc:
             outcomes[item["id"]] = f"failed: {exc.message}"
         refresh(site, item["id"])
-        job.save(update_fields=["state"])
+        checkpoint()
     if todo[batch:]:
         done = len(items) - len(todo[batch:])
         return Wait(progress=f"deleted {done} of {len(items)}", more=True)

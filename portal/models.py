@@ -83,7 +83,7 @@ class Project(models.Model):
     used_cores = models.IntegerField(default=0)
     used_ram_mib = models.BigIntegerField(default=0)
     quota_synced_at = models.DateTimeField(null=True, blank=True)
-    # Where new machines of this project go (see instances.launch.launch_networks).
+    # Where new machines of this project go (see instances.launch_rules.launch_networks).
     network_ids = models.CharField(
         max_length=1000,
         blank=True,

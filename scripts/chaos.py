@@ -319,7 +319,8 @@ def run(work: Path, env: dict, devcloud: DevcloudProcess, devcloud2: DevcloudPro
     from django.contrib.auth import get_user_model
 
     from images.models import Image
-    from instances.launch import instance_launch_request, launch_check
+    from instances.launch import instance_launch_request
+    from instances.launch_rules import launch_check
     from instances.models import Flavor
     from operations.demo import demo_seed
     from portal import cloud

@@ -50,7 +50,6 @@ from portal.jobs import (
     StepContext,
     StepFailed,
     Wait,
-    job_kind_register,
     undo_details,
 )
 from portal.mirror.authorship import CREATED_BY_KEY
@@ -620,4 +619,4 @@ class SnapshotVerify(Kind):
 # Declared in snapshots.services (SNAPSHOT_DELETE): ticked ones or all matching, in
 # batches, then a summary that fails when every delete failed.
 
-job_kind_register(SNAPSHOT_DELETE.job_kind())
+SnapshotDelete = SNAPSHOT_DELETE.job_kind()

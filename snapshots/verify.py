@@ -42,7 +42,7 @@ from django.utils import timezone
 from images.models import BootTest, Image
 from images.services import image_refresh
 from instances.jobs import server_observed
-from instances.launch import launch_networks, quota_problem
+from instances.launch_rules import launch_networks, quota_problem
 from instances.models import Flavor
 from instances.selectors import networks_usable_by
 from instances.services import project_quota_refresh, server_refresh

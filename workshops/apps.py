@@ -5,7 +5,8 @@ class WorkshopsConfig(AppConfig):
     name = "workshops"
 
     def ready(self):
-        from instances.launch import launch_listeners, retry_listeners
+        from instances.launch import launch_listeners
+        from instances.launch_retry import retry_listeners
         from workshops.services import seats_follow_retry, workshop_from_launch
 
         # A launch with participants becomes a workshop (instances sits below us),

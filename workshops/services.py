@@ -11,20 +11,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from images.selectors import image_catalog_property
-from instances.launch import (
+from instances.launch import instance_launch_request
+from instances.launch_retry import (
     LAUNCH,
     REPLACE,
     AlreadyRetried,
-    LaunchPlan,
     SeatCheck,
-    instance_launch_request,
-    instance_names,
-    launch_check,
     launch_retry_plan,
     launch_retry_request,
-    participant_parts,
 )
+from instances.launch_rules import LaunchPlan, launch_check
 from instances.models import Flavor, Server
+from instances.naming import instance_names
+from instances.participants import participant_parts
 from instances.selectors import flavors_usable_by
 from instances.services import server_delete_request
 from portal.access import can_act_on, get_visible_or_404, in_visible_projects

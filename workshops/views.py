@@ -5,7 +5,8 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from instances.launch import MAX_COUNT, AlreadyRetried, participants_from
+from instances.launch_retry import AlreadyRetried
+from instances.participants import MAX_COUNT, participants_from
 from portal.access import get_project_for_user, projects_visible_to
 from portal.errors import ActionRefused
 from portal.http import param_id, param_ids

@@ -11,16 +11,17 @@ the same for every resource:
 - ticked rows: a plan that lists each row, and a job that lists their ids;
 - "all matching": a counted plan, and a job that carries the filter and the
   confirmation's moment, not the ids;
-- the job kind: a delete step in batches, then a summary that fails the job when
-  every delete it tried failed.
+- the job kind (a `Kind` class, built by `job_kind()`): a delete step in batches,
+  then a summary that fails the job when every delete it tried failed.
 
 The page that asks for it is portal.bulk.views.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, make_dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,9 +34,9 @@ from portal.bulk.matching import (
     being_deleted_q,
     busy_q,
     changed_since_refusals,
+    confirmed_at_of,
     delete_matching_in_batches,
     delete_pending,
-    matching_confirmed_at,
     matching_params,
     matching_plan,
     matching_summary,
@@ -45,13 +46,15 @@ from portal.bulk.matching import (
     unreachable_refusals,
 )
 from portal.jobs import (
-    JobKind,
+    BadJobData,
+    Done,
+    Kind,
     Step,
+    StepContext,
     StepFailed,
     Wait,
     delete_in_batches,
     deletion_summary,
-    job_create,
 )
 from portal.models import Job, Project, Site
 
@@ -66,6 +69,51 @@ class DeletePlan:
 
     deletable: list[Any]
     skipped: list[tuple[Any, str]]
+
+
+@dataclass
+class DeleteState:
+    """What a delete job's steps record (Job.state). A field left None is not stored."""
+
+    # Ticked rows: each one's outcome by OpenStack id, "deleted" or "failed: why".
+    outcomes: dict[str, str] | None = None
+    # All matching: the last row id looked at, and counts (and a few names) of the
+    # rows deleted, failed ("" as the reason) and skipped, by reason.
+    cursor: int | None = None
+    deleted: int | None = None
+    deleted_names: dict[str, list[str]] | None = None
+    failed: int | None = None
+    failed_names: dict[str, list[str]] | None = None
+    skipped: dict[str, int] | None = None
+    skipped_names: dict[str, list[str]] | None = None
+
+
+def _one_form(params) -> None:
+    """A delete job's params hold one of the two forms, never both nor neither."""
+    if (params.matching is None) == (params.listed is None):
+        raise BadJobData("a delete job lists its rows or carries a filter, not both nor neither")
+
+
+def delete_params(key: str) -> type:
+    """The Params of a delete kind whose ticked rows are listed under `key` (params
+    ["servers"]): either form, with the stored keys each form has always had."""
+    return make_dataclass(
+        f"Delete{key.title()}Params",
+        [
+            # Ticked rows: [{"id", "name", "site_id"}], and the skipped [{"name", "reason"}].
+            (key, list[dict] | None, field(default=None)),
+            ("skipped", list[dict] | None, field(default=None)),
+            # All matching: the filter and scope (see portal.bulk.matching.matching_params),
+            # and the count and filters in words the confirmation showed.
+            ("matching", dict | None, field(default=None)),
+            ("expected", str | None, field(default=None)),
+            ("filters", str | None, field(default=None)),
+        ],
+        namespace={
+            "listed": property(lambda self: getattr(self, key)),
+            "__post_init__": _one_form,
+        },
+    )
 
 
 @dataclass(kw_only=True)
@@ -88,10 +136,12 @@ class BulkDelete:
     batch: int  # rows per task run: each is one or two HTTP calls, well inside the time limit
     # A ticked row's delete, when it needs a check of its own (default: cloud_delete).
     listed_delete: Callable[[str, str], object] | None = None
-    # Runs after the deletes, before the summary (e.g. refresh the quota they freed).
-    after_deletes: Callable[[Job], object] | None = None
+    # Runs after the deletes, before the summary, with the job's project (None for
+    # several), e.g. to refresh the quota they freed.
+    after_deletes: Callable[[Project | None], object] | None = None
     # The order a confirmation lists ticked rows in (default: the model's).
     plan_order: tuple[str, ...] = ()
+    _kind: type[Kind] | None = field(default=None, init=False, repr=False)
 
     # --- The rules --------------------------------------------------------------
 
@@ -100,14 +150,14 @@ class BulkDelete:
         actor,
         *,
         seen: bool = False,
-        job: Job | None = None,
+        job: int | None = None,
         confirmed_at: datetime | None = None,
     ) -> list[tuple[str, Q]]:
         """[(reason, condition)]: why `actor` may not delete a row now. `seen`: the
         rows are from the actor's own list (see permission_refusals). Inside a delete
-        `job`, only older delete jobs count as "already being deleted" (two
-        overlapping jobs: the first one deletes, the second skips). `confirmed_at`
-        (or the "all matching" `job`'s): rows changed since are skipped."""
+        `job` (its pk), only older delete jobs count as "already being deleted" (two
+        overlapping jobs: the first one deletes, the second skips). `confirmed_at`:
+        rows changed since are skipped."""
         refusals = permission_refusals(actor, seen=seen, outside=OUTSIDE, not_yours=self.not_yours)
         refusals.extend(self.rules)
         deleting = self.being_deleted_q(before=job)
@@ -116,13 +166,11 @@ class BulkDelete:
         busy = busy_q(target=self.target)
         if busy is not None:
             refusals.append((self.busy, busy))
-        if job is not None:
-            confirmed_at = matching_confirmed_at(job)
         return refusals + changed_since_refusals(confirmed_at) + unreachable_refusals()
 
-    def being_deleted_q(self, *, before: Job | None = None) -> Q | None:
-        """The rows unfinished delete jobs (older than `before`) will still delete,
-        as a filter; None when no such job runs."""
+    def being_deleted_q(self, *, before: int | None = None) -> Q | None:
+        """The rows unfinished delete jobs (older than the job `before`, a pk) will
+        still delete, as a filter; None when no such job runs."""
         return being_deleted_q(kind=self.kind, key=self.key, pending=self.pending, before=before)
 
     def being_deleted(self, rows) -> set[int]:
@@ -165,20 +213,24 @@ class BulkDelete:
         one_project = len({row.project_id for row in plan.deletable}) == 1
         one_site = len({row.site_id for row in plan.deletable}) == 1
         lone = only.openstack_id if len(plan.deletable) == 1 else ""
-        job = job_create(
-            kind=self.kind,
+        kind = self.job_kind()
+        job = kind.create(
             actor=actor,
             idempotency_key=idempotency_key,
             project=only.project if one_project else None,
             site=only.site if one_site else None,
             **{f"target_{self.target}_id": lone},
-            params={
-                self.key: [
-                    {"id": row.openstack_id, "name": row.name, "site_id": row.site_id}
-                    for row in plan.deletable
-                ],
-                "skipped": [{"name": row.name, "reason": reason} for row, reason in plan.skipped],
-            },
+            params=kind.Params(
+                **{
+                    self.key: [
+                        {"id": row.openstack_id, "name": row.name, "site_id": row.site_id}
+                        for row in plan.deletable
+                    ],
+                    "skipped": [
+                        {"name": row.name, "reason": reason} for row, reason in plan.skipped
+                    ],
+                }
+            ),
         )
         return job, plan
 
@@ -234,20 +286,25 @@ class BulkDelete:
             scope = None
         else:
             scope = sorted(projects_visible_to(actor).values_list("pk", flat=True))
-        job = job_create(
-            kind=self.kind,
+        kind = self.job_kind()
+        job = kind.create(
             actor=actor,
             idempotency_key=idempotency_key,
             project=project,
-            params=matching_params(
-                data=data, scope=scope, upto=upto, confirmed_at=confirmed_at, plan=plan
+            params=kind.Params(
+                **matching_params(
+                    data=data, scope=scope, upto=upto, confirmed_at=confirmed_at, plan=plan
+                )
             ),
         )
         return job, plan
 
     def selection(self, job: Job) -> QuerySet:
         """What an "all matching" job's filter matches now, within its scope and bound."""
-        spec = job.params["matching"]
+        return self.matched(job.params["matching"])
+
+    def matched(self, spec: dict) -> QuerySet:
+        """What a job's params["matching"] matches now, within its scope and bound."""
         data = QueryDict(mutable=True)
         for key, value in spec["query"]:
             data.appendlist(key, value)
@@ -259,12 +316,14 @@ class BulkDelete:
         its actor may delete: what other deletes count as "already being deleted"."""
         return delete_pending(self.selection(job), job)
 
-    def rows_after(self, job: Job, after: int, size: int) -> list[dict]:
+    def rows_after(self, ctx: StepContext, after: int, size: int) -> list[dict]:
         """The next `size` rows of the job's selection after row `after`, in id order,
         each with the reason it is skipped now ("" when it is deleted): the rules,
         and any change since the confirmation."""
-        rows = self.selection(job).filter(pk__gt=after).order_by("pk")
-        rows = refusal_annotate(rows, self.refusals(job.actor, job=job))
+        spec = ctx.params.matching
+        rows = self.matched(spec).filter(pk__gt=after).order_by("pk")
+        refusals = self.refusals(ctx.actor, job=ctx.job_id, confirmed_at=confirmed_at_of(spec))
+        rows = refusal_annotate(rows, refusals)
         return [
             {"pk": pk, "id": openstack_id, "site_id": site_id, "name": name, "refusal": refusal}
             for pk, openstack_id, site_id, name, refusal in rows.values_list(
@@ -274,68 +333,90 @@ class BulkDelete:
 
     # --- The job ----------------------------------------------------------------
 
-    def step_delete(self, job: Job) -> Wait | None:
+    def step_delete(self, ctx: StepContext) -> Wait | None:
         """Delete `batch` rows per run: the listed ones, or the next ones the job's
         filter matches (see delete_step)."""
         return delete_step(
-            job, key=self.key, batch=self.batch,
+            ctx, batch=self.batch,
             delete=lambda site, object_id: self.cloud_delete(site, object_id),
             listed_delete=self.listed_delete,
             refresh=lambda site, object_id: self.refresh(site, object_id),
-            rows_after=lambda after, size: self.rows_after(job, after, size),
+            rows_after=lambda after, size: self.rows_after(ctx, after, size),
         )  # fmt: skip
 
-    def step_summary(self, job: Job) -> None:
+    def step_summary(self, ctx: StepContext) -> Done:
         """Sum up, and fail when every delete failed (delete_finish)."""
         if self.after_deletes is not None:
-            self.after_deletes(job)
-        delete_finish(job, key=self.key)
+            self.after_deletes(ctx.project)
+        return Done(result=delete_finish(ctx))
 
-    def describe(self, job: Job) -> str:
-        if "matching" in job.params:
-            return matching_title(job, self.nouns)
-        return f"Delete {len(job.params[self.key])} {self.noun}(s)"
+    def title(self, params) -> str:
+        if params.matching is not None:
+            return matching_title(params, self.nouns)
+        return f"Delete {len(params.listed)} {self.noun}(s)"
 
-    def job_kind(self) -> JobKind:
-        """The job kind, for the app to register (job_kind_register)."""
-        return JobKind(
-            name=self.kind,
-            steps=(
-                Step("delete", f"Deleting the {self.nouns}", self.step_delete),
-                Step("summary", "Summing up", self.step_summary, acts=False),
-            ),
-            describe=self.describe,
-        )
+    def job_kind(self) -> type[Kind]:
+        """The job kind, a `Kind` class built once (which registers it): the app's
+        jobs.py calls this when it loads, so the workers know the kind."""
+        if self._kind is None:
+            spec = self
+            self._kind = type(
+                "".join(part.title() for part in re.split(r"[._]", self.kind)),
+                (Kind,),
+                {
+                    "__module__": __name__,
+                    "__doc__": f"Delete {self.nouns}: ticked ones, or all a list's filter matches.",
+                    "name": self.kind,
+                    "Params": delete_params(self.key),
+                    "State": DeleteState,
+                    "steps": (
+                        Step("delete", f"Deleting the {self.nouns}", self.step_delete),
+                        Step("summary", "Summing up", self.step_summary, acts=False),
+                    ),
+                    "title": classmethod(lambda cls, params: spec.title(params)),
+                },
+            )
+        return self._kind
 
 
 # --- One way for every delete job kind ------------------------------------------
 
 
-def delete_step(job: Job, *, key: str, batch: int, delete, refresh, rows_after, listed_delete=None):
-    """The delete step of every delete job kind: the rows listed under
-    params[key] (ticked ones: portal.jobs.delete_in_batches, through
-    `listed_delete` when they need a check of their own), or the next rows the
-    job's filter matches (`rows_after`: delete_matching_in_batches)."""
-    if "matching" in job.params:
+def delete_step(ctx: StepContext, *, batch: int, delete, refresh, rows_after, listed_delete=None):
+    """The delete step of every delete job kind: the rows its params list (ticked
+    ones: portal.jobs.delete_in_batches, through `listed_delete` when they need a
+    check of their own), or the next rows the job's filter matches (`rows_after`:
+    delete_matching_in_batches)."""
+    state = ctx.state
+    if ctx.params.matching is not None:
         return delete_matching_in_batches(
-            job, rows_after=rows_after, delete=delete, refresh=refresh, batch=batch
-        )
+            state, checkpoint=ctx.checkpoint, rows_after=rows_after, delete=delete,
+            refresh=refresh, batch=batch,
+        )  # fmt: skip
+    if state.outcomes is None:
+        state.outcomes = {}
     return delete_in_batches(
-        job, job.params[key], delete=listed_delete or delete, refresh=refresh, batch=batch
-    )
+        ctx.params.listed, outcomes=state.outcomes, checkpoint=ctx.checkpoint,
+        delete=listed_delete or delete, refresh=refresh, batch=batch,
+    )  # fmt: skip
 
 
-def delete_finish(job: Job, *, key: str) -> dict:
-    """The last step of every delete job kind: record what it deleted, what it
-    skipped and why, and what failed and why (job.result, the same keys for both
-    ways of choosing rows), then end the same way: the job fails when every
-    delete it tried failed, and succeeds otherwise, with its failures named in
-    the summary. A row skipped by the rules is not a failure: a job that only
-    skipped succeeds and says why. `key`: where a ticked job lists its rows."""
-    if "matching" in job.params:
-        result = matching_summary(job)
+def delete_finish(ctx: StepContext) -> dict:
+    """The last step of every delete job kind: what it deleted, what it skipped
+    and why, and what failed and why (for the job's result, the same keys for both
+    ways of choosing rows), then end the same way: the job fails when every delete
+    it tried failed, and succeeds otherwise, with its failures named in the
+    summary. A row skipped by the rules is not a failure: a job that only skipped
+    succeeds and says why."""
+    params = ctx.params
+    if params.matching is not None:
+        result = matching_summary(ctx.state)
     else:
-        result = deletion_summary(job, job.params[key])
+        result = deletion_summary(
+            items=params.listed,
+            outcomes=ctx.state.outcomes or {},
+            skipped_rows=params.skipped or [],
+        )
     if result["failed_count"] and not result["deleted_count"]:
-        raise StepFailed(result["summary"])
+        raise StepFailed(result["summary"], result=result)
     return result

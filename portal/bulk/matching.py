@@ -119,7 +119,13 @@ def changed_since_refusals(confirmed_at: datetime | None) -> list[tuple[str, Q]]
 def matching_confirmed_at(job: Job) -> datetime | None:
     """When a "delete all matching" job's confirmation was shown; None for a job
     recorded before jobs kept it."""
-    raw = job.params.get("matching", {}).get("confirmed_at")
+    return confirmed_at_of(job.params.get("matching") or {})
+
+
+def confirmed_at_of(matching: dict) -> datetime | None:
+    """The moment of the confirmation, from a job's params["matching"] (see
+    matching_confirmed_at)."""
+    raw = matching.get("confirmed_at")
     return datetime.fromisoformat(raw) if raw else None
 
 
@@ -139,14 +145,15 @@ def matching_params(*, data, scope, upto: int, confirmed_at: datetime, plan) -> 
     }
 
 
-def matching_title(job: Job, nouns: str) -> str:
-    """A "delete all matching" job's title: "Delete all matching snapshots
-    (name=web; 12 when confirmed at 14:03)"."""
-    confirmed_at = matching_confirmed_at(job)
+def matching_title(params, nouns: str) -> str:
+    """A "delete all matching" job's title, from its params (see
+    portal.bulk.delete.DeleteParams): "Delete all matching snapshots (name=web; 12
+    when confirmed at 14:03)"."""
+    confirmed_at = confirmed_at_of(params.matching)
     when = "at confirmation"
     if confirmed_at is not None:
         when = f"when confirmed at {timezone.localtime(confirmed_at):%H:%M}"
-    return f"Delete all matching {nouns} ({job.params['filters']}; {job.params['expected']} {when})"
+    return f"Delete all matching {nouns} ({params.filters}; {params.expected} {when})"
 
 
 def permission_refusals(
@@ -209,13 +216,13 @@ def delete_pending(selection: QuerySet, job: Job) -> QuerySet:
     return rows
 
 
-def being_deleted_q(*, kind: str, key: str, pending, before: Job | None = None) -> Q | None:
-    """The rows unfinished delete jobs of `kind` (older than `before`) will still
-    delete, as a filter; None when no such job runs. A job lists its rows under
-    params[key], or deletes all matching: `pending(job)` are the rows it has left."""
+def being_deleted_q(*, kind: str, key: str, pending, before: int | None = None) -> Q | None:
+    """The rows unfinished delete jobs of `kind` (older than the job `before`, a pk)
+    will still delete, as a filter; None when no such job runs. A job lists its rows
+    under params[key], or deletes all matching: `pending(job)` are the rows it has left."""
     jobs = Job.objects.filter(kind=kind).exclude(status__in=Job.FINISHED)
     if before is not None:
-        jobs = jobs.filter(pk__lt=before.pk)
+        jobs = jobs.filter(pk__lt=before)
     unfinished = list(jobs)
     wanted = listed_q([job for job in unfinished if key in job.params], key=key)
     for job in unfinished:
@@ -330,8 +337,11 @@ def matching_plan(
     return MatchingPlan(will_delete=will_delete, skipped=skipped, sample=sample, upto=upto, cap=cap)
 
 
-def delete_matching_in_batches(job: Job, *, rows_after, delete, refresh, batch: int) -> Wait | None:
-    """The delete step of a "select all matching" job.
+def delete_matching_in_batches(
+    state, *, checkpoint, rows_after, delete, refresh, batch: int
+) -> Wait | None:
+    """The delete step of a "select all matching" job; `state` is its DeleteState
+    (portal.bulk.delete), saved by `checkpoint()`.
 
     `rows_after(cursor, batch)`: the next rows after the cursor in ascending id
     order that the job's filter matches now, as dicts {"pk", "id", "site_id",
@@ -340,12 +350,11 @@ def delete_matching_in_batches(job: Job, *, rows_after, delete, refresh, batch: 
     or counted as skipped by its reason; the cursor moves past it in the same
     save. An unreachable site raises (the engine retries the step; the cursor
     stays on the last row done)."""
-    state = job.state
-    rows = rows_after(state.get("cursor", 0), batch)
+    rows = rows_after(state.cursor or 0, batch)
     sites = {site.pk: site for site in Site.objects.all()} if rows else {}
     for row in rows:
         if row["refusal"]:
-            skipped = state.setdefault("skipped", {})
+            skipped = state.skipped = state.skipped or {}
             skipped[row["refusal"]] = skipped.get(row["refusal"], 0) + 1
             _keep_name(state, "skipped_names", row["refusal"], row["name"])
         else:
@@ -360,58 +369,56 @@ def delete_matching_in_batches(job: Job, *, rows_after, delete, refresh, batch: 
             except cloud.CloudError as exc:
                 failure = exc.message
             if failure:
-                state["failed"] = state.get("failed", 0) + 1
+                state.failed = (state.failed or 0) + 1
                 _keep_name(state, "failed_names", "", f"{row['name']} ({failure})")
             else:
-                state["deleted"] = state.get("deleted", 0) + 1
+                state.deleted = (state.deleted or 0) + 1
                 _keep_name(state, "deleted_names", "", row["name"])
             refresh(site, row["id"])
-        state["cursor"] = row["pk"]
-        job.save(update_fields=["state"])
+        state.cursor = row["pk"]
+        checkpoint()
     if len(rows) == batch:
-        skipped = sum(state.get("skipped", {}).values())
-        progress = f"deleted {state.get('deleted', 0):,}"
+        skipped = sum((state.skipped or {}).values())
+        progress = f"deleted {state.deleted or 0:,}"
         if skipped:
             progress += f", skipped {skipped:,}"
         return Wait(progress=progress + " so far", more=True)
     return None
 
 
-def _keep_name(state: dict, key: str, reason: str, name: str) -> None:
-    names = state.setdefault(key, {}).setdefault(reason, [])
+def _keep_name(state, key: str, reason: str, name: str) -> None:
+    by_reason = getattr(state, key) or {}
+    setattr(state, key, by_reason)
+    names = by_reason.setdefault(reason, [])
     if len(names) < NAMES_KEPT:
         names.append(name)
 
 
-def matching_summary(job: Job) -> dict:
-    """Record what a "delete all matching" job did, from the counts its delete
-    step kept: "Deleted 1,200, skipped 3: protected in the cloud (3: a, b, c),
-    failed 1: x (why)." Returns job.result."""
-    state = job.state
-    deleted = state.get("deleted", 0)
-    skipped = state.get("skipped", {})
-    failed = state.get("failed", 0)
+def matching_summary(state) -> dict:
+    """What a "delete all matching" job did, from the counts its delete step kept
+    in `state` (its DeleteState): "Deleted 1,200, skipped 3: protected in the cloud
+    (3: a, b, c), failed 1: x (why)." For the job's result."""
+    deleted = state.deleted or 0
+    skipped = state.skipped or {}
+    failed = state.failed or 0
     parts = [f"Deleted {deleted:,}"]
     skipped_texts = []
     for reason, count in skipped.items():
-        names = state.get("skipped_names", {}).get(reason, [])
+        names = (state.skipped_names or {}).get(reason, [])
         more = ", …" if count > len(names) else ""
         skipped_texts.append(f"{reason} ({count:,}: {', '.join(names)}{more})")
     if skipped:
         parts.append(f"skipped {sum(skipped.values()):,}: " + "; ".join(skipped_texts))
-    failed_names = state.get("failed_names", {}).get("", [])
+    failed_names = (state.failed_names or {}).get("", [])
     if failed:
         more = "; …" if failed > len(failed_names) else ""
         parts.append(f"failed {failed:,}: " + "; ".join(failed_names) + more)
-    job.result.update(
-        {
-            "summary": ", ".join(parts) + ".",
-            "deleted": state.get("deleted_names", {}).get("", []),
-            "deleted_count": deleted,
-            "failed": failed_names,
-            "failed_count": failed,
-            "skipped": skipped_texts,
-            "skipped_count": sum(skipped.values()),
-        }
-    )
-    return job.result
+    return {
+        "summary": ", ".join(parts) + ".",
+        "deleted": (state.deleted_names or {}).get("", []),
+        "deleted_count": deleted,
+        "failed": failed_names,
+        "failed_count": failed,
+        "skipped": skipped_texts,
+        "skipped_count": sum(skipped.values()),
+    }

@@ -163,7 +163,8 @@ def test_a_failed_workshop_vm_is_visible_by_default_and_can_be_deleted(
     live_demo, live_server, page
 ):
     from images.models import Image
-    from instances.launch import instance_launch_request, launch_check
+    from instances.launch import instance_launch_request
+    from instances.launch_rules import launch_check
     from instances.models import Flavor
     from tests.conftest import wait_for_job
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from instances.launch import launch_check
+from instances.launch_rules import launch_check
 from instances.models import Flavor, Network
 from portal.errors import ActionRefused
 from portal.models import Job

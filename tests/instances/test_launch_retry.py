@@ -11,7 +11,8 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
-from instances.launch import instance_launch_request, launch_check
+from instances.launch import instance_launch_request
+from instances.launch_rules import launch_check
 from portal.models import Job
 from tests.factories import make_server
 from tests.instances.test_launch_access import catalog  # noqa: F401  (fixture)

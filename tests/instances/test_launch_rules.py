@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from instances.launch import (
-    fit_problems,
-    hostname_part,
-    instance_names,
-    launch_check,
-    participants_from,
-)
+from instances.launch_rules import fit_problems, launch_check
 from instances.models import Flavor
+from instances.naming import hostname_part, instance_names
+from instances.participants import participants_from
 from portal.errors import ActionRefused
 from tests.factories import make_image
 

@@ -13,12 +13,9 @@ import pytest
 
 from images.models import Image
 from images.services import images_sync
-from instances.launch import (
-    instance_launch_request,
-    launch_check,
-    launch_failed_delete_request,
-    launch_retry_request,
-)
+from instances.launch import instance_launch_request
+from instances.launch_retry import launch_failed_delete_request, launch_retry_request
+from instances.launch_rules import launch_check
 from instances.models import Flavor, Server
 from portal import cloud
 from portal.jobs import job_key, jobs_recover_stuck

@@ -6,7 +6,8 @@ import pytest
 from django.urls import reverse
 
 from images.models import Image
-from instances.launch import instance_launch_request, launch_check
+from instances.launch import instance_launch_request
+from instances.launch_rules import launch_check
 from instances.models import Flavor, Network, Server
 from operations.sync import site_sync
 from portal import cloud

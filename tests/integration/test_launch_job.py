@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from images.models import Image
-from instances.launch import instance_launch_request, launch_check
+from instances.launch import instance_launch_request
+from instances.launch_rules import launch_check
 from instances.models import Flavor, Server
 from portal import cloud
 from portal.jobs import JOB_KEY, Wait, job_key, step_run_once

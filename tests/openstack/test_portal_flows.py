@@ -13,7 +13,8 @@ import pytest
 
 from images.models import BootTest, Image
 from images.selectors import image_catalog_property
-from instances.launch import instance_launch_request, launch_check
+from instances.launch import instance_launch_request
+from instances.launch_rules import launch_check
 from instances.models import Flavor, Server
 from instances.services import server_delete_request, server_power_request, server_refresh
 from operations.sync import site_sync

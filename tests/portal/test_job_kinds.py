@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from django.utils import timezone
 
+from instances.models import Server
 from portal.jobs import (
     BadJobData,
     Done,
@@ -20,6 +22,8 @@ from portal.jobs import (
     job_kind_get,
 )
 from portal.models import Job
+from snapshots.models import Snapshot
+from tests.factories import make_image, make_server
 
 
 @dataclass
@@ -134,3 +138,110 @@ def test_a_job_that_succeeds_keeps_each_steps_result(db, quiet):
     assert [s["detail"] for s in job.steps] == [
         "a done", "nothing to do", "c done", "d done", "e done"
     ]  # fmt: skip
+
+
+# --- Delete jobs stored before their kinds were classes ---------------------------
+
+
+def _stored_steps(*labels: str, done: int = 0) -> list[dict]:
+    """Step records as the engine stored them before (and still does)."""
+    records = []
+    for n, (name, label) in enumerate(zip(("delete", "summary"), labels, strict=True)):
+        started = timezone.now().isoformat() if n <= done else None
+        records.append(
+            {
+                "name": name, "label": label, "phase": "forward",
+                "status": "running" if n == done else "pending",
+                "started_at": started, "finished_at": None, "detail": "", "runs": 1,
+            }
+        )  # fmt: skip
+    return records
+
+
+def _fake_cloud(monkeypatch) -> list[str]:
+    deleted: list[str] = []
+
+    def delete(site, **ids):
+        deleted.extend(ids.values())
+
+    def gone(model):
+        def refresh(site, *, openstack_id):
+            model.objects.filter(site=site, openstack_id=openstack_id).update(
+                deleted_at=timezone.now()
+            )
+
+        return refresh
+
+    monkeypatch.setattr("portal.cloud.server_delete", delete)
+    monkeypatch.setattr("portal.cloud.image_delete", delete)
+    monkeypatch.setattr("instances.services.server_refresh", gone(Server))
+    monkeypatch.setattr("instances.services.project_quota_refresh", lambda project: project)
+    monkeypatch.setattr("snapshots.services.image_refresh", gone(Snapshot))
+    return deleted
+
+
+def test_a_ticked_delete_stored_half_done_goes_on_to_the_end(db, quiet, people, monkeypatch):
+    """An instances.delete row as the untyped kind wrote it (deploy time: one of
+    its three servers deleted) loads as the typed kind and finishes."""
+    from instances.jobs import InstancesDelete
+
+    deleted = _fake_cloud(monkeypatch)
+    alpha, alice = people["alpha"], people["alice"]
+    servers = [make_server(project=alpha, name=f"vm-{n}", created_by=alice) for n in range(3)]
+    listed = [{"id": s.openstack_id, "name": s.name, "site_id": s.site_id} for s in servers]
+    job = Job.objects.create(
+        kind="instances.delete", actor=alice, project=alpha, site=people["site"],
+        status=Job.Status.RUNNING, started_at=timezone.now(),
+        params={"servers": listed, "skipped": [{"name": "db-1", "reason": "locked"}]},
+        state={"outcomes": {servers[0].openstack_id: "deleted"}, "wake": "retired"},
+        steps=_stored_steps("Deleting the instances", "Summing up"),
+    )  # fmt: skip
+
+    context = InstancesDelete.context(job)
+    assert context.params.servers == listed
+    assert context.state.outcomes == {servers[0].openstack_id: "deleted"}
+    job = _finish(job)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert deleted == [servers[1].openstack_id, servers[2].openstack_id]
+    assert job.result["summary"] == "Deleted 3, skipped 1: db-1 (locked)."
+    assert set(job.state) == {"outcomes"}  # the same keys, the retired one dropped
+    assert [(s["name"], s["status"]) for s in job.steps] == [
+        ("delete", "done"), ("summary", "done")
+    ]  # fmt: skip
+
+
+def test_an_all_matching_delete_stored_half_done_goes_on_from_its_cursor(
+    db, quiet, people, monkeypatch
+):
+    """A snapshot.delete row carrying a filter, as the untyped kind wrote it: its
+    cursor and counts carry on, and the summary counts the rows deleted before."""
+    from snapshots.jobs import SnapshotDelete
+
+    deleted = _fake_cloud(monkeypatch)
+    alpha, alice = people["alpha"], people["alice"]
+    old = [
+        make_image(site=people["site"], project=alpha, snapshot=True, name=f"old-{n}",
+                   created_by=alice)
+        for n in range(3)
+    ]  # fmt: skip
+    Snapshot.objects.filter(pk=old[0].pk).update(deleted_at=timezone.now())  # deleted before
+    matching = {
+        "query": [["q", "old-"]], "projects": [alpha.pk], "upto": old[-1].pk,
+        "confirmed_at": timezone.now().isoformat(),
+    }  # fmt: skip
+    job = Job.objects.create(
+        kind="snapshot.delete", actor=alice, project=alpha,
+        status=Job.Status.RUNNING, started_at=timezone.now(),
+        params={"matching": matching, "expected": "3", "filters": "name: old-"},
+        state={"cursor": old[0].pk, "deleted": 1, "deleted_names": {"": ["old-0"]}},
+        steps=_stored_steps("Deleting the snapshots", "Summing up"),
+    )  # fmt: skip
+
+    assert SnapshotDelete.context(job).state.cursor == old[0].pk
+    assert SnapshotDelete.describe(job).startswith("Delete all matching snapshots (name: old-; 3")
+    job = _finish(job)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert deleted == [old[1].openstack_id, old[2].openstack_id]
+    assert job.result["summary"] == "Deleted 3."
+    assert job.result["deleted"] == ["old-0", "old-1", "old-2"]
+    assert job.state["cursor"] == old[2].pk

@@ -14,13 +14,12 @@ from django.utils import timezone
 from portal import cloud
 from portal.errors import ActionRefused
 from portal.jobs import (
-    JobKind,
+    Kind,
     Step,
     StepFailed,
     job_advance,
     job_create,
     job_key,
-    job_kind_register,
     jobs_create,
     site_answers,
     sites_to_probe,
@@ -53,22 +52,31 @@ def _quick(job):
     CALLS.append("quick")
 
 
-job_kind_register(JobKind(name="test.slow", steps=(Step("call", "Calling", _slow),)))
-job_kind_register(JobKind(name="test.silent", steps=(Step("call", "Calling", _silent),)))
-job_kind_register(JobKind(name="test.503", steps=(Step("call", "Calling", _answers_503),)))
-job_kind_register(
-    JobKind(
-        name="test.undo_in_outage",
-        steps=(Step("boom", "Exploding", _boom),),
-        undo=(Step("undo", "Starting the instance again", _silent),),
+class Slow(Kind):
+    name = "test.slow"
+    steps = (Step("call", "Calling", _slow),)
+
+
+class Silent(Kind):
+    name = "test.silent"
+    steps = (Step("call", "Calling", _silent),)
+
+
+class Answers503(Kind):
+    name = "test.503"
+    steps = (Step("call", "Calling", _answers_503),)
+
+
+class UndoInOutage(Kind):
+    name = "test.undo_in_outage"
+    steps = (
+        Step("boom", "Exploding", _boom, undo=Step("undo", "Starting the instance again", _silent)),
     )
-)
-job_kind_register(
-    JobKind(
-        name="test.three_steps",
-        steps=(Step("a", "A", _quick), Step("b", "B", _quick), Step("c", "C", _quick)),
-    )
-)
+
+
+class ThreeSteps(Kind):
+    name = "test.three_steps"
+    steps = (Step("a", "A", _quick), Step("b", "B", _quick), Step("c", "C", _quick))
 
 
 @pytest.fixture

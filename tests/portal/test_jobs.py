@@ -3,6 +3,7 @@ failures run the cleanup, stale and duplicate messages do nothing."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -10,13 +11,12 @@ from django.utils import timezone
 
 from portal import cloud
 from portal.jobs import (
-    JobKind,
+    Kind,
     Step,
     StepFailed,
     Wait,
     job_advance,
     job_create,
-    job_kind_register,
     jobs_recover_stuck,
 )
 from portal.models import Job
@@ -24,64 +24,75 @@ from portal.models import Job
 CALLS: list[str] = []
 
 
-def _first(job):
+@dataclass
+class TallyState:
+    made: int = 0
+    waits: int = 0
+    undo_waited: bool = False
+
+
+def _first(ctx):
     CALLS.append("first")
-    job.state["made"] = job.state.get("made", 0) + 1
+    ctx.state.made += 1
 
 
-def _wait_twice(job):
+def _wait_twice(ctx):
     CALLS.append("wait")
-    job.state["waits"] = job.state.get("waits", 0) + 1
-    if job.state["waits"] < 3:
+    ctx.state.waits += 1
+    if ctx.state.waits < 3:
         return Wait(progress="still waiting")
     return None
 
 
-def _boom(job):
+def _boom(ctx):
     raise StepFailed("the cloud said no")
 
 
-def _unavailable(job):
+def _unavailable(ctx):
     raise cloud.Unavailable("devcloud is unreachable")
 
 
-def _cleanup(job):
+def _cleanup(ctx):
     CALLS.append("cleanup")
 
 
-def _cleanup_waits_once(job):
+def _cleanup_waits_once(ctx):
     CALLS.append("undo-wait")
-    if not job.state.get("undo_waited"):
-        job.state["undo_waited"] = True
+    if not ctx.state.undo_waited:
+        ctx.state.undo_waited = True
         return Wait(progress="undoing", observed=1)
     return None
 
 
-job_kind_register(
-    JobKind(
-        name="test.waits",
-        steps=(Step("first", "First", _first), Step("wait", "Waiting", _wait_twice)),
+class Waits(Kind):
+    name = "test.waits"
+    State = TallyState
+    steps = (Step("first", "First", _first), Step("wait", "Waiting", _wait_twice))
+
+
+class Fails(Kind):
+    name = "test.fails"
+    State = TallyState
+    steps = (
+        Step("first", "First", _first),
+        Step("boom", "Exploding", _boom, undo=Step("cleanup", "Cleaning", _cleanup)),
     )
-)
-job_kind_register(
-    JobKind(
-        name="test.fails",
-        steps=(Step("first", "First", _first), Step("boom", "Exploding", _boom)),
-        undo=(Step("cleanup", "Cleaning", _cleanup),),
+
+
+class FailsAndWaitsToUndo(Kind):
+    name = "test.fails_and_waits_to_undo"
+    State = TallyState
+    cleanup = (
+        Step("undo_wait", "Undoing", _cleanup_waits_once),
+        Step("undo_boom", "Undo that fails", _boom),
+        Step("cleanup", "Cleaning", _cleanup),
     )
-)
-job_kind_register(
-    JobKind(
-        name="test.fails_and_waits_to_undo",
-        steps=(Step("boom", "Exploding", _boom), Step("never", "Never reached", _first)),
-        undo=(
-            Step("undo_wait", "Undoing", _cleanup_waits_once),
-            Step("undo_boom", "Undo that fails", _boom),
-            Step("cleanup", "Cleaning", _cleanup),
-        ),
-    )
-)
-job_kind_register(JobKind(name="test.flaky", steps=(Step("call", "Calling", _unavailable),)))
+    steps = (Step("boom", "Exploding", _boom, undo=cleanup), Step("never", "Never reached", _first))
+
+
+class Flaky(Kind):
+    name = "test.flaky"
+    steps = (Step("call", "Calling", _unavailable),)
 
 
 @pytest.fixture
@@ -228,12 +239,14 @@ def test_stuck_jobs_are_handed_to_a_worker_again(
     assert fresh.pk not in recovered
 
 
-def _watched_wait(job):
+def _watched_wait(ctx):
     CALLS.append("watched")
     return Wait(progress="waiting for SHUTOFF", observed=len(CALLS), watch="server")
 
 
-job_kind_register(JobKind(name="test.watched", steps=(Step("wait", "Waiting", _watched_wait),)))
+class Watched(Kind):
+    name = "test.watched"
+    steps = (Step("wait", "Waiting", _watched_wait),)
 
 
 def test_a_step_the_watcher_wakes_is_parked_and_the_sweep_is_its_fallback_poll(

@@ -12,7 +12,8 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from instances.launch import instance_launch_request, launch_check
+from instances.launch import instance_launch_request
+from instances.launch_rules import launch_check
 from instances.models import Flavor
 from portal.models import Job
 from snapshots.models import Snapshot

@@ -8,8 +8,9 @@ import re
 import pytest
 from django.urls import reverse
 
-from instances.launch import MAX_COUNT, instance_names
 from instances.models import Server
+from instances.naming import instance_names
+from instances.participants import MAX_COUNT
 from instances.services import servers_store
 from portal import cloud
 from portal.mirror.authorship import authorship_record

@@ -91,15 +91,18 @@ def test_when_novas_task_ended_and_the_image_is_active_the_step_is_done(upload_j
 
 def test_the_engine_fails_a_budgeted_wait_only_after_its_budget(people, settings, monkeypatch):
     """No progress for longer than JOB_NO_PROGRESS_SECONDS is fine within the budget."""
-    from portal.jobs import JobKind, Step, job_advance, job_kind_register
+    from portal.jobs import Kind, Step, job_advance
 
     monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
     settings.JOB_NO_PROGRESS_SECONDS = 1
 
-    def budgeted(job):
+    def budgeted(ctx):
         return Wait(progress="uploading", observed="same", budget=100, over_budget="too long")
 
-    job_kind_register(JobKind(name="test.budgeted", steps=(Step("up", "Uploading", budgeted),)))
+    class Budgeted(Kind):
+        name = "test.budgeted"
+        steps = (Step("up", "Uploading", budgeted),)
+
     job = job_create(kind="test.budgeted", actor=people["alice"], project=people["alpha"])
     job_advance(job.pk)
     job.refresh_from_db()

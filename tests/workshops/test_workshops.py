@@ -8,7 +8,8 @@ import pytest
 from django.urls import reverse
 
 from images.models import BootTest, Image
-from instances.launch import instance_launch_request, launch_check
+from instances.launch import instance_launch_request
+from instances.launch_rules import launch_check
 from instances.models import Flavor
 from portal.errors import ActionRefused
 from portal.models import Job
