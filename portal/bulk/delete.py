@@ -28,6 +28,7 @@ from typing import Any
 from django.db.models import Model, Q, QuerySet
 from django.http import QueryDict
 
+from portal import cloud
 from portal.access import projects_visible_to
 from portal.bulk.matching import (
     MatchingPlan,
@@ -53,8 +54,6 @@ from portal.jobs import (
     StepContext,
     StepFailed,
     Wait,
-    delete_in_batches,
-    deletion_summary,
 )
 from portal.models import Job, Project, Site
 
@@ -384,7 +383,7 @@ class BulkDelete:
 
 def delete_step(ctx: StepContext, *, batch: int, delete, refresh, rows_after, listed_delete=None):
     """The delete step of every delete job kind: the rows its params list (ticked
-    ones: portal.jobs.delete_in_batches, through `listed_delete` when they need a
+    ones: delete_in_batches, through `listed_delete` when they need a
     check of their own), or the next rows the job's filter matches (`rows_after`:
     delete_matching_in_batches)."""
     state = ctx.state
@@ -420,3 +419,60 @@ def delete_finish(ctx: StepContext) -> dict:
     if result["failed_count"] and not result["deleted_count"]:
         raise StepFailed(result["summary"], result=result)
     return result
+
+
+def deletion_summary(*, items: list[dict], outcomes: dict, skipped_rows: list[dict]) -> dict:
+    """What a delete job did with `items` ({"id", "name"}), from the `outcomes` its
+    delete step recorded and the skips it was given (`skipped_rows`): "Deleted 3,
+    skipped 1: x (reason), failed 1: y (why)." For the job's result, with the
+    counts under the keys portal.bulk.matching.matching_summary gives them too."""
+    names = {item["id"]: item["name"] for item in items}
+    deleted = [names[i] for i, o in outcomes.items() if o == "deleted"]
+    failed = [
+        f"{names[i]} ({o.removeprefix('failed: ')})" for i, o in outcomes.items() if o != "deleted"
+    ]
+    skipped = [f"{s['name']} ({s['reason']})" for s in skipped_rows]
+    parts = [f"Deleted {len(deleted)}"]
+    if skipped:
+        parts.append(f"skipped {len(skipped)}: " + "; ".join(skipped))
+    if failed:
+        parts.append(f"failed {len(failed)}: " + "; ".join(failed))
+    return {
+        "summary": ", ".join(parts) + ".",
+        "deleted": deleted,
+        "deleted_count": len(deleted),
+        "failed": failed,
+        "failed_count": len(failed),
+        "skipped": skipped,
+        "skipped_count": len(skipped),
+    }
+
+
+def delete_in_batches(
+    items: list[dict], *, outcomes: dict, checkpoint: Callable[[], None], delete, refresh,
+    batch: int,
+) -> Wait | None:  # fmt: skip
+    """The delete step of every delete job: `batch` of `items` ({"id", "site_id"}) per
+    run through `delete(site_name, object_id)`, then `refresh(site, object_id)`.
+    Each outcome lands in `outcomes` (the job's state, saved by `checkpoint()` after
+    each row), so a re-run skips the done ones; gone already counts as deleted; an
+    unreachable site retries the step."""
+    sites = {site.pk: site for site in Site.objects.all()}
+    todo = [item for item in items if item["id"] not in outcomes]
+    for item in todo[:batch]:
+        site = sites[item["site_id"]]
+        try:
+            delete(site.name, item["id"])
+            outcomes[item["id"]] = "deleted"
+        except cloud.NotFound:
+            outcomes[item["id"]] = "deleted"  # already gone: what the user wanted
+        except cloud.Unavailable:
+            raise  # the engine retries the step; done ones stay done
+        except cloud.CloudError as exc:
+            outcomes[item["id"]] = f"failed: {exc.message}"
+        refresh(site, item["id"])
+        checkpoint()
+    if todo[batch:]:
+        done = len(items) - len(todo[batch:])
+        return Wait(progress=f"deleted {done} of {len(items)}", more=True)
+    return None

@@ -29,7 +29,7 @@ confirmation then cannot list them, and the job cannot carry their ids. So:
   repeats at most the row in hand; deleting a row that is gone counts as deleted.
 
 Explicit selections (ticked rows, at most a few hundred) keep their id list:
-portal.jobs.delete_in_batches. Both end in portal.bulk.delete's summary, the one
+delete_in_batches. Both end in portal.bulk.delete's summary, the one
 ending of every delete job kind.
 """
 
