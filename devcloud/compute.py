@@ -484,7 +484,7 @@ def _parse_networks(req, server):
     for net in networks:
         if not isinstance(net, dict):
             raise ApiError(400, "Bad networks format")
-        if "port" in net and net["port"]:
+        if net.get("port"):
             raise ApiError(400, f"Port {net['port']} could not be found.")
         if "uuid" in net:
             row = neutron.network_for_server(req.app.store, req.ctx.project_id, net["uuid"])

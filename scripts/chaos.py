@@ -49,8 +49,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devcloud.launcher import DevcloudProcess  # noqa: E402
-from scripts.stack import (  # noqa: E402
+from devcloud.launcher import DevcloudProcess
+from scripts.stack import (
     ROOT,
     RedisProcess,
     child_env,

@@ -137,13 +137,13 @@ def step_check(ctx: StepContext) -> None:
     return None
 
 
-def step_stop_if_running(ctx: StepContext) -> None | Skipped:
+def step_stop_if_running(ctx: StepContext) -> Skipped | None:
     if ctx.state.prior_status != "ACTIVE" and not ctx.state.stopped_by_portal:
         return Skipped("the instance was not running")
     return step_stop(ctx)
 
 
-def step_wait_stopped(ctx: StepContext) -> Wait | None | Skipped:
+def step_wait_stopped(ctx: StepContext) -> Wait | Skipped | None:
     if not ctx.state.stopped_by_portal:
         return Skipped("the instance was not running")
     return step_wait_shutoff(ctx)
@@ -328,7 +328,7 @@ def _restart_wanted(ctx: StepContext) -> bool:
     return ctx.params.restart and ctx.state.stopped_by_portal
 
 
-def step_restart(ctx: StepContext) -> Wait | None | Skipped:
+def step_restart(ctx: StepContext) -> Wait | Skipped | None:
     if not _restart_wanted(ctx):
         if not ctx.params.restart:
             return Skipped("not asked to restart")
@@ -338,7 +338,7 @@ def step_restart(ctx: StepContext) -> Wait | None | Skipped:
     return step_start(ctx)
 
 
-def step_wait_restarted(ctx: StepContext) -> Wait | None | Skipped:
+def step_wait_restarted(ctx: StepContext) -> Wait | Skipped | None:
     if not _restart_wanted(ctx):
         return SKIPPED
     return step_wait_active(ctx)

@@ -679,7 +679,7 @@ def db_setup() -> None:
     def work(name, steps):
         try:
             once(name, steps)
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:  # reported below
             errors.append(error)
 
     threads = [threading.Thread(target=work, args=item) for item in pending.items()]

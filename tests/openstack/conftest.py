@@ -80,12 +80,12 @@ def cleanup(loopback_openstack):
     for server_id in servers:
         try:
             admin.compute.delete_server(server_id, ignore_missing=True)
-        except Exception:  # noqa: BLE001 - best effort
+        except Exception:  # best effort
             pass
     for server_id in servers:
         try:
             admin.compute.wait_for_delete(admin.compute.get_server(server_id), wait=60)
-        except Exception:  # noqa: BLE001 - gone already
+        except Exception:  # gone already
             pass
     for image_id in images:
         admin.image.delete_image(image_id, ignore_missing=True)
