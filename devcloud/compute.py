@@ -399,7 +399,7 @@ def list_servers(req, detail=False):
     if limit > 0:
         rows = store.query(
             f"SELECT * FROM servers WHERE {' AND '.join(where)} ORDER BY {order_by(sort)} LIMIT ?",
-            args + [limit],
+            [*args, limit],
         )
     collection = "servers/detail" if detail else "servers"
     if detail:
@@ -763,7 +763,7 @@ def update_server(req, server_id):
         if sets:
             conn.execute(
                 f"UPDATE servers SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
-                args + [clock.now_db(), server_id],
+                [*args, clock.now_db(), server_id],
             )
     return Response(200, {"server": server_view(req, _server_row(req, server_id), show=True)})
 

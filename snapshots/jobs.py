@@ -16,6 +16,7 @@ refuses to start it: then the first line of the error says so.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -367,10 +368,8 @@ def undo_image(ctx: StepContext) -> Done | Skipped:
         # Never delete an image Nova is still uploading: Nova deletes it itself if
         # the upload fails, and a finished one is a good snapshot.
         return Skipped(f"Nova is still {server.task_label} the image: it is left to Nova")
-    try:
+    with contextlib.suppress(cloud.NotFound):
         cloud.image_delete(ctx.site.name, image_id=image_id)
-    except cloud.NotFound:
-        pass
     image_refresh(ctx.site, openstack_id=image_id)
     return Done("removed the unfinished snapshot image")
 
