@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.urls import reverse
 
@@ -21,7 +23,7 @@ NEW = reverse("instances:instance-new")
 
 def _creates(devcloud) -> int:
     """Nova server creates devcloud has answered so far."""
-    lines = open(devcloud.access_log_path, encoding="utf-8").read().splitlines()
+    lines = Path(devcloud.access_log_path).read_text(encoding="utf-8").splitlines()
     return sum(1 for line in lines if " POST /compute/v2.1/servers " in line)
 
 
