@@ -341,10 +341,13 @@ def list_servers(req, detail=False):
             vm_states = ["__none__"]
         where.append(f"vm_state IN ({', '.join('?' * len(vm_states))})")
         args += vm_states
-    if req.param("deleted") is not None and ctx.is_admin:
-        if bool_value("deleted", req.param("deleted")):
-            where.append("deleted = 1")
-            include_deleted = True
+    if (
+        req.param("deleted") is not None
+        and ctx.is_admin
+        and bool_value("deleted", req.param("deleted"))
+    ):
+        where.append("deleted = 1")
+        include_deleted = True
     if not include_deleted:
         where.append("deleted = 0")
     if req.param("name") is not None:

@@ -35,7 +35,7 @@ def test_a_sync_that_lands_first_wakes_the_parked_job(demo, monkeypatch):
             waits_for="server",
             wake="old",
             due_at=timezone.now() + timedelta(seconds=30),
-        )  # fmt: skip
+        )
         for s in (server, other)
     )
     try:
