@@ -48,7 +48,8 @@ def test_microversion_is_echoed_and_defaults_to_2_1(alpha):
 
 
 @pytest.mark.parametrize(
-    "version,status", [("2.101", 406), ("3.0", 406), ("2.0", 406), ("bogus", 400), ("latest", 200)]
+    ("version", "status"),
+    [("2.101", 406), ("3.0", 406), ("2.0", 406), ("bogus", 400), ("latest", 200)],
 )
 def test_microversion_range_is_enforced(alpha, version, status):
     resp = alpha.get("/compute/v2.1/servers", microversion=version)

@@ -1,5 +1,6 @@
 """os-getConsoleOutput: Nova's validation and answers, and a boot log that grows with time."""
 
+import itertools
 import re
 import sqlite3
 import time
@@ -131,7 +132,7 @@ def test_boot_log_grows_until_cloud_init_finished_and_the_login_prompt(fresh_clo
     assert codes.get(("BUILD", "networking"), {404}) == {404}
     assert codes.get(("ACTIVE", None)) == {200}
     # Every answer extends the one before: the log only grows.
-    for (_, before), (_, after) in zip(outputs, outputs[1:], strict=False):
+    for (_, before), (_, after) in itertools.pairwise(outputs):
         assert after.startswith(before)
     active = [out for state_, out in outputs if state_ == ("ACTIVE", None)]
     assert len(active) >= 3

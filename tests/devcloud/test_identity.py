@@ -75,7 +75,7 @@ def test_password_auth_with_domain_by_name_and_by_id(cloud):
         assert "admin" not in {r["name"] for r in token["roles"]}
         types = {entry["type"]: entry for entry in token["catalog"]}
         assert set(types) == {"identity", "compute", "image", "network"}
-        public = [e for e in types["compute"]["endpoints"] if e["interface"] == "public"][0]
+        public = next(e for e in types["compute"]["endpoints"] if e["interface"] == "public")
         assert public["url"] == f"{cloud.url}/compute/v2.1"
         assert public["region"] == "RegionOne"
         assert public["region_id"] == "RegionOne"

@@ -199,7 +199,7 @@ def test_create_returns_every_core_key(cloud, alpha):
 
 
 @pytest.mark.parametrize(
-    "body,status",
+    ("body", "status"),
     [
         ({"name": "x", "status": "active"}, 403),
         ({"name": "x", "visibility": "public"}, 403),
@@ -415,7 +415,7 @@ def test_size_filters(alpha):
 
 
 @pytest.mark.parametrize(
-    "data, disk_format, container_format, expected",
+    ("data", "disk_format", "container_format", "expected"),
     [
         (b"r" * 4096, "raw", "bare", 4096),
         (_qcow2(10 * 1024**3), "qcow2", "bare", 10 * 1024**3),

@@ -157,7 +157,7 @@ def test_images_served_up_to_2_35(alpha):
 
 @pytest.mark.parametrize("mv", ["2.36", "2.100"])
 @pytest.mark.parametrize(
-    "method, path",
+    ("method", "path"),
     [("GET", ""), ("GET", "/detail"), ("GET", "/{id}"), ("DELETE", "/{id}")],
 )
 def test_images_404_past_2_35(alpha, mv, method, path):

@@ -180,13 +180,13 @@ def test_both_bulk_deletes(os_portal):
     servers = [boot(os_portal, "del-1"), boot(os_portal, "del-2")]
     made = snapshot(os_portal, servers[0], "del-snap", restart=False)
     assert made.status == Job.Status.SUCCEEDED, made.error
-    job, plan = snapshot_delete_request(
+    job, _plan = snapshot_delete_request(
         snapshots=[Snapshot.objects.get(openstack_id=made.state["image_id"])], actor=alice
     )
     assert wait_for_job(job, JOB_TIMEOUT).status == Job.Status.SUCCEEDED, job.error
     with pytest.raises(cloud.NotFound):
         cloud.image_get(SITE, image_id=made.state["image_id"])
-    job, plan = server_delete_request(servers=servers, actor=alice)
+    job, _plan = server_delete_request(servers=servers, actor=alice)
     assert wait_for_job(job, JOB_TIMEOUT).status == Job.Status.SUCCEEDED
     ids = {s.openstack_id for s in servers}
     wait_until(lambda: not [s for s in cloud.server_list(SITE) if s.id in ids], 60)

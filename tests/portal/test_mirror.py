@@ -76,10 +76,13 @@ def test_a_sync_outside_a_transaction_writes_big_batches_from_a_thread(monkeypat
     assert Image.objects.filter(site=site, status="active").count() == 3
     assert Image.objects.get(openstack_id="old").deleted_at is not None
 
-    with pytest.raises(IntegrityError):
+    def write_rows_without_a_name():
         with mirror.MirrorWriter(Image, site=site, complete=False) as writer:
             writer.write({f"c{n}": {**FIELDS, "name": None} for n in range(3)})  # NOT NULL
             writer.finish()
+
+    with pytest.raises(IntegrityError):
+        write_rows_without_a_name()
 
 
 def test_a_row_without_some_fields_gets_the_models_defaults(people):

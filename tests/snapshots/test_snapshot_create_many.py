@@ -118,9 +118,11 @@ def test_the_cost_does_not_grow_with_the_number_of_instances(
     def queries_for(count: int, prefix: str) -> tuple[int, int]:
         """(queries other than the INSERT of the jobs, those INSERTs)"""
         servers = [make_server(project=alpha, name=f"{prefix}-{n}") for n in range(count)]
-        with CaptureQueriesContext(connection) as ctx:
-            with django_capture_on_commit_callbacks(execute=True):
-                client.post(URL, chosen(*servers, idempotency_key=prefix))
+        with (
+            CaptureQueriesContext(connection) as ctx,
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            client.post(URL, chosen(*servers, idempotency_key=prefix))
         inserts = sum(q["sql"].startswith('INSERT INTO "portal_job"') for q in ctx.captured_queries)
         return len(ctx.captured_queries) - inserts, inserts
 
