@@ -341,10 +341,13 @@ def list_servers(req, detail=False):
             vm_states = ["__none__"]
         where.append(f"vm_state IN ({', '.join('?' * len(vm_states))})")
         args += vm_states
-    if req.param("deleted") is not None and ctx.is_admin:
-        if bool_value("deleted", req.param("deleted")):
-            where.append("deleted = 1")
-            include_deleted = True
+    if (
+        req.param("deleted") is not None
+        and ctx.is_admin
+        and bool_value("deleted", req.param("deleted"))
+    ):
+        where.append("deleted = 1")
+        include_deleted = True
     if not include_deleted:
         where.append("deleted = 0")
     if req.param("name") is not None:
@@ -399,7 +402,7 @@ def list_servers(req, detail=False):
     if limit > 0:
         rows = store.query(
             f"SELECT * FROM servers WHERE {' AND '.join(where)} ORDER BY {order_by(sort)} LIMIT ?",
-            args + [limit],
+            [*args, limit],
         )
     collection = "servers/detail" if detail else "servers"
     if detail:
@@ -484,7 +487,7 @@ def _parse_networks(req, server):
     for net in networks:
         if not isinstance(net, dict):
             raise ApiError(400, "Bad networks format")
-        if "port" in net and net["port"]:
+        if net.get("port"):
             raise ApiError(400, f"Port {net['port']} could not be found.")
         if "uuid" in net:
             row = neutron.network_for_server(req.app.store, req.ctx.project_id, net["uuid"])
@@ -763,7 +766,7 @@ def update_server(req, server_id):
         if sets:
             conn.execute(
                 f"UPDATE servers SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
-                args + [clock.now_db(), server_id],
+                [*args, clock.now_db(), server_id],
             )
     return Response(200, {"server": server_view(req, _server_row(req, server_id), show=True)})
 

@@ -136,7 +136,7 @@ def list_flavors(req, detail=False):
     sql = "SELECT * FROM flavors"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    rows = store.query(f"{sql} ORDER BY {order_by(sort)} LIMIT ?", args + [limit]) if limit else []
+    rows = store.query(f"{sql} ORDER BY {order_by(sort)} LIMIT ?", [*args, limit]) if limit else []
     body = {"flavors": [flavor_view(req, r, detail) for r in rows]}
     if rows and len(rows) == limit:
         body["flavors_links"] = next_link(

@@ -1,5 +1,6 @@
 """Glance v2 subset: discovery, list/filters/sort/pagination, CRUD, data, patch."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -190,7 +191,7 @@ def visibility_clause(ctx):
 def get_visible(store, ctx, image_id):
     clause, args = visibility_clause(ctx)
     return store.one(
-        f"SELECT * FROM images WHERE id = ? AND deleted = 0 AND {clause}", [image_id] + args
+        f"SELECT * FROM images WHERE id = ? AND deleted = 0 AND {clause}", [image_id, *args]
     )
 
 
@@ -422,7 +423,7 @@ def select_images(store, ctx, query, default_limit=DEFAULT_LIMIT, columns="*"):
 
     visibility = query.param("visibility")
     if visibility is not None:
-        if visibility not in VISIBILITIES + ["all"]:
+        if visibility not in [*VISIBILITIES, "all"]:
             raise ApiError(400, f"Invalid visibility value: {visibility}")
         if visibility != "all":
             where.append("visibility = ?")
@@ -490,7 +491,7 @@ def select_images(store, ctx, query, default_limit=DEFAULT_LIMIT, columns="*"):
         exprs = ", ".join(expr for expr, _ in sort)
         mrow = store.one(
             f"SELECT {exprs} FROM images WHERE id = ? AND deleted = 0 AND {vclause}",
-            [marker] + vargs,
+            [marker, *vargs],
         )
         if mrow is None:
             raise ApiError(400, f"Invalid marker. Image {marker} could not be found.")
@@ -503,7 +504,7 @@ def select_images(store, ctx, query, default_limit=DEFAULT_LIMIT, columns="*"):
         rows = store.query(
             f"SELECT {columns} FROM images WHERE {' AND '.join(where)} "
             f"ORDER BY {order_by(sort)} LIMIT ?",
-            args + [limit],
+            [*args, limit],
         )
     return rows, limit
 
@@ -519,7 +520,7 @@ def list_images(req):
     links = {"first": first, "schema": "/v2/schemas/images"}
     if rows and len(rows) == limit:
         links["next"] = "/v2/images?" + urllib.parse.urlencode(
-            params + [("marker", rows[-1]["id"])]
+            [*params, ("marker", rows[-1]["id"])]
         )
     # {"images": [<bodies as SQLite wrote them>], "first": ..., ...}
     images = ",".join(r["body"] for r in rows)
@@ -718,7 +719,7 @@ def update_image(req, image_id):
         core["properties"] = dumps(props)
         core["updated_at"] = clock.now_db_seconds()
         sets = ", ".join(f"{k} = ?" for k in core)
-        conn.execute(f"UPDATE images SET {sets} WHERE id = ?", list(core.values()) + [image_id])
+        conn.execute(f"UPDATE images SET {sets} WHERE id = ?", [*core.values(), image_id])
     row = store.one("SELECT * FROM images WHERE id = ?", (image_id,))
     return Response(200, image_view(row))
 
@@ -732,10 +733,8 @@ def delete_image(req, image_id):
         if row["protected"]:
             raise ApiError(403, f"Image {image_id} is protected and cannot be deleted.")
         mark_deleted(conn, image_id)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(store.blob_path(image_id))
-    except FileNotFoundError:
-        pass
     return Response(204)
 
 
@@ -889,8 +888,8 @@ def _image_schema():
             "owner": nullable_str,
             "size": {"type": ["null", "integer"], "readOnly": True},
             "virtual_size": {"type": ["null", "integer"], "readOnly": True},
-            "container_format": {"type": ["null", "string"], "enum": [None] + CONTAINER_FORMATS},
-            "disk_format": {"type": ["null", "string"], "enum": [None] + DISK_FORMATS},
+            "container_format": {"type": ["null", "string"], "enum": [None, *CONTAINER_FORMATS]},
+            "disk_format": {"type": ["null", "string"], "enum": [None, *DISK_FORMATS]},
             "created_at": {"type": "string", "readOnly": True},
             "updated_at": {"type": "string", "readOnly": True},
             "tags": {"type": "array", "items": {"type": "string", "maxLength": 255}},

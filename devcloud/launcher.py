@@ -98,7 +98,7 @@ class DevcloudProcess:
         if self.running:
             return self
         os.makedirs(self.data_dir, exist_ok=True)
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115  (open while it runs: stop() closes it)
         offset = self._log.tell()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.pop("DEVCLOUD_PARENT_PID", None)

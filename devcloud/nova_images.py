@@ -7,6 +7,7 @@ image metadata routes up to 2.38; past that Nova answers 404 as for an unknown
 URL. Tempest uses this API for its snapshot tests at the default microversion.
 """
 
+import contextlib
 import json
 import re
 
@@ -47,12 +48,13 @@ def _require_version(req, max_minor):
 
 
 def _image_links(req, image_id):
-    return links(req, "images", image_id) + [
+    return [
+        *links(req, "images", image_id),
         {
             "rel": "alternate",
             "type": "application/vnd.openstack.image",
             "href": f"{req.base_url}/image/images/{image_id}",
-        }
+        },
     ]
 
 
@@ -60,10 +62,8 @@ def _metadata(row):
     props = loads(row["properties"], {})
     for key in JSON_PROPERTIES:
         if isinstance(props.get(key), str):
-            try:
+            with contextlib.suppress(ValueError):
                 props[key] = json.loads(props[key])
-            except ValueError:
-                pass
     return props
 
 

@@ -61,7 +61,8 @@ class App:
         ):
             raise ValueError("timing values must be positive (progress interval may be 0)")
         self.access_log_path = f"{self.data_dir}/access.log"
-        self._log = open(self.access_log_path, "a", buffering=1, encoding="utf-8")
+        # Open for the server's life: every request appends a line; close() closes it.
+        self._log = open(self.access_log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
         self._log_lock = threading.Lock()
         self.routers = {
             "identity": Router(),
@@ -384,7 +385,8 @@ def _lock_data_dir(data_dir):
     import os
 
     os.makedirs(data_dir, exist_ok=True)
-    handle = open(os.path.join(data_dir, "devcloud.lock"), "w")
+    # Returned open: the lock holds as long as the handle does.
+    handle = open(os.path.join(data_dir, "devcloud.lock"), "w")  # noqa: SIM115
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

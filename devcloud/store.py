@@ -313,7 +313,7 @@ def keyset_condition(sort, marker_values):
         parts.append(f"{expr} {op} ?")
         params.append(marker_values[i])
         clauses.append("(" + " AND ".join(parts) + ")")
-    return f"({lead} AND (" + " OR ".join(clauses) + "))", [marker_values[0]] + params
+    return f"({lead} AND (" + " OR ".join(clauses) + "))", [marker_values[0], *params]
 
 
 def order_by(sort):

@@ -60,7 +60,7 @@ def _plan(app, conn, object_id, steps, stuck_at):
 def _set_server(conn, server_id, **values):
     values["updated_at"] = clock.now_db()
     sets = ", ".join(f"{k} = ?" for k in values)
-    conn.execute(f"UPDATE servers SET {sets} WHERE id = ?", list(values.values()) + [server_id])
+    conn.execute(f"UPDATE servers SET {sets} WHERE id = ?", [*values.values(), server_id])
 
 
 def _fault(message, exception):
@@ -345,7 +345,7 @@ def apply_step(conn, row):
         sets = ", ".join(f"{k} = ?" for k in values)
         conn.execute(
             f"UPDATE servers SET {sets} WHERE id = ? AND deleted = 0",
-            list(values.values()) + [row["object_id"]],
+            [*values.values(), row["object_id"]],
         )
     if payload.get("image"):
         values = {k: v for k, v in payload["image"].items() if k in IMAGE_COLUMNS}
@@ -353,7 +353,7 @@ def apply_step(conn, row):
         sets = ", ".join(f"{k} = ?" for k in values)
         conn.execute(
             f"UPDATE images SET {sets} WHERE id = ? AND deleted = 0",
-            list(values.values()) + [payload["image_id"]],
+            [*values.values(), payload["image_id"]],
         )
     if payload.get("touch"):
         # Upload progress: real Nova and Glance stay silent here (see README).

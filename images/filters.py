@@ -19,7 +19,7 @@ class ImageFilterSet(BoundedFilterSet):
 
     class Meta:
         model = Image
-        fields = ["name", "tag", "site"]
+        fields = ("name", "tag", "site")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

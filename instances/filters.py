@@ -49,7 +49,7 @@ class ServerFilterSet(BoundedFilterSet):
 
     class Meta:
         model = Server
-        fields = ["q", "status", "project", "site", "flavor"]
+        fields = ("q", "status", "project", "site", "flavor")
 
     def __init__(self, data=None, *args, projects=None, flavors=None, **kwargs):
         data = data.copy() if data is not None else None

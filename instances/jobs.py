@@ -9,6 +9,7 @@ waits, with the server's state as its progress marker, until Nova is idle.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -269,10 +270,8 @@ def step_launch_remove_replaced(ctx: StepContext) -> Wait | Skipped | None:
         if server is not None and not server.is_deleted and server.status != "ERROR":
             _seat_keeps(ctx, item["name"], server)
         else:
-            try:
+            with contextlib.suppress(cloud.NotFound):
                 cloud.server_delete(ctx.site.name, server_id=item["id"])
-            except cloud.NotFound:
-                pass
             server_refresh(ctx.site, openstack_id=item["id"])
         removed.append(item["id"])
         ctx.checkpoint()
@@ -415,10 +414,8 @@ def _extras_delete(ctx: StepContext, seen: dict[str, cloud.CloudServer]) -> int:
     ]  # fmt: skip
     deleted = ctx.state.extras_deleted
     for server in extras:
-        try:
+        with contextlib.suppress(cloud.NotFound):
             cloud.server_delete(ctx.site.name, server_id=server.id)
-        except cloud.NotFound:
-            pass
         if server.id not in deleted:
             deleted.append(server.id)
         server_refresh(ctx.site, openstack_id=server.id)

@@ -13,6 +13,7 @@ It sits in the wiring layer: it sends tasks by name and reads the settings.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -49,10 +50,8 @@ class Ticker:
     def stop(self) -> None:
         self.stopping.set()
         self.thread.join(timeout=5)
-        try:
+        with contextlib.suppress(Exception):  # the lease runs out by itself
             Lease.objects.filter(name="tick", holder=self.holder).update(until=None)
-        except Exception:
-            pass  # the lease runs out by itself
 
     def _run(self) -> None:
         try:

@@ -8,7 +8,7 @@ from portal.models import Job, Membership, Project, Site
 
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
-    list_display = ["display_name", "name", "last_sync_at", "unreachable_since"]
+    list_display = ("display_name", "name", "last_sync_at", "unreachable_since")
 
 
 class MembershipInline(admin.TabularInline):
@@ -18,23 +18,23 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "site", "openstack_id"]
-    list_filter = ["site"]
-    search_fields = ["name", "openstack_id"]
-    inlines = [MembershipInline]
+    list_display = ("name", "site", "openstack_id")
+    list_filter = ("site",)
+    search_fields = ("name", "openstack_id")
+    inlines = (MembershipInline,)
 
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "project", "role"]
-    list_filter = ["role", "project__site"]
+    list_display = ("user", "project", "role")
+    list_filter = ("role", "project__site")
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "status", "actor", "project", "created_at", "finished_at"]
-    list_filter = ["kind", "status"]
-    readonly_fields = ["steps", "state", "params", "result"]
+    list_display = ("id", "kind", "status", "actor", "project", "created_at", "finished_at")
+    list_filter = ("kind", "status")
+    readonly_fields = ("steps", "state", "params", "result")
 
 
 # Users get an action to lift a login lockout (django-axes) before it expires.
@@ -44,7 +44,7 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class PortalUserAdmin(UserAdmin):
-    actions = ["unlock_logins"]
+    actions = ("unlock_logins",)
 
     @admin.action(description="Unlock logins (after too many wrong passwords)")
     def unlock_logins(self, request, queryset):

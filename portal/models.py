@@ -47,6 +47,9 @@ class Site(models.Model):
     class Meta:
         ordering = ["display_name"]
 
+    def __str__(self) -> str:
+        return self.display_name
+
     def cloud_time(self, moment: datetime) -> datetime:
         """The cloud's clock at the portal's `moment`, by the Date header's offset."""
         return moment + timedelta(seconds=self.clock_offset_seconds)
@@ -57,9 +60,6 @@ class Site(models.Model):
         `covered` converted by the offset. Every listing is complete up to its own
         newest change, so asking from there never misses one, whatever the clocks."""
         return seen_at if seen_at is not None else self.cloud_time(covered)
-
-    def __str__(self) -> str:
-        return self.display_name
 
     @property
     def is_reachable(self) -> bool:
@@ -261,6 +261,9 @@ class Preference(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="preference_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.key}"
 
 
 class Authorship(models.Model):

@@ -49,8 +49,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devcloud.launcher import DevcloudProcess  # noqa: E402
-from scripts.stack import (  # noqa: E402
+from devcloud.launcher import DevcloudProcess
+from scripts.stack import (
     ROOT,
     RedisProcess,
     child_env,
@@ -198,7 +198,7 @@ def make_servers(cloud, project, *, prefix: str, count: int) -> list:
             flavor_id=tiny.openstack_id,
             image_id=ubuntu.openstack_id,
             metadata={"portal_user": "alice"},
-        )  # fmt: skip
+        )
         for n in range(count)
     ]
     deadline = time.monotonic() + 60
@@ -272,9 +272,12 @@ class Hang:
         return self.seen[state] / max(1, sum(self.seen.values()))
 
     def tick(self) -> None:
-        if self.started is not None and self.lifted is None:
-            if time.monotonic() - self.started >= HANG_SECONDS:
-                self.lift()
+        if (
+            self.started is not None
+            and self.lifted is None
+            and time.monotonic() - self.started >= HANG_SECONDS
+        ):
+            self.lift()
 
     def lift(self) -> None:
         from django.utils import timezone

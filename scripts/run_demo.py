@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devcloud.launcher import DevcloudProcess  # noqa: E402
-from scripts.stack import ROOT, RedisProcess, child_env, start_worker, stop_process  # noqa: E402
+from devcloud.launcher import DevcloudProcess
+from scripts.stack import ROOT, RedisProcess, child_env, start_worker, stop_process
 
 VAR = Path(os.environ.get("PORTAL_VAR_DIR", ROOT / "var"))
 WEB_ADDR = os.environ.get("PORTAL_ADDR", "127.0.0.1:8000")

@@ -72,8 +72,8 @@ class RedisProcess:
             "--dir", str(self.data_dir), "--save", "60 1", "--appendonly", "no",
             "--protected-mode", "yes", "--daemonize", "no",
         ]  # fmt: skip
-        log = open(self.data_dir / "redis.log", "ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.data_dir / "redis.log", "ab") as log:  # redis keeps its own copy
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         wait_for_port(self.port, process=self.process)
         return self
 
@@ -100,10 +100,10 @@ def start_worker(env: dict, *, concurrency: int = 2, log_path: Path | None = Non
     )  # fmt: skip
     if include:
         args += ["--include", ",".join(include)]
-    out = open(log_path, "ab") if log_path else None
-    return subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None
-    )
+    if log_path is None:
+        return subprocess.Popen(args, cwd=ROOT, env=env)
+    with open(log_path, "ab") as out:  # the worker keeps its own copy
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def stop_process(process: subprocess.Popen | None, *, timeout: float = 10) -> None:

@@ -40,7 +40,7 @@ class SnapshotFilterSet(BoundedFilterSet):
 
     class Meta:
         model = Snapshot
-        fields = ["q", "name", "project_name", "openstack_id", "status", "site", "boot"]
+        fields = ("q", "name", "project_name", "openstack_id", "status", "site", "boot")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -16,6 +16,7 @@ refuses to start it: then the first line of the error says so.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -136,13 +137,13 @@ def step_check(ctx: StepContext) -> None:
     return None
 
 
-def step_stop_if_running(ctx: StepContext) -> None | Skipped:
+def step_stop_if_running(ctx: StepContext) -> Skipped | None:
     if ctx.state.prior_status != "ACTIVE" and not ctx.state.stopped_by_portal:
         return Skipped("the instance was not running")
     return step_stop(ctx)
 
 
-def step_wait_stopped(ctx: StepContext) -> Wait | None | Skipped:
+def step_wait_stopped(ctx: StepContext) -> Wait | Skipped | None:
     if not ctx.state.stopped_by_portal:
         return Skipped("the instance was not running")
     return step_wait_shutoff(ctx)
@@ -327,7 +328,7 @@ def _restart_wanted(ctx: StepContext) -> bool:
     return ctx.params.restart and ctx.state.stopped_by_portal
 
 
-def step_restart(ctx: StepContext) -> Wait | None | Skipped:
+def step_restart(ctx: StepContext) -> Wait | Skipped | None:
     if not _restart_wanted(ctx):
         if not ctx.params.restart:
             return Skipped("not asked to restart")
@@ -337,7 +338,7 @@ def step_restart(ctx: StepContext) -> Wait | None | Skipped:
     return step_start(ctx)
 
 
-def step_wait_restarted(ctx: StepContext) -> Wait | None | Skipped:
+def step_wait_restarted(ctx: StepContext) -> Wait | Skipped | None:
     if not _restart_wanted(ctx):
         return SKIPPED
     return step_wait_active(ctx)
@@ -366,10 +367,8 @@ def undo_image(ctx: StepContext) -> Done | Skipped:
         # Never delete an image Nova is still uploading: Nova deletes it itself if
         # the upload fails, and a finished one is a good snapshot.
         return Skipped(f"Nova is still {server.task_label} the image: it is left to Nova")
-    try:
+    with contextlib.suppress(cloud.NotFound):
         cloud.image_delete(ctx.site.name, image_id=image_id)
-    except cloud.NotFound:
-        pass
     image_refresh(ctx.site, openstack_id=image_id)
     return Done("removed the unfinished snapshot image")
 

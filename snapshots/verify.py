@@ -32,6 +32,7 @@ the same name and marker is touched.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -360,10 +361,8 @@ def step_verify_cleanup(ctx: StepContext) -> Wait | Done | Skipped:
         ids = {server.id for server in _own_test_servers(ctx)}
         ids.update([test["server_id"]] if "server_id" in test else [])
         for server_id in sorted(ids):
-            try:
+            with contextlib.suppress(cloud.NotFound):
                 cloud.server_delete(ctx.site.name, server_id=server_id)
-            except cloud.NotFound:
-                pass
         test["deleting"] = sorted(ids)
         ctx.checkpoint()
     for server_id in test["deleting"]:

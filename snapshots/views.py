@@ -155,10 +155,9 @@ def snapshot_create(request, server_id: int):
         "limit_mib": SNAPSHOT_MAX_RAM_MIB,
         "will_stop": server.status == "ACTIVE",
     }
+    status = 400 if form.is_bound else 200
     if refusal is not None:
         status = refusal.status
-    else:
-        status = 400 if form.is_bound else 200
     if request.htmx and request.htmx.target == "snapshot-modal-body":
         template = "snapshots/_create_form.html"  # a re-submitted dialog: its body only
     elif request.htmx:

@@ -13,6 +13,7 @@ tempest-run.log), data/ (the cloud), results.json.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -140,7 +141,7 @@ def ensure_tempest(python):
     subprocess.run([python, "-m", "venv", VENV], check=True, timeout=300)
     pip = [os.path.join(VENV, "bin", "python"), "-m", "pip"]
     subprocess.run(
-        pip + ["install", "--quiet", "--disable-pip-version-check", f"tempest=={TEMPEST_VERSION}"],
+        [*pip, "install", "--quiet", "--disable-pip-version-check", f"tempest=={TEMPEST_VERSION}"],
         check=True,
         timeout=INSTALL_TIMEOUT,
     )
@@ -360,10 +361,8 @@ def run_tempest(work, concurrency, tests, timeout):
 
 
 def _kill_group(proc):
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def failure_details(work, max_lines=300):
@@ -374,7 +373,7 @@ def failure_details(work, max_lines=300):
         return ""
     lines = text[marker:].splitlines()
     if len(lines) > max_lines:
-        lines = lines[:max_lines] + [f"... ({len(lines) - max_lines} more lines in the log)"]
+        lines = [*lines[:max_lines], f"... ({len(lines) - max_lines} more lines in the log)"]
     return "\n".join(lines)
 
 
@@ -528,10 +527,8 @@ def main(argv=None):
         )
     finally:
         cloud.stop()
-        try:
+        with contextlib.suppress(OSError):
             shutil.copy(cloud.log_path, os.path.join(WORK, "logs", "devcloud.log"))
-        except OSError:
-            pass
 
     results = collect_results(WORK)
     with open(os.path.join(WORK, "results.json"), "w") as fh:

@@ -46,7 +46,7 @@ def read_ahead(pages: Iterator[T], depth: int = DEPTH) -> Iterator[T]:
                     break
             else:
                 hand_over((_END, None))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as exc:  # re-raised in the caller's thread
             hand_over((_END, exc))
         finally:
             close = getattr(pages, "close", None)

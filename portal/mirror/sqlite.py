@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class SqliteBulkSettings:
     """SQLite settings of the connection while a writer writes many rows, put
@@ -13,7 +15,7 @@ class SqliteBulkSettings:
     connection: synchronous=NORMAL, see settings.)
     """
 
-    SETTINGS = {"cache_size": -64 * 1024}
+    SETTINGS: ClassVar[dict[str, int]] = {"cache_size": -64 * 1024}
 
     def __init__(self, connection) -> None:
         self.connection = connection

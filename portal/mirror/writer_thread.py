@@ -33,7 +33,7 @@ class WriterThread:
                     bulk_settings.apply()
                     with transaction.atomic(using=self.using):
                         batch()
-                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                except BaseException as exc:  # raised in the caller's thread
                     self.error = exc
         finally:
             try:

@@ -14,6 +14,7 @@ process up only checks health. Standard library only. See README.md here.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -679,7 +680,7 @@ def db_setup() -> None:
     def work(name, steps):
         try:
             once(name, steps)
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:  # reported below
             errors.append(error)
 
     threads = [threading.Thread(target=work, args=item) for item in pending.items()]
@@ -977,18 +978,14 @@ def stop(names: list[str] | None = None) -> None:
     # mysqld_safe's child, mariadbd, may outlive the wrapper for a moment.
     mysqld = None
     if "mysql" in groups:
-        try:
+        with contextlib.suppress(OSError, ValueError, IndexError):
             mysqld = int((RUN / "mysqld.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
     for name, pid in groups.items():
         say(f"stopping {name} (pid {pid})")
         # uwsgi quits at once on SIGINT; on SIGTERM nova-api's waits for its threads.
         sig = signal.SIGINT if name in UWSGI else signal.SIGTERM
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
     waited = [pid for pid in groups.values()] + ([mysqld] if mysqld else [])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(alive(pid) for pid in waited):
@@ -996,10 +993,8 @@ def stop(names: list[str] | None = None) -> None:
     for name, pid in groups.items():
         if alive(pid):
             say(f"{name} (pid {pid}) ignored SIGTERM: SIGKILL")
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         (RUN / f"{name}.pid").unlink(missing_ok=True)
     # epmd, started by RabbitMQ on our own port, outlives it.
     if "rabbitmq" in groups and shutil.which("epmd"):

@@ -28,7 +28,9 @@ def test_every_request_is_logged_once_with_project(cloud, alpha):
     assert first[1:4] == ("GET", "/compute/v2.1/servers/detail?name=web", "200")
     assert first[5] == alpha.project_id
     assert second[2:4] == ("/image/v2/images/does-not-exist", "404")
-    assert third[2:][0] == "/identity" and third[3] == "300" and third[5] == "-"
+    assert third[2:][0] == "/identity"
+    assert third[3] == "300"
+    assert third[5] == "-"
     assert float(first[4]) >= 0
 
 

@@ -58,12 +58,15 @@ def test_clouds_yaml_command_output(fresh_cloud):
     text = _clouds_yaml("--port", "5000", "--name", "site2")
     assert text.startswith("clouds:\n  site2:\n")
     assert 'auth_url: "http://127.0.0.1:5000/identity"' in text
-    assert "  site2-alpha:\n" in text and "  site2-beta:\n" in text
-    assert "identity_api_version: 3" in text and 'region_name: "RegionOne"' in text
+    assert "  site2-alpha:\n" in text
+    assert "  site2-beta:\n" in text
+    assert "identity_api_version: 3" in text
+    assert 'region_name: "RegionOne"' in text
     entries = _clouds_yaml(
         "--port", "5001", "--entries-only", "--profile", "secondary", "--name", "other"
     )
-    assert entries.startswith("  other:\n") and "other-gamma" in entries
+    assert entries.startswith("  other:\n")
+    assert "other-gamma" in entries
     cloud = fresh_cloud()
     assert _clouds_yaml("--port", str(cloud.port)) == cloud.clouds_yaml()
 
@@ -122,7 +125,8 @@ def test_openstack_cli_full_cycle(cli):
             "alpha-web-01",
         )
     )
-    assert snap["status"] == "active" and snap["name"] == "cli-snap"
+    assert snap["status"] == "active"
+    assert snap["name"] == "cli-snap"
 
     images, server = _together(
         lambda: cli("devcloud-alpha", "image", "list", "-f", "json"),

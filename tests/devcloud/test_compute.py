@@ -14,7 +14,8 @@ def test_compute_discovery_documents(cloud):
     versions = root.json()["versions"]
     assert [v["id"] for v in versions if v["status"] == "CURRENT"] == ["v2.1"]
     doc = requests.get(f"{cloud.url}/compute/v2.1").json()["version"]
-    assert doc["version"] == "2.100" and doc["min_version"] == "2.1"
+    assert doc["version"] == "2.100"
+    assert doc["min_version"] == "2.1"
     assert doc["status"] == "CURRENT"
     assert doc["links"][0]["href"] == f"{cloud.url}/compute/v2.1/"
 
@@ -42,11 +43,13 @@ def test_microversion_is_echoed_and_defaults_to_2_1(alpha):
     assert old.headers["OpenStack-API-Version"] == "compute 2.1"
     old_server = old.json()["servers"][0]
     assert set(old_server["flavor"]) == {"id", "links"}
-    assert "locked" not in old_server and "description" not in old_server
+    assert "locked" not in old_server
+    assert "description" not in old_server
 
 
 @pytest.mark.parametrize(
-    "version,status", [("2.101", 406), ("3.0", 406), ("2.0", 406), ("bogus", 400), ("latest", 200)]
+    ("version", "status"),
+    [("2.101", 406), ("3.0", 406), ("2.0", 406), ("bogus", 400), ("latest", 200)],
 )
 def test_microversion_range_is_enforced(alpha, version, status):
     resp = alpha.get("/compute/v2.1/servers", microversion=version)
@@ -85,14 +88,18 @@ def test_server_body_has_the_2_100_shape(alpha):
         "os-extended-volumes:volumes_attached",
     ):
         assert key in server, key
-    assert server["status"] == "ACTIVE" and server["OS-EXT-STS:power_state"] == 1
+    assert server["status"] == "ACTIVE"
+    assert server["OS-EXT-STS:power_state"] == 1
     assert server["tenant_id"] == alpha.project_id
     assert server["flavor"]["original_name"] == "de.NBI small"
-    assert server["flavor"]["ram"] == 4096 and server["flavor"]["vcpus"] == 2
+    assert server["flavor"]["ram"] == 4096
+    assert server["flavor"]["vcpus"] == 2
     assert set(server["image"]) == {"id", "links"}
     (address,) = server["addresses"]["private"]
-    assert address["version"] == 4 and address["addr"].startswith("192.168.")
-    assert server["created"].endswith("Z") and len(server["created"]) == 20
+    assert address["version"] == 4
+    assert address["addr"].startswith("192.168.")
+    assert server["created"].endswith("Z")
+    assert len(server["created"]) == 20
     assert server["locked"] is False
     # Non-admins do not get the host attributes.
     assert "OS-EXT-SRV-ATTR:host" not in server
@@ -108,7 +115,8 @@ def test_error_server_shows_fault(alpha):
 
 def test_list_is_scoped_to_the_token_project(alpha, beta, admin, admin_alpha):
     alpha_names = {s["name"] for s in alpha.get("/compute/v2.1/servers").json()["servers"]}
-    assert "alpha-web-01" in alpha_names and not any(n.startswith("beta") for n in alpha_names)
+    assert "alpha-web-01" in alpha_names
+    assert not any(n.startswith("beta") for n in alpha_names)
     summary = alpha.get("/compute/v2.1/servers").json()["servers"][0]
     assert set(summary) == {"id", "name", "links"}
     assert admin.get("/compute/v2.1/servers").json()["servers"] == []
@@ -141,7 +149,8 @@ def test_name_is_a_regex_and_status_filters(alpha):
     ]
     assert sorted(names) == ["alpha-web-01", "alpha-worker-01"]
     shutoff = alpha.get("/compute/v2.1/servers/detail", params={"status": "SHUTOFF"}).json()
-    assert shutoff["servers"] and {s["status"] for s in shutoff["servers"]} == {"SHUTOFF"}
+    assert shutoff["servers"]
+    assert {s["status"] for s in shutoff["servers"]} == {"SHUTOFF"}
     assert (
         alpha.get("/compute/v2.1/servers/detail", params={"status": "NOPE"}).json()["servers"] == []
     )
@@ -165,7 +174,8 @@ def test_default_sort_is_created_desc_and_sort_keys_work(alpha):
     names = [s["name"] for s in by_name]
     assert names == sorted(names)
     bad = alpha.get("/compute/v2.1/servers/detail", params={"sort_key": "favourite_colour"})
-    assert bad.status_code == 400 and "badRequest" in bad.json()
+    assert bad.status_code == 400
+    assert "badRequest" in bad.json()
 
 
 def test_limit_marker_and_servers_links(cloud, alpha):
@@ -199,7 +209,8 @@ def test_limit_marker_and_servers_links(cloud, alpha):
 def test_sdk_paginates_servers_to_the_end(sdk_alpha, alpha):
     expected = {s["id"] for s in alpha.get("/compute/v2.1/servers").json()["servers"]}
     got = [s.id for s in sdk_alpha.compute.servers(limit=2)]
-    assert len(got) == len(set(got)) and set(got) == expected
+    assert len(got) == len(set(got))
+    assert set(got) == expected
 
 
 def test_flavors_visibility_and_fields(admin, alpha, beta):
@@ -220,7 +231,8 @@ def test_flavors_visibility_and_fields(admin, alpha, beta):
     }
     assert flavors["de.NBI highmem 2xlarge"]["ram"] == 524288
     assert flavors["de.NBI highmem xlarge"]["ram"] == 262144
-    assert flavors["de.NBI tiny"]["disk"] == 20 and flavors["de.NBI tiny"]["vcpus"] == 1
+    assert flavors["de.NBI tiny"]["disk"] == 20
+    assert flavors["de.NBI tiny"]["vcpus"] == 1
     assert flavors["de.NBI gpu"]["os-flavor-access:is_public"] is False
     assert "extra_specs" in flavors["de.NBI gpu"]
     public_only = {f["name"] for f in admin.get("/compute/v2.1/flavors/detail").json()["flavors"]}
@@ -237,7 +249,8 @@ def test_flavors_visibility_and_fields(admin, alpha, beta):
             "flavors"
         ]
     }
-    assert "de.NBI gpu" in alpha_names and "de.NBI gpu" not in beta_names
+    assert "de.NBI gpu" in alpha_names
+    assert "de.NBI gpu" not in beta_names
     gpu = flavors["de.NBI gpu"]["id"]
     assert beta.get(f"/compute/v2.1/flavors/{gpu}").status_code == 404
     shown = alpha.get(f"/compute/v2.1/flavors/{gpu}", microversion="2.60").json()["flavor"]
@@ -249,7 +262,8 @@ def test_flavors_visibility_and_fields(admin, alpha, beta):
 
 def test_sdk_flavor_lookup_by_name(sdk_alpha):
     flavor = sdk_alpha.compute.find_flavor("de.NBI highmem 2xlarge", ignore_missing=False)
-    assert flavor.ram == 524288 and flavor.vcpus == 56
+    assert flavor.ram == 524288
+    assert flavor.vcpus == 56
 
 
 def test_limits_and_quota_sets(admin, alpha, beta):
@@ -286,7 +300,8 @@ def test_create_validation_errors(alpha, beta):
     body = _server_body(alpha, "v1")
     del body["server"]["networks"]
     resp = create(body)
-    assert resp.status_code == 400 and "networks" in resp.json()["badRequest"]["message"]
+    assert resp.status_code == 400
+    assert "networks" in resp.json()["badRequest"]["message"]
     body = _server_body(alpha, "v2", flavorRef="does-not-exist")
     message = create(body).json()["badRequest"]["message"]
     assert message == "Flavor does-not-exist could not be found."
@@ -297,7 +312,8 @@ def test_create_validation_errors(alpha, beta):
         alpha, "v4", imageRef=rstudio["id"], flavorRef=alpha.flavor_id("de.NBI tiny")
     )
     resp = create(body)
-    assert resp.status_code == 400 and "memory is too small" in resp.json()["badRequest"]["message"]
+    assert resp.status_code == 400
+    assert "memory is too small" in resp.json()["badRequest"]["message"]
     gpu = alpha.flavor_id("de.NBI gpu")
     body = _server_body(beta, "v5", flavorRef=gpu)
     message = create(body, api=beta).json()["badRequest"]["message"]
@@ -363,7 +379,8 @@ def test_create_batch_delete_and_changes_since(alpha):
     )
     assert resp.status_code == 202
     created = resp.json()["server"]
-    assert created["adminPass"] and created["links"][0]["rel"] == "self"
+    assert created["adminPass"]
+    assert created["links"][0]["rel"] == "self"
     assert resp.headers["Location"].endswith(created["id"])
     batch = alpha.get("/compute/v2.1/servers/detail", params={"name": "^batch-"}).json()["servers"]
     assert sorted(s["name"] for s in batch) == ["batch-1", "batch-2", "batch-3"]

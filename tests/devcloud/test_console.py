@@ -1,5 +1,6 @@
 """os-getConsoleOutput: Nova's validation and answers, and a boot log that grows with time."""
 
+import itertools
 import re
 import sqlite3
 import time
@@ -125,15 +126,17 @@ def test_boot_log_grows_until_cloud_init_finished_and_the_login_prompt(fresh_clo
                 break
         time.sleep(0.02)
     seen_at = time.monotonic() - started
-    assert outputs and outputs[-1][1].endswith("\nboot-probe-1 login: "), outputs[-1:]
+    assert outputs
+    assert outputs[-1][1].endswith("\nboot-probe-1 login: "), outputs[-1:]
     assert codes.get(("BUILD", "scheduling"), {409}) == {409}
     assert codes.get(("BUILD", "networking"), {404}) == {404}
     assert codes.get(("ACTIVE", None)) == {200}
     # Every answer extends the one before: the log only grows.
-    for (_, before), (_, after) in zip(outputs, outputs[1:], strict=False):
+    for (_, before), (_, after) in itertools.pairwise(outputs):
         assert after.startswith(before)
     active = [out for state_, out in outputs if state_ == ("ACTIVE", None)]
-    assert len(active) >= 3 and "login:" not in active[0]
+    assert len(active) >= 3
+    assert "login:" not in active[0]
     final = outputs[-1][1]
     assert final.startswith("[    0.000000] Linux version 5.15.0-")
     stages = ["'init-local'", "'init'", "'modules:config'", "'modules:final'", " finished at "]
@@ -144,7 +147,8 @@ def test_boot_log_grows_until_cloud_init_finished_and_the_login_prompt(fresh_clo
     assert seen_at >= (4 + 1 + guest_boot) / speed - 0.05
     uptime = float(FINISHED.search(final).group(1))
     assert uptime == pytest.approx(1 + guest_boot - 0.5, abs=0.01)
-    assert "|  ens3  | True |" in final and "Ubuntu 22.04.4 LTS boot-probe-1 ttyS0" in final
+    assert "|  ens3  | True |" in final
+    assert "Ubuntu 22.04.4 LTS boot-probe-1 ttyS0" in final
 
 
 def test_stop_logs_a_shutdown_and_start_begins_a_new_log(cloud, alpha):
@@ -219,7 +223,8 @@ def test_boot_panic_server_from_a_matching_snapshot_is_active_but_never_boots(fr
     good = api.create_server("verify-good", image="good-snap")
     for sid in (bad, good):
         server = api.wait_status(sid, "ACTIVE")
-        assert "fault" not in server and server["OS-EXT-STS:power_state"] == 1
+        assert "fault" not in server
+        assert server["OS-EXT-STS:power_state"] == 1
     # By the time the good one has booted, the bad one is long past its panic.
     _wait_output(api, good, lambda out: out.endswith("verify-good login: "))
     panicked = _output(api, bad)
@@ -227,7 +232,8 @@ def test_boot_panic_server_from_a_matching_snapshot_is_active_but_never_boots(fr
     assert "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)" in (
         panicked
     )
-    assert "login:" not in panicked and "Cloud-init" not in panicked
+    assert "login:" not in panicked
+    assert "Cloud-init" not in panicked
     assert cloud.get_faults()["boot_panic"] == {"image_name": "^broken-"}
     # The image stays broken: a stop (no shutdown logged) and a start panic again.
     assert api.action(bad, {"os-stop": None}).status_code == 202
@@ -268,7 +274,8 @@ def test_boot_panic_error_mode_fails_the_build_and_spends_its_count(fresh_cloud)
             break
     # Unlike boot_error (NoValidHost), it fails on the host, while spawning.
     assert states[-2:] == ["spawning", "ERROR"], states
-    assert server["OS-EXT-STS:task_state"] is None and server["addresses"] == {}
+    assert server["OS-EXT-STS:task_state"] is None
+    assert server["addresses"] == {}
     assert server["fault"]["code"] == 500
     assert server["fault"]["message"] == (
         f"Build of instance {sid} aborted: Image {debian} is unacceptable: "
@@ -291,7 +298,8 @@ def test_boot_panic_silent_mode_boots_with_an_empty_console_log(fresh_cloud):
     loud = api.create_server("loud")
     for sid in (quiet, loud):
         server = api.wait_status(sid, "ACTIVE")
-        assert "fault" not in server and server["OS-EXT-STS:power_state"] == 1
+        assert "fault" not in server
+        assert server["OS-EXT-STS:power_state"] == 1
     # By the time the other one has booted, the silent one would have too.
     _wait_output(api, loud, lambda out: out.endswith("loud login: "))
     assert _console(api, quiet).status_code == 200
@@ -322,5 +330,6 @@ def test_bad_boot_panic_rules_are_refused(cloud, rule, problem):
         json={"boot_panic": rule},
         headers={"X-Auth-Token": cloud.admin_token()},
     )
-    assert resp.status_code == 400 and problem in resp.json()["error"]["message"]
+    assert resp.status_code == 400
+    assert problem in resp.json()["error"]["message"]
     assert cloud.get_faults() == {}

@@ -156,9 +156,11 @@ def test_snapshot_killed_then_deleted_and_task_state_cleared(fresh_cloud):
         if status == 404:
             break
         time.sleep(0.005)
-    assert statuses[0] == "queued" and statuses[-2:] == ["killed", 404]
+    assert statuses[0] == "queued"
+    assert statuses[-2:] == ["killed", 404]
     server = api.server(sid)
-    assert server["OS-EXT-STS:task_state"] is None and server["status"] == "ACTIVE"
+    assert server["OS-EXT-STS:task_state"] is None
+    assert server["status"] == "ACTIVE"
     other = api.find_server("alpha-worker-01")["id"]
     ok_id = api.action(other, {"createImage": {"name": "will-live"}}).json()["image_id"]
     api.wait_image(ok_id, lambda r: r.json()["status"] == "active")
@@ -176,7 +178,8 @@ def test_stuck_task_never_finishes(fresh_cloud):
     api.wait_status(free, "SHUTOFF")
     time.sleep(10 * 3.0 / 40)  # ten times the simulated stop duration
     server = api.server(stuck)
-    assert server["status"] == "ACTIVE" and server["OS-EXT-STS:task_state"] == "powering-off"
+    assert server["status"] == "ACTIVE"
+    assert server["OS-EXT-STS:task_state"] == "powering-off"
     assert api.action(stuck, {"os-stop": None}).status_code == 409
 
 
@@ -210,7 +213,8 @@ def test_boot_error_hits_only_matching_names(fresh_cloud):
     final = {s["name"]: api.wait_server(s["id"], lambda x: x["status"] != "BUILD") for s in servers}
     assert sorted(s["status"] for s in final.values()) == ["ACTIVE"] * 4 + ["ERROR"]
     failed = final["ws-3"]
-    assert failed["status"] == "ERROR" and failed["OS-EXT-STS:task_state"] is None
+    assert failed["status"] == "ERROR"
+    assert failed["OS-EXT-STS:task_state"] is None
     assert failed["fault"]["code"] == 500
     assert failed["fault"]["message"] == (
         "No valid host was found. There are not enough hosts available."
@@ -242,7 +246,8 @@ def test_bad_fault_spec_on_the_command_line_fails_fast(tmp_path, spec):
         text=True,
         timeout=30,
     )
-    assert proc.returncode == 2 and "bad --faults" in proc.stderr
+    assert proc.returncode == 2
+    assert "bad --faults" in proc.stderr
 
 
 def test_faults_file_reference(tmp_path, fresh_cloud):

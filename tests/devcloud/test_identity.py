@@ -75,9 +75,10 @@ def test_password_auth_with_domain_by_name_and_by_id(cloud):
         assert "admin" not in {r["name"] for r in token["roles"]}
         types = {entry["type"]: entry for entry in token["catalog"]}
         assert set(types) == {"identity", "compute", "image", "network"}
-        public = [e for e in types["compute"]["endpoints"] if e["interface"] == "public"][0]
+        public = next(e for e in types["compute"]["endpoints"] if e["interface"] == "public")
         assert public["url"] == f"{cloud.url}/compute/v2.1"
-        assert public["region"] == "RegionOne" and public["region_id"] == "RegionOne"
+        assert public["region"] == "RegionOne"
+        assert public["region_id"] == "RegionOne"
 
 
 def test_auth_by_user_and_project_id(cloud, alpha):
@@ -176,4 +177,5 @@ def test_sdk_connect_as_project_acts_inside_alpha(sdk, admin_alpha):
     alpha_conn = sdk.connect_as_project("alpha")
     assert alpha_conn.current_project_id == admin_alpha.project_id
     names = {s.name for s in alpha_conn.compute.servers()}
-    assert "alpha-web-01" in names and not any(n.startswith("beta") for n in names)
+    assert "alpha-web-01" in names
+    assert not any(n.startswith("beta") for n in names)

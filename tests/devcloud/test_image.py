@@ -93,20 +93,23 @@ def test_links_keep_the_query_and_next_appears_on_a_full_last_page(alpha, bulk):
         seen += [i["id"] for i in body["images"]]
         pages += 1
     # 30 images at 10 a page: the third page is full, so a fourth (empty) page is fetched.
-    assert pages == 4 and body["images"] == []
+    assert pages == 4
+    assert body["images"] == []
     assert sorted(seen) == sorted(bulk)
 
 
 def test_sdk_paginates_images_to_the_end(sdk_alpha, alpha, bulk):
     expected = {i["id"] for i in _list(alpha, limit=1000)["images"]}
     got = [i.id for i in sdk_alpha.image.images(limit=7)]
-    assert len(got) == len(set(got)) and set(got) == expected
+    assert len(got) == len(set(got))
+    assert set(got) == expected
 
 
 def test_filters(alpha, bulk):
     assert {i["name"] for i in _list(alpha, name="Debian-12")["images"]} == {"Debian-12"}
     private = _list(alpha, visibility="private", limit=100)["images"]
-    assert private and all(i["owner"] == alpha.project_id for i in private)
+    assert private
+    assert all(i["owner"] == alpha.project_id for i in private)
     assert all(i["image_type"] == "snapshot" for i in private)
     snapshots = _list(alpha, image_type="snapshot", limit=100)["images"]
     assert {i["id"] for i in snapshots} == {i["id"] for i in private}
@@ -120,7 +123,8 @@ def test_filters(alpha, bulk):
     assert _list(alpha, status="bogus")["images"] == []
     assert _list(alpha, limit=0)["images"] == []
     big = _list(alpha, size_min=str(4 * 1024**3), limit=100)["images"]
-    assert big and all(i["size"] >= 4 * 1024**3 for i in big)
+    assert big
+    assert all(i["size"] >= 4 * 1024**3 for i in big)
     rstudio = _list(alpha, tag="rstudio")["images"]
     assert [i["name"] for i in rstudio] == ["RStudio-Ubuntu-22.04"]
     bulk_3 = _list(alpha, bulk_index="3")["images"]
@@ -135,7 +139,8 @@ def test_sorting(alpha, bulk):
         i["name"]
         for i in _list(alpha, tag="bulk", sort_key="name", sort_dir="asc", limit=100)["images"]
     ]
-    assert names == sorted(names) and len(names) == 30
+    assert names == sorted(names)
+    assert len(names) == 30
     by_sort = [i["name"] for i in _list(alpha, tag="bulk", sort="name:desc", limit=100)["images"]]
     assert by_sort == sorted(names, reverse=True)
     sized = _list(alpha, sort="size:desc,name:asc", limit=100)["images"]
@@ -162,7 +167,8 @@ def test_list_validation_errors_are_400_in_glance_shape(alpha, params):
     resp = alpha.get("/image/v2/images", params=params)
     assert resp.status_code == 400
     body = resp.json()
-    assert body["code"] == "400 Bad Request" and body["title"] == "Bad Request"
+    assert body["code"] == "400 Bad Request"
+    assert body["title"] == "Bad Request"
     assert body["message"]
 
 
@@ -171,8 +177,9 @@ def test_create_returns_every_core_key(cloud, alpha):
     assert resp.status_code == 201
     image = resp.json()
     try:
-        assert CORE_KEYS <= set(image)
-        assert image["status"] == "queued" and image["visibility"] == "shared"
+        assert set(image) >= CORE_KEYS
+        assert image["status"] == "queued"
+        assert image["visibility"] == "shared"
         assert image["owner"] == alpha.project_id
         for key in (
             "size",
@@ -192,7 +199,7 @@ def test_create_returns_every_core_key(cloud, alpha):
 
 
 @pytest.mark.parametrize(
-    "body,status",
+    ("body", "status"),
     [
         ({"name": "x", "status": "active"}, 403),
         ({"name": "x", "visibility": "public"}, 403),
@@ -219,9 +226,11 @@ def test_upload_download_and_second_upload(alpha):
             data=payload,
             headers={"Content-Type": "application/octet-stream"},
         )
-        assert put.status_code == 204 and put.content == b""
+        assert put.status_code == 204
+        assert put.content == b""
         shown = alpha.image(image["id"]).json()
-        assert shown["status"] == "active" and shown["size"] == len(payload)
+        assert shown["status"] == "active"
+        assert shown["size"] == len(payload)
         assert shown["checksum"] == hashlib.md5(payload).hexdigest()
         assert shown["os_hash_algo"] == "sha512"
         assert shown["os_hash_value"] == hashlib.sha512(payload).hexdigest()
@@ -232,7 +241,8 @@ def test_upload_download_and_second_upload(alpha):
         )
         assert again.status_code == 409
         down = alpha.get(f"/image/v2/images/{image['id']}/file")
-        assert down.status_code == 200 and down.content == payload
+        assert down.status_code == 200
+        assert down.content == payload
         assert down.headers["Content-Type"] == "application/octet-stream"
     finally:
         alpha.delete(f"/image/v2/images/{image['id']}")
@@ -244,7 +254,8 @@ def test_sdk_create_image_with_data(sdk_alpha):
     )
     try:
         image = sdk_alpha.image.get_image(image.id)
-        assert image.status == "active" and image.size == 300
+        assert image.status == "active"
+        assert image.size == 300
         assert image.checksum == hashlib.md5(b"abc" * 100).hexdigest()
     finally:
         sdk_alpha.image.delete_image(image.id)
@@ -273,9 +284,12 @@ def test_patch_semantics(alpha):
         )
         assert resp.status_code == 200
         patched = resp.json()
-        assert patched["name"] == "patched" and patched["extra"] == "1" and "keep" not in patched
-        assert patched["tags"] == ["a", "b"] and patched["protected"] is True
-        assert CORE_KEYS <= set(patched)
+        assert patched["name"] == "patched"
+        assert patched["extra"] == "1"
+        assert "keep" not in patched
+        assert patched["tags"] == ["a", "b"]
+        assert patched["protected"] is True
+        assert set(patched) >= CORE_KEYS
         v20 = alpha.patch(
             url,
             json=[{"replace": "/extra", "value": "2"}],
@@ -347,7 +361,8 @@ def test_tasks_and_schemas(cloud, alpha):
     snap = _list(alpha, image_type="snapshot")["images"][0]
     assert alpha.get(f"/image/v2/images/{snap['id']}/tasks").json() == {"tasks": []}
     schema = alpha.get("/image/v2/schemas/image").json()
-    assert schema["name"] == "image" and "properties" in schema
+    assert schema["name"] == "image"
+    assert "properties" in schema
     assert alpha.get("/image/v2/schemas/images").json()["name"] == "images"
 
 
@@ -384,7 +399,8 @@ def test_size_filters(alpha):
         assert not {sizes[1000], sizes[3000]} & {i["id"] for i in ranged}
         assert all(1500 <= i["size"] <= 2500 for i in ranged)
         at_least = {i["id"] for i in _list(alpha, size_min="2000", limit=1000)["images"]}
-        assert {sizes[2000], sizes[3000]} <= at_least and sizes[1000] not in at_least
+        assert {sizes[2000], sizes[3000]} <= at_least
+        assert sizes[1000] not in at_least
         virtual = _list(alpha, virtual_size_max="1000", limit=1000)["images"]
         assert [i["id"] for i in virtual] == [sizes[1000]]
         # A non-numeric exact value matches nothing; a non-numeric range is a 400.
@@ -399,7 +415,7 @@ def test_size_filters(alpha):
 
 
 @pytest.mark.parametrize(
-    "data, disk_format, container_format, expected",
+    ("data", "disk_format", "container_format", "expected"),
     [
         (b"r" * 4096, "raw", "bare", 4096),
         (_qcow2(10 * 1024**3), "qcow2", "bare", 10 * 1024**3),
@@ -418,7 +434,8 @@ def test_size_filters(alpha):
 def test_virtual_size_after_upload(alpha, data, disk_format, container_format, expected):
     image = _upload(alpha, data, disk_format, container_format)
     try:
-        assert image["status"] == "active" and image["size"] == len(data)
+        assert image["status"] == "active"
+        assert image["size"] == len(data)
         assert image["virtual_size"] == expected
     finally:
         alpha.delete(f"/image/v2/images/{image['id']}")

@@ -140,15 +140,20 @@ def test_snapshot_sequence_and_image_properties(api, slow_cloud):
     image = api.image(image_id).json()
     try:
         assert image["size"] == int(4.2 * GIB)  # the seeded disk use of alpha-web-01
-        assert image["checksum"] and image["os_hash_algo"] == "sha512"
-        assert image["visibility"] == "private" and image["owner"] == api.project_id
-        assert image["image_type"] == "snapshot" and image["instance_uuid"] == sid
+        assert image["checksum"]
+        assert image["os_hash_algo"] == "sha512"
+        assert image["visibility"] == "private"
+        assert image["owner"] == api.project_id
+        assert image["image_type"] == "snapshot"
+        assert image["instance_uuid"] == sid
         assert image["base_image_ref"] == server["image"]["id"]
         assert image["owner_project_name"] == "alpha"
         assert image["owner_user_name"] == seed.member_user("alpha")
         assert image["user_id"] == api.user_id
-        assert image["os_distro"] == "ubuntu" and image["note"] == "hi"
-        assert image["min_disk"] == 50 and image["min_ram"] == 1024
+        assert image["os_distro"] == "ubuntu"
+        assert image["note"] == "hi"
+        assert image["min_disk"] == 50
+        assert image["min_ram"] == 1024
         assert image["updated_at"] >= image["created_at"]
     finally:
         api.delete(f"/image/v2/images/{image_id}")
@@ -157,13 +162,15 @@ def test_snapshot_sequence_and_image_properties(api, slow_cloud):
 def test_snapshot_of_a_stopped_server_keeps_it_shutoff(api):
     sid = api.find_server("alpha-analysis-02")["id"]
     resp = api.action(sid, {"createImage": {"name": "stopped-snap"}}, microversion="2.44")
-    assert resp.status_code == 202 and resp.content == b""
+    assert resp.status_code == 202
+    assert resp.content == b""
     image_id = resp.headers["Location"].rsplit("/", 1)[1]
     assert resp.headers["Location"].endswith(f"/image/v2/images/{image_id}")
     try:
         (states, statuses), _ = _watch(api, sid, _idle, image_id=image_id, timeout=60)
         assert {s[0] for s in states} == {"SHUTOFF"}
-        assert states[-1] == ("SHUTOFF", None) and statuses[-1] == "active"
+        assert states[-1] == ("SHUTOFF", None)
+        assert statuses[-1] == "active"
     finally:
         api.delete(f"/image/v2/images/{image_id}")
 

@@ -28,8 +28,11 @@ def cloud2(fresh_cloud):
 
 def test_every_project_sees_the_shared_default_network(cloud, sdk_alpha):
     (network,) = list(sdk_alpha.network.networks())
-    assert network.id == DEFAULT_NETWORK_ID and network.name == "private"
-    assert network.is_shared and not network.is_router_external and network.status == "ACTIVE"
+    assert network.id == DEFAULT_NETWORK_ID
+    assert network.name == "private"
+    assert network.is_shared
+    assert not network.is_router_external
+    assert network.status == "ACTIVE"
 
 
 def test_networks_are_listed_filtered_created_and_deleted(cloud2):
@@ -38,7 +41,8 @@ def test_networks_are_listed_filtered_created_and_deleted(cloud2):
     beta = openstack.connect(**cloud2.member_credentials("beta"))
     try:
         own = alpha.network.create_network(name="alpha-net")
-        assert own.project_id == alpha.current_project_id and not own.is_shared
+        assert own.project_id == alpha.current_project_id
+        assert not own.is_shared
         beta_id = beta.current_project_id
         theirs = admin.network.create_network(name="beta-net", project_id=beta_id)
         external = admin.network.create_network(name="public", is_router_external=True)

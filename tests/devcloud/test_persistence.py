@@ -49,7 +49,8 @@ def test_overdue_transitions_apply_right_after_restart(fresh_cloud):
     while server["status"] != "SHUTOFF" and time.monotonic() < deadline:
         time.sleep(0.02)
         server = api.server(sid)
-    assert server["status"] == "SHUTOFF" and server["OS-EXT-STS:task_state"] is None
+    assert server["status"] == "SHUTOFF"
+    assert server["OS-EXT-STS:task_state"] is None
 
 
 def test_seed_is_deterministic_and_only_applied_once(tmp_path_factory, fresh_cloud):
@@ -86,7 +87,8 @@ def test_secondary_profile_catalog(fresh_cloud):
     assert len(servers) == 3
     snaps = gamma.get("/image/v2/images", params={"image_type": "snapshot"}).json()["images"]
     assert len(snaps) == 1
-    assert "gamma" in cloud.clouds_yaml() and "devcloud-gamma:" in cloud.clouds_yaml()
+    assert "gamma" in cloud.clouds_yaml()
+    assert "devcloud-gamma:" in cloud.clouds_yaml()
 
 
 def test_base_image_checksums_match_across_sites_except_debian(fresh_cloud):

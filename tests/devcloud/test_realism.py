@@ -53,7 +53,8 @@ def test_upload_time_follows_used_disk_without_a_cap(fresh_cloud):
     assert large_s >= 0.95 * 5005 / speed
     assert large_s > 8 * small_s  # 5005 s against 105 s nominal
     # As in Glance, the size is unknown while the data streams in.
-    assert saving["status"] == "saving" and saving["size"] is None
+    assert saving["status"] == "saving"
+    assert saving["size"] is None
     assert done["size"] == 500 * GB
 
 
@@ -87,8 +88,10 @@ def test_upload_progress_bumps_updated_timestamps_only_when_asked(fresh_cloud):
     image_stamps, server_stamps, image = _watch_upload(api, sid, _snapshot(api, sid, "progress"))
     assert image["status"] == "active"
     # About 4 s of wall time at one-second resolution: several distinct values.
-    assert len(image_stamps) >= 3 and len(server_stamps) >= 3
-    assert image_stamps == sorted(image_stamps) and server_stamps == sorted(server_stamps)
+    assert len(image_stamps) >= 3
+    assert len(server_stamps) >= 3
+    assert image_stamps == sorted(image_stamps)
+    assert server_stamps == sorted(server_stamps)
 
 
 def test_an_upload_is_as_silent_as_real_glance_by_default(fresh_cloud):
@@ -98,7 +101,8 @@ def test_an_upload_is_as_silent_as_real_glance_by_default(fresh_cloud):
     cloud.set_server(sid, disk_used_bytes=50 * GB)  # 2 s of upload: bumps would show
     image_stamps, server_stamps, image = _watch_upload(api, sid, _snapshot(api, sid, "silent"))
     assert image["status"] == "active"
-    assert len(image_stamps) == 1 and len(server_stamps) == 1
+    assert len(image_stamps) == 1
+    assert len(server_stamps) == 1
 
 
 # -- task_state lag and 409s -------------------------------------------------------------------
@@ -215,7 +219,8 @@ def test_stuck_upload_progresses_then_stops(fresh_cloud):
     before_image, before_server = _image(api, image_id), api.server(sid)
     time.sleep(1.5)  # six bump intervals: any bump would show at one-second resolution
     after_image, after_server = _image(api, image_id), api.server(sid)
-    assert after_image["status"] == "saving" and after_image["size"] is None
+    assert after_image["status"] == "saving"
+    assert after_image["size"] is None
     assert after_server["OS-EXT-STS:task_state"] == "image_uploading"
     assert after_image["updated_at"] == before_image["updated_at"]
     assert after_server["updated"] == before_server["updated"]
@@ -248,7 +253,8 @@ def test_snapshot_killed_follows_nova_and_counts_down(fresh_cloud):
     assert seen[-1] == (404, None)
     assert all(task is not None for status, task in seen if status == "killed")
     server = api.server(sid)
-    assert server["status"] == "ACTIVE" and "fault" not in server  # shown only for ERROR
+    assert server["status"] == "ACTIVE"
+    assert "fault" not in server  # shown only for ERROR
     assert cloud.get_server(sid)["fault"]["message"].startswith("Image upload failed")
     assert cloud.get_faults()["snapshot_killed"]["count"] == 0
     survivor = _snapshot(api, sid, "lives")
@@ -289,11 +295,13 @@ def test_start_error_leaves_the_server_shutoff_with_a_recorded_fault(fresh_cloud
     assert api.action(sid, {"os-start": None}).status_code == 202
     assert api.server(sid)["OS-EXT-STS:task_state"] == "powering-on"
     after = api.wait_server(sid, lambda s: s["OS-EXT-STS:task_state"] is None, timeout=10)
-    assert after["status"] == "SHUTOFF" and after["OS-EXT-STS:power_state"] == 4
+    assert after["status"] == "SHUTOFF"
+    assert after["OS-EXT-STS:power_state"] == 4
     assert after["updated"] >= before["updated"]
     assert "fault" not in after  # Nova shows faults only for ERROR and DELETED servers
     fault = cloud.get_server(sid)["fault"]
-    assert fault["code"] == 500 and fault["message"] == "internal error: no bootable device"
+    assert fault["code"] == 500
+    assert fault["message"] == "internal error: no bootable device"
     assert cloud.get_faults()["start_error"]["count"] == 0
     # The count is spent: the next start works.
     assert api.action(sid, {"os-start": None}).status_code == 202
@@ -349,7 +357,8 @@ def test_devcloud_server_endpoint_is_admin_only_and_validates(cloud, alpha):
     url = f"{cloud.url}/devcloud/servers/{sid}"
     admin = {"X-Auth-Token": cloud.admin_token()}
     original = cloud.get_server(sid)
-    assert original["name"] == "alpha-assembly-01" and original["disk_used_bytes"] > 0
+    assert original["name"] == "alpha-assembly-01"
+    assert original["disk_used_bytes"] > 0
     assert requests.get(url).status_code == 401
     assert alpha.get(f"/devcloud/servers/{sid}").status_code == 403
     assert alpha.put(f"/devcloud/servers/{sid}", json={"disk_used_bytes": 1}).status_code == 403
@@ -389,7 +398,8 @@ def test_negative_timing_option_fails_fast(tmp_path):
         text=True,
         timeout=30,
     )
-    assert proc.returncode == 2 and "timing options" in proc.stderr
+    assert proc.returncode == 2
+    assert "timing options" in proc.stderr
 
 
 # -- locks ---------------------------------------------------------------------------------------
@@ -405,9 +415,11 @@ def test_a_lock_stops_project_users_but_not_admins_as_in_nova(fresh_cloud):
     locked = admin.action(sid, {"lock": {"locked_reason": "forensics"}})
     assert locked.status_code == 202
     shown = member.server(sid)
-    assert shown["locked"] is True and shown["locked_reason"] == "forensics"
+    assert shown["locked"] is True
+    assert shown["locked_reason"] == "forensics"
     assert _conflict(member.action(sid, {"os-stop": None})) == f"Instance {sid} is locked"
     assert admin.action(sid, {"os-stop": None}).status_code == 202
     member.wait_status(sid, "SHUTOFF")
     assert admin.action(sid, {"unlock": None}).status_code == 202
-    assert member.server(sid)["locked"] is False and member.server(sid)["locked_reason"] is None
+    assert member.server(sid)["locked"] is False
+    assert member.server(sid)["locked_reason"] is None

@@ -19,7 +19,8 @@ def test_sdk_full_cycle_as_admin_scoped_to_alpha(conn):
 
     alpha.compute.stop_server(server)
     server = alpha.compute.wait_for_server(server, status="SHUTOFF", interval=0.05, wait=20)
-    assert server.vm_state == "stopped" and server.power_state == 4
+    assert server.vm_state == "stopped"
+    assert server.power_state == 4
     alpha.compute.start_server(server)
     server = alpha.compute.wait_for_server(server, status="ACTIVE", interval=0.05, wait=20)
 
@@ -27,7 +28,8 @@ def test_sdk_full_cycle_as_admin_scoped_to_alpha(conn):
         server, "sdk-snap", metadata={"k": "v"}, wait=True, timeout=30
     )
     image = alpha.image.get_image(image.id)
-    assert image.status == "active" and image.owner == alpha_id
+    assert image.status == "active"
+    assert image.owner == alpha_id
     assert image.properties["image_type"] == "snapshot"
     assert image.instance_uuid == server.id
     assert image.properties["k"] == "v"
@@ -82,7 +84,8 @@ def test_snapshot_booted_server_inherits_disk_use(conn):
 def test_console_output_through_the_sdk(sdk_alpha):
     server = sdk_alpha.compute.find_server("alpha-web-01", ignore_missing=False)
     full = sdk_alpha.compute.get_server_console_output(server)["output"]
-    assert "Cloud-init v. " in full and full.endswith("\nalpha-web-01 login: ")
+    assert "Cloud-init v. " in full
+    assert full.endswith("\nalpha-web-01 login: ")
     tail = sdk_alpha.compute.get_server_console_output(server, length=5)
     assert tail == {"output": "\n".join(full.split("\n")[-5:])}
     # The cloud layer, as `openstack console log show` and Ansible use it.

@@ -47,7 +47,8 @@ def test_it_shows_the_catalog_with_a_site_matrix(client, people, catalog):
     assert sorted(c.state for _, c in debian.cells) == ["differs", "present"]
     assert "checksum" in next(c for _, c in debian.cells if c.state == "differs").differences
     body = response.content.decode()
-    assert "rstudio" in body and "missing" in body
+    assert "rstudio" in body
+    assert "missing" in body
     assert "mine" not in body  # snapshots are not listed here
 
 

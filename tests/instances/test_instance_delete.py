@@ -82,7 +82,8 @@ def test_all_matching_is_confirmed_with_counts_and_a_sample(client, people, flee
     assert [s.name for s in plan.sample][:3] == ["ws-00", "ws-01", "ws-02"]
     assert len(plan.sample) == 20
     page = response.content.decode()
-    assert "5 instances will be deleted" in page and "ws-29" not in page
+    assert "5 instances will be deleted" in page
+    assert "ws-29" not in page
     assert "ws-beta" not in page
 
 
@@ -107,8 +108,10 @@ def test_the_job_deletes_the_filtered_ones_in_batches(
     late = make_server(project=people["alpha"], name="ws-late", created_by=people["bob"])
     response = client.post(URL, {**carried, "idempotency_key": "k"})
     job = Job.objects.get()
-    assert response.status_code == 302 and response["Location"].endswith(f"/jobs/{job.pk}/")
-    assert "servers" not in job.params and ["status", "ACTIVE"] in job.params["matching"]["query"]
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"/jobs/{job.pk}/")
+    assert "servers" not in job.params
+    assert ["status", "ACTIVE"] in job.params["matching"]["query"]
     job = run_job(job)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert sorted(nova.deleted) == sorted(s.openstack_id for s in fleet["bobs"])
@@ -178,7 +181,8 @@ def test_a_machine_that_starts_matching_after_the_confirmation_is_left_alone(
     job = run_job(Job.objects.get())
     assert nova.deleted == [broken.openstack_id]
     healthy.refresh_from_db()
-    assert healthy.deleted_at is None and healthy.status == "ERROR"
+    assert healthy.deleted_at is None
+    assert healthy.status == "ERROR"
     assert job.status == Job.Status.SUCCEEDED
     assert job.result["summary"] == (
         f"Deleted 1, skipped 1: changed since you confirmed at {confirmed_hhmm(job)} (1: lab-2)."
@@ -207,7 +211,8 @@ def test_a_machine_changed_since_the_confirmation_is_skipped_with_the_reason(
     assert job.result["skipped"] == [
         f"changed since you confirmed at {confirmed_hhmm(job)} (1: lab-1)"
     ]
-    assert job.result["deleted"] == ["lab-2"] and job.result["failed"] == []
+    assert job.result["deleted"] == ["lab-2"]
+    assert job.result["failed"] == []
     assert f"2 when confirmed at {confirmed_hhmm(job)})" in job_title(job)
 
 
@@ -243,5 +248,7 @@ def test_a_delete_where_every_delete_fails_ends_failed(
     job = run_job(Job.objects.get())
     assert job.status == Job.Status.FAILED
     tried = job.result["failed_count"]
-    assert tried == (2 if chosen == "ticked" else 4) and job.result["deleted_count"] == 0
-    assert f"failed {tried}: " in job.error and "task_state migrating)" in job.error
+    assert tried == (2 if chosen == "ticked" else 4)
+    assert job.result["deleted_count"] == 0
+    assert f"failed {tried}: " in job.error
+    assert "task_state migrating)" in job.error

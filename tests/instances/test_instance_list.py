@@ -38,7 +38,8 @@ def test_it_lists_every_existing_instance_of_the_projects_by_default(client, peo
     response = client.get(URL)
     assert response.status_code == 200
     body = response.content.decode()
-    assert "alpha-web" in body and "alpha-db" in body
+    assert "alpha-web" in body
+    assert "alpha-db" in body
     assert "alpha-broken" in body  # ERROR is in the default filter
     assert "beta-rstudio" not in body  # another project
     assert response.context["table"].paginator.count == 3
@@ -172,4 +173,6 @@ def test_a_server_booted_from_a_volume_says_so_in_the_image_column(client, peopl
     make_server(project=people["alpha"], name="alpha-volume", image_openstack_id="")
     client.force_login(people["alice"])
     row = re.search(r"<tr id=\"server-row-.*?</tr>", client.get(URL).content.decode(), re.S)
-    assert row and "alpha-volume" in row.group(0) and "(boot volume)" in row.group(0)
+    assert row
+    assert "alpha-volume" in row.group(0)
+    assert "(boot volume)" in row.group(0)

@@ -42,9 +42,12 @@ def test_it_shows_flavor_groups_and_both_tabs(client, people, catalog):
     response = client.get(URL)
     assert response.status_code == 200
     body = response.content.decode()
-    assert "Small (up to 4 GiB RAM)" in body and "High memory (more than 256 GiB RAM)" in body
-    assert "Base images" in body and "Snapshots" in body
-    assert "course-gold" in body and "Ubuntu-22.04-LTS" in body
+    assert "Small (up to 4 GiB RAM)" in body
+    assert "High memory (more than 256 GiB RAM)" in body
+    assert "Base images" in body
+    assert "Snapshots" in body
+    assert "course-gold" in body
+    assert "Ubuntu-22.04-LTS" in body
     assert "beta-only" not in body  # another project's snapshot
     assert "Quota in use: 0 / 10 instances" in body
 
@@ -64,7 +67,8 @@ def test_launch_from_a_snapshot_row_preselects_project_and_snapshot(client, peop
     response = client.get(
         URL, {"project": people["alpha"].pk, "image": gold.pk, "tab": "snapshots"}
     )
-    assert response.context["image"] == gold and response.context["tab"] == "snapshots"
+    assert response.context["image"] == gold
+    assert response.context["tab"] == "snapshots"
     assert f'id="image-{gold.pk}" value="{gold.pk}" checked' in response.content.decode()
 
 
@@ -86,9 +90,8 @@ def test_post_launches_a_workshop_as_one_job(
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(URL, data)
     job = Job.objects.get()
-    assert response.status_code == 302 and response["Location"] == reverse(
-        "job-detail", args=[job.pk]
-    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("job-detail", args=[job.pk])
     assert job.kind == "instances.launch"
     assert job.params["names"] == ["ws-anna", "ws-ben", "ws-cem"]
     assert job.target_image_id == catalog["images"]["gold"].openstack_id
@@ -153,7 +156,8 @@ def test_an_unlimited_quota_fits_any_batch_and_says_so(client, people, catalog):
     alpha.save()
     client.force_login(people["alice"])
     page = client.get(URL, {"project": alpha.pk}).content.decode()
-    assert "/ unlimited vCPUs" in page and "/ unlimited RAM" in page
+    assert "/ unlimited vCPUs" in page
+    assert "/ unlimited RAM" in page
     data = {"project": alpha.pk, "flavor": catalog["flavors"]["small"].pk,
             "image": catalog["images"]["gold"].pk, "count": "10"}  # fmt: skip
     assert client.post(URL, data).status_code == 302

@@ -85,9 +85,11 @@ def test_the_confirmation_lists_what_is_replaced_launched_and_left_alone(client,
     assert response.status_code == 200
     body = response.content.decode()
     assert "1 ERROR machine will be deleted and launched again" in body
-    assert "ws-cem (Cem)" in body and "ERROR: No valid host was found." in body
+    assert "ws-cem (Cem)" in body
+    assert "ERROR: No valid host was found." in body
     assert "1 seat without a machine will be launched" in body
-    assert "ws-dora (Dora)" in body and "no machine: Quota exceeded" in body
+    assert "ws-dora (Dora)" in body
+    assert "no machine: Quota exceeded" in body
     assert "ws-ben (Ben): running, not replaced" in body
     assert "ws-emil (Emil): still starting, not retried" in body
     assert "ws-anna" not in body  # it never failed
@@ -102,7 +104,8 @@ def test_a_retry_replaces_the_error_machine_and_never_one_that_runs_now(client, 
     form = {"idempotency_key": "k1", "seat": ["ws-ben", "ws-cem", "ws-dora", "ws-emil"]}
     response = client.post(retry_url(launch["job"]), form)
     (retry,) = retries()
-    assert response.status_code == 302 and response.url == reverse("job-detail", args=[retry.pk])
+    assert response.status_code == 302
+    assert response.url == reverse("job-detail", args=[retry.pk])
     assert retry.params["names"] == ["ws-cem", "ws-dora"]
     assert retry.params["participants"] == ["Cem", "Dora"]
     cem = launch["machines"][2]
@@ -117,7 +120,8 @@ def test_a_seat_that_recovered_after_the_confirmation_is_left_alone(client, peop
     cem.save()
     client.post(retry_url(launch["job"]), form)
     (retry,) = retries()
-    assert retry.params["names"] == ["ws-dora"] and retry.params["replaces"] == []
+    assert retry.params["names"] == ["ws-dora"]
+    assert retry.params["replaces"] == []
 
     # Nothing failed any more among what was shown: refused, with the reason, no job.
     dora = make_server(project=people["alpha"], name="ws-dora", status="ACTIVE")
@@ -134,7 +138,8 @@ def test_a_seat_that_recovered_after_the_confirmation_is_left_alone(client, peop
 def test_the_job_page_form_posted_twice_starts_one_retry(client, people, launch):
     client.force_login(people["alice"])
     page = client.get(reverse("job-detail", args=[launch["job"].pk])).content.decode()
-    assert f'href="{retry_url(launch["job"])}"' in page and "Retry 2 failed seats…" in page
+    assert f'href="{retry_url(launch["job"])}"' in page
+    assert "Retry 2 failed seats…" in page
     form = form_of(client.get(retry_url(launch["job"])).content.decode())
     first = client.post(retry_url(launch["job"]), form)
     second = client.post(retry_url(launch["job"]), form)  # a double click, a reload
@@ -150,7 +155,8 @@ def test_a_second_retry_of_the_same_failures_is_sent_to_the_first(client, people
     # Another tab (another key), or another admin of the project: refused, sent to it.
     client.force_login(people["admin"])
     response = client.post(retry_url(launch["job"]), {**form, "idempotency_key": "other-tab"})
-    assert response.status_code == 302 and response.url == reverse("job-detail", args=[retry.pk])
+    assert response.status_code == 302
+    assert response.url == reverse("job-detail", args=[retry.pk])
     message = [str(m) for m in get_messages(response.wsgi_request)][-1]
     assert message.startswith(f"These seats were launched again already, by job #{retry.pk}")
     assert retries() == [retry]
@@ -185,7 +191,8 @@ def test_delete_failed_deletes_only_the_error_machines(client, people, launch):
 def test_only_the_launcher_or_a_project_admin_may_retry(client, people, launch):
     client.force_login(people["bob"])  # a member who did not launch it
     response = client.get(retry_url(launch["job"]))
-    assert response.status_code == 403 and 'name="seat"' not in response.content.decode()
+    assert response.status_code == 403
+    assert 'name="seat"' not in response.content.decode()
     page = client.get(reverse("job-detail", args=[launch["job"].pk])).content.decode()
     assert "Retry" not in page
     assert client.post(retry_url(launch["job"]), {"seat": ["ws-cem"]}).status_code == 403

@@ -67,7 +67,8 @@ def test_workshop_names_are_prefixed_unique_and_at_most_63_characters():
         "rna-course-participant",
     ]
     long = instance_names(prefix="x" * 60, participants=["Alexander", "Alexandra"], count=2)
-    assert all(len(n) <= 63 for n in long) and len(set(long)) == 2
+    assert all(len(n) <= 63 for n in long)
+    assert len(set(long)) == 2
 
 
 def test_one_instance_keeps_the_name_and_a_count_numbers_them():

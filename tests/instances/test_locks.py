@@ -33,7 +33,8 @@ def locked_vm(demo, monkeypatch):
 
 
 def test_the_mirror_keeps_the_lock_and_its_reason(locked_vm):
-    assert locked_vm.locked and locked_vm.locked_reason == "security incident 4711"
+    assert locked_vm.locked
+    assert locked_vm.locked_reason == "security incident 4711"
 
 
 def test_the_pages_show_the_lock_and_offer_no_actions(client, demo, locked_vm):
@@ -53,10 +54,12 @@ def test_stop_snapshot_and_delete_are_refused_with_the_reason(client, demo, lock
     with pytest.raises(ActionRefused, match="locked"):
         snapshot_create_request(server=locked_vm, actor=alice, name="while-locked", restart=True)
     plan = server_delete_plan(servers=[locked_vm], actor=alice)
-    assert plan.skipped == [(locked_vm, "locked")] and not plan.deletable
+    assert plan.skipped == [(locked_vm, "locked")]
+    assert not plan.deletable
     client.force_login(alice)
     response = client.post(reverse("instances:instance-stop", args=[locked_vm.pk]))
-    assert response.status_code == 409 and "is locked" in response.content.decode()
+    assert response.status_code == 409
+    assert "is locked" in response.content.decode()
     assert not Job.objects.exists()
 
 
@@ -84,4 +87,5 @@ def test_a_job_recorded_before_the_lock_refuses_at_its_step(demo, locked_vm):
     assert job.status == Job.Status.FAILED
     assert "alpha-web-01 is locked (security incident 4711)" in job.error
     shown = cloud.server_get(locked_vm.site.name, server_id=locked_vm.openstack_id)
-    assert shown.status == "ACTIVE" and shown.locked
+    assert shown.status == "ACTIVE"
+    assert shown.locked

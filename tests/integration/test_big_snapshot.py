@@ -88,7 +88,8 @@ def test_a_long_silent_upload_completes(
     assert upload["runs"] > 10
     assert took > 2 * NO_PROGRESS  # far longer than the no-progress limit, and fine
     image = cloud.image_get(site.name, image_id=job.state["image_id"])
-    assert image.status == "active" and image.size == 50 * 1000**3
+    assert image.status == "active"
+    assert image.size == 50 * 1000**3
 
 
 @pytest.mark.slow  # waits out an upload budget on the fake cloud (about 15 s)

@@ -51,14 +51,17 @@ def test_a_snapshot_that_boots_is_verified_and_the_test_instance_is_gone(live_de
     job = wait_for_job(job, timeout=90)
     assert job.status == Job.Status.SUCCEEDED, job.error
     test = BootTest.objects.get(openstack_id=job.state["image_id"])
-    assert test.outcome == "verified" and test.flavor_name == "de.NBI tiny"
-    assert test.boot_seconds is not None and "login:" in test.console_tail
+    assert test.outcome == "verified"
+    assert test.flavor_name == "de.NBI tiny"
+    assert test.boot_seconds is not None
+    assert "login:" in test.console_tail
     assert steps(job)["verify_console"]["detail"].startswith("the system came up in")
     assert job.result["boot_test"] == "boots"
     assert instances_named(f"boot-test-{job.pk}") == []
     # The throwaway instance was the portal's own, and is marked deleted in the mirror.
     made = Server.objects.get(name=f"boot-test-{job.pk}")
-    assert made.deleted_at is not None and made.created_by == alice
+    assert made.deleted_at is not None
+    assert made.created_by == alice
 
 
 @pytest.mark.parametrize("mode", ["panic", "error"])

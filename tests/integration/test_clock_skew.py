@@ -64,7 +64,8 @@ def test_the_status_watcher_sees_changes_on_a_cloud_whose_clock_is_behind(skewed
     job_create(kind="server.stop", project=server.project, target_server_id=server.openstack_id)
     _stop_out_of_band(skewed_cloud, server)
     seen = site_watch(site.pk)
-    assert seen is not None and server.openstack_id in seen["servers"]
+    assert seen is not None
+    assert server.openstack_id in seen["servers"]
     server.refresh_from_db()
     assert server.status == "SHUTOFF"
 

@@ -27,9 +27,11 @@ def project_id(clouds, name):
 
 def test_server_list_returns_plain_values_for_every_project(clouds):
     servers = cloud.server_list("devcloud")
-    assert servers and all(isinstance(s, cloud.CloudServer) for s in servers)
+    assert servers
+    assert all(isinstance(s, cloud.CloudServer) for s in servers)
     names = {s.name for s in servers}
-    assert any(n.startswith("alpha-") for n in names) and any(n.startswith("beta-") for n in names)
+    assert any(n.startswith("alpha-") for n in names)
+    assert any(n.startswith("beta-") for n in names)
     big = next(s for s in servers if s.flavor_name == "de.NBI highmem 2xlarge")
     assert big.flavor_ram_mib == 524_288
 
@@ -47,7 +49,8 @@ def test_image_list_pages_and_filters_custom_properties_server_side(clouds, monk
 
     everything = cloud.image_list("devcloud")
     snapshots = cloud.image_list("devcloud", properties={"image_type": "snapshot"})
-    assert snapshots and all(i.is_snapshot for i in snapshots)
+    assert snapshots
+    assert all(i.is_snapshot for i in snapshots)
     assert len(snapshots) < len(everything)
     monkeypatch.setattr(image, "PAGE_SIZE", 3)
     assert {i.id for i in cloud.image_list("devcloud")} == {i.id for i in everything}
@@ -81,7 +84,8 @@ def test_an_unreachable_site_is_unavailable(clouds, tmp_path, settings):
         cloud.server_list("nowhere")
     # Shown to users as it is: the site's name, not Keystone's address.
     assert "nowhere is unreachable" in info.value.message
-    assert "127.0.0.1" not in info.value.message and "http" not in info.value.message
+    assert "127.0.0.1" not in info.value.message
+    assert "http" not in info.value.message
     with pytest.raises(cloud.Unavailable):
         cloud.server_list("not-in-clouds-yaml")
 
@@ -95,7 +99,8 @@ def test_stop_start_and_snapshot_in_the_servers_project(clouds):
         "devcloud", project_id=alpha, name="gw-test", flavor_id=flavor.id, image_id=image.id,
         metadata={"portal_user": "alice"},
     )  # fmt: skip
-    assert server.project_id == alpha and server.metadata["portal_user"] == "alice"
+    assert server.project_id == alpha
+    assert server.metadata["portal_user"] == "alice"
     wait_until(lambda: cloud.server_get("devcloud", server_id=server.id).status == "ACTIVE")
 
     cloud.server_stop("devcloud", server_id=server.id)
@@ -111,7 +116,8 @@ def test_stop_start_and_snapshot_in_the_servers_project(clouds):
         lambda: (i := cloud.image_get("devcloud", image_id=image_id)).status == "active" and i
     )
     assert snap.owner == alpha  # owned by the project, not the service account's
-    assert snap.is_snapshot and snap.properties["instance_uuid"] == server.id
+    assert snap.is_snapshot
+    assert snap.properties["instance_uuid"] == server.id
 
     cloud.image_delete("devcloud", image_id=image_id)
     with pytest.raises(cloud.NotFound):
@@ -132,7 +138,8 @@ def test_server_pages_come_page_by_page_across_several_pages(clouds, monkeypatch
     monkeypatch.setattr(compute, "PAGE_SIZE", 3)
     pages = list(cloud.server_pages("devcloud"))
     # Nova links a next page whenever one is full, so the last one may be empty.
-    assert len(pages) > 2 and all(len(page) <= 3 for page in pages)
+    assert len(pages) > 2
+    assert all(len(page) <= 3 for page in pages)
     assert sorted(s.id for page in pages for s in page) == expected  # each server once
 
 
@@ -146,7 +153,8 @@ def test_image_pages_come_page_by_page_and_updated_since_lists_only_the_changed(
     everything = cloud.image_list("devcloud")
     monkeypatch.setattr(image, "PAGE_SIZE", 4)
     pages = list(cloud.image_pages("devcloud"))
-    assert len(pages) > 2 and all(len(page) <= 4 for page in pages)
+    assert len(pages) > 2
+    assert all(len(page) <= 4 for page in pages)
     assert sorted(i.id for p in pages for i in p) == sorted(i.id for i in everything)
 
     # Glance compares whole seconds: start on a fresh one so the change is strictly after.
@@ -156,7 +164,8 @@ def test_image_pages_come_page_by_page_and_updated_since_lists_only_the_changed(
     victim = next(i for i in everything if i.status == "active" and not i.protected)
     sdk_connection(clouds).image.add_tag(victim.id, "touched")
     changed = [i for page in cloud.image_pages("devcloud", updated_since=moment) for i in page]
-    assert victim.id in {i.id for i in changed} and len(changed) < len(everything)
+    assert victim.id in {i.id for i in changed}
+    assert len(changed) < len(everything)
     assert next(i for i in changed if i.id == victim.id).tags == (*victim.tags, "touched")
     sdk_connection(clouds).image.remove_tag(victim.id, "touched")
 
@@ -182,7 +191,8 @@ def test_changes_since_lists_a_server_deleted_since_across_pages(clouds, monkeyp
     monkeypatch.setattr(compute, "PAGE_SIZE", 1)  # whatever else changed: one per page
     changed = [s for page in cloud.server_pages("devcloud", changes_since=moment) for s in page]
     gone = next(s for s in changed if s.id == made.id)
-    assert gone.status == "DELETED" and gone.is_deleted
+    assert gone.status == "DELETED"
+    assert gone.is_deleted
     assert made.id not in {s.id for s in cloud.server_list("devcloud")}  # a full listing: absent
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.urls import reverse
 
@@ -22,7 +24,7 @@ NEW = reverse("instances:instance-new")
 
 def _creates(devcloud) -> int:
     """Nova server creates devcloud has answered so far."""
-    lines = open(devcloud.access_log_path, encoding="utf-8").read().splitlines()
+    lines = Path(devcloud.access_log_path).read_text(encoding="utf-8").splitlines()
     return sum(1 for line in lines if " POST /compute/v2.1/servers " in line)
 
 
@@ -45,7 +47,8 @@ def test_the_gpu_flavor_is_mirrored_with_its_access_list(demo, client):
         {"project": demo["projects"]["beta"].pk, "flavor": gpu.pk, "image": _ubuntu(site).pk,
          "count": "1"},
     )  # fmt: skip
-    assert refused.status_code == 400 and Job.objects.count() == 0
+    assert refused.status_code == 400
+    assert Job.objects.count() == 0
 
 
 def test_a_job_for_beta_on_the_gpu_flavor_fails_its_check_without_asking_nova(live_demo):
@@ -89,7 +92,8 @@ def test_alpha_launches_on_the_gpu_flavor(live_demo):
     try:
         assert job.status == Job.Status.SUCCEEDED, job.error
         server = Server.objects.get(site=site, name="gpu-ok", deleted_at__isnull=True)
-        assert server.status == "ACTIVE" and server.flavor_name == "de.NBI gpu"
+        assert server.status == "ACTIVE"
+        assert server.flavor_name == "de.NBI gpu"
     finally:
         for server in cloud.server_find("devcloud", project_id=alpha.openstack_id, name="gpu-ok"):
             cloud.server_delete("devcloud", server_id=server.id)

@@ -57,14 +57,17 @@ def test_a_workshop_boots_from_a_snapshot_and_one_error_does_not_stop_the_rest(l
     assert set(servers) == set(plan.names)
     assert servers["ws-cem"].status == "ERROR"
     anna = servers["ws-anna"]
-    assert anna.status == "ACTIVE" and anna.image_openstack_id == snapshot.openstack_id
-    assert anna.metadata["participant"] == "Anna" and anna.created_by.username == "alice"
+    assert anna.status == "ACTIVE"
+    assert anna.image_openstack_id == snapshot.openstack_id
+    assert anna.metadata["participant"] == "Anna"
+    assert anna.created_by.username == "alice"
 
     # Visible in the overview at once, and the detail page says it came from the snapshot.
     client.force_login(live_demo["users"]["alice"])
     assert "ws-doerte" in client.get(reverse("instances:instance-list")).content.decode()
     detail = client.get(reverse("instances:instance-detail", args=[anna.pk])).content.decode()
-    assert snapshot.name in detail and ">snapshot<" in detail
+    assert snapshot.name in detail
+    assert ">snapshot<" in detail
 
 
 def test_a_duplicate_delivery_creates_no_duplicate_servers(live_demo):

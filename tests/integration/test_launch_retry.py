@@ -42,7 +42,8 @@ def test_a_retry_replaces_the_error_seat_and_never_the_one_that_booted_late(live
         job = wait_for_job(instance_launch_request(actor=alice, plan=plan), 60)
     finally:
         devcloud.set_faults({})
-    assert job.status == Job.Status.FAILED and job.result["failed_seats"] == [0, 1]
+    assert job.status == Job.Status.FAILED
+    assert job.result["failed_seats"] == [0, 1]
     anna, ben = job.state["servers"]["0"], job.state["servers"]["1"]
     wait_until(lambda: server_refresh(site, openstack_id=anna).status == "ACTIVE", 30)
     wait_until(lambda: server_refresh(site, openstack_id=ben).status == "ERROR", 30)
@@ -61,7 +62,8 @@ def test_a_retry_replaces_the_error_seat_and_never_the_one_that_booted_late(live
     assert cloud.server_get(site.name, server_id=anna).status == "ACTIVE"  # never touched
     assert Server.objects.get(openstack_id=ben).is_deleted
     new_ben = retry.state["servers"]["0"]
-    assert new_ben != ben and cloud.server_get(site.name, server_id=new_ben).status == "ACTIVE"
+    assert new_ben != ben
+    assert cloud.server_get(site.name, server_id=new_ben).status == "ACTIVE"
 
     # That failure is retried once: the same form from another tab goes to the retry.
     again = client.post(url, {**form, "idempotency_key": "another-tab"})

@@ -49,11 +49,13 @@ def test_a_running_instance_is_stopped_snapshotted_and_started_again(live_demo):
     job = wait_for_job(job)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert [s["status"] for s in job.steps] == ["done"] * 8 + ["skipped"] * 4  # no boot test
-    assert job.state["prior_status"] == "ACTIVE" and job.state["stopped_by_portal"] is True
+    assert job.state["prior_status"] == "ACTIVE"
+    assert job.state["stopped_by_portal"] is True
     assert all(s["started_at"] and s["finished_at"] for s in job.steps)
 
     snapshot = Snapshot.objects.get(openstack_id=job.state["image_id"])
-    assert snapshot.status == "active" and snapshot.name == "snap-running-gold"
+    assert snapshot.status == "active"
+    assert snapshot.name == "snap-running-gold"
     assert snapshot.project == live_demo["projects"]["alpha"]
     assert snapshot.created_by == alice
     assert snapshot.source_server_openstack_id == server.openstack_id
@@ -120,7 +122,8 @@ def test_a_retried_snapshot_step_finds_its_own_image(live_demo):
     step_run_once(step_snapshot, job)
     first = job.state["image_id"]
     job = Job.objects.get(pk=job.pk)  # the worker died: only what it saved remains
-    assert "image_id" not in job.state and job.state["snapshot_asked"]
+    assert "image_id" not in job.state
+    assert job.state["snapshot_asked"]
     wait_until(lambda: not cloud.server_get(site.name, server_id=server.openstack_id).task_state)
     step_run_once(step_snapshot, job)
     assert job.state["image_id"] == first
@@ -161,7 +164,8 @@ def test_bulk_delete_through_the_worker_reports_one_combined_result(live_demo):
     Snapshot.objects.filter(pk=snaps[0].pk).update(created_by=bob)
     snaps[0].created_by = bob
     job, plan = snapshot_delete_request(snapshots=snaps, actor=bob)
-    assert len(plan.deletable) == 1 and len(plan.skipped) == 2
+    assert len(plan.deletable) == 1
+    assert len(plan.skipped) == 2
     job = wait_for_job(job)
     assert job.status == Job.Status.SUCCEEDED
     assert job.result["summary"].startswith("Deleted 1, skipped 2:")

@@ -23,8 +23,10 @@ def test_the_demo_seed_mirrors_both_sites(demo):
     assert Flavor.objects.filter(site=site, ram_mib=524_288).exists()
     assert Image.objects.filter(site=site, is_snapshot=True, project=alpha).count() >= 10
     gamma = demo["projects"]["gamma"]
-    assert gamma.site.name == "devcloud2" and Server.objects.filter(project=gamma).exists()
-    assert site.last_sync_at is not None and site.is_reachable
+    assert gamma.site.name == "devcloud2"
+    assert Server.objects.filter(project=gamma).exists()
+    assert site.last_sync_at is not None
+    assert site.is_reachable
 
 
 @pytest.mark.parametrize("full", [True, False])
@@ -43,7 +45,8 @@ def test_out_of_band_create_stop_and_delete_show_after_a_sync(demo, full):
     )
     site_sync(site, full=full)
     row = Server.objects.get(site=site, openstack_id=made.id)
-    assert row.project == alpha and row.status == "BUILD"
+    assert row.project == alpha
+    assert row.status == "BUILD"
 
     wait_until(lambda: conn.compute.get_server(made.id).status == "ACTIVE")
     conn.compute.stop_server(made.id)
@@ -51,7 +54,8 @@ def test_out_of_band_create_stop_and_delete_show_after_a_sync(demo, full):
     site.refresh_from_db()
     site_sync(site, full=full)
     row.refresh_from_db()
-    assert row.status == "SHUTOFF" and row.power_state == 4
+    assert row.status == "SHUTOFF"
+    assert row.power_state == 4
 
     conn.compute.delete_server(made.id)
     wait_until(lambda: conn.compute.find_server(made.id) is None)
@@ -88,9 +92,11 @@ def test_an_unreachable_site_is_noted_and_pages_still_render(demo, client, tmp_p
     with pytest.raises(cloud.Unavailable):
         site_sync(site, full=False)
     site.refresh_from_db()
-    assert site.unreachable_since is not None and "unreachable" in site.last_error
+    assert site.unreachable_since is not None
+    assert "unreachable" in site.last_error
     # The site's last error (on the admin's site page) does not name Keystone's address.
-    assert "127.0.0.1" not in site.last_error and "http" not in site.last_error
+    assert "127.0.0.1" not in site.last_error
+    assert "http" not in site.last_error
 
     client.force_login(demo["users"]["alice"])
     page = client.get(reverse("instances:instance-list"))
@@ -147,7 +153,8 @@ def test_a_sync_in_small_pages_and_batches_mirrors_everything_once(clouds, site,
     images_ = {i.id for i in cloud.image_list("devcloud")}
 
     cold = site_sync(site, full=True)
-    assert cold["servers"].created == len(servers) and cold["images"].created == len(images_)
+    assert cold["servers"].created == len(servers)
+    assert cold["images"].created == len(images_)
     assert set(Server.objects.filter(site=site).values_list("openstack_id", flat=True)) == servers
     assert set(Image.objects.filter(site=site).values_list("openstack_id", flat=True)) == images_
 

@@ -35,7 +35,7 @@ def test_a_sync_that_lands_first_wakes_the_parked_job(demo, monkeypatch):
             waits_for="server",
             wake="old",
             due_at=timezone.now() + timedelta(seconds=30),
-        )  # fmt: skip
+        )
         for s in (server, other)
     )
     try:
@@ -48,5 +48,8 @@ def test_a_sync_that_lands_first_wakes_the_parked_job(demo, monkeypatch):
         cloud.server_delete(site.name, server_id=server.openstack_id)
     parked.refresh_from_db()
     untouched.refresh_from_db()
-    assert parked.waits_for == "" and parked.wake != "old" and sent == [parked.pk]
-    assert untouched.waits_for == "server" and untouched.wake == "old"
+    assert parked.waits_for == ""
+    assert parked.wake != "old"
+    assert sent == [parked.pk]
+    assert untouched.waits_for == "server"
+    assert untouched.wake == "old"

@@ -59,7 +59,7 @@ def test_the_sweep_goes_on_when_the_ticking_worker_dies(
             workers.append(
                 start_worker(
                     env, concurrency=1, log_path=logs[-1], ticks=True, include=("tests.job_kinds",)
-                )  # fmt: skip
+                )
             )
         for worker, log_path in zip(workers, logs, strict=True):
             _wait_for_worker(own_redis.url, worker, log_path)

@@ -7,6 +7,7 @@ so a missing cloud fails instead of skipping).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -78,15 +79,11 @@ def cleanup(loopback_openstack):
     servers, images, networks = [], [], []
     yield {"servers": servers, "images": images, "networks": networks}
     for server_id in servers:
-        try:
+        with contextlib.suppress(Exception):  # best effort
             admin.compute.delete_server(server_id, ignore_missing=True)
-        except Exception:  # noqa: BLE001 - best effort
-            pass
     for server_id in servers:
-        try:
+        with contextlib.suppress(Exception):  # gone already
             admin.compute.wait_for_delete(admin.compute.get_server(server_id), wait=60)
-        except Exception:  # noqa: BLE001 - gone already
-            pass
     for image_id in images:
         admin.image.delete_image(image_id, ignore_missing=True)
     for network_id in networks:

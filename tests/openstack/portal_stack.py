@@ -24,7 +24,7 @@ SITE = "openstack"
 WORKER_CLOCK_AHEAD = "+20s"
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
-__all__ = ["os_portal", "os_worker", "SITE", "names"]
+__all__ = ["SITE", "names", "os_portal", "os_worker"]
 
 
 def faketime_env() -> dict:

@@ -70,7 +70,9 @@ def test_a_snapshot_with_restart_and_boot_test(os_portal):
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.state["stopped_by_portal"] is True
     made = Snapshot.objects.get(openstack_id=job.state["image_id"])
-    assert made.status == "active" and made.size and made.created_by == os_portal["users"]["alice"]
+    assert made.status == "active"
+    assert made.size
+    assert made.created_by == os_portal["users"]["alice"]
     assert BootTest.objects.get(openstack_id=made.openstack_id).outcome == "verified"
     assert cloud.server_get(SITE, server_id=server.openstack_id).status == "ACTIVE"
     # Real Nova copied the base image's properties into the snapshot; the portal
@@ -89,7 +91,8 @@ def test_a_kernel_panic_is_the_boot_tests_verdict(os_portal, knobs):
     job = snapshot(os_portal, server, "broken", verify=True)
     assert job.status == Job.Status.SUCCEEDED, job.error  # the snapshot itself is fine
     verdict = BootTest.objects.get(openstack_id=job.state["image_id"])
-    assert verdict.outcome == "failed" and verdict.reason.startswith("Kernel panic")
+    assert verdict.outcome == "failed"
+    assert verdict.reason.startswith("Kernel panic")
     assert cloud.server_get(SITE, server_id=server.openstack_id).status == "ACTIVE"
 
 
@@ -104,7 +107,8 @@ def test_a_silent_upload_longer_than_the_no_progress_limit_completes(os_portal, 
     upload = next(s for s in job.steps if s["name"] == "upload")
     assert upload["status"] == "done"
     image = cloud.image_get(SITE, image_id=job.state["image_id"])
-    assert image.status == "active" and image.size == 8_000_000
+    assert image.status == "active"
+    assert image.size == 8_000_000
 
 
 def test_boot_from_a_snapshot_as_a_workshop_of_three_with_csv_and_teardown(os_portal):
@@ -149,7 +153,8 @@ def test_snapshot_selected_then_verify_now(os_portal):
     jobs, plan = snapshot_create_many_request(
         servers=servers, actor=alice, pattern="{instance}-end"
     )
-    assert len(jobs) == 2 and not plan.skipped
+    assert len(jobs) == 2
+    assert not plan.skipped
     done = [wait_for_job(job, JOB_TIMEOUT) for job in jobs]
     assert [j.status for j in done] == [Job.Status.SUCCEEDED] * 2, [j.error for j in done]
     made = Snapshot.objects.get(openstack_id=done[0].state["image_id"])
@@ -176,13 +181,13 @@ def test_both_bulk_deletes(os_portal):
     servers = [boot(os_portal, "del-1"), boot(os_portal, "del-2")]
     made = snapshot(os_portal, servers[0], "del-snap", restart=False)
     assert made.status == Job.Status.SUCCEEDED, made.error
-    job, plan = snapshot_delete_request(
+    job, _plan = snapshot_delete_request(
         snapshots=[Snapshot.objects.get(openstack_id=made.state["image_id"])], actor=alice
     )
     assert wait_for_job(job, JOB_TIMEOUT).status == Job.Status.SUCCEEDED, job.error
     with pytest.raises(cloud.NotFound):
         cloud.image_get(SITE, image_id=made.state["image_id"])
-    job, plan = server_delete_request(servers=servers, actor=alice)
+    job, _plan = server_delete_request(servers=servers, actor=alice)
     assert wait_for_job(job, JOB_TIMEOUT).status == Job.Status.SUCCEEDED
     ids = {s.openstack_id for s in servers}
     wait_until(lambda: not [s for s in cloud.server_list(SITE) if s.id in ids], 60)
@@ -195,7 +200,8 @@ def test_a_server_locked_by_the_operators_is_refused(os_portal):
     admin.compute.lock_server(server.openstack_id, locked_reason="forensics")
     try:
         server = server_refresh(os_portal["site"], openstack_id=server.openstack_id)
-        assert server.locked and server.locked_reason == "forensics"
+        assert server.locked
+        assert server.locked_reason == "forensics"
         with pytest.raises(ActionRefused, match="is locked \\(forensics\\)"):
             server_power_request(server=server, actor=os_portal["users"]["alice"], action="stop")
         with pytest.raises(ActionRefused, match="is locked"):
@@ -272,7 +278,8 @@ def test_a_private_flavor_is_only_for_the_projects_on_its_list(os_portal):
                 "prefix": f"{os_portal['prefix']}-gpu", "participants": []},
     )  # fmt: skip
     job = wait_for_job(job, JOB_TIMEOUT)
-    assert job.status == Job.Status.FAILED and "not available in project beta" in job.error
+    assert job.status == Job.Status.FAILED
+    assert "not available in project beta" in job.error
     assert not [s for s in cloud.server_list(SITE) if s.name == f"{os_portal['prefix']}-gpu"]
     # alpha may use it, on the real Nova too.
     alice = os_portal["users"]["alice"]

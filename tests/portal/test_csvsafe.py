@@ -16,7 +16,8 @@ def test_a_formula_cell_is_written_as_text():
 def test_ordinary_cells_are_unchanged():
     for text in ("Anna", "Anne-Marie", "anna@example.org", "https://10.0.0.5:8787/", "", "a=b"):
         assert csv_cell(text) == text
-    assert csv_cell(None) == "" and csv_cell(3) == "3"
+    assert csv_cell(None) == ""
+    assert csv_cell(3) == "3"
 
 
 def test_a_document_reads_back_with_every_cell_neutralised():

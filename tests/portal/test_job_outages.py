@@ -111,7 +111,8 @@ def test_a_step_cut_off_by_the_soft_limit_backs_off_and_times_out(
     job_advance(job.pk, job.wake)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
-    assert "no progress" in job.error and "took too long to answer" in job.error
+    assert "no progress" in job.error
+    assert "took too long to answer" in job.error
 
 
 def test_jobs_on_a_site_that_gives_no_answer_wait_without_calling_until_a_probe_answers(
@@ -221,7 +222,8 @@ def test_a_run_starts_no_step_after_its_time(
     job.refresh_from_db()
     job_advance(job.pk, job.wake)
     job.refresh_from_db()
-    assert job.status == Job.Status.SUCCEEDED and CALLS == ["quick"] * 3
+    assert job.status == Job.Status.SUCCEEDED
+    assert CALLS == ["quick"] * 3
 
 
 def test_two_unfinished_jobs_on_one_server_are_refused_by_the_database(
@@ -271,4 +273,5 @@ def test_a_job_recorded_while_the_broker_is_down_is_sent_by_the_sweep(
     settings.JOB_RECOVER_AFTER_SECONDS = 0
     Job.objects.filter(pk=job.pk).update(due_at=timezone.now() - timedelta(seconds=1))
     assert jobs_recover_stuck() == [job.pk]
-    assert sent and sent[0][0] == job.pk
+    assert sent
+    assert sent[0][0] == job.pk

@@ -29,7 +29,8 @@ def test_a_writer_with_a_stale_read_updates_instead_of_failing(people):
     )
     assert result.created == 1  # it believed the row was new…
     rows = Image.objects.filter(site=site, openstack_id="img-1")
-    assert rows.count() == 1 and rows.get().status == "active"  # …and the row was updated
+    assert rows.count() == 1
+    assert rows.get().status == "active"  # …and the row was updated
 
 
 def test_a_single_object_refresh_reads_only_its_row(people):
@@ -38,7 +39,8 @@ def test_a_single_object_refresh_reads_only_its_row(people):
     with CaptureQueriesContext(connection) as queries:
         mirror_upsert(Image, site=site, rows={"img-7": {**FIELDS, "status": "active"}})
     reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
-    assert len(reads) == 1 and '"openstack_id" IN' in reads[0]
+    assert len(reads) == 1
+    assert '"openstack_id" IN' in reads[0]
     assert Image.objects.get(openstack_id="img-7").status == "active"
     assert Image.objects.filter(status="saving").count() == 299
 
@@ -74,10 +76,13 @@ def test_a_sync_outside_a_transaction_writes_big_batches_from_a_thread(monkeypat
     assert Image.objects.filter(site=site, status="active").count() == 3
     assert Image.objects.get(openstack_id="old").deleted_at is not None
 
-    with pytest.raises(IntegrityError):
+    def write_rows_without_a_name():
         with mirror.MirrorWriter(Image, site=site, complete=False) as writer:
             writer.write({f"c{n}": {**FIELDS, "name": None} for n in range(3)})  # NOT NULL
             writer.finish()
+
+    with pytest.raises(IntegrityError):
+        write_rows_without_a_name()
 
 
 def test_a_row_without_some_fields_gets_the_models_defaults(people):

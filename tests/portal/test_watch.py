@@ -97,10 +97,12 @@ def test_a_status_change_wakes_the_jobs_on_that_server_and_no_other(
     assert sent == [job.pk]
     job.refresh_from_db()
     bystander.refresh_from_db()
-    assert job.wake != "old" and job.due_at <= timezone.now()
+    assert job.wake != "old"
+    assert job.due_at <= timezone.now()
     assert bystander.wake == "old"
     stopping.refresh_from_db()
-    assert stopping.status == "SHUTOFF" and stopping.task_state == ""  # the mirror learned it
+    assert stopping.status == "SHUTOFF"
+    assert stopping.task_state == ""  # the mirror learned it
     synced_site.refresh_from_db()
     assert site_watched(synced_site)  # so jobs may read the mirror instead of the cloud
 
@@ -155,7 +157,8 @@ def test_a_woken_job_keeps_its_message_until_a_worker_gets_to_it(people, synced_
     assert jobs_recover_stuck(backlog=True) == []
     assert jobs_recover_stuck(backlog=False) == []  # not overdue yet
     job.refresh_from_db()
-    assert sent == [job.pk] and job.wake == first_wake
+    assert sent == [job.pk]
+    assert job.wake == first_wake
     synced_site.refresh_from_db()
     assert synced_site.watch_pending == []  # not held either: it has its message
 
@@ -302,7 +305,8 @@ def test_a_round_killed_after_the_mirror_moved_still_wakes_its_jobs_next_round(
     with pytest.raises(SystemExit):
         site_watch(synced_site.pk)
     stopping.refresh_from_db()
-    assert stopping.status == "SHUTOFF" and sent == []  # the mirror moved, nobody woke
+    assert stopping.status == "SHUTOFF"
+    assert sent == []  # the mirror moved, nobody woke
 
     monkeypatch.undo()
     monkeypatch.setattr("portal.jobs._send", lambda job_id, wake, countdown: sent.append(job_id))

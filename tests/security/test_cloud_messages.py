@@ -45,7 +45,8 @@ def test_a_refused_connection_names_the_site_not_keystones_url(caplog, text):
         error = _translated(ksa_exceptions.ConnectFailure(text))
     assert isinstance(error, cloud.Unavailable)
     _assert_no_internals(error.message)
-    assert "devcloud" in error.message and "Connection refused" in error.message
+    assert "devcloud" in error.message
+    assert "Connection refused" in error.message
     assert "Unable to establish connection" in error.message
     # The operator still learns where it tried.
     assert "http://10.1.2.3:5000/v3" in caplog.text

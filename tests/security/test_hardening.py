@@ -42,7 +42,8 @@ def test_thousands_of_participants_are_cut_with_a_warning(client, people, catalo
 
 def test_repeated_participants_get_numbered_names_in_one_pass():
     names = instance_names(prefix="ws", participants=["Anna"] * MAX_COUNT, count=MAX_COUNT)
-    assert names[:3] == ["ws-anna", "ws-anna-2", "ws-anna-3"] and names[-1] == "ws-anna-100"
+    assert names[:3] == ["ws-anna", "ws-anna-2", "ws-anna-3"]
+    assert names[-1] == "ws-anna-100"
     assert len(set(names)) == MAX_COUNT
     # A literal "Anna 2" after the numbering took "ws-anna-2" still gets a name of its own.
     names = instance_names(prefix="ws", participants=["Anna", "Anna", "Anna 2"], count=3)
@@ -86,7 +87,8 @@ def test_crafted_ids_in_the_snapshot_delete_form_are_a_400(client, people):
         assert response.status_code == 400
         assert "“selected” must hold ids" in response.content.decode()
     response = client.post(url, {"selected": [str(n) for n in range(1, 502)]})
-    assert response.status_code == 400 and "select all matching" in response.content.decode()
+    assert response.status_code == 400
+    assert "select all matching" in response.content.decode()
     assert not Job.objects.exists()
 
 
@@ -97,7 +99,8 @@ def test_a_nul_character_in_any_parameter_is_a_400(client, people, catalog):  # 
     assert response.status_code == 400
     assert "“flavor_q” contains a NUL character." in response.content.decode()
     response = client.post(reverse("snapshots:snapshot-create-many"), {"pattern": "\x00"})
-    assert response.status_code == 400 and not Job.objects.exists()
+    assert response.status_code == 400
+    assert not Job.objects.exists()
     assert client.get(NEW, {"flavor_q": "small"}).status_code == 200
 
 
@@ -174,7 +177,8 @@ def test_cloud_metadata_naming_a_member_gives_them_nothing(client, people):
     vm = make_server(project=people["alpha"])
     servers_store(site, [_cloud_server(vm, portal_user="bob")], complete=False)
     vm.refresh_from_db()
-    assert vm.created_by is None and vm.created_by_hint == "bob"
+    assert vm.created_by is None
+    assert vm.created_by_hint == "bob"
     client.force_login(people["bob"])
     response = client.post(reverse("instances:instance-stop", args=[vm.pk]))
     assert response.status_code == 403
@@ -225,7 +229,8 @@ def test_the_launch_preview_without_javascript_posts_and_launches_nothing(
     data = {"project": people["alpha"].pk, "flavor": catalog["flavors"]["small"].pk,
             "image": catalog["images"]["gold"].pk, "count": "3", "preview": "1"}  # fmt: skip
     response = client.post(NEW, data)
-    assert response.status_code == 200 and len(response.context["names"]) == 3
+    assert response.status_code == 200
+    assert len(response.context["names"]) == 3
     assert not Job.objects.exists()
 
 
@@ -235,7 +240,8 @@ def test_the_launch_preview_without_javascript_posts_and_launches_nothing(
 def test_pages_carry_a_content_security_policy(client, people):
     client.force_login(people["alice"])
     policy = client.get(reverse("instances:instance-list"))["Content-Security-Policy"]
-    assert "script-src 'self'" in policy and "style-src 'self'" in policy
+    assert "script-src 'self'" in policy
+    assert "style-src 'self'" in policy
     assert "unsafe-inline" not in policy
 
 

@@ -105,17 +105,20 @@ def test_a_production_deploy_serves_pages_and_static_files(production):
     assert "no issues" in output
 
     status, headers, body = _get(production["base"] + "/login/")
-    assert status == 200 and "Log in" in body
+    assert status == 200
+    assert "Log in" in body
     assert "script-src 'self'" in headers["Content-Security-Policy"]
     assert "max-age=" in headers["Strict-Transport-Security"]
     stylesheet = re.search(r'href="(/static/vendor/bootstrap\.min\.[0-9a-f]+\.css)"', body)
     assert stylesheet, "static files are served under hashed names"
     status, headers, css = _get(production["base"] + stylesheet.group(1))
-    assert status == 200 and "bootstrap" in css.lower()
+    assert status == 200
+    assert "bootstrap" in css.lower()
 
     status, _, body = _get(production["base"] + "/no-such-page/")
     assert status == 404
-    assert "Traceback" not in body and "settings" not in body.lower()
+    assert "Traceback" not in body
+    assert "settings" not in body.lower()
 
 
 def test_the_production_settings_ignore_that_pytest_runs(tmp_path):

@@ -81,7 +81,8 @@ def test_a_cut_off_create_that_lands_late_is_adopted_not_doubled(verify_job, mon
     job = advance(verify_job, until=lambda job: len(create.calls) == 1)
     # The next run finds nothing yet, and does not ask again while the request may land.
     job = advance(job, until=lambda job: boot_test_step(job, "verify_boot")["runs"] >= 3)
-    assert len(create.calls) == 1 and not job.is_finished
+    assert len(create.calls) == 1
+    assert not job.is_finished
     assert "server_id" not in job.state["boot_test"]
     landed = create.land()
     job = advance(job, until=lambda job: "server_id" in job.state["boot_test"])
@@ -109,7 +110,8 @@ def test_a_cut_off_create_that_lands_after_the_job_asked_again_is_deleted(
     job = advance(job)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert marked_servers(job) == []  # the late one too
-    assert job.state["boot_test"]["server_id"] == made and len(create.calls) == 2
+    assert job.state["boot_test"]["server_id"] == made
+    assert len(create.calls) == 2
     assert boot_test_step(job, "verify_cleanup")["detail"].startswith("deleted 2 test instances")
 
 
@@ -137,9 +139,11 @@ def test_a_boot_test_neither_adopts_nor_deletes_another_members_server_with_its_
     landed = create.land()
     job = advance(job)
     assert job.status == Job.Status.SUCCEEDED, job.error
-    assert job.state["boot_test"]["server_id"] == landed and len(create.calls) == 1
+    assert job.state["boot_test"]["server_id"] == landed
+    assert len(create.calls) == 1
     assert boot_test_step(job, "verify_cleanup")["detail"].startswith("deleted the test instance")
-    assert _exists(stranger) and not _exists(landed)
+    assert _exists(stranger)
+    assert not _exists(landed)
     cloud.server_delete("devcloud", server_id=stranger)
 
 
@@ -162,5 +166,6 @@ def test_a_boot_test_neither_adopts_nor_deletes_a_marked_server_made_before_it_a
     job = advance(job)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.state["boot_test"]["server_id"] == landed
-    assert _exists(earlier) and not _exists(landed)
+    assert _exists(earlier)
+    assert not _exists(landed)
     cloud.server_delete("devcloud", server_id=earlier)

@@ -90,4 +90,5 @@ def test_a_silent_console_within_the_limit_outlasts_the_no_progress_limit(
         job_advance(console_job.pk)
     console_job.refresh_from_db()
     assert console_job.status == Job.Status.RUNNING, console_job.error
-    assert console_job.steps[3]["status"] == "running" and console_job.steps[3]["runs"] == 2
+    assert console_job.steps[3]["status"] == "running"
+    assert console_job.steps[3]["runs"] == 2

@@ -51,7 +51,8 @@ def test_it_shows_each_name_and_each_reason_to_skip(client, people, room):
     rows = {row.server.name: row for row in response.context["plan"].rows}
     # beta is not alice's project: not even listed.
     assert sorted(rows) == ["ws-00", "ws-01", "ws-02", "ws-03", "ws-big", "ws-broken"]
-    assert rows["ws-00"].name == f"ws-00-{TODAY}" and rows["ws-00"].refusal == ""
+    assert rows["ws-00"].name == f"ws-00-{TODAY}"
+    assert rows["ws-00"].refusal == ""
     assert "at most 256 GiB" in rows["ws-big"].refusal
     assert rows["ws-broken"].refusal == "Cannot snapshot ws-broken while it is ERROR."
     body = response.content.decode()
@@ -91,7 +92,8 @@ def test_it_records_one_job_per_instance_at_once_and_returns_to_the_overview(
                   restart="1", idempotency_key="k1")  # fmt: skip
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(URL, data)
-    assert response.status_code == 302 and response["Location"] == "/instances/?q=ws"
+    assert response.status_code == 302
+    assert response["Location"] == "/instances/?q=ws"
     jobs = list(Job.objects.order_by("pk"))
     assert sorted(job.params["name"] for job in jobs) == [
         f"ws-0{n}-before-upgrade" for n in range(4)
@@ -103,7 +105,8 @@ def test_it_records_one_job_per_instance_at_once_and_returns_to_the_overview(
     # A second click on the same form starts nothing more.
     with django_capture_on_commit_callbacks(execute=True):
         again = client.post(URL, data)
-    assert again.status_code == 302 and Job.objects.count() == 4
+    assert again.status_code == 302
+    assert Job.objects.count() == 4
 
 
 def test_the_cost_does_not_grow_with_the_number_of_instances(
@@ -115,15 +118,18 @@ def test_the_cost_does_not_grow_with_the_number_of_instances(
     def queries_for(count: int, prefix: str) -> tuple[int, int]:
         """(queries other than the INSERT of the jobs, those INSERTs)"""
         servers = [make_server(project=alpha, name=f"{prefix}-{n}") for n in range(count)]
-        with CaptureQueriesContext(connection) as ctx:
-            with django_capture_on_commit_callbacks(execute=True):
-                client.post(URL, chosen(*servers, idempotency_key=prefix))
+        with (
+            CaptureQueriesContext(connection) as ctx,
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            client.post(URL, chosen(*servers, idempotency_key=prefix))
         inserts = sum(q["sql"].startswith('INSERT INTO "portal_job"') for q in ctx.captured_queries)
         return len(ctx.captured_queries) - inserts, inserts
 
     small, large = queries_for(3, "small"), queries_for(60, "large")
     assert small[0] == large[0]
-    assert small[1] == 1 and large[1] <= 3  # as many rows per INSERT as the database takes
+    assert small[1] == 1
+    assert large[1] <= 3  # as many rows per INSERT as the database takes
     assert Job.objects.count() == 63
 
 
@@ -144,7 +150,8 @@ def test_bad_requests_say_why_and_record_nothing(client, people, room, sent, dat
         status = 409
     assert response.status_code == status
     assert message in response.content.decode()
-    assert not Job.objects.exists() and not sent
+    assert not Job.objects.exists()
+    assert not sent
 
 
 def test_all_matching_is_capped(client, people, room, monkeypatch):

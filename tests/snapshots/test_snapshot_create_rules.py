@@ -33,7 +33,8 @@ def test_one_mib_more_is_refused_quoting_limit_and_flavor(people, vm):
     error = refused(server=vm, actor=people["bob"], name="too big")
     assert error.status == 400
     assert "256 GiB (262,144 MiB)" in error.message
-    assert "odd" in error.message and "262,145 MiB" in error.message
+    assert "odd" in error.message
+    assert "262,145 MiB" in error.message
 
 
 def test_512_gib_flavor_is_refused_before_any_job_exists(client, people, vm):
@@ -145,7 +146,8 @@ def test_a_valid_request_records_the_job(people, vm, django_capture_on_commit_ca
         "restart": True, "verify": False, "batch": False,  # every field of the kind's Params
     }  # fmt: skip
     assert job.target_server_id == vm.openstack_id
-    assert job.project == people["alpha"] and job.actor == people["bob"]
+    assert job.project == people["alpha"]
+    assert job.actor == people["bob"]
     assert [s["label"] for s in job.steps] == [
         "Checking the request", "Stop requested", "Waiting for SHUTOFF", "Snapshot requested",
         "Uploading the image", "Waiting for Nova to finish", "Start requested", "Waiting for ACTIVE",
@@ -194,11 +196,13 @@ def _refused_everywhere(client, demo, site, server_id):
     vm = server_refresh(site, openstack_id=server_id)
     assert vm.boots_from_volume
     error = refused(server=vm, actor=demo["users"]["alice"], name="vol-snap")
-    assert error.status == 400 and "on-a-volume boots from a volume" in error.message
+    assert error.status == 400
+    assert "on-a-volume boots from a volume" in error.message
     client.force_login(demo["users"]["alice"])
     response = client.post(
         reverse("snapshots:snapshot-create", args=[vm.pk]), {"name": "vol-snap", "restart": "on"}
     )
-    assert response.status_code == 400 and not Job.objects.exists()
+    assert response.status_code == 400
+    assert not Job.objects.exists()
     page = client.get(reverse("instances:instance-detail", args=[vm.pk])).content.decode()
     assert "boots from a volume" in page

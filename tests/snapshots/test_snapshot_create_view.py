@@ -21,7 +21,8 @@ def test_it_shows_the_form_with_ram_and_the_stop_warning(client, people, vm):
     response = client.get(url(vm))
     assert response.status_code == 200
     body = response.content.decode()
-    assert "4 GiB RAM" in body and "limit 256 GiB" in body
+    assert "4 GiB RAM" in body
+    assert "limit 256 GiB" in body
     assert "stops workbench before the snapshot" in body
     assert response.context["form"].initial["restart"] is True
 
@@ -64,7 +65,8 @@ def test_it_creates_the_job_and_redirects(
         response = client.post(url(vm), {"name": "gold", "restart": "on"})
     assert response.status_code == 302
     job = Job.objects.get()
-    assert job.params["name"] == "gold" and job.params["restart"] is True
+    assert job.params["name"] == "gold"
+    assert job.params["restart"] is True
     assert len(sent) == 1  # handed to a worker after commit
 
 

@@ -78,7 +78,8 @@ def test_admin_deletes_everything_in_the_project(client, people, snaps):
 def test_select_all_matching_uses_the_filter(client, people, snaps):
     client.force_login(people["alice"])
     plan = client.get(URL, {"all_matching": "1", "name": "*ice"}).context["matching"]
-    assert plan.will_delete == 1 and [s.name for s in plan.sample] == ["alices"]
+    assert plan.will_delete == 1
+    assert [s.name for s in plan.sample] == ["alices"]
 
 
 def test_nothing_selected_is_a_400_with_a_message(client, people, snaps):
@@ -147,5 +148,7 @@ def test_a_delete_where_every_delete_fails_ends_failed(
     job = run_job(Job.objects.get())
     assert glance.deleted == []
     assert job.status == Job.Status.FAILED
-    assert "failed 2: " in job.error and "(Image is in use by a volume)" in job.error
-    assert job.result["deleted_count"] == 0 and job.result["failed_count"] == 2
+    assert "failed 2: " in job.error
+    assert "(Image is in use by a volume)" in job.error
+    assert job.result["deleted_count"] == 0
+    assert job.result["failed_count"] == 2

@@ -103,7 +103,8 @@ def test_page_size_is_remembered_by_an_explicit_post(client, people):
     client.force_login(people["alice"])
     save = reverse("page-size-set")
     response = client.post(save, {"key": "snapshots", "per_page": "10", "next": URL + "?q=s"})
-    assert response.status_code == 302 and response["Location"] == URL + "?q=s"
+    assert response.status_code == 302
+    assert response["Location"] == URL + "?q=s"
     assert Preference.objects.get(user=people["alice"], key="snapshots.per_page").value == 10
     # Next visit without per_page: remembered. Another user: default.
     assert len(names(client.get(URL))) == 10

@@ -50,9 +50,11 @@ def test_a_machine_the_user_stopped_before_the_stop_step_stays_off(people, vm, m
     monkeypatch.setattr(cloud, "server_stop", lambda site, server_id: stops.append(server_id))
     job = _job(people, vm, prior_status="ACTIVE")
     assert step_run_once(step_stop_if_running, job) is None
-    assert stops == [] and not job.state.get("stopped_by_portal")
+    assert stops == []
+    assert not job.state.get("stopped_by_portal")
     outcome = step_run_once(step_restart, job)
-    assert isinstance(outcome, Skipped) and "stopped by someone else" in outcome.reason
+    assert isinstance(outcome, Skipped)
+    assert "stopped by someone else" in outcome.reason
 
 
 def test_a_stop_the_job_asked_for_counts_once_nova_took_it(people, vm, monkeypatch):
@@ -61,7 +63,8 @@ def test_a_stop_the_job_asked_for_counts_once_nova_took_it(people, vm, monkeypat
     monkeypatch.setattr(cloud, "server_stop", lambda site, server_id: None)
     job = _job(people, vm, prior_status="ACTIVE")
     assert step_run_once(step_stop_if_running, job) is None
-    assert job.state["stop_asked"] is True and job.state["stopped_by_portal"] is True
+    assert job.state["stop_asked"] is True
+    assert job.state["stopped_by_portal"] is True
 
 
 def test_a_stop_refused_by_the_cloud_is_not_counted_as_the_jobs(people, vm, monkeypatch):

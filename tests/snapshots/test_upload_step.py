@@ -118,4 +118,5 @@ def test_the_engine_fails_a_budgeted_wait_only_after_its_budget(people, settings
     job.save()
     job_advance(job.pk, job.wake)
     job.refresh_from_db()
-    assert job.status == Job.Status.FAILED and job.error == "Uploading: too long"
+    assert job.status == Job.Status.FAILED
+    assert job.error == "Uploading: too long"

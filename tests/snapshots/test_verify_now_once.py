@@ -100,8 +100,10 @@ def test_two_verify_requests_at_the_same_moment_record_one_job(seeded, monkeypat
     assert len(outcomes) == 2, outcomes
     jobs = [o for o in outcomes if isinstance(o, Job)]
     refusals = [o for o in outcomes if isinstance(o, ActionRefused)]
-    assert len(jobs) == 1 and len(refusals) == 1, outcomes
-    assert refusals[0].status == 409 and "wait until it ends" in refusals[0].message
+    assert len(jobs) == 1, outcomes
+    assert len(refusals) == 1, outcomes
+    assert refusals[0].status == 409
+    assert "wait until it ends" in refusals[0].message
     assert (
         Job.objects.filter(kind="snapshot.verify", target_image_id=snapshot.openstack_id).count()
         == 1

@@ -41,13 +41,17 @@ def test_no_late_participant_or_retry_once_the_flavor_is_not_the_projects(
 ):
     catalog["gpu"].access_project_ids = ["p-beta"]
     catalog["gpu"].save()
-    with pytest.raises(ActionRefused, match="Flavor de.NBI gpu is not available in project alpha"):
+    with pytest.raises(
+        ActionRefused, match=r"Flavor de\.NBI gpu is not available in project alpha"
+    ):
         workshop_add(workshop=gpu_workshop, actor=people["alice"], participants=["Cem"])
 
     launch = gpu_workshop.launch_job
     launch.status = Job.Status.FAILED
     launch.result = {"failed_seats": [0, 1]}
     launch.save()
-    with pytest.raises(ActionRefused, match="Flavor de.NBI gpu is not available in project alpha"):
+    with pytest.raises(
+        ActionRefused, match=r"Flavor de\.NBI gpu is not available in project alpha"
+    ):
         workshop_retry(workshop=gpu_workshop, actor=people["alice"])
     assert Job.objects.count() == 1

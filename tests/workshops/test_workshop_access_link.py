@@ -64,11 +64,14 @@ def confirm(client, workshop, template):
 
 
 def test_the_images_link_is_only_proposed_and_gives_no_link(client, workshop):
-    assert workshop.access_url_template == RSTUDIO and not workshop.access_url_confirmed
+    assert workshop.access_url_template == RSTUDIO
+    assert not workshop.access_url_confirmed
     shown = pages(client, workshop)
     assert "proposed by the image, not confirmed" in shown["detail"]
-    assert 'href="https://10.0.0.5' not in shown["detail"] and "10.0.0.5" in shown["detail"]
-    assert "Open:" not in shown["handout"] and "10.0.0.5" in shown["handout"]
+    assert 'href="https://10.0.0.5' not in shown["detail"]
+    assert "10.0.0.5" in shown["detail"]
+    assert "Open:" not in shown["handout"]
+    assert "10.0.0.5" in shown["handout"]
     assert shown["csv"] == ["", ""]
 
 
@@ -101,7 +104,8 @@ def test_a_link_to_anywhere_but_the_machine_is_refused(client, workshop, templat
     assert response.status_code == 400
     assert message in response.content.decode()
     workshop.refresh_from_db()
-    assert workshop.access_url_template == RSTUDIO and not workshop.access_url_confirmed
+    assert workshop.access_url_template == RSTUDIO
+    assert not workshop.access_url_confirmed
 
 
 def test_a_host_the_operators_allow_may_be_used(client, workshop, settings):
@@ -113,7 +117,8 @@ def test_a_host_the_operators_allow_may_be_used(client, workshop, settings):
     # Allowed no longer: the confirmed link is checked again each time it is made.
     settings.PORTAL_ACCESS_HOSTS = []
     shown = pages(client, workshop)
-    assert shown["csv"] == ["", ""] and "The host gw.example.org is not allowed" in shown["detail"]
+    assert shown["csv"] == ["", ""]
+    assert "The host gw.example.org is not allowed" in shown["detail"]
 
 
 def test_only_whoever_runs_the_workshop_confirms_its_link(client, people, workshop):
@@ -137,7 +142,8 @@ def test_a_phishing_proposal_says_why_it_cannot_be_confirmed(
     workshop = launch_workshop(client, people, catalog, "https://phish.example/{name}")
     shown = pages(client, workshop)
     assert "The host phish.example is not allowed" in shown["detail"]
-    assert "phish.example" not in shown["handout"] and shown["csv"] == ["", ""]
+    assert "phish.example" not in shown["handout"]
+    assert shown["csv"] == ["", ""]
 
 
 def test_a_machine_name_or_address_cannot_move_the_link_elsewhere():

@@ -28,7 +28,8 @@ def workshop(client, people, catalog, monkeypatch):  # noqa: F811
 
 def csv_rows(client, workshop) -> list[list[str]]:
     response = client.get(reverse("workshops:workshop-csv", args=[workshop.pk]))
-    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
     return list(csv.reader(io.StringIO(response.content.decode())))
 
 

@@ -55,10 +55,12 @@ def test_a_workshop_retry_replaces_the_error_seat_and_leaves_the_running_one(cli
     assert "Retry 1 failed seat…" in page  # Ben's machine runs now: not a failed seat
     body = client.get(url(workshop)).content.decode()
     assert "1 ERROR machine will be deleted and launched again" in body
-    assert "kurs-cem (Cem)" in body and "kurs-ben (Ben): running, not replaced" in body
+    assert "kurs-cem (Cem)" in body
+    assert "kurs-ben (Ben): running, not replaced" in body
 
     response = client.post(url(workshop), workshop_form(body))
-    assert response.status_code == 302 and response.url == url(workshop, "workshop-detail")
+    assert response.status_code == 302
+    assert response.url == url(workshop, "workshop-detail")
     (retry,) = retries()
     assert retry.params["names"] == ["kurs-cem"]
     assert [r["name"] for r in retry.params["replaces"]] == ["kurs-cem"]
@@ -74,7 +76,8 @@ def test_a_second_workshop_retry_is_sent_to_the_running_one(client, people, work
     (retry,) = retries()
     assert again.url == url(workshop, "workshop-detail")
     old_tab = client.post(url(workshop), {**form, "idempotency_key": "another-tab"})
-    assert old_tab.status_code == 302 and old_tab.url == reverse("job-detail", args=[retry.pk])
+    assert old_tab.status_code == 302
+    assert old_tab.url == reverse("job-detail", args=[retry.pk])
     assert retries() == [retry]
     page = client.get(url(workshop, "workshop-detail")).content.decode()
     assert "failed seat…" not in page  # no longer offered while the retry runs
@@ -95,7 +98,8 @@ def test_a_torn_down_workshop_offers_no_retry(client, workshop, people):
     workshop.save()
     assert "failed seat…" not in client.get(url(workshop, "workshop-detail")).content.decode()
     response = client.get(url(workshop))
-    assert response.status_code == 409 and 'name="seat"' not in response.content.decode()
+    assert response.status_code == 409
+    assert 'name="seat"' not in response.content.decode()
     assert "was torn down" in response.content.decode()
 
 

@@ -9,6 +9,8 @@ needs. Registered as "loopback" in neutron.ml2.mechanism_drivers.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from neutron_lib import constants
 from neutron_lib.api.definitions import portbindings
 from neutron_lib.plugins.ml2 import api
@@ -27,7 +29,7 @@ BINDABLE = {
 
 class LoopbackMechanismDriver(api.MechanismDriver):
     vif_type = portbindings.VIF_TYPE_OVS
-    vif_details = {
+    vif_details: ClassVar[dict[str, bool]] = {
         portbindings.CAP_PORT_FILTER: True,
         portbindings.OVS_HYBRID_PLUG: False,
     }

@@ -154,7 +154,7 @@ def wait_for(what: str, probe, timeout: float = 120.0, interval: float = 1.0):
             result = probe()
             if result:
                 return result
-        except Exception as error:  # noqa: BLE001 - a service still starting
+        except Exception as error:  # a service still starting
             last = error
         time.sleep(interval)
     raise SystemExit(f"seed: timed out waiting for {what} (last error: {last})")

@@ -263,7 +263,7 @@ class LoopbackDriver(fake.FakeDriverWithoutFakeNodes):
             return ""
         try:
             return self._image_api.get(context, instance.image_ref).get("name") or ""
-        except Exception:  # noqa: BLE001 - a deleted image: no name
+        except Exception:  # a deleted image: no name
             return ""
 
     def get_console_output(self, context, instance):
@@ -300,6 +300,6 @@ class LoopbackDriver(fake.FakeDriverWithoutFakeNodes):
             ips = instance.get_network_info().fixed_ips()
             if ips:
                 ip = str(ips[0]["address"])
-        except Exception:  # noqa: BLE001 - no network info: a plausible address
+        except Exception:  # no network info: a plausible address
             pass
         return text + BOOT_OK.format(hostname=hostname, issue=issue, ip=ip)
