@@ -16,7 +16,7 @@ _SPELLED = str.maketrans(
     {
         "ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss",
         "Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "Đ": "D", "đ": "d", "Æ": "AE", "æ": "ae",
-        "Œ": "OE", "œ": "oe", "ı": "i", "Þ": "Th", "þ": "th",
+        "Œ": "OE", "œ": "oe", "ı": "i", "Þ": "Th", "þ": "th",  # noqa: RUF001 (Turkish dotless i, on purpose)
     }
 )  # fmt: skip
 

@@ -135,7 +135,8 @@ def test_a_waiting_step_reschedules_instead_of_sleeping(
     assert 1 <= countdown <= 2
     assert job.status == Job.Status.RUNNING
     assert job.progress == "still waiting"
-    assert job.steps[0]["status"] == "done" and job.steps[1]["status"] == "running"
+    assert job.steps[0]["status"] == "done"
+    assert job.steps[1]["status"] == "running"
     # The re-scheduled message carries a new token; the engine holds no lease meanwhile.
     assert scheduled[-1]["args"] == (job.pk, job.wake)
     assert job.lease_until is None
@@ -219,7 +220,8 @@ def test_an_unreachable_site_is_retried_until_the_step_times_out(
     job_advance(job.pk, job.wake)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
-    assert "no progress" in job.error and "devcloud is unreachable" in job.error
+    assert "no progress" in job.error
+    assert "devcloud is unreachable" in job.error
 
 
 def test_stuck_jobs_are_handed_to_a_worker_again(
@@ -256,9 +258,11 @@ def test_a_step_the_watcher_wakes_is_parked_and_the_sweep_is_its_fallback_poll(
     scheduled.clear()
     countdown = job_advance(job.pk, job.wake)
     job.refresh_from_db()
-    assert countdown == settings.JOB_WATCHED_POLL_SECONDS and job.waits_for == "server"
+    assert countdown == settings.JOB_WATCHED_POLL_SECONDS
+    assert job.waits_for == "server"
     assert scheduled == []  # no message waits in a worker: the watcher will wake it
-    assert jobs_recover_stuck() == [] and scheduled == []  # not due yet
+    assert jobs_recover_stuck() == []  # not due yet
+    assert scheduled == []
 
     Job.objects.filter(pk=job.pk).update(due_at=timezone.now() - timedelta(seconds=1))
     assert jobs_recover_stuck(backlog=True) == []  # routine, not a recovery...
@@ -273,7 +277,8 @@ def test_while_workers_have_a_backlog_overdue_jobs_are_not_sent_again(
     Job.objects.filter(pk=job.pk).update(due_at=timezone.now() - timedelta(seconds=10))
     scheduled.clear()
     # Its message is most likely among those waiting: re-sending moves it to the back.
-    assert jobs_recover_stuck(backlog=True) == [] and scheduled == []
+    assert jobs_recover_stuck(backlog=True) == []
+    assert scheduled == []
     assert jobs_recover_stuck() == [job.pk]
 
 
