@@ -117,6 +117,7 @@ def run(devcloud, *, watch: bool, speed: float, engine: str, show: bool = False)
     from django.contrib.auth import get_user_model
 
     import portal.jobs
+    import portal.jobs.sending
     from instances.models import Server
     from operations.demo import demo_seed
     from portal.models import Job
@@ -136,7 +137,7 @@ def run(devcloud, *, watch: bool, speed: float, engine: str, show: bool = False)
 
     # The engine's messages, delivered in this process when due.
     due: list[tuple[float, int, str]] = []
-    portal.jobs._send = lambda job_id, wake, countdown: heapq.heappush(
+    portal.jobs.sending.send = lambda job_id, wake, countdown: heapq.heappush(
         due, (time.monotonic() + countdown, job_id, wake)
     )
 

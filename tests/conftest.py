@@ -161,7 +161,7 @@ def sending_to(broker_url: str):
         other.send_task(ADVANCE_TASK, args=(job_id, wake), countdown=countdown)
 
     try:
-        with mock.patch("portal.jobs._send", send):
+        with mock.patch("portal.jobs.sending.send", send):
             yield
     finally:
         other.close()

@@ -39,7 +39,7 @@ def sent(monkeypatch):
     """Messages the engine sends (the Celery boundary)."""
     messages = []
     monkeypatch.setattr(
-        "portal.jobs._send", lambda job_id, wake, countdown: messages.append(job_id)
+        "portal.jobs.sending.send", lambda job_id, wake, countdown: messages.append(job_id)
     )
     return messages
 
@@ -309,7 +309,9 @@ def test_a_round_killed_after_the_mirror_moved_still_wakes_its_jobs_next_round(
     assert sent == []  # the mirror moved, nobody woke
 
     monkeypatch.undo()
-    monkeypatch.setattr("portal.jobs._send", lambda job_id, wake, countdown: sent.append(job_id))
+    monkeypatch.setattr(
+        "portal.jobs.sending.send", lambda job_id, wake, countdown: sent.append(job_id)
+    )
     monkeypatch.setattr(cloud, "server_list", lambda *a, **k: [])
     monkeypatch.setattr(cloud, "image_list", lambda *a, **k: [])
     monkeypatch.setattr(cloud, "clock_offset", lambda site_name: None)

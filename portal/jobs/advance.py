@@ -1,0 +1,409 @@
+"""Advancing a job: claim it, run its steps until one waits or the job ends, and
+turn what each step did (an outcome, a refusal, a site that does not answer, a
+bug) into the job's bookkeeping, its wait policy and its ending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from portal import cloud
+from portal.jobs import sending
+from portal.jobs.kinds import (
+    BadJobData,
+    Done,
+    Kind,
+    Skipped,
+    Step,
+    StepContext,
+    StepFailed,
+    Wait,
+    context_kept,
+    headline_kept,
+    job_kind_get,
+    step_record,
+)
+from portal.jobs.outages import (
+    LEASE,
+    silence_wait,
+    site_answered,
+    site_display_name,
+    site_silent,
+)
+from portal.models import Job
+
+log = logging.getLogger(__name__)
+
+
+def _now():
+    return timezone.now()
+
+
+def _stamp(moment) -> str:
+    return moment.isoformat()
+
+
+def _claim(job_id: int, wake: str | None) -> bool:
+    """Hold the job, if it is unfinished, free, and `wake` is its current token: a
+    message overtaken by a newer schedule (the watcher woke the job since) or a
+    duplicate costs this one UPDATE that matches nothing."""
+    now = _now()
+    jobs = Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED)
+    if wake is not None:
+        jobs = jobs.filter(wake=wake)
+    claimed = jobs.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now)).update(
+        lease_until=now + LEASE, heartbeat_at=now
+    )
+    return claimed == 1
+
+
+def _backoff(polls: int) -> float:
+    low, high = settings.JOB_POLL_MIN_SECONDS, settings.JOB_POLL_MAX_SECONDS
+    return min(high, low * (1.5 ** min(polls, 20)))
+
+
+def _observed_hash(observed) -> str:
+    text = json.dumps(observed, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def _no_progress_for(record: dict, outcome: Wait) -> float:
+    """Seconds the step has waited without the cloud changing what it shows."""
+    now = _now()
+    if outcome.more:
+        record["progress_at"] = _stamp(now)  # it did work this run
+    elif outcome.observed is not None:
+        seen = _observed_hash(outcome.observed)
+        if record.get("observed") != seen:
+            record["observed"] = seen
+            record["progress_at"] = _stamp(now)
+    since = record.get("progress_at") or record["started_at"]
+    return (now - datetime.fromisoformat(since)).total_seconds()
+
+
+@dataclass
+class _Run:
+    """One worker's advance of one job: the row, its kind, and what its steps see."""
+
+    job: Job
+    kind: type[Kind]
+    context: StepContext
+    began: float = field(default_factory=time.monotonic)
+    ran: int = 0
+    saved_state: str = ""
+
+    def sync(self) -> None:
+        """Bring the row up to date with the context: its state, its image, and the
+        line the kind's state puts first in the error."""
+        context_kept(self.job, self.context)
+        headline_kept(self.job, self.kind.error_headline(self.context.state))
+
+    def state_text(self) -> str:
+        self.sync()
+        return _state_text(self.job)
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """What running a step came to: its outcome, or why it failed; `unavailable`:
+    the site did not answer (True), or is known silent and was not asked ("silent")."""
+
+    outcome: Wait | Skipped | Done | None = None
+    failed: str = ""
+    unavailable: bool | str = False
+
+
+def job_advance(job_id: int, wake: str | None = None) -> float | None:
+    """Run the job's steps until one waits or the job ends.
+
+    Returns the countdown after which to call again, or None when there is
+    nothing more to do for this message (job ended, stale message, or another
+    worker holds the job).
+    """
+    if not _claim(job_id, wake):
+        return None
+    run = _begin(job_id)
+    if run is None:
+        return None
+    job = run.job
+    while job.step_index < len(job.steps):
+        record = job.steps[job.step_index]
+        step = run.kind.step_for(record)
+        _step_starts(job, step, record)
+        if run.ran and time.monotonic() - run.began > settings.JOB_RUN_SECONDS:
+            # This run did its share: the next step starts in a new one, so no run
+            # comes near the task's time limit and other jobs get the worker.
+            run.sync()
+            return _schedule(job, 0.0)
+        countdown = _outcome_kept(run, step, record, _run_step(run, step, record))
+        if countdown is not None:
+            return countdown
+    run.sync()
+    ended = Job.Status.FAILED if job.status == Job.Status.CLEANING_UP else Job.Status.SUCCEEDED
+    return _end(job, run.kind, ended)
+
+
+def _begin(job_id: int) -> _Run | None:
+    """Load the claimed job and what its steps see. A job whose stored params or
+    state do not fit its kind ends failed with that said (None): its steps, and its
+    undo, could only trip over it."""
+    job = Job.objects.select_related("site", "actor", "project").get(pk=job_id)
+    kind = job_kind_get(job.kind)
+    if job.status == Job.Status.PENDING:
+        job.status = Job.Status.RUNNING
+        job.started_at = _now()
+    try:
+        context = kind.context(job)
+    except BadJobData as exc:
+        log.error("job %s cannot go on: %s", job.pk, exc)
+        job.error = f"This job cannot go on: {exc}."
+        for record in job.steps[job.step_index :]:
+            record["status"] = "not run"
+        job.step_index = len(job.steps)
+        _end(job, kind, Job.Status.FAILED)
+        return None
+    run = _Run(job=job, kind=kind, context=context)
+    run.saved_state = run.state_text()
+    return run
+
+
+def _step_starts(job: Job, step: Step, record: dict) -> None:
+    """Bookkeeping as a step comes up: its first run starts its clock."""
+    if record["started_at"] is None:
+        record["started_at"] = _stamp(_now())
+        record["status"] = "running"
+        job.polls = 0
+        job.state.pop("last_unavailable", None)
+    job.progress = step.label
+
+
+def _run_step(run: _Run, step: Step, record: dict) -> _Ran:
+    """Run the step once and turn what happened (an outcome, a refusal, a site
+    that does not answer, a bug) into a _Ran."""
+    job = run.job
+    silent = silence_wait(job)
+    if silent is not None:
+        return _Ran(outcome=silent, unavailable="silent")
+    record["runs"] = record.get("runs", 0) + 1
+    run.ran += 1
+    # What earlier steps of this run recorded (an image id, "stopped by the
+    # portal") is saved before the next step that acts on the cloud; the rest
+    # of the bookkeeping waits for the end of the run. A crash re-runs a step,
+    # which is safe; it never forgets what a finished step did before an action.
+    if step.acts and run.state_text() != run.saved_state:
+        job.save()
+        run.saved_state = _state_text(job)
+    step_began, state_before = time.monotonic(), run.state_text()
+    try:
+        outcome = step.run(run.context)
+    except SoftTimeLimitExceeded:
+        # The run outlived its time: the site answers too slowly. Progress only
+        # if the step recorded some (a batch that got half through).
+        moved = run.state_text() != state_before
+        job.state["last_unavailable"] = "the site took too long to answer"
+        outcome = Wait(progress=f"{step.label} (the site answers slowly, retrying)", more=moved)
+        return _Ran(outcome=outcome, unavailable=not moved)
+    except cloud.Unavailable as exc:
+        # The site hiccuped, or does not answer at all: the same step again later.
+        job.state["last_unavailable"] = exc.message
+        if exc.silent and job.site_id:
+            site_silent(job.site_id)
+        outcome = Wait(progress=f"{step.label} ({site_display_name(job)} not answering, retrying)")
+        return _Ran(outcome=outcome, unavailable=True)
+    except (StepFailed, cloud.CloudError) as exc:
+        site_answered(job, step_began)
+        if isinstance(exc, StepFailed):
+            job.result.update(exc.result)
+        message = exc.message if isinstance(exc, cloud.CloudError) else str(exc)
+        return _Ran(failed=f"{step.label}: {message}")
+    except Exception as exc:  # a bug: record it on the job, never leave it running
+        log.exception("job %s step %s crashed", job.pk, step.name)
+        job.result["traceback"] = traceback.format_exc()
+        return _Ran(failed=f"{step.label}: internal error ({exc.__class__.__name__})")
+    site_answered(job, step_began)
+    return _Ran(outcome=outcome)
+
+
+def _outcome_kept(run: _Run, step: Step, record: dict, ran: _Ran) -> float | None:
+    """Record what the step came to. Returns the countdown when this run stops here
+    (the step waits), None when the next step (or the undo) goes on now."""
+    job, outcome = run.job, ran.outcome
+    if ran.failed:
+        _step_failed(job, run.kind, record, ran.failed)
+        return None
+    if ran.unavailable:
+        assert isinstance(outcome, Wait)  # _run_step waits on every unanswered call
+        run.sync()
+        return _outage_wait(job, run.kind, record, outcome, silent=ran.unavailable == "silent")
+    job.state.pop("outage_since", None)
+    job.state.pop("outages", None)
+    if isinstance(outcome, Wait):
+        return _wait_kept(run, step, record, outcome)
+    if isinstance(outcome, (Skipped, Done)):
+        job.result.update(outcome.result)
+    record["status"] = "skipped" if isinstance(outcome, Skipped) else "done"
+    if isinstance(outcome, Skipped) and outcome.reason:
+        record["detail"] = outcome.reason
+    elif isinstance(outcome, Done) and outcome.detail:
+        record["detail"] = outcome.detail
+    record["finished_at"] = _stamp(_now())
+    job.step_index += 1
+    return None
+
+
+def _wait_kept(run: _Run, step: Step, record: dict, outcome: Wait) -> float | None:
+    """The wait policy: fail a wait past its budget, or one the cloud shows no
+    progress on for JOB_NO_PROGRESS_SECONDS; else schedule the next look (at once
+    for more of a batch, a fallback poll for a watched wait, else a backoff)."""
+    job = run.job
+    stalled = _no_progress_for(record, outcome)
+    if outcome.budget is not None:
+        waited = (_now() - datetime.fromisoformat(record["started_at"])).total_seconds()
+        if waited > outcome.budget:
+            _step_failed(job, run.kind, record, f"{step.label}: {outcome.over_budget}")
+            return None
+    elif stalled > settings.JOB_NO_PROGRESS_SECONDS:
+        message = f"{step.label}: the cloud showed no progress for "
+        message += _span(settings.JOB_NO_PROGRESS_SECONDS)
+        if job.state.get("last_unavailable"):
+            message += f" (last answer: {job.state['last_unavailable']})"
+        _step_failed(job, run.kind, record, message)
+        return None
+    job.waits_for = outcome.watch
+    if outcome.more:
+        countdown = 0.0
+    elif outcome.watch:
+        countdown = settings.JOB_WATCHED_POLL_SECONDS
+    else:
+        countdown = _backoff(job.polls)
+    job.polls += 1
+    job.progress = outcome.progress or step.label
+    run.sync()
+    return _schedule(job, countdown, parked=bool(outcome.watch))
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 7200:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
+
+
+def _outage_wait(
+    job: Job, kind, record: dict, outcome: Wait, *, silent: bool = False
+) -> float | None:
+    """The step could not reach its site: try again with a backoff, never at once.
+
+    A forward step gives up after JOB_NO_PROGRESS_SECONDS, as for any wait without
+    progress. An undo step keeps trying for JOB_UNDO_OUTAGE_SECONDS (hours): it
+    puts back what the job changed, e.g. starts the instance the job stopped, and
+    a site down for an hour must not leave that undone. Returns the countdown, or
+    None when the step failed."""
+    now = _now()
+    began = datetime.fromisoformat(job.state.setdefault("outage_since", _stamp(now)))
+    undo = record.get("phase") == "undo"
+    limit = settings.JOB_UNDO_OUTAGE_SECONDS if undo else settings.JOB_NO_PROGRESS_SECONDS
+    since_progress = datetime.fromisoformat(record.get("progress_at") or record["started_at"])
+    waited = (now - (began if undo else max(began, since_progress))).total_seconds()
+    if waited > limit:
+        if undo:
+            message = (
+                f"{record['label']}: {site_display_name(job)} did not answer for {_span(limit)}"
+            )
+        else:
+            message = f"{record['label']}: the cloud showed no progress for {_span(limit)}"
+        if job.state.get("last_unavailable"):
+            message += f" (last answer: {job.state['last_unavailable']})"
+        _step_failed(job, kind, record, message)
+        return None
+    job.state["outages"] = job.state.get("outages", 0) + 1
+    high = settings.JOB_UNDO_OUTAGE_BACKOFF_SECONDS if undo else settings.JOB_OUTAGE_BACKOFF_SECONDS
+    countdown = min(high, settings.JOB_POLL_MIN_SECONDS * (2 ** min(job.state["outages"], 16)))
+    if silent:
+        # The probe finds out when the site answers and wakes the job then: until
+        # that, looking again on a short backoff would only cost messages.
+        countdown = high
+    # Parked: the recovery sweep sends it when the backoff is over, and the first
+    # answer from the site (a probe, a sync, the watcher) wakes it before that.
+    job.waits_for = "site"
+    job.polls += 1
+    job.progress = outcome.progress or record["label"]
+    return _schedule(job, countdown, parked=True)
+
+
+def _state_text(job: Job) -> str:
+    return json.dumps(job.state, sort_keys=True, default=str)
+
+
+def _schedule(job: Job, countdown: float, *, parked: bool = False) -> float:
+    """Release the job and send the next message, with a fresh wake token.
+
+    A parked job (its step waits for a change the status watcher reports) gets no
+    message: the watcher wakes it, or, once `due_at` has passed, the recovery sweep
+    does (the fallback poll). Hundreds of waiting jobs then leave no timers in the
+    workers and no stale messages behind each wake.
+    """
+    job.wake = uuid.uuid4().hex
+    job.due_at = _now() + timedelta(seconds=countdown)
+    _release(job)
+    if not parked:
+        sending.send(job.pk, job.wake, countdown)
+    return countdown
+
+
+def _release(job: Job) -> None:
+    job.lease_until = None
+    job.heartbeat_at = _now()
+    job.save()
+
+
+def _step_failed(job: Job, kind, record: dict, message: str) -> None:
+    """Record a failed step. A forward step's failure starts the undo steps; an
+    undo step's failure is noted and the next undo step runs anyway."""
+    record["status"] = "failed"
+    record["finished_at"] = _stamp(_now())
+    record["detail"] = message
+    job.step_index += 1
+    if record.get("phase") == "undo":
+        job.result.setdefault("cleanup_problems", []).append(message)
+        return
+    job.error = message
+    job.status = Job.Status.CLEANING_UP
+    for skipped in job.steps[job.step_index :]:
+        skipped["status"] = "not run"
+    job.step_index = len(job.steps)
+    job.steps.extend(step_record(step, phase="undo") for step in kind.undo_plan(job))
+    job.progress = "cleaning up"
+
+
+def _end(job: Job, kind, status: str) -> None:
+    """The bookkeeping of every ending: status, time, lease, then `on_finished`."""
+    job.status = status
+    job.progress = "done" if status == Job.Status.SUCCEEDED else "failed"
+    job.finished_at = _now()
+    _release(job)
+    try:
+        kind.on_finished(job)
+    except Exception:
+        log.exception("on_finished of job %s failed", job.pk)
+    return None
+
+
+def undo_details(job: Job) -> list[str]:
+    """What the undo steps did, in words, for summaries and emails."""
+    return [
+        record["detail"]
+        for record in job.steps
+        if record.get("phase") == "undo" and record["status"] == "done" and record["detail"]
+    ]

@@ -1,0 +1,179 @@
+"""Sites that do not answer, and the leases that keep a worker's hold on a job.
+
+A site that gives no answer at all is marked silent: its jobs wait for the probe
+instead of each spending OPENSTACK_TIMEOUT on it, and its first answer wakes them.
+A worker renews its job's short lease while it runs (`lease_kept`), and watches
+the site's calls for silence meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Q
+from django.utils import timezone
+
+from portal import cloud
+from portal.jobs import sending
+from portal.jobs.kinds import Wait
+from portal.models import Job, Site
+
+log = logging.getLogger(__name__)
+
+
+# A worker holds a job this long, renewed every LEASE_RENEW while its advance runs
+# (see lease_kept): a job whose worker died is picked up again within seconds, and
+# a live worker whose step waits OPENSTACK_TIMEOUT for a hung site keeps it.
+LEASE = timedelta(seconds=10)
+LEASE_RENEW = 3.0
+
+
+def site_display_name(job: Job) -> str:
+    return job.site.display_name if job.site_id else "the site"
+
+
+def silence_wait(job: Job) -> Wait | None:
+    """While the job's site gives no answer at all, a Wait instead of the step: the
+    job costs no call and no worker time. The probe (see sites_to_probe) asks the
+    site once per JOB_SILENT_PROBE_SECONDS with a short timeout, and its first
+    answer wakes the waiting jobs. None: the site answers, go ahead."""
+    # The site row came with the job (no query): as fresh as this run.
+    if not job.site_id or job.site.silent_since is None:
+        return None
+    since = timezone.localtime(job.site.silent_since)
+    return Wait(
+        progress=f"{site_display_name(job)} has not answered since {since:%H:%M}; waiting for it"
+    )
+
+
+def sites_to_probe() -> list[int]:
+    """The silent sites whose next probe is due, each claimed for one probe (so two
+    watcher rounds never probe a site twice at once)."""
+    now = timezone.now()
+    due = now - timedelta(seconds=settings.JOB_SILENT_PROBE_SECONDS)
+    claimed = []
+    silent = Site.objects.filter(silent_since__isnull=False).filter(
+        Q(probe_at__isnull=True) | Q(probe_at__lt=due)
+    )
+    for site_id in silent.values_list("pk", flat=True):
+        free = Q(probe_at__isnull=True) | Q(probe_at__lt=due)
+        if Site.objects.filter(pk=site_id).filter(free).update(probe_at=now):
+            claimed.append(site_id)
+    return claimed
+
+
+def site_answered(job: Job, since: float) -> None:
+    """The step's calls got answers: the site is not silent (if it was)."""
+    if job.site_id and cloud.answered_since(job.site.name, since):
+        job.site.silent_since = None
+        site_answers(job.site_id)
+
+
+def site_answers(site_id: int) -> list[int]:
+    """The site answered a call: end its silence, and run now the jobs waiting for it
+    to answer (see advance._outage_wait). Returns the jobs woken."""
+    if not Site.objects.filter(pk=site_id, silent_since__isnull=False).update(silent_since=None):
+        return []
+    log.warning("site %s answers again: its waiting jobs run now", site_id)
+    waiting = Job.objects.filter(site_id=site_id, waits_for="site").exclude(status__in=Job.FINISHED)
+    now, wake = timezone.now(), uuid.uuid4().hex
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    waiting.filter(free).update(wake=wake, due_at=now, waits_for="")
+    woken = list(Job.objects.filter(wake=wake).values_list("pk", flat=True))
+    for job_id in woken:
+        sending.send(job_id, wake, 0)
+    return woken
+
+
+def site_silent(site_id: int) -> None:
+    """A call to the site got no answer at all: jobs there wait for a probe from now on."""
+    now = timezone.now()
+    if Site.objects.filter(pk=site_id, silent_since__isnull=True).update(
+        silent_since=now, probe_at=now
+    ):
+        log.warning("site %s gives no answer: its jobs wait for the probe", site_id)
+
+
+@contextmanager
+def _every_second(action: Callable[[], None], *, name: str):
+    """Run `action` once a second in a thread of its own (with its own database
+    connection) while the block runs; a failing round is logged and the next tries."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            while not stop.wait(1.0):
+                try:
+                    action()
+                except Exception:  # a busy database: the next round tries again
+                    log.debug("%s: this round failed", name, exc_info=True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
+def lease_kept(job_id: int):
+    """While the block runs (a worker's advance of the job):
+
+    - renew the job's lease every LEASE_RENEW seconds: the lease can stay short, for
+      a fast takeover when a worker dies, and still outlast a step that waits
+      OPENSTACK_TIMEOUT for a site that never answers. Only a held lease is renewed:
+      once the run released the job, nothing is extended;
+    - watch for silence (see _silence_check)."""
+    site: dict = {}
+    renewed = [time.monotonic()]
+
+    def beat() -> None:
+        if not site:
+            site.update(Job.objects.filter(pk=job_id).values("site_id", "site__name").get())
+        if site["site_id"]:
+            _silence_check(site["site_id"], site["site__name"])
+        if time.monotonic() - renewed[0] >= LEASE_RENEW:
+            renewed[0] = time.monotonic()
+            Job.objects.filter(pk=job_id, lease_until__isnull=False).update(
+                lease_until=timezone.now() + LEASE
+            )
+
+    with _every_second(beat, name=f"lease-{job_id}"):
+        yield
+
+
+def _silence_check(site_id: int, site_name: str) -> None:
+    """Mark the site silent once a call to it in this process has waited
+    JOB_SILENT_AFTER_SECONDS without any answer from it: a call that hangs is not left
+    to hold this worker, and then the next one, for OPENSTACK_TIMEOUT each before
+    anyone knows. A slow call that does answer clears the mark at once (see
+    site_answered), and the probe does too. Time spent elsewhere (the database,
+    the broker) is never taken for the site's silence: only calls in flight count."""
+    if cloud.unanswered_for(site_name) >= settings.JOB_SILENT_AFTER_SECONDS:
+        site_silent(site_id)
+
+
+@contextmanager
+def silence_watched(site_id: int, site_name: str, *, every_second=None):
+    """For work at one site outside a job (a sync, a watch): the same silence check,
+    and `every_second()` (a lease to renew) while the block runs."""
+
+    def beat() -> None:
+        _silence_check(site_id, site_name)
+        if every_second is not None:
+            every_second()
+
+    with _every_second(beat, name=f"silence-{site_name}"):
+        yield

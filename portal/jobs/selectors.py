@@ -1,0 +1,33 @@
+"""Reads about jobs that the apps and the engine share."""
+
+from __future__ import annotations
+
+import logging
+
+from portal.models import Job
+
+log = logging.getLogger(__name__)
+
+
+def busy_pks(rows, *, target: str) -> set[int]:
+    """Pks of those mirror rows (servers or images) an unfinished job acts on, in one query.
+
+    `target` is "server" or "image": which of the job's target ids to match.
+    """
+    by_key = {(row.site_id, row.openstack_id): row.pk for row in rows}
+    if not by_key:
+        return set()
+    field_name = f"target_{target}_id"
+    running = (
+        Job.objects.exclude(status__in=Job.FINISHED)
+        .filter(**{f"{field_name}__in": {key[1] for key in by_key}})
+        .values_list("site_id", field_name)
+    )
+    return {by_key[key] for key in running if key in by_key}
+
+
+def job_repeated(*, actor, key: str) -> Job | None:
+    """The job `actor` already started with this form's key, if any."""
+    if not key or actor is None:
+        return None
+    return Job.objects.filter(actor=actor, idempotency_key=key[:64]).first()

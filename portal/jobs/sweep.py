@@ -1,0 +1,95 @@
+"""The recovery sweep and the watcher's wake-ups: jobs that no message will move
+(a dead worker's, a parked one's) get one.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from portal.jobs import sending
+from portal.models import Job, Site
+
+log = logging.getLogger(__name__)
+
+
+def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
+    """Send a message to the unfinished jobs no worker holds whose next run is due
+    and has none: parked jobs whose fallback poll is due (see advance._schedule), and jobs
+    overdue by JOB_RECOVER_AFTER_SECONDS (their worker died, or Redis lost the
+    message). Safe: steps are idempotent, and the new wake token makes any late copy
+    of the old message a no-op.
+
+    `backlog`: workers have messages waiting. An overdue job is then most likely
+    one of them, and re-sending would only move it to the back of the queue: only
+    parked jobs are sent, and jobs overdue by JOB_RECOVER_BACKLOG_SECONDS, each once a
+    minute at most. A worker that died took the messages it held with it (a
+    waiting job's countdown is held by the worker until due), and Redis hands them
+    back only after the visibility timeout; the once-a-minute rule keeps a long
+    queue from moving the same job back again and again.
+    """
+    now = timezone.now()
+    overdue = now - timedelta(seconds=settings.JOB_RECOVER_AFTER_SECONDS)
+    late = Q(waits_for__gt="", due_at__lt=now)
+    if not backlog:
+        late |= Q(due_at__lt=overdue) | Q(due_at__isnull=True, heartbeat_at__lt=overdue)
+    else:
+        long_overdue = now - timedelta(seconds=settings.JOB_RECOVER_BACKLOG_SECONDS)
+        not_lately = Q(resent_at__isnull=True) | Q(resent_at__lt=now - timedelta(minutes=1))
+        late |= Q(due_at__lt=long_overdue) & not_lately
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    stuck = Job.objects.exclude(status__in=Job.FINISHED).filter(late).filter(free)
+    recovered = []
+    for job_id, waits_for in stuck.values_list("pk", "waits_for")[:500]:
+        wake = uuid.uuid4().hex
+        # Conditional on still being free and late: a worker that claimed it meanwhile wins.
+        # A parked job sent is parked no more (see jobs_wake).
+        taken = Job.objects.filter(pk=job_id).filter(free).filter(late)
+        resent = {} if waits_for else {"resent_at": now}
+        if taken.update(
+            wake=wake, lease_until=None, due_at=now, heartbeat_at=now, waits_for="", **resent
+        ):
+            sending.send(job_id, wake, 0)
+            if not waits_for:  # a parked job's fallback poll is routine, not a recovery
+                recovered.append(job_id)
+    if recovered:
+        log.warning("re-enqueued %d overdue job(s): %s", len(recovered), recovered)
+    return recovered
+
+
+def jobs_wake(site: Site, *, server_ids=(), image_ids=(), job_ids=()) -> list[int]:
+    """Run now the unfinished jobs of `site` that act on these servers or images
+    (or are named): the status watcher saw them change. Returns the jobs a worker
+    holds at this moment: they may have read the old state, so wake them later.
+
+    One token for the whole batch: a token only has to differ from the job's
+    previous one, and a shared one lets one UPDATE wake them all.
+
+    Only parked jobs are woken, and a woken job is parked no more (`waits_for`
+    cleared): a job that has a message already (woken a moment ago, or polling)
+    runs anyway and reads the mirror then. Waking it again would only void its
+    message and send it to the back of the queue, and the recovery sweep would
+    send every parked job again each round until a worker got to it.
+    """
+    # A job waiting for its image is not woken by its server's changes, nor the reverse.
+    targets = Q(pk__in=list(job_ids))
+    if server_ids:
+        targets |= Q(target_server_id__in=list(server_ids)) & ~Q(waits_for="image")
+    if image_ids:
+        targets |= Q(target_image_id__in=list(image_ids)) & ~Q(waits_for="server")
+    if not (server_ids or image_ids or job_ids):
+        return []
+    now = timezone.now()
+    jobs = Job.objects.filter(site=site).exclude(status__in=Job.FINISHED).filter(targets)
+    wake = uuid.uuid4().hex
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    jobs.filter(free).exclude(waits_for="").update(wake=wake, due_at=now, waits_for="")
+    woken = list(Job.objects.filter(wake=wake).values_list("pk", flat=True))
+    for job_id in woken:
+        sending.send(job_id, wake, 0)
+    return list(jobs.exclude(free).values_list("pk", flat=True))
