@@ -388,7 +388,7 @@ def jobs_create(*, kind: str, actor, targets: list[dict], idempotency_key: str =
                 marker=uuid.uuid4().hex[:12],
                 due_at=now,
                 idempotency_key=idempotency_key[:64] if n == 0 else "",
-            )  # fmt: skip
+            )
         )
     try:
         with transaction.atomic():

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 # The task that advances a job, by name: the engine never imports the wiring
-# (portal.tasks) that defines it.
+# (operations.tasks) that defines it; the name kept its old module for queued messages.
 ADVANCE_TASK = "portal.tasks.job_advance_task"
 
 
