@@ -104,6 +104,13 @@ BASE_IMAGES = [
     ),
 ]
 
+# The service a tool image's users open, as a URL template: a portal proposes it as
+# a workshop's access link (e.g. the RStudio Server port, Guacamole's path).
+ACCESS_URLS = {
+    "RStudio-Ubuntu-22.04": "https://{ip}:8787/",
+    "Guacamole-Ubuntu-22.04": "https://{ip}/guacamole/",
+}
+
 # Servers: name, flavor, base image, status, disk used (GiB), age in days
 PRIMARY_SERVERS = {
     "alpha": [
@@ -305,6 +312,8 @@ def _seed(store, profile):
             "hw_rng_model": "virtio",
             "description": f"{name} base image maintained by the devcloud site",
         }
+        if name in ACCESS_URLS:
+            props["portal_access_url"] = ACCESS_URLS[name]
         images[name] = {
             "id": iid,
             "min_disk": min_disk,

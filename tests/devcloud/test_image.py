@@ -478,3 +478,13 @@ def test_a_listed_image_is_exactly_the_image_shown(admin, bulk, alpha):
             json=[{"op": "replace", "path": "/protected", "value": False}],
             headers=PATCH,
         )
+
+
+def test_the_tool_images_say_where_their_service_answers(alpha):
+    # What a portal proposes as a workshop's access link (the demo shows it).
+    by_name = {
+        image["name"]: image for image in _list(alpha, visibility="public", limit=100)["images"]
+    }
+    assert by_name["RStudio-Ubuntu-22.04"]["portal_access_url"] == "https://{ip}:8787/"
+    assert by_name["Guacamole-Ubuntu-22.04"]["portal_access_url"] == "https://{ip}/guacamole/"
+    assert "portal_access_url" not in by_name["Ubuntu-22.04-LTS"]
