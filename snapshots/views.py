@@ -2,7 +2,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -73,7 +72,7 @@ def _table_context(request, *, project=None) -> dict:
     if job_id is not None:
         try:
             job = job_get_for_user(request.user, job_id)
-        except (Http404, PermissionDenied):  # a stale or foreign id in a bookmark: no banner
+        except Http404:  # a stale or foreign id in a bookmark: no banner
             job = None
     return {
         "table": table,
