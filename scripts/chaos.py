@@ -384,9 +384,9 @@ def run(work: Path, env: dict, devcloud: DevcloudProcess, devcloud2: DevcloudPro
                 ids.append(instance_launch_request(actor=carol, plan=plan).pk)
             doomed = Snapshot.objects.filter(project=alpha, deleted_at__isnull=True)
             for snapshot in list(doomed.exclude(name__endswith=f"-{tag}"))[:DELETES]:
-                job, plan = snapshot_delete_request(snapshots=[snapshot], actor=alice)
+                job, refused = snapshot_delete_request(snapshots=[snapshot], actor=alice)
                 if job is None:  # refused as a user would be (e.g. its site not answering)
-                    log(f"delete of {snapshot.name} refused: {plan.skipped[0][1]}")
+                    log(f"delete of {snapshot.name} refused: {refused.skipped[0][1]}")
                     continue
                 ids.append(job.pk)
             return ids
