@@ -785,6 +785,18 @@ def all_up() -> bool:
     return True
 
 
+def health_settled(timeout: float = 90.0) -> list[str]:
+    """health(), asked again until it is empty or `timeout` passes: after a restart
+    on old state, Nova reports nova-compute down until the new process's first
+    heartbeat lands (its service row still has the old one's time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        problems = health()
+        if not problems or time.monotonic() > deadline:
+            return problems
+        time.sleep(3)
+
+
 def health() -> list[str]:
     """Problems found by asking every API something (empty when healthy)."""
     problems = []
@@ -897,7 +909,7 @@ def up() -> None:
     say("seeding resources: network, flavors, images")
     seed("resources")
     stamp("seeded")
-    problems = health()
+    problems = health_settled()
     if problems:
         raise SystemExit("openstack: unhealthy after start: " + "; ".join(problems))
     finish()
