@@ -13,6 +13,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import re
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -148,6 +149,19 @@ def ssh_key_get_for_user(user: object, key_id: int) -> SshKey:
     if key is None:
         raise ActionRefused("That SSH key no longer exists in your profile.", status=404)
     return key
+
+
+KEYPAIR_NAME = re.compile(r"^portal-u(\d+)-[0-9a-f]{16}$")
+
+
+def ssh_key_of_keypair(keypair_name: str) -> SshKey | None:
+    """The profile key a portal key pair name stands for (None: not one of the
+    portal's names, or the key was deleted from the profile since)."""
+    match = KEYPAIR_NAME.match(keypair_name)
+    if match is None:
+        return None
+    keys = SshKey.objects.filter(user_id=int(match.group(1))).select_related("user")
+    return next((key for key in keys if key.keypair_name == keypair_name), None)
 
 
 # --- writes ---------------------------------------------------------------------------

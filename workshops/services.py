@@ -31,6 +31,7 @@ from portal.csvsafe import csv_document
 from portal.errors import ActionRefused
 from portal.jobs import job_repeated
 from portal.models import Job
+from portal.ssh_keys import ssh_key_default
 from workshops.access_links import MAX_LENGTH, access_template_problem, access_url
 from workshops.models import Seat, Workshop
 
@@ -315,6 +316,8 @@ def workshop_add(*, workshop: Workshop, actor, participants: list[str], idempote
         participants,
         plan.prefix,
         plan.network_ids,
+        # Late participants get the organiser's key, as the first seats did.
+        ssh_key=ssh_key_default(workshop.created_by) if workshop.created_by else None,
     )
     job = instance_launch_request(
         actor=actor, plan=plan, idempotency_key=idempotency_key, notify=False
