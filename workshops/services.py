@@ -157,6 +157,23 @@ def workshop_access_url_set(*, workshop: Workshop, actor, template: str) -> None
     )
 
 
+MAX_INSTRUCTIONS = 4000
+
+
+def workshop_instructions_set(*, workshop: Workshop, actor, text: str) -> None:
+    """The organiser's instructions for the handout (empty: none)."""
+    _check_may_act(actor, workshop)
+    text = text.strip().replace("\r\n", "\n")
+    if len(text) > MAX_INSTRUCTIONS:
+        raise ActionRefused(
+            f"The instructions may be at most {MAX_INSTRUCTIONS:,} characters long "
+            f"(these are {len(text):,}).",
+            status=400,
+        )
+    workshop.instructions = text
+    workshop.save(update_fields=["instructions"])
+
+
 def workshop_csv(workshop: Workshop) -> str:
     header = ["participant", "email", "machine", "status", "ip", "access"]
     rows = [
