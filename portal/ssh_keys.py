@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
@@ -24,6 +25,9 @@ from django.db.models import QuerySet
 from portal import cloud
 from portal.errors import ActionRefused
 from portal.models import SshKey
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 # A 16384-bit RSA key is ~2,800 characters with a long comment; anything much
 # longer is not one key.
@@ -134,16 +138,16 @@ def key_parse(text: str) -> ParsedKey:
 # --- reads ----------------------------------------------------------------------------
 
 
-def ssh_keys_of(user: object) -> QuerySet[SshKey]:
+def ssh_keys_of(user: User) -> QuerySet[SshKey]:
     """The user's keys, the default first."""
     return SshKey.objects.filter(user=user)
 
 
-def ssh_key_default(user: object) -> SshKey | None:
+def ssh_key_default(user: User) -> SshKey | None:
     return SshKey.objects.filter(user=user, is_default=True).first()
 
 
-def ssh_key_get_for_user(user: object, key_id: int) -> SshKey:
+def ssh_key_get_for_user(user: User, key_id: int) -> SshKey:
     """One of the user's own keys; ActionRefused (404) for anyone else's or a deleted one."""
     key = SshKey.objects.filter(user=user, pk=key_id).first()
     if key is None:
@@ -167,7 +171,7 @@ def ssh_key_of_keypair(keypair_name: str) -> SshKey | None:
 # --- writes ---------------------------------------------------------------------------
 
 
-def ssh_key_add(*, user: object, text: str, name: str = "") -> SshKey:
+def ssh_key_add(*, user: User, text: str, name: str = "") -> SshKey:
     """Keep a new public key for `user`; the first becomes the default."""
     parsed = key_parse(text)
     name = (name.strip() or parsed.comment or parsed.key_type)[:MAX_NAME_CHARS]
@@ -187,7 +191,7 @@ def ssh_key_add(*, user: object, text: str, name: str = "") -> SshKey:
         raise KeyRefused("You added this key (or a key of this name) already.") from exc
 
 
-def ssh_key_default_set(*, user: object, key_id: int) -> SshKey:
+def ssh_key_default_set(*, user: User, key_id: int) -> SshKey:
     key = ssh_key_get_for_user(user, key_id)
     with transaction.atomic():
         SshKey.objects.filter(user=user, is_default=True).exclude(pk=key.pk).update(
@@ -198,7 +202,7 @@ def ssh_key_default_set(*, user: object, key_id: int) -> SshKey:
     return key
 
 
-def ssh_key_delete(*, user: object, key_id: int) -> None:
+def ssh_key_delete(*, user: User, key_id: int) -> None:
     """Forget the key; the portal's key pair in the clouds stays (machines booted with
     it keep the key either way). A deleted default passes to the oldest key left."""
     key = ssh_key_get_for_user(user, key_id)
