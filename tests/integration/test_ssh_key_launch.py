@@ -172,3 +172,20 @@ def test_a_key_deleted_after_the_launch_was_asked_fails_the_check(live_demo):
     assert job.status == Job.Status.FAILED
     assert "the SSH key “short-lived” was deleted from its owner's profile" in job.error
     assert not Server.objects.filter(name__startswith="late-del").exists()
+
+
+def test_a_pair_replaced_in_the_cloud_gets_the_users_key_back(live_demo, client):
+    alice = live_demo["users"]["alice"]
+    public_key = new_ed25519("alice@desk")
+    key = ssh_key_add(user=alice, text=public_key, name="desk")
+    sdk = sdk_connection(live_demo["clouds"], "devcloud")
+    # Someone with the service account's credentials put another key under the name.
+    sdk.compute.create_keypair(name=key.keypair_name, public_key=new_ed25519("intruder"))
+    client.force_login(alice)
+    try:
+        _launched(_launch(client, live_demo, name="key-swapped", ssh_key=key.pk))
+        assert _nova_server(sdk, "key-swapped").key_name == key.keypair_name
+        assert sdk.compute.get_keypair(key.keypair_name).public_key == public_key
+    finally:
+        _cleanup(sdk, "key-swapped")
+        sdk.compute.delete_keypair(key.keypair_name, ignore_missing=True)
