@@ -10,6 +10,11 @@ urlpatterns = [
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/<id:job_id>/", views.job_detail, name="job-detail"),
+    path("profile/keys/", views.profile_keys, name="profile-keys"),
+    path(
+        "profile/keys/<id:key_id>/default/", views.profile_key_default, name="profile-key-default"
+    ),
+    path("profile/keys/<id:key_id>/delete/", views.profile_key_delete, name="profile-key-delete"),
     path("preferences/page-size/", views.page_size_set, name="page-size-set"),
     path("instances/", include("instances.urls")),
     path("images/", include("images.urls")),

@@ -6,7 +6,7 @@ import secrets
 import string
 import uuid
 
-from . import clock, console, flavors, neutron, nova_images, quotas, transitions
+from . import clock, console, flavors, keypairs, neutron, nova_images, quotas, transitions
 from . import image as image_mod
 from .nova import (
     MAX_VERSION,
@@ -662,9 +662,7 @@ def create_server(req):
     az = server.get("availability_zone")
     if az not in (None, "", "nova"):
         raise ApiError(400, "The requested availability zone is not available")
-    key_name = server.get("key_name")
-    if key_name:
-        raise ApiError(400, "Invalid key_name provided.")
+    key_name = keypairs.boot_key_name(req, server.get("key_name"))
     metadata = server.get("metadata", {})
     _check_metadata(metadata)
     description = server.get("description") if mv(req, 19) else None
@@ -1084,7 +1082,9 @@ def register(router: Router):
     router.add("GET", f"/os-quota-sets/{pid}/defaults", quotas.show_quota_defaults)
     router.add("GET", "/os-availability-zone", quotas.availability_zones)
     router.add("GET", "/os-availability-zone/detail", quotas.availability_zones_detail)
-    router.add("GET", "/os-keypairs", quotas.list_keypairs)
-    router.add("GET", "/os-keypairs/(?P<name>[^/]+)", quotas.show_keypair)
+    router.add("GET", "/os-keypairs", keypairs.list_keypairs)
+    router.add("POST", "/os-keypairs", keypairs.create_keypair)
+    router.add("GET", "/os-keypairs/(?P<name>[^/]+)", keypairs.show_keypair)
+    router.add("DELETE", "/os-keypairs/(?P<name>[^/]+)", keypairs.delete_keypair)
     router.add("GET", "/extensions", quotas.extensions)
     nova_images.register(router)

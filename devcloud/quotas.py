@@ -1,4 +1,4 @@
-"""Nova limits, quota sets and the small endpoints clients probe (AZs, keypairs)."""
+"""Nova limits, quota sets and the small endpoints clients probe (AZs, extensions)."""
 
 from .nova import mv
 from .store import dumps, loads
@@ -204,14 +204,6 @@ def availability_zones_detail(req):
             ]
         },
     )
-
-
-def list_keypairs(req):
-    return Response(200, {"keypairs": []})
-
-
-def show_keypair(req, name):
-    raise ApiError(404, f"Keypair {name} not found for user {req.ctx.user_id}")
 
 
 def extensions(req):

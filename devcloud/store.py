@@ -165,6 +165,16 @@ CREATE TABLE IF NOT EXISTS transitions (
     object_id TEXT NOT NULL,
     payload TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS keypairs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    type TEXT NOT NULL DEFAULT 'ssh',
+    created_at TEXT NOT NULL,
+    UNIQUE (user_id, name)
+);
 CREATE INDEX IF NOT EXISTS transitions_due ON transitions (due);
 CREATE INDEX IF NOT EXISTS transitions_object ON transitions (object_id);
 """

@@ -9,7 +9,7 @@ from instances.participants import MAX_COUNT
 if TYPE_CHECKING:
     from images.models import Image
     from instances.models import Flavor, Network
-    from portal.models import Project
+    from portal.models import Project, SshKey
 
 
 class LaunchForm(forms.Form):
@@ -31,12 +31,16 @@ class LaunchForm(forms.Form):
     count = forms.IntegerField(
         min_value=1, max_value=MAX_COUNT, initial=1, label="Number of instances"
     )
+    # The launching user's own keys; empty: no key.
+    ssh_key: forms.ModelChoiceField[SshKey] = forms.ModelChoiceField(
+        queryset=None, required=False, label="SSH key"
+    )
     participants = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 5}), label="Participants (one per line)",
         help_text="Workshop mode: one instance per participant, named after them.",
     )  # fmt: skip
 
-    def __init__(self, *args, projects, flavors, images, networks, **kwargs):
+    def __init__(self, *args, projects, flavors, images, networks, ssh_keys, **kwargs):
         """`networks`: the networks to choose from, or an empty queryset when the
         page need not ask (then the field is ignored)."""
         super().__init__(*args, **kwargs)
@@ -44,6 +48,10 @@ class LaunchForm(forms.Form):
         self.fields["flavor"].queryset = flavors
         self.fields["image"].queryset = images
         self.fields["network"].queryset = networks
+        self.fields["ssh_key"].queryset = ssh_keys
+        self.fields["ssh_key"].error_messages["invalid_choice"] = (
+            "That SSH key is not in your profile (any more): choose another one, or none."
+        )
         self.fields["network"].required = networks.exists()
         self.fields["network"].error_messages["required"] = (
             "Choose the network the new machines join."

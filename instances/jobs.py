@@ -41,6 +41,8 @@ from portal.jobs import (
 )
 from portal.mirror.authorship import CREATED_BY_KEY
 from portal.mirror.freshness import site_watched
+from portal.models import SshKey
+from portal.ssh_keys import keypair_ensure
 
 # Servers created, or deleted, per task run: each is one or two HTTP calls, and a
 # run must end well inside the task's soft time limit even on a slow cloud.
@@ -233,6 +235,10 @@ class LaunchParams:
     image_id: str = ""
     # The networks chosen on the page (None: the project's or the site's).
     network_ids: list[str] | None = None
+    # The SSH key (portal.SshKey) injected into every seat, and its name then (None:
+    # no key). Its owner is the launching user, or a workshop's organiser.
+    ssh_key_pk: int | None = None
+    ssh_key_name: str = ""
     # A retry: the launch it retries, and its failed seats' machines to delete first.
     retry_of: int | None = None
     replaces: list[dict] = field(default_factory=list)
@@ -244,6 +250,8 @@ class LaunchState:
     removed: list[str] = field(default_factory=list)
     # The networks as the check found them usable (None: not checked yet, or Nova's choice).
     network_ids: list[str] | None = None
+    # The Nova key pair the check made sure of ("": no key asked for).
+    key_name: str = ""
     # Per seat (its index, as text): its server's id, and its outcome ("active", "failed: ...").
     servers: dict[str, str] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)
@@ -314,6 +322,28 @@ def step_launch_check(ctx: StepContext) -> None:
         raise StepFailed("the flavor or image is gone") from exc
     # What the seats boot on: as checked now (a project's setting may have changed).
     ctx.state.network_ids = plan.network_ids
+    ctx.state.key_name = _key_pair_ready(ctx)
+
+
+def _key_pair_ready(ctx: StepContext) -> str:
+    """The Nova key pair of the launch's SSH key, imported (again) if the cloud does not
+    have it with this public key: a user may have deleted it there, or a cloud's
+    operators. "" when the launch asked for no key. A key deleted from the profile
+    since the launch was asked fails the check: no machine boots without the key its
+    user expects."""
+    params: LaunchParams = ctx.params
+    if params.ssh_key_pk is None:
+        return ""
+    key = SshKey.objects.filter(pk=params.ssh_key_pk).first()
+    if key is None:
+        raise StepFailed(
+            f"the SSH key “{params.ssh_key_name}” was deleted from its owner's profile after "
+            "the launch was asked for; launch again with another key (or none)"
+        )
+    try:
+        return keypair_ensure(site=ctx.site.name, key=key)
+    except (cloud.BadRequest, cloud.Forbidden, cloud.Conflict) as exc:
+        raise StepFailed(f"the cloud refused the SSH key “{key.name}”: {exc.message}") from exc
 
 
 def _launch_one(ctx: StepContext, index: int, name: str) -> bool:
@@ -357,7 +387,7 @@ def _launch_one(ctx: StepContext, index: int, name: str) -> bool:
         server = cloud.server_create(
             ctx.site.name, project_id=project_id, name=name,
             flavor_id=ctx.params.flavor_id, image_id=ctx.params.image_id,
-            metadata=metadata, network_ids=networks,
+            metadata=metadata, network_ids=networks, key_name=state.key_name or None,
         )  # fmt: skip
     except (cloud.BadRequest, cloud.Forbidden, cloud.Conflict) as exc:
         outcomes[key] = f"failed: {exc.message}"

@@ -44,5 +44,7 @@ def _launch_job(*, actor, plan: LaunchPlan, idempotency_key: str) -> Job:
             image_pk=plan.image.pk,
             image_id=plan.image.openstack_id,
             network_ids=plan.network_ids,
+            ssh_key_pk=plan.ssh_key.pk if plan.ssh_key else None,
+            ssh_key_name=plan.ssh_key.name if plan.ssh_key else "",
         ),
     )

@@ -16,7 +16,7 @@ from instances.participants import MAX_COUNT
 from instances.selectors import networks_usable_by
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
-from portal.models import Project
+from portal.models import Project, SshKey
 from portal.sites import network_refs, site_networks
 
 
@@ -137,6 +137,8 @@ class LaunchPlan:
     prefix: str
     # The networks the machines join (ids); None: Nova's "auto".
     network_ids: list[str] | None = None
+    # The SSH key injected into each machine (None: launched without one).
+    ssh_key: SshKey | None = None
 
 
 def boot_tests_of(images) -> dict[tuple[int, str], BootTest]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
@@ -28,6 +30,7 @@ from portal.errors import ActionRefused
 from portal.filters import name_q
 from portal.http import param_id, param_int, param_search
 from portal.jobs import job_repeated
+from portal.ssh_keys import ssh_keys_of
 
 MAX_PREVIEW = 100
 
@@ -119,6 +122,15 @@ def _requested_count(data, participants: list[str]) -> int:
     return param_int(data, "count", default=1, low=1, high=MAX_COUNT, clamp=True)
 
 
+def _ssh_key_choice(data, keys) -> str:
+    """The key the form shows chosen, as the option's value: the one asked for ("" for
+    none), else the user's default."""
+    if "ssh_key" in data:
+        return str(data.get("ssh_key", ""))
+    default = next((key for key in keys if key.is_default), None)
+    return str(default.pk) if default else ""
+
+
 def _launch_submit(request, form):
     """Check the posted form's plan and start the job; returns (job, refusal)."""
     key = request.POST.get("idempotency_key", "")
@@ -145,6 +157,7 @@ def _launch_submit(request, form):
         )
     except ActionRefused as refused:
         return None, refused
+    plan = dataclasses.replace(plan, ssh_key=form.cleaned_data.get("ssh_key"))
     job = instance_launch_request(actor=request.user, plan=plan, idempotency_key=key)
     messages.success(request, f"Launching {len(plan.names)} instance(s): job #{job.pk}.")
     return job, None
@@ -216,6 +229,8 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
         "refusal": refusal,
         "too_many": too_many,
         "max_count": MAX_COUNT,
+        "ssh_keys": list(form.fields["ssh_key"].queryset),
+        "ssh_key_choice": _ssh_key_choice(data, form.fields["ssh_key"].queryset),
         "tab": "snapshots" if image is not None and image.is_snapshot else data.get("tab", "base"),
     }
 
@@ -239,6 +254,7 @@ def instance_new(request):
         flavors=flavors_usable_by(project),
         images=_launchable_images(project),
         networks=network_question(project),
+        ssh_keys=ssh_keys_of(request.user),
     )
     refusal = None
     if launching and form.is_valid():

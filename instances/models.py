@@ -109,6 +109,9 @@ class Server(MirrorRow):
     # snapshots nor deletes it, although its admin token would pass Nova's check.
     locked = models.BooleanField(default=False)
     locked_reason = models.CharField(max_length=255, blank=True)
+    # The Nova key pair injected at boot ("": none); the portal's are named
+    # portal-u<user>-<digest> (see portal.models.SshKey.keypair_name).
+    key_name = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(null=True, blank=True, db_index=True)
     updated_at = models.DateTimeField(null=True, blank=True)
 

@@ -16,6 +16,7 @@ from portal.access import (
 from portal.http import param_ids
 from portal.jobs import busy_pks
 from portal.models import Job, Project
+from portal.ssh_keys import ssh_key_of_keypair
 
 
 def flavors_usable_by(project: Project) -> QuerySet[Flavor]:
@@ -163,6 +164,7 @@ def server_detail_context(user, server) -> dict:
         "running_job": next((j for j in jobs if not j.is_finished), None),
         "jobs": jobs,
         "snapshots": snapshots,
+        "ssh_key": ssh_key_of_keypair(server.key_name) if server.key_name else None,
     }
 
 

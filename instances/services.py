@@ -48,6 +48,7 @@ def server_fields(
         "fault_message": server.fault_message,
         "locked": server.locked,
         "locked_reason": server.locked_reason[:255],
+        "key_name": (server.key_name or "")[:255],
         "created_at": server.created_at,
         "updated_at": server.updated_at,
     }

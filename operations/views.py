@@ -1,13 +1,25 @@
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
-from django.shortcuts import render
-from django.views.decorators.http import require_GET, require_POST
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.launch_retry import launch_followups
+from portal.errors import ActionRefused
 from portal.http import next_url, param_int, redirect_back
 from portal.selectors import job_get_for_user
 from portal.selectors import job_list as jobs_for
+from portal.ssh_keys import (
+    MAX_KEY_CHARS,
+    MAX_NAME_CHARS,
+    KeyRefused,
+    ssh_key_add,
+    ssh_key_default_set,
+    ssh_key_delete,
+    ssh_keys_of,
+)
 from portal.tables import PAGE_SIZES, REMEMBERED_PAGE_SIZES, page_size_save
 from workshops.models import Workshop
 
@@ -53,6 +65,57 @@ def page_size_set(request):
         raise BadRequest(f"Choose a page size of {', '.join(map(str, PAGE_SIZES))}.")
     page_size_save(user=request.user, key=key, size=size)
     return redirect_back(request, "home")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def profile_keys(request):
+    """The user's SSH public keys; POST adds one (400 with the reason when refused)."""
+    status, name, text, error = 200, "", "", ""
+    if request.method == "POST":
+        name = request.POST.get("name", "")[: MAX_NAME_CHARS + 1]
+        text = request.POST.get("public_key", "")
+        try:
+            if len(name) > MAX_NAME_CHARS:
+                raise KeyRefused(f"A key's name is at most {MAX_NAME_CHARS} characters.")
+            key = ssh_key_add(user=request.user, text=text, name=name)
+        except KeyRefused as refused:
+            status, error = refused.status, refused.message
+            # A private key pasted by mistake is never shown again, nor is a paste too
+            # long to be a key.
+            if refused.private or len(text) > MAX_KEY_CHARS:
+                text = ""
+        else:
+            messages.success(request, f"Key “{key.name}” added: {key.fingerprint}.")
+            return redirect("profile-keys")
+    context = {"keys": ssh_keys_of(request.user), "name": name, "text": text, "error": error}
+    return render(request, "portal/profile_keys.html", context, status=status)
+
+
+def _key_action(request, key_id: int, action, done: str):
+    try:
+        action(user=request.user, key_id=key_id)
+    except ActionRefused as refused:
+        if refused.status == 404:
+            raise Http404(refused.message) from refused
+        raise
+    messages.success(request, done)
+    return redirect("profile-keys")
+
+
+@login_required
+@require_POST
+def profile_key_default(request, key_id: int):
+    return _key_action(request, key_id, ssh_key_default_set, "Default key changed.")
+
+
+@login_required
+@require_POST
+def profile_key_delete(request, key_id: int):
+    return _key_action(
+        request, key_id, ssh_key_delete,
+        "Key deleted. Machines that have it keep it until you remove it from them.",
+    )  # fmt: skip
 
 
 def bad_request(request, exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -301,3 +302,42 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder or 'nobody'}"
+
+
+class SshKey(models.Model):
+    """One SSH public key of a user (validated by portal.ssh_keys). A launch injects
+    the chosen one through a Nova key pair the portal owns (`keypair_name`)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys"
+    )
+    name = models.CharField(max_length=100)
+    # One line, OpenSSH's format: "<type> <base64> [comment]", the comment kept.
+    public_key = models.TextField()
+    key_type = models.CharField(max_length=40)
+    bits = models.PositiveIntegerField()
+    # As `ssh-keygen -lf` prints it: "SHA256:" and unpadded base64.
+    fingerprint = models.CharField(max_length=60)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-is_default", "name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "fingerprint"], name="ssh_key_unique_per_user"),
+            models.UniqueConstraint(fields=["user", "name"], name="ssh_key_name_unique_per_user"),
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(is_default=True), name="ssh_key_one_default"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.fingerprint})"
+
+    @property
+    def keypair_name(self) -> str:
+        """The Nova key pair the portal imports this key as, in its service account:
+        the user and the key's own digest, so one name always means one key."""
+        digest = self.fingerprint.removeprefix("SHA256:")
+        hexed = base64.b64decode(digest + "=" * (-len(digest) % 4)).hex()
+        return f"portal-u{self.user_id}-{hexed[:16]}"

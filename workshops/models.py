@@ -34,6 +34,9 @@ class Workshop(models.Model):
     access_url_confirmed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The organiser's own words on the handout (how to log in, what to open first),
+    # shown as plain text.
+    instructions = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]

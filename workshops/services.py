@@ -30,7 +30,8 @@ from portal.access import can_act_on, get_visible_or_404, in_visible_projects
 from portal.csvsafe import csv_document
 from portal.errors import ActionRefused
 from portal.jobs import job_repeated
-from portal.models import Job
+from portal.models import Job, SshKey
+from portal.ssh_keys import ssh_key_default
 from workshops.access_links import MAX_LENGTH, access_template_problem, access_url
 from workshops.models import Seat, Workshop
 
@@ -154,6 +155,23 @@ def workshop_access_url_set(*, workshop: Workshop, actor, template: str) -> None
     workshop.save(
         update_fields=["access_url_template", "access_url_confirmed_at", "access_url_confirmed_by"]
     )
+
+
+MAX_INSTRUCTIONS = 4000
+
+
+def workshop_instructions_set(*, workshop: Workshop, actor, text: str) -> None:
+    """The organiser's instructions for the handout (empty: none)."""
+    _check_may_act(actor, workshop)
+    text = text.strip().replace("\r\n", "\n")
+    if len(text) > MAX_INSTRUCTIONS:
+        raise ActionRefused(
+            f"The instructions may be at most {MAX_INSTRUCTIONS:,} characters long "
+            f"(these are {len(text):,}).",
+            status=400,
+        )
+    workshop.instructions = text
+    workshop.save(update_fields=["instructions"])
 
 
 def workshop_csv(workshop: Workshop) -> str:
@@ -283,6 +301,16 @@ def workshop_retry(
     return jobs
 
 
+def _organiser_key(workshop: Workshop, launched: dict) -> SshKey | None:
+    """The SSH key late participants get: the one the first seats got while the
+    organiser keeps it, else the organiser's default; none when the workshop was
+    launched without a key."""
+    if launched.get("ssh_key_pk") is None or workshop.created_by is None:
+        return None
+    kept = SshKey.objects.filter(pk=launched["ssh_key_pk"], user=workshop.created_by).first()
+    return kept or ssh_key_default(workshop.created_by)
+
+
 def workshop_add(*, workshop: Workshop, actor, participants: list[str], idempotency_key: str = ""):
     """Late participants: one more launch, with names that do not clash with the seats'."""
     _check_may_act(actor, workshop)
@@ -315,6 +343,7 @@ def workshop_add(*, workshop: Workshop, actor, participants: list[str], idempote
         participants,
         plan.prefix,
         plan.network_ids,
+        ssh_key=_organiser_key(workshop, launched),
     )
     job = instance_launch_request(
         actor=actor, plan=plan, idempotency_key=idempotency_key, notify=False

@@ -11,6 +11,11 @@ urlpatterns = [
     path("<id:workshop_id>/handout/", views.workshop_handout, name="workshop-handout"),
     path("<id:workshop_id>/retry/", views.workshop_retry_view, name="workshop-retry"),
     path("<id:workshop_id>/add/", views.workshop_add_view, name="workshop-add"),
+    path(
+        "<id:workshop_id>/instructions/",
+        views.workshop_instructions_view,
+        name="workshop-instructions",
+    ),
     path("<id:workshop_id>/access/", views.workshop_access_view, name="workshop-access"),
     path("<id:workshop_id>/teardown/", views.workshop_teardown_view, name="workshop-teardown"),
 ]

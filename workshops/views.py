@@ -12,12 +12,15 @@ from portal.errors import ActionRefused
 from portal.http import param_id, param_ids
 from portal.jobs import job_repeated
 from workshops.access_links import access_template_problem, allowed_hosts
+from workshops.handout import login_user_of, qr_svg
 from workshops.services import (
+    MAX_INSTRUCTIONS,
     seat_rows,
     workshop_access_url_set,
     workshop_add,
     workshop_csv,
     workshop_get_for_user,
+    workshop_instructions_set,
     workshop_list,
     workshop_may_act,
     workshop_retry,
@@ -67,6 +70,7 @@ def _detail_context(request, workshop) -> dict:
         "access_problem": workshop.access_url_template
         and access_template_problem(workshop.access_url_template),
         "access_hosts": allowed_hosts(),
+        "max_instructions": MAX_INSTRUCTIONS,
     }
 
 
@@ -100,7 +104,13 @@ def workshop_download(request, workshop_id: int):
 def workshop_handout(request, workshop_id: int):
     """One block per participant, to print and hand out."""
     workshop = workshop_get_for_user(request.user, workshop_id)
-    return render(request, "workshops/handout.html", _detail_context(request, workshop))
+    context = _detail_context(request, workshop)
+    # A seat has an access link only once the organiser confirmed one (seat_rows).
+    context["blocks"] = [
+        (row, qr_svg(row.access_url) if row.access_url else "") for row in context["rows"]
+    ]
+    context["login_user"] = login_user_of(workshop.image.properties if workshop.image else {})
+    return render(request, "workshops/handout.html", context)
 
 
 def _act(request, workshop_id: int, action, done: str, *, refused_context=None):
@@ -186,6 +196,19 @@ def workshop_teardown_view(request, workshop_id: int):
         request, workshop_id,
         lambda w, key: workshop_teardown(workshop=w, actor=request.user, idempotency_key=key),
         "Tearing the workshop down: every machine is being deleted.",
+    )  # fmt: skip
+
+
+@login_required
+@require_POST
+def workshop_instructions_view(request, workshop_id: int):
+    """Save the organiser's instructions for the handout (empty: none)."""
+    text = request.POST.get("instructions", "")
+    return _act(
+        request, workshop_id,
+        lambda w, key: workshop_instructions_set(workshop=w, actor=request.user, text=text),
+        "Instructions saved: the handout shows them to every participant.",
+        refused_context={"instructions_input": text[: MAX_INSTRUCTIONS + 100]},
     )  # fmt: skip
 
 

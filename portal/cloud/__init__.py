@@ -36,10 +36,12 @@ from portal.cloud.image import (
     image_list,
     image_pages,
 )
+from portal.cloud.keypairs import keypair_delete, keypair_get, keypair_import
 from portal.cloud.network import network_list
 from portal.cloud.types import (
     CloudFlavor,
     CloudImage,
+    CloudKeypair,
     CloudNetwork,
     CloudProject,
     CloudServer,
@@ -52,6 +54,7 @@ __all__ = [
     "CloudError",
     "CloudFlavor",
     "CloudImage",
+    "CloudKeypair",
     "CloudNetwork",
     "CloudProject",
     "CloudServer",
@@ -70,6 +73,9 @@ __all__ = [
     "image_get",
     "image_list",
     "image_pages",
+    "keypair_delete",
+    "keypair_get",
+    "keypair_import",
     "last_answer",
     "limits_get",
     "network_list",

@@ -63,6 +63,7 @@ def _server_from_body(body: Mapping[str, Any]) -> CloudServer:
         fault_message=fault.get("message") or "",
         locked=bool(body.get("locked")),
         locked_reason=body.get("locked_reason") or "",
+        key_name=body.get("key_name") or None,
     )
 
 
@@ -187,6 +188,7 @@ def server_create(
     image_id: str,
     metadata: Mapping[str, str],
     network_ids: Sequence[str] | None = None,
+    key_name: str | None = None,
 ) -> CloudServer:
     """Boot one server inside the project. Returns it as Nova first describes it (BUILD).
 
@@ -195,6 +197,10 @@ def server_create(
     one network (or to allocate one). With several networks visible to the
     project, "auto" is a 409 "Multiple possible networks found" (a Conflict):
     callers that know of several pass the one to use.
+
+    `key_name`: a key pair of the portal's service account (see keypairs), whose
+    public key Nova injects; one it does not have is a 400 "Invalid key_name
+    provided.".
     """
     networks: str | list[dict[str, str]] = (
         "auto" if network_ids is None else [{"uuid": n} for n in network_ids]
@@ -207,6 +213,7 @@ def server_create(
             image_id=image_id,
             networks=networks,
             metadata=dict(metadata),
+            **({"key_name": key_name} if key_name else {}),
         )
         return server_get(site, server_id=created.id)
 

@@ -54,6 +54,8 @@ class CloudServer:
     # refuses them itself.
     locked: bool = False
     locked_reason: str = ""
+    # The Nova key pair injected at boot (None: booted without one).
+    key_name: str | None = None
 
     @property
     def is_deleted(self) -> bool:
@@ -80,6 +82,14 @@ class CloudImage:
     @property
     def is_snapshot(self) -> bool:
         return self.properties.get("image_type") == "snapshot"
+
+
+@dataclass(frozen=True)
+class CloudKeypair:
+    name: str
+    public_key: str
+    fingerprint: str  # Nova's: MD5, "aa:bb:..."
+    type: str = "ssh"
 
 
 @dataclass(frozen=True)

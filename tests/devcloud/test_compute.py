@@ -442,7 +442,7 @@ def test_server_metadata_endpoints(alpha):
 
 
 def test_small_endpoints_the_clients_ask_for(alpha):
-    assert alpha.get("/compute/v2.1/os-keypairs").json() == {"keypairs": []}
+    assert isinstance(alpha.get("/compute/v2.1/os-keypairs").json()["keypairs"], list)
     zones = alpha.get("/compute/v2.1/os-availability-zone").json()["availabilityZoneInfo"]
     assert zones[0]["zoneName"] == "nova"
 

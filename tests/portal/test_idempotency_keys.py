@@ -7,7 +7,12 @@ from pathlib import Path
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 # Posting forms that start no job.
-NO_JOB = ("{% url 'login' %}", "{% url 'logout' %}", "{% url 'page-size-set' %}")
+NO_JOB = (
+    "{% url 'login' %}", "{% url 'logout' %}", "{% url 'page-size-set' %}",
+    # The profile's SSH keys: a second add is refused as a duplicate.
+    "{% url 'profile-keys' %}", "{% url 'profile-key-default' key.pk %}",
+    "{% url 'profile-key-delete' key.pk %}",
+)  # fmt: skip
 
 
 def test_every_posting_form_that_starts_a_job_carries_a_key():

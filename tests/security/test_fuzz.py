@@ -16,8 +16,10 @@ from instances.launch import instance_launch_request
 from instances.launch_rules import launch_check
 from instances.models import Flavor
 from portal.models import Job
+from portal.ssh_keys import ssh_key_add
 from snapshots.models import Snapshot
 from tests.factories import make_image, make_server
+from tests.ssh_keys import ED25519
 from workshops.models import Workshop
 
 # Text a person or an attacker might type: digits (also non-ASCII ones), huge and
@@ -44,7 +46,7 @@ PAGES = {
                                 "boot", "page", "per_page", "sort", "job"],
     "images:image-list": ["name", "tag", "site"],
     "instances:instance-new": ["project", "flavor", "image", "count", "participants", "name",
-                               "flavor_q", "image_q", "tab", "network"],
+                               "flavor_q", "image_q", "tab", "network", "ssh_key"],
     "job-list": ["page"],
     "workshops:workshop-list": ["project"],
     "instances:instance-delete": ["selected", "all_matching", "q", "status", "project", "site",
@@ -65,7 +67,7 @@ POSTS = {
     "page-size-set": (None, ["key", "per_page", "next"]),
     "instances:instance-new": (None, ["project", "flavor", "image", "count", "participants",
                                       "name", "preview", "network", "confirmed", "flavor_q",
-                                      "image_q", "tab", "idempotency_key"]),
+                                      "image_q", "tab", "idempotency_key", "ssh_key"]),
     "instances:instance-delete": (None, ["selected", "all_matching", "upto", "confirmed",
                                          "idempotency_key", "next", *SERVER_FILTERS]),
     "instances:instance-stop": ("server", ["idempotency_key", "next"]),
@@ -84,6 +86,10 @@ POSTS = {
     "workshops:workshop-add": ("workshop", ["participants", "idempotency_key"]),
     "workshops:workshop-teardown": ("workshop", ["idempotency_key"]),
     "workshops:workshop-access": ("workshop", ["access_url", "idempotency_key"]),
+    "workshops:workshop-instructions": ("workshop", ["instructions", "idempotency_key"]),
+    "profile-keys": (None, ["public_key", "name"]),
+    "profile-key-default": ("ssh_key", ["idempotency_key"]),
+    "profile-key-delete": ("ssh_key", ["idempotency_key"]),
 }  # fmt: skip
 
 # POST endpoints not fuzzed here, and why.
@@ -126,6 +132,7 @@ def world(client, people, monkeypatch):
     return {
         "server": vm, "snapshot": Snapshot.objects.get(pk=image.pk), "launch": launch,
         "workshop": Workshop.objects.get(launch_job=launch),
+        "ssh_key": ssh_key_add(user=alice, text=ED25519),
     }  # fmt: skip
 
 
