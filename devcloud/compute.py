@@ -1171,6 +1171,9 @@ def register(router: Router):
     router.add("GET", f"/flavors/{fid}/os-extra_specs", flavors.flavor_extra_specs)
     router.add("GET", f"/flavors/{fid}/os-extra_specs/(?P<key>[^/]+)", flavors.flavor_extra_spec)
     router.add("GET", f"/flavors/{fid}/os-flavor-access", flavors.flavor_access)
+    router.add("POST", "/flavors", flavors.create_flavor)
+    router.add("DELETE", f"/flavors/{fid}", flavors.delete_flavor)
+    router.add("POST", f"/flavors/{fid}/action", flavors.flavor_action)
     router.add("GET", "/limits", quotas.limits)
     pid = "(?P<project_id>[^/]+)"
     router.add("GET", f"/os-quota-sets/{pid}", quotas.show_quota)
