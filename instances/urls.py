@@ -1,6 +1,6 @@
 from django.urls import path
 
-from instances import launch_views, views
+from instances import launch_views, park_views, views
 
 app_name = "instances"
 
@@ -12,6 +12,8 @@ urlpatterns = [
     path("<id:server_id>/row/", views.instance_row, name="instance-row"),
     path("<id:server_id>/stop/", views.instance_stop, name="instance-stop"),
     path("<id:server_id>/start/", views.instance_start, name="instance-start"),
+    path("<id:server_id>/park/", park_views.instance_park, name="instance-park"),
+    path("<id:server_id>/resume/", park_views.instance_resume, name="instance-resume"),
     path("launches/<id:job_id>/retry/", views.launch_retry, name="launch-retry"),
     path(
         "launches/<id:job_id>/delete-failed/",
