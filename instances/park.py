@@ -168,6 +168,56 @@ def server_resume_request(
     )  # fmt: skip
 
 
+# --- Many at once (the overview's selection, a workshop's seats) ----------------------
+
+# At most this many machines per bulk park or resume (one job each, one INSERT).
+PARK_MANY_MAX = 200
+
+
+@dataclass
+class PlannedPark:
+    server: Server
+    refusal: str  # "": it will be parked (or resumed)
+
+
+def park_many_plan(*, servers, actor, action: str) -> list[PlannedPark]:
+    """For each machine: parked / resumed, or why it is skipped (the rules of the
+    single action; a resume whose flavor is gone is done from the machine's page)."""
+    from portal.jobs import busy_pks
+
+    busy = busy_pks(servers, target="server")
+    rows = []
+    for server in servers:
+        try:
+            if action == "park":
+                server_park_check(server=server, actor=actor, busy=busy)
+            else:
+                server_resume_check(server=server, actor=actor, busy=busy)
+                problem = resume_flavor_problem(server)
+                if problem:
+                    raise ActionRefused(f"{problem} (resume it from its own page)")
+        except ActionRefused as refused:
+            rows.append(PlannedPark(server, refused.message))
+        else:
+            rows.append(PlannedPark(server, ""))
+    return rows
+
+
+def park_many_request(*, servers, actor, action: str, idempotency_key: str = ""):
+    """Plan, then record one park (or resume) job per machine that passes, at once.
+    Returns (jobs, plan)."""
+    plan = park_many_plan(servers=servers, actor=actor, action=action)
+    kind = ServerPark if action == "park" else ServerResume
+    targets = [
+        {"project": row.server.project, "site": row.server.site,
+         "target_server_id": row.server.openstack_id, "params": kind.Params()}
+        for row in plan if not row.refusal
+    ]  # fmt: skip
+    if not targets:
+        return [], plan
+    return kind.create_many(actor=actor, targets=targets, idempotency_key=idempotency_key), plan
+
+
 # --- Park ----------------------------------------------------------------------
 
 

@@ -4,18 +4,22 @@ asks for a flavor first when the machine's own is gone."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from instances.models import Flavor
 from instances.park import (
+    PARK_MANY_MAX,
+    park_many_plan,
+    park_many_request,
     resume_flavor_choices,
     resume_flavor_problem,
     server_park_request,
     server_resume_request,
 )
-from instances.selectors import server_detail_context, server_get_for_user
+from instances.selectors import server_detail_context, server_get_for_user, servers_chosen
 from portal.errors import ActionRefused
-from portal.http import param_int, redirect_back
+from portal.http import next_url, param_int, redirect_back
 from portal.jobs import job_repeated
 
 
@@ -77,3 +81,54 @@ def instance_resume(request, server_id: int):
         return _resume_form(request, server, status=refused.status)
     messages.success(request, f"Resuming {server.name}: job #{job.pk} started.")
     return redirect_back(request, "instances:instance-detail", server_id=server.pk)
+
+
+def instance_park_many(request, action: str):
+    """ "Park selected" / "Resume selected" on the overview: GET shows each chosen
+    machine's fate (or why it is skipped); POST records one job per machine."""
+    data = request.POST if request.method == "POST" else request.GET
+    back = next_url(request) or reverse("instances:instance-list")
+    key = data.get("idempotency_key", "")
+    if request.method == "POST" and job_repeated(actor=request.user, key=key) is not None:
+        return redirect_back(request, "instances:instance-list")
+    chosen, all_matching = servers_chosen(user=request.user, data=data, limit=PARK_MANY_MAX)
+    if all_matching:
+        chosen = list(chosen[: PARK_MANY_MAX + 1])
+    skip = {"csrfmiddlewaretoken", "idempotency_key"}
+    verb = "Park" if action == "park" else "Resume"
+    context = {
+        "back": back, "action": action, "verb": verb, "plan": None,
+        "carried": [(k, v) for k, values in data.lists() if k not in skip for v in values],
+    }  # fmt: skip
+    template = "instances/park_many.html"
+    if not chosen:
+        messages.error(request, f"Select at least one instance to {action}.")
+        return render(request, template, context, status=400)
+    if len(chosen) > PARK_MANY_MAX:
+        messages.error(request, f"{verb} at most {PARK_MANY_MAX} instances at once.")
+        return render(request, template, context, status=400)
+    if request.method == "GET":
+        context["plan"] = park_many_plan(servers=chosen, actor=request.user, action=action)
+        context["will"] = [row for row in context["plan"] if not row.refusal]
+        return render(request, template, context)
+    jobs, context["plan"] = park_many_request(
+        servers=chosen, actor=request.user, action=action, idempotency_key=key
+    )
+    context["will"] = [row for row in context["plan"] if not row.refusal]
+    if not jobs:
+        messages.error(request, f"Nothing to {action}: every chosen instance is skipped.")
+        return render(request, template, context, status=409)
+    messages.success(request, f"{verb} {len(jobs)} instance(s): one job each.")
+    return redirect_back(request, "instances:instance-list")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def instance_park_selected(request):
+    return instance_park_many(request, "park")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def instance_resume_selected(request):
+    return instance_park_many(request, "resume")

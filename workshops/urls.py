@@ -12,5 +12,7 @@ urlpatterns = [
     path("<id:workshop_id>/retry/", views.workshop_retry_view, name="workshop-retry"),
     path("<id:workshop_id>/add/", views.workshop_add_view, name="workshop-add"),
     path("<id:workshop_id>/access/", views.workshop_access_view, name="workshop-access"),
+    path("<id:workshop_id>/park/", views.workshop_park_view, name="workshop-park"),
+    path("<id:workshop_id>/resume/", views.workshop_resume_view, name="workshop-resume"),
     path("<id:workshop_id>/teardown/", views.workshop_teardown_view, name="workshop-teardown"),
 ]

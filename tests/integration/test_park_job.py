@@ -149,3 +149,38 @@ def test_a_site_without_shelve_offers_no_park_and_refuses_a_forged_post(demo, cl
     assert forged.status_code == 403
     assert "Shelving is off at Bielefeld" in forged.content.decode()
     assert Job.objects.count() == before
+
+
+def test_park_selected_parks_each_machine_in_its_own_job_and_resume_brings_them_back(
+    live_demo, client
+):
+    alice = live_demo["users"]["alice"]
+    servers = [boot(live_demo, f"park-bulk-{n}") for n in (1, 2)]
+    client.force_login(alice)
+    selected = [s.pk for s in servers]
+    before = Job.objects.count()
+    page = client.get(reverse("instances:instance-park-many"), {"selected": selected})
+    assert "2 instances will be parked" in page.content.decode()
+    form = {"selected": selected, "idempotency_key": uuid.uuid4().hex}
+    assert client.post(reverse("instances:instance-park-many"), form).status_code == 302
+    assert client.post(reverse("instances:instance-park-many"), form).status_code == 302  # twice
+    jobs = list(Job.objects.order_by("pk")[before:])
+    assert [j.kind for j in jobs] == ["server.park", "server.park"]
+    assert {j.target_server_id for j in jobs} == {s.openstack_id for s in servers}
+    for job in jobs:
+        assert wait_for_job(job, timeout=90).status == Job.Status.SUCCEEDED, job.error
+    listed = client.get(reverse("instances:instance-list"), {"status": "parked", "filtered": "1"})
+    text = listed.content.decode()
+    assert "park-bulk-1" in text
+    assert "park-bulk-2" in text
+    assert "frees 1 vCPUs" in text
+
+    form = {"selected": selected, "idempotency_key": uuid.uuid4().hex}
+    client.post(reverse("instances:instance-resume-many"), form)
+    jobs = list(Job.objects.filter(kind="server.resume").order_by("pk"))[-2:]
+    for job in jobs:
+        assert wait_for_job(job, timeout=90).status == Job.Status.SUCCEEDED, job.error
+    for server in servers:
+        server.refresh_from_db()
+        assert server.status == "ACTIVE"
+        cloud.server_delete("devcloud", server_id=server.openstack_id)
