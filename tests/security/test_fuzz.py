@@ -54,6 +54,8 @@ PAGES = {
                                   "sort", "page"],
     "snapshots:snapshot-create-many": ["selected", "all_matching", "pattern", "restart", "q",
                                        "status", "next"],
+    "instances:instance-park-many": ["selected", "all_matching", "q", "status", "next"],
+    "instances:instance-resume-many": ["selected", "all_matching", "q", "status", "next"],
 }  # fmt: skip
 
 # The list filters a "select all matching" confirmation carries as hidden fields.
@@ -70,6 +72,12 @@ POSTS = {
                                          "idempotency_key", "next", *SERVER_FILTERS]),
     "instances:instance-stop": ("server", ["idempotency_key", "next"]),
     "instances:instance-start": ("server", ["idempotency_key", "next"]),
+    "instances:instance-park": ("server", ["idempotency_key", "next"]),
+    "instances:instance-resume": ("server", ["flavor", "idempotency_key", "next"]),
+    "instances:instance-park-many": (None, ["selected", "all_matching", "next",
+                                            "idempotency_key", *SERVER_FILTERS]),
+    "instances:instance-resume-many": (None, ["selected", "all_matching", "next",
+                                              "idempotency_key", *SERVER_FILTERS]),
     "instances:launch-retry": ("launch", ["seat", "idempotency_key"]),
     "instances:launch-failed-delete": ("launch", ["seat", "idempotency_key"]),
     "snapshots:snapshot-create": ("server", ["name", "description", "restart", "verify",
@@ -83,6 +91,8 @@ POSTS = {
     "workshops:workshop-retry": ("workshop", ["seat", "upto", "idempotency_key"]),
     "workshops:workshop-add": ("workshop", ["participants", "idempotency_key"]),
     "workshops:workshop-teardown": ("workshop", ["idempotency_key"]),
+    "workshops:workshop-park": ("workshop", ["idempotency_key"]),
+    "workshops:workshop-resume": ("workshop", ["idempotency_key"]),
     "workshops:workshop-access": ("workshop", ["access_url", "idempotency_key"]),
 }  # fmt: skip
 
