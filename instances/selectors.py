@@ -125,6 +125,8 @@ def server_allowed_actions(user, server, *, busy_ids=frozenset()) -> set[str]:
         actions |= {"snapshot", "park"}
     elif server.is_parked:
         actions.add("resume")
+    if server.boots_from_volume:
+        actions.discard("park")  # shelving keeps a disk as an image; a volume has none
     return actions
 
 
