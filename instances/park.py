@@ -2,7 +2,7 @@
 
 Park: check → stop (if running, as every snapshot does) → shelve → wait until
 Nova has offloaded it (SHELVED_OFFLOADED) and its "<name>-shelved" image is
-active → parked. The machine keeps its name, IP, flavor and metadata, and frees
+active → parked → optionally a boot test of that image (snapshots.park). The machine keeps its name, IP, flavor and metadata, and frees
 its host's vCPUs and RAM. Undo: a park that fails after shelving unshelves (and
 stops it again if it was off before); one that fails after stopping starts it
 again if it was running.
@@ -39,7 +39,18 @@ from instances.selectors import flavors_usable_by
 from instances.services import project_quota_refresh, server_action_check, server_refresh
 from portal import cloud
 from portal.errors import ActionRefused
-from portal.jobs import JOB_KEY, Done, Kind, Skipped, Step, StepContext, StepFailed, Wait
+from portal.jobs import (
+    JOB_KEY,
+    Done,
+    Kind,
+    Skipped,
+    Step,
+    StepContext,
+    StepFailed,
+    Wait,
+    job_create,
+    jobs_create,
+)
 from portal.mirror.authorship import CREATED_BY_KEY
 from portal.mirror.freshness import site_watched
 from portal.models import Project
@@ -106,14 +117,45 @@ def parked_flavor(server: Server) -> Flavor | None:
     return flavor
 
 
+def resume_quota_problem(server: Server) -> str:
+    """Why the project's quota cannot hold the machine again, or "".
+
+    Nova 34 counts quota from its database by default: a parked (offloaded) machine
+    still uses its cores and RAM there, and an unshelve needs nothing more. A site
+    counting usage from placement frees them, and unshelve is refused (403) when
+    the quota is full by then. The mirror tells which: the cloud's usage counts the
+    parked machines or not."""
+    project = server.project
+    if project is None or project.quota_cores is None or project.used_cores is None:
+        return ""  # never synced: Nova decides, and the job says why
+    live = Server.objects.filter(project=project, deleted_at__isnull=True).exclude(status="DELETED")
+    all_cores = sum(live.values_list("flavor_vcpus", flat=True))
+    if project.used_cores >= all_cores:
+        return ""  # the cloud still counts the parked machines: resuming adds nothing
+    short = []
+    for need, limit, used, unit in (
+        (server.flavor_vcpus, project.quota_cores, project.used_cores, "vCPUs"),
+        (server.flavor_ram_mib, project.quota_ram_mib, project.used_ram_mib, "MiB RAM"),
+    ):
+        if limit is not None and limit >= 0 and used is not None and used + need > limit:
+            short.append(f"{need:,} {unit} (free: {max(limit - used, 0):,})")
+    if not short:
+        return ""
+    return (
+        f"Project {project.name}'s quota cannot hold it again on {server.flavor_name}: it "
+        f"needs {', '.join(short)}. Choose a smaller flavor, or free some quota."
+    )
+
+
 def resume_flavor_problem(server: Server) -> str:
-    """Why the machine cannot come back on its own flavor, or "" when it can."""
+    """Why the machine cannot come back on its own flavor, or "" when it can: the
+    flavor is gone (deleted, or no longer usable in the project), or over quota."""
     if parked_flavor(server) is None:
         return (
             f"Its flavor {server.flavor_name} is no longer available in this project: "
             "choose another one."
         )
-    return ""
+    return resume_quota_problem(server)
 
 
 def resume_flavor_choices(server: Server):
@@ -128,11 +170,14 @@ def resume_flavor_choices(server: Server):
     return flavors.order_by("ram_mib", "vcpus", "name")
 
 
-def server_park_request(*, server: Server, actor, idempotency_key: str = ""):
+def server_park_request(*, server: Server, actor, verify: bool = False, idempotency_key: str = ""):
+    """Check, then record a park; `verify`: boot a test instance from the saved disk
+    before calling it parked (as a snapshot's boot test)."""
     server_park_check(server=server, actor=actor)
-    return ServerPark.create(
-        actor=actor, project=server.project, site=server.site,
-        target_server_id=server.openstack_id, idempotency_key=idempotency_key,
+    return job_create(
+        kind=PARK_KIND, actor=actor, project=server.project, site=server.site,
+        params={"verify": bool(verify)}, target_server_id=server.openstack_id,
+        idempotency_key=idempotency_key,
     )  # fmt: skip
 
 
@@ -207,15 +252,22 @@ def park_many_request(*, servers, actor, action: str, idempotency_key: str = "")
     """Plan, then record one park (or resume) job per machine that passes, at once.
     Returns (jobs, plan)."""
     plan = park_many_plan(servers=servers, actor=actor, action=action)
-    kind = ServerPark if action == "park" else ServerResume
-    targets = [
-        {"project": row.server.project, "site": row.server.site,
-         "target_server_id": row.server.openstack_id, "params": kind.Params()}
-        for row in plan if not row.refusal
-    ]  # fmt: skip
-    if not targets:
+    chosen = [row.server for row in plan if not row.refusal]
+    if not chosen:
         return [], plan
-    return kind.create_many(actor=actor, targets=targets, idempotency_key=idempotency_key), plan
+    params: object = {"verify": False} if action == "park" else ResumeParams()
+    targets: list[dict] = [
+        {"project": server.project, "site": server.site,
+         "target_server_id": server.openstack_id, "params": params}
+        for server in chosen
+    ]  # fmt: skip
+    if action == "park":
+        made = jobs_create(
+            kind=PARK_KIND, actor=actor, targets=targets, idempotency_key=idempotency_key
+        )
+        return made, plan
+    made = ServerResume.create_many(actor=actor, targets=targets, idempotency_key=idempotency_key)
+    return made, plan
 
 
 # --- Park ----------------------------------------------------------------------
@@ -225,7 +277,8 @@ def park_many_request(*, servers, actor, action: str, idempotency_key: str = "")
 class ParkState(PowerState):
     # Saved just before the job asked Nova to shelve: a re-run knows it may have.
     shelve_asked: bool = False
-    image_id: str = ""
+    # The shelved image (also the boot test's image: see snapshots.verify).
+    image_id: str | None = None
     # The undo asked Nova to unshelve, and to stop a machine that was off before.
     unshelve_asked: bool = False
     stopped_again: bool = False
@@ -389,32 +442,27 @@ def undo_restart(ctx: StepContext) -> Wait | Skipped | None:
     return step_wait_active(ctx)
 
 
-class ServerPark(Kind):
-    """Stop, shelve, wait until offloaded and the shelved image is active."""
-
-    name = "server.park"
-    State = ParkState
-    steps = (
-        Step("check", "Checking the request", step_park_check, acts=False),
-        Step(
-            "stop",
-            "Stopping the instance",
-            step_park_stop,
-            undo=Step("undo_restart", "Starting the instance again", undo_restart),
-        ),
-        Step("wait_stopped", "Waiting for SHUTOFF", step_park_wait_stopped, acts=False),
-        Step(
-            "shelve",
-            "Shelving (Nova saves the disk as an image)",
-            step_shelve,
-            undo=Step("undo_unshelve", "Unshelving the instance", undo_unshelve),
-        ),
-        Step("wait", "Waiting until parked", step_park_wait, acts=False),
-    )
-
-    @classmethod
-    def title(cls, params) -> str:
-        return "Park instance"
+# The park job's steps. The kind (snapshots.park.ServerPark) adds the optional boot
+# test of the saved disk, which lives above this app; the pages here record the job
+# by its name (PARK_KIND), as the engine knows kinds by name.
+PARK_KIND = "server.park"
+PARK_STEPS = (
+    Step("check", "Checking the request", step_park_check, acts=False),
+    Step(
+        "stop",
+        "Stopping the instance",
+        step_park_stop,
+        undo=Step("undo_restart", "Starting the instance again", undo_restart),
+    ),
+    Step("wait_stopped", "Waiting for SHUTOFF", step_park_wait_stopped, acts=False),
+    Step(
+        "shelve",
+        "Shelving (Nova saves the disk as an image)",
+        step_shelve,
+        undo=Step("undo_unshelve", "Unshelving the instance", undo_unshelve),
+    ),
+    Step("wait", "Waiting until parked", step_park_wait, acts=False),
+)
 
 
 # --- Resume --------------------------------------------------------------------

@@ -37,7 +37,10 @@ def instance_park(request, server_id: int):
     if job_repeated(actor=request.user, key=key) is not None:
         return redirect_back(request, "instances:instance-detail", server_id=server.pk)
     try:
-        job = server_park_request(server=server, actor=request.user, idempotency_key=key)
+        job = server_park_request(
+            server=server, actor=request.user, verify=request.POST.get("verify") == "1",
+            idempotency_key=key,
+        )  # fmt: skip
     except ActionRefused as refused:
         return _refused(request, server, refused)
     messages.success(request, f"Parking {server.name}: job #{job.pk} started.")
@@ -96,7 +99,7 @@ def instance_park_many(request, action: str):
         chosen = list(chosen[: PARK_MANY_MAX + 1])
     skip = {"csrfmiddlewaretoken", "idempotency_key"}
     verb = "Park" if action == "park" else "Resume"
-    context = {
+    context: dict[str, object] = {
         "back": back, "action": action, "verb": verb, "plan": None,
         "carried": [(k, v) for k, values in data.lists() if k not in skip for v in values],
     }  # fmt: skip
@@ -108,13 +111,13 @@ def instance_park_many(request, action: str):
         messages.error(request, f"{verb} at most {PARK_MANY_MAX} instances at once.")
         return render(request, template, context, status=400)
     if request.method == "GET":
-        context["plan"] = park_many_plan(servers=chosen, actor=request.user, action=action)
-        context["will"] = [row for row in context["plan"] if not row.refusal]
+        plan = park_many_plan(servers=chosen, actor=request.user, action=action)
+        context.update(plan=plan, will=[row for row in plan if not row.refusal])
         return render(request, template, context)
-    jobs, context["plan"] = park_many_request(
+    jobs, plan = park_many_request(
         servers=chosen, actor=request.user, action=action, idempotency_key=key
     )
-    context["will"] = [row for row in context["plan"] if not row.refusal]
+    context.update(plan=plan, will=[row for row in plan if not row.refusal])
     if not jobs:
         messages.error(request, f"Nothing to {action}: every chosen instance is skipped.")
         return render(request, template, context, status=409)

@@ -184,3 +184,23 @@ def test_park_selected_parks_each_machine_in_its_own_job_and_resume_brings_them_
         server.refresh_from_db()
         assert server.status == "ACTIVE"
         cloud.server_delete("devcloud", server_id=server.openstack_id)
+
+
+def test_park_with_a_boot_test_boots_the_saved_disk_and_cleans_up(live_demo):
+    from images.models import BootTest
+
+    alice = live_demo["users"]["alice"]
+    site = live_demo["sites"]["devcloud"]
+    server = boot(live_demo, "park-verify")
+    job = server_park_request(server=server, actor=alice, verify=True)
+    job = wait_for_job(job, timeout=120)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.result["boot_test"] == "boots"
+    assert BootTest.objects.get(site=site, openstack_id=job.result["image_id"]).outcome == (
+        BootTest.Outcome.VERIFIED
+    )
+    alpha = live_demo["projects"]["alpha"].openstack_id
+    assert cloud.server_find(site.name, project_id=alpha, name=f"boot-test-{job.pk}") == []
+    server.refresh_from_db()
+    assert server.status == "SHELVED_OFFLOADED"
+    cloud.server_delete(site.name, server_id=server.openstack_id)

@@ -72,7 +72,7 @@ POSTS = {
                                          "idempotency_key", "next", *SERVER_FILTERS]),
     "instances:instance-stop": ("server", ["idempotency_key", "next"]),
     "instances:instance-start": ("server", ["idempotency_key", "next"]),
-    "instances:instance-park": ("server", ["idempotency_key", "next"]),
+    "instances:instance-park": ("server", ["verify", "idempotency_key", "next"]),
     "instances:instance-resume": ("server", ["flavor", "idempotency_key", "next"]),
     "instances:instance-park-many": (None, ["selected", "all_matching", "next",
                                             "idempotency_key", *SERVER_FILTERS]),
