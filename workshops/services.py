@@ -32,6 +32,7 @@ from portal.csvsafe import csv_document
 from portal.errors import ActionRefused
 from portal.jobs import job_repeated
 from portal.models import Job
+from portal.sites import site_shelve_refusal
 from workshops.access_links import MAX_LENGTH, access_template_problem, access_url
 from workshops.models import Seat, Workshop
 
@@ -387,6 +388,9 @@ def workshop_park(*, workshop: Workshop, actor, action: str, idempotency_key: st
     """Park (or resume) every seat's machine: "park the whole workshop until
     tomorrow". One job per machine; a seat whose machine cannot is skipped."""
     _check_may_act(actor, workshop)
+    refusal = site_shelve_refusal(workshop.site.name)
+    if action == "park" and refusal:
+        raise ActionRefused(refusal, status=403)
     ids = [s.server_openstack_id for s in workshop.seats.all() if s.server_openstack_id]
     servers = list(
         Server.objects.filter(site=workshop.site, openstack_id__in=ids, deleted_at__isnull=True)
