@@ -248,6 +248,9 @@ PORTAL_SITES = os.environ.get("PORTAL_SITES", "devcloud=Bielefeld,devcloud2=Heid
 # (names or ids). A project's own setting (Django admin) comes first; without
 # either, a project with one usable network boots on it and one with several asks.
 PORTAL_SITE_NETWORKS = os.environ.get("PORTAL_SITE_NETWORKS", "")
+# Sites whose operators do not allow shelving, with the reason the pages show in
+# place of Park: "devcloud2=Shelving is off at Berlin (no image store for shelved disks)".
+PORTAL_SITE_NO_SHELVE = os.environ.get("PORTAL_SITE_NO_SHELVE", "")
 # Names this portal in the markers its jobs put on cloud objects (portal.jobs.job_key),
 # so two portals on one cloud (production and a staging copy) never adopt each
 # other's servers. Default: derived from SECRET_KEY, which differs between them.

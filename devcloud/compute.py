@@ -170,7 +170,10 @@ def _addresses(row):
 
 
 def _placed(row):
-    """Whether the server has a host: once the scheduler is done, or it ever ran."""
+    """Whether the server has a host: once the scheduler is done, or it ever ran, until
+    it is offloaded (shelved_offloaded: no host until an unshelve spawns it)."""
+    if row["vm_state"] == "shelved_offloaded" and row["task_state"] != "spawning":
+        return False
     return bool(row["launched_at"]) or (
         row["vm_state"] == "building" and row["task_state"] not in (None, "scheduling")
     )
@@ -808,6 +811,9 @@ def server_action(req, server_id):
         "os-getConsoleOutput": _action_console_output,
         "lock": _action_lock,
         "unlock": _action_unlock,
+        "shelve": _action_shelve,
+        "shelveOffload": _action_shelve_offload,
+        "unshelve": _action_unshelve,
     }
     if action not in handlers:
         raise ApiError(400, f"There is no such action: {action}")
@@ -859,14 +865,53 @@ def _action_start(req, server_id, args):
     app = req.app
     with app.store.write() as conn:
         row = _server_row(req, server_id)
+        if row["vm_state"] == "shelved_offloaded":
+            # compute.api's check_instance_host comes first: no host, not ready.
+            raise ApiError(409, f"Instance {server_id} is not ready")
         _check_state(req, row, "start", ("stopped",))
         transitions.plan_start(app, conn, row)
     return Response(202)
 
 
+def _snapshot_image(app, conn, req, row, name, metadata):
+    """The Glance image Nova makes for createImage and shelve (compute_utils.create_image):
+    queued, private, owned by the caller's project, the base image's properties and
+    Nova's snapshot markers. Returns its id."""
+    ctx = req.ctx
+    flavor = loads(row["flavor"])
+    base = loads(row["image_props"], {})
+    props = dict(base.get("properties", {}))
+    project = app.store.one("SELECT name FROM projects WHERE id = ?", (ctx.project_id,))
+    props.update(
+        {
+            "image_type": "snapshot",
+            "instance_uuid": row["id"],
+            "user_id": ctx.user_id,
+            "base_image_ref": row["image_id"],
+            "owner_project_name": project["name"] if project else "",
+            "owner_user_name": ctx.user_name,
+            "boot_roles": ",".join(ctx.roles),
+        }
+    )
+    props.update(metadata)
+    return image_mod.insert_image(
+        conn,
+        {
+            "name": name,
+            "status": "queued",
+            "visibility": "private",
+            "owner": ctx.project_id,
+            "min_disk": max(base.get("min_disk") or 0, flavor["disk"]),
+            "min_ram": base.get("min_ram") or 0,
+            "disk_format": base.get("disk_format") or "qcow2",
+            "container_format": base.get("container_format") or "bare",
+            "properties": props,
+        },
+    )
+
+
 def _action_create_image(req, server_id, args):
     app = req.app
-    ctx = req.ctx
     if not isinstance(args, dict):
         raise ApiError(400, "Invalid input for field/attribute createImage.")
     name = args.get("name")
@@ -877,41 +922,91 @@ def _action_create_image(req, server_id, args):
     with app.store.write() as conn:
         row = _server_row(req, server_id)
         _check_state(req, row, "createImage", ("active", "stopped", "paused", "suspended"))
-        flavor = loads(row["flavor"])
-        base = loads(row["image_props"], {})
-        props = dict(base.get("properties", {}))
-        project = app.store.one("SELECT name FROM projects WHERE id = ?", (ctx.project_id,))
-        props.update(
-            {
-                "image_type": "snapshot",
-                "instance_uuid": row["id"],
-                "user_id": ctx.user_id,
-                "base_image_ref": row["image_id"],
-                "owner_project_name": project["name"] if project else "",
-                "owner_user_name": ctx.user_name,
-                "boot_roles": ",".join(ctx.roles),
-            }
-        )
-        props.update(metadata)
-        image_id = image_mod.insert_image(
-            conn,
-            {
-                "name": name,
-                "status": "queued",
-                "visibility": "private",
-                "owner": ctx.project_id,
-                "min_disk": max(base.get("min_disk") or 0, flavor["disk"]),
-                "min_ram": base.get("min_ram") or 0,
-                "disk_format": base.get("disk_format") or "qcow2",
-                "container_format": base.get("container_format") or "bare",
-                "properties": props,
-            },
-        )
+        image_id = _snapshot_image(app, conn, req, row, name, metadata)
         transitions.plan_snapshot(app, conn, row, image_id)
     location = f"{req.base_url}/image/v2/images/{image_id}"
     if mv(req, 45):
         return Response(202, {"image_id": image_id})
     return Response(202, None, {"Location": location})
+
+
+# -- shelve ----------------------------------------------------------------------------------------
+
+
+def _shelve_policy(req, server_id, rule):
+    """A site whose policy refuses shelving (the shelve_forbidden fault) answers as Nova's
+    policy check does, before any state check. shelve_offload is admin-only by default."""
+    row = _server_row(req, server_id)
+    if rule == "shelve_offload" and not req.ctx.is_admin:
+        raise ApiError(
+            403, "Policy doesn't allow os_compute_api:os-shelve:shelve_offload to be performed."
+        )
+    if rule == "shelve" and req.app.faults.shelve_forbidden(row["name"]):
+        raise ApiError(403, "Policy doesn't allow os_compute_api:os-shelve:shelve to be performed.")
+
+
+def _action_shelve(req, server_id, args):
+    """`{"shelve": null}`: snapshot to "<name>-shelved", then (shelved_offload_time=0,
+    Nova's default) offload at once: SHELVED_OFFLOADED, host gone, IP, name, flavor and
+    metadata kept. The snapshot image carries instance_uuid like createImage's."""
+    app = req.app
+    _shelve_policy(req, server_id, "shelve")
+    with app.store.write() as conn:
+        row = _server_row(req, server_id)
+        _check_state(req, row, "shelve", ("active", "stopped", "paused", "suspended"))
+        image_id = _snapshot_image(app, conn, req, row, f"{row['name']}-shelved", {})
+        transitions.plan_shelve(app, conn, row, image_id)
+    return Response(202)
+
+
+def _action_shelve_offload(req, server_id, args):
+    app = req.app
+    _shelve_policy(req, server_id, "shelve_offload")
+    with app.store.write() as conn:
+        row = _server_row(req, server_id)
+        _check_state(req, row, "shelveOffload", ("shelved",))
+        transitions.plan_offload(app, conn, row)
+    return Response(202)
+
+
+def _unshelve_args(req, args):
+    """Nova's schema: null before 2.77 (a body is ignored there); from 2.77 an object
+    with `availability_zone` (2.91 adds `host`, admin only, and a null AZ to unpin)."""
+    if args is None or not mv(req, 77):
+        return None
+    if not isinstance(args, dict):
+        raise _invalid("unshelve", args, f"{args!r} is not of type 'object', 'null'")
+    allowed = {"availability_zone", "host"} if mv(req, 91) else {"availability_zone"}
+    extra = [key for key in args if key not in allowed]
+    if extra:
+        names = ", ".join(repr(key) for key in extra)
+        raise _invalid(
+            "unshelve", args, f"Additional properties are not allowed ({names} was unexpected)"
+        )
+    if "host" in args and not req.ctx.is_admin:
+        raise ApiError(
+            403, "Policy doesn't allow os_compute_api:os-shelve:unshelve_to_host to be performed."
+        )
+    return args.get("availability_zone")
+
+
+def _action_unshelve(req, server_id, args):
+    app = req.app
+    az = _unshelve_args(req, args)
+    with app.store.write() as conn:
+        row = _server_row(req, server_id)
+        _check_state(req, row, "unshelve", ("shelved", "shelved_offloaded"))
+        if az is not None or (isinstance(args, dict) and "host" in args):
+            if row["vm_state"] != "shelved_offloaded":
+                raise ApiError(
+                    409,
+                    f"The unshelve action failed because the instance {server_id} "
+                    f"is in vm_state {row['vm_state']}, not shelved_offloaded.",
+                )
+            if az not in (None, "nova"):
+                raise ApiError(400, "The requested availability zone is not available")
+        transitions.plan_unshelve(app, conn, row)
+    return Response(202)
 
 
 def _invalid(field, value, problem):
@@ -1074,6 +1169,9 @@ def register(router: Router):
     router.add("GET", f"/flavors/{fid}/os-extra_specs", flavors.flavor_extra_specs)
     router.add("GET", f"/flavors/{fid}/os-extra_specs/(?P<key>[^/]+)", flavors.flavor_extra_spec)
     router.add("GET", f"/flavors/{fid}/os-flavor-access", flavors.flavor_access)
+    router.add("POST", "/flavors", flavors.create_flavor)
+    router.add("DELETE", f"/flavors/{fid}", flavors.delete_flavor)
+    router.add("POST", f"/flavors/{fid}/action", flavors.flavor_action)
     router.add("GET", "/limits", quotas.limits)
     pid = "(?P<project_id>[^/]+)"
     router.add("GET", f"/os-quota-sets/{pid}", quotas.show_quota)

@@ -34,6 +34,8 @@ SERVER_RULES = (
     "start_error",
     "task_state_lag",
     "boot_panic",
+    # A site whose policy refuses shelving: shelve answers Nova's policy 403.
+    "shelve_forbidden",
 )
 
 
@@ -257,6 +259,9 @@ class Faults:
                 server_id=server_id, image_id=image_id
             )
         return {"mode": mode, "message": message}
+
+    def shelve_forbidden(self, server_name):
+        return self._server_rule("shelve_forbidden", server_name) is not None
 
     def start_error(self, server_name):
         rule = self._server_rule("start_error", server_name)

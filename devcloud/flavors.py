@@ -184,3 +184,104 @@ def flavor_access(req, flavor_id):
         200,
         {"flavor_access": [{"flavor_id": flavor_id, "tenant_id": r["project_id"]} for r in rows]},
     )
+
+
+# -- flavor management (admin only, as Nova's default policy) ---------------------------------
+
+
+def _manage_policy(req, rule):
+    if not req.ctx.is_admin:
+        raise ApiError(403, f"Policy doesn't allow os_compute_api:{rule} to be performed.")
+
+
+def create_flavor(req):
+    """`POST /flavors`: 200 with the flavor; a taken name or id is a 409."""
+    import uuid
+
+    from . import clock
+
+    _manage_policy(req, "os-flavor-manage:create")
+    body = req.json()
+    flavor = body.get("flavor") if isinstance(body, dict) else None
+    if not isinstance(flavor, dict):
+        raise ApiError(400, "Invalid input for field/attribute flavor.")
+    name = flavor.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise ApiError(400, f"Invalid input for field/attribute name. Value: {name}.")
+    values = {}
+    for field in ("ram", "vcpus", "disk"):
+        value = flavor.get(field)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < (1 if field != "disk" else 0)
+        ):
+            raise ApiError(400, f"Invalid input for field/attribute {field}. Value: {value}.")
+        values[field] = value
+    flavor_id = flavor.get("id") or str(uuid.uuid4())
+    public = flavor.get("os-flavor-access:is_public", True)
+    store = req.app.store
+    with store.write() as conn:
+        if conn.execute("SELECT 1 FROM flavors WHERE name = ?", (name,)).fetchone():
+            raise ApiError(409, f"Flavor with name {name} already exists.")
+        if conn.execute("SELECT 1 FROM flavors WHERE id = ?", (flavor_id,)).fetchone():
+            raise ApiError(409, f"Flavor with ID {flavor_id} already exists.")
+        conn.execute(
+            "INSERT INTO flavors (id, name, vcpus, ram, disk, is_public, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (flavor_id, name, values["vcpus"], values["ram"], values["disk"],
+             1 if public else 0, clock.now_db()),
+        )  # fmt: skip
+    row = store.one("SELECT * FROM flavors WHERE id = ?", (flavor_id,))
+    return Response(200, {"flavor": flavor_view(req, row)})
+
+
+def delete_flavor(req, flavor_id):
+    """`DELETE /flavors/{id}`: 202. Servers keep their embedded copy of it."""
+    _manage_policy(req, "os-flavor-manage:delete")
+    with req.app.store.write() as conn:
+        if conn.execute("SELECT 1 FROM flavors WHERE id = ?", (flavor_id,)).fetchone() is None:
+            raise ApiError(404, f"Flavor {flavor_id} could not be found.")
+        conn.execute("DELETE FROM flavor_access WHERE flavor_id = ?", (flavor_id,))
+        conn.execute("DELETE FROM flavors WHERE id = ?", (flavor_id,))
+    return Response(202)
+
+
+def flavor_action(req, flavor_id):
+    """addTenantAccess / removeTenantAccess: 200 with the access list."""
+    _manage_policy(req, "os-flavor-access:add_tenant_access")
+    body = req.json()
+    if not isinstance(body, dict) or len(body) != 1:
+        raise ApiError(400, "Malformed request body")
+    action, args = next(iter(body.items()))
+    if action not in ("addTenantAccess", "removeTenantAccess") or not isinstance(args, dict):
+        raise ApiError(400, f"There is no such action: {action}")
+    project_id = args.get("tenant")
+    row = _flavor_or_404(req, flavor_id)
+    with req.app.store.write() as conn:
+        if row["is_public"]:
+            raise ApiError(409, "Can not add access to a public flavor.")
+        had = conn.execute(
+            "SELECT 1 FROM flavor_access WHERE flavor_id = ? AND project_id = ?",
+            (flavor_id, project_id),
+        ).fetchone()
+        if action == "addTenantAccess":
+            if had:
+                raise ApiError(
+                    409, f"Flavor access already exists for flavor {flavor_id} and project "
+                    f"{project_id} combination."
+                )  # fmt: skip
+            conn.execute(
+                "INSERT INTO flavor_access (flavor_id, project_id) VALUES (?, ?)",
+                (flavor_id, project_id),
+            )
+        else:
+            if not had:
+                raise ApiError(
+                    404, f"Flavor access not found for {flavor_id} / {project_id} combination."
+                )
+            conn.execute(
+                "DELETE FROM flavor_access WHERE flavor_id = ? AND project_id = ?",
+                (flavor_id, project_id),
+            )
+    return flavor_access(req, flavor_id)

@@ -185,6 +185,8 @@ ADDED_COLUMNS = (
     ("servers", "console", "TEXT"),
     ("servers", "locked_reason", "TEXT"),
     ("servers", "network_id", "TEXT"),
+    # Nova's system_metadata shelved_image_id: the image an unshelve boots from.
+    ("servers", "shelved_image_id", "TEXT"),
 )
 
 

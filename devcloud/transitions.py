@@ -25,6 +25,7 @@ SERVER_COLUMNS = {
     "ip",
     "fault",
     "terminated_at",
+    "shelved_image_id",
 }
 IMAGE_COLUMNS = {
     "status",
@@ -297,6 +298,71 @@ def plan_snapshot(app, conn, row, image_id):
     _plan(app, conn, row["id"], steps, None)
 
 
+SHELVE_OFFLOAD_SECONDS = 1.0  # shelving_offloading: the guest is undefined, ports unbound
+
+
+def _offload_steps(at):
+    return [
+        (at, {"server": {"vm_state": "shelved", "task_state": "shelving_offloading",
+                         "power_state": 4}}),
+        (at + SHELVE_OFFLOAD_SECONDS,
+         {"server": {"vm_state": "shelved_offloaded", "task_state": None, "power_state": 4}}),
+    ]  # fmt: skip
+
+
+def plan_shelve(app, conn, row, image_id):
+    """Plan shelve with shelved_offload_time=0 (Nova's default): power off, snapshot to
+    the "-shelved" image (task states shelving → shelving_image_pending_upload →
+    shelving_image_uploading), SHELVED once the image is active, then offload at once
+    (shelving_offloading → SHELVED_OFFLOADED). The server keeps its IP."""
+    _set_server(conn, row["id"], task_state="shelving", shelved_image_id=image_id)
+    if row["vm_state"] == "active":
+        console.power_off(conn, row, clock.now_ts(), app.speed)
+    if app.faults.stuck_task(row["name"], "shelving"):
+        return
+    upload_at = clock.snapshot_phase_seconds()
+    upload = clock.upload_seconds(row["disk_used_bytes"], app.upload_rate)
+    done_at = upload_at + upload
+    steps = [
+        (clock.SNAPSHOT_PENDING_SECONDS,
+         {"server": {"task_state": "shelving_image_pending_upload", "power_state": 4}}),
+        (upload_at, {"server": {"task_state": "shelving_image_uploading"},
+                     "image_id": image_id, "image": {"status": "saving"}}),
+        *_progress_steps(app, image_id, upload_at, upload, upload),
+        (done_at, {"image_id": image_id, "image": _snapshot_done(row, image_id),
+                   "image_props": {"image_location": "snapshot", "image_state": "available",
+                                   "owner_id": row["project_id"]}}),
+        *_offload_steps(done_at + 0.1),
+    ]  # fmt: skip
+    _plan(app, conn, row["id"], steps, None)
+
+
+def plan_offload(app, conn, row):
+    """shelveOffload of a SHELVED server (an admin's, or shelved_offload_time > 0)."""
+    _set_server(conn, row["id"], task_state="shelving_offloading")
+    _plan(app, conn, row["id"], _offload_steps(0.0)[1:], None)
+
+
+def plan_unshelve(app, conn, row):
+    """unshelve: unshelving → spawning (on a host again) → ACTIVE; Nova deletes the
+    shelved image once the server runs (and forgets shelved_image_id)."""
+    _set_server(conn, row["id"], task_state="unshelving")
+    if app.faults.stuck_task(row["name"], "unshelving"):
+        return
+    total = clock.BOOT_SECONDS
+    image_id = row["shelved_image_id"]
+    steps = [
+        (0.3 * total, {"server": {"task_state": "spawning"}}),
+        (total - clock.CONSOLE_LEAD_SECONDS, {"console": {"panic": None}}),
+        (total, {"server": {"vm_state": "active", "task_state": None, "power_state": 1,
+                            "shelved_image_id": None},
+                 "reap_image": image_id}),
+    ]  # fmt: skip
+    if not image_id:
+        steps[-1][1].pop("reap_image")
+    _plan(app, conn, row["id"], steps, None)
+
+
 def delete_server(app, conn, server_id):
     """Soft-delete a server, cancel its pending steps and fail its in-flight snapshots."""
     now = clock.now_db()
@@ -311,6 +377,14 @@ def delete_server(app, conn, server_id):
         "AND json_extract(properties, '$.instance_uuid') = ?",
         (server_id,),
     ).fetchall()
+    shelved = conn.execute(
+        "SELECT shelved_image_id FROM servers WHERE id = ? AND vm_state = 'deleted' "
+        "AND shelved_image_id IS NOT NULL",
+        (server_id,),
+    ).fetchone()
+    if shelved is not None:
+        # A shelved server's image goes with it (Nova's _delete cleans up shelved_image_id).
+        image_mod.mark_deleted(conn, shelved["shelved_image_id"])
     for row in rows:
         conn.execute(
             "UPDATE images SET status = 'killed', updated_at = ? WHERE id = ?", (now, row["id"])
@@ -354,6 +428,11 @@ def apply_step(conn, row):
         conn.execute(
             f"UPDATE images SET {sets} WHERE id = ? AND deleted = 0",
             [*values.values(), payload["image_id"]],
+        )
+    if payload.get("image_props"):
+        conn.execute(
+            "UPDATE images SET properties = json_patch(properties, ?) WHERE id = ? AND deleted = 0",
+            (dumps(payload["image_props"]), payload["image_id"]),
         )
     if payload.get("touch"):
         # Upload progress: real Nova and Glance stay silent here (see README).

@@ -5,4 +5,4 @@ class InstancesConfig(AppConfig):
     name = "instances"
 
     def ready(self):
-        from instances import jobs  # noqa: F401  (registers the job kinds)
+        from instances import jobs, park  # noqa: F401  (registers the job kinds)

@@ -4,7 +4,7 @@ import django_filters
 from django import forms
 from django.db.models import Q
 
-from instances.models import Flavor, Server
+from instances.models import PARKED_STATUSES, Flavor, Server
 from portal.filters import BoundedFilterSet, quick_search, style_form
 from portal.models import Site
 
@@ -22,8 +22,8 @@ STATUS_CHOICES = [
     ("REBUILD", "Rebuilding"),
     ("MIGRATING", "Migrating"),
     ("RESCUE", "Rescue"),
-    ("SHELVED", "Shelved"),
-    ("SHELVED_OFFLOADED", "Shelved (offloaded)"),
+    # Nova's SHELVED and SHELVED_OFFLOADED: the portal parks machines with shelve.
+    ("parked", "Parked"),
     ("UNKNOWN", "Unknown"),
     ("DELETED", "Deleted"),
 ]
@@ -78,7 +78,10 @@ class ServerFilterSet(BoundedFilterSet):
         if not values or set(values) == set(DEFAULT_STATUSES):
             # Everything that exists, also in a status Nova added after this list.
             return queryset.filter(deleted_at__isnull=True).exclude(status="DELETED")
-        wanted = Q(status__in=[v for v in values if v != "DELETED"], deleted_at__isnull=True)
+        statuses = [v for v in values if v not in ("DELETED", "parked")]
+        if "parked" in values:
+            statuses += PARKED_STATUSES
+        wanted = Q(status__in=statuses, deleted_at__isnull=True)
         if "DELETED" in values:
             wanted |= Q(deleted_at__isnull=False) | Q(status="DELETED")
         return queryset.filter(wanted)

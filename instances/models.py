@@ -26,7 +26,16 @@ TASK_STATE_LABELS = {
     "block_device_mapping": "preparing disk",
     "deleting": "deleting",
     "rebooting": "rebooting",
+    "shelving": "parking",
+    "shelving_image_pending_upload": "parking (saving the disk)",
+    "shelving_image_uploading": "parking (saving the disk)",
+    "shelving_offloading": "parking",
+    "unshelving": "resuming",
 }
+
+# Nova's shelved states, which the portal calls "parked": the disk is kept as an
+# image, the machine holds no host (offloaded) and keeps its name, IP and flavor.
+PARKED_STATUSES = ("SHELVED", "SHELVED_OFFLOADED")
 
 LIVE_SERVER = models.Q(deleted_at__isnull=True)
 
@@ -169,6 +178,15 @@ class Server(MirrorRow):
             f"{self.name} is locked{reason}: the portal does not stop, start, snapshot or "
             "delete a locked instance. Ask the cloud's operators to unlock it."
         )
+
+    @property
+    def is_parked(self) -> bool:
+        return not self.is_deleted and self.status in PARKED_STATUSES
+
+    @property
+    def status_label(self) -> str:
+        """The status as the portal says it: "parked" for Nova's shelved states."""
+        return "parked" if self.is_parked else self.status
 
     @property
     def task_label(self) -> str:

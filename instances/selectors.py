@@ -119,11 +119,15 @@ def server_allowed_actions(user, server, *, busy_ids=frozenset()) -> set[str]:
     if server.task_state:
         return actions
     if server.status == "ACTIVE":
-        actions |= {"stop", "snapshot"}
+        actions |= {"stop", "snapshot", "park"}
     elif server.status == "SHUTOFF":
-        actions |= {"start", "snapshot"}
+        actions |= {"start", "snapshot", "park"}
     elif server.status in ("PAUSED", "SUSPENDED"):
-        actions.add("snapshot")
+        actions |= {"snapshot", "park"}
+    elif server.is_parked:
+        actions.add("resume")
+    if server.boots_from_volume:
+        actions.discard("park")  # shelving keeps a disk as an image; a volume has none
     return actions
 
 

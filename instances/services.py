@@ -207,7 +207,11 @@ def server_action_check(
         raise ActionRefused(f"{server.name} is busy ({server.task_label}); wait until it is done.")
     if server.pk in (busy if busy is not None else busy_pks([server], target="server")):
         raise ActionRefused(f"Another portal job is running on {server.name}; wait until it ends.")
-    allowed = {"stop": {"ACTIVE"}, "start": {"SHUTOFF"}}.get(action)
+    allowed = {
+        "stop": {"ACTIVE"}, "start": {"SHUTOFF"},
+        "park": {"ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"},
+        "resume": {"SHELVED", "SHELVED_OFFLOADED"},
+    }.get(action)  # fmt: skip
     if allowed is not None and server.status not in allowed:
         raise ActionRefused(f"Cannot {action} {server.name} while it is {server.status}.")
 

@@ -43,3 +43,14 @@ def site_networks(site_name: str, spec: str | None = None) -> list[str]:
         if name.strip() == site_name:
             return network_refs(refs)
     return []
+
+
+def site_shelve_refusal(site_name: str, spec: str | None = None) -> str:
+    """Why the site does not allow shelving (park/resume), or "" where it does:
+    PORTAL_SITE_NO_SHELVE="devcloud2=Shelving is off at Berlin;other=reason"."""
+    spec = settings.PORTAL_SITE_NO_SHELVE if spec is None else spec
+    for item in spec.split(";"):
+        name, _, reason = item.partition("=")
+        if name.strip() == site_name:
+            return reason.strip() or f"{site_name} does not allow parking machines (shelving)."
+    return ""

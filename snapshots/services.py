@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django import forms
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from images.services import image_refresh
-from instances.models import Server
+from instances.models import PARKED_STATUSES, Server
 from instances.services import server_action_check
 from portal import cloud
 from portal.access import can_act_on
@@ -252,6 +252,17 @@ def snapshot_create_many_request(
 # The bulk delete of snapshots, declared (portal.bulk.delete): ticked ones or all
 # a list's filter matches, skipped by the same rules, in the same order.
 
+
+def _parked_disk() -> Q:
+    """A parked machine's saved disk: the "<name>-shelved" image Nova made of a server
+    that is shelved now. Deleting it would lose the machine (Nova unshelves from it)."""
+    parked = Server.objects.filter(
+        site_id=OuterRef("site_id"), openstack_id=OuterRef("source_server_openstack_id"),
+        status__in=PARKED_STATUSES, deleted_at__isnull=True,
+    )  # fmt: skip
+    return Q(Exists(parked), name__endswith="-shelved")
+
+
 SNAPSHOT_DELETE = BulkDelete(
     model=Snapshot,
     kind="snapshot.delete",
@@ -260,7 +271,10 @@ SNAPSHOT_DELETE = BulkDelete(
     noun="snapshot",
     nouns="snapshots",
     not_yours="members may delete only snapshots they created",
-    rules=(("protected in the cloud", Q(protected=True)),),
+    rules=(
+        ("protected in the cloud", Q(protected=True)),
+        ("the saved disk of a parked machine: resume or delete the machine", _parked_disk()),
+    ),
     busy="in use by a running job",
     matching=snapshots_matching,
     cloud_delete=lambda site, image_id: cloud.image_delete(site, image_id=image_id),

@@ -23,6 +23,7 @@ from instances.launch_retry import (
 from instances.launch_rules import LaunchPlan, launch_check
 from instances.models import Flavor, Server
 from instances.naming import instance_names
+from instances.park import park_many_request
 from instances.participants import participant_parts
 from instances.selectors import flavors_usable_by
 from instances.services import server_delete_request
@@ -31,6 +32,7 @@ from portal.csvsafe import csv_document
 from portal.errors import ActionRefused
 from portal.jobs import job_repeated
 from portal.models import Job, SshKey
+from portal.sites import site_shelve_refusal
 from portal.ssh_keys import ssh_key_default
 from workshops.access_links import MAX_LENGTH, access_template_problem, access_url
 from workshops.models import Seat, Workshop
@@ -409,3 +411,29 @@ def _launches_of(workshop: Workshop) -> list[Job]:
         jobs.update((job.pk, job) for job in found)
         ids = {job.params.get("retry_of") for job in found} - set(jobs) - {None}
     return list(jobs.values())
+
+
+def workshop_park(*, workshop: Workshop, actor, action: str, idempotency_key: str = "") -> list:
+    """Park (or resume) every seat's machine: "park the whole workshop until
+    tomorrow". One job per machine; a seat whose machine cannot is skipped."""
+    _check_may_act(actor, workshop)
+    refusal = site_shelve_refusal(workshop.site.name)
+    if action == "park" and refusal:
+        raise ActionRefused(refusal, status=403)
+    ids = [s.server_openstack_id for s in workshop.seats.all() if s.server_openstack_id]
+    servers = list(
+        Server.objects.filter(site=workshop.site, openstack_id__in=ids, deleted_at__isnull=True)
+        .select_related("project", "site", "created_by")
+        .order_by("name")
+    )
+    jobs, plan = park_many_request(
+        servers=servers, actor=actor, action=action, idempotency_key=idempotency_key
+    )
+    if not jobs:
+        reasons = sorted({row.refusal for row in plan if row.refusal})
+        verb = "park" if action == "park" else "resume"
+        raise ActionRefused(
+            f"No machine of this workshop to {verb}"
+            + (f": {'; '.join(reasons[:3])}" if reasons else ".")
+        )
+    return jobs

@@ -17,5 +17,7 @@ urlpatterns = [
         name="workshop-instructions",
     ),
     path("<id:workshop_id>/access/", views.workshop_access_view, name="workshop-access"),
+    path("<id:workshop_id>/park/", views.workshop_park_view, name="workshop-park"),
+    path("<id:workshop_id>/resume/", views.workshop_resume_view, name="workshop-resume"),
     path("<id:workshop_id>/teardown/", views.workshop_teardown_view, name="workshop-teardown"),
 ]

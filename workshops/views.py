@@ -11,6 +11,7 @@ from portal.access import get_project_for_user, projects_visible_to
 from portal.errors import ActionRefused
 from portal.http import param_id, param_ids
 from portal.jobs import job_repeated
+from portal.sites import site_shelve_refusal
 from workshops.access_links import access_template_problem, allowed_hosts
 from workshops.handout import login_user_of, qr_svg
 from workshops.services import (
@@ -23,6 +24,7 @@ from workshops.services import (
     workshop_instructions_set,
     workshop_list,
     workshop_may_act,
+    workshop_park,
     workshop_retry,
     workshop_retry_plan,
     workshop_teardown,
@@ -71,6 +73,7 @@ def _detail_context(request, workshop) -> dict:
         and access_template_problem(workshop.access_url_template),
         "access_hosts": allowed_hosts(),
         "max_instructions": MAX_INSTRUCTIONS,
+        "shelve_refusal": site_shelve_refusal(workshop.site.name),
     }
 
 
@@ -225,4 +228,27 @@ def workshop_access_view(request, workshop_id: int):
         request, workshop_id,
         lambda w, key: workshop_access_url_set(workshop=w, actor=request.user, template=template),
         done, refused_context={"access_url_input": template},
+    )  # fmt: skip
+
+
+@login_required
+@require_POST
+def workshop_park_view(request, workshop_id: int):
+    """Park every seat's machine (one job each), e.g. until tomorrow's session."""
+    return _act(
+        request, workshop_id,
+        lambda w, key: workshop_park(workshop=w, actor=request.user, action="park",
+                                     idempotency_key=key),
+        "Parking every seat's machine: one job each.",
+    )  # fmt: skip
+
+
+@login_required
+@require_POST
+def workshop_resume_view(request, workshop_id: int):
+    return _act(
+        request, workshop_id,
+        lambda w, key: workshop_park(workshop=w, actor=request.user, action="resume",
+                                     idempotency_key=key),
+        "Resuming every parked seat's machine: one job each.",
     )  # fmt: skip

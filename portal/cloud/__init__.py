@@ -16,8 +16,11 @@ from portal.cloud.compute import (
     server_get,
     server_list,
     server_pages,
+    server_shelve,
+    server_shelved_image,
     server_start,
     server_stop,
+    server_unshelve,
 )
 from portal.cloud.connection import call_timeout, connections_reset, own_user_id
 from portal.cloud.errors import (
@@ -89,8 +92,11 @@ __all__ = [
     "server_get",
     "server_list",
     "server_pages",
+    "server_shelve",
+    "server_shelved_image",
     "server_start",
     "server_stop",
+    "server_unshelve",
     "site_probe",
     "unanswered_for",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -12,8 +12,9 @@ import orjson
 from openstack import exceptions as sdk_exceptions
 
 from portal.cloud.connection import connection_for, translate_errors
+from portal.cloud.image import image_list
 from portal.cloud.paging import read_ahead
-from portal.cloud.types import CloudFlavor, CloudServer, Limits
+from portal.cloud.types import CloudFlavor, CloudImage, CloudServer, Limits
 from portal.cloud.util import clock_note, parse_time
 
 if TYPE_CHECKING:
@@ -172,6 +173,46 @@ def server_stop(site: str, *, server_id: str) -> None:
 def server_start(site: str, *, server_id: str) -> None:
     with translate_errors(site):
         _server_action(site, server_id, {"os-start": None})
+
+
+def server_shelve(site: str, *, server_id: str, project_id: str) -> None:
+    """Ask Nova to shelve the server: it snapshots the disk to an image named
+    "<server name>-shelved" and, with Nova's default shelved_offload_time=0, offloads
+    it at once (SHELVED_OFFLOADED: no host, the same name, flavor, metadata and ports).
+
+    Scoped to the server's project so the shelved image is the project's, as when a
+    user shelves. A site whose policy refuses shelving answers 403 (Forbidden).
+    Nova 34 still counts an offloaded server's cores and RAM against the quota
+    unless the site counts usage from placement.
+    """
+    with translate_errors(site):
+        _server_action(site, server_id, {"shelve": None}, project_id=project_id)
+
+
+def server_unshelve(site: str, *, server_id: str, project_id: str) -> None:
+    """Ask Nova to unshelve: it boots the server from its shelved image, on the same
+    flavor (Nova cannot unshelve onto another), keeps its ports and IP, and deletes
+    the shelved image once the server runs."""
+    with translate_errors(site):
+        _server_action(site, server_id, {"unshelve": None}, project_id=project_id)
+
+
+def server_shelved_image(
+    site: str, *, server_id: str, server_name: str, project_id: str
+) -> CloudImage | None:
+    """The image Nova made when it shelved the server, or None: the project's image
+    named "<name>-shelved" whose `instance_uuid` is the server (a snapshot of a
+    machine booted from another shelved image carries that one's properties too,
+    but Nova sets instance_uuid to the server it snapshots). Filtered by Glance."""
+    with translate_errors(site):
+        found = image_list(
+            site,
+            properties={
+                "instance_uuid": server_id, "name": f"{server_name}-shelved", "owner": project_id,
+            },
+        )  # fmt: skip
+    own = [i for i in found if i.properties.get("instance_uuid") == server_id]
+    return max(own, key=lambda i: i.created_at or datetime.min.replace(tzinfo=UTC), default=None)
 
 
 def server_delete(site: str, *, server_id: str) -> None:

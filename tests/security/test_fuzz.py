@@ -56,6 +56,8 @@ PAGES = {
                                   "sort", "page"],
     "snapshots:snapshot-create-many": ["selected", "all_matching", "pattern", "restart", "q",
                                        "status", "next"],
+    "instances:instance-park-many": ["selected", "all_matching", "q", "status", "next"],
+    "instances:instance-resume-many": ["selected", "all_matching", "q", "status", "next"],
 }  # fmt: skip
 
 # The list filters a "select all matching" confirmation carries as hidden fields.
@@ -72,6 +74,12 @@ POSTS = {
                                          "idempotency_key", "next", *SERVER_FILTERS]),
     "instances:instance-stop": ("server", ["idempotency_key", "next"]),
     "instances:instance-start": ("server", ["idempotency_key", "next"]),
+    "instances:instance-park": ("server", ["verify", "idempotency_key", "next"]),
+    "instances:instance-resume": ("server", ["flavor", "idempotency_key", "next"]),
+    "instances:instance-park-many": (None, ["selected", "all_matching", "next",
+                                            "idempotency_key", *SERVER_FILTERS]),
+    "instances:instance-resume-many": (None, ["selected", "all_matching", "next",
+                                              "idempotency_key", *SERVER_FILTERS]),
     "instances:launch-retry": ("launch", ["seat", "idempotency_key"]),
     "instances:launch-failed-delete": ("launch", ["seat", "idempotency_key"]),
     "snapshots:snapshot-create": ("server", ["name", "description", "restart", "verify",
@@ -85,6 +93,8 @@ POSTS = {
     "workshops:workshop-retry": ("workshop", ["seat", "upto", "idempotency_key"]),
     "workshops:workshop-add": ("workshop", ["participants", "idempotency_key"]),
     "workshops:workshop-teardown": ("workshop", ["idempotency_key"]),
+    "workshops:workshop-park": ("workshop", ["idempotency_key"]),
+    "workshops:workshop-resume": ("workshop", ["idempotency_key"]),
     "workshops:workshop-access": ("workshop", ["access_url", "idempotency_key"]),
     "workshops:workshop-instructions": ("workshop", ["instructions", "idempotency_key"]),
     "profile-keys": (None, ["public_key", "name"]),

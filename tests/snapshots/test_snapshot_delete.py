@@ -152,3 +152,26 @@ def test_a_delete_where_every_delete_fails_ends_failed(
     assert "(Image is in use by a volume)" in job.error
     assert job.result["deleted_count"] == 0
     assert job.result["failed_count"] == 2
+
+
+def test_a_parked_machines_saved_disk_is_not_deleted(client, people):
+    """Nova unshelves from the "<name>-shelved" image: deleting it loses the machine."""
+    from tests.factories import make_server
+
+    site, alpha = people["site"], people["alpha"]
+    parked = make_server(project=alpha, name="vm", status="SHELVED_OFFLOADED")
+    running = make_server(project=alpha, name="vm2", status="ACTIVE")
+    disk = make_image(
+        site=site, project=alpha, snapshot=True, name="vm-shelved", created_by=people["bob"],
+        source_server_openstack_id=parked.openstack_id,
+    )  # fmt: skip
+    old = make_image(
+        site=site, project=alpha, snapshot=True, name="vm2-shelved", created_by=people["bob"],
+        source_server_openstack_id=running.openstack_id,
+    )  # fmt: skip
+    client.force_login(people["bob"])
+    plan = client.get(URL, {"selected": [disk.pk, old.pk]}).context["plan"]
+    assert [s.name for s in plan.deletable] == ["vm2-shelved"]
+    assert {s.name: reason for s, reason in plan.skipped} == {
+        "vm-shelved": "the saved disk of a parked machine: resume or delete the machine"
+    }

@@ -1,0 +1,699 @@
+"""Park a machine and resume it later ("continue your work later"), with Nova's shelve.
+
+Park: check → stop (if running, as every snapshot does) → shelve → wait until
+Nova has offloaded it (SHELVED_OFFLOADED) and its "<name>-shelved" image is
+active → parked → optionally a boot test of that image (snapshots.park). The machine keeps its name, IP, flavor and metadata, and frees
+its host's vCPUs and RAM. Undo: a park that fails after shelving unshelves (and
+stops it again if it was off before); one that fails after stopping starts it
+again if it was running.
+
+Resume: check → unshelve → wait ACTIVE. When the machine's flavor is gone (or no
+longer usable in the project), or the user chooses another, Nova cannot unshelve
+onto it: the job boots a new server from the shelved image on the chosen flavor,
+with the same name and metadata, waits until it is ACTIVE, and only then deletes
+the parked server (which deletes the shelved image). Its IP changes then. Undo:
+delete the new server, keep the parked one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from instances.jobs import (
+    PowerState,
+    server_observed,
+    server_of,
+    server_wait,
+    step_start,
+    step_stop,
+    step_wait_active,
+    step_wait_shutoff,
+)
+from instances.launch_rules import flavor_refusal, launch_networks
+from instances.models import Flavor, Server
+from instances.selectors import flavors_usable_by
+from instances.services import project_quota_refresh, server_action_check, server_refresh
+from portal import cloud
+from portal.errors import ActionRefused
+from portal.jobs import (
+    JOB_KEY,
+    Done,
+    Kind,
+    Skipped,
+    Step,
+    StepContext,
+    StepFailed,
+    Wait,
+    job_create,
+    jobs_create,
+)
+from portal.mirror.authorship import CREATED_BY_KEY
+from portal.mirror.freshness import site_watched
+from portal.models import Project
+from portal.sites import site_shelve_refusal
+
+# Nova's task states while it shelves (snapshot, upload, offload) and unshelves.
+SHELVE_TASKS = {
+    "shelving", "shelving_image_pending_upload", "shelving_image_uploading",
+    "shelving_offloading",
+}  # fmt: skip
+UNSHELVE_TASKS = {"unshelving", "spawning"}
+PARKABLE = ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED")
+
+
+def frees_text(server: Server) -> str:
+    """What a parked machine frees on the site's hosts, from its flavor."""
+    return f"{server.flavor_vcpus} vCPUs and {server.flavor_ram_mib / 1024:g} GiB RAM"
+
+
+# --- Rules (the pages and the jobs ask the same) ------------------------------
+
+
+def park_refusal(server: Server) -> str:
+    """Why this machine cannot be parked whoever asks, or "" (the site's policy,
+    its state, a volume-backed disk)."""
+    site_refusal = site_shelve_refusal(server.site.name)
+    if site_refusal:
+        return site_refusal
+    if server.is_parked:
+        return f"{server.name} is parked already."
+    if server.boots_from_volume:
+        return (
+            f"{server.name} boots from a volume: parking keeps a disk as an image, and "
+            "this one has none."
+        )
+    if server.status not in PARKABLE:
+        return f"Cannot park {server.name} while it is {server.status}."
+    return ""
+
+
+def server_park_check(*, server: Server, actor, busy: set[int] | None = None) -> None:
+    """Raise ActionRefused unless `actor` may park `server` now."""
+    server_action_check(server=server, actor=actor, action="park", busy=busy)
+    refusal = park_refusal(server)
+    if refusal:
+        # The site's policy is a refusal of the request itself, whoever asks.
+        status = 403 if site_shelve_refusal(server.site.name) else 409
+        raise ActionRefused(refusal, status=status)
+
+
+def server_resume_check(*, server: Server, actor, busy: set[int] | None = None) -> None:
+    server_action_check(server=server, actor=actor, action="resume", busy=busy)
+    if not server.is_parked:
+        raise ActionRefused(f"{server.name} is not parked.")
+
+
+def parked_flavor(server: Server) -> Flavor | None:
+    """The flavor the machine was parked on, if the project may still boot it."""
+    flavor = Flavor.objects.filter(
+        site_id=server.site_id, name=server.flavor_name, deleted_at__isnull=True
+    ).first()
+    if flavor is None or server.project is None or not flavor.usable_in(server.project):
+        return None
+    return flavor
+
+
+def resume_quota_problem(server: Server) -> str:
+    """Why the project's quota cannot hold the machine again, or "".
+
+    Nova 34 counts quota from its database by default: a parked (offloaded) machine
+    still uses its cores and RAM there, and an unshelve needs nothing more. A site
+    counting usage from placement frees them, and unshelve is refused (403) when
+    the quota is full by then. The mirror tells which: the cloud's usage counts the
+    parked machines or not."""
+    project = server.project
+    if project is None or project.quota_cores is None or project.used_cores is None:
+        return ""  # never synced: Nova decides, and the job says why
+    live = Server.objects.filter(project=project, deleted_at__isnull=True).exclude(status="DELETED")
+    all_cores = sum(live.values_list("flavor_vcpus", flat=True))
+    if project.used_cores >= all_cores:
+        return ""  # the cloud still counts the parked machines: resuming adds nothing
+    short = []
+    for need, limit, used, unit in (
+        (server.flavor_vcpus, project.quota_cores, project.used_cores, "vCPUs"),
+        (server.flavor_ram_mib, project.quota_ram_mib, project.used_ram_mib, "MiB RAM"),
+    ):
+        if limit is not None and limit >= 0 and used is not None and used + need > limit:
+            short.append(f"{need:,} {unit} (free: {max(limit - used, 0):,})")
+    if not short:
+        return ""
+    return (
+        f"Project {project.name}'s quota cannot hold it again on {server.flavor_name}: it "
+        f"needs {', '.join(short)}. Choose a smaller flavor, or free some quota."
+    )
+
+
+def resume_flavor_problem(server: Server) -> str:
+    """Why the machine cannot come back on its own flavor, or "" when it can: the
+    flavor is gone (deleted, or no longer usable in the project), or over quota."""
+    if parked_flavor(server) is None:
+        return (
+            f"Its flavor {server.flavor_name} is no longer available in this project: "
+            "choose another one."
+        )
+    return resume_quota_problem(server)
+
+
+def resume_flavor_choices(server: Server):
+    """Flavors a resume may boot the shelved disk on: usable in the project, and
+    at least as big as the disk (Nova sets the shelved image's min_disk to the old
+    flavor's disk) and the image's min RAM."""
+    if server.project is None:
+        return Flavor.objects.none()
+    flavors = flavors_usable_by(server.project)
+    if server.flavor_disk_gb:
+        flavors = flavors.exclude(disk_gb__gt=0, disk_gb__lt=server.flavor_disk_gb)
+    return flavors.order_by("ram_mib", "vcpus", "name")
+
+
+def server_park_request(*, server: Server, actor, verify: bool = False, idempotency_key: str = ""):
+    """Check, then record a park; `verify`: boot a test instance from the saved disk
+    before calling it parked (as a snapshot's boot test)."""
+    server_park_check(server=server, actor=actor)
+    return job_create(
+        kind=PARK_KIND, actor=actor, project=server.project, site=server.site,
+        params={"verify": bool(verify)}, target_server_id=server.openstack_id,
+        idempotency_key=idempotency_key,
+    )  # fmt: skip
+
+
+def server_resume_request(
+    *, server: Server, actor, flavor: Flavor | None = None, idempotency_key: str = ""
+):
+    """Check, then record a resume: on its own flavor (unshelve), or on `flavor` (a
+    new server from the shelved disk); without a flavor where its own is gone, refuse."""
+    server_resume_check(server=server, actor=actor)
+    if server.project is None:
+        raise ActionRefused(f"{server.name} belongs to no project the portal knows.")
+    if flavor is not None:
+        if flavor.site_id != server.site_id or flavor.deleted_at is not None:
+            raise ActionRefused("That flavor is not offered at this site.")
+        refusal = flavor_refusal(project=server.project, flavor=flavor)
+        if refusal:
+            raise ActionRefused(refusal)
+        if not resume_flavor_choices(server).filter(pk=flavor.pk).exists():
+            raise ActionRefused(
+                f"Flavor {flavor.name} is too small for {server.name}'s disk "
+                f"({server.flavor_disk_gb} GB)."
+            )
+    elif resume_flavor_problem(server):
+        raise ActionRefused(resume_flavor_problem(server))
+    params = ResumeParams(
+        flavor_pk=flavor.pk if flavor else None,
+        flavor_id=flavor.openstack_id if flavor else "",
+        flavor_name=flavor.name if flavor else "",
+    )
+    return ServerResume.create(
+        actor=actor, project=server.project, site=server.site,
+        target_server_id=server.openstack_id, params=params, idempotency_key=idempotency_key,
+    )  # fmt: skip
+
+
+# --- Many at once (the overview's selection, a workshop's seats) ----------------------
+
+# At most this many machines per bulk park or resume (one job each, one INSERT).
+PARK_MANY_MAX = 200
+
+
+@dataclass
+class PlannedPark:
+    server: Server
+    refusal: str  # "": it will be parked (or resumed)
+
+
+def park_many_plan(*, servers, actor, action: str) -> list[PlannedPark]:
+    """For each machine: parked / resumed, or why it is skipped (the rules of the
+    single action; a resume whose flavor is gone is done from the machine's page)."""
+    from portal.jobs import busy_pks
+
+    busy = busy_pks(servers, target="server")
+    rows = []
+    for server in servers:
+        try:
+            if action == "park":
+                server_park_check(server=server, actor=actor, busy=busy)
+            else:
+                server_resume_check(server=server, actor=actor, busy=busy)
+                problem = resume_flavor_problem(server)
+                if problem:
+                    raise ActionRefused(f"{problem} (resume it from its own page)")
+        except ActionRefused as refused:
+            rows.append(PlannedPark(server, refused.message))
+        else:
+            rows.append(PlannedPark(server, ""))
+    return rows
+
+
+def park_many_request(*, servers, actor, action: str, idempotency_key: str = ""):
+    """Plan, then record one park (or resume) job per machine that passes, at once.
+    Returns (jobs, plan)."""
+    plan = park_many_plan(servers=servers, actor=actor, action=action)
+    chosen = [row.server for row in plan if not row.refusal]
+    if not chosen:
+        return [], plan
+    params: object = {"verify": False} if action == "park" else ResumeParams()
+    targets: list[dict] = [
+        {"project": server.project, "site": server.site,
+         "target_server_id": server.openstack_id, "params": params}
+        for server in chosen
+    ]  # fmt: skip
+    if action == "park":
+        made = jobs_create(
+            kind=PARK_KIND, actor=actor, targets=targets, idempotency_key=idempotency_key
+        )
+        return made, plan
+    made = ServerResume.create_many(actor=actor, targets=targets, idempotency_key=idempotency_key)
+    return made, plan
+
+
+# --- Park ----------------------------------------------------------------------
+
+
+@dataclass
+class ParkState(PowerState):
+    # Saved just before the job asked Nova to shelve: a re-run knows it may have.
+    shelve_asked: bool = False
+    # The shelved image (also the boot test's image: see snapshots.verify).
+    image_id: str | None = None
+    # The undo asked Nova to unshelve, and to stop a machine that was off before.
+    unshelve_asked: bool = False
+    stopped_again: bool = False
+    undo_start_asked: bool = False
+
+
+def _refused(ctx: StepContext, server: Server) -> None:
+    try:
+        server_park_check(server=server, actor=ctx.actor, busy=set())
+    except ActionRefused as refused:
+        raise StepFailed(refused.message) from refused
+
+
+def step_park_check(ctx: StepContext) -> None:
+    """The page's rules again (the site, the user's rights, the lock, the state)."""
+    server = server_of(ctx)
+    state: ParkState = ctx.state
+    if state.shelve_asked:
+        return None  # a re-run after the shelve: the machine is parked by now
+    _refused(ctx, server)
+    if state.prior_status is None:
+        state.prior_status = server.status
+    return None
+
+
+def step_park_stop(ctx: StepContext) -> Wait | Skipped | None:
+    if ctx.state.prior_status != "ACTIVE" and not ctx.state.stopped_by_portal:
+        return Skipped("the instance was not running")
+    return step_stop(ctx)
+
+
+def step_park_wait_stopped(ctx: StepContext) -> Wait | Skipped | None:
+    if not ctx.state.stopped_by_portal:
+        return Skipped("the instance was not running")
+    return step_wait_shutoff(ctx)
+
+
+def step_shelve(ctx: StepContext) -> Wait | None:
+    """Ask Nova to shelve, once: a re-run finds Nova shelving (or done) and is content."""
+    state: ParkState = ctx.state
+    server = server_of(ctx)
+    if server.is_parked or server.task_state in SHELVE_TASKS:
+        if state.shelve_asked:
+            return None
+        raise StepFailed(f"{server.name} is being parked by someone else.")
+    if server.task_state:
+        return server_wait(ctx, server, f"waiting for {server.name} to finish {server.task_label}")
+    if server.locked:
+        raise StepFailed(server.lock_refusal)
+    state.shelve_asked = True
+    ctx.checkpoint()
+    try:
+        cloud.server_shelve(
+            ctx.site.name, server_id=server.openstack_id, project_id=server.project_openstack_id
+        )
+    except cloud.Forbidden as exc:
+        raise StepFailed(
+            f"{ctx.site.display_name} does not allow parking (shelving) machines: {exc.message}"
+        ) from exc
+    except cloud.Conflict:
+        server = server_of(ctx, acted=True)
+        if server.is_parked or server.task_state in SHELVE_TASKS:
+            return None  # a duplicate delivery's request took
+        raise
+    server_of(ctx, acted=True)
+    return None
+
+
+def _shelve_budget(server: Server) -> float:
+    """Seconds Nova may take to snapshot, upload and offload (as a snapshot's upload)."""
+    per_gb = settings.JOB_UPLOAD_SECONDS_PER_GB * server.flavor_disk_gb
+    return max(settings.JOB_UPLOAD_MIN_SECONDS, per_gb)
+
+
+def step_park_wait(ctx: StepContext) -> Wait | Done:
+    """Parked only once Nova offloaded the machine AND its shelved image is active."""
+    state: ParkState = ctx.state
+    server = server_of(ctx)
+    if server.status == "ERROR":
+        raise StepFailed(f"the instance went to ERROR: {server.fault_message or 'no reason'}")
+    if server.status != "SHELVED_OFFLOADED" or server.task_state:
+        if not server.task_state and server.status not in ("SHELVED",):
+            reason = f" ({server.fault_message})" if server.fault_message else ""
+            raise StepFailed(f"Nova did not shelve the instance; it is {server.status}{reason}")
+        budget = _shelve_budget(server)
+        return Wait(
+            progress=f"Nova is {server.task_label or 'parking the instance'}",
+            observed=server_observed(server),
+            watch="server" if site_watched(ctx.site) else "",
+            budget=budget,
+            over_budget=f"Nova was still {server.task_label} after {budget:g} s",
+        )
+    image = cloud.server_shelved_image(
+        ctx.site.name, server_id=server.openstack_id, server_name=server.name,
+        project_id=server.project_openstack_id,
+    )  # fmt: skip
+    if image is None:
+        raise StepFailed("Nova offloaded the instance, but its shelved image is missing")
+    if image.status in ("killed", "deleted", "deactivated"):
+        raise StepFailed(f"the shelved image is {image.status}: the disk was not saved")
+    if image.status != "active":
+        return Wait(progress=f"the shelved image is {image.status}", observed=[image.status])
+    state.image_id = image.id
+    if ctx.project is not None:
+        project_quota_refresh(ctx.project)  # what the cloud counts now
+    summary = f"{server.name} is parked: it frees {frees_text(server)} on the site's hosts."
+    result = {
+        "summary": summary, "vcpus": server.flavor_vcpus, "ram_mib": server.flavor_ram_mib,
+        "flavor": server.flavor_name, "image_id": image.id,
+        "parked_at": timezone.now().isoformat(),
+    }  # fmt: skip
+    return Done(summary, result=result)
+
+
+def undo_unshelve(ctx: StepContext) -> Wait | Skipped | None:
+    """Bring a shelved machine back (Nova refuses while it still shelves: wait)."""
+    state: ParkState = ctx.state
+    if not state.shelve_asked:
+        return Skipped("nothing was shelved")
+    server = server_of(ctx)
+    if server.task_state:
+        return server_wait(ctx, server, f"waiting for Nova to finish {server.task_label}")
+    if server.is_parked:
+        if not state.unshelve_asked:
+            state.unshelve_asked = True
+            ctx.checkpoint()
+            cloud.server_unshelve(
+                ctx.site.name, server_id=server.openstack_id,
+                project_id=server.project_openstack_id,
+            )  # fmt: skip
+            server = server_of(ctx, acted=True)
+        return server_wait(ctx, server, "unshelving")
+    if not state.unshelve_asked:
+        return Skipped("Nova did not shelve the instance")
+    was_off = state.prior_status not in ("ACTIVE", None)
+    if server.status == "ACTIVE" and was_off and not state.stopped_again:
+        # It was off before the park: off again, as it was.
+        state.stopped_again = True
+        ctx.checkpoint()
+        with contextlib.suppress(cloud.Conflict):
+            cloud.server_stop(ctx.site.name, server_id=server.openstack_id)
+        server_of(ctx, acted=True)
+    return None
+
+
+def undo_restart(ctx: StepContext) -> Wait | Skipped | None:
+    """Start the machine again if this job stopped it."""
+    state: ParkState = ctx.state
+    if not state.stopped_by_portal:
+        return Skipped("the job did not stop the instance")
+    server = server_of(ctx)
+    if server.status == "ACTIVE" and not server.task_state:
+        return None
+    if server.is_parked:
+        return Skipped("the instance is still parked")
+    if not state.undo_start_asked:
+        outcome = step_start(ctx)
+        if outcome is not None:
+            return outcome
+        state.undo_start_asked = True
+    return step_wait_active(ctx)
+
+
+# The park job's steps. The kind (snapshots.park.ServerPark) adds the optional boot
+# test of the saved disk, which lives above this app; the pages here record the job
+# by its name (PARK_KIND), as the engine knows kinds by name.
+PARK_KIND = "server.park"
+PARK_STEPS = (
+    Step("check", "Checking the request", step_park_check, acts=False),
+    Step(
+        "stop",
+        "Stopping the instance",
+        step_park_stop,
+        undo=Step("undo_restart", "Starting the instance again", undo_restart),
+    ),
+    Step("wait_stopped", "Waiting for SHUTOFF", step_park_wait_stopped, acts=False),
+    Step(
+        "shelve",
+        "Shelving (Nova saves the disk as an image)",
+        step_shelve,
+        undo=Step("undo_unshelve", "Unshelving the instance", undo_unshelve),
+    ),
+    Step("wait", "Waiting until parked", step_park_wait, acts=False),
+)
+
+
+# --- Resume --------------------------------------------------------------------
+
+
+@dataclass
+class ResumeParams:
+    # Another flavor (a new server from the shelved image); none: unshelve.
+    flavor_pk: int | None = None
+    flavor_id: str = ""
+    flavor_name: str = ""
+
+
+@dataclass
+class ResumeState(PowerState):
+    unshelve_asked: bool = False
+    # The new-flavor path: the shelved image, the new server, and when it was asked.
+    image_id: str = ""
+    new_server_id: str = ""
+    boot_asked_at: str | None = None
+    old_deleted: bool = False
+    old_addresses: list[str] | None = None
+
+
+def step_resume_check(ctx: StepContext) -> None:
+    state: ResumeState = ctx.state
+    if state.unshelve_asked or state.boot_asked_at:
+        return None  # a re-run after the request
+    server = server_of(ctx)
+    try:
+        server_resume_check(server=server, actor=ctx.actor, busy=set())
+    except ActionRefused as refused:
+        raise StepFailed(refused.message) from refused
+    state.old_addresses = list(server.addresses or [])
+    if not ctx.params.flavor_id:
+        if resume_flavor_problem(server):
+            raise StepFailed(resume_flavor_problem(server))
+        return None
+    image = cloud.server_shelved_image(
+        ctx.site.name, server_id=server.openstack_id, server_name=server.name,
+        project_id=server.project_openstack_id,
+    )  # fmt: skip
+    if image is None or image.status != "active":
+        raise StepFailed("the shelved image of this instance is missing or not active")
+    state.image_id = image.id
+    return None
+
+
+def step_unshelve(ctx: StepContext) -> Wait | Skipped | None:
+    state: ResumeState = ctx.state
+    if ctx.params.flavor_id:
+        return Skipped("resuming on another flavor")
+    server = server_of(ctx)
+    if server.task_state in UNSHELVE_TASKS or (server.status == "ACTIVE" and state.unshelve_asked):
+        return None
+    if server.task_state:
+        return server_wait(ctx, server, f"waiting for {server.name} to finish {server.task_label}")
+    if server.locked:
+        raise StepFailed(server.lock_refusal)
+    state.unshelve_asked = True
+    ctx.checkpoint()
+    try:
+        cloud.server_unshelve(
+            ctx.site.name, server_id=server.openstack_id, project_id=server.project_openstack_id
+        )
+    except cloud.Forbidden as exc:
+        raise StepFailed(
+            f"the cloud refused to resume {server.name} ({exc.message}); resume it on "
+            "another flavor, or free some quota"
+        ) from exc
+    except cloud.Conflict:
+        server = server_of(ctx, acted=True)
+        if server.task_state in UNSHELVE_TASKS or server.status == "ACTIVE":
+            return None
+        raise
+    server_of(ctx, acted=True)
+    return None
+
+
+def step_resume_wait(ctx: StepContext) -> Wait | Skipped | None:
+    if ctx.params.flavor_id:
+        return Skipped("resuming on another flavor")
+    server = server_of(ctx)
+    if server.status == "ACTIVE" and not server.task_state:
+        return None
+    if server.status == "ERROR":
+        raise StepFailed(f"the instance went to ERROR: {server.fault_message or 'no reason'}")
+    return server_wait(ctx, server, f"Nova is {server.task_label or 'resuming the instance'}")
+
+
+def _project(ctx: StepContext) -> Project:
+    if ctx.project is None:
+        raise StepFailed("the instance belongs to no project the portal knows")
+    return ctx.project
+
+
+def _own_new_server(ctx: StepContext, name: str) -> cloud.CloudServer | None:
+    found = cloud.server_find(ctx.site.name, project_id=_project(ctx).openstack_id, name=name)
+    mine = [
+        s for s in found
+        if s.id != ctx.target_server_id and not s.is_deleted
+        and ctx.made_by_me(s, asked_at=ctx.state.boot_asked_at)
+    ]  # fmt: skip
+    return mine[0] if mine else None
+
+
+def step_reboot_on_flavor(ctx: StepContext) -> Skipped | None:
+    """Boot a new server from the shelved image on the chosen flavor, same name and
+    metadata; a re-run after a cut-off request adopts the server it made (marker)."""
+    state: ResumeState = ctx.state
+    if not ctx.params.flavor_id:
+        return Skipped("resuming on its own flavor")
+    if state.new_server_id:
+        return None
+    server = server_of(ctx)
+    if state.boot_asked_at is not None:
+        existing = _own_new_server(ctx, server.name)
+        if existing is not None:
+            state.new_server_id = existing.id
+            ctx.authorship_record(existing.id)
+            return None
+    state.boot_asked_at = timezone.now().isoformat()
+    ctx.checkpoint()
+    metadata = {k: v for k, v in (server.metadata or {}).items() if k != JOB_KEY}
+    metadata[JOB_KEY] = ctx.key
+    if ctx.actor is not None:
+        metadata[CREATED_BY_KEY] = ctx.actor.username
+    project = _project(ctx)
+    try:
+        created = cloud.server_create(
+            ctx.site.name, project_id=project.openstack_id, name=server.name,
+            flavor_id=ctx.params.flavor_id, image_id=state.image_id, metadata=metadata,
+            network_ids=launch_networks(project=project, chosen_ids=None),
+        )  # fmt: skip
+    except (cloud.BadRequest, cloud.Forbidden, cloud.Conflict) as exc:
+        raise StepFailed(f"the cloud refused the new server: {exc.message}") from exc
+    state.new_server_id = created.id
+    ctx.authorship_record(created.id)
+    server_refresh(ctx.site, openstack_id=created.id)
+    return None
+
+
+def step_new_server_wait(ctx: StepContext) -> Wait | Skipped | None:
+    state: ResumeState = ctx.state
+    if not ctx.params.flavor_id:
+        return Skipped("resuming on its own flavor")
+    new = server_refresh(ctx.site, openstack_id=state.new_server_id)
+    if new is None or new.is_deleted:
+        raise StepFailed("the new server vanished")
+    if new.status == "ERROR":
+        raise StepFailed(f"the new server went to ERROR: {new.fault_message or 'no reason'}")
+    if new.status != "ACTIVE" or new.task_state:
+        return Wait(progress=f"booting on {ctx.params.flavor_name}", observed=server_observed(new))
+    return None
+
+
+def step_old_delete(ctx: StepContext) -> Skipped | None:
+    """Delete the parked server, only now that its successor runs (Nova deletes the
+    shelved image with it)."""
+    state: ResumeState = ctx.state
+    if not ctx.params.flavor_id:
+        return Skipped("resuming on its own flavor")
+    if not state.old_deleted:
+        with contextlib.suppress(cloud.NotFound):
+            cloud.server_delete(ctx.site.name, server_id=ctx.target_server_id)
+        state.old_deleted = True
+        ctx.checkpoint()
+    server_refresh(ctx.site, openstack_id=ctx.target_server_id)
+    return None
+
+
+def step_resume_done(ctx: StepContext) -> Done:
+    state: ResumeState = ctx.state
+    if ctx.project is not None:
+        project_quota_refresh(ctx.project)
+    if not ctx.params.flavor_id:
+        server = server_of(ctx, acted=True)
+        summary = f"{server.name} runs again, on {server.flavor_name}."
+        return Done(summary, result={"summary": summary, "server_id": server.openstack_id})
+    new = Server.objects.filter(site=ctx.site, openstack_id=state.new_server_id).first()
+    ips = ", ".join(new.addresses) if new is not None and new.addresses else "new"
+    old = ", ".join(state.old_addresses or []) or "none"
+    name = new.name if new is not None else "the instance"
+    summary = (
+        f"{name} runs again, on {ctx.params.flavor_name}, as a new server: its IP changed "
+        f"from {old} to {ips}."
+    )
+    result = {"summary": summary, "server_id": state.new_server_id, "new_server_pk": new.pk
+              if new is not None else None}  # fmt: skip
+    return Done(summary, result=result)
+
+
+def undo_new_server(ctx: StepContext) -> Skipped | None:
+    """Delete the new server; the parked one stays as it was."""
+    state: ResumeState = ctx.state
+    if not state.new_server_id:
+        if state.boot_asked_at is None:
+            return Skipped("no new server was made")
+        found = _own_new_server(ctx, server_of(ctx).name)
+        if found is None:
+            return Skipped("no new server was made")
+        state.new_server_id = found.id
+    with contextlib.suppress(cloud.NotFound):
+        cloud.server_delete(ctx.site.name, server_id=state.new_server_id)
+    server_refresh(ctx.site, openstack_id=state.new_server_id)
+    return None
+
+
+class ServerResume(Kind):
+    """Unshelve; or, on another flavor, a new server from the shelved disk."""
+
+    name = "server.resume"
+    Params = ResumeParams
+    State = ResumeState
+    steps = (
+        Step("check", "Checking the request", step_resume_check, acts=False),
+        Step("unshelve", "Unshelving", step_unshelve),
+        Step("wait", "Waiting for ACTIVE", step_resume_wait, acts=False),
+        Step(
+            "boot",
+            "Booting the saved disk on the chosen flavor",
+            step_reboot_on_flavor,
+            undo=Step("undo_boot", "Deleting the new server", undo_new_server),
+        ),
+        Step("boot_wait", "Waiting for the new server", step_new_server_wait, acts=False),
+        Step("old_delete", "Deleting the parked server", step_old_delete),
+        Step("done", "Summing up", step_resume_done, acts=False),
+    )
+
+    @classmethod
+    def title(cls, params: ResumeParams) -> str:
+        if params.flavor_name:
+            return f"Resume instance on {params.flavor_name}"
+        return "Resume instance"
