@@ -47,7 +47,11 @@ def image_copy(request, image_id: int):
     one of the user's projects at another site; POST records the copy job."""
     image = _copyable_image(request.user, image_id)
     targets = image_copy_targets(user=request.user, image=image)
-    context = {"image": image, "targets": targets, "copies": image_copies(image)}
+    chosen_site = request.GET.get("site", "")  # "copy here" on the image matrix
+    context = {
+        "image": image, "targets": targets, "copies": image_copies(image),
+        "chosen_site": int(chosen_site) if chosen_site.isdigit() else None,
+    }  # fmt: skip
     if request.method == "GET":
         return render(request, "images/image_copy.html", context)
     key = request.POST.get("idempotency_key", "")
