@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db.models import Q
@@ -296,12 +297,16 @@ def step_verify(ctx: StepContext) -> Wait | Done:
     return Done(f"checksum {target.hash_algo} matches", result={"image_id": target.id})
 
 
+# What runs once a copy succeeded that asked for a boot test: the boot-test job kind
+# lives in the snapshots layer, above this one, which registers here
+# (snapshots/copying.py). Each takes the finished job and returns a line for its result.
+BOOT_TEST_STARTERS: list[Callable[[Job], str]] = []
+
+
 def step_boot_test(ctx: StepContext) -> Skipped:
     if not ctx.params.boot_test:
         return Skipped("no boot test asked for")
-    # The boot-test job kind lives in the snapshots layer, above this one; it is
-    # started from there once this job has ended (see snapshots.copying).
-    return Skipped("the boot test runs as a job of its own")
+    return Skipped("the boot test runs as a job of its own once the copy is done")
 
 
 def undo_delete_target(ctx: StepContext) -> Done | Skipped:
@@ -336,3 +341,11 @@ class ImageCopy(Kind):
     @classmethod
     def title(cls, params: CopyParams) -> str:
         return f"Copy {params.name or params.source_image_id[:8]} from {params.source_site}"
+
+    @classmethod
+    def on_finished(cls, job: Job) -> None:
+        if job.status != Job.Status.SUCCEEDED or not job.params.get("boot_test"):
+            return
+        for start in BOOT_TEST_STARTERS:
+            job.result["boot_test"] = start(job)
+            job.save(update_fields=["result"])

@@ -205,3 +205,25 @@ def test_a_member_without_a_project_at_another_site_gets_no_choice_and_a_forged_
     assert same_site.status_code in (400, 403)
     assert client.post(url, {"target": "x1"}).status_code == 400
     assert Job.objects.filter(kind=ImageCopy.name).count() == before
+
+
+def test_a_copy_asked_to_be_boot_tested_starts_the_boot_test_of_the_copy(
+    live_demo, pair, transfer_worker
+):
+    from images.models import BootTest
+
+    transfer_worker()
+    alice = live_demo["users"]["alice"]
+    original = source_image(live_demo, name="copy-then-boot", size=1 * MIB)
+    gamma = Project.objects.get(name="gamma", site__name="devcloud2")
+    job = image_copy_request(image=original, actor=alice, target=gamma, boot_test=True)
+    job = wait_for_job(job, 60)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.result["boot_test"].startswith("job #"), job.result
+    verify = Job.objects.get(pk=int(job.result["boot_test"].removeprefix("job #")))
+    assert verify.target_image_id == job.result["image_id"]
+    assert verify.site.name == "devcloud2"
+    verify = wait_for_job(verify, 120)
+    assert BootTest.objects.filter(
+        site__name="devcloud2", openstack_id=job.result["image_id"]
+    ).exists()
