@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db.models import Q
-from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from images.models import Image
@@ -61,12 +60,22 @@ def carried_properties(properties: dict[str, str]) -> dict[str, str]:
     }
 
 
+def binary_size(count: int) -> str:
+    """ "1.2 GiB": the units Glance's sizes are in (filesizeformat says GB for GiB)."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
 def bytes_progress(sent: int, total: int | None) -> str:
     """ "1.2 GiB of 4.0 GiB (30%)"."""
     if not total:
-        return f"{filesizeformat(sent)} copied"
+        return f"{binary_size(sent)} copied"
     percent = min(100, int(sent * 100 / total))
-    return f"{filesizeformat(sent)} of {filesizeformat(total)} ({percent}%)"
+    return f"{binary_size(sent)} of {binary_size(total)} ({percent}%)"
 
 
 # --- who may copy what where ----------------------------------------------------------
@@ -174,7 +183,7 @@ def step_check(ctx: StepContext) -> Done:
         "container_format": source.container_format, "min_disk": source.min_disk,
         "min_ram": source.min_ram, "properties": carried_properties(dict(source.properties)),
     }  # fmt: skip
-    return Done(f"{source.name}: {filesizeformat(source.size or 0)} at {image.site.display_name}")
+    return Done(f"{source.name}: {binary_size(source.size or 0)} at {image.site.display_name}")
 
 
 def _own_images(ctx: StepContext) -> list[cloud.CloudImage]:
@@ -271,7 +280,7 @@ def step_stream(ctx: StepContext) -> Done:
         target_image_id=ctx.state.target_image_id or "", on_progress=progress,
     )  # fmt: skip
     ctx.state.bytes_sent = sent
-    return Done(f"{filesizeformat(sent)} sent")
+    return Done(f"{binary_size(sent)} sent")
 
 
 def step_verify(ctx: StepContext) -> Wait | Done:
