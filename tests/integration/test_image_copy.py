@@ -87,7 +87,7 @@ def pair(live_demo, devcloud_pair):
     return devcloud_pair
 
 
-def test_a_snapshot_is_copied_to_the_other_site_and_back(live_demo, pair, transfer_worker):
+def test_a_snapshot_is_copied_to_the_other_site_and_back(live_demo, pair, transfer_worker, client):
     transfer_worker()
     alice = live_demo["users"]["alice"]
     original = source_image(live_demo, name="copy-there-and-back", size=6 * MIB)
@@ -115,6 +115,11 @@ def test_a_snapshot_is_copied_to_the_other_site_and_back(live_demo, pair, transf
     assert row.is_snapshot
     assert row.project == gamma
     assert row.created_by == alice
+    # A workshop (or one machine) at the other site can start from the copy.
+    client.force_login(alice)
+    new = client.get(reverse("instances:instance-new"), {"project": gamma.pk, "tab": "snapshots"})
+    assert new.status_code == 200
+    assert f'value="{row.pk}"'.encode() in new.content
 
     alpha = Project.objects.get(name="alpha", site__name="devcloud")
     back = wait_for_job(image_copy_request(image=row, actor=alice, target=alpha), 60)
