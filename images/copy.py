@@ -127,7 +127,8 @@ def image_copy_request(
 def image_copies(image: Image) -> list[Image]:
     """Where this image exists: the original and every copy of it (copies of its
     copies too, one level up and down), as the portal recorded them."""
-    origin_site, origin_id = image.site, image.openstack_id
+    origin_site: Site | None = image.site
+    origin_id = image.openstack_id
     if image.copied_from_site_id and image.copied_from_image_id:
         origin_site, origin_id = image.copied_from_site, image.copied_from_image_id
     rows = Image.objects.filter(deleted_at__isnull=True).filter(
@@ -156,6 +157,12 @@ class CopyState:
     create_asked_at: str | None = None
     bytes_sent: int = 0
     attempts: int = 0
+
+
+def _target_project(ctx: StepContext) -> str:
+    """The target project's id in its cloud (a copy job always has a project)."""
+    assert ctx.project is not None
+    return ctx.project.openstack_id
 
 
 def _source_site(ctx: StepContext) -> Site:
@@ -188,7 +195,7 @@ def step_check(ctx: StepContext) -> Done:
 
 def _own_images(ctx: StepContext) -> list[cloud.CloudImage]:
     found = cloud.image_find_by_property(
-        ctx.site.name, key=JOB_KEY, value=ctx.key, owner=ctx.project.openstack_id
+        ctx.site.name, key=JOB_KEY, value=ctx.key, owner=_target_project(ctx)
     )
     return [i for i in found if ctx.made_by_me(i, asked_at=ctx.state.create_asked_at)]
 
@@ -198,14 +205,14 @@ def _create_target(ctx: StepContext) -> str:
     properties = {
         **source["properties"],
         JOB_KEY: ctx.key,
-        CREATED_BY_KEY: ctx.actor.username,
+        CREATED_BY_KEY: ctx.actor.username if ctx.actor else "",
         COPIED_FROM_KEY: f"{ctx.params.source_site}:{ctx.params.source_image_id}",
     }
     if ctx.state.create_asked_at is None:
         ctx.state.create_asked_at = timezone.now().isoformat()
     ctx.checkpoint()
     made = cloud.image_create(
-        ctx.site.name, project_id=ctx.project.openstack_id, name=source["name"],
+        ctx.site.name, project_id=_target_project(ctx), name=source["name"],
         disk_format=source["disk_format"] or "raw",
         container_format=source["container_format"] or "bare",
         min_disk=source["min_disk"], min_ram=source["min_ram"], properties=properties,
@@ -276,7 +283,7 @@ def step_stream(ctx: StepContext) -> Done:
 
     sent = cloud.image_data_copy(
         ctx.params.source_site, source_image_id=ctx.params.source_image_id,
-        target_site=ctx.site.name, target_project_id=ctx.project.openstack_id,
+        target_site=ctx.site.name, target_project_id=_target_project(ctx),
         target_image_id=ctx.state.target_image_id or "", on_progress=progress,
     )  # fmt: skip
     ctx.state.bytes_sent = sent

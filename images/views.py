@@ -58,7 +58,11 @@ def image_copy(request, image_id: int):
     job = job_repeated(actor=request.user, key=key)
     if job is None:
         target_id = param_id(request.POST, "target")  # malformed: 400
-        target = Project.objects.filter(pk=target_id).select_related("site").first()
+        target = (
+            Project.objects.filter(pk=target_id).select_related("site").first()
+            if target_id is not None
+            else None
+        )
         try:
             job = image_copy_request(
                 image=image, actor=request.user, target=target,

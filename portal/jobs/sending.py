@@ -33,8 +33,8 @@ def send(job_id: int, wake: str, countdown: float, queue: str = "") -> None:
     # time limits are that queue's, not the few seconds of an ordinary advance.
     current_app.send_task(
         ADVANCE_TASK, args=(job_id, wake), countdown=countdown, queue=queue,
-        soft_time_limit=settings.JOB_TRANSFER_TASK_SECONDS,
-        time_limit=settings.JOB_TRANSFER_TASK_SECONDS + 30,
+        soft_time_limit=int(settings.JOB_TRANSFER_TASK_SECONDS),
+        time_limit=int(settings.JOB_TRANSFER_TASK_SECONDS) + 30,
     )  # fmt: skip
 
 
