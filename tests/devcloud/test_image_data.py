@@ -27,27 +27,39 @@ def _pieces(count, size=MIB):
         yield bytes([n % 251]) * size
 
 
-def test_a_chunked_upload_is_stored_and_streamed_back_with_its_hashes(alpha):
-    image_id = _new_image(alpha, "streamed")
-    try:
-        # A generator body: requests sends it with Transfer-Encoding: chunked.
-        put = alpha.put(f"/image/v2/images/{image_id}/file", data=_pieces(20), headers=OCTET)
-        assert put.status_code == 204, put.text
-        expected = b"".join(_pieces(20))
-        shown = alpha.image(image_id).json()
-        assert shown["status"] == "active"
-        assert shown["size"] == 20 * MIB
-        assert shown["checksum"] == hashlib.md5(expected).hexdigest()
-        assert shown["os_hash_value"] == hashlib.sha512(expected).hexdigest()
-        down = alpha.get(f"/image/v2/images/{image_id}/file", stream=True)
-        assert down.status_code == 200
-        assert int(down.headers["Content-Length"]) == 20 * MIB
-        got = hashlib.sha512()
-        for piece in down.iter_content(MIB):
-            got.update(piece)
-        assert got.hexdigest() == shown["os_hash_value"]
-    finally:
-        alpha.delete(f"/image/v2/images/{image_id}")
+def _peak_rss_mib(pid):
+    """The process's peak resident memory so far (VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as fh:
+        line = next(line for line in fh if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_a_chunked_upload_and_its_download_stream_in_bounded_memory(fresh_cloud):
+    cloud = fresh_cloud()
+    api = member_api(cloud, "alpha")
+    image_id = _new_image(api, "streamed")
+    before = _peak_rss_mib(cloud.pid)
+    # A generator body: requests sends it with Transfer-Encoding: chunked.
+    put = api.put(f"/image/v2/images/{image_id}/file", data=_pieces(160), headers=OCTET)
+    assert put.status_code == 204, put.text
+    expected_md5, expected_sha = hashlib.md5(), hashlib.sha512()
+    for piece in _pieces(160):
+        expected_md5.update(piece)
+        expected_sha.update(piece)
+    shown = api.image(image_id).json()
+    assert shown["status"] == "active"
+    assert shown["size"] == 160 * MIB
+    assert shown["checksum"] == expected_md5.hexdigest()
+    assert shown["os_hash_value"] == expected_sha.hexdigest()
+    down = api.get(f"/image/v2/images/{image_id}/file", stream=True)
+    assert down.status_code == 200
+    assert int(down.headers["Content-Length"]) == 160 * MIB
+    got = hashlib.sha512()
+    for piece in down.iter_content(MIB):
+        got.update(piece)
+    assert got.hexdigest() == shown["os_hash_value"]
+    # devcloud held a few pieces at a time, never the 160 MiB image.
+    assert _peak_rss_mib(cloud.pid) - before < 48
 
 
 def _raw_put(cloud, api, image_id, head_only_bytes, declared):
