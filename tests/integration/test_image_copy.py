@@ -140,6 +140,8 @@ def test_a_worker_killed_mid_copy_is_replaced_and_one_image_is_left(
     target_cloud.set_faults(
         {"image_upload": {"image_name": "^copy-killed$", "bytes_per_second": 16 * MIB}}
     )
+    session = live_demo["worker"]["process"]
+    os.kill(session.pid, signal.SIGSTOP)  # only transfer workers may move the copy
     try:
         worker = transfer_worker()
         job = image_copy_request(image=original, actor=alice, target=gamma)
@@ -162,6 +164,7 @@ def test_a_worker_killed_mid_copy_is_replaced_and_one_image_is_left(
         job = wait_for_job(job, 60)
     finally:
         target_cloud.set_faults({})
+        os.kill(session.pid, signal.SIGCONT)
     assert job.status == Job.Status.SUCCEEDED, job.error
     left = own_copies(job)
     assert [i.id for i in left] == [job.result["image_id"]]
