@@ -102,6 +102,12 @@ def image_copy_check(*, image: Image, actor, target: Project | None) -> None:
         raise ActionRefused("Choose one of your projects at another site.", status=403)
     if image.status != "active":
         raise ActionRefused(f"{image.name} is {image.status}; only an active image can be copied.")
+    if image.is_volume_snapshot:
+        raise ActionRefused(
+            f"{image.name} was made from an instance booted from a volume: it has no data of "
+            "its own to copy (its disks are Cinder volume snapshots at its site).",
+            status=400,
+        )
 
 
 def image_copy_request(

@@ -69,3 +69,15 @@ def test_the_matrix_links_a_missing_cell_to_the_copy_page_and_marks_copies(
     copy_here = reverse("images:image-copy", kwargs={"image_id": rstudio.pk})
     assert f'href="{copy_here}?site={two_sites["two"].pk}"' in body
     assert 'title="copied by the portal: where it exists">copy</a>' in body
+
+
+def test_a_snapshot_of_a_volume_booted_instance_is_refused(client, people, two_sites):
+    snapshot = two_sites["snapshot"]
+    snapshot.properties = {"image_type": "snapshot", "block_device_mapping": "[]"}
+    snapshot.save()
+    client.force_login(people["alice"])
+    url = reverse("images:image-copy", kwargs={"image_id": snapshot.pk})
+    refused = client.post(url, {"target": two_sites["gamma"].pk})
+    assert refused.status_code == 400
+    assert b"no data of its own" in refused.content
+    assert not Job.objects.filter(kind="image.copy").exists()
