@@ -89,6 +89,8 @@ def image_copy_targets(*, user, image: Image) -> list[Project]:
 
 
 def image_copy_check(*, image: Image, actor, target: Project | None) -> None:
+    if actor is None or not actor.is_active:
+        raise ActionRefused("The account that asked for the copy may act no more.", status=403)
     if image.deleted_at is not None:
         raise ActionRefused("This image is gone.", status=404)
     shared = not image.is_snapshot and image.visibility in ("public", "community")
@@ -130,18 +132,35 @@ def image_copy_request(
     )
 
 
+# How far image_copies follows copies of copies, up and down.
+COPY_GENERATIONS = 5
+
+
 def image_copies(image: Image) -> list[Image]:
-    """Where this image exists: the original and every copy of it (copies of its
-    copies too, one level up and down), as the portal recorded them."""
-    origin_site: Site | None = image.site
-    origin_id = image.openstack_id
-    if image.copied_from_site_id and image.copied_from_image_id:
-        origin_site, origin_id = image.copied_from_site, image.copied_from_image_id
-    rows = Image.objects.filter(deleted_at__isnull=True).filter(
-        Q(site=origin_site, openstack_id=origin_id)
-        | Q(copied_from_site=origin_site, copied_from_image_id=origin_id)
-    )
-    return list(rows.select_related("site", "project").order_by("site__display_name"))
+    """Where this image exists, as the portal recorded it: the original (followed up
+    through copies of copies) and every copy of it, and of those copies."""
+    origin = image
+    for _ in range(COPY_GENERATIONS):
+        if not (origin.copied_from_site_id and origin.copied_from_image_id):
+            break
+        parent = Image.objects.filter(
+            site_id=origin.copied_from_site_id, openstack_id=origin.copied_from_image_id
+        ).first()
+        if parent is None:
+            break
+        origin = parent
+    found = {origin.pk: origin}
+    generation = [origin]
+    for _ in range(COPY_GENERATIONS):
+        copied_from = Q()
+        for row in generation:
+            copied_from |= Q(copied_from_site_id=row.site_id, copied_from_image_id=row.openstack_id)
+        generation = list(Image.objects.filter(copied_from).exclude(pk__in=found))
+        if not generation:
+            break
+        found.update((row.pk, row) for row in generation)
+    rows = Image.objects.filter(pk__in=found, deleted_at__isnull=True)
+    return list(rows.select_related("site", "project").order_by("site__display_name", "pk"))
 
 
 # --- the job ---------------------------------------------------------------------------

@@ -81,3 +81,22 @@ def test_a_snapshot_of_a_volume_booted_instance_is_refused(client, people, two_s
     assert refused.status_code == 400
     assert b"no data of its own" in refused.content
     assert not Job.objects.filter(kind="image.copy").exists()
+
+
+def test_the_page_lists_the_original_and_every_copy_also_of_copies(client, people, two_sites):
+    one, two = people["site"], two_sites["two"]
+    original = two_sites["snapshot"]
+    there = make_image(
+        site=two, project=two_sites["gamma"], snapshot=True, name="gold",
+        copied_from_site=one, copied_from_image_id=original.openstack_id,
+    )  # fmt: skip
+    back = make_image(
+        site=one, project=people["alpha"], snapshot=True, name="gold",
+        copied_from_site=two, copied_from_image_id=there.openstack_id,
+    )  # fmt: skip
+    make_image(site=one, project=people["alpha"], snapshot=True, name="unrelated")
+    client.force_login(people["alice"])
+    page = client.get(reverse("images:image-copy", kwargs={"image_id": back.pk}))
+    assert [row.pk for row in page.context["copies"]] == [original.pk, back.pk, there.pk]
+    assert b"original</td>" in page.content
+    assert b"copy (this one)</td>" in page.content
