@@ -227,6 +227,9 @@ def test_a_copy_asked_to_be_boot_tested_starts_the_boot_test_of_the_copy(
     job = image_copy_request(image=original, actor=alice, target=gamma, boot_test=True)
     job = wait_for_job(job, 60)
     assert job.status == Job.Status.SUCCEEDED, job.error
+    # Started once the copy has ended (Kind.on_finished), a moment after "succeeded".
+    wait_until(lambda: "boot_test" in Job.objects.get(pk=job.pk).result, 10)
+    job.refresh_from_db()
     assert job.result["boot_test"].startswith("job #"), job.result
     verify = Job.objects.get(pk=int(job.result["boot_test"].removeprefix("job #")))
     assert verify.target_image_id == job.result["image_id"]
