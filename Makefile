@@ -54,7 +54,7 @@ migrations-check: install
 # Every benchmark runs, then the target fails if any of them missed a goal.
 bench: install
 	@status=0; \
-	for b in sync_bench workshop_bench job_cost_bench snapshot_jobs_bench pages_bench; do \
+	for b in sync_bench workshop_bench job_cost_bench snapshot_jobs_bench pages_bench copy_bench; do \
 		$(PY) bench/$$b.py || status=1; \
 	done; exit $$status
 

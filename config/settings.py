@@ -272,6 +272,10 @@ JOB_WATCHED_POLL_SECONDS = envfloat("JOB_WATCHED_POLL_SECONDS", "30")
 # (OPENSTACK_TIMEOUT): a call that hangs ends as "not answering" before the limit.
 JOB_RUN_SECONDS = envfloat("JOB_RUN_SECONDS", "8")
 JOB_TASK_SOFT_SECONDS = JOB_RUN_SECONDS + OPENSTACK_TIMEOUT + 5
+# A message on a queue of its own (the image copy's "transfer" queue) runs one long
+# step: a transfer of hundreds of GB at ~100 MB/s takes hours. Its lease is renewed
+# meanwhile, so a dead worker's copy is still taken over within seconds.
+JOB_TRANSFER_TASK_SECONDS = envint("JOB_TRANSFER_TASK_SECONDS", "21600")
 # A site that gives no answer at all (connections time out or are refused): jobs,
 # the watcher and the syncs there wait, and a probe (one short call, with
 # PORTAL_PROBE_TIMEOUT) asks once per JOB_SILENT_PROBE_SECONDS; a job

@@ -32,17 +32,21 @@ def detect(data):
     return "raw", len(data)
 
 
-def virtual_size(data, disk_format, container_format):
-    """The virtual_size Glance records after this upload, or None."""
+def virtual_size(data, disk_format, container_format, length=None):
+    """The virtual_size Glance records after this upload, or None. `data` may be
+    the first bytes only (QCOW2_HEADER_BYTES suffice) when `length` is the total."""
     if container_format != "bare":
         return None
+    total = len(data) if length is None else length
     found, size = detect(data)
+    if found == "raw":
+        size = total
     if found == disk_format:
         pass
     elif found == "raw" and disk_format not in INSPECTABLE:
         return None
     elif disk_format == "raw":
-        size = len(data)
+        size = total
     else:
         return None
     return size or None

@@ -94,13 +94,27 @@ def _validate_server_rule(kind, rule):
             raise FaultSpecError("task_state_lag.seconds must be a non-negative number")
 
 
+def _validate_image_upload(rule):
+    if not isinstance(rule, dict):
+        raise FaultSpecError("image_upload must be an object or null")
+    _compile(rule.get("image_name", ".*"), "image_upload.image_name")
+    _check_rate(rule, "image_upload")
+    if not isinstance(rule.get("corrupt", False), bool):
+        raise FaultSpecError("image_upload.corrupt must be true or false")
+    speed = rule.get("bytes_per_second")
+    if speed is not None and (
+        not isinstance(speed, (int, float)) or isinstance(speed, bool) or speed <= 0
+    ):
+        raise FaultSpecError("image_upload.bytes_per_second must be a positive number or null")
+
+
 def validate(spec):
     """Check a fault document; returns a normalised deep copy."""
     if spec is None:
         spec = {}
     if not isinstance(spec, dict):
         raise FaultSpecError("fault spec must be a JSON object")
-    known = {"http", "latency", "hang", *SERVER_RULES}
+    known = {"http", "latency", "hang", "image_upload", *SERVER_RULES}
     unknown = set(spec) - known
     if unknown:
         raise FaultSpecError(f"unknown fault kinds: {sorted(unknown)}")
@@ -129,6 +143,9 @@ def validate(spec):
             raise FaultSpecError(f"{what} must be an object")
         _compile(rule.get("path", ""), f"{what}.path")
         _check_rate(rule, what)
+    rule = spec.get("image_upload")
+    if rule is not None:
+        _validate_image_upload(rule)
     for kind in SERVER_RULES:
         rule = spec.get(kind)
         if rule is None:
@@ -232,6 +249,22 @@ class Faults:
             if not self._take(rule):
                 return None
             return dict(rule)
+
+    def image_upload(self, image_name):
+        """None, or what happens to the data uploaded to an image of this name:
+        {"corrupt": bool (a byte of the stored data differs from what the client
+        sent, so the stored hashes do not match the client's), "bytes_per_second":
+        the store's speed, or None}."""
+        with self._lock:
+            rule = self._spec.get("image_upload")
+            if not rule or re.search(rule.get("image_name", ".*"), image_name or "") is None:
+                return None
+            if not self._take(rule):
+                return None
+            return {
+                "corrupt": bool(rule.get("corrupt", False)),
+                "bytes_per_second": rule.get("bytes_per_second"),
+            }
 
     def boot_error(self, server_name):
         rule = self._server_rule("boot_error", server_name)

@@ -4,12 +4,13 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 import urllib.parse
 import uuid
 
 from . import clock, diskformat
 from .store import dumps, keyset_condition, loads, order_by
-from .web import ApiError, Response
+from .web import ApiError, IncompleteBody, Response
 
 IMAGE_API_VERSIONS = [
     "2.18",
@@ -126,16 +127,78 @@ def synthetic_content(key):
     return (f"devcloud synthetic image data for {key}\n").encode() * 64
 
 
+# Synthetic data up to this size is served at its full size, so that the image's
+# size and hashes are those of exactly the bytes a download gets (a copy to another
+# site can check them). Larger synthetic images (the seeded ones, GBs) keep a
+# plausible size but serve only the short stand-in block: hashing GBs at seed time
+# would cost minutes. See README "Image data".
+SYNTHETIC_FULL_MAX = 64 * 1024 * 1024
+CHUNK = 1024 * 1024
+
+
+def synthetic_key(row):
+    data = row["data"] or ""
+    return data[len("synthetic:") :] if data.startswith("synthetic:") else row["id"]
+
+
+def synthetic_chunks(key, size):
+    """The synthetic data of `key` as served: `size` bytes (the stand-in block
+    repeated) when size is at most SYNTHETIC_FULL_MAX, else the block alone."""
+    block = synthetic_content(key)
+    if not size or size > SYNTHETIC_FULL_MAX:
+        yield block
+        return
+    piece = block * (CHUNK // len(block) + 1)
+    left = size
+    offset = 0
+    while left > 0:
+        # Continue the repetition where the previous piece stopped.
+        start = offset % len(block)
+        out = piece[start : start + min(left, CHUNK)]
+        yield out
+        left -= len(out)
+        offset += len(out)
+
+
+def synthetic_length(size, key):
+    return size if size and size <= SYNTHETIC_FULL_MAX else len(synthetic_content(key))
+
+
+def synthetic_hashes(key, size):
+    """(md5, sha512) of what synthetic_chunks(key, size) serves."""
+    md5, sha512 = hashlib.md5(), hashlib.sha512()
+    for piece in synthetic_chunks(key, size):
+        md5.update(piece)
+        sha512.update(piece)
+    return md5.hexdigest(), sha512.hexdigest()
+
+
 def stored_content(store, row):
+    """The whole data of a small image (tests); None when it has none."""
+    chunks = stored_chunks(store, row)
+    return None if chunks is None else b"".join(chunks[1])
+
+
+def stored_chunks(store, row):
+    """(length, iterator of bytes) of the image's data, read a piece at a time; None
+    when it has none."""
     data = row["data"]
     if data == "file":
-        with open(store.blob_path(row["id"]), "rb") as fh:
-            return fh.read()
-    if data == "synthetic":
-        return synthetic_content(row["id"])
-    if data and data.startswith("synthetic:"):
-        return synthetic_content(data[len("synthetic:") :])
+        path = store.blob_path(row["id"])
+        return os.path.getsize(path), _file_chunks(path)
+    if data == "synthetic" or (data and data.startswith("synthetic:")):
+        key = synthetic_key(row)
+        return synthetic_length(row["size"], key), synthetic_chunks(key, row["size"])
     return None
+
+
+def _file_chunks(path):
+    with open(path, "rb") as fh:
+        while True:
+            piece = fh.read(CHUNK)
+            if not piece:
+                return
+            yield piece
 
 
 def content_hashes(data):
@@ -751,12 +814,15 @@ def mark_deleted(conn, image_id):
 
 
 def upload(req, image_id):
+    """PUT /file, as Glance does it: the image goes `saving`, the body is written to
+    the store a piece at a time while md5 and sha512 are computed, and the image goes
+    `active` with its size and hashes. A body cut off half-way (the client went away)
+    leaves nothing stored and the image `queued` again (Glance's _restore), ready for
+    another upload."""
     ctype = (req.header("Content-Type") or "").split(";")[0].strip().lower()
     if ctype != "application/octet-stream":
         raise ApiError(415, f"Unsupported Content-Type '{ctype}' for image data.")
     store = req.app.store
-    data = req.body
-    md5, sha512 = content_hashes(data)
     with store.write() as conn:
         row = _load(req, image_id)
         if not _may_modify(req, row):
@@ -769,31 +835,107 @@ def upload(req, image_id):
             raise ApiError(
                 400, "Properties disk_format, container_format must be set prior to saving data."
             )
-        path = store.blob_path(image_id)
-        with open(path, "wb") as fh:
-            fh.write(data)
-        vsize = diskformat.virtual_size(data, row["disk_format"], row["container_format"])
+        conn.execute(
+            "UPDATE images SET status = 'saving', updated_at = ? WHERE id = ?",
+            (clock.now_db_seconds(), image_id),
+        )
+    fault = req.app.faults.image_upload(row["name"])
+    path = store.blob_path(image_id)
+    partial = f"{path}.{uuid.uuid4().hex}.part"
+    try:
+        size, head, md5, sha512 = _store_body(_body_of(req), partial, fault)
+    except (IncompleteBody, OSError) as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        _restore_queued(store, image_id)
+        raise ApiError(400, f"Image data upload failed: {exc}") from exc
+    with store.write() as conn:
+        now_row = conn.execute(
+            "SELECT status FROM images WHERE id = ? AND deleted = 0", (image_id,)
+        ).fetchone()
+        if now_row is None or now_row[0] != "saving":
+            os.unlink(partial)
+            raise ApiError(
+                410,
+                f"Image {image_id} could not be found after upload. "
+                "The image may have been deleted during the upload.",
+            )
+        os.replace(partial, path)
+        vsize = diskformat.virtual_size(head, row["disk_format"], row["container_format"], size)
         conn.execute(
             "UPDATE images SET status = 'active', size = ?, virtual_size = ?, checksum = ?,"
             " os_hash_algo = 'sha512', os_hash_value = ?, data = 'file', updated_at = ?"
             " WHERE id = ?",
-            (len(data), vsize, md5, sha512, clock.now_db_seconds(), image_id),
+            (size, vsize, md5, sha512, clock.now_db_seconds(), image_id),
         )
     return Response(204)
 
 
+def _body_of(req):
+    if req.stream is not None:
+        return iter(req.stream)
+    return iter([req.body] if req.body else [])
+
+
+def _store_body(pieces, partial, fault):
+    """Write the pieces to `partial`; returns (size, first bytes, md5, sha512) of what
+    was stored. A `corrupt` fault flips a byte of the stored data (so its hashes
+    differ from the client's); `bytes_per_second` slows the store down."""
+    md5, sha512 = hashlib.md5(), hashlib.sha512()
+    size = 0
+    head = b""
+    corrupt = bool(fault and fault["corrupt"])
+    speed = fault["bytes_per_second"] if fault else None
+    began = time.monotonic()
+    with open(partial, "wb") as fh:
+        for piece in pieces:
+            if corrupt and piece:
+                piece = bytes([piece[0] ^ 0xFF]) + piece[1:]
+                corrupt = False
+            fh.write(piece)
+            md5.update(piece)
+            sha512.update(piece)
+            size += len(piece)
+            if len(head) < diskformat.QCOW2_HEADER_BYTES:
+                head += piece[: diskformat.QCOW2_HEADER_BYTES - len(head)]
+            if speed:
+                ahead = size / speed - (time.monotonic() - began)
+                if ahead > 0:
+                    time.sleep(ahead)
+    return size, head, md5.hexdigest(), sha512.hexdigest()
+
+
+def _restore_queued(store, image_id):
+    with store.write() as conn:
+        conn.execute(
+            "UPDATE images SET status = 'queued', updated_at = ? WHERE id = ? AND status = 'saving'",
+            (clock.now_db_seconds(), image_id),
+        )
+
+
 def download(req, image_id):
+    """GET /file: the data streamed a piece at a time (memory bounded in the size)."""
     store = req.app.store
     row = _load(req, image_id)
     if row["status"] == "deactivated" and not req.ctx.is_admin:
         raise ApiError(
             403, "The requested image has been deactivated. Image data download is forbidden."
         )
-    data = stored_content(store, row)
-    if data is None:
+    if row["status"] != "active" and row["data"] is None:
         return Response(204)
+    try:
+        found = stored_chunks(store, row)
+    except FileNotFoundError:
+        found = None
+    if found is None:
+        return Response(204)
+    length, chunks = found
     return Response(
-        200, data, {"Content-MD5": row["checksum"] or ""}, content_type="application/octet-stream"
+        200,
+        headers={"Content-MD5": row["checksum"] or ""},
+        content_type="application/octet-stream",
+        stream=chunks,
+        length=length,
     )
 
 

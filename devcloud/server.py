@@ -7,6 +7,7 @@ that the path belongs to, because clients parse those bodies differently.
 """
 
 import http.server
+import re
 import select
 import signal
 import socket
@@ -18,7 +19,20 @@ import uuid
 from . import clock, compute, identity, image, neutron, transitions
 from . import faults as faults_mod
 from .store import Store, loads
-from .web import HTTP_REASONS, MAX_BODY, ApiError, Request, Response, Router, render_error
+from .web import (
+    HTTP_REASONS,
+    MAX_BODY,
+    ApiError,
+    BodyStream,
+    Request,
+    Response,
+    Router,
+    render_error,
+)
+
+# Requests whose body the handler reads piece by piece (Glance's image data upload):
+# an image is larger than memory, and MAX_BODY does not apply to it.
+STREAMED_BODIES = re.compile(r"^/image/v2/images/[^/?]+/file(\?.*)?$")
 
 
 class RequestDropped(Exception):
@@ -285,12 +299,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _handle(self):
         app = self.server.app
         started = time.monotonic()
-        try:
-            body = self._read_body()
-        except (ValueError, ApiError):
-            self.close_connection = True
-            body = None
+        stream = None
+        if self.command == "PUT" and STREAMED_BODIES.match(self.path):
+            stream = BodyStream(self.rfile, self.headers)
+            body = b""
+        else:
+            try:
+                body = self._read_body()
+            except (ValueError, ApiError):
+                self.close_connection = True
+                body = None
         req = Request(app, self.command, self.path, self.headers, body or b"")
+        req.stream = stream
         if body is None:
             resp = Response(
                 400,
@@ -321,6 +341,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(resp.status, HTTP_REASONS.get(resp.status))
         for key, value in resp.headers.items():
             self.send_header(key, value)
+        if stream is not None and not stream.done:
+            # An answer before the whole body was read (a refusal): the rest of it
+            # is still on the connection, which cannot carry another request.
+            self.close_connection = True
+            self.send_header("Connection", "close")
+        if resp.stream is not None:
+            self.send_header("Content-Length", str(resp.length))
+            self.end_headers()
+            if self.command != "HEAD":
+                for piece in resp.stream:
+                    self.wfile.write(piece)
+            return
         self.send_header("Content-Length", str(len(resp.body)))
         self.end_headers()
         if self.command != "HEAD" and resp.body:

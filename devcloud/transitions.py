@@ -214,7 +214,8 @@ def _progress_steps(app, image_id, begin, length, upload):
 
 
 def _snapshot_done(row, image_id):
-    md5, sha512 = image_mod.content_hashes(image_mod.synthetic_content(image_id))
+    # The hashes of exactly the bytes a download of it serves (see image.synthetic_chunks).
+    md5, sha512 = image_mod.synthetic_hashes(image_id, row["disk_used_bytes"])
     flavor = loads(row["flavor"])
     return {
         "status": "active",

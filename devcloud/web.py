@@ -64,9 +64,16 @@ class ApiError(Exception):
 
 
 class Response:
-    def __init__(self, status=200, body=None, headers=None, content_type=None):
+    """An answer. `stream` (an iterable of bytes, `length` of them in all) is sent
+    piece by piece instead of `body`: image data, which may be larger than memory."""
+
+    def __init__(
+        self, status=200, body=None, headers=None, content_type=None, stream=None, length=0
+    ):
         self.status = status
         self.headers = dict(headers or {})
+        self.stream = stream
+        self.length = length
         if body is None:
             self.body = b""
         elif isinstance(body, (bytes, bytearray)):
@@ -89,6 +96,9 @@ class Request:
         self.query = urllib.parse.parse_qsl(split.query, keep_blank_values=True)
         self.headers = headers
         self.body = body
+        # A BodyStream for the few routes that read their body piece by piece
+        # (image data); `body` is then empty.
+        self.stream = None
         host = headers.get("Host") or f"{app.host}:{app.port}"
         self.base_url = f"http://{host}"
         self.ctx = None
@@ -122,6 +132,63 @@ class Request:
             except (ValueError, UnicodeDecodeError) as exc:
                 raise ApiError(400, f"Malformed request body: {exc}") from exc
         return self._json
+
+
+class IncompleteBody(Exception):
+    """The client stopped sending before the body was complete."""
+
+
+class BodyStream:
+    """A request body read piece by piece, sized (Content-Length) or chunked
+    (Transfer-Encoding: chunked): what Glance's data upload accepts."""
+
+    def __init__(self, rfile, headers):
+        self._rfile = rfile
+        self.chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
+        self._left = None if self.chunked else int(headers.get("Content-Length") or 0)
+        self._chunk_left = 0
+        self.done = not self.chunked and self._left == 0
+
+    def _read_exact(self, size):
+        data = self._rfile.read(size)
+        if len(data) < size:
+            raise IncompleteBody(f"body cut off after a short read ({len(data)} of {size})")
+        return data
+
+    def read(self, size=1024 * 1024):
+        """Up to `size` bytes; b"" at the end. IncompleteBody when the client went away."""
+        if self.done:
+            return b""
+        if not self.chunked:
+            data = self._read_exact(min(size, self._left))
+            self._left -= len(data)
+            self.done = self._left == 0
+            return data
+        if self._chunk_left == 0:
+            line = self._rfile.readline(65537)
+            if not line:
+                raise IncompleteBody("body cut off between chunks")
+            try:
+                self._chunk_left = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            except ValueError:
+                raise IncompleteBody("unreadable chunk size") from None
+            if self._chunk_left == 0:
+                while self._rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass
+                self.done = True
+                return b""
+        data = self._read_exact(min(size, self._chunk_left))
+        self._chunk_left -= len(data)
+        if self._chunk_left == 0:
+            self._rfile.readline(3)
+        return data
+
+    def __iter__(self):
+        while True:
+            data = self.read()
+            if not data:
+                return
+            yield data
 
 
 class Router:

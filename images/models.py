@@ -52,6 +52,12 @@ class Image(MirrorRow):
     created_by_hint = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(null=True, blank=True)
+    # A copy the portal made of an image at another site (images.copy): the source,
+    # from the portal's own record. The cloud's `portal_copied_from` is only a hint.
+    copied_from_site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    copied_from_image_id = models.CharField(max_length=64, blank=True, db_index=True)
 
     class Meta:
         ordering = ["name"]

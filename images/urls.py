@@ -6,4 +6,5 @@ app_name = "images"
 
 urlpatterns = [
     path("", views.image_list, name="image-list"),
+    path("<id:image_id>/copy/", views.image_copy, name="image-copy"),
 ]

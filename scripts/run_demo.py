@@ -82,6 +82,15 @@ def main() -> int:
 
         worker = new_worker()
         children.append(worker)
+
+        def new_transfer_worker():
+            # Image copies stream for minutes: their queue has a worker of its own.
+            return start_worker(
+                env, concurrency=2, queues=("transfer",), log_path=VAR / "transfer-worker.log"
+            )
+
+        transfer_worker = new_transfer_worker()
+        children.append(transfer_worker)
         web = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", "--noreload", WEB_ADDR], cwd=ROOT, env=env
         )
@@ -102,6 +111,11 @@ def main() -> int:
                 time.sleep(1)
                 worker = new_worker()
                 children.append(worker)
+            if transfer_worker.poll() is not None:
+                children.remove(transfer_worker)
+                time.sleep(1)
+                transfer_worker = new_transfer_worker()
+                children.append(transfer_worker)
         print(f"stopped because the web server exited with {web.returncode}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

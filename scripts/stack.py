@@ -86,11 +86,13 @@ def celery_command(*args: str) -> list[str]:
 
 
 def start_worker(env: dict, *, concurrency: int = 2, log_path: Path | None = None,
-                 ticks: bool = False, include: tuple[str, ...] = ()) -> subprocess.Popen:  # fmt: skip
+                 ticks: bool = False, include: tuple[str, ...] = (),
+                 queues: tuple[str, ...] = ()) -> subprocess.Popen:  # fmt: skip
     """`ticks`: the worker may send the periodic tasks (syncs, the status watcher, the
     recovery sweep; see operations/ticker.py), as every production worker does. Off, a
     worker only runs the tasks it is sent. `include`: extra modules the worker
-    imports (the tests' own job kinds)."""
+    imports (the tests' own job kinds). `queues`: the queues it consumes instead of
+    the default one (e.g. "transfer", the image copies')."""
     env = {**env, "PORTAL_WORKER_TICKS": "1" if ticks else "0"}
     # No gossip, mingle or worker heartbeats: the portal needs none of them, and their
     # event handling is what made a worker exit after a Redis restart.
@@ -100,6 +102,8 @@ def start_worker(env: dict, *, concurrency: int = 2, log_path: Path | None = Non
     )  # fmt: skip
     if include:
         args += ["--include", ",".join(include)]
+    if queues:
+        args += ["--queues", ",".join(queues)]
     if log_path is None:
         return subprocess.Popen(args, cwd=ROOT, env=env)
     with open(log_path, "ab") as out:  # the worker keeps its own copy

@@ -5,4 +5,4 @@ class SnapshotsConfig(AppConfig):
     name = "snapshots"
 
     def ready(self):
-        from snapshots import jobs, park  # noqa: F401  (registers the job kinds)
+        from snapshots import copying, jobs, park  # noqa: F401  (registers the job kinds, the copy's boot test)

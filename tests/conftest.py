@@ -157,8 +157,9 @@ def sending_to(broker_url: str):
     # Not the current app: the engine sends through `current_app`, which must stay ours.
     other = Celery("sending-to", broker=broker_url, set_as_current=False)
 
-    def send(job_id, wake, countdown):
-        other.send_task(ADVANCE_TASK, args=(job_id, wake), countdown=countdown)
+    def send(job_id, wake, countdown, queue=""):
+        routed = {"queue": queue} if queue else {}
+        other.send_task(ADVANCE_TASK, args=(job_id, wake), countdown=countdown, **routed)
 
     try:
         with mock.patch("portal.jobs.sending.send", send):

@@ -41,6 +41,7 @@ from portal.cloud.image import (
 )
 from portal.cloud.keypairs import keypair_delete, keypair_get, keypair_import
 from portal.cloud.network import network_list
+from portal.cloud.transfer import image_create, image_data_copy
 from portal.cloud.types import (
     CloudFlavor,
     CloudImage,
@@ -71,6 +72,8 @@ __all__ = [
     "clock_offset",
     "connections_reset",
     "flavor_list",
+    "image_create",
+    "image_data_copy",
     "image_delete",
     "image_find_by_property",
     "image_get",

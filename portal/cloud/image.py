@@ -50,6 +50,10 @@ def _image_from_body(body: Mapping[str, Any]) -> CloudImage:
         properties=properties,
         created_at=parse_time(body.get("created_at")),
         updated_at=parse_time(body.get("updated_at")),
+        disk_format=body.get("disk_format") or "",
+        container_format=body.get("container_format") or "",
+        hash_algo=body.get("os_hash_algo") or "",
+        hash_value=body.get("os_hash_value") or "",
     )
 
 

@@ -78,6 +78,11 @@ class CloudImage:
     properties: Mapping[str, str] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    disk_format: str = ""
+    container_format: str = ""
+    # Glance's secure hash of the data (os_hash_algo: "sha512" by default); "" until active.
+    hash_algo: str = ""
+    hash_value: str = ""
 
     @property
     def is_snapshot(self) -> bool:

@@ -358,7 +358,7 @@ def _schedule(job: Job, countdown: float, *, parked: bool = False) -> float:
     job.due_at = _now() + timedelta(seconds=countdown)
     _release(job)
     if not parked:
-        sending.send(job.pk, job.wake, countdown)
+        sending.send_for(job.kind, job.pk, job.wake, countdown)
     return countdown
 
 

@@ -219,6 +219,8 @@ class Kind:
     docstring for a whole example."""
 
     name: ClassVar[str] = ""
+    # A Celery queue of its own (see sending.QUEUES), for a kind with a long step.
+    queue: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
     State: ClassVar[type] = NoState
     steps: ClassVar[tuple[Step, ...]] = ()
@@ -227,6 +229,8 @@ class Kind:
         super().__init_subclass__(**kwargs)
         if cls.name:
             _kinds[cls.name] = cls
+            if cls.queue:
+                sending.QUEUES[cls.name] = cls.queue
 
     @classmethod
     def create(
@@ -405,7 +409,7 @@ def jobs_create(*, kind: str, actor, targets: list[dict], idempotency_key: str =
                 "wait until it ends, then try again."
             ) from None
         raise
-    sends = [(job.pk, job.wake) for job in jobs]
+    sends = [(job.pk, job.wake, job.kind) for job in jobs]
     transaction.on_commit(lambda: sending.send_new(sends))
     return jobs
 

@@ -87,10 +87,10 @@ def site_answers(site_id: int) -> list[int]:
     now, wake = timezone.now(), uuid.uuid4().hex
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     waiting.filter(free).update(wake=wake, due_at=now, waits_for="")
-    woken = list(Job.objects.filter(wake=wake).values_list("pk", flat=True))
-    for job_id in woken:
-        sending.send(job_id, wake, 0)
-    return woken
+    woken = list(Job.objects.filter(wake=wake).values_list("pk", "kind"))
+    for job_id, kind in woken:
+        sending.send_for(kind, job_id, wake, 0)
+    return [job_id for job_id, _ in woken]
 
 
 def site_silent(site_id: int) -> None:

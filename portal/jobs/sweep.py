@@ -45,7 +45,7 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     stuck = Job.objects.exclude(status__in=Job.FINISHED).filter(late).filter(free)
     recovered = []
-    for job_id, waits_for in stuck.values_list("pk", "waits_for")[:500]:
+    for job_id, waits_for, kind in stuck.values_list("pk", "waits_for", "kind")[:500]:
         wake = uuid.uuid4().hex
         # Conditional on still being free and late: a worker that claimed it meanwhile wins.
         # A parked job sent is parked no more (see jobs_wake).
@@ -54,7 +54,7 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
         if taken.update(
             wake=wake, lease_until=None, due_at=now, heartbeat_at=now, waits_for="", **resent
         ):
-            sending.send(job_id, wake, 0)
+            sending.send_for(kind, job_id, wake, 0)
             if not waits_for:  # a parked job's fallback poll is routine, not a recovery
                 recovered.append(job_id)
     if recovered:
@@ -89,7 +89,7 @@ def jobs_wake(site: Site, *, server_ids=(), image_ids=(), job_ids=()) -> list[in
     wake = uuid.uuid4().hex
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     jobs.filter(free).exclude(waits_for="").update(wake=wake, due_at=now, waits_for="")
-    woken = list(Job.objects.filter(wake=wake).values_list("pk", flat=True))
-    for job_id in woken:
-        sending.send(job_id, wake, 0)
+    woken = list(Job.objects.filter(wake=wake).values_list("pk", "kind"))
+    for job_id, kind in woken:
+        sending.send_for(kind, job_id, wake, 0)
     return list(jobs.exclude(free).values_list("pk", flat=True))

@@ -90,6 +90,7 @@ POSTS = {
                                          "confirmed", "idempotency_key", "page", "job",
                                          *SNAPSHOT_FILTERS]),
     "snapshots:snapshot-verify": ("snapshot", ["idempotency_key", "next"]),
+    "images:image-copy": ("snapshot", ["target", "boot_test", "idempotency_key"]),
     "workshops:workshop-retry": ("workshop", ["seat", "upto", "idempotency_key"]),
     "workshops:workshop-add": ("workshop", ["participants", "idempotency_key"]),
     "workshops:workshop-teardown": ("workshop", ["idempotency_key"]),

@@ -176,6 +176,6 @@ def test_each_cell_sits_under_its_header(client, people, snaps):
     assert cells["Size"] == "1.0 GB"
     assert cells["Created by"] == "bob"
     assert cells["OpenStack ID"] == f"{gold.openstack_id[:8]} copy"
-    assert cells["Actions"] == "Delete Launch Verify now"
+    assert cells["Actions"] == "Delete Launch Copy to another site Verify now"
     assert 'aria-label="Select alpha-gold"' in row
     assert 'name="csrfmiddlewaretoken"' in row
