@@ -16,8 +16,8 @@ function updateSelection(root) {
   const count = root.querySelector("[data-selected-count]");
   if (!count) return;
   const n = all && all.checked ? all.nextElementSibling.textContent.match(/\d+/)[0] : boxes.filter((b) => b.checked).length;
-  // The words come translated from the page (base.html): "%(count)s selected".
-  count.textContent = n ? (document.body.dataset.textSelected || "%(count)s selected").replace("%(count)s", n) : "";
+  // The words come translated from the page (base.html): "{count} selected".
+  count.textContent = n ? (document.body.dataset.textSelected || "{count} selected").replace("{count}", n) : "";
 }
 // The ids the user ticked, kept across live refreshes of single rows.
 const ticked = new Set();
