@@ -111,7 +111,9 @@ MESSAGE_CALLS = {
     "Skipped": ("reason",),
 }
 MESSAGES_FUNCTIONS = {"info", "success", "warning", "error"}
-VISIBLE_KEYWORDS = {"label", "help_text", "verbose_name", "over_budget"}
+VISIBLE_KEYWORDS = {"label", "help_text", "verbose_name", "empty_label", "over_budget"}
+# Keys of a widget's attrs={...} that people read.
+VISIBLE_ATTRIBUTE_KEYS = {"placeholder", "title", "aria-label", "alt"}
 TRANSLATORS = {
     "_",
     "gettext",
@@ -177,8 +179,23 @@ def python_unmarked(source: str) -> list[tuple[int, str]]:
     """(line, text) of each unmarked string a user would read."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call):
-            for argument in _visible_arguments(node):
-                if _is_unmarked(argument):
-                    found.append((argument.lineno, ast.get_source_segment(source, argument) or ""))
-    return found
+        for argument in _visible_values(node):
+            if _is_unmarked(argument):
+                found.append((argument.lineno, ast.get_source_segment(source, argument) or ""))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _visible_values(node: ast.AST) -> Iterator[ast.AST]:
+    if isinstance(node, ast.Call):
+        yield from _visible_arguments(node)
+    elif isinstance(node, ast.Dict):
+        # attrs={"placeholder": "..."}
+        for key, value in zip(node.keys, node.values, strict=True):
+            if isinstance(key, ast.Constant) and key.value in VISIBLE_ATTRIBUTE_KEYS:
+                yield value
+    elif isinstance(node, ast.Assign) and isinstance(node.value, (ast.List, ast.Tuple)):
+        # STATUS_CHOICES = [("ACTIVE", "Active"), ...]: the second of each pair is a label.
+        if any(isinstance(t, ast.Name) and t.id.endswith("CHOICES") for t in node.targets):
+            for pair in node.value.elts:
+                if isinstance(pair, ast.Tuple) and len(pair.elts) == 2:
+                    yield pair.elts[1]
