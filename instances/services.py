@@ -7,6 +7,7 @@ from datetime import datetime
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from instances.models import Flavor, Network, Server
 from instances.selectors import servers_matching
@@ -256,8 +257,8 @@ SERVER_DELETE = BulkDelete(
     kind="instances.delete",
     key="servers",
     target="server",
-    noun="instance",
-    nouns="instances",
+    noun=gettext_noop("instance"),
+    nouns=gettext_noop("instances"),
     not_yours="members may delete only instances they created",
     rules=(
         ("already deleted", Q(deleted_at__isnull=False) | Q(status="DELETED")),

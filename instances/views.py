@@ -6,6 +6,7 @@ from django.core.exceptions import BadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.launch_retry import (
@@ -149,7 +150,7 @@ def _launch_followup(request, job_id: int, start, template: str, done: str):
             return redirect("job-detail", job_id=repeated.pk)
         names = request.POST.getlist("seat")
         if len(names) > MAX_COUNT:
-            raise BadRequest(f"At most {MAX_COUNT} seats at once.")
+            raise BadRequest(gettext("At most %(max)s seats at once.") % {"max": MAX_COUNT})
         try:
             followup = start(job=job, actor=request.user, names=names, idempotency_key=key)
         except AlreadyRetried as refused:
@@ -159,7 +160,9 @@ def _launch_followup(request, job_id: int, start, template: str, done: str):
             messages.error(request, refused.message)
             status = refused.status
         else:
-            messages.success(request, f"{done}: job #{followup.pk}.")
+            messages.success(
+                request, gettext("%(done)s: job #%(job)s.") % {"done": done, "job": followup.pk}
+            )
             return redirect("job-detail", job_id=followup.pk)
     try:
         plan = launch_retry_plan(job=job, actor=request.user)
@@ -178,7 +181,7 @@ def launch_retry(request, job_id: int):
     without a machine: replace the ERROR machines, launch the missing ones."""
     return _launch_followup(
         request, job_id, launch_retry_request, "instances/launch_retry_confirm.html",
-        "Launching the failed seats again",
+        gettext_lazy("Launching the failed seats again"),
     )  # fmt: skip
 
 
@@ -188,18 +191,18 @@ def launch_failed_delete(request, job_id: int):
     """Delete the ERROR machines a finished launch's failed seats hold."""
     return _launch_followup(
         request, job_id, launch_failed_delete_request,
-        "instances/launch_failed_delete_confirm.html", "Deleting the failed machines",
+        "instances/launch_failed_delete_confirm.html", gettext_lazy("Deleting the failed machines"),
     )  # fmt: skip
 
 
 # The overview's bulk delete (portal.bulk.views): the job page follows the job.
 DELETE_PAGE = DeletePage(
     spec=SERVER_DELETE,
-    consequence="Their disks go with them; this cannot be undone. Snapshots stay.",
-    nothing_ticked="Nothing to delete: every chosen instance is skipped.",
-    nothing_matching="Nothing to delete: every matching instance is skipped.",
-    started_ticked="Deleting {count} instance(s): job #{job}.",
-    started_matching="Deleting the matching instances: job #{job}.",
+    consequence=gettext_lazy("Their disks go with them; this cannot be undone. Snapshots stay."),
+    nothing_ticked=gettext_lazy("Nothing to delete: every chosen instance is skipped."),
+    nothing_matching=gettext_lazy("Nothing to delete: every matching instance is skipped."),
+    started_ticked=gettext_lazy("Deleting {count} instance(s): job #{job}."),
+    started_matching=gettext_lazy("Deleting the matching instances: job #{job}."),
 )
 
 

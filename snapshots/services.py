@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django import forms
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from images.services import image_refresh
 from instances.models import PARKED_STATUSES, Server
@@ -268,8 +269,8 @@ SNAPSHOT_DELETE = BulkDelete(
     kind="snapshot.delete",
     key="images",
     target="image",
-    noun="snapshot",
-    nouns="snapshots",
+    noun=gettext_noop("snapshot"),
+    nouns=gettext_noop("snapshots"),
     not_yours="members may delete only snapshots they created",
     rules=(
         ("protected in the cloud", Q(protected=True)),

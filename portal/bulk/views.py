@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from portal.bulk.delete import BulkDelete
 from portal.bulk.matching import CONFIRMED_PARAM, confirmed_at_from, confirmed_param
@@ -90,12 +91,15 @@ def bulk_delete_view(request, page: DeletePage, chosen: Chosen) -> HttpResponse:
         "back": chosen.back,
         "carried": carried_params(data),
         "action": request.path,
-        "title": f"Delete {spec.nouns}",
-        "nouns": f"{spec.noun},{spec.nouns}",
+        "title": gettext("Delete %(nouns)s") % {"nouns": gettext(spec.nouns)},
+        "nouns": f"{gettext(spec.noun)},{gettext(spec.nouns)}",
         "consequence": page.consequence,
     }
     if not (chosen.rows.exists() if chosen.all_matching else chosen.rows):
-        messages.error(request, f"Select at least one {spec.noun} to delete.")
+        messages.error(
+            request,
+            gettext("Select at least one %(noun)s to delete.") % {"noun": gettext(spec.noun)},
+        )
         return render(request, TEMPLATE, context, status=400)
     if chosen.all_matching:
         return _delete_matching(request, page, chosen, context)

@@ -72,7 +72,7 @@ def test_every_marked_string_is_in_the_catalog(tmp_path):
     """makemessages, run on a copy of the sources into an empty locale directory,
     finds no msgid the committed catalog lacks (and the catalog keeps none the code
     no longer has)."""
-    for name in SOURCES + ("templates",):
+    for name in (*SOURCES, "templates"):
         shutil.copytree(
             ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )

@@ -57,7 +57,11 @@ def test_the_template_checker_finds_unmarked_text():
     {% blocktranslate with n=count %}{{ n }} selected{% endblocktranslate %}
     <span>{{ size }} GiB · OpenStack ID</span>&nbsp;—
     <input placeholder="Search here">"""
-    assert template_unmarked(source) == ['title="Stop it"', 'placeholder="Search here"', "Bare words here"]
+    assert template_unmarked(source) == [
+        'title="Stop it"',
+        'placeholder="Search here"',
+        "Bare words here",
+    ]
 
 
 def test_the_template_checker_accepts_marked_text():
@@ -72,7 +76,7 @@ def test_the_template_checker_accepts_marked_text():
 
 
 def test_the_python_checker_finds_unmarked_strings():
-    source = '''
+    source = """
 from django.contrib import messages
 from django.utils.translation import gettext as _, gettext_lazy, gettext_noop
 
@@ -93,7 +97,7 @@ def step(ctx):
     if ctx.waiting:
         return Wait(progress="waiting for %s" % ctx.name)
     return Done(detail=_("stopped")), Skipped(reason=REASON), StepFailed("the cloud said no")
-'''
+"""
     assert [text for _line, text in python_unmarked(source)] == [
         'f"Stopping {server.name}"',
         '"This instance is locked"',

@@ -50,7 +50,7 @@ VISIBLE_ATTRIBUTES = ("title", "aria-label", "placeholder", "alt")
 
 _TAG = re.compile(r"<[^>]*>", re.S)
 _ATTRIBUTE = re.compile(
-    r"""\b(%s)\s*=\s*(?:"([^"]*)"|'([^']*)')""" % "|".join(VISIBLE_ATTRIBUTES), re.I
+    r"""\b(""" + "|".join(VISIBLE_ATTRIBUTES) + r""")\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I
 )
 _WORD = re.compile(r"[^\W\d_][\w.\-']*", re.U)
 # Inside these the text is code or data, not prose.
@@ -142,11 +142,12 @@ def _is_unmarked(node: ast.AST) -> bool:
         return bool(_WORD.search(node.value))
     if isinstance(node, ast.JoinedStr):
         return any(
-            isinstance(part, ast.Constant) and _WORD.search(str(part.value))
-            for part in node.values
+            isinstance(part, ast.Constant) and _WORD.search(str(part.value)) for part in node.values
         )
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mod, ast.Add)):
-        return _is_unmarked(node.left) or (isinstance(node.op, ast.Add) and _is_unmarked(node.right))
+        return _is_unmarked(node.left) or (
+            isinstance(node.op, ast.Add) and _is_unmarked(node.right)
+        )
     if isinstance(node, ast.Call) and _call_name(node) == "format":
         return isinstance(node.func, ast.Attribute) and _is_unmarked(node.func.value)
     if isinstance(node, ast.IfExp):
@@ -158,20 +159,18 @@ def _visible_arguments(node: ast.Call) -> Iterator[ast.AST]:
     name = _call_name(node)
     if name in TRANSLATORS:
         return
-    if name in MESSAGES_FUNCTIONS and isinstance(node.func, ast.Attribute):
-        owner = node.func.value
-        if isinstance(owner, ast.Name) and owner.id == "messages":
-            if len(node.args) > 1:
-                yield node.args[1]
-            yield from (k.value for k in node.keywords if k.arg == "message")
-            return
+    owner = node.func.value if isinstance(node.func, ast.Attribute) else None
+    if name in MESSAGES_FUNCTIONS and isinstance(owner, ast.Name) and owner.id == "messages":
+        if len(node.args) > 1:
+            yield node.args[1]
+        yield from (k.value for k in node.keywords if k.arg == "message")
+        return
     if name in MESSAGE_CALLS:
         if node.args:
             yield node.args[0]
         yield from (k.value for k in node.keywords if k.arg in MESSAGE_CALLS[name])
-    if name == "Step":
-        if len(node.args) > 1:
-            yield node.args[1]
+    if name == "Step" and len(node.args) > 1:
+        yield node.args[1]
     yield from (k.value for k in node.keywords if k.arg in VISIBLE_KEYWORDS)
 
 
@@ -193,9 +192,16 @@ def _visible_values(node: ast.AST) -> Iterator[ast.AST]:
         for key, value in zip(node.keys, node.values, strict=True):
             if isinstance(key, ast.Constant) and key.value in VISIBLE_ATTRIBUTE_KEYS:
                 yield value
-    elif isinstance(node, ast.Assign) and isinstance(node.value, (ast.List, ast.Tuple)):
+    elif _is_choices(node):
         # STATUS_CHOICES = [("ACTIVE", "Active"), ...]: the second of each pair is a label.
-        if any(isinstance(t, ast.Name) and t.id.endswith("CHOICES") for t in node.targets):
-            for pair in node.value.elts:
-                if isinstance(pair, ast.Tuple) and len(pair.elts) == 2:
-                    yield pair.elts[1]
+        for pair in node.value.elts:  # type: ignore[attr-defined]
+            if isinstance(pair, ast.Tuple) and len(pair.elts) == 2:
+                yield pair.elts[1]
+
+
+def _is_choices(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Assign)
+        and isinstance(node.value, (ast.List, ast.Tuple))
+        and any(isinstance(t, ast.Name) and t.id.endswith("CHOICES") for t in node.targets)
+    )
