@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from images.models import Image
 from images.services import image_refresh
@@ -201,7 +202,7 @@ def step_check(ctx: StepContext) -> Done:
         site=_source_site(ctx), openstack_id=ctx.params.source_image_id
     ).first()
     if image is None:
-        raise StepFailed("The image to copy is not known to the portal (any more).")
+        raise StepFailed(gettext_noop("The image to copy is not known to the portal (any more)."))
     try:
         image_copy_check(image=image, actor=ctx.actor, target=ctx.project)
     except ActionRefused as refused:
@@ -286,7 +287,7 @@ def step_stream(ctx: StepContext) -> Done:
     except cloud.NotFound:
         target = None
     if target is not None and _matches_source(ctx, target):
-        return Done("already copied")
+        return Done(gettext_noop("already copied"))
     if target is None or target.status != "queued":
         if target is not None:
             _delete_quietly(ctx.site.name, target.id)
@@ -346,8 +347,8 @@ BOOT_TEST_STARTERS: list[Callable[[Job], str]] = []
 
 def step_boot_test(ctx: StepContext) -> Skipped:
     if not ctx.params.boot_test:
-        return Skipped("no boot test asked for")
-    return Skipped("the boot test runs as a job of its own once the copy is done")
+        return Skipped(gettext_noop("no boot test asked for"))
+    return Skipped(gettext_noop("the boot test runs as a job of its own once the copy is done"))
 
 
 def undo_delete_target(ctx: StepContext) -> Done | Skipped:
@@ -359,11 +360,11 @@ def undo_delete_target(ctx: StepContext) -> Done | Skipped:
         _delete_quietly(ctx.site.name, image_id)
         Image.objects.filter(site=ctx.site, openstack_id=image_id).update(deleted_at=timezone.now())
     if not ids:
-        return Skipped("no image was made")
+        return Skipped(gettext_noop("no image was made"))
     return Done(f"deleted the half-made copy at {ctx.site.display_name}")
 
 
-UNDO_DELETE = Step("undo_delete", "Deleting the half-made copy", undo_delete_target)
+UNDO_DELETE = Step("undo_delete", gettext_noop("Deleting the half-made copy"), undo_delete_target)
 
 
 class ImageCopy(Kind):
@@ -372,16 +373,24 @@ class ImageCopy(Kind):
     Params = CopyParams
     State = CopyState
     steps = (
-        Step("check", "Checking the image and the target", step_check, acts=False),
-        Step("create", "Creating the image at the target", step_create, undo=UNDO_DELETE),
-        Step("stream", "Copying the data", step_stream),
-        Step("verify", "Comparing checksums", step_verify, acts=False),
-        Step("boot_test", "Boot test", step_boot_test, acts=False),
+        Step("check", gettext_noop("Checking the image and the target"), step_check, acts=False),
+        Step(
+            "create",
+            gettext_noop("Creating the image at the target"),
+            step_create,
+            undo=UNDO_DELETE,
+        ),
+        Step("stream", gettext_noop("Copying the data"), step_stream),
+        Step("verify", gettext_noop("Comparing checksums"), step_verify, acts=False),
+        Step("boot_test", gettext_noop("Boot test"), step_boot_test, acts=False),
     )
 
     @classmethod
     def title(cls, params: CopyParams) -> str:
-        return f"Copy {params.name or params.source_image_id[:8]} from {params.source_site}"
+        return gettext("Copy %(image)s from %(site)s") % {
+            "image": params.name or params.source_image_id[:8],
+            "site": params.source_site,
+        }
 
     @classmethod
     def on_finished(cls, job: Job) -> None:
