@@ -91,18 +91,22 @@ def image_copy_targets(*, user, image: Image) -> list[Project]:
 
 def image_copy_check(*, image: Image, actor, target: Project | None) -> None:
     if actor is None or not actor.is_active:
-        raise ActionRefused("The account that asked for the copy may act no more.", status=403)
+        raise ActionRefused(
+            gettext("The account that asked for the copy may act no more."), status=403
+        )
     if image.deleted_at is not None:
-        raise ActionRefused("This image is gone.", status=404)
+        raise ActionRefused(gettext("This image is gone."), status=404)
     shared = not image.is_snapshot and image.visibility in ("public", "community")
     if not shared and not can_see(actor, image.project):
-        raise ActionRefused("You may not copy this image.", status=403)
+        raise ActionRefused(gettext("You may not copy this image."), status=403)
     if target is None or target.pk not in {
         p.pk for p in image_copy_targets(user=actor, image=image)
     }:
         if target is not None and target.site_id == image.site_id:
-            raise ActionRefused("Choose a project at another site than the image's.", status=400)
-        raise ActionRefused("Choose one of your projects at another site.", status=403)
+            raise ActionRefused(
+                gettext("Choose a project at another site than the image's."), status=400
+            )
+        raise ActionRefused(gettext("Choose one of your projects at another site."), status=403)
     if image.status != "active":
         raise ActionRefused(f"{image.name} is {image.status}; only an active image can be copied.")
     if image.is_volume_snapshot:

@@ -192,7 +192,7 @@ def server_resume_request(
         raise ActionRefused(f"{server.name} belongs to no project the portal knows.")
     if flavor is not None:
         if flavor.site_id != server.site_id or flavor.deleted_at is not None:
-            raise ActionRefused("That flavor is not offered at this site.")
+            raise ActionRefused(gettext("That flavor is not offered at this site."))
         refusal = flavor_refusal(project=server.project, flavor=flavor)
         if refusal:
             raise ActionRefused(refusal)
