@@ -26,15 +26,23 @@ def fit_problems(*, image: Image, flavor: Flavor) -> list[str]:
     problems = []
     if image.is_volume_snapshot:
         problems.append(
-            "it was made from an instance booted from a volume: booting it makes volumes "
-            "the portal cannot clean up"
+            gettext(
+                "it was made from an instance booted from a volume: booting it makes volumes "
+                "the portal cannot clean up"
+            )
         )
     if image.status != "active":
-        problems.append(f"it is {image.status}, not active")
+        problems.append(gettext("it is %(status)s, not active") % {"status": image.status})
     if flavor.disk_gb and image.min_disk and flavor.disk_gb < image.min_disk:
-        problems.append(f"needs {image.min_disk} GB disk, the flavor has {flavor.disk_gb} GB")
+        problems.append(
+            gettext("needs %(need)s GB disk, the flavor has %(has)s GB")
+            % {"need": image.min_disk, "has": flavor.disk_gb}
+        )
     if image.min_ram and flavor.ram_mib < image.min_ram:
-        problems.append(f"needs {image.min_ram} MiB RAM, the flavor has {flavor.ram_mib} MiB")
+        problems.append(
+            gettext("needs %(need)s MiB RAM, the flavor has %(has)s MiB")
+            % {"need": image.min_ram, "has": flavor.ram_mib}
+        )
     return problems
 
 
@@ -67,7 +75,10 @@ def flavor_refusal(*, project: Project, flavor: Flavor) -> str:
     the project on its access list), or ""."""
     if flavor.usable_in(project):
         return ""
-    return f"Flavor {flavor.name} is not available in project {project.name}."
+    return gettext("Flavor %(flavor)s is not available in project %(project)s.") % {
+        "flavor": flavor.name,
+        "project": project.name,
+    }
 
 
 def configured_networks(project: Project) -> list[str]:

@@ -68,7 +68,10 @@ PARKABLE = ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED")
 
 def frees_text(server: Server) -> str:
     """What a parked machine frees on the site's hosts, from its flavor."""
-    return f"{server.flavor_vcpus} vCPUs and {server.flavor_ram_mib / 1024:g} GiB RAM"
+    return gettext("%(vcpus)s vCPUs and %(ram)s GiB RAM") % {
+        "vcpus": server.flavor_vcpus,
+        "ram": f"{server.flavor_ram_mib / 1024:g}",
+    }
 
 
 # --- Rules (the pages and the jobs ask the same) ------------------------------
@@ -81,14 +84,17 @@ def park_refusal(server: Server) -> str:
     if site_refusal:
         return site_refusal
     if server.is_parked:
-        return f"{server.name} is parked already."
+        return gettext("%(server)s is parked already.") % {"server": server.name}
     if server.boots_from_volume:
-        return (
-            f"{server.name} boots from a volume: parking keeps a disk as an image, and "
+        return gettext(
+            "%(server)s boots from a volume: parking keeps a disk as an image, and "
             "this one has none."
-        )
+        ) % {"server": server.name}
     if server.status not in PARKABLE:
-        return f"Cannot park {server.name} while it is {server.status}."
+        return gettext("Cannot park %(server)s while it is %(status)s.") % {
+            "server": server.name,
+            "status": server.status,
+        }
     return ""
 
 

@@ -91,7 +91,8 @@ class Form:
     name = forms.CharField(label="Name", help_text=gettext_lazy("A name"))
     q = forms.CharField(widget=forms.TextInput(attrs={"placeholder": "Name or ID", "class": "x"}))
 
-STATUS_CHOICES = [("ACTIVE", "Active"), ("parked", gettext_lazy("Parked"))]
+STATUS_CHOICES = [("ACTIVE", "Active"), ("parked", gettext_lazy("Parked")), ("queued", "queued")]
+TASK_LABELS = {"powering-off": "stopping", "spawning": gettext_noop("spawning")}
 
 def step(ctx):
     if ctx.waiting:
@@ -105,6 +106,7 @@ def step(ctx):
         '"Name"',
         '"Name or ID"',
         '"Active"',
+        '"stopping"',
         '"waiting for %s" % ctx.name',
         '"the cloud said no"',
     ]

@@ -192,11 +192,31 @@ def _visible_values(node: ast.AST) -> Iterator[ast.AST]:
         for key, value in zip(node.keys, node.values, strict=True):
             if isinstance(key, ast.Constant) and key.value in VISIBLE_ATTRIBUTE_KEYS:
                 yield value
+    elif _is_labels(node):
+        # TASK_STATE_LABELS = {"powering-off": "stopping", ...}: the values are shown.
+        yield from node.value.values  # type: ignore[attr-defined]
     elif _is_choices(node):
         # STATUS_CHOICES = [("ACTIVE", "Active"), ...]: the second of each pair is a label.
         for pair in node.value.elts:  # type: ignore[attr-defined]
-            if isinstance(pair, ast.Tuple) and len(pair.elts) == 2:
+            if isinstance(pair, ast.Tuple) and len(pair.elts) == 2 and not _same(*pair.elts):
                 yield pair.elts[1]
+
+
+def _same(value: ast.AST, label: ast.AST) -> bool:
+    """("active", "active"): Glance's own status word, shown as the cloud says it."""
+    return (
+        isinstance(value, ast.Constant)
+        and isinstance(label, ast.Constant)
+        and (value.value == label.value)
+    )
+
+
+def _is_labels(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Dict)
+        and any(isinstance(t, ast.Name) and t.id.endswith("LABELS") for t in node.targets)
+    )
 
 
 def _is_choices(node: ast.AST) -> bool:
