@@ -17,18 +17,22 @@ class LaunchForm(forms.Form):
     """The new-instance form. Choices are filled by the view from the mirror."""
 
     project: forms.ModelChoiceField[Project] = forms.ModelChoiceField(
-        queryset=None, empty_label=None
+        queryset=None, empty_label=None, label=gettext_lazy("Project")
     )
     name = forms.CharField(
         required=False, max_length=63, label=gettext_lazy("Name"),
         help_text=gettext_lazy("Letters, digits and dashes; with several instances, the prefix of each name."),
     )  # fmt: skip
-    flavor: forms.ModelChoiceField[Flavor] = forms.ModelChoiceField(queryset=None, empty_label=None)
+    flavor: forms.ModelChoiceField[Flavor] = forms.ModelChoiceField(
+        queryset=None, empty_label=None, label=gettext_lazy("Flavor")
+    )
     # Asked only when the project may use several networks and none is configured.
     network: forms.ModelChoiceField[Network] = forms.ModelChoiceField(
         queryset=None, required=False, label=gettext_lazy("Network")
     )
-    image: forms.ModelChoiceField[Image] = forms.ModelChoiceField(queryset=None, empty_label=None)
+    image: forms.ModelChoiceField[Image] = forms.ModelChoiceField(
+        queryset=None, empty_label=None, label=gettext_lazy("Image")
+    )
     count = forms.IntegerField(
         min_value=1, max_value=MAX_COUNT, initial=1, label=gettext_lazy("Number of instances")
     )
