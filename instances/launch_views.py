@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -33,6 +34,9 @@ from portal.http import param_id, param_int, param_search
 from portal.jobs import job_repeated
 from portal.ssh_keys import ssh_keys_of
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 MAX_PREVIEW = 100
 
 # Images and snapshots listed per tab; a project with thousands of snapshots
@@ -47,8 +51,8 @@ FLAVOR_GROUPS = [
 ]
 
 
-def _group_flavors(flavors) -> list[tuple[str, list[Flavor]]]:
-    groups = []
+def _group_flavors(flavors) -> list[tuple[StrOrPromise, list[Flavor]]]:
+    groups: list[tuple[StrOrPromise, list[Flavor]]] = []
     remaining = list(flavors)
     for label, limit in FLAVOR_GROUPS:
         members = [f for f in remaining if limit is None or f.ram_mib <= limit]

@@ -1,3 +1,4 @@
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from django.contrib import messages
@@ -34,6 +35,9 @@ from portal.jobs import busy_pks, job_repeated
 from portal.models import Site
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 # Instances one may tick for a delete; more is "select all matching" (any number,
 # one job, in batches of ten).
@@ -135,7 +139,7 @@ def instance_start(request, server_id: int):
     return _run_action(request, server_id, "start")
 
 
-def _launch_followup(request, job_id: int, start, template: str, done: str):
+def _launch_followup(request, job_id: int, start, template: str, done: "StrOrPromise"):
     """GET: what the follow-up of a finished launch does, seat by seat, from the
     machines as they are now. POST: start it for the seats that page showed
     (`seat`: their names) that are still failed now; a seat that recovered in

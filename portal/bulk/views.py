@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.db.models import QuerySet
@@ -26,6 +26,9 @@ from portal.bulk.matching import CONFIRMED_PARAM, confirmed_at_from, confirmed_p
 from portal.http import param_id
 from portal.jobs import job_repeated
 from portal.models import Job, Project
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 TEMPLATE = "portal/bulk_delete_confirm.html"
 
@@ -42,11 +45,11 @@ class DeletePage:
     back to shows the job)."""
 
     spec: BulkDelete
-    consequence: str  # after "3 instances will be deleted."
-    nothing_ticked: str  # every ticked row is skipped
-    nothing_matching: str  # every matching row is skipped
-    started_ticked: str = ""
-    started_matching: str = ""
+    consequence: StrOrPromise  # after "3 instances will be deleted."
+    nothing_ticked: StrOrPromise  # every ticked row is skipped
+    nothing_matching: StrOrPromise  # every matching row is skipped
+    started_ticked: StrOrPromise = ""
+    started_matching: StrOrPromise = ""
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,9 @@ def bulk_delete_view(request, page: DeletePage, chosen: Chosen) -> HttpResponse:
         )
         return render(request, TEMPLATE, context, status=409)
     if page.started_ticked:
-        messages.success(request, page.started_ticked.format(count=len(plan.deletable), job=job.pk))
+        messages.success(
+            request, str(page.started_ticked).format(count=len(plan.deletable), job=job.pk)
+        )
     return redirect(chosen.job_url(job))
 
 
@@ -151,5 +156,5 @@ def _delete_matching(request, page: DeletePage, chosen: Chosen, context: dict) -
         context["confirmed_at"] = confirmed_at
         return render(request, TEMPLATE, context, status=409)
     if page.started_matching:
-        messages.success(request, page.started_matching.format(job=job.pk))
+        messages.success(request, str(page.started_matching).format(job=job.pk))
     return redirect(chosen.job_url(job))
