@@ -108,11 +108,17 @@ def image_copy_check(*, image: Image, actor, target: Project | None) -> None:
             )
         raise ActionRefused(gettext("Choose one of your projects at another site."), status=403)
     if image.status != "active":
-        raise ActionRefused(f"{image.name} is {image.status}; only an active image can be copied.")
+        raise ActionRefused(
+            gettext("%(image)s is %(status)s; only an active image can be copied.")
+            % {"image": image.name, "status": image.status}
+        )
     if image.is_volume_snapshot:
         raise ActionRefused(
-            f"{image.name} was made from an instance booted from a volume: it has no data of "
-            "its own to copy (its disks are Cinder volume snapshots at its site).",
+            gettext(
+                "%(image)s was made from an instance booted from a volume: it has no data of "
+                "its own to copy (its disks are Cinder volume snapshots at its site)."
+            )
+            % {"image": image.name},
             status=400,
         )
 

@@ -111,7 +111,7 @@ def server_park_check(*, server: Server, actor, busy: set[int] | None = None) ->
 def server_resume_check(*, server: Server, actor, busy: set[int] | None = None) -> None:
     server_action_check(server=server, actor=actor, action="resume", busy=busy)
     if not server.is_parked:
-        raise ActionRefused(f"{server.name} is not parked.")
+        raise ActionRefused(gettext("%(server)s is not parked.") % {"server": server.name})
 
 
 def parked_flavor(server: Server) -> Flavor | None:
@@ -195,7 +195,9 @@ def server_resume_request(
     new server from the shelved disk); without a flavor where its own is gone, refuse."""
     server_resume_check(server=server, actor=actor)
     if server.project is None:
-        raise ActionRefused(f"{server.name} belongs to no project the portal knows.")
+        raise ActionRefused(
+            gettext("%(server)s belongs to no project the portal knows.") % {"server": server.name}
+        )
     if flavor is not None:
         if flavor.site_id != server.site_id or flavor.deleted_at is not None:
             raise ActionRefused(gettext("That flavor is not offered at this site."))
@@ -204,8 +206,8 @@ def server_resume_request(
             raise ActionRefused(refusal)
         if not resume_flavor_choices(server).filter(pk=flavor.pk).exists():
             raise ActionRefused(
-                f"Flavor {flavor.name} is too small for {server.name}'s disk "
-                f"({server.flavor_disk_gb} GB)."
+                gettext("Flavor %(flavor)s is too small for %(server)s's disk (%(disk)s GB).")
+                % {"flavor": flavor.name, "server": server.name, "disk": server.flavor_disk_gb}
             )
     elif resume_flavor_problem(server):
         raise ActionRefused(resume_flavor_problem(server))
@@ -247,7 +249,9 @@ def park_many_plan(*, servers, actor, action: str) -> list[PlannedPark]:
                 server_resume_check(server=server, actor=actor, busy=busy)
                 problem = resume_flavor_problem(server)
                 if problem:
-                    raise ActionRefused(f"{problem} (resume it from its own page)")
+                    raise ActionRefused(
+                        gettext("%(problem)s (resume it from its own page)") % {"problem": problem}
+                    )
         except ActionRefused as refused:
             rows.append(PlannedPark(server, refused.message))
         else:

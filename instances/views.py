@@ -123,7 +123,11 @@ def _run_action(request, server_id: int, action: str):
         messages.error(request, refused.message)
         context = server_detail_context(request.user, server)
         return render(request, "instances/instance_detail.html", context, status=refused.status)
-    messages.success(request, f"{job.steps[0]['label']} {server.name}: job #{job.pk} started.")
+    messages.success(
+        request,
+        gettext("%(step)s %(server)s: job #%(job)s started.")
+        % {"step": gettext(job.steps[0]["label"]), "server": server.name, "job": job.pk},
+    )
     return redirect_back(request, "instances:instance-detail", server_id=server.pk)
 
 
