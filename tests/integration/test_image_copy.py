@@ -238,3 +238,27 @@ def test_a_copy_asked_to_be_boot_tested_starts_the_boot_test_of_the_copy(
     assert BootTest.objects.filter(
         site__name="devcloud2", openstack_id=job.result["image_id"]
     ).exists()
+
+
+def test_a_seeded_snapshot_of_the_demo_copies_with_what_its_download_holds(
+    live_demo, pair, transfer_worker
+):
+    """The demo's snapshots (devcloud seeds them with a plausible size of GBs and a
+    short stand-in for data) copy as a user would try it: the copy holds what the
+    source's download announced and sent, with the source's hash."""
+    transfer_worker()
+    alice = live_demo["users"]["alice"]
+    seeded = Image.objects.get(
+        site__name="devcloud", project__name="alpha", name="alpha-rstudio-01-weekly"
+    )
+    assert seeded.size > 64 * MIB  # a plausible size, more than devcloud's data holds
+    gamma = Project.objects.get(name="gamma", site__name="devcloud2")
+    job = wait_for_job(image_copy_request(image=seeded, actor=alice, target=gamma), 60)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    copy = cloud.image_get("devcloud2", image_id=job.result["image_id"])
+    source = cloud.image_get("devcloud", image_id=seeded.openstack_id)
+    download = sdk_connection(pair, name="devcloud").image.get(
+        f"/images/{seeded.openstack_id}/file"
+    )
+    assert copy.hash_value == source.hash_value
+    assert copy.size == len(download.content)
