@@ -8,6 +8,7 @@ tells a launcher the port.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
@@ -61,10 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     server.set_app(application)
     watch_parent()
     print(f"devidp listening on http://{args.host}:{server.server_address[1]}/", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
