@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import threading
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+
+from devidp.settings import DEVIDP_CONFIG
 
 _lock = threading.Lock()
 _state: dict = {"mtime": None, "config": {"clients": [], "users": []}}
@@ -28,7 +29,7 @@ _state: dict = {"mtime": None, "config": {"clients": [], "users": []}}
 
 def config() -> dict:
     """The file's content, read again when it changed."""
-    path = settings.DEVIDP_CONFIG
+    path = DEVIDP_CONFIG
     try:
         mtime = path.stat().st_mtime_ns
     except FileNotFoundError:

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import BinaryIO
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LISTENING = "devidp listening on http://"
@@ -29,7 +30,7 @@ class DevIdpProcess:
         self.exit_with_parent = exit_with_parent
         self._port = int(port)
         self._proc: subprocess.Popen | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
 
     @property
     def config_path(self) -> str:
@@ -69,8 +70,9 @@ class DevIdpProcess:
     def start(self, timeout=30) -> DevIdpProcess:
         os.makedirs(self.data_dir, exist_ok=True)
         self.write_config()
-        self._log = open(self.log_path, "ab")  # noqa: SIM115  (open while it runs)
-        offset = self._log.tell()
+        log = open(self.log_path, "ab")  # noqa: SIM115  (open while it runs: stop() closes it)
+        self._log = log
+        offset = log.tell()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.pop("DJANGO_SETTINGS_MODULE", None)
         env.pop("DEVIDP_PARENT_PID", None)
@@ -83,7 +85,7 @@ class DevIdpProcess:
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=self._log,
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout

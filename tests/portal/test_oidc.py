@@ -9,6 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 
 from portal.models import Membership, OidcIdentity, Project, Site
 from tests.oidc_flow import ProviderBrowser, entitlement, sign_in
@@ -272,3 +275,30 @@ def test_without_oidc_the_sign_in_urls_are_not_there(client, settings):
 
     assert client.get("/oidc/authenticate/").status_code == 404
     assert client.get("/oidc/callback/", {"code": "a", "state": "b"}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [("(?P<project>[a-z]+", "does not compile"), ("^group:(?P<name>.*)$", "no named group")],
+)
+def test_a_broken_membership_pattern_stops_the_start(settings, pattern, problem):
+    from portal.checks import oidc_membership_pattern_check
+
+    settings.PORTAL_OIDC_MEMBERSHIP_PATTERN = pattern
+
+    (error,) = oidc_membership_pattern_check(None)
+
+    assert problem in error.msg
+
+
+@settings_hypothesis(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.dictionaries(
+        st.sampled_from(["code", "state", "error", "error_description", "next"]),
+        st.text(max_size=60),
+    )
+)
+def test_the_callback_answers_anything_with_a_4xx_or_a_redirect(client, oidc, query):
+    answer = client.get("/oidc/callback/", query)
+
+    assert answer.status_code in (302, 400, 403)
