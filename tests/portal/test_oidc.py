@@ -44,10 +44,15 @@ def roles(user) -> set[tuple[str, str, str, str]]:
     }
 
 
-def test_it_offers_the_provider_on_the_login_page(client, oidc):
-    page = client.get("/login/")
-    assert "Sign in with devidp" in page.content.decode()
-    assert 'href="/oidc/authenticate/"' in page.content.decode()
+def test_it_offers_the_provider_on_the_login_page_when_configured(client, oidc, settings):
+    page = client.get("/login/").content.decode()
+    assert "Sign in with devidp" in page
+    assert 'href="/oidc/authenticate/"' in page
+
+    settings.PORTAL_OIDC_ENABLED = False
+    assert "Sign in with" not in client.get("/login/").content.decode()
+    assert client.get("/oidc/authenticate/").status_code == 404
+    assert client.get("/oidc/callback/", {"code": "a", "state": "b"}).status_code == 404
 
 
 def test_a_member_signs_in_and_sees_their_projects(client, oidc, people, heidelberg):
@@ -253,10 +258,10 @@ def test_staff_mode_refuses_a_non_staff_password_with_the_way_in(
         assert "_auth_user_id" not in client.session
 
 
-def test_staff_mode_holds_on_the_admin_login_too(client, people, settings):
-    settings.PORTAL_LOCAL_LOGIN = "staff"
+def test_off_mode_holds_on_the_admin_login_too(client, people, settings):
+    settings.PORTAL_LOCAL_LOGIN = "off"
 
-    client.post("/admin/login/", {"username": "bob", "password": "bob"})
+    client.post("/admin/login/", {"username": "admin", "password": "admin"})
 
     assert "_auth_user_id" not in client.session
 
@@ -268,13 +273,6 @@ def test_off_mode_hides_the_password_form(client, oidc, settings):
 
     assert 'name="password"' not in page
     assert "Sign in with devidp" in page
-
-
-def test_without_oidc_the_sign_in_urls_are_not_there(client, settings):
-    settings.PORTAL_OIDC_ENABLED = False
-
-    assert client.get("/oidc/authenticate/").status_code == 404
-    assert client.get("/oidc/callback/", {"code": "a", "state": "b"}).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -302,3 +300,14 @@ def test_the_callback_answers_anything_with_a_4xx_or_a_redirect(client, oidc, qu
     answer = client.get("/oidc/callback/", query)
 
     assert answer.status_code in (302, 400, 403)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "landing"), [("/jobs/", "/jobs/"), ("//evil.example/", "/instances/")]
+)
+def test_it_lands_on_the_page_asked_for_if_it_is_on_this_site(
+    client, oidc, people, wanted, landing
+):
+    done = sign_in(client, ProviderBrowser(oidc), next=wanted)
+
+    assert done.response["Location"] == landing
