@@ -248,9 +248,12 @@ def test_a_seeded_snapshot_of_the_demo_copies_with_what_its_download_holds(
     source's download announced and sent, with the source's hash."""
     transfer_worker()
     alice = live_demo["users"]["alice"]
-    seeded = Image.objects.get(
-        site__name="devcloud", project__name="alpha", name="alpha-rstudio-01-weekly"
-    )
+    # Any seeded snapshot of alpha the session's earlier tests left (all are GBs).
+    seeded = Image.objects.filter(
+        site__name="devcloud", project__name="alpha", is_snapshot=True, status="active",
+        deleted_at__isnull=True, size__gt=64 * MIB,
+    ).first()  # fmt: skip
+    assert seeded is not None
     assert seeded.size > 64 * MIB  # a plausible size, more than devcloud's data holds
     gamma = Project.objects.get(name="gamma", site__name="devcloud2")
     job = wait_for_job(image_copy_request(image=seeded, actor=alice, target=gamma), 60)
