@@ -214,6 +214,7 @@ def step_check(ctx: StepContext) -> Done:
         "hash_value": source.hash_value, "disk_format": source.disk_format,
         "container_format": source.container_format, "min_disk": source.min_disk,
         "min_ram": source.min_ram, "properties": carried_properties(dict(source.properties)),
+        "tags": list(source.tags),
     }  # fmt: skip
     return Done(f"{source.name}: {binary_size(source.size or 0)} at {image.site.display_name}")
 
@@ -241,6 +242,7 @@ def _create_target(ctx: StepContext) -> str:
         disk_format=source["disk_format"] or "raw",
         container_format=source["container_format"] or "bare",
         min_disk=source["min_disk"], min_ram=source["min_ram"], properties=properties,
+        tags=source.get("tags", ()),  # the tool tags (rstudio, guacamole) the catalog shows
     )  # fmt: skip
     ctx.state.target_image_id = made.id
     ctx.target_image_id = made.id

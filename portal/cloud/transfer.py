@@ -15,7 +15,7 @@ with the source's once the target is active.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from portal.cloud.connection import connection_for, translate_errors
@@ -38,6 +38,7 @@ def image_create(
     min_disk: int = 0,
     min_ram: int = 0,
     properties: Mapping[str, str] | None = None,
+    tags: Sequence[str] = (),
     visibility: str = "private",
 ) -> CloudImage:
     """A new, empty (`queued`) image owned by `project_id`: Glance makes the token's
@@ -46,7 +47,7 @@ def image_create(
     body: dict[str, Any] = dict(properties or {})
     body.update(
         name=name, disk_format=disk_format, container_format=container_format,
-        min_disk=min_disk, min_ram=min_ram, visibility=visibility,
+        min_disk=min_disk, min_ram=min_ram, visibility=visibility, tags=list(tags),
     )  # fmt: skip
     with translate_errors(site):
         conn = connection_for(site, project_id=project_id)

@@ -61,6 +61,7 @@ def source_image(live_demo, *, name: str, size: int, project="alpha", site="devc
             "base_image_ref": "b" * 8, "boot_roles": "member", "owner_user_name": "alice",
             "os_distro": "ubuntu", "portal_job": "someone-else-job-1", "hw_rng_model": "virtio",
         },
+        tags=("rstudio",),
     )  # fmt: skip
     data = bytes(range(256)) * (size // 256)
     conn = sdk_connection(live_demo["clouds"]["pair"], name=site)
@@ -103,6 +104,7 @@ def test_a_snapshot_is_copied_to_the_other_site_and_back(live_demo, pair, transf
     # Properties of the bytes are carried; those of the source's server and job are not.
     assert copy.properties["image_type"] == "snapshot"
     assert copy.properties["os_distro"] == "ubuntu"
+    assert copy.tags == ("rstudio",)  # the tool tag the catalog and the launch page show
     for key in ("instance_uuid", "base_image_ref", "boot_roles", "owner_user_name"):
         assert key not in copy.properties
     assert copy.properties[JOB_KEY] == job_key(job)  # this job's marker, not the source's
