@@ -91,8 +91,51 @@ MIDDLEWARE = [
 AUTHENTICATION_BACKENDS = [
     # First, so a locked-out username+IP is refused before the password is checked.
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's, but for PORTAL_LOCAL_LOGIN (below).
+    "portal.oidc.LocalPasswordBackend",
+    # The identity provider's sign-in (callback only; nothing while PORTAL_OIDC_ENABLED is off).
+    "portal.oidc.ProviderBackend",
 ]
+
+# --- Sign-in with the facility's OpenID Connect provider (mozilla-django-oidc) ------
+# Authorization code flow with PKCE; state and nonce checked. Users are created at
+# their first sign-in, keyed by the provider's `sub` (never matched by email), and
+# their memberships follow the provider's claim at every sign-in (portal.oidc).
+PORTAL_OIDC_ENABLED = envbool("PORTAL_OIDC_ENABLED", "0")
+PORTAL_OIDC_PROVIDER_NAME = os.environ.get("PORTAL_OIDC_PROVIDER_NAME", "LS Login")
+# The endpoints are read from the issuer's /.well-known/openid-configuration once per
+# process, at the first sign-in (never at start-up: with the provider down, the portal
+# and its local login still start); set them explicitly to skip that.
+PORTAL_OIDC_ISSUER = os.environ.get("PORTAL_OIDC_ISSUER", "").rstrip("/")
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("PORTAL_OIDC_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("PORTAL_OIDC_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = os.environ.get("PORTAL_OIDC_USERINFO_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("PORTAL_OIDC_JWKS_ENDPOINT", "")
+PORTAL_OIDC_END_SESSION_ENDPOINT = os.environ.get("PORTAL_OIDC_END_SESSION_ENDPOINT", "")
+OIDC_RP_CLIENT_ID = os.environ.get("PORTAL_OIDC_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = os.environ.get("PORTAL_OIDC_CLIENT_SECRET", "")
+OIDC_RP_SCOPES = os.environ.get("PORTAL_OIDC_SCOPES", "openid profile email eduperson_entitlement")
+OIDC_RP_SIGN_ALGO = os.environ.get("PORTAL_OIDC_SIGN_ALGO", "RS256")
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+# Kept in the session for the provider's sign-out (id_token_hint).
+OIDC_STORE_ID_TOKEN = True
+OIDC_OP_LOGOUT_URL_METHOD = "portal.oidc.provider_logout_url"
+# Seconds the portal waits for the provider (token, userinfo, keys, discovery).
+OIDC_TIMEOUT = envfloat("PORTAL_OIDC_TIMEOUT", "10")
+# Which claim says who belongs to which project, and how to read its values: a regex
+# with the named groups `project` (a portal project's name: the projects of that name
+# at every site) and optionally `role` (admin or member; member when absent).
+PORTAL_OIDC_MEMBERSHIP_CLAIM = os.environ.get(
+    "PORTAL_OIDC_MEMBERSHIP_CLAIM", "eduperson_entitlement"
+)
+PORTAL_OIDC_MEMBERSHIP_PATTERN = os.environ.get(
+    "PORTAL_OIDC_MEMBERSHIP_PATTERN",
+    r"^urn:geant:denbi\.de:group:(?P<project>[A-Za-z0-9_.-]+)(?::(?P<role>admin|member))?#.*$",
+)
+# Who may still sign in with a local password: all, staff (is_staff or superuser: the
+# break-glass admins) or off. Accounts made by the provider have no password anyway.
+PORTAL_LOCAL_LOGIN = os.environ.get("PORTAL_LOCAL_LOGIN", "all").strip().lower()
 
 # --- Login throttling (django-axes) -------------------------------------------
 # After AXES_FAILURE_LIMIT wrong passwords for one username from one IP address,
@@ -129,7 +172,21 @@ AXES_IPWARE_PROXY_COUNT = max(PORTAL_TRUSTED_PROXY_COUNT - 1, 0)
 IPWARE_STRICT = False
 AXES_CLIENT_IP_CALLABLE = "portal.login_throttle.client_address"
 
+
 # --- Content-Security-Policy (django-csp) --------------------------------------
+def url_origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}" if rest else ""
+
+
+PORTAL_OIDC_FORM_ACTION = sorted(
+    {
+        url_origin(url)
+        for url in (PORTAL_OIDC_ISSUER, PORTAL_OIDC_END_SESSION_ENDPOINT)
+        if PORTAL_OIDC_ENABLED and url
+    }
+)
+
 # Pages load only their own scripts, styles and images: no inline scripts, no
 # inline event handlers, no inline style attributes (the browser tests fail on
 # any violation).
@@ -143,7 +200,8 @@ CONTENT_SECURITY_POLICY = {
         "font-src": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'self'"],
-        "form-action": ["'self'"],
+        # And the provider's: signing out (a form) ends in a redirect to it.
+        "form-action": ["'self'", *PORTAL_OIDC_FORM_ACTION],
         "frame-ancestors": ["'none'"],
     }
 }

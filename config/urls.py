@@ -2,12 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from operations import views
+from operations import sign_in, views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="instances:instance-list"), name="home"),
-    path("login/", views.LoginView.as_view(), name="login"),
-    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("login/", sign_in.LoginView.as_view(), name="login"),
+    path("logout/", sign_in.LogoutView.as_view(), name="logout"),
+    # The identity provider's sign-in; register /oidc/callback/ with the provider.
+    path("oidc/authenticate/", sign_in.SignInView.as_view(), name="oidc-sign-in"),
+    path("oidc/callback/", sign_in.CallbackView.as_view(), name="oidc_authentication_callback"),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/<id:job_id>/", views.job_detail, name="job-detail"),
     path("profile/keys/", views.profile_keys, name="profile-keys"),

@@ -24,6 +24,8 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
+from images.models import Image
+from images.services import image_refresh
 from instances.jobs import (
     PowerState,
     server_observed,
@@ -56,6 +58,7 @@ from portal.mirror.authorship import CREATED_BY_KEY
 from portal.mirror.freshness import site_watched
 from portal.models import Project
 from portal.sites import site_shelve_refusal
+from portal.ssh_keys import keypair_ensure, ssh_key_of_keypair
 
 # Nova's task states while it shelves (snapshot, upload, offload) and unshelves.
 SHELVE_TASKS = {
@@ -395,6 +398,8 @@ def step_park_wait(ctx: StepContext) -> Wait | Done:
     if image.status != "active":
         return Wait(progress=f"the shelved image is {image.status}", observed=[image.status])
     state.image_id = image.id
+    # The saved disk shows among the project's snapshots at once (as the job's own).
+    image_refresh(ctx.site, openstack_id=image.id, made_for=ctx.project, made_by=ctx.actor)
     if ctx.project is not None:
         project_quota_refresh(ctx.project)  # what the cloud counts now
     summary = f"{server.name} is parked: it frees {frees_text(server)} on the site's hosts."
@@ -611,6 +616,7 @@ def step_reboot_on_flavor(ctx: StepContext) -> Skipped | None:
             ctx.site.name, project_id=project.openstack_id, name=server.name,
             flavor_id=ctx.params.flavor_id, image_id=state.image_id, metadata=metadata,
             network_ids=launch_networks(project=project, chosen_ids=None),
+            key_name=_key_pair_kept(ctx, server),
         )  # fmt: skip
     except (cloud.BadRequest, cloud.Forbidden, cloud.Conflict) as exc:
         raise StepFailed(f"the cloud refused the new server: {exc.message}") from exc
@@ -618,6 +624,32 @@ def step_reboot_on_flavor(ctx: StepContext) -> Skipped | None:
     ctx.authorship_record(created.id)
     server_refresh(ctx.site, openstack_id=created.id)
     return None
+
+
+def _key_pair_kept(ctx: StepContext, server: Server) -> str | None:
+    """The parked machine's key pair for its successor: a portal key pair is imported
+    again if the cloud lost it; another one only if this account can still use it."""
+    if not server.key_name:
+        return None
+    key = ssh_key_of_keypair(server.key_name)
+    if key is not None:
+        return keypair_ensure(site=ctx.site.name, key=key)
+    try:
+        cloud.keypair_get(ctx.site.name, name=server.key_name)
+    except cloud.NotFound:
+        return None  # not the portal's, and gone: the summary says the key is missing
+    return server.key_name
+
+
+def _shelved_images_refresh(ctx: StepContext, server_id: str) -> None:
+    """Nova deletes a parked machine's saved disk once it runs again (or with it): the
+    mirror learns it now, not at the next full sync (Glance lists no deleted images)."""
+    rows = Image.objects.filter(
+        site=ctx.site, source_server_openstack_id=server_id, name__endswith="-shelved",
+        deleted_at__isnull=True,
+    )  # fmt: skip
+    for openstack_id in rows.values_list("openstack_id", flat=True)[:10]:
+        image_refresh(ctx.site, openstack_id=openstack_id)
 
 
 def step_new_server_wait(ctx: StepContext) -> Wait | Skipped | None:
@@ -653,6 +685,7 @@ def step_resume_done(ctx: StepContext) -> Done:
     state: ResumeState = ctx.state
     if ctx.project is not None:
         project_quota_refresh(ctx.project)
+    _shelved_images_refresh(ctx, ctx.target_server_id)
     if not ctx.params.flavor_id:
         server = server_of(ctx, acted=True)
         summary = f"{server.name} runs again, on {server.flavor_name}."

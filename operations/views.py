@@ -1,5 +1,4 @@
 from django.contrib import messages
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
 from django.http import Http404
@@ -9,7 +8,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from instances.launch_retry import launch_followups
 from portal.errors import ActionRefused
-from portal.http import next_url, param_int, redirect_back
+from portal.http import param_int, redirect_back
 from portal.selectors import job_get_for_user
 from portal.selectors import job_list as jobs_for
 from portal.ssh_keys import (
@@ -23,19 +22,6 @@ from portal.ssh_keys import (
 )
 from portal.tables import PAGE_SIZES, REMEMBERED_PAGE_SIZES, page_size_save
 from workshops.models import Workshop
-
-
-class LoginView(auth_views.LoginView):
-    """Django's login page; its `next` is read as every other one (portal.http):
-    only a path on this site, else the default page."""
-
-    def get_redirect_url(self):
-        return next_url(self.request)
-
-
-class LogoutView(auth_views.LogoutView):
-    def get_redirect_url(self):
-        return next_url(self.request)
 
 
 @login_required

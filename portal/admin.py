@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
-from portal.models import Job, Membership, Project, Site
+from portal.models import Job, Membership, OidcIdentity, Project, Site
 
 
 @admin.register(Site)
@@ -26,8 +26,17 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ("user", "project", "role")
-    list_filter = ("role", "project__site")
+    # "source": a sign-in through the identity provider changes only "oidc" ones; set
+    # one to "manual" to keep it whatever the provider's claim says.
+    list_display = ("user", "project", "role", "source")
+    list_filter = ("role", "source", "project__site")
+
+
+@admin.register(OidcIdentity)
+class OidcIdentityAdmin(admin.ModelAdmin):
+    list_display = ("user", "issuer", "subject", "last_sign_in_at")
+    search_fields = ("user__username", "subject")
+    readonly_fields = ("created_at", "last_sign_in_at")
 
 
 @admin.register(Job)

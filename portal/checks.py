@@ -34,3 +34,40 @@ def client_address_check(app_configs, **kwargs) -> list[Error]:
             )
         )
     return errors
+
+
+@register()
+def oidc_membership_pattern_check(app_configs, **kwargs) -> list[Error]:
+    """A pattern that does not compile would fail every sign-in; one without the group
+    `project` would grant nothing."""
+    import re
+
+    try:
+        pattern = re.compile(settings.PORTAL_OIDC_MEMBERSHIP_PATTERN)
+    except re.error as exc:
+        problem = f"does not compile: {exc}"
+    else:
+        if "project" in pattern.groupindex:
+            return []
+        problem = "has no named group `project`"
+    return [
+        Error(
+            f"PORTAL_OIDC_MEMBERSHIP_PATTERN {problem}.",
+            hint="A regex with the named groups project and (optionally) role, e.g. "
+            r"^urn:geant:denbi\.de:group:(?P<project>[A-Za-z0-9_.-]+)(?::(?P<role>admin|member))?#.*$",
+            id="portal.E003",
+        )
+    ]
+
+
+@register()
+def local_login_check(app_configs, **kwargs) -> list[Error]:
+    if settings.PORTAL_LOCAL_LOGIN in ("all", "staff", "off"):
+        return []
+    return [
+        Error(
+            f"PORTAL_LOCAL_LOGIN is {settings.PORTAL_LOCAL_LOGIN!r}.",
+            hint="One of all, staff or off.",
+            id="portal.E004",
+        )
+    ]

@@ -114,9 +114,17 @@ class Membership(models.Model):
         ADMIN = "admin", "Admin"
         MEMBER = "member", "Member"
 
+    class Source(models.TextChoices):
+        MANUAL = "manual", "Manual (admin)"
+        OIDC = "oidc", "Identity provider's claim"
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    # Where it came from: a sign-in through the identity provider adds, changes and
+    # removes only the memberships its claim made (portal.oidc_memberships); those
+    # made in the admin are never touched by a sign-in.
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.MANUAL)
 
     class Meta:
         constraints = [
@@ -125,6 +133,29 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.project} ({self.role})"
+
+
+class OidcIdentity(models.Model):
+    """The portal user an identity provider's subject signs in as. Keyed by the
+    issuer and the `sub` claim (unique only per issuer), never by email: a local
+    account with the same email stays a separate account."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_identities"
+    )
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "OpenID Connect identity"
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="oidc_identity_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
 
 
 # Job kinds of which one unfinished job at most may act on an image (see Job.Meta).

@@ -1,6 +1,7 @@
 """`make run`: everything the portal needs, in one terminal, on loopback.
 
-Two devcloud sites (the embedded OpenStack-compatible demo clouds), a private
+Two devcloud sites (the embedded OpenStack-compatible demo clouds), devidp (a
+loopback OpenID Connect provider with two users of its own, at 127.0.0.1:8001), a private
 Redis (unless REDIS_URL is set), a Celery worker (which also sends the periodic tasks), and the web
 server at http://127.0.0.1:8000. State lives in var/, so running it again
 keeps the data. Ctrl-C stops every child.
@@ -18,17 +19,65 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devcloud.launcher import DevcloudProcess
+from devidp.launcher import DevIdpProcess
 from scripts.stack import ROOT, RedisProcess, child_env, start_worker, stop_process
 
 VAR = Path(os.environ.get("PORTAL_VAR_DIR", ROOT / "var"))
 WEB_ADDR = os.environ.get("PORTAL_ADDR", "127.0.0.1:8000")
 SPEED = float(os.environ.get("DEVCLOUD_SPEED", "1"))
+# A fixed port: the portal knows its users by the provider's issuer URL (and sub), so a
+# provider at another port next time would be another provider with new accounts.
+DEVIDP_PORT = int(os.environ.get("DEVIDP_PORT", "8001"))
+DEVIDP_CLIENT_SECRET = "demo-client-secret-loopback-only"
 
 LOGINS = """\
   alice / alice   admin of project alpha (Bielefeld), member of gamma (Heidelberg)
   bob   / bob     member of alpha
   carol / carol   member of beta
-  admin / admin   superuser (facility view, /admin/)"""
+  admin / admin   superuser (facility view, /admin/)
+"Sign in with devidp" (the loopback identity provider; its claims make the memberships):
+  dora  / dora    admin of alpha, member of gamma
+  emil  / emil    member of beta"""
+
+
+def devidp_config(web_addr: str) -> dict:
+    """devidp's users and the portal as its client (var/devidp/config.json: edit a
+    user's entitlements there and sign in again to see memberships follow)."""
+    host, port = web_addr.rsplit(":", 1)
+    bases = sorted(
+        {f"http://{host}:{port}", f"http://127.0.0.1:{port}", f"http://localhost:{port}"}
+    )
+    group = "urn:geant:denbi.de:group:{}#login.aai.lifescience-ri.eu"
+    return {
+        "clients": [
+            {
+                "client_id": "cloud-portal-demo",
+                "client_secret": DEVIDP_CLIENT_SECRET,
+                "name": "Cloud portal (demo)",
+                "redirect_uris": [f"{base}/oidc/callback/" for base in bases],
+                "post_logout_redirect_uris": [f"{base}/login/" for base in bases],
+                "require_consent": True,
+            }
+        ],
+        "users": [
+            {
+                "username": "dora",
+                "password": "dora",
+                "email": "dora@example.org",
+                "given_name": "Dora",
+                "family_name": "Lee",
+                "entitlements": [group.format("alpha:admin"), group.format("gamma")],
+            },
+            {
+                "username": "emil",
+                "password": "emil",
+                "email": "emil@example.org",
+                "given_name": "Emil",
+                "family_name": "Brandt",
+                "entitlements": [group.format("beta:member")],
+            },
+        ],
+    }
 
 
 def manage(env: dict, *args: str) -> None:
@@ -60,6 +109,10 @@ def main() -> int:
             stoppers.append(cloud.stop)
             sites.append((name, cloud))
             print(f"{name:<14} {cloud.url} (access log {cloud.access_log_path})")
+        idp = DevIdpProcess(VAR / "devidp", devidp_config(WEB_ADDR), port=DEVIDP_PORT).start()
+        stoppers.append(idp.stop)
+        print(f"{'devidp':<14} {idp.issuer} (users and claims: {idp.config_path})")
+
         clouds_yaml = VAR / "clouds.yaml"
         entries = "".join(cloud.clouds_yaml(name=name, entries_only=True) for name, cloud in sites)
         clouds_yaml.write_text("clouds:\n" + entries)
@@ -73,6 +126,11 @@ def main() -> int:
             PORTAL_VAR_DIR=VAR,
             JOB_POLL_MIN_SECONDS=os.environ.get("JOB_POLL_MIN_SECONDS", "1"),
             JOB_POLL_MAX_SECONDS=os.environ.get("JOB_POLL_MAX_SECONDS", "5"),
+            PORTAL_OIDC_ENABLED="1",
+            PORTAL_OIDC_PROVIDER_NAME="devidp",
+            PORTAL_OIDC_ISSUER=idp.issuer,
+            PORTAL_OIDC_CLIENT_ID="cloud-portal-demo",
+            PORTAL_OIDC_CLIENT_SECRET=DEVIDP_CLIENT_SECRET,
         )
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "seed_demo")

@@ -273,3 +273,31 @@ def write_unreachable_clouds_yaml(path, *, name: str, port: int) -> str:
         "    identity_api_version: 3\n"
     )
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def devidp_server(tmp_path_factory):
+    """devidp, the loopback OpenID Connect provider (its own process, real HTTP)."""
+    from devidp.launcher import DevIdpProcess
+    from tests.oidc_flow import fresh_config
+
+    idp = DevIdpProcess(tmp_path_factory.mktemp("devidp"), fresh_config()).start()
+    yield idp
+    idp.stop()
+
+
+@pytest.fixture
+def oidc(devidp_server, settings):
+    """The portal signing in through devidp, whose users and claims start afresh."""
+    from portal.oidc import discovery_forget
+    from tests.oidc_flow import CLIENT_ID, CLIENT_SECRET, fresh_config
+
+    devidp_server.write_config(fresh_config())
+    settings.PORTAL_OIDC_ENABLED = True
+    settings.PORTAL_OIDC_PROVIDER_NAME = "devidp"
+    settings.PORTAL_OIDC_ISSUER = devidp_server.issuer
+    settings.OIDC_RP_CLIENT_ID = CLIENT_ID
+    settings.OIDC_RP_CLIENT_SECRET = CLIENT_SECRET
+    discovery_forget()
+    yield devidp_server
+    discovery_forget()

@@ -15,7 +15,7 @@ with the source's once the target is active.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from portal.cloud.connection import connection_for, translate_errors
@@ -38,6 +38,7 @@ def image_create(
     min_disk: int = 0,
     min_ram: int = 0,
     properties: Mapping[str, str] | None = None,
+    tags: Sequence[str] = (),
     visibility: str = "private",
 ) -> CloudImage:
     """A new, empty (`queued`) image owned by `project_id`: Glance makes the token's
@@ -46,7 +47,7 @@ def image_create(
     body: dict[str, Any] = dict(properties or {})
     body.update(
         name=name, disk_format=disk_format, container_format=container_format,
-        min_disk=min_disk, min_ram=min_ram, visibility=visibility,
+        min_disk=min_disk, min_ram=min_ram, visibility=visibility, tags=list(tags),
     )  # fmt: skip
     with translate_errors(site):
         conn = connection_for(site, project_id=project_id)
@@ -62,11 +63,12 @@ def image_data_copy(
     target_site: str,
     target_project_id: str,
     target_image_id: str,
-    on_progress: Callable[[int], None] = lambda sent: None,
+    on_progress: Callable[[int, int], None] = lambda sent, total: None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> int:
     """Stream the data of one image into another (a `queued` one, see image_create);
-    returns the bytes sent. `on_progress(sent)` is called after each piece.
+    returns the bytes sent. `on_progress(sent, total)` is called after each piece;
+    `total` is the length the source announced for the download (0: none).
 
     Each piece that arrives from the source, and each the target takes, counts as
     an answer from that site (cloud.util.answer_note): a long transfer is a site
@@ -78,6 +80,10 @@ def image_data_copy(
     with translate_errors(source_site):
         download = source.image.get(f"/images/{source_image_id}/file", stream=True)
         _raise_for(download)
+    try:
+        announced = max(0, int(download.headers.get("Content-Length") or 0))
+    except ValueError:
+        announced = 0
     source_failed: list[BaseException] = []
 
     sent = [0]
@@ -96,7 +102,7 @@ def image_data_copy(
             yield piece
             sent[0] += len(piece)
             answer_note(target_site)
-            on_progress(sent[0])
+            on_progress(sent[0], announced)
 
     try:
         with translate_errors(target_site):

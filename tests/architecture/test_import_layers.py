@@ -15,7 +15,7 @@ from scripts.stack import ROOT
 
 PACKAGES = (
     "config", "operations", "portal", "images", "instances", "snapshots", "workshops", "devcloud",
-    "scripts",
+    "devidp", "scripts",
 )  # fmt: skip
 
 

@@ -42,7 +42,7 @@ def test_copy_a_snapshot_to_the_other_site_and_see_it_there(
         page.get_by_role("link", name="Snapshots", exact=True).click()
         page.get_by_label("Name", exact=True).fill("browser-travels")
         expect(page.get_by_text("1 total")).to_be_visible()
-        page.get_by_role("link", name="Copy browser-travels to another site").click()
+        page.get_by_role("link", name="Copy to another site: browser-travels").click()
 
         expect(
             page.get_by_role("heading", name="Copy browser-travels to another site")

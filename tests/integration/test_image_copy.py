@@ -61,6 +61,7 @@ def source_image(live_demo, *, name: str, size: int, project="alpha", site="devc
             "base_image_ref": "b" * 8, "boot_roles": "member", "owner_user_name": "alice",
             "os_distro": "ubuntu", "portal_job": "someone-else-job-1", "hw_rng_model": "virtio",
         },
+        tags=("rstudio",),
     )  # fmt: skip
     data = bytes(range(256)) * (size // 256)
     conn = sdk_connection(live_demo["clouds"]["pair"], name=site)
@@ -103,6 +104,7 @@ def test_a_snapshot_is_copied_to_the_other_site_and_back(live_demo, pair, transf
     # Properties of the bytes are carried; those of the source's server and job are not.
     assert copy.properties["image_type"] == "snapshot"
     assert copy.properties["os_distro"] == "ubuntu"
+    assert copy.tags == ("rstudio",)  # the tool tag the catalog and the launch page show
     for key in ("instance_uuid", "base_image_ref", "boot_roles", "owner_user_name"):
         assert key not in copy.properties
     assert copy.properties[JOB_KEY] == job_key(job)  # this job's marker, not the source's
@@ -238,3 +240,30 @@ def test_a_copy_asked_to_be_boot_tested_starts_the_boot_test_of_the_copy(
     assert BootTest.objects.filter(
         site__name="devcloud2", openstack_id=job.result["image_id"]
     ).exists()
+
+
+def test_a_seeded_snapshot_of_the_demo_copies_with_what_its_download_holds(
+    live_demo, pair, transfer_worker
+):
+    """The demo's snapshots (devcloud seeds them with a plausible size of GBs and a
+    short stand-in for data) copy as a user would try it: the copy holds what the
+    source's download announced and sent, with the source's hash."""
+    transfer_worker()
+    alice = live_demo["users"]["alice"]
+    # Any seeded snapshot of alpha the session's earlier tests left (all are GBs).
+    seeded = Image.objects.filter(
+        site__name="devcloud", project__name="alpha", is_snapshot=True, status="active",
+        deleted_at__isnull=True, size__gt=64 * MIB,
+    ).first()  # fmt: skip
+    assert seeded is not None
+    assert seeded.size > 64 * MIB  # a plausible size, more than devcloud's data holds
+    gamma = Project.objects.get(name="gamma", site__name="devcloud2")
+    job = wait_for_job(image_copy_request(image=seeded, actor=alice, target=gamma), 60)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    copy = cloud.image_get("devcloud2", image_id=job.result["image_id"])
+    source = cloud.image_get("devcloud", image_id=seeded.openstack_id)
+    download = sdk_connection(pair, name="devcloud").image.get(
+        f"/images/{seeded.openstack_id}/file"
+    )
+    assert copy.hash_value == source.hash_value
+    assert copy.size == len(download.content)

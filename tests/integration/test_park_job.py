@@ -14,23 +14,35 @@ from instances.services import flavors_sync, server_refresh
 from portal import cloud
 from portal.errors import ActionRefused
 from portal.models import Job
+from portal.ssh_keys import keypair_ensure, ssh_key_add
 from tests.conftest import sdk_connection, wait_for_job
 from tests.integration.test_gateway import wait_until
+from tests.ssh_keys import new_ed25519
 
 pytestmark = pytest.mark.worker
 
 
-def boot(demo, name, *, flavor="de.NBI tiny", metadata=None) -> Server:
+def boot(demo, name, *, flavor="de.NBI tiny", metadata=None, key_name=None) -> Server:
     site = demo["sites"]["devcloud"]
     image = Image.objects.get(site=site, name="Ubuntu-22.04-LTS")
     flavor_row = Flavor.objects.get(site=site, name=flavor)
     made = cloud.server_create(
         site.name, project_id=demo["projects"]["alpha"].openstack_id, name=name,
         flavor_id=flavor_row.openstack_id, image_id=image.openstack_id,
-        metadata={"portal_user": "alice", **(metadata or {})},
+        metadata={"portal_user": "alice", **(metadata or {})}, key_name=key_name,
     )  # fmt: skip
     wait_until(lambda: cloud.server_get(site.name, server_id=made.id).status == "ACTIVE")
     return server_refresh(site, openstack_id=made.id)
+
+
+def mirrored_saved_disks(site, server) -> list[str]:
+    """The parked machine's saved disks the portal still shows (snapshot list, pages)."""
+    return list(
+        Image.objects.filter(
+            site=site, source_server_openstack_id=server.openstack_id,
+            name=f"{server.name}-shelved", deleted_at__isnull=True,
+        ).values_list("openstack_id", flat=True)
+    )  # fmt: skip
 
 
 def shelved_images(site, server):
@@ -61,6 +73,7 @@ def test_park_then_resume_keeps_name_ip_and_metadata(live_demo):
     assert image.name == "park-trip-shelved"
     assert image.status == "active"
     assert job.result["image_id"] == image.id
+    assert mirrored_saved_disks(site, server) == [image.id]  # on the snapshot list at once
     # The cores as the cloud counts them: Nova 34 (and devcloud) still count a
     # shelved-offloaded server against the quota; the portal shows what it says.
     alpha.refresh_from_db()
@@ -69,6 +82,9 @@ def test_park_then_resume_keeps_name_ip_and_metadata(live_demo):
     again = server_resume_request(server=server, actor=alice)
     job = wait_for_job(again, timeout=90)
     assert job.status == Job.Status.SUCCEEDED, job.error
+    # Nova deleted the saved disk: the job's own refresh takes it off the snapshot
+    # list at once (Glance lists no deleted images: a sync would see it only when full).
+    assert mirrored_saved_disks(site, server) == []
     server.refresh_from_db()
     assert server.status == "ACTIVE"
     assert server.name == "park-trip"
@@ -88,9 +104,15 @@ def test_resume_when_the_flavor_is_gone_boots_the_disk_on_the_chosen_flavor(live
     )
     assert made.status_code == 200, made.text
     flavors_sync(site)
-    server = boot(live_demo, "park-gone", flavor=name, metadata={"course": "bio102"})
+    key = ssh_key_add(user=alice, text=new_ed25519("alice@park"))
+    key_name = keypair_ensure(site=site.name, key=key)
+    server = boot(
+        live_demo, "park-gone", flavor=name, metadata={"course": "bio102"}, key_name=key_name
+    )
+    assert server.key_name == key_name
     job = wait_for_job(server_park_request(server=server, actor=alice), timeout=90)
     assert job.status == Job.Status.SUCCEEDED, job.error
+    assert len(mirrored_saved_disks(site, server)) == 1
     admin.compute.delete(f"/flavors/{made.json()['flavor']['id']}")
     flavors_sync(site)
     server.refresh_from_db()
@@ -100,6 +122,7 @@ def test_resume_when_the_flavor_is_gone_boots_the_disk_on_the_chosen_flavor(live
     small = Flavor.objects.get(site=site, name="de.NBI small")
     job = wait_for_job(server_resume_request(server=server, actor=alice, flavor=small), 90)
     assert job.status == Job.Status.SUCCEEDED, job.error
+    assert mirrored_saved_disks(site, server) == []
     assert "IP changed" in job.result["summary"]
 
     new = Server.objects.get(site=site, openstack_id=job.result["server_id"])
@@ -108,6 +131,9 @@ def test_resume_when_the_flavor_is_gone_boots_the_disk_on_the_chosen_flavor(live
     assert new.flavor_name == "de.NBI small"
     assert new.metadata["course"] == "bio102"
     assert new.created_by == alice
+    # The successor carries the parked machine's SSH key, in Nova's own record.
+    nova = sdk_connection(live_demo["clouds"]).compute.get_server(new.openstack_id)
+    assert nova.key_name == key_name
     with pytest.raises(cloud.NotFound):
         cloud.server_get(site.name, server_id=server.openstack_id)
     server.refresh_from_db()
