@@ -23,6 +23,8 @@ urlpatterns = [
     path("images/", include("images.urls")),
     path("snapshots/", include("snapshots.urls")),
     path("workshops/", include("workshops.urls")),
+    # Django's set_language (POST): the language switch in the header.
+    path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]
 handler400 = "operations.views.bad_request"

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from images.models import Image
 from images.services import image_refresh
@@ -90,24 +91,34 @@ def image_copy_targets(*, user, image: Image) -> list[Project]:
 
 def image_copy_check(*, image: Image, actor, target: Project | None) -> None:
     if actor is None or not actor.is_active:
-        raise ActionRefused("The account that asked for the copy may act no more.", status=403)
+        raise ActionRefused(
+            gettext("The account that asked for the copy may act no more."), status=403
+        )
     if image.deleted_at is not None:
-        raise ActionRefused("This image is gone.", status=404)
+        raise ActionRefused(gettext("This image is gone."), status=404)
     shared = not image.is_snapshot and image.visibility in ("public", "community")
     if not shared and not can_see(actor, image.project):
-        raise ActionRefused("You may not copy this image.", status=403)
+        raise ActionRefused(gettext("You may not copy this image."), status=403)
     if target is None or target.pk not in {
         p.pk for p in image_copy_targets(user=actor, image=image)
     }:
         if target is not None and target.site_id == image.site_id:
-            raise ActionRefused("Choose a project at another site than the image's.", status=400)
-        raise ActionRefused("Choose one of your projects at another site.", status=403)
+            raise ActionRefused(
+                gettext("Choose a project at another site than the image's."), status=400
+            )
+        raise ActionRefused(gettext("Choose one of your projects at another site."), status=403)
     if image.status != "active":
-        raise ActionRefused(f"{image.name} is {image.status}; only an active image can be copied.")
+        raise ActionRefused(
+            gettext("%(image)s is %(status)s; only an active image can be copied.")
+            % {"image": image.name, "status": image.status}
+        )
     if image.is_volume_snapshot:
         raise ActionRefused(
-            f"{image.name} was made from an instance booted from a volume: it has no data of "
-            "its own to copy (its disks are Cinder volume snapshots at its site).",
+            gettext(
+                "%(image)s was made from an instance booted from a volume: it has no data of "
+                "its own to copy (its disks are Cinder volume snapshots at its site)."
+            )
+            % {"image": image.name},
             status=400,
         )
 
@@ -201,7 +212,7 @@ def step_check(ctx: StepContext) -> Done:
         site=_source_site(ctx), openstack_id=ctx.params.source_image_id
     ).first()
     if image is None:
-        raise StepFailed("The image to copy is not known to the portal (any more).")
+        raise StepFailed(gettext_noop("The image to copy is not known to the portal (any more)."))
     try:
         image_copy_check(image=image, actor=ctx.actor, target=ctx.project)
     except ActionRefused as refused:
@@ -289,7 +300,7 @@ def step_stream(ctx: StepContext) -> Done:
         target = None
     if target is not None and _matches_source(ctx, target):
         ctx.state.bytes_sent = target.size or 0
-        return Done("already copied")
+        return Done(gettext_noop("already copied"))
     if target is None or target.status != "queued":
         if target is not None:
             _delete_quietly(ctx.site.name, target.id)
@@ -356,8 +367,8 @@ BOOT_TEST_STARTERS: list[Callable[[Job], str]] = []
 
 def step_boot_test(ctx: StepContext) -> Skipped:
     if not ctx.params.boot_test:
-        return Skipped("no boot test asked for")
-    return Skipped("the boot test runs as a job of its own once the copy is done")
+        return Skipped(gettext_noop("no boot test asked for"))
+    return Skipped(gettext_noop("the boot test runs as a job of its own once the copy is done"))
 
 
 def undo_delete_target(ctx: StepContext) -> Done | Skipped:
@@ -369,11 +380,11 @@ def undo_delete_target(ctx: StepContext) -> Done | Skipped:
         _delete_quietly(ctx.site.name, image_id)
         Image.objects.filter(site=ctx.site, openstack_id=image_id).update(deleted_at=timezone.now())
     if not ids:
-        return Skipped("no image was made")
+        return Skipped(gettext_noop("no image was made"))
     return Done(f"deleted the half-made copy at {ctx.site.display_name}")
 
 
-UNDO_DELETE = Step("undo_delete", "Deleting the half-made copy", undo_delete_target)
+UNDO_DELETE = Step("undo_delete", gettext_noop("Deleting the half-made copy"), undo_delete_target)
 
 
 class ImageCopy(Kind):
@@ -382,16 +393,24 @@ class ImageCopy(Kind):
     Params = CopyParams
     State = CopyState
     steps = (
-        Step("check", "Checking the image and the target", step_check, acts=False),
-        Step("create", "Creating the image at the target", step_create, undo=UNDO_DELETE),
-        Step("stream", "Copying the data", step_stream),
-        Step("verify", "Comparing checksums", step_verify, acts=False),
-        Step("boot_test", "Boot test", step_boot_test, acts=False),
+        Step("check", gettext_noop("Checking the image and the target"), step_check, acts=False),
+        Step(
+            "create",
+            gettext_noop("Creating the image at the target"),
+            step_create,
+            undo=UNDO_DELETE,
+        ),
+        Step("stream", gettext_noop("Copying the data"), step_stream),
+        Step("verify", gettext_noop("Comparing checksums"), step_verify, acts=False),
+        Step("boot_test", gettext_noop("Boot test"), step_boot_test, acts=False),
     )
 
     @classmethod
     def title(cls, params: CopyParams) -> str:
-        return f"Copy {params.name or params.source_image_id[:8]} from {params.source_site}"
+        return gettext("Copy %(image)s from %(site)s") % {
+            "image": params.name or params.source_image_id[:8],
+            "site": params.source_site,
+        }
 
     @classmethod
     def on_finished(cls, job: Job) -> None:

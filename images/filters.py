@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
+from django.utils.translation import gettext_lazy
 
 from images.models import Image
 from portal.filters import BoundedFilterSet, name_contains, style_form
@@ -10,11 +11,14 @@ from portal.models import Site
 
 class ImageFilterSet(BoundedFilterSet):
     name = django_filters.CharFilter(
-        method=name_contains, widget=forms.TextInput(attrs={"placeholder": "e.g. Ubuntu"})
+        method=name_contains,
+        widget=forms.TextInput(attrs={"placeholder": gettext_lazy("e.g. Ubuntu")}),
     )
-    tag = django_filters.ChoiceFilter(method="filter_tag", choices=[], empty_label="Any tag")
+    tag = django_filters.ChoiceFilter(
+        method="filter_tag", choices=[], empty_label=gettext_lazy("Any tag")
+    )
     site = django_filters.ModelChoiceFilter(
-        queryset=Site.objects.all(), method="filter_site", empty_label="All sites"
+        queryset=Site.objects.all(), method="filter_site", empty_label=gettext_lazy("All sites")
     )
 
     class Meta:

@@ -2,6 +2,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods
 
 from images.copy import image_copies, image_copy_request, image_copy_targets
@@ -71,5 +72,9 @@ def image_copy(request, image_id: int):
         except ActionRefused as refused:
             messages.error(request, refused.message)
             return render(request, "images/image_copy.html", context, status=refused.status)
-    messages.success(request, f"Copying {image.name} to another site: job #{job.pk}.")
+    messages.success(
+        request,
+        gettext("Copying %(image)s to another site: job #%(job)s.")
+        % {"image": image.name, "job": job.pk},
+    )
     return redirect("job-detail", job_id=job.pk)

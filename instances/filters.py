@@ -3,29 +3,30 @@ from __future__ import annotations
 import django_filters
 from django import forms
 from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
 from instances.models import PARKED_STATUSES, Flavor, Server
 from portal.filters import BoundedFilterSet, quick_search, style_form
 from portal.models import Site
 
 STATUS_CHOICES = [
-    ("ACTIVE", "Active"),
-    ("SHUTOFF", "Shut off"),
-    ("BUILD", "Building"),
-    ("ERROR", "Error"),
-    ("PAUSED", "Paused"),
-    ("SUSPENDED", "Suspended"),
-    ("REBOOT", "Rebooting"),
-    ("HARD_REBOOT", "Hard rebooting"),
-    ("RESIZE", "Resizing"),
-    ("VERIFY_RESIZE", "Resize to confirm"),
-    ("REBUILD", "Rebuilding"),
-    ("MIGRATING", "Migrating"),
-    ("RESCUE", "Rescue"),
+    ("ACTIVE", gettext_lazy("Active")),
+    ("SHUTOFF", gettext_lazy("Shut off")),
+    ("BUILD", gettext_lazy("Building")),
+    ("ERROR", gettext_lazy("Error")),
+    ("PAUSED", gettext_lazy("Paused")),
+    ("SUSPENDED", gettext_lazy("Suspended")),
+    ("REBOOT", gettext_lazy("Rebooting")),
+    ("HARD_REBOOT", gettext_lazy("Hard rebooting")),
+    ("RESIZE", gettext_lazy("Resizing")),
+    ("VERIFY_RESIZE", gettext_lazy("Resize to confirm")),
+    ("REBUILD", gettext_lazy("Rebuilding")),
+    ("MIGRATING", gettext_lazy("Migrating")),
+    ("RESCUE", gettext_lazy("Rescue")),
     # Nova's SHELVED and SHELVED_OFFLOADED: the portal parks machines with shelve.
-    ("parked", "Parked"),
-    ("UNKNOWN", "Unknown"),
-    ("DELETED", "Deleted"),
+    ("parked", gettext_lazy("Parked")),
+    ("UNKNOWN", gettext_lazy("Unknown")),
+    ("DELETED", gettext_lazy("Deleted")),
 ]
 # What the overview shows before the user picks: every machine that exists,
 # trouble included (a workshop VM that failed to build still uses quota).
@@ -35,16 +36,22 @@ DEFAULT_STATUSES = [value for value, _ in STATUS_CHOICES if value != "DELETED"]
 class ServerFilterSet(BoundedFilterSet):
     q = django_filters.CharFilter(
         method="filter_search",
-        label="Search",
-        widget=forms.TextInput(attrs={"placeholder": "Name, OpenStack ID, project or creator"}),
+        label=gettext_lazy("Search"),
+        widget=forms.TextInput(
+            attrs={"placeholder": gettext_lazy("Name, OpenStack ID, project or creator")}
+        ),
     )
     status = django_filters.MultipleChoiceFilter(
         choices=STATUS_CHOICES, method="filter_status", widget=forms.CheckboxSelectMultiple
     )
-    project = django_filters.ModelChoiceFilter(queryset=None, empty_label="All projects")
-    site = django_filters.ModelChoiceFilter(queryset=Site.objects.all(), empty_label="All sites")
+    project = django_filters.ModelChoiceFilter(
+        queryset=None, empty_label=gettext_lazy("All projects")
+    )
+    site = django_filters.ModelChoiceFilter(
+        queryset=Site.objects.all(), empty_label=gettext_lazy("All sites")
+    )
     flavor = django_filters.ChoiceFilter(
-        field_name="flavor_name", choices=[], empty_label="All flavors"
+        field_name="flavor_name", choices=[], empty_label=gettext_lazy("All flavors")
     )
 
     class Meta:

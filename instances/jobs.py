@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from images.models import Image
 from instances.launch_rules import launch_check
@@ -86,7 +87,7 @@ def server_of(ctx: StepContext, *, acted: bool = False) -> Server:
                 server.project = ctx.project
         ctx.cache["server"] = server
     if server is None or server.is_deleted:
-        raise StepFailed("the instance no longer exists")
+        raise StepFailed(gettext_noop("the instance no longer exists"))
     return server
 
 
@@ -191,7 +192,9 @@ def step_wait_active(ctx: StepContext) -> Wait | None:
             raise StepFailed(f"the cloud did not start the instance, twice ({reason})")
         state.start_attempts = attempts + 1
         step_start(ctx)
-        return Wait(progress="the start failed; asking once more", observed=[attempts])
+        return Wait(
+            progress=gettext_noop("the start failed; asking once more"), observed=[attempts]
+        )
     return _wait_for(ctx, target="ACTIVE", progress="starting")
 
 
@@ -199,26 +202,26 @@ class ServerStop(Kind):
     name = "server.stop"
     State = PowerState
     steps = (
-        Step("stop", "Stop requested", step_stop),
-        Step("wait", "Waiting for SHUTOFF", step_wait_shutoff, acts=False),
+        Step("stop", gettext_noop("Stop requested"), step_stop),
+        Step("wait", gettext_noop("Waiting for SHUTOFF"), step_wait_shutoff, acts=False),
     )
 
     @classmethod
     def title(cls, params) -> str:
-        return "Stop instance"
+        return gettext("Stop instance")
 
 
 class ServerStart(Kind):
     name = "server.start"
     State = PowerState
     steps = (
-        Step("start", "Start requested", step_start),
-        Step("wait", "Waiting for ACTIVE", step_wait_active),
+        Step("start", gettext_noop("Start requested"), step_start),
+        Step("wait", gettext_noop("Waiting for ACTIVE"), step_wait_active),
     )
 
     @classmethod
     def title(cls, params) -> str:
-        return "Start instance"
+        return gettext("Start instance")
 
 
 # --- Launch ---------------------------------------------------------------------
@@ -268,7 +271,7 @@ def step_launch_remove_replaced(ctx: StepContext) -> Wait | Skipped | None:
     the new ones need), BATCH per run."""
     replaced = ctx.params.replaces
     if not replaced:
-        return Skipped("nothing to replace")
+        return Skipped(gettext_noop("nothing to replace"))
     removed = ctx.state.removed
     todo = [item for item in replaced if item["id"] not in removed]
     for item in todo[:BATCH]:
@@ -319,7 +322,7 @@ def step_launch_check(ctx: StepContext) -> None:
     except ActionRefused as refused:
         raise StepFailed(refused.message) from refused
     except (Flavor.DoesNotExist, Image.DoesNotExist) as exc:
-        raise StepFailed("the flavor or image is gone") from exc
+        raise StepFailed(gettext_noop("the flavor or image is gone")) from exc
     # What the seats boot on: as checked now (a project's setting may have changed).
     ctx.state.network_ids = plan.network_ids
     ctx.state.key_name = _key_pair_ready(ctx)
@@ -494,7 +497,9 @@ def step_launch_wait(ctx: StepContext) -> Wait | None:
         # time to, and delete what it made besides the seat's server.
         since = (timezone.now() - datetime.fromisoformat(reasked)).total_seconds()
         if since < settings.JOB_CREATE_LAND_SECONDS:
-            return Wait(progress="checking that no cut-off request made a second machine")
+            return Wait(
+                progress=gettext_noop("checking that no cut-off request made a second machine")
+            )
         _extras_delete(ctx, _servers_watched(ctx))
         state.reasked_at = None
     return None
@@ -543,23 +548,23 @@ class InstancesLaunch(Kind):
     Params = LaunchParams
     State = LaunchState
     steps = (
-        Step("replace", "Removing the failed machines", step_launch_remove_replaced),
+        Step("replace", gettext_noop("Removing the failed machines"), step_launch_remove_replaced),
         # The report is the check's undo: once the request was checked, a failure
         # says seat by seat what exists (a failure before it has no seat to tell of).
         Step(
             "check",
-            "Checking the request",
+            gettext_noop("Checking the request"),
             step_launch_check,
-            undo=Step("report", "Reporting each seat", undo_launch_report),
+            undo=Step("report", gettext_noop("Reporting each seat"), undo_launch_report),
         ),
-        Step("create", "Creating the instances", step_launch_create),
-        Step("wait", "Waiting for the instances to boot", step_launch_wait),
-        Step("summary", "Summing up", step_launch_summary, acts=False),
+        Step("create", gettext_noop("Creating the instances"), step_launch_create),
+        Step("wait", gettext_noop("Waiting for the instances to boot"), step_launch_wait),
+        Step("summary", gettext_noop("Summing up"), step_launch_summary, acts=False),
     )
 
     @classmethod
     def title(cls, params: LaunchParams) -> str:
-        return f"Launch {len(params.names)} instance(s)"
+        return gettext("Launch %(count)s instance(s)") % {"count": len(params.names)}
 
 
 # --- Delete ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from instances.jobs import InstancesLaunch
 from instances.launch_rules import flavor_refusal, launch_networks
@@ -91,10 +92,11 @@ retry_listeners: list = []
 
 def _check_followup(job: Job, actor) -> None:
     if job.kind != "instances.launch" or not job.is_finished:
-        raise ActionRefused("Only a finished launch has failed seats.", status=400)
+        raise ActionRefused(gettext("Only a finished launch has failed seats."), status=400)
     if not can_act_on(actor, project=job.project, created_by_id=job.actor_id):
         raise ActionRefused(
-            "Only whoever launched these machines, or a project admin, may do that.", status=403
+            gettext("Only whoever launched these machines, or a project admin, may do that."),
+            status=403,
         )
 
 
@@ -184,7 +186,7 @@ def _confirmed(plan: RetryPlan, names: Collection[str] | None, *, chosen: list[S
     if chosen:
         return
     if not names:
-        raise ActionRefused("Choose the seats on the confirmation page.", status=400)
+        raise ActionRefused(gettext("Choose the seats on the confirmation page."), status=400)
     shown = [seat for seat in plan.seats if seat.name in names]
     if shown and all(seat.retried_by for seat in shown):
         latest = max(seat.retried_by for seat in shown)
@@ -195,7 +197,9 @@ def _confirmed(plan: RetryPlan, names: Collection[str] | None, *, chosen: list[S
         )
     reasons = "; ".join(f"{seat.name}: {seat.reason}" for seat in shown)
     raise ActionRefused(
-        "Nothing to retry: " + (reasons or "none of these seats failed") + ".", status=409
+        gettext("Nothing to retry: %(reasons)s.")
+        % {"reasons": reasons or gettext("none of these seats failed")},
+        status=409,
     )
 
 
@@ -220,7 +224,7 @@ def launch_retry_request(
         # (the new job checks again before it creates anything).
         flavor = Flavor.objects.filter(pk=job.params.get("flavor_pk")).first()
         if flavor is None or flavor.deleted_at:
-            raise ActionRefused("The launch's flavor no longer exists.", status=409)
+            raise ActionRefused(gettext("The launch's flavor no longer exists."), status=409)
         refusal = flavor_refusal(project=job.project, flavor=flavor)
         if refusal:
             raise ActionRefused(refusal, status=409)
@@ -265,11 +269,15 @@ def launch_failed_delete_request(
     names = set(names) if names is not None else None
     chosen = [seat for seat in plan.replace if names is None or seat.name in names]
     if not chosen:
-        raise ActionRefused("None of these failed seats holds an ERROR machine now.", status=409)
+        raise ActionRefused(
+            gettext("None of these failed seats holds an ERROR machine now."), status=409
+        )
     delete, checked = server_delete_request(
         servers=[seat.server for seat in chosen], actor=actor, idempotency_key=idempotency_key
     )
     if delete is None:
         reasons = "; ".join(f"{server.name}: {reason}" for server, reason in checked.skipped)
-        raise ActionRefused(f"Nothing to delete: {reasons}.", status=409)
+        raise ActionRefused(
+            gettext("Nothing to delete: %(reasons)s.") % {"reasons": reasons}, status=409
+        )
     return delete

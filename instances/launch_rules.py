@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext
 
 from images.models import BootTest, Image
 from instances.models import Flavor, Network
@@ -25,15 +26,23 @@ def fit_problems(*, image: Image, flavor: Flavor) -> list[str]:
     problems = []
     if image.is_volume_snapshot:
         problems.append(
-            "it was made from an instance booted from a volume: booting it makes volumes "
-            "the portal cannot clean up"
+            gettext(
+                "it was made from an instance booted from a volume: booting it makes volumes "
+                "the portal cannot clean up"
+            )
         )
     if image.status != "active":
-        problems.append(f"it is {image.status}, not active")
+        problems.append(gettext("it is %(status)s, not active") % {"status": image.status})
     if flavor.disk_gb and image.min_disk and flavor.disk_gb < image.min_disk:
-        problems.append(f"needs {image.min_disk} GB disk, the flavor has {flavor.disk_gb} GB")
+        problems.append(
+            gettext("needs %(need)s GB disk, the flavor has %(has)s GB")
+            % {"need": image.min_disk, "has": flavor.disk_gb}
+        )
     if image.min_ram and flavor.ram_mib < image.min_ram:
-        problems.append(f"needs {image.min_ram} MiB RAM, the flavor has {flavor.ram_mib} MiB")
+        problems.append(
+            gettext("needs %(need)s MiB RAM, the flavor has %(has)s MiB")
+            % {"need": image.min_ram, "has": flavor.ram_mib}
+        )
     return problems
 
 
@@ -66,7 +75,10 @@ def flavor_refusal(*, project: Project, flavor: Flavor) -> str:
     the project on its access list), or ""."""
     if flavor.usable_in(project):
         return ""
-    return f"Flavor {flavor.name} is not available in project {project.name}."
+    return gettext("Flavor %(flavor)s is not available in project %(project)s.") % {
+        "flavor": flavor.name,
+        "project": project.name,
+    }
 
 
 def configured_networks(project: Project) -> list[str]:
@@ -101,8 +113,11 @@ def launch_networks(*, project: Project, chosen_ids: Sequence[str] | None) -> li
             )
             if found is None:
                 raise ActionRefused(
-                    f"Network {ref}, set for new machines of project {project.name}, is not "
-                    "available in it; ask the portal's operators to correct the setting.",
+                    gettext(
+                        "Network %(network)s, set for new machines of project %(project)s, is not "
+                        "available in it; ask the portal's operators to correct the setting."
+                    )
+                    % {"network": ref, "project": project.name},
                     status=409,
                 )
             ids.append(found.openstack_id)
@@ -114,7 +129,9 @@ def launch_networks(*, project: Project, chosen_ids: Sequence[str] | None) -> li
                 known = Network.objects.filter(site_id=project.site_id, openstack_id=network_id)
                 label = next((n.name for n in known if n.name), network_id)
                 raise ActionRefused(
-                    f"Network {label} is not available in project {project.name}.", status=400
+                    gettext("Network %(network)s is not available in project %(project)s.")
+                    % {"network": label, "project": project.name},
+                    status=400,
                 )
         return list(chosen_ids)
     if len(usable) == 1:
@@ -123,7 +140,9 @@ def launch_networks(*, project: Project, chosen_ids: Sequence[str] | None) -> li
         return None
     names = ", ".join(n.name or n.openstack_id for n in usable)
     raise ActionRefused(
-        f"Choose a network: project {project.name} has several ({names}).", status=400
+        gettext("Choose a network: project %(project)s has several (%(networks)s).")
+        % {"project": project.name, "networks": names},
+        status=400,
     )
 
 
@@ -155,8 +174,11 @@ def unbootable_check(*, image: Image, count: int, confirmed: bool) -> None:
     test = boot_tests_of([image]).get((image.site_id, image.openstack_id))
     if test is not None and test.outcome == BootTest.Outcome.FAILED:
         raise ActionRefused(
-            f"{image.name} did not boot in its last test ({test.reason}). Tick “Launch anyway” "
-            f"to start {count} machines from it.",
+            gettext(
+                "%(image)s did not boot in its last test (%(reason)s). Tick “Launch anyway” "
+                "to start %(count)s machines from it."
+            )
+            % {"image": image.name, "reason": test.reason, "count": count},
             status=409,
         )
 
@@ -168,35 +190,43 @@ def launch_check(
     """Every launch rule; raises ActionRefused with the message for the user.
     `network_ids`: the networks chosen on the page (or carried by the job)."""
     if not projects_visible_to(actor).filter(pk=project.pk).exists():
-        raise ActionRefused("You are not a member of this project.", status=403)
+        raise ActionRefused(gettext("You are not a member of this project."), status=403)
     if not project.site.is_reachable:
-        raise ActionRefused(f"{project.site.display_name} is unreachable; try again later.")
+        raise ActionRefused(
+            gettext("%(site)s is unreachable; try again later.")
+            % {"site": project.site.display_name}
+        )
     if flavor.site_id != project.site_id or image.site_id != project.site_id:
-        raise ActionRefused("Flavor and image must be on the project's site.", status=400)
+        raise ActionRefused(gettext("Flavor and image must be on the project's site."), status=400)
     if flavor.deleted_at or image.deleted_at:
-        raise ActionRefused("That flavor or image no longer exists.", status=400)
+        raise ActionRefused(gettext("That flavor or image no longer exists."), status=400)
     refusal = flavor_refusal(project=project, flavor=flavor)
     if refusal:
         raise ActionRefused(refusal, status=400)
     if image.is_snapshot and image.project_id != project.pk:
         raise ActionRefused(
-            "Snapshots can be launched only in the project that owns them.", status=400
+            gettext("Snapshots can be launched only in the project that owns them."), status=400
         )
     if (
         not image.is_snapshot
         and image.visibility not in ("public", "community")
         and image.project_id != project.pk
     ):
-        raise ActionRefused("This image is not available to the project.", status=400)
+        raise ActionRefused(gettext("This image is not available to the project."), status=400)
     problems = fit_problems(image=image, flavor=flavor)
     if problems:
         raise ActionRefused(
-            f"{image.name} cannot boot on {flavor.name}: " + "; ".join(problems) + ".", status=400
+            gettext("%(image)s cannot boot on %(flavor)s: %(problems)s.")
+            % {"image": image.name, "flavor": flavor.name, "problems": "; ".join(problems)},
+            status=400,
         )
     if participants:
         count = len(participants)
     if not 1 <= count <= MAX_COUNT:
-        raise ActionRefused(f"Launch between 1 and {MAX_COUNT} instances at once.", status=400)
+        raise ActionRefused(
+            gettext("Launch between 1 and %(max)s instances at once.") % {"max": MAX_COUNT},
+            status=400,
+        )
     message = quota_problem(project=project, flavor=flavor, count=count)
     if message:
         raise ActionRefused(message, status=400)

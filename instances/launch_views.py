@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from images.models import LIVE_BASE, LIVE_SNAPSHOT, Image
@@ -32,6 +34,9 @@ from portal.http import param_id, param_int, param_search
 from portal.jobs import job_repeated
 from portal.ssh_keys import ssh_keys_of
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 MAX_PREVIEW = 100
 
 # Images and snapshots listed per tab; a project with thousands of snapshots
@@ -39,15 +44,15 @@ MAX_PREVIEW = 100
 MAX_CHOICES = 50
 
 FLAVOR_GROUPS = [
-    ("Small (up to 4 GiB RAM)", 4 * 1024),
-    ("Medium (up to 32 GiB RAM)", 32 * 1024),
-    ("Large (up to 256 GiB RAM)", 256 * 1024),
-    ("High memory (more than 256 GiB RAM)", None),
+    (gettext_lazy("Small (up to 4 GiB RAM)"), 4 * 1024),
+    (gettext_lazy("Medium (up to 32 GiB RAM)"), 32 * 1024),
+    (gettext_lazy("Large (up to 256 GiB RAM)"), 256 * 1024),
+    (gettext_lazy("High memory (more than 256 GiB RAM)"), None),
 ]
 
 
-def _group_flavors(flavors) -> list[tuple[str, list[Flavor]]]:
-    groups = []
+def _group_flavors(flavors) -> list[tuple[StrOrPromise, list[Flavor]]]:
+    groups: list[tuple[StrOrPromise, list[Flavor]]] = []
     remaining = list(flavors)
     for label, limit in FLAVOR_GROUPS:
         members = [f for f in remaining if limit is None or f.ram_mib <= limit]
@@ -101,7 +106,11 @@ def _image_rows(images, *, flavor, chosen=None, snapshots=False) -> tuple[list[d
         if flavor is not None:
             reasons = fit_problems(image=image, flavor=flavor)
         else:
-            reasons = [] if image.status == "active" else [f"it is {image.status}, not active"]
+            reasons = (
+                []
+                if image.status == "active"
+                else [gettext("it is %(status)s, not active") % {"status": image.status}]
+            )
         source = sources.get((image.site_id, image.source_server_openstack_id))
         rows.append(
             {
@@ -159,7 +168,11 @@ def _launch_submit(request, form):
         return None, refused
     plan = dataclasses.replace(plan, ssh_key=form.cleaned_data.get("ssh_key"))
     job = instance_launch_request(actor=request.user, plan=plan, idempotency_key=key)
-    messages.success(request, f"Launching {len(plan.names)} instance(s): job #{job.pk}.")
+    messages.success(
+        request,
+        gettext("Launching %(count)s instance(s): job #%(job)s.")
+        % {"count": len(plan.names), "job": job.pk},
+    )
     return job, None
 
 
@@ -167,8 +180,8 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
     """What the page shows for the choices in `data`: flavors, images, preview, quota."""
     flavors = form.fields["flavor"].queryset
     images = form.fields["image"].queryset
-    flavor_q = param_search(data, "flavor_q", label="Filter flavors by name")
-    image_q = param_search(data, "image_q", label="Search images by name")
+    flavor_q = param_search(data, "flavor_q", label=gettext("Filter flavors by name"))
+    image_q = param_search(data, "image_q", label=gettext("Search images by name"))
     flavor = _choice(flavors, data, "flavor")
     image = _choice(images, data, "image")
     networks = form.fields["network"].queryset
@@ -213,7 +226,9 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
         # without replacing the inputs (see _launch_form.html).
         "fit": {
             str(row["image"].pk): (
-                f"Not available: {'; '.join(row['reasons'])}." if row["reasons"] else ""
+                gettext("Not available: %(reasons)s.") % {"reasons": "; ".join(row["reasons"])}
+                if row["reasons"]
+                else ""
             )
             for row in base_rows + snapshot_rows
         },

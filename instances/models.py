@@ -8,29 +8,30 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext, gettext_noop
 
 from portal.mirror.rows import MirrorRow
 from portal.models import Project
 
-# Nova task states a user should read as a verb, not a code.
+# Nova task states a user should read as a verb, not a code (translated where shown).
 TASK_STATE_LABELS = {
-    "powering-off": "stopping",
-    "powering-on": "starting",
-    "image_snapshot_pending": "snapshotting",
-    "image_snapshot": "snapshotting",
-    "image_pending_upload": "uploading",
-    "image_uploading": "uploading",
-    "spawning": "spawning",
-    "scheduling": "scheduling",
-    "networking": "networking",
-    "block_device_mapping": "preparing disk",
-    "deleting": "deleting",
-    "rebooting": "rebooting",
-    "shelving": "parking",
-    "shelving_image_pending_upload": "parking (saving the disk)",
-    "shelving_image_uploading": "parking (saving the disk)",
-    "shelving_offloading": "parking",
-    "unshelving": "resuming",
+    "powering-off": gettext_noop("stopping"),
+    "powering-on": gettext_noop("starting"),
+    "image_snapshot_pending": gettext_noop("snapshotting"),
+    "image_snapshot": gettext_noop("snapshotting"),
+    "image_pending_upload": gettext_noop("uploading"),
+    "image_uploading": gettext_noop("uploading"),
+    "spawning": gettext_noop("spawning"),
+    "scheduling": gettext_noop("scheduling"),
+    "networking": gettext_noop("networking"),
+    "block_device_mapping": gettext_noop("preparing disk"),
+    "deleting": gettext_noop("deleting"),
+    "rebooting": gettext_noop("rebooting"),
+    "shelving": gettext_noop("parking"),
+    "shelving_image_pending_upload": gettext_noop("parking (saving the disk)"),
+    "shelving_image_uploading": gettext_noop("parking (saving the disk)"),
+    "shelving_offloading": gettext_noop("parking"),
+    "unshelving": gettext_noop("resuming"),
 }
 
 # Nova's shelved states, which the portal calls "parked": the disk is kept as an
@@ -173,11 +174,17 @@ class Server(MirrorRow):
         """Why the portal refuses to act on this server while it is locked, or ""."""
         if not self.locked:
             return ""
-        reason = f" ({self.locked_reason})" if self.locked_reason else ""
-        return (
-            f"{self.name} is locked{reason}: the portal does not stop, start, snapshot or "
-            "delete a locked instance. Ask the cloud's operators to unlock it."
-        )
+        if self.locked_reason:
+            message = gettext(
+                "%(server)s is locked (%(reason)s): the portal does not stop, start, snapshot "
+                "or delete a locked instance. Ask the cloud's operators to unlock it."
+            )
+        else:
+            message = gettext(
+                "%(server)s is locked: the portal does not stop, start, snapshot or "
+                "delete a locked instance. Ask the cloud's operators to unlock it."
+            )
+        return message % {"server": self.name, "reason": self.locked_reason}
 
     @property
     def is_parked(self) -> bool:
@@ -186,7 +193,7 @@ class Server(MirrorRow):
     @property
     def status_label(self) -> str:
         """The status as the portal says it: "parked" for Nova's shelved states."""
-        return "parked" if self.is_parked else self.status
+        return gettext_noop("parked") if self.is_parked else self.status
 
     @property
     def task_label(self) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from images.models import Image
 from images.services import image_refresh
@@ -70,7 +71,10 @@ PARKABLE = ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED")
 
 def frees_text(server: Server) -> str:
     """What a parked machine frees on the site's hosts, from its flavor."""
-    return f"{server.flavor_vcpus} vCPUs and {server.flavor_ram_mib / 1024:g} GiB RAM"
+    return gettext("%(vcpus)s vCPUs and %(ram)s GiB RAM") % {
+        "vcpus": server.flavor_vcpus,
+        "ram": f"{server.flavor_ram_mib / 1024:g}",
+    }
 
 
 # --- Rules (the pages and the jobs ask the same) ------------------------------
@@ -83,14 +87,17 @@ def park_refusal(server: Server) -> str:
     if site_refusal:
         return site_refusal
     if server.is_parked:
-        return f"{server.name} is parked already."
+        return gettext("%(server)s is parked already.") % {"server": server.name}
     if server.boots_from_volume:
-        return (
-            f"{server.name} boots from a volume: parking keeps a disk as an image, and "
+        return gettext(
+            "%(server)s boots from a volume: parking keeps a disk as an image, and "
             "this one has none."
-        )
+        ) % {"server": server.name}
     if server.status not in PARKABLE:
-        return f"Cannot park {server.name} while it is {server.status}."
+        return gettext("Cannot park %(server)s while it is %(status)s.") % {
+            "server": server.name,
+            "status": server.status,
+        }
     return ""
 
 
@@ -107,7 +114,7 @@ def server_park_check(*, server: Server, actor, busy: set[int] | None = None) ->
 def server_resume_check(*, server: Server, actor, busy: set[int] | None = None) -> None:
     server_action_check(server=server, actor=actor, action="resume", busy=busy)
     if not server.is_parked:
-        raise ActionRefused(f"{server.name} is not parked.")
+        raise ActionRefused(gettext("%(server)s is not parked.") % {"server": server.name})
 
 
 def parked_flavor(server: Server) -> Flavor | None:
@@ -191,17 +198,19 @@ def server_resume_request(
     new server from the shelved disk); without a flavor where its own is gone, refuse."""
     server_resume_check(server=server, actor=actor)
     if server.project is None:
-        raise ActionRefused(f"{server.name} belongs to no project the portal knows.")
+        raise ActionRefused(
+            gettext("%(server)s belongs to no project the portal knows.") % {"server": server.name}
+        )
     if flavor is not None:
         if flavor.site_id != server.site_id or flavor.deleted_at is not None:
-            raise ActionRefused("That flavor is not offered at this site.")
+            raise ActionRefused(gettext("That flavor is not offered at this site."))
         refusal = flavor_refusal(project=server.project, flavor=flavor)
         if refusal:
             raise ActionRefused(refusal)
         if not resume_flavor_choices(server).filter(pk=flavor.pk).exists():
             raise ActionRefused(
-                f"Flavor {flavor.name} is too small for {server.name}'s disk "
-                f"({server.flavor_disk_gb} GB)."
+                gettext("Flavor %(flavor)s is too small for %(server)s's disk (%(disk)s GB).")
+                % {"flavor": flavor.name, "server": server.name, "disk": server.flavor_disk_gb}
             )
     elif resume_flavor_problem(server):
         raise ActionRefused(resume_flavor_problem(server))
@@ -243,7 +252,9 @@ def park_many_plan(*, servers, actor, action: str) -> list[PlannedPark]:
                 server_resume_check(server=server, actor=actor, busy=busy)
                 problem = resume_flavor_problem(server)
                 if problem:
-                    raise ActionRefused(f"{problem} (resume it from its own page)")
+                    raise ActionRefused(
+                        gettext("%(problem)s (resume it from its own page)") % {"problem": problem}
+                    )
         except ActionRefused as refused:
             rows.append(PlannedPark(server, refused.message))
         else:
@@ -309,13 +320,13 @@ def step_park_check(ctx: StepContext) -> None:
 
 def step_park_stop(ctx: StepContext) -> Wait | Skipped | None:
     if ctx.state.prior_status != "ACTIVE" and not ctx.state.stopped_by_portal:
-        return Skipped("the instance was not running")
+        return Skipped(gettext_noop("the instance was not running"))
     return step_stop(ctx)
 
 
 def step_park_wait_stopped(ctx: StepContext) -> Wait | Skipped | None:
     if not ctx.state.stopped_by_portal:
-        return Skipped("the instance was not running")
+        return Skipped(gettext_noop("the instance was not running"))
     return step_wait_shutoff(ctx)
 
 
@@ -379,7 +390,9 @@ def step_park_wait(ctx: StepContext) -> Wait | Done:
         project_id=server.project_openstack_id,
     )  # fmt: skip
     if image is None:
-        raise StepFailed("Nova offloaded the instance, but its shelved image is missing")
+        raise StepFailed(
+            gettext_noop("Nova offloaded the instance, but its shelved image is missing")
+        )
     if image.status in ("killed", "deleted", "deactivated"):
         raise StepFailed(f"the shelved image is {image.status}: the disk was not saved")
     if image.status != "active":
@@ -402,7 +415,7 @@ def undo_unshelve(ctx: StepContext) -> Wait | Skipped | None:
     """Bring a shelved machine back (Nova refuses while it still shelves: wait)."""
     state: ParkState = ctx.state
     if not state.shelve_asked:
-        return Skipped("nothing was shelved")
+        return Skipped(gettext_noop("nothing was shelved"))
     server = server_of(ctx)
     if server.task_state:
         return server_wait(ctx, server, f"waiting for Nova to finish {server.task_label}")
@@ -417,7 +430,7 @@ def undo_unshelve(ctx: StepContext) -> Wait | Skipped | None:
             server = server_of(ctx, acted=True)
         return server_wait(ctx, server, "unshelving")
     if not state.unshelve_asked:
-        return Skipped("Nova did not shelve the instance")
+        return Skipped(gettext_noop("Nova did not shelve the instance"))
     was_off = state.prior_status not in ("ACTIVE", None)
     if server.status == "ACTIVE" and was_off and not state.stopped_again:
         # It was off before the park: off again, as it was.
@@ -433,12 +446,12 @@ def undo_restart(ctx: StepContext) -> Wait | Skipped | None:
     """Start the machine again if this job stopped it."""
     state: ParkState = ctx.state
     if not state.stopped_by_portal:
-        return Skipped("the job did not stop the instance")
+        return Skipped(gettext_noop("the job did not stop the instance"))
     server = server_of(ctx)
     if server.status == "ACTIVE" and not server.task_state:
         return None
     if server.is_parked:
-        return Skipped("the instance is still parked")
+        return Skipped(gettext_noop("the instance is still parked"))
     if not state.undo_start_asked:
         outcome = step_start(ctx)
         if outcome is not None:
@@ -452,21 +465,21 @@ def undo_restart(ctx: StepContext) -> Wait | Skipped | None:
 # by its name (PARK_KIND), as the engine knows kinds by name.
 PARK_KIND = "server.park"
 PARK_STEPS = (
-    Step("check", "Checking the request", step_park_check, acts=False),
+    Step("check", gettext_noop("Checking the request"), step_park_check, acts=False),
     Step(
         "stop",
-        "Stopping the instance",
+        gettext_noop("Stopping the instance"),
         step_park_stop,
-        undo=Step("undo_restart", "Starting the instance again", undo_restart),
+        undo=Step("undo_restart", gettext_noop("Starting the instance again"), undo_restart),
     ),
-    Step("wait_stopped", "Waiting for SHUTOFF", step_park_wait_stopped, acts=False),
+    Step("wait_stopped", gettext_noop("Waiting for SHUTOFF"), step_park_wait_stopped, acts=False),
     Step(
         "shelve",
-        "Shelving (Nova saves the disk as an image)",
+        gettext_noop("Shelving (Nova saves the disk as an image)"),
         step_shelve,
-        undo=Step("undo_unshelve", "Unshelving the instance", undo_unshelve),
+        undo=Step("undo_unshelve", gettext_noop("Unshelving the instance"), undo_unshelve),
     ),
-    Step("wait", "Waiting until parked", step_park_wait, acts=False),
+    Step("wait", gettext_noop("Waiting until parked"), step_park_wait, acts=False),
 )
 
 
@@ -511,7 +524,9 @@ def step_resume_check(ctx: StepContext) -> None:
         project_id=server.project_openstack_id,
     )  # fmt: skip
     if image is None or image.status != "active":
-        raise StepFailed("the shelved image of this instance is missing or not active")
+        raise StepFailed(
+            gettext_noop("the shelved image of this instance is missing or not active")
+        )
     state.image_id = image.id
     return None
 
@@ -519,7 +534,7 @@ def step_resume_check(ctx: StepContext) -> None:
 def step_unshelve(ctx: StepContext) -> Wait | Skipped | None:
     state: ResumeState = ctx.state
     if ctx.params.flavor_id:
-        return Skipped("resuming on another flavor")
+        return Skipped(gettext_noop("resuming on another flavor"))
     server = server_of(ctx)
     if server.task_state in UNSHELVE_TASKS or (server.status == "ACTIVE" and state.unshelve_asked):
         return None
@@ -549,7 +564,7 @@ def step_unshelve(ctx: StepContext) -> Wait | Skipped | None:
 
 def step_resume_wait(ctx: StepContext) -> Wait | Skipped | None:
     if ctx.params.flavor_id:
-        return Skipped("resuming on another flavor")
+        return Skipped(gettext_noop("resuming on another flavor"))
     server = server_of(ctx)
     if server.status == "ACTIVE" and not server.task_state:
         return None
@@ -560,7 +575,7 @@ def step_resume_wait(ctx: StepContext) -> Wait | Skipped | None:
 
 def _project(ctx: StepContext) -> Project:
     if ctx.project is None:
-        raise StepFailed("the instance belongs to no project the portal knows")
+        raise StepFailed(gettext_noop("the instance belongs to no project the portal knows"))
     return ctx.project
 
 
@@ -579,7 +594,7 @@ def step_reboot_on_flavor(ctx: StepContext) -> Skipped | None:
     metadata; a re-run after a cut-off request adopts the server it made (marker)."""
     state: ResumeState = ctx.state
     if not ctx.params.flavor_id:
-        return Skipped("resuming on its own flavor")
+        return Skipped(gettext_noop("resuming on its own flavor"))
     if state.new_server_id:
         return None
     server = server_of(ctx)
@@ -640,10 +655,10 @@ def _shelved_images_refresh(ctx: StepContext, server_id: str) -> None:
 def step_new_server_wait(ctx: StepContext) -> Wait | Skipped | None:
     state: ResumeState = ctx.state
     if not ctx.params.flavor_id:
-        return Skipped("resuming on its own flavor")
+        return Skipped(gettext_noop("resuming on its own flavor"))
     new = server_refresh(ctx.site, openstack_id=state.new_server_id)
     if new is None or new.is_deleted:
-        raise StepFailed("the new server vanished")
+        raise StepFailed(gettext_noop("the new server vanished"))
     if new.status == "ERROR":
         raise StepFailed(f"the new server went to ERROR: {new.fault_message or 'no reason'}")
     if new.status != "ACTIVE" or new.task_state:
@@ -656,7 +671,7 @@ def step_old_delete(ctx: StepContext) -> Skipped | None:
     shelved image with it)."""
     state: ResumeState = ctx.state
     if not ctx.params.flavor_id:
-        return Skipped("resuming on its own flavor")
+        return Skipped(gettext_noop("resuming on its own flavor"))
     if not state.old_deleted:
         with contextlib.suppress(cloud.NotFound):
             cloud.server_delete(ctx.site.name, server_id=ctx.target_server_id)
@@ -693,10 +708,10 @@ def undo_new_server(ctx: StepContext) -> Skipped | None:
     state: ResumeState = ctx.state
     if not state.new_server_id:
         if state.boot_asked_at is None:
-            return Skipped("no new server was made")
+            return Skipped(gettext_noop("no new server was made"))
         found = _own_new_server(ctx, server_of(ctx).name)
         if found is None:
-            return Skipped("no new server was made")
+            return Skipped(gettext_noop("no new server was made"))
         state.new_server_id = found.id
     with contextlib.suppress(cloud.NotFound):
         cloud.server_delete(ctx.site.name, server_id=state.new_server_id)
@@ -711,22 +726,27 @@ class ServerResume(Kind):
     Params = ResumeParams
     State = ResumeState
     steps = (
-        Step("check", "Checking the request", step_resume_check, acts=False),
-        Step("unshelve", "Unshelving", step_unshelve),
-        Step("wait", "Waiting for ACTIVE", step_resume_wait, acts=False),
+        Step("check", gettext_noop("Checking the request"), step_resume_check, acts=False),
+        Step("unshelve", gettext_noop("Unshelving"), step_unshelve),
+        Step("wait", gettext_noop("Waiting for ACTIVE"), step_resume_wait, acts=False),
         Step(
             "boot",
-            "Booting the saved disk on the chosen flavor",
+            gettext_noop("Booting the saved disk on the chosen flavor"),
             step_reboot_on_flavor,
-            undo=Step("undo_boot", "Deleting the new server", undo_new_server),
+            undo=Step("undo_boot", gettext_noop("Deleting the new server"), undo_new_server),
         ),
-        Step("boot_wait", "Waiting for the new server", step_new_server_wait, acts=False),
-        Step("old_delete", "Deleting the parked server", step_old_delete),
-        Step("done", "Summing up", step_resume_done, acts=False),
+        Step(
+            "boot_wait",
+            gettext_noop("Waiting for the new server"),
+            step_new_server_wait,
+            acts=False,
+        ),
+        Step("old_delete", gettext_noop("Deleting the parked server"), step_old_delete),
+        Step("done", gettext_noop("Summing up"), step_resume_done, acts=False),
     )
 
     @classmethod
     def title(cls, params: ResumeParams) -> str:
         if params.flavor_name:
-            return f"Resume instance on {params.flavor_name}"
-        return "Resume instance"
+            return gettext("Resume instance on %(flavor)s") % {"flavor": params.flavor_name}
+        return gettext("Resume instance")

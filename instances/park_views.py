@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from instances.models import Flavor
@@ -43,7 +44,11 @@ def instance_park(request, server_id: int):
         )  # fmt: skip
     except ActionRefused as refused:
         return _refused(request, server, refused)
-    messages.success(request, f"Parking {server.name}: job #{job.pk} started.")
+    messages.success(
+        request,
+        gettext("Parking %(server)s: job #%(job)s started.")
+        % {"server": server.name, "job": job.pk},
+    )
     return redirect_back(request, "instances:instance-detail", server_id=server.pk)
 
 
@@ -73,7 +78,7 @@ def instance_resume(request, server_id: int):
         flavor_pk = param_int(request.POST, "flavor", default=0, low=0, high=2**31, clamp=False)
         flavor = Flavor.objects.filter(pk=flavor_pk).first()
         if flavor is None:
-            messages.error(request, "Choose a flavor from the list.")
+            messages.error(request, gettext("Choose a flavor from the list."))
             return _resume_form(request, server, status=400)
     try:
         job = server_resume_request(
@@ -82,7 +87,11 @@ def instance_resume(request, server_id: int):
     except ActionRefused as refused:
         messages.error(request, refused.message)
         return _resume_form(request, server, status=refused.status)
-    messages.success(request, f"Resuming {server.name}: job #{job.pk} started.")
+    messages.success(
+        request,
+        gettext("Resuming %(server)s: job #%(job)s started.")
+        % {"server": server.name, "job": job.pk},
+    )
     return redirect_back(request, "instances:instance-detail", server_id=server.pk)
 
 
@@ -105,10 +114,23 @@ def instance_park_many(request, action: str):
     }  # fmt: skip
     template = "instances/park_many.html"
     if not chosen:
-        messages.error(request, f"Select at least one instance to {action}.")
+        messages.error(
+            request,
+            gettext("Select at least one instance to park.")
+            if action == "park"
+            else gettext("Select at least one instance to resume."),
+        )
         return render(request, template, context, status=400)
     if len(chosen) > PARK_MANY_MAX:
-        messages.error(request, f"{verb} at most {PARK_MANY_MAX} instances at once.")
+        messages.error(
+            request,
+            (
+                gettext("Park at most %(max)s instances at once.")
+                if action == "park"
+                else gettext("Resume at most %(max)s instances at once.")
+            )
+            % {"max": PARK_MANY_MAX},
+        )
         return render(request, template, context, status=400)
     if request.method == "GET":
         plan = park_many_plan(servers=chosen, actor=request.user, action=action)
@@ -119,9 +141,19 @@ def instance_park_many(request, action: str):
     )
     context.update(plan=plan, will=[row for row in plan if not row.refusal])
     if not jobs:
-        messages.error(request, f"Nothing to {action}: every chosen instance is skipped.")
+        messages.error(
+            request,
+            gettext("Nothing to park: every chosen instance is skipped.")
+            if action == "park"
+            else gettext("Nothing to resume: every chosen instance is skipped."),
+        )
         return render(request, template, context, status=409)
-    messages.success(request, f"{verb} {len(jobs)} instance(s): one job each.")
+    done = (
+        gettext("Park %(count)s instance(s): one job each.")
+        if action == "park"
+        else gettext("Resume %(count)s instance(s): one job each.")
+    )
+    messages.success(request, done % {"count": len(jobs)})
     return redirect_back(request, "instances:instance-list")
 
 

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext, gettext_noop, pgettext_lazy
 
 from instances.models import Flavor, Network, Server
 from instances.selectors import servers_matching
@@ -183,37 +185,69 @@ def quotas_sync(site: Site) -> None:
 # --- Actions -----------------------------------------------------------------
 
 
+# The actions a refusal names ("Cannot stop alpha-web-01 while it is ERROR.").
+ACTION_WORDS = {
+    "stop": pgettext_lazy("an action", "stop"),
+    "start": pgettext_lazy("an action", "start"),
+    "park": pgettext_lazy("an action", "park"),
+    "resume": pgettext_lazy("an action", "resume"),
+    "delete": pgettext_lazy("an action", "delete"),
+    "snapshot": pgettext_lazy("an action", "snapshot"),
+}
+
+
 def server_action_check(
     *, server: Server, actor, action: str, busy: set[int] | None = None
 ) -> None:
     """Raise ActionRefused unless `actor` may run `action` on `server` now.
     `busy`: the pks of servers jobs run on, asked once for many servers (busy_pks)."""
     if not can_see(actor, server.project):
-        raise ActionRefused("You are not a member of this instance's project.", status=403)
+        raise ActionRefused(gettext("You are not a member of this instance's project."), status=403)
     if not can_act_on(actor, project=server.project, created_by_id=server.created_by_id):
         raise ActionRefused(
-            "Members may act only on instances they created; ask a project admin.", status=403
+            gettext("Members may act only on instances they created; ask a project admin."),
+            status=403,
         )
     if server.is_deleted:
-        raise ActionRefused(f"{server.name} no longer exists in the cloud.")
+        raise ActionRefused(
+            gettext("%(server)s no longer exists in the cloud.") % {"server": server.name}
+        )
     if server.locked:
         raise ActionRefused(server.lock_refusal)
     if not server.site.is_reachable:
         raise ActionRefused(
-            f"{server.site.display_name} is unreachable since "
-            f"{server.site.unreachable_since:%Y-%m-%d %H:%M}; try again when it answers."
+            gettext("%(site)s is unreachable since %(since)s; try again when it answers.")
+            % {
+                "site": server.site.display_name,
+                "since": date_format(
+                    timezone.localtime(server.site.unreachable_since), "SHORT_DATETIME_FORMAT"
+                ),
+            }
         )
     if server.task_state:
-        raise ActionRefused(f"{server.name} is busy ({server.task_label}); wait until it is done.")
+        raise ActionRefused(
+            gettext("%(server)s is busy (%(task)s); wait until it is done.")
+            % {"server": server.name, "task": gettext(server.task_label)}
+        )
     if server.pk in (busy if busy is not None else busy_pks([server], target="server")):
-        raise ActionRefused(f"Another portal job is running on {server.name}; wait until it ends.")
+        raise ActionRefused(
+            gettext("Another portal job is running on %(server)s; wait until it ends.")
+            % {"server": server.name}
+        )
     allowed = {
         "stop": {"ACTIVE"}, "start": {"SHUTOFF"},
         "park": {"ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"},
         "resume": {"SHELVED", "SHELVED_OFFLOADED"},
     }.get(action)  # fmt: skip
     if allowed is not None and server.status not in allowed:
-        raise ActionRefused(f"Cannot {action} {server.name} while it is {server.status}.")
+        raise ActionRefused(
+            gettext("Cannot %(action)s %(server)s while it is %(status)s.")
+            % {
+                "action": ACTION_WORDS.get(action, action),
+                "server": server.name,
+                "status": server.status,
+            }
+        )
 
 
 def server_power_request(*, server: Server, actor, action: str, idempotency_key: str = ""):
@@ -256,8 +290,8 @@ SERVER_DELETE = BulkDelete(
     kind="instances.delete",
     key="servers",
     target="server",
-    noun="instance",
-    nouns="instances",
+    noun=gettext_noop("instance"),
+    nouns=gettext_noop("instances"),
     not_yours="members may delete only instances they created",
     rules=(
         ("already deleted", Q(deleted_at__isnull=False) | Q(status="DELETED")),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import django_tables2 as tables
 from django.urls import reverse
+from django.utils.translation import gettext_lazy
 
 from instances.models import Server
 from instances.selectors import server_allowed_actions
@@ -18,16 +19,22 @@ class ServerTable(tables.Table):
     select = tables.CheckBoxColumn(accessor="pk", orderable=False)
     name = tables.Column()
     status = tables.Column(order_by=("status", "task_state"))
-    project = tables.Column(accessor="project__name", verbose_name="Project")
-    site = tables.Column(accessor="site__display_name", verbose_name="Site")
+    project = tables.Column(accessor="project__name", verbose_name=gettext_lazy("Project"))
+    site = tables.Column(accessor="site__display_name", verbose_name=gettext_lazy("Site"))
     flavor = tables.Column(
-        accessor="flavor_name", order_by=("flavor_ram_mib", "flavor_name"), verbose_name="Flavor"
+        accessor="flavor_name",
+        order_by=("flavor_ram_mib", "flavor_name"),
+        verbose_name=gettext_lazy("Flavor"),
     )
-    image = tables.Column(accessor="image_openstack_id", orderable=False, verbose_name="Image")
-    addresses = tables.Column(verbose_name="IP addresses", orderable=False)
-    created_by = tables.Column(accessor="created_by__username", verbose_name="Created by")
-    created_at = TimeColumn(verbose_name="Created at")
-    actions = tables.Column(empty_values=(), orderable=False, verbose_name="Actions")
+    image = tables.Column(
+        accessor="image_openstack_id", orderable=False, verbose_name=gettext_lazy("Image")
+    )
+    addresses = tables.Column(verbose_name=gettext_lazy("IP addresses"), orderable=False)
+    created_by = tables.Column(
+        accessor="created_by__username", verbose_name=gettext_lazy("Created by")
+    )
+    created_at = TimeColumn(verbose_name=gettext_lazy("Created at"))
+    actions = tables.Column(empty_values=(), orderable=False, verbose_name=gettext_lazy("Actions"))
 
     class Meta:
         model = Server

@@ -1,3 +1,4 @@
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from django.contrib import messages
@@ -6,6 +7,7 @@ from django.core.exceptions import BadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.launch_retry import (
@@ -33,6 +35,9 @@ from portal.jobs import busy_pks, job_repeated
 from portal.models import Site
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 # Instances one may tick for a delete; more is "select all matching" (any number,
 # one job, in batches of ten).
@@ -118,7 +123,11 @@ def _run_action(request, server_id: int, action: str):
         messages.error(request, refused.message)
         context = server_detail_context(request.user, server)
         return render(request, "instances/instance_detail.html", context, status=refused.status)
-    messages.success(request, f"{job.steps[0]['label']} {server.name}: job #{job.pk} started.")
+    messages.success(
+        request,
+        gettext("%(step)s %(server)s: job #%(job)s started.")
+        % {"step": gettext(job.steps[0]["label"]), "server": server.name, "job": job.pk},
+    )
     return redirect_back(request, "instances:instance-detail", server_id=server.pk)
 
 
@@ -134,7 +143,7 @@ def instance_start(request, server_id: int):
     return _run_action(request, server_id, "start")
 
 
-def _launch_followup(request, job_id: int, start, template: str, done: str):
+def _launch_followup(request, job_id: int, start, template: str, done: "StrOrPromise"):
     """GET: what the follow-up of a finished launch does, seat by seat, from the
     machines as they are now. POST: start it for the seats that page showed
     (`seat`: their names) that are still failed now; a seat that recovered in
@@ -149,7 +158,7 @@ def _launch_followup(request, job_id: int, start, template: str, done: str):
             return redirect("job-detail", job_id=repeated.pk)
         names = request.POST.getlist("seat")
         if len(names) > MAX_COUNT:
-            raise BadRequest(f"At most {MAX_COUNT} seats at once.")
+            raise BadRequest(gettext("At most %(max)s seats at once.") % {"max": MAX_COUNT})
         try:
             followup = start(job=job, actor=request.user, names=names, idempotency_key=key)
         except AlreadyRetried as refused:
@@ -159,7 +168,9 @@ def _launch_followup(request, job_id: int, start, template: str, done: str):
             messages.error(request, refused.message)
             status = refused.status
         else:
-            messages.success(request, f"{done}: job #{followup.pk}.")
+            messages.success(
+                request, gettext("%(done)s: job #%(job)s.") % {"done": done, "job": followup.pk}
+            )
             return redirect("job-detail", job_id=followup.pk)
     try:
         plan = launch_retry_plan(job=job, actor=request.user)
@@ -178,7 +189,7 @@ def launch_retry(request, job_id: int):
     without a machine: replace the ERROR machines, launch the missing ones."""
     return _launch_followup(
         request, job_id, launch_retry_request, "instances/launch_retry_confirm.html",
-        "Launching the failed seats again",
+        gettext_lazy("Launching the failed seats again"),
     )  # fmt: skip
 
 
@@ -188,18 +199,18 @@ def launch_failed_delete(request, job_id: int):
     """Delete the ERROR machines a finished launch's failed seats hold."""
     return _launch_followup(
         request, job_id, launch_failed_delete_request,
-        "instances/launch_failed_delete_confirm.html", "Deleting the failed machines",
+        "instances/launch_failed_delete_confirm.html", gettext_lazy("Deleting the failed machines"),
     )  # fmt: skip
 
 
 # The overview's bulk delete (portal.bulk.views): the job page follows the job.
 DELETE_PAGE = DeletePage(
     spec=SERVER_DELETE,
-    consequence="Their disks go with them; this cannot be undone. Snapshots stay.",
-    nothing_ticked="Nothing to delete: every chosen instance is skipped.",
-    nothing_matching="Nothing to delete: every matching instance is skipped.",
-    started_ticked="Deleting {count} instance(s): job #{job}.",
-    started_matching="Deleting the matching instances: job #{job}.",
+    consequence=gettext_lazy("Their disks go with them; this cannot be undone. Snapshots stay."),
+    nothing_ticked=gettext_lazy("Nothing to delete: every chosen instance is skipped."),
+    nothing_matching=gettext_lazy("Nothing to delete: every matching instance is skipped."),
+    started_ticked=gettext_lazy("Deleting {count} instance(s): job #{job}."),
+    started_matching=gettext_lazy("Deleting the matching instances: job #{job}."),
 )
 
 

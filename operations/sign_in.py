@@ -110,7 +110,7 @@ class SignInView(OIDCAuthenticationRequestView):
 
     def get(self, request):
         if not settings.PORTAL_OIDC_ENABLED:
-            raise Http404("Sign-in with an identity provider is not configured.")
+            raise Http404(_("Sign-in with an identity provider is not configured."))
         try:
             self.OIDC_OP_AUTH_ENDPOINT = provider_endpoints().authorization
         except ProviderUnavailable as exc:
@@ -128,7 +128,7 @@ class CallbackView(OIDCAuthenticationCallbackView):
 
     def get(self, request):
         if not settings.PORTAL_OIDC_ENABLED:
-            raise Http404("Sign-in with an identity provider is not configured.")
+            raise Http404(_("Sign-in with an identity provider is not configured."))
         error = request.GET.get("error", "")
         if error:
             super().get(request)  # forgets the state, signs out whoever was signed in

@@ -3,6 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.launch_retry import launch_followups
@@ -48,7 +49,9 @@ def page_size_set(request):
     key = request.POST.get("key", "")
     size = param_int(request.POST, "per_page", default=0, low=1, high=max(PAGE_SIZES))
     if key not in REMEMBERED_PAGE_SIZES or size not in PAGE_SIZES:
-        raise BadRequest(f"Choose a page size of {', '.join(map(str, PAGE_SIZES))}.")
+        raise BadRequest(
+            gettext("Choose a page size of %(sizes)s.") % {"sizes": ", ".join(map(str, PAGE_SIZES))}
+        )
     page_size_save(user=request.user, key=key, size=size)
     return redirect_back(request, "home")
 
@@ -63,7 +66,9 @@ def profile_keys(request):
         text = request.POST.get("public_key", "")
         try:
             if len(name) > MAX_NAME_CHARS:
-                raise KeyRefused(f"A key's name is at most {MAX_NAME_CHARS} characters.")
+                raise KeyRefused(
+                    gettext("A key's name is at most %(max)s characters.") % {"max": MAX_NAME_CHARS}
+                )
             key = ssh_key_add(user=request.user, text=text, name=name)
         except KeyRefused as refused:
             status, error = refused.status, refused.message
@@ -72,7 +77,11 @@ def profile_keys(request):
             if refused.private or len(text) > MAX_KEY_CHARS:
                 text = ""
         else:
-            messages.success(request, f"Key “{key.name}” added: {key.fingerprint}.")
+            messages.success(
+                request,
+                gettext("Key “%(name)s” added: %(fingerprint)s.")
+                % {"name": key.name, "fingerprint": key.fingerprint},
+            )
             return redirect("profile-keys")
     context = {"keys": ssh_keys_of(request.user), "name": name, "text": text, "error": error}
     return render(request, "portal/profile_keys.html", context, status=status)
@@ -92,7 +101,7 @@ def _key_action(request, key_id: int, action, done: str):
 @login_required
 @require_POST
 def profile_key_default(request, key_id: int):
-    return _key_action(request, key_id, ssh_key_default_set, "Default key changed.")
+    return _key_action(request, key_id, ssh_key_default_set, gettext("Default key changed."))
 
 
 @login_required
@@ -100,7 +109,7 @@ def profile_key_default(request, key_id: int):
 def profile_key_delete(request, key_id: int):
     return _key_action(
         request, key_id, ssh_key_delete,
-        "Key deleted. Machines that have it keep it until you remove it from them.",
+        gettext("Key deleted. Machines that have it keep it until you remove it from them."),
     )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
 class Site(models.Model):
     """One OpenStack cloud, reached through one clouds.yaml entry."""
 
-    name = models.CharField(max_length=100, unique=True, help_text="clouds.yaml entry")
+    name = models.CharField(
+        max_length=100, unique=True, help_text=gettext_lazy("clouds.yaml entry")
+    )
     display_name = models.CharField(max_length=200)
     last_sync_at = models.DateTimeField(null=True, blank=True)
     last_full_sync_at = models.DateTimeField(null=True, blank=True)
@@ -88,8 +91,8 @@ class Project(models.Model):
     network_ids = models.CharField(
         max_length=1000,
         blank=True,
-        verbose_name="networks",
-        help_text=(
+        verbose_name=gettext_lazy("networks"),
+        help_text=gettext_lazy(
             "Comma-separated network ids (or names) the project's new machines join. Empty: "
             "the site's PORTAL_SITE_NETWORKS, else the project's only usable network, "
             "else the launch page asks."

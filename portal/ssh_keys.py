@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 
 from portal import cloud
 from portal.errors import ActionRefused
@@ -73,58 +75,79 @@ def key_parse(text: str) -> ParsedKey:
     """The public key in `text`, checked; KeyRefused with the reason otherwise."""
     if len(text) > MAX_KEY_CHARS:
         raise KeyRefused(
-            f"That is {len(text):,} characters; one public key is at most {MAX_KEY_CHARS:,}. "
-            "Paste the one line of your .pub file."
+            gettext(
+                "That is %(length)s characters; one public key is at most %(max)s. "
+                "Paste the one line of your .pub file."
+            )
+            % {
+                "length": number_format(len(text), force_grouping=True),
+                "max": number_format(MAX_KEY_CHARS, force_grouping=True),
+            }
         )
     if any(marker in text for marker in PRIVATE_MARKERS):
         raise KeyRefused(
-            "That is a private key: it was not stored. Keep it secret (make a new key if "
-            "you pasted it anywhere else) and paste the public key: the one line of the "
-            ".pub file, e.g. ~/.ssh/id_ed25519.pub.",
+            gettext(
+                "That is a private key: it was not stored. Keep it secret (make a new key if "
+                "you pasted it anywhere else) and paste the public key: the one line of the "
+                ".pub file, e.g. ~/.ssh/id_ed25519.pub."
+            ),
             private=True,
         )
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if not lines:
-        raise KeyRefused("Paste a public key.")
+        raise KeyRefused(gettext("Paste a public key."))
     if len(lines) > 1:
         raise KeyRefused(
-            "Paste one public key, on one line, as OpenSSH writes it (`ssh-keygen -i -f "
-            "key.pub` converts the “---- BEGIN SSH2 PUBLIC KEY ----” format)."
+            gettext(
+                "Paste one public key, on one line, as OpenSSH writes it (`ssh-keygen -i -f "
+                "key.pub` converts the “---- BEGIN SSH2 PUBLIC KEY ----” format)."
+            )
         )
     parts = lines[0].split(None, 2)
     key_type = parts[0]
     if key_type == "ssh-dss":
         raise KeyRefused(
-            "DSA keys (ssh-dss) are refused: they are weak, and OpenSSH no longer accepts "
-            "them. Make a new key: ssh-keygen -t ed25519."
+            gettext(
+                "DSA keys (ssh-dss) are refused: they are weak, and OpenSSH no longer accepts "
+                "them. Make a new key: ssh-keygen -t ed25519."
+            )
         )
     if key_type not in ACCEPTED_TYPES:
         raise KeyRefused(
-            f"This does not start like a public key the portal accepts ({ACCEPTED_WORDS})."
+            gettext("This does not start like a public key the portal accepts (%(accepted)s).")
+            % {"accepted": ACCEPTED_WORDS}
         )
     if len(parts) < 2:
-        raise KeyRefused("The key's data is missing after its type.")
+        raise KeyRefused(gettext("The key's data is missing after its type."))
     try:
         blob = base64.b64decode(parts[1], validate=True)
         key = load_ssh_public_key(f"{key_type} {parts[1]}".encode())
     except (binascii.Error, ValueError, TypeError) as exc:
         raise KeyRefused(
-            "This is not a valid public key: its data is damaged or does not match its "
-            "type. Copy the whole line of the .pub file again."
+            gettext(
+                "This is not a valid public key: its data is damaged or does not match its "
+                "type. Copy the whole line of the .pub file again."
+            )
         ) from exc
     if isinstance(key, rsa.RSAPublicKey):
         bits = key.key_size
         if bits < MIN_RSA_BITS:
             raise KeyRefused(
-                f"This RSA key has {bits} bits; the portal accepts RSA keys of {MIN_RSA_BITS} "
-                "bits or more. Make a new key: ssh-keygen -t ed25519."
+                gettext(
+                    "This RSA key has %(bits)s bits; the portal accepts RSA keys of %(min)s "
+                    "bits or more. Make a new key: ssh-keygen -t ed25519."
+                )
+                % {"bits": bits, "min": MIN_RSA_BITS}
             )
     elif isinstance(key, ec.EllipticCurvePublicKey):
         bits = key.curve.key_size
     elif isinstance(key, ed25519.Ed25519PublicKey):
         bits = 256
     else:  # pragma: no cover - the type list above admits nothing else
-        raise KeyRefused(f"Keys of type {key_type} are not accepted ({ACCEPTED_WORDS}).")
+        raise KeyRefused(
+            gettext("Keys of type %(type)s are not accepted (%(accepted)s).")
+            % {"type": key_type, "accepted": ACCEPTED_WORDS}
+        )
     comment = parts[2].strip() if len(parts) > 2 else ""
     return ParsedKey(
         public_key=f"{key_type} {parts[1]}" + (f" {comment}" if comment else ""),
@@ -151,7 +174,7 @@ def ssh_key_get_for_user(user: User, key_id: int) -> SshKey:
     """One of the user's own keys; ActionRefused (404) for anyone else's or a deleted one."""
     key = SshKey.objects.filter(user=user, pk=key_id).first()
     if key is None:
-        raise ActionRefused("That SSH key no longer exists in your profile.", status=404)
+        raise ActionRefused(gettext("That SSH key no longer exists in your profile."), status=404)
     return key
 
 
@@ -177,9 +200,14 @@ def ssh_key_add(*, user: User, text: str, name: str = "") -> SshKey:
     name = (name.strip() or parsed.comment or parsed.key_type)[:MAX_NAME_CHARS]
     same = SshKey.objects.filter(user=user, fingerprint=parsed.fingerprint).first()
     if same is not None:
-        raise KeyRefused(f"You added this key already, as “{same.name}”.")
+        raise KeyRefused(
+            gettext("You added this key already, as “%(name)s”.") % {"name": same.name}
+        )
     if SshKey.objects.filter(user=user, name=name).exists():
-        raise KeyRefused(f"You have a key named “{name}” already; choose another name.")
+        raise KeyRefused(
+            gettext("You have a key named “%(name)s” already; choose another name.")
+            % {"name": name}
+        )
     try:
         with transaction.atomic():
             first = not SshKey.objects.filter(user=user).exists()
@@ -188,7 +216,7 @@ def ssh_key_add(*, user: User, text: str, name: str = "") -> SshKey:
                 bits=parsed.bits, fingerprint=parsed.fingerprint, is_default=first,
             )  # fmt: skip
     except IntegrityError as exc:  # a second request with the same key, at the same time
-        raise KeyRefused("You added this key (or a key of this name) already.") from exc
+        raise KeyRefused(gettext("You added this key (or a key of this name) already.")) from exc
 
 
 def ssh_key_default_set(*, user: User, key_id: int) -> SshKey:

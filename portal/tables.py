@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.db.models import QuerySet
-from django.utils import dateformat, timezone
+from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django_tables2 import Column, RequestConfig, Table
 
@@ -18,10 +18,11 @@ EMPTY_CELL = "—"
 
 
 def time_text(value) -> str:
-    """A date and time as "2026-11-28 09:15" in the portal's time zone, or EMPTY_CELL."""
+    """A date and time as "2026-11-28 09:15" (German: "28.11.2026 09:15") in the
+    portal's time zone, or EMPTY_CELL."""
     if value is None:
         return EMPTY_CELL
-    return dateformat.format(timezone.localtime(value), "Y-m-d H:i")
+    return formats.date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT")
 
 
 def cell_text(value) -> str:

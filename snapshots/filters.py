@@ -3,39 +3,59 @@ from __future__ import annotations
 import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef
+from django.utils.translation import gettext_lazy
 
 from images.models import BootTest
 from portal.filters import BoundedFilterSet, id_prefix_q, name_starts, quick_search, style_form
 from portal.models import Project, Site
 from snapshots.models import Snapshot
 
-BOOT_CHOICES = [("verified", "boots"), ("failed", "does not boot"), ("untested", "not verified")]
+BOOT_CHOICES = [
+    ("verified", gettext_lazy("boots")),
+    ("failed", gettext_lazy("does not boot")),
+    ("untested", gettext_lazy("not verified")),
+]
 
 STATUS_CHOICES = [
     ("active", "active"),
     ("queued", "queued"),
     ("saving", "saving"),
-    ("killed", "failed"),
+    ("killed", gettext_lazy("failed")),
 ]
 
 
 class SnapshotFilterSet(BoundedFilterSet):
     q = django_filters.CharFilter(
         method="filter_quick",
-        label="Quick search",
-        widget=forms.TextInput(attrs={"placeholder": "Name, project or OpenStack ID"}),
+        label=gettext_lazy("Quick search"),
+        widget=forms.TextInput(
+            attrs={"placeholder": gettext_lazy("Name, project or OpenStack ID")}
+        ),
     )
     name = django_filters.CharFilter(
         method=name_starts,
-        label="Name",
-        widget=forms.TextInput(attrs={"placeholder": "Start of the name; *text: anywhere"}),
+        label=gettext_lazy("Name"),
+        widget=forms.TextInput(
+            attrs={"placeholder": gettext_lazy("Start of the name; *text: anywhere")}
+        ),
     )
-    project_name = django_filters.CharFilter(method="filter_project_name", label="Project name")
-    openstack_id = django_filters.CharFilter(method="filter_openstack_id", label="OpenStack ID")
-    status = django_filters.ChoiceFilter(choices=STATUS_CHOICES, empty_label="Any status")
-    site = django_filters.ModelChoiceFilter(queryset=Site.objects.all(), empty_label="All sites")
+    project_name = django_filters.CharFilter(
+        method="filter_project_name", label=gettext_lazy("Project name")
+    )
+    openstack_id = django_filters.CharFilter(
+        method="filter_openstack_id", label=gettext_lazy("OpenStack ID")
+    )
+    status = django_filters.ChoiceFilter(
+        choices=STATUS_CHOICES, empty_label=gettext_lazy("Any status")
+    )
+    site = django_filters.ModelChoiceFilter(
+        queryset=Site.objects.all(), empty_label=gettext_lazy("All sites")
+    )
     boot = django_filters.ChoiceFilter(
-        choices=BOOT_CHOICES, method="filter_boot", empty_label="Boot test: any", label="Boots"
+        choices=BOOT_CHOICES,
+        method="filter_boot",
+        empty_label=gettext_lazy("Boot test: any"),
+        label=gettext_lazy("Boots"),
     )
 
     class Meta:

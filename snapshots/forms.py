@@ -3,6 +3,7 @@ from __future__ import annotations
 import unicodedata
 
 from django import forms
+from django.utils.translation import gettext, gettext_lazy
 
 NAME_MAX = 255
 
@@ -11,30 +12,33 @@ def clean_snapshot_name(value: str) -> str:
     """Trimmed, 1–255 characters, no control characters. Returns the clean name."""
     name = (value or "").strip()
     if not name:
-        raise forms.ValidationError("Enter a name for the snapshot.")
+        raise forms.ValidationError(gettext("Enter a name for the snapshot."))
     if len(name) > NAME_MAX:
         raise forms.ValidationError(
-            f"The name is {len(name)} characters long; at most {NAME_MAX} are allowed."
+            gettext("The name is %(length)s characters long; at most %(max)s are allowed.")
+            % {"length": len(name), "max": NAME_MAX}
         )
     if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
         raise forms.ValidationError(
-            "The name must not contain control characters (tabs, newlines…)."
+            gettext("The name must not contain control characters (tabs, newlines…).")
         )
     return name
 
 
 class SnapshotCreateForm(forms.Form):
-    name = forms.CharField(max_length=1000, strip=False, label="Snapshot name")
+    name = forms.CharField(max_length=1000, strip=False, label=gettext_lazy("Snapshot name"))
     description = forms.CharField(
         required=False, max_length=1000, widget=forms.Textarea(attrs={"rows": 2}),
-        label="Description (optional)",
+        label=gettext_lazy("Description (optional)"),
     )  # fmt: skip
     restart = forms.BooleanField(
-        required=False, label="Start the instance again when the snapshot is done"
+        required=False, label=gettext_lazy("Start the instance again when the snapshot is done")
     )
     verify = forms.BooleanField(
         required=False, initial=True,
-        label="Test that it boots (a small test instance starts from it, then is deleted)",
+        label=gettext_lazy(
+            "Test that it boots (a small test instance starts from it, then is deleted)"
+        ),
     )  # fmt: skip
 
     def __init__(self, *args, **kwargs):

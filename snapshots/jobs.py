@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext, gettext_noop
 
 from images.models import Image
 from images.services import image_refresh
@@ -77,18 +78,20 @@ SNAPSHOT_TASKS = {
 BOOT_TEST_STEPS = (
     Step(
         "verify_plan",
-        "Choosing a flavor for the boot test",
+        gettext_noop("Choosing a flavor for the boot test"),
         step_verify_plan,
-        undo=Step("undo_boot_test", "Deleting the test instance", step_verify_cleanup),
+        undo=Step(
+            "undo_boot_test", gettext_noop("Deleting the test instance"), step_verify_cleanup
+        ),
     ),
-    Step("verify_boot", "Booting a test instance", step_verify_boot),
+    Step("verify_boot", gettext_noop("Booting a test instance"), step_verify_boot),
     Step(
         "verify_console",
-        "Waiting for the test instance to come up",
+        gettext_noop("Waiting for the test instance to come up"),
         step_verify_console,
         acts=False,
     ),
-    Step("verify_cleanup", "Deleting the test instance", step_verify_cleanup),
+    Step("verify_cleanup", gettext_noop("Deleting the test instance"), step_verify_cleanup),
 )
 
 
@@ -139,13 +142,13 @@ def step_check(ctx: StepContext) -> None:
 
 def step_stop_if_running(ctx: StepContext) -> Skipped | None:
     if ctx.state.prior_status != "ACTIVE" and not ctx.state.stopped_by_portal:
-        return Skipped("the instance was not running")
+        return Skipped(gettext_noop("the instance was not running"))
     return step_stop(ctx)
 
 
 def step_wait_stopped(ctx: StepContext) -> Wait | Skipped | None:
     if not ctx.state.stopped_by_portal:
-        return Skipped("the instance was not running")
+        return Skipped(gettext_noop("the instance was not running"))
     return step_wait_shutoff(ctx)
 
 
@@ -331,10 +334,10 @@ def _restart_wanted(ctx: StepContext) -> bool:
 def step_restart(ctx: StepContext) -> Wait | Skipped | None:
     if not _restart_wanted(ctx):
         if not ctx.params.restart:
-            return Skipped("not asked to restart")
+            return Skipped(gettext_noop("not asked to restart"))
         if ctx.state.prior_status == "ACTIVE":
-            return Skipped("it was stopped by someone else, not by this job")
-        return Skipped("it was off before")
+            return Skipped(gettext_noop("it was stopped by someone else, not by this job"))
+        return Skipped(gettext_noop("it was off before"))
     return step_start(ctx)
 
 
@@ -355,13 +358,13 @@ def undo_image(ctx: StepContext) -> Done | Skipped:
         # Asked for, but the id never reached the job row: look for it by its property.
         found = _find_own_image(ctx) if ctx.state.snapshot_asked else None
         if found is None:
-            return Skipped("no image was made")
+            return Skipped(gettext_noop("no image was made"))
         image_id = ctx.state.image_id = found.id
     image = image_refresh(ctx.site, openstack_id=image_id)
     if image is None or image.deleted_at is not None:
-        return Skipped("the cloud already removed the unfinished image")
+        return Skipped(gettext_noop("the cloud already removed the unfinished image"))
     if image.status == "active":
-        return Skipped("the snapshot is complete and was kept")
+        return Skipped(gettext_noop("the snapshot is complete and was kept"))
     server = _undo_server(ctx)
     if server is not None and server.task_state in SNAPSHOT_TASKS:
         # Never delete an image Nova is still uploading: Nova deletes it itself if
@@ -370,7 +373,7 @@ def undo_image(ctx: StepContext) -> Done | Skipped:
     with contextlib.suppress(cloud.NotFound):
         cloud.image_delete(ctx.site.name, image_id=image_id)
     image_refresh(ctx.site, openstack_id=image_id)
-    return Done("removed the unfinished snapshot image")
+    return Done(gettext_noop("removed the unfinished snapshot image"))
 
 
 def _undo_server(ctx: StepContext) -> Server | None:
@@ -389,10 +392,10 @@ def undo_settle(ctx: StepContext) -> Wait | Skipped | None:
     """Wait until no Nova task runs on the server (a snapshot still uploading ends
     when its image is deleted); starting it before that gets a 409."""
     if not _start_wanted_again(ctx):
-        return Skipped("the instance stays as it was")
+        return Skipped(gettext_noop("the instance stays as it was"))
     server = _undo_server(ctx)
     if server is None:
-        return Skipped("the instance no longer exists")
+        return Skipped(gettext_noop("the instance no longer exists"))
     if server.task_state:
         return Wait(
             progress=f"waiting for {server.name} to finish {server.task_label}",
@@ -403,18 +406,18 @@ def undo_settle(ctx: StepContext) -> Wait | Skipped | None:
 
 def undo_start(ctx: StepContext) -> Wait | Skipped | Done:
     if not _start_wanted_again(ctx):
-        return Skipped("the job did not stop it, or was asked to leave it off")
+        return Skipped(gettext_noop("the job did not stop it, or was asked to leave it off"))
     server = _undo_server(ctx)
     if server is None:
-        return Skipped("the instance no longer exists")
+        return Skipped(gettext_noop("the instance no longer exists"))
     if server.status == "ACTIVE" and not server.task_state:
-        return Skipped("it is running")
+        return Skipped(gettext_noop("it is running"))
     outcome = step_start(ctx)
     if isinstance(outcome, Wait):
         return outcome
     ctx.state.start_attempts = 1  # the undo gets its own two attempts
     ctx.state.undo_start_requested = True
-    return Done("asked the cloud to start the instance again")
+    return Done(gettext_noop("asked the cloud to start the instance again"))
 
 
 def undo_wait_active(ctx: StepContext) -> Wait | Skipped | Done:
@@ -424,13 +427,13 @@ def undo_wait_active(ctx: StepContext) -> Wait | Skipped | Done:
         return SKIPPED
     server = _undo_server(ctx)
     if server is None:
-        return Skipped("the instance no longer exists")
+        return Skipped(gettext_noop("the instance no longer exists"))
     try:
         outcome = step_wait_active(ctx)
     except StepFailed as refused:
         ctx.state.left_stopped = f"{server.name} is left STOPPED: {refused}."
         raise
-    return outcome or Done("the instance runs again")
+    return outcome or Done(gettext_noop("the instance runs again"))
 
 
 def _may_be_stopped_line(ctx: StepContext) -> str:
@@ -491,28 +494,47 @@ def undo_report(ctx: StepContext) -> Done | Skipped:
     return Done(f"{server.name} is left {server.status}")
 
 
+def mail_language(user) -> str:
+    """The language a mail to `user` is written in. The portal keeps no language per
+    user (the switch in the header sets a cookie in the browser; a worker sees no
+    request), so it is the default language, English: the one place to change once
+    users have a stored language."""
+    return settings.LANGUAGE_CODE
+
+
 def snapshot_notify(job: Job) -> None:
     if job.actor is None or not job.actor.email:
         return
-    name = job.params.get("name", "")
     if job.status == Job.Status.SUCCEEDED and job.params.get("batch"):
         return  # one of many (see snapshot_create_many_request): only failures are mailed
+    with translation.override(mail_language(job.actor)):
+        subject, body = _snapshot_mail(job)
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [job.actor.email], fail_silently=True)
+
+
+def _snapshot_mail(job: Job) -> tuple[str, str]:
+    name = {"name": job.params.get("name", "")}
     if job.status == Job.Status.SUCCEEDED:
-        subject = f"Snapshot “{name}” is ready"
-        body = f"Your snapshot “{name}” is active and can be used to launch new instances."
+        subject = gettext("Snapshot “%(name)s” is ready") % name
+        body = (
+            gettext("Your snapshot “%(name)s” is active and can be used to launch new instances.")
+            % name
+        )
     else:
-        first_line = job.error.splitlines()[0] if job.error else "failed"
+        first_line = job.error.splitlines()[0] if job.error else gettext("failed")
         if job.state.get("left_stopped"):
-            subject = f"Snapshot “{name}” failed and the instance is STOPPED"
+            subject = gettext("Snapshot “%(name)s” failed and the instance is STOPPED") % name
         else:
-            subject = f"Snapshot “{name}” failed"
-        body = f"{first_line}\n\nYour snapshot “{name}” could not be created.\n\n{job.error}\n"
+            subject = gettext("Snapshot “%(name)s” failed") % name
+        could_not = gettext("Your snapshot “%(name)s” could not be created.") % name
+        body = f"{first_line}\n\n{could_not}\n\n{job.error}\n"
         done = undo_details(job)
         if done:
-            body += "\nThe portal " + "; ".join(done) + "."
+            body += "\n" + gettext("The portal %(what)s.") % {"what": "; ".join(done)}
     if job.result.get("boot_test"):
-        body += f"\n\nBoot test: {job.result['boot_test']}\n"
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [job.actor.email], fail_silently=True)
+        body += "\n\n" + gettext("Boot test: %(verdict)s") % {"verdict": job.result["boot_test"]}
+        body += "\n"
+    return subject, body
 
 
 class SnapshotCreate(Kind):
@@ -522,49 +544,53 @@ class SnapshotCreate(Kind):
     Params = SnapshotParams
     State = SnapshotState
     steps = (
-        Step("check", "Checking the request", step_check),
+        Step("check", gettext_noop("Checking the request"), step_check),
         Step(
             "stop",
-            "Stop requested",
+            gettext_noop("Stop requested"),
             step_stop_if_running,
             undo=(
                 Step(
                     "undo_settle",
-                    "Waiting until the instance is idle",
+                    gettext_noop("Waiting until the instance is idle"),
                     _through_outage(undo_settle),
                     acts=False,
                 ),
-                Step("undo_start", "Starting the instance again", _through_outage(undo_start)),
+                Step(
+                    "undo_start",
+                    gettext_noop("Starting the instance again"),
+                    _through_outage(undo_start),
+                ),
                 Step(
                     "undo_wait_active",
-                    "Waiting for ACTIVE again",
+                    gettext_noop("Waiting for ACTIVE again"),
                     _through_outage(undo_wait_active),
                 ),
                 Step(
                     "undo_report",
-                    "Checking the instance runs again",
+                    gettext_noop("Checking the instance runs again"),
                     _through_outage(undo_report),
                     acts=False,
                 ),
             ),
         ),
-        Step("wait_stopped", "Waiting for SHUTOFF", step_wait_stopped, acts=False),
+        Step("wait_stopped", gettext_noop("Waiting for SHUTOFF"), step_wait_stopped, acts=False),
         Step(
             "snapshot",
-            "Snapshot requested",
+            gettext_noop("Snapshot requested"),
             step_snapshot,
-            undo=Step("undo_image", "Removing the unfinished image", undo_image),
+            undo=Step("undo_image", gettext_noop("Removing the unfinished image"), undo_image),
         ),
-        Step("upload", "Uploading the image", step_upload, acts=False),
-        Step("settle", "Waiting for Nova to finish", step_settle, acts=False),
-        Step("restart", "Start requested", step_restart),
-        Step("wait_restarted", "Waiting for ACTIVE", step_wait_restarted),
+        Step("upload", gettext_noop("Uploading the image"), step_upload, acts=False),
+        Step("settle", gettext_noop("Waiting for Nova to finish"), step_settle, acts=False),
+        Step("restart", gettext_noop("Start requested"), step_restart),
+        Step("wait_restarted", gettext_noop("Waiting for ACTIVE"), step_wait_restarted),
         *BOOT_TEST_STEPS,
     )
 
     @classmethod
     def title(cls, params: SnapshotParams) -> str:
-        return f"Create snapshot “{params.name}”"
+        return gettext("Create snapshot “%(name)s”") % {"name": params.name}
 
     @classmethod
     def error_headline(cls, state: SnapshotState) -> str:
@@ -592,11 +618,11 @@ def step_verify_check(ctx: StepContext) -> None:
     """The snapshot still exists and is active, and the user may still act on it."""
     image = image_refresh(ctx.site, openstack_id=ctx.params.image_id)
     if image is None or image.deleted_at is not None:
-        raise StepFailed("the snapshot no longer exists")
+        raise StepFailed(gettext_noop("the snapshot no longer exists"))
     if image.status != "active":
         raise StepFailed(f"the snapshot is {image.status}, not active")
     if not can_act_on(ctx.actor, project=ctx.project, created_by_id=image.created_by_id):
-        raise StepFailed("you may no longer act on this snapshot")
+        raise StepFailed(gettext_noop("you may no longer act on this snapshot"))
     ctx.state.image_id = image.openstack_id
 
 
@@ -606,11 +632,14 @@ class SnapshotVerify(Kind):
     name = "snapshot.verify"
     Params = VerifyParams
     State = BootTestState
-    steps = (Step("check", "Checking the request", step_verify_check), *BOOT_TEST_STEPS)
+    steps = (
+        Step("check", gettext_noop("Checking the request"), step_verify_check),
+        *BOOT_TEST_STEPS,
+    )
 
     @classmethod
     def title(cls, params: VerifyParams) -> str:
-        return f"Test that “{params.name}” boots"
+        return gettext("Test that “%(name)s” boots") % {"name": params.name}
 
 
 # --- Delete ---------------------------------------------------------------------

@@ -7,6 +7,9 @@ instances app never imports snapshots.
 
 from __future__ import annotations
 
+from django.utils.formats import number_format
+from django.utils.translation import gettext
+
 from instances.models import Server
 
 # A snapshot preserves the full RAM state; de.NBI limits snapshots to flavors with
@@ -16,7 +19,7 @@ SNAPSHOT_MAX_RAM_MIB = 256 * 1024
 
 
 def gib_text(mib: int) -> str:
-    return f"{mib / 1024:g} GiB ({mib:,} MiB)"
+    return f"{mib / 1024:g} GiB ({number_format(mib, force_grouping=True)} MiB)"
 
 
 def snapshot_refusal(server: Server) -> str:
@@ -25,15 +28,19 @@ def snapshot_refusal(server: Server) -> str:
         # createImage would make a 0-byte image pointing at Cinder volume snapshots,
         # which may still be `creating` when the image is active, and which deleting
         # the image leaves behind. The portal does not handle Cinder (yet).
-        return (
-            f"{server.name} boots from a volume: its snapshot would be an empty image "
+        return gettext(
+            "%(server)s boots from a volume: its snapshot would be an empty image "
             "plus snapshots of its volumes in Cinder, which the portal cannot wait for "
             "or clean up. Snapshot the volume in your site's cloud dashboard instead."
-        )
+        ) % {"server": server.name}
     if server.flavor_ram_mib <= SNAPSHOT_MAX_RAM_MIB:
         return ""
-    return (
-        f"Snapshots are limited to instances with at most {gib_text(SNAPSHOT_MAX_RAM_MIB)} "
-        f"RAM, because a snapshot preserves the full RAM state. {server.name} runs on flavor "
-        f"{server.flavor_name} with {gib_text(server.flavor_ram_mib)}."
-    )
+    return gettext(
+        "Snapshots are limited to instances with at most %(limit)s RAM, because a snapshot "
+        "preserves the full RAM state. %(server)s runs on flavor %(flavor)s with %(ram)s."
+    ) % {
+        "limit": gib_text(SNAPSHOT_MAX_RAM_MIB),
+        "server": server.name,
+        "flavor": server.flavor_name,
+        "ram": gib_text(server.flavor_ram_mib),
+    }

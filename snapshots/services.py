@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django import forms
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from images.services import image_refresh
 from instances.models import PARKED_STATUSES, Server
@@ -58,8 +59,11 @@ def snapshot_create_check(
     snapshot_allowed_check(server=server, actor=actor, in_job=exclude_job_id is not None)
     if snapshot_name_taken(server=server, name=name, exclude_job_id=exclude_job_id):
         raise ActionRefused(
-            f"Project {server.project} already has a snapshot named “{name}” on "
-            f"{server.site.display_name}; choose another name.",
+            gettext(
+                "Project %(project)s already has a snapshot named “%(name)s” on "
+                "%(site)s; choose another name."
+            )
+            % {"project": server.project, "name": name, "site": server.site.display_name},
             status=400,
         )
     return name
@@ -78,9 +82,12 @@ def snapshot_allowed_check(
     if not in_job:
         server_action_check(server=server, actor=actor, action="snapshot", busy=busy)
     elif not can_act_on(actor, project=server.project, created_by_id=server.created_by_id):
-        raise ActionRefused("You may no longer act on this instance.", status=403)
+        raise ActionRefused(gettext("You may no longer act on this instance."), status=403)
     if server.status not in SNAPSHOT_STATUSES:
-        raise ActionRefused(f"Cannot snapshot {server.name} while it is {server.status}.")
+        raise ActionRefused(
+            gettext("Cannot snapshot %(server)s while it is %(status)s.")
+            % {"server": server.name, "status": server.status}
+        )
 
 
 def snapshot_create_request(
@@ -152,8 +159,10 @@ def snapshot_name_pattern_check(pattern: str) -> str:
     pattern = (pattern or "").strip()
     if "{instance}" not in pattern:
         raise ActionRefused(
-            "The name pattern must contain {instance}, so that each snapshot gets its own "
-            "name (e.g. {instance}-{date}).",
+            gettext(
+                "The name pattern must contain {instance}, so that each snapshot gets its own "
+                "name (e.g. {instance}-{date})."
+            ),
             status=400,
         )
     return pattern
@@ -208,9 +217,15 @@ def snapshot_create_many_plan(*, servers: list[Server], actor, pattern: str) -> 
             key = (server.site_id, server.project_id, name.casefold())
             snapshot_allowed_check(server=server, actor=actor, busy=busy)
             if (server.pk, name) in taken:
-                raise ActionRefused(f"Project {server.project} already has a snapshot “{name}”.")
+                raise ActionRefused(
+                    gettext("Project %(project)s already has a snapshot “%(name)s”.")
+                    % {"project": server.project, "name": name}
+                )
             if key in used:
-                raise ActionRefused(f"“{name}” is the name of another snapshot of this batch.")
+                raise ActionRefused(
+                    gettext("“%(name)s” is the name of another snapshot of this batch.")
+                    % {"name": name}
+                )
         except forms.ValidationError as invalid:
             rows.append(PlannedSnapshot(server, name, invalid.messages[0]))
         except ActionRefused as refused:
@@ -268,8 +283,8 @@ SNAPSHOT_DELETE = BulkDelete(
     kind="snapshot.delete",
     key="images",
     target="image",
-    noun="snapshot",
-    nouns="snapshots",
+    noun=gettext_noop("snapshot"),
+    nouns=gettext_noop("snapshots"),
     not_yours="members may delete only snapshots they created",
     rules=(
         ("protected in the cloud", Q(protected=True)),
@@ -300,19 +315,32 @@ def snapshot_verify_request(*, snapshot: Snapshot, actor, idempotency_key: str =
     """ "Verify now": boot a throwaway instance from an existing snapshot."""
     if not can_act_on(actor, project=snapshot.project, created_by_id=snapshot.created_by_id):
         raise ActionRefused(
-            "Members may test only snapshots they created; ask a project admin.", status=403
+            gettext("Members may test only snapshots they created; ask a project admin."),
+            status=403,
         )
     if snapshot.status != "active":
-        raise ActionRefused(f"{snapshot.name} is {snapshot.status}, not active.")
+        raise ActionRefused(
+            gettext("%(snapshot)s is %(status)s, not active.")
+            % {"snapshot": snapshot.name, "status": snapshot.status}
+        )
     if snapshot.is_volume_snapshot:
         raise ActionRefused(
-            f"{snapshot.name} was made from an instance booted from a volume: a test boot "
-            "would make volumes the portal cannot clean up."
+            gettext(
+                "%(snapshot)s was made from an instance booted from a volume: a test boot "
+                "would make volumes the portal cannot clean up."
+            )
+            % {"snapshot": snapshot.name}
         )
     if not snapshot.site.is_reachable:
-        raise ActionRefused(f"{snapshot.site.display_name} is unreachable; try again later.")
+        raise ActionRefused(
+            gettext("%(site)s is unreachable; try again later.")
+            % {"site": snapshot.site.display_name}
+        )
     if busy_pks([snapshot], target="image"):
-        raise ActionRefused(f"A portal job is working on {snapshot.name}; wait until it ends.")
+        raise ActionRefused(
+            gettext("A portal job is working on %(snapshot)s; wait until it ends.")
+            % {"snapshot": snapshot.name}
+        )
     from snapshots.jobs import SnapshotVerify  # at call time, as above
 
     return SnapshotVerify.create(

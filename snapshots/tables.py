@@ -3,6 +3,7 @@ from __future__ import annotations
 import django_tables2 as tables
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
+from django.utils.translation import gettext_lazy
 
 from portal.tables import EMPTY_CELL, TimeColumn, cell_text, time_text
 from snapshots.models import Snapshot
@@ -15,17 +16,21 @@ class SnapshotTable(tables.Table):
 
     select = tables.CheckBoxColumn(accessor="pk", orderable=False)
     name = tables.Column()
-    project = tables.Column(accessor="project__name", verbose_name="Project")
+    project = tables.Column(accessor="project__name", verbose_name=gettext_lazy("Project"))
     status = tables.Column()
     source = tables.Column(
-        accessor="source_server_openstack_id", verbose_name="Source instance", orderable=False
+        accessor="source_server_openstack_id",
+        verbose_name=gettext_lazy("Source instance"),
+        orderable=False,
     )
-    site = tables.Column(accessor="site__display_name", verbose_name="Site")
+    site = tables.Column(accessor="site__display_name", verbose_name=gettext_lazy("Site"))
     size = tables.Column()
-    created_at = TimeColumn(verbose_name="Created at")
-    created_by = tables.Column(accessor="created_by__username", verbose_name="Created by")
-    openstack_id = tables.Column(verbose_name="OpenStack ID", orderable=False)
-    actions = tables.Column(empty_values=(), orderable=False, verbose_name="Actions")
+    created_at = TimeColumn(verbose_name=gettext_lazy("Created at"))
+    created_by = tables.Column(
+        accessor="created_by__username", verbose_name=gettext_lazy("Created by")
+    )
+    openstack_id = tables.Column(verbose_name=gettext_lazy("OpenStack ID"), orderable=False)
+    actions = tables.Column(empty_values=(), orderable=False, verbose_name=gettext_lazy("Actions"))
 
     class Meta:
         model = Snapshot

@@ -39,6 +39,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from images.models import BootTest, Image
 from images.services import image_refresh
@@ -153,7 +154,7 @@ def boot_test_networks(project) -> list[str] | None:
 def step_verify_plan(ctx: StepContext) -> Done | Skipped:
     state: BootTestState = ctx.state
     if not ctx.params.verify:
-        return Skipped("not asked to test that it boots")
+        return Skipped(gettext_noop("not asked to test that it boots"))
     if state.boot_test:
         return Done(f"on {state.boot_test['flavor_name']}")
     image = image_refresh(ctx.site, openstack_id=_image_id(ctx))
@@ -213,7 +214,7 @@ def _build_wait(test: dict, doing: str, observed=None) -> Wait | Done:
         reason = f"the test instance was not ACTIVE within {_span(limit)} ({doing})"
         return _verdict(test, BootTest.Outcome.SKIPPED, reason)
     return Wait(
-        progress="booting the test instance",
+        progress=gettext_noop("booting the test instance"),
         observed=observed,
         budget=limit + BUDGET_MARGIN_SECONDS,
         over_budget=f"the test instance was not ACTIVE within {_span(limit)}",
@@ -281,7 +282,7 @@ def step_verify_boot(ctx: StepContext) -> Wait | Done | Skipped:
         return _verdict(test, BootTest.Outcome.SKIPPED, reason)
     if server.status == "ACTIVE":
         test.setdefault("active_at", _now_text())
-        return Done("ACTIVE")
+        return Done(gettext_noop("ACTIVE"))
     doing = f"{server.status}, {server.task_state}" if server.task_state else server.status
     return _build_wait(test, doing, observed=server_observed(server))
 
@@ -336,7 +337,7 @@ def step_verify_console(ctx: StepContext) -> Wait | Done | Skipped:
             )
         return _verdict(test, BootTest.Outcome.SKIPPED, reason)
     return Wait(
-        progress="waiting for the test instance to come up",
+        progress=gettext_noop("waiting for the test instance to come up"),
         observed=len(output),
         budget=limit + BUDGET_MARGIN_SECONDS,
         over_budget=f"no verdict within {_span(limit)} of ACTIVE",
@@ -349,13 +350,15 @@ def step_verify_cleanup(ctx: StepContext) -> Wait | Done | Skipped:
     step: a failed job never leaves a test instance behind."""
     test = ctx.state.boot_test
     if not test or not ("requested_at" in test or "server_id" in test):
-        return Skipped("no test instance was made")
+        return Skipped(gettext_noop("no test instance was made"))
     if "deleting" not in test:
         unanswered = _unanswered_at(test)
         if unanswered and _seconds_since(unanswered) < _landing_seconds():
             # List only once a cut-off request can no longer make a server.
             return Wait(
-                progress="waiting until a cut-off request for a test instance can no longer land",
+                progress=gettext_noop(
+                    "waiting until a cut-off request for a test instance can no longer land"
+                ),
                 budget=_landing_seconds() + BUDGET_MARGIN_SECONDS,
             )
         ids = {server.id for server in _own_test_servers(ctx)}
@@ -368,7 +371,10 @@ def step_verify_cleanup(ctx: StepContext) -> Wait | Done | Skipped:
     for server_id in test["deleting"]:
         server = server_refresh(ctx.site, openstack_id=server_id)
         if server is not None and not server.is_deleted:
-            return Wait(progress="deleting the test instance", observed=server_observed(server))
+            return Wait(
+                progress=gettext_noop("deleting the test instance"),
+                observed=server_observed(server),
+            )
     # No verdict yet: the job failed or was stopped before the test could tell.
     outcome = test.get("outcome") or BootTest.Outcome.SKIPPED
     reason = test.get("reason") or ("" if test.get("outcome") else "the test was interrupted")

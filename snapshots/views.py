@@ -6,6 +6,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.selectors import server_get_for_user, servers_chosen, source_servers_for
@@ -129,7 +130,8 @@ def snapshot_create(request, server_id: int):
             else:
                 messages.success(
                     request,
-                    f"Snapshot “{job.params['name']}” of {server.name}: job #{job.pk} started.",
+                    gettext("Snapshot “%(name)s” of %(server)s: job #%(job)s started.")
+                    % {"name": job.params["name"], "server": server.name, "job": job.pk},
                 )
                 if request.htmx:
                     return HttpResponse(status=204, headers={"HX-Redirect": target})
@@ -180,16 +182,18 @@ def snapshot_name_check(request, server_id: int):
             request, "snapshots/_name_check.html", {"ok": False, "message": refused.message}
         )
     return render(
-        request, "snapshots/_name_check.html", {"ok": True, "message": f"“{name}” is available."}
+        request,
+        "snapshots/_name_check.html",
+        {"ok": True, "message": gettext("“%(name)s” is available.") % {"name": name}},
     )
 
 
 # The list's bulk delete (portal.bulk.views): back to the list, whose banner follows the job.
 DELETE_PAGE = DeletePage(
     spec=SNAPSHOT_DELETE,
-    consequence="They are deleted from the cloud; this cannot be undone.",
-    nothing_ticked="Nothing deleted: skipped {count}: {reasons}.",
-    nothing_matching="Nothing deleted: every matching snapshot is skipped.",
+    consequence=gettext_lazy("They are deleted from the cloud; this cannot be undone."),
+    nothing_ticked=gettext_lazy("Nothing deleted: skipped {count}: {reasons}."),
+    nothing_matching=gettext_lazy("Nothing deleted: every matching snapshot is skipped."),
 )
 
 
@@ -249,7 +253,11 @@ def snapshot_verify(request, snapshot_id: int):
         except ActionRefused as refused:
             messages.error(request, refused.message)
             return redirect_back(request, "snapshots:snapshot-list")
-    messages.success(request, f"Testing that {snapshot.name} boots: job #{job.pk}.")
+    messages.success(
+        request,
+        gettext("Testing that %(snapshot)s boots: job #%(job)s.")
+        % {"snapshot": snapshot.name, "job": job.pk},
+    )
     return redirect("job-detail", job_id=job.pk)
 
 
@@ -280,13 +288,16 @@ def snapshot_create_many(request):
     }
     template = "snapshots/create_many.html"
     if not chosen:
-        messages.error(request, "Select at least one instance to snapshot.")
+        messages.error(request, gettext("Select at least one instance to snapshot."))
         return render(request, template, context, status=400)
     if len(chosen) > SNAPSHOT_MANY_MAX:
         messages.error(
             request,
-            f"More than {SNAPSHOT_MANY_MAX} instances match; snapshot at most "
-            f"{SNAPSHOT_MANY_MAX} at once (narrow the filter).",
+            gettext(
+                "More than %(max)s instances match; snapshot at most %(max)s at once "
+                "(narrow the filter)."
+            )
+            % {"max": SNAPSHOT_MANY_MAX},
         )
         return render(request, template, context, status=400)
     try:
@@ -303,13 +314,20 @@ def snapshot_create_many(request):
         messages.error(request, refused.message)
         return render(request, template, context, status=refused.status)
     if not jobs:
-        messages.error(request, "Nothing to snapshot: every chosen instance is skipped.")
+        messages.error(request, gettext("Nothing to snapshot: every chosen instance is skipped."))
         return render(request, template, context, status=409)
     first, last = jobs[0].pk, jobs[-1].pk
-    numbers = f"job #{first}" if first == last else f"jobs #{first}–#{last}"
+    numbers = (
+        gettext("job #%(job)s") % {"job": first}
+        if first == last
+        else gettext("jobs #%(first)s–#%(last)s") % {"first": first, "last": last}
+    )
     messages.success(
         request,
-        f"Snapshotting {len(jobs)} instance(s): {numbers}. Each row shows its progress; "
-        "a snapshot that fails is emailed to you.",
+        gettext(
+            "Snapshotting %(count)s instance(s): %(jobs)s. Each row shows its progress; "
+            "a snapshot that fails is emailed to you."
+        )
+        % {"count": len(jobs), "jobs": numbers},
     )
     return redirect_back(request, "instances:instance-list")

@@ -4,7 +4,7 @@ document.addEventListener("click", (event) => {
   if (!button) return;
   navigator.clipboard?.writeText(button.dataset.copy).then(() => {
     const label = button.textContent;
-    button.textContent = "copied";
+    button.textContent = document.body.dataset.textCopied || "copied";
     setTimeout(() => { button.textContent = label; }, 1200);
   });
 });
@@ -16,7 +16,8 @@ function updateSelection(root) {
   const count = root.querySelector("[data-selected-count]");
   if (!count) return;
   const n = all && all.checked ? all.nextElementSibling.textContent.match(/\d+/)[0] : boxes.filter((b) => b.checked).length;
-  count.textContent = n ? `${n} selected` : "";
+  // The words come translated from the page (base.html): "{count} selected".
+  count.textContent = n ? (document.body.dataset.textSelected || "{count} selected").replace("{count}", n) : "";
 }
 // The ids the user ticked, kept across live refreshes of single rows.
 const ticked = new Set();

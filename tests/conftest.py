@@ -42,6 +42,18 @@ def fast_passwords(settings):
 
 
 @pytest.fixture(autouse=True)
+def default_language():
+    # A request activates its language in the thread (LocaleMiddleware) and nothing
+    # deactivates it: a German page in one test would make the next one's job titles
+    # and messages German. Each test starts in the default language.
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
+@pytest.fixture(autouse=True)
 def empty_cache():
     # Pages cache a few aggregates for seconds (images.selectors): per test, none.
     from django.core.cache import cache

@@ -9,6 +9,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 
 from images.selectors import image_catalog_property
 from instances.launch import instance_launch_request
@@ -100,7 +102,8 @@ def workshop_may_act(user, workshop: Workshop) -> bool:
 def _check_may_act(user, workshop: Workshop) -> None:
     if not workshop_may_act(user, workshop):
         raise ActionRefused(
-            "Only whoever launched this workshop, or a project admin, may do that.", status=403
+            gettext("Only whoever launched this workshop, or a project admin, may do that."),
+            status=403,
         )
 
 
@@ -168,8 +171,13 @@ def workshop_instructions_set(*, workshop: Workshop, actor, text: str) -> None:
     text = text.strip().replace("\r\n", "\n")
     if len(text) > MAX_INSTRUCTIONS:
         raise ActionRefused(
-            f"The instructions may be at most {MAX_INSTRUCTIONS:,} characters long "
-            f"(these are {len(text):,}).",
+            gettext(
+                "The instructions may be at most %(max)s characters long (these are %(length)s)."
+            )
+            % {
+                "max": number_format(MAX_INSTRUCTIONS, force_grouping=True),
+                "length": number_format(len(text), force_grouping=True),
+            },
             status=400,
         )
     workshop.instructions = text
@@ -222,7 +230,9 @@ def workshop_retry_plan(*, workshop: Workshop, actor) -> WorkshopRetryPlan:
     made them (a seat of a launch still running is left to it)."""
     _check_may_act(actor, workshop)
     if workshop.teardown_job_id is not None:
-        raise ActionRefused("This workshop was torn down: its seats are not launched again.")
+        raise ActionRefused(
+            gettext("This workshop was torn down: its seats are not launched again.")
+        )
     seats = list(workshop.seats.select_related("job"))
     launches = {seat.job_id: seat.job for seat in seats if seat.job and seat.job.is_finished}
     checks = {}
@@ -256,11 +266,15 @@ def _nothing_to_retry(workshop: Workshop, plan: WorkshopRetryPlan, seat_ids, upt
     )
     if moved is not None:
         return AlreadyRetried(
-            f"These seats were launched again already, by job #{moved.job_id}.", job=moved.job
+            gettext("These seats were launched again already, by job #%(job)s.")
+            % {"job": moved.job_id},
+            job=moved.job,
         )
     reasons = "; ".join(f"{c.name}: {c.reason}" for seat, c in plan.rows if seat.pk in seat_ids)
     return ActionRefused(
-        "Nothing to retry: " + (reasons or "the seats shown are not failed now") + ".", status=409
+        gettext("Nothing to retry: %(reasons)s.")
+        % {"reasons": reasons or gettext("the seats shown are not failed now")},
+        status=409,
     )
 
 
@@ -288,7 +302,7 @@ def workshop_retry(
             launches[seat.job_id] = seat.job
         if not chosen:
             if seat_ids is None:
-                raise ActionRefused("Every seat has a machine, or is being launched.")
+                raise ActionRefused(gettext("Every seat has a machine, or is being launched."))
             raise _nothing_to_retry(workshop, plan, set(seat_ids), upto or 0)
         jobs = []
         for n, job_id in enumerate(sorted(chosen)):
@@ -319,7 +333,7 @@ def workshop_add(*, workshop: Workshop, actor, participants: list[str], idempote
     seats = list(workshop.seats.all())
     everyone = [f"{s.participant}" for s in seats] + participants
     if workshop.image is None:
-        raise ActionRefused("The workshop's snapshot no longer exists.", status=409)
+        raise ActionRefused(gettext("The workshop's snapshot no longer exists."), status=409)
     # The flavor of that name the project may use (launch_check refuses any other).
     flavor = (
         flavors_usable_by(workshop.project).filter(name=workshop.flavor_name).first()
@@ -328,7 +342,7 @@ def workshop_add(*, workshop: Workshop, actor, participants: list[str], idempote
         ).first()
     )
     if flavor is None:
-        raise ActionRefused("The workshop's flavor no longer exists.", status=409)
+        raise ActionRefused(gettext("The workshop's flavor no longer exists."), status=409)
     # The late machines join the networks the first ones did.
     launched = workshop.launch_job.params if workshop.launch_job else {}
     plan = launch_check(
@@ -362,11 +376,13 @@ def workshop_teardown(*, workshop: Workshop, actor, idempotency_key: str = ""):
         row.server for row in seat_rows(workshop) if row.server and not row.server.is_deleted
     ]
     if not servers:
-        raise ActionRefused("The workshop holds no machines any more.", status=400)
+        raise ActionRefused(gettext("The workshop holds no machines any more."), status=400)
     job, plan = server_delete_request(servers=servers, actor=actor, idempotency_key=idempotency_key)
     if job is None:
         reasons = "; ".join(f"{s.name}: {reason}" for s, reason in plan.skipped)
-        raise ActionRefused(f"Nothing to delete: {reasons}.", status=409)
+        raise ActionRefused(
+            gettext("Nothing to delete: %(reasons)s.") % {"reasons": reasons}, status=409
+        )
     workshop.teardown_job = job
     workshop.save(update_fields=["teardown_job"])
     return job
@@ -431,9 +447,9 @@ def workshop_park(*, workshop: Workshop, actor, action: str, idempotency_key: st
     )
     if not jobs:
         reasons = sorted({row.refusal for row in plan if row.refusal})
-        verb = "park" if action == "park" else "resume"
-        raise ActionRefused(
-            f"No machine of this workshop to {verb}"
-            + (f": {'; '.join(reasons[:3])}" if reasons else ".")
-        )
+        if action == "park":
+            nothing = gettext("No machine of this workshop to park")
+        else:
+            nothing = gettext("No machine of this workshop to resume")
+        raise ActionRefused(nothing + (f": {'; '.join(reasons[:3])}" if reasons else "."))
     return jobs

@@ -3,6 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest, PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.launch_retry import AlreadyRetried
@@ -148,7 +149,7 @@ def workshop_retry_view(request, workshop_id: int):
         seat_ids = param_ids(request.POST, "seat", limit=MAX_SEATS)
         upto = param_id(request.POST, "upto")
         if not seat_ids or upto is None:
-            raise BadRequest("Choose the seats to retry on the confirmation page.")
+            raise BadRequest(gettext("Choose the seats to retry on the confirmation page."))
         try:
             jobs = workshop_retry(
                 workshop=workshop, actor=request.user, seat_ids=seat_ids, upto=upto,
@@ -163,7 +164,11 @@ def workshop_retry_view(request, workshop_id: int):
         else:
             count = sum(len(job.params["names"]) for job in jobs)
             numbers = ", ".join(f"#{job.pk}" for job in jobs)
-            messages.success(request, f"Launching {count} seat(s) again: job {numbers}.")
+            messages.success(
+                request,
+                gettext("Launching %(count)s seat(s) again: job %(jobs)s.")
+                % {"count": count, "jobs": numbers},
+            )
             return redirect("workshops:workshop-detail", workshop_id=workshop.pk)
     try:
         plan = workshop_retry_plan(workshop=workshop, actor=request.user)
@@ -181,14 +186,14 @@ def workshop_retry_view(request, workshop_id: int):
 def workshop_add_view(request, workshop_id: int):
     participants = participants_from(request.POST.get("participants", ""))
     if not participants:
-        messages.error(request, "Enter at least one participant, one per line.")
+        messages.error(request, gettext("Enter at least one participant, one per line."))
         return redirect("workshops:workshop-detail", workshop_id=workshop_id)
     return _act(
         request, workshop_id,
         lambda w, key: workshop_add(
             workshop=w, actor=request.user, participants=participants, idempotency_key=key
         ),
-        f"Adding {len(participants)} participant(s).",
+        gettext("Adding %(count)s participant(s).") % {"count": len(participants)},
     )  # fmt: skip
 
 
@@ -198,7 +203,7 @@ def workshop_teardown_view(request, workshop_id: int):
     return _act(
         request, workshop_id,
         lambda w, key: workshop_teardown(workshop=w, actor=request.user, idempotency_key=key),
-        "Tearing the workshop down: every machine is being deleted.",
+        gettext("Tearing the workshop down: every machine is being deleted."),
     )  # fmt: skip
 
 
@@ -210,7 +215,7 @@ def workshop_instructions_view(request, workshop_id: int):
     return _act(
         request, workshop_id,
         lambda w, key: workshop_instructions_set(workshop=w, actor=request.user, text=text),
-        "Instructions saved: the handout shows them to every participant.",
+        gettext("Instructions saved: the handout shows them to every participant."),
         refused_context={"instructions_input": text[: MAX_INSTRUCTIONS + 100]},
     )  # fmt: skip
 
@@ -221,9 +226,9 @@ def workshop_access_view(request, workshop_id: int):
     """Confirm, change or remove the participants' access link (empty: none)."""
     template = request.POST.get("access_url", "")
     if template.strip():
-        done = "Access link confirmed: participants see it on the page, handout and CSV."
+        done = gettext("Access link confirmed: participants see it on the page, handout and CSV.")
     else:
-        done = "Access link removed: participants get the IP address of their machine."
+        done = gettext("Access link removed: participants get the IP address of their machine.")
     return _act(
         request, workshop_id,
         lambda w, key: workshop_access_url_set(workshop=w, actor=request.user, template=template),
@@ -239,7 +244,7 @@ def workshop_park_view(request, workshop_id: int):
         request, workshop_id,
         lambda w, key: workshop_park(workshop=w, actor=request.user, action="park",
                                      idempotency_key=key),
-        "Parking every seat's machine: one job each.",
+        gettext("Parking every seat's machine: one job each."),
     )  # fmt: skip
 
 
@@ -250,5 +255,5 @@ def workshop_resume_view(request, workshop_id: int):
         request, workshop_id,
         lambda w, key: workshop_park(workshop=w, actor=request.user, action="resume",
                                      idempotency_key=key),
-        "Resuming every parked seat's machine: one job each.",
+        gettext("Resuming every parked seat's machine: one job each."),
     )  # fmt: skip

@@ -27,6 +27,7 @@ from typing import Any
 
 from django.db.models import Model, Q, QuerySet
 from django.http import QueryDict
+from django.utils.translation import gettext, gettext_noop
 
 from portal import cloud
 from portal.access import projects_visible_to
@@ -352,7 +353,10 @@ class BulkDelete:
     def title(self, params) -> str:
         if params.matching is not None:
             return matching_title(params, self.nouns)
-        return f"Delete {len(params.listed)} {self.noun}(s)"
+        return gettext("Delete %(count)s %(noun)s(s)") % {
+            "count": len(params.listed),
+            "noun": gettext(self.noun),
+        }
 
     def job_kind(self) -> type[Kind]:
         """The job kind, a `Kind` class built once (which registers it): the app's
@@ -370,7 +374,7 @@ class BulkDelete:
                     "State": DeleteState,
                     "steps": (
                         Step("delete", f"Deleting the {self.nouns}", self.step_delete),
-                        Step("summary", "Summing up", self.step_summary, acts=False),
+                        Step("summary", gettext_noop("Summing up"), self.step_summary, acts=False),
                     ),
                     "title": classmethod(lambda cls, params: spec.title(params)),
                 },

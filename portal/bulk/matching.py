@@ -53,6 +53,7 @@ from django.db.models import (
 )
 from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from portal import cloud
 from portal.access import action_refusals
@@ -150,10 +151,17 @@ def matching_title(params, nouns: str) -> str:
     portal.bulk.delete.DeleteParams): "Delete all matching snapshots (name=web; 12
     when confirmed at 14:03)"."""
     confirmed_at = confirmed_at_of(params.matching)
-    when = "at confirmation"
+    when = gettext("at confirmation")
     if confirmed_at is not None:
-        when = f"when confirmed at {timezone.localtime(confirmed_at):%H:%M}"
-    return f"Delete all matching {nouns} ({params.filters}; {params.expected} {when})"
+        when = gettext("when confirmed at %(time)s") % {
+            "time": f"{timezone.localtime(confirmed_at):%H:%M}"
+        }
+    return gettext("Delete all matching %(nouns)s (%(filters)s; %(count)s %(when)s)") % {
+        "nouns": gettext(nouns),
+        "filters": params.filters,
+        "count": params.expected,
+        "when": when,
+    }
 
 
 def permission_refusals(

@@ -12,19 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from portal.bulk.delete import BulkDelete
 from portal.bulk.matching import CONFIRMED_PARAM, confirmed_at_from, confirmed_param
 from portal.http import param_id
 from portal.jobs import job_repeated
 from portal.models import Job, Project
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 TEMPLATE = "portal/bulk_delete_confirm.html"
 
@@ -41,11 +45,11 @@ class DeletePage:
     back to shows the job)."""
 
     spec: BulkDelete
-    consequence: str  # after "3 instances will be deleted."
-    nothing_ticked: str  # every ticked row is skipped
-    nothing_matching: str  # every matching row is skipped
-    started_ticked: str = ""
-    started_matching: str = ""
+    consequence: StrOrPromise  # after "3 instances will be deleted."
+    nothing_ticked: StrOrPromise  # every ticked row is skipped
+    nothing_matching: StrOrPromise  # every matching row is skipped
+    started_ticked: StrOrPromise = ""
+    started_matching: StrOrPromise = ""
 
 
 @dataclass(frozen=True)
@@ -90,12 +94,15 @@ def bulk_delete_view(request, page: DeletePage, chosen: Chosen) -> HttpResponse:
         "back": chosen.back,
         "carried": carried_params(data),
         "action": request.path,
-        "title": f"Delete {spec.nouns}",
-        "nouns": f"{spec.noun},{spec.nouns}",
+        "title": gettext("Delete %(nouns)s") % {"nouns": gettext(spec.nouns)},
+        "nouns": f"{gettext(spec.noun)},{gettext(spec.nouns)}",
         "consequence": page.consequence,
     }
     if not (chosen.rows.exists() if chosen.all_matching else chosen.rows):
-        messages.error(request, f"Select at least one {spec.noun} to delete.")
+        messages.error(
+            request,
+            gettext("Select at least one %(noun)s to delete.") % {"noun": gettext(spec.noun)},
+        )
         return render(request, TEMPLATE, context, status=400)
     if chosen.all_matching:
         return _delete_matching(request, page, chosen, context)
@@ -111,7 +118,9 @@ def bulk_delete_view(request, page: DeletePage, chosen: Chosen) -> HttpResponse:
         )
         return render(request, TEMPLATE, context, status=409)
     if page.started_ticked:
-        messages.success(request, page.started_ticked.format(count=len(plan.deletable), job=job.pk))
+        messages.success(
+            request, str(page.started_ticked).format(count=len(plan.deletable), job=job.pk)
+        )
     return redirect(chosen.job_url(job))
 
 
@@ -147,5 +156,5 @@ def _delete_matching(request, page: DeletePage, chosen: Chosen, context: dict) -
         context["confirmed_at"] = confirmed_at
         return render(request, TEMPLATE, context, status=409)
     if page.started_matching:
-        messages.success(request, page.started_matching.format(job=job.pk))
+        messages.success(request, str(page.started_matching).format(job=job.pk))
     return redirect(chosen.job_url(job))

@@ -2,8 +2,9 @@ from datetime import datetime
 
 from django import template
 from django.template.defaultfilters import filesizeformat
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from portal.jobs import job_kind_get
 
@@ -12,13 +13,50 @@ register = template.Library()
 
 @register.filter
 def filesizeformat_mib(mib) -> str:
-    """Nova counts RAM in MiB; people read GiB."""
+    """Nova counts RAM in MiB; people read GiB: "1.5 GiB", in German "1,5 GiB"."""
     if mib in (None, ""):
         return "—"
     mib = int(mib)
     if mib >= 1024:
-        return f"{mib / 1024:g} GiB"
-    return f"{mib} MiB"
+        return f"{_decimal_text(f'{mib / 1024:g}')} GiB"
+    return f"{formats.number_format(mib, force_grouping=True)} MiB"
+
+
+def _decimal_text(number: str) -> str:
+    """A number written with a point, written as the active language writes it."""
+    integer, _, fraction = number.partition(".")
+    integer = formats.number_format(int(integer), force_grouping=True)
+    return f"{integer}{formats.get_format('DECIMAL_SEPARATOR')}{fraction}" if fraction else integer
+
+
+# The words for the states a job and its steps are in (the engine stores the keys).
+JOB_STATUS_LABELS = {
+    "pending": _("pending"),
+    "running": _("running"),
+    "cleaning_up": _("cleaning up"),
+    "succeeded": _("succeeded"),
+    "failed": _("failed"),
+}
+STEP_STATUS_LABELS = {
+    "pending": _("pending"),
+    "running": _("running"),
+    "done": _("done"),
+    "skipped": _("skipped"),
+    "failed": _("failed"),
+    "not run": _("not run"),
+}
+
+
+@register.filter
+def job_status_label(status: str) -> str:
+    """A job's status in the reader's language ("cleaning_up": "cleaning up")."""
+    return str(JOB_STATUS_LABELS.get(status, status))
+
+
+@register.filter
+def step_status_label(status: str) -> str:
+    """A job step's status in the reader's language ("done", "not run")."""
+    return str(STEP_STATUS_LABELS.get(status, status))
 
 
 @register.filter

@@ -33,10 +33,14 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, request):
     """A fresh page; the test fails if the browser reports any Content-Security-Policy
-    violation (an inline script, handler or style the policy refused)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    violation (an inline script, handler or style the policy refused). A test marked
+    `browser_locale("de-DE")` gets a browser that asks for that language."""
+    marker = request.node.get_closest_marker("browser_locale")
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 1000}, locale=marker.args[0] if marker else None
+    )
     page = context.new_page()
     page.set_default_timeout(30_000)
     violations: list[str] = []

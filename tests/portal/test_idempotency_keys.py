@@ -12,6 +12,8 @@ NO_JOB = (
     # The profile's SSH keys: a second add is refused as a duplicate.
     "{% url 'profile-keys' %}", "{% url 'profile-key-default' key.pk %}",
     "{% url 'profile-key-delete' key.pk %}",
+    # The language switch: it only sets a cookie.
+    "{% url 'set_language' %}",
 )  # fmt: skip
 
 

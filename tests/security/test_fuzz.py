@@ -67,6 +67,7 @@ SNAPSHOT_FILTERS = ["q", "name", "project_name", "openstack_id", "status", "site
 # Every URL name that accepts POST: (the object its id names, or None; the fields).
 POSTS = {
     "page-size-set": (None, ["key", "per_page", "next"]),
+    "set_language": (None, ["language", "next"]),
     "instances:instance-new": (None, ["project", "flavor", "image", "count", "participants",
                                       "name", "preview", "network", "confirmed", "flavor_q",
                                       "image_q", "tab", "idempotency_key", "ssh_key"]),
