@@ -17,7 +17,7 @@ class ServerTable(tables.Table):
     a page of ten rows cost twice one of a single row."""
 
     select = tables.CheckBoxColumn(accessor="pk", orderable=False)
-    name = tables.Column()
+    name = tables.Column(verbose_name=gettext_lazy("Name"))
     status = tables.Column(order_by=("status", "task_state"))
     project = tables.Column(accessor="project__name", verbose_name=gettext_lazy("Project"))
     site = tables.Column(accessor="site__display_name", verbose_name=gettext_lazy("Site"))

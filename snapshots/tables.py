@@ -15,16 +15,16 @@ class SnapshotTable(tables.Table):
     row: django-tables2's per-cell rendering cost 1.1 ms a row (see ServerTable)."""
 
     select = tables.CheckBoxColumn(accessor="pk", orderable=False)
-    name = tables.Column()
+    name = tables.Column(verbose_name=gettext_lazy("Name"))
     project = tables.Column(accessor="project__name", verbose_name=gettext_lazy("Project"))
-    status = tables.Column()
+    status = tables.Column(verbose_name=gettext_lazy("Status"))
     source = tables.Column(
         accessor="source_server_openstack_id",
         verbose_name=gettext_lazy("Source instance"),
         orderable=False,
     )
     site = tables.Column(accessor="site__display_name", verbose_name=gettext_lazy("Site"))
-    size = tables.Column()
+    size = tables.Column(verbose_name=gettext_lazy("Size"))
     created_at = TimeColumn(verbose_name=gettext_lazy("Created at"))
     created_by = tables.Column(
         accessor="created_by__username", verbose_name=gettext_lazy("Created by")

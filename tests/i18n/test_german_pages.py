@@ -59,6 +59,7 @@ def test_the_snapshot_table_answers_in_german(client, people):
     body = client.get(reverse("snapshots:snapshot-list"), headers=GERMAN).content.decode()
     assert "Schnellsuche" in body
     assert "Erstellt am" in body
+    assert ">Größe<" in body or "Größe</a>" in body  # the size column's header
     assert "Jetzt prüfen" in body
     assert "28.11.2026 09:15" in body
     assert "1,5\xa0GB" in body  # Django's filesizeformat, in the German locale
