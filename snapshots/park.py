@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext
+
 from instances.park import PARK_KIND, PARK_STEPS, ParkState
 from portal.jobs import Kind
 from snapshots.jobs import BOOT_TEST_STEPS
@@ -33,4 +35,6 @@ class ServerPark(Kind):
 
     @classmethod
     def title(cls, params: ParkParams) -> str:
-        return "Park instance (and test that its disk boots)" if params.verify else "Park instance"
+        if params.verify:
+            return gettext("Park instance (and test that its disk boots)")
+        return gettext("Park instance")

@@ -102,3 +102,13 @@ def test_the_switch_works_on_the_login_page(client, db):
     body = client.get(reverse("login"), headers=GERMAN).content.decode()
     assert "Anmelden" in body
     assert reverse("set_language") in body
+
+
+def test_the_park_jobs_title_is_german_on_a_german_page():
+    from django.utils import translation
+
+    from snapshots.park import ParkParams, ServerPark
+
+    with translation.override("de"):
+        assert ServerPark.title(ParkParams()) == "Instanz parken"
+        assert ServerPark.title(ParkParams(verify=True)).startswith("Instanz parken (und")
