@@ -139,6 +139,7 @@ def image_copy_request(
             source_image_id=image.openstack_id,
             name=image.name,
             boot_test=bool(boot_test),
+            source_site_display=image.site.display_name,
         ),
     )
 
@@ -183,6 +184,7 @@ class CopyParams:
     source_image_id: str = ""
     name: str = ""  # the source's name, for titles
     boot_test: bool = False
+    source_site_display: str = ""  # the source site as users know it, for titles
 
 
 @dataclass
@@ -409,7 +411,7 @@ class ImageCopy(Kind):
     def title(cls, params: CopyParams) -> str:
         return gettext("Copy %(image)s from %(site)s") % {
             "image": params.name or params.source_image_id[:8],
-            "site": params.source_site,
+            "site": params.source_site_display or params.source_site,
         }
 
     @classmethod

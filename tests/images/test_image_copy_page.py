@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from images.copy import ImageCopy
 from portal.models import Job, Membership, Project, Site
 from tests.factories import make_image
 
@@ -37,7 +38,10 @@ def test_it_offers_my_projects_at_other_sites_and_records_a_copy_job(client, peo
     assert job.params == {
         "source_site": "devcloud", "source_image_id": two_sites["snapshot"].openstack_id,
         "name": "gold", "boot_test": True,
+        "source_site_display": two_sites["snapshot"].site.display_name,
     }  # fmt: skip
+    # The job list and the job page name the source site as users know it.
+    assert ImageCopy.describe(job) == f"Copy gold from {two_sites['snapshot'].site.display_name}"
 
 
 def test_an_outsider_gets_404_and_an_inactive_image_no_job(client, people, two_sites):
