@@ -80,6 +80,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "portal.http.nul_refusing_middleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A signed-in user's language, kept for the mails workers write to them.
+    "portal.preferences.language_remembering_middleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",

@@ -57,6 +57,7 @@ from portal.jobs import (
 from portal.mirror.authorship import CREATED_BY_KEY
 from portal.mirror.freshness import site_watched
 from portal.models import Job
+from portal.preferences import language_of
 from snapshots.services import SNAPSHOT_DELETE, snapshot_create_check
 from snapshots.verify import (
     BootTestState,
@@ -495,11 +496,9 @@ def undo_report(ctx: StepContext) -> Done | Skipped:
 
 
 def mail_language(user) -> str:
-    """The language a mail to `user` is written in. The portal keeps no language per
-    user (the switch in the header sets a cookie in the browser; a worker sees no
-    request), so it is the default language, English: the one place to change once
-    users have a stored language."""
-    return settings.LANGUAGE_CODE
+    """The language a mail to `user` is written in: the one they last used the portal
+    in (portal.preferences, kept as they browse), else English."""
+    return language_of(user)
 
 
 def snapshot_notify(job: Job) -> None:

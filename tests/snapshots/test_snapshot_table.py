@@ -93,7 +93,7 @@ def test_page_size_in_the_url_changes_only_that_view(client, people):
     response = client.get(URL, {"per_page": "10"})
     assert len(names(response)) == 10
     assert "30 total" in response.content.decode()
-    assert not Preference.objects.exists()
+    assert not Preference.objects.filter(key="snapshots.per_page").exists()
     assert len(names(client.get(URL))) == 25
 
 
@@ -114,7 +114,7 @@ def test_page_size_is_remembered_by_an_explicit_post(client, people):
     assert client.post(save, {"key": "secrets", "per_page": "10"}).status_code == 400
     assert client.post(save, {"key": "snapshots", "per_page": "1e3"}).status_code == 400
     assert client.get(save, {"key": "snapshots", "per_page": "50"}).status_code == 405
-    assert Preference.objects.get().value == 10
+    assert Preference.objects.get(key="snapshots.per_page").value == 10
     client.force_login(people["bob"])
     assert len(names(client.get(URL))) == 25
 
