@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import figure  # noqa: E402
+
 MIB = 1024 * 1024
 GOAL_RATIO = 0.8
 GOAL_RSS_MIB = 32.0
@@ -185,6 +187,8 @@ def report(results: dict[int, dict]) -> int:
         ratio = copy_rate / plain_rate
         ok = ratio >= GOAL_RATIO
         missed |= not ok
+        figure(f"copy / download+upload, {size_mib} MiB", ratio, goal=f"≥ {GOAL_RATIO}×",
+               ok=ok, unit="×")  # fmt: skip
         print(
             f"  {size_mib:>5} MiB: copy {copy_rate:7.1f} MiB/s, download then upload "
             f"{plain_rate:7.1f} MiB/s: {ratio:.2f}x (goal >= {GOAL_RATIO}x) "
@@ -193,6 +197,8 @@ def report(results: dict[int, dict]) -> int:
     for size_mib, r in results.items():
         ok = r["rss_growth_mib"] <= GOAL_RSS_MIB
         missed |= not ok
+        figure(f"peak RSS growth, {size_mib} MiB", r["rss_growth_mib"],
+               goal=f"≤ {GOAL_RSS_MIB:g} MiB", ok=ok, unit=" MiB")  # fmt: skip
         print(
             f"  {size_mib:>5} MiB: peak RSS growth {r['rss_growth_mib']:6.1f} MiB "
             f"(goal <= {GOAL_RSS_MIB:g} MiB) {'ok' if ok else 'MISSED'}"
@@ -201,6 +207,8 @@ def report(results: dict[int, dict]) -> int:
     slope = growths[-1] - growths[0]
     ok = slope <= GOAL_RSS_SLOPE_MIB
     missed |= not ok
+    figure("RSS, largest minus smallest size", slope, goal=f"≤ +{GOAL_RSS_SLOPE_MIB:g} MiB",
+           ok=ok, unit=" MiB")  # fmt: skip
     print(
         f"  memory, largest minus smallest size: {slope:+.1f} MiB "
         f"(goal <= +{GOAL_RSS_SLOPE_MIB:g} MiB: constant in the size) {'ok' if ok else 'MISSED'}"

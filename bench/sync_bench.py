@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import figure  # noqa: E402
+
 FULL_GOAL = 10.0  # seconds, cold or warm
 INCREMENTAL_GOAL = 1.0
 
@@ -114,6 +116,7 @@ def run(work: Path, data: Path) -> int:
             ok = seconds <= goal
             if not ok:
                 missed.append(label)
+            figure(label, seconds, goal=f"≤ {goal:g} s", ok=ok, unit=" s")
             print(f"{label:<32} {seconds:6.2f} s  goal ≤ {goal:g} s  {'ok' if ok else 'MISSED':<6}  "
                   f"{sent:4d} requests  servers +{servers.created}/~{servers.updated}/"
                   f"-{servers.deleted}  images +{images.created}/~{images.updated}/"
