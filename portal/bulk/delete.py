@@ -57,6 +57,7 @@ from portal.jobs import (
     Wait,
 )
 from portal.models import Job, Project, Site
+from portal.texts import say, word
 
 # Why a row outside the actor's projects is skipped, whatever it is.
 OUTSIDE = "not in one of your projects"
@@ -373,7 +374,11 @@ class BulkDelete:
                     "Params": delete_params(self.key),
                     "State": DeleteState,
                     "steps": (
-                        Step("delete", f"Deleting the {self.nouns}", self.step_delete),
+                        Step(
+                            "delete",
+                            say(gettext_noop("Deleting the %(things)s"), things=word(self.nouns)),
+                            self.step_delete,
+                        ),
                         Step("summary", gettext_noop("Summing up"), self.step_summary, acts=False),
                     ),
                     "title": classmethod(lambda cls, params: spec.title(params)),
@@ -478,5 +483,6 @@ def delete_in_batches(
         checkpoint()
     if todo[batch:]:
         done = len(items) - len(todo[batch:])
-        return Wait(progress=f"deleted {done} of {len(items)}", more=True)
+        progress = say(gettext_noop("deleted %(done)s of %(total)s"), done=done, total=len(items))
+        return Wait(progress=progress, more=True)
     return None

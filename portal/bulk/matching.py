@@ -53,7 +53,7 @@ from django.db.models import (
 )
 from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 
 from portal import cloud
 from portal.access import action_refusals
@@ -61,6 +61,7 @@ from portal.http import param_int
 from portal.jobs import Wait
 from portal.models import Job, Site
 from portal.tables import COUNT_EXACT_UP_TO
+from portal.texts import say
 
 # Rows a confirmation shows of "all matching": enough to recognise the selection.
 SAMPLE_SIZE = 20
@@ -387,10 +388,15 @@ def delete_matching_in_batches(
         checkpoint()
     if len(rows) == batch:
         skipped = sum((state.skipped or {}).values())
-        progress = f"deleted {state.deleted or 0:,}"
         if skipped:
-            progress += f", skipped {skipped:,}"
-        return Wait(progress=progress + " so far", more=True)
+            progress = say(
+                gettext_noop("deleted %(deleted)s, skipped %(skipped)s so far"),
+                deleted=state.deleted or 0,
+                skipped=skipped,
+            )
+        else:
+            progress = say(gettext_noop("deleted %(deleted)s so far"), deleted=state.deleted or 0)
+        return Wait(progress=progress, more=True)
     return None
 
 
