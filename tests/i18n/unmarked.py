@@ -199,9 +199,9 @@ def _visible_values(node: ast.AST) -> Iterator[ast.AST]:
         # class Status(models.TextChoices): PENDING = "pending", "Pending": the label.
         for statement in node.body:  # type: ignore[attr-defined]
             value = getattr(statement, "value", None)
-            if isinstance(statement, ast.Assign) and isinstance(value, ast.Tuple):
-                if len(value.elts) == 2 and not _same(*value.elts):
-                    yield value.elts[1]
+            pair = isinstance(value, ast.Tuple) and len(value.elts) == 2
+            if isinstance(statement, ast.Assign) and pair and not _same(*value.elts):
+                yield value.elts[1]
     elif _is_labels(node):
         # TASK_STATE_LABELS = {"powering-off": "stopping", ...}: the values are shown.
         yield from node.value.values  # type: ignore[attr-defined]
@@ -227,8 +227,7 @@ CHOICES_BASES = {"TextChoices", "IntegerChoices", "Choices"}
 def _is_choices_class(node: ast.AST) -> bool:
     """A model's choices enum (its members' labels are shown: get_FOO_display)."""
     return isinstance(node, ast.ClassDef) and any(
-        (base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", ""))
-        in CHOICES_BASES
+        (base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")) in CHOICES_BASES
         for base in node.bases
     )
 

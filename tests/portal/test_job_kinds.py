@@ -22,6 +22,7 @@ from portal.jobs import (
     job_kind_get,
 )
 from portal.models import Job
+from portal.texts import english
 from snapshots.models import Snapshot
 from tests.factories import make_image, make_server
 
@@ -108,7 +109,7 @@ def test_a_stored_state_that_does_not_fit_ends_the_job_with_a_clear_error(db, qu
     Job.objects.filter(pk=job.pk).update(state={"ran": [], "legacy_flag": True})
     job = _finish(job)
     assert job.status == Job.Status.FAILED
-    assert job.error == (
+    assert english(job.error) == (
         "This job cannot go on: its stored state do not fit the kind test.counting "
         "(unknown legacy_flag)."
     )
@@ -127,7 +128,7 @@ def test_only_the_steps_that_ran_are_undone_the_latest_first(db, quiet):
 
 def test_the_engine_writes_what_steps_return_and_the_kinds_headline_first(db, quiet):
     job = _finish(Counting.create(params=Counting.Params(label="sheep", fail_at="c")))
-    assert job.error == "c is stuck\nC: c said no"
+    assert english(job.error) == "c is stuck\nC: c said no"
     assert job.result == {"a": "ok", "undo_c": "ok", "undo_c2": "ok", "undo_a": "ok"}
 
 
