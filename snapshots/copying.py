@@ -26,5 +26,4 @@ def copy_boot_test_start(job: Job) -> str:
     return say(gettext_noop("job #%(id)s"), id=str(verify.pk))
 
 
-
 BOOT_TEST_STARTERS.append(copy_boot_test_start)
