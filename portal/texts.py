@@ -51,7 +51,7 @@ def size(size_bytes: int | float) -> dict:
 
 
 def clock(moment: datetime) -> dict:
-    """A time of day, shown in the reader's time format."""
+    """A time of day, shown in the reader's time zone ("14:07")."""
     return {"clock": moment.isoformat()}
 
 
@@ -107,7 +107,8 @@ def _param(value) -> str:
         return _binary_size(value["size"])
     if "clock" in value:
         moment = timezone.localtime(datetime.fromisoformat(value["clock"]))
-        return formats.time_format(moment, "TIME_FORMAT")
+        # Hours and minutes, the 24-hour clock both of the portal's languages use.
+        return formats.time_format(moment, "H:i")
     if "span" in value:
         return _span(float(value["span"]))
     return str(value)
