@@ -206,7 +206,9 @@ class Job(models.Model):
     state = models.JSONField(default=dict, blank=True)
     steps = models.JSONField(default=list, blank=True)
     step_index = models.PositiveIntegerField(default=0)
-    progress = models.CharField(max_length=300, blank=True)
+    # What a worker stores to say (portal.texts.say: a msgid and its params as JSON,
+    # a server name among them): room for that, not only for the English words.
+    progress = models.CharField(max_length=1000, blank=True)
     error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
