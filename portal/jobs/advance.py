@@ -223,8 +223,10 @@ def _run_step(run: _Run, step: Step, record: dict) -> _Ran:
         job.state["last_unavailable"] = exc.message
         if exc.silent and job.site_id:
             site_silent(job.site_id)
-        silent = gettext_noop("%(step)s (%(site)s not answering, retrying)")
-        outcome = Wait(progress=say(silent, step=text(step.label), site=site_display_name(job)))
+        unanswered = gettext_noop("%(step)s (%(site)s not answering, retrying)")
+        progress = say(unanswered, step=text(step.label), site=site_display_name(job))
+        outcome = Wait(progress=progress)
+
         return _Ran(outcome=outcome, unavailable=True)
     except (StepFailed, cloud.CloudError) as exc:
         site_answered(job, step_began)
