@@ -12,6 +12,7 @@ as the cloud wrote it), unless it says what it is:
 - `word(msgid)`: a translatable word (a Nova task label, a status word, a noun);
 - `text(stored)`: another stored text (a step's label, a StepFailed message),
   rendered in turn; a plain one is looked up in the catalog like any text;
+  `listing([stored, ...])`: several, joined;
 - `size(bytes)`, `clock(datetime)`, `span(seconds)`, and numbers: formatted in
   the reader's locale when shown, not when written.
 
@@ -43,6 +44,11 @@ def word(msgid: str) -> dict:
 def text(stored: str) -> dict:
     """A param that is another stored text (a say() or a plain msgid/cloud text)."""
     return {"text": stored}
+
+
+def listing(stored: list[str], separator: str = "; ") -> dict:
+    """A param that is a list of stored texts, each rendered, joined by `separator`."""
+    return {"list": stored, "sep": separator}
 
 
 def size(size_bytes: int | float) -> dict:
@@ -103,6 +109,8 @@ def _param(value) -> str:
         return gettext(value["word"]) if value["word"] else ""
     if "text" in value:
         return render(value["text"])
+    if "list" in value:
+        return str(value.get("sep", "; ")).join(render(item) for item in value["list"])
     if "size" in value:
         return _binary_size(value["size"])
     if "clock" in value:

@@ -142,7 +142,7 @@ def test_ticked_instances_keep_their_list(client, people, fleet, no_broker, monk
     again = client.get(URL, {"selected": [fleet["bobs"][0].pk]}).context["plan"]
     assert [(s.name, r) for s, r in again.skipped] == [("ws-bob-0", "already being deleted")]
     assert (
-        run_job(job).result["summary"]
+        english(run_job(job).result["summary"])
         == "Deleted 1, skipped 1: ws-00 (members may delete only instances they created)."
     )
     assert nova.deleted == [fleet["bobs"][0].openstack_id]
@@ -209,7 +209,7 @@ def test_a_machine_changed_since_the_confirmation_is_skipped_with_the_reason(
     assert nova.deleted == [gone.openstack_id]
     kept.refresh_from_db()
     assert kept.deleted_at is None
-    assert job.result["skipped"] == [
+    assert [english(s) for s in job.result["skipped"]] == [
         f"changed since you confirmed at {confirmed_hhmm(job)} (1: lab-1)"
     ]
     assert job.result["deleted"] == ["lab-2"]
