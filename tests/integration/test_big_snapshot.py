@@ -127,7 +127,7 @@ def test_an_upload_past_its_budget_fails_and_leaves_the_image_to_nova(
     assert time.monotonic() - started > 10  # the budget, not the 2 s no-progress limit
     assert (
         "Uploading the image: Nova was still uploading after 10 s (the limit for a 50 GB "
-        "disk); the image is left to Nova" in job.error
+        "disk); the image is left to Nova" in english(job.error)
     )
     undo = {s["name"]: s for s in job.steps if s["phase"] == "undo"}
     assert (
@@ -139,5 +139,6 @@ def test_an_upload_past_its_budget_fails_and_leaves_the_image_to_nova(
     assert image.status == "saving"
     # Nova still works on the server, so it cannot be started: the first line says so.
     assert (
-        job.error.splitlines()[0] == "stalls is left SHUTOFF: the portal could not start it again."
+        english(job.error).splitlines()[0]
+        == "stalls is left SHUTOFF: the portal could not start it again."
     )

@@ -99,7 +99,7 @@ def test_an_instance_left_stopped_is_said_in_the_first_line(live_demo):
     finally:
         devcloud.set_faults({})
     assert job.status == Job.Status.FAILED
-    first_line = job.error.splitlines()[0]
+    first_line = english(job.error).splitlines()[0]
     assert first_line == "fail-stuck is left SHUTOFF: the portal could not start it again."
     # Said by the last undo step, so the job was never recorded failed without it.
     assert english(steps_of(job)["undo_report"]["detail"]) == "fail-stuck is left SHUTOFF"
@@ -331,7 +331,7 @@ def test_a_start_the_cloud_keeps_refusing_keeps_the_snapshot_and_says_so_first(l
     finally:
         devcloud.set_faults({})
     assert job.status == Job.Status.FAILED
-    lines = job.error.splitlines()
+    lines = english(job.error).splitlines()
     assert lines[0].startswith("start-never is left STOPPED: the cloud did not start the instance")
     assert lines[1].startswith("Waiting for ACTIVE:")
     undo = steps_of(job)
