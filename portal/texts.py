@@ -26,6 +26,7 @@ import json
 from datetime import datetime
 
 from django.utils import formats, timezone
+from django.utils import translation
 from django.utils.translation import gettext
 
 _PREFIX = '{"msgid":'
@@ -89,9 +90,7 @@ def render(stored) -> str:
 
 
 def english(stored) -> str:
-    """The stored text in English, whatever language is active (logs, the admin)."""
-    from django.utils import translation
-
+    """The stored text in English, whatever language is active (logs, tests)."""
     with translation.override("en"):
         return render(stored)
 

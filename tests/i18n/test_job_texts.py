@@ -15,6 +15,7 @@ from django.utils import translation
 from django.utils.translation import gettext_noop
 
 from instances.jobs import went_to_error
+from instances.models import Server
 from portal.jobs import Done, Kind, Step, StepFailed, Wait, job_advance
 from portal.models import Job, Preference
 from portal.texts import clock, render, say, size, span, word
@@ -117,19 +118,13 @@ def test_a_workers_error_reads_in_the_readers_language_with_the_clouds_words(
 
 def test_the_job_list_and_the_instance_event_log_say_it_in_german_too(client, people, failed_job):
     client.force_login(people["bob"])
-    server = failed_job.target_server_id
-    detail = reverse("instances:instance-detail", args=[make_server_pk(server)])
+    server = Server.objects.get(openstack_id=failed_job.target_server_id)
+    detail = reverse("instances:instance-detail", args=[server.pk])
     for url in (reverse("job-list"), detail):
         german = _page(client, url, german=True)
         assert "Warten auf ACTIVE: die Instanz ist in ERROR übergegangen" in german, url
         english = _page(client, url, german=False)
         assert "Waiting for ACTIVE: the instance went to ERROR" in english, url
-
-
-def make_server_pk(openstack_id: str) -> int:
-    from instances.models import Server
-
-    return Server.objects.get(openstack_id=openstack_id).pk
 
 
 def test_a_running_jobs_progress_gives_numbers_the_readers_way(client, people, quiet):
