@@ -25,8 +25,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from django.utils import formats, timezone
-from django.utils import translation
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext
 
 _PREFIX = '{"msgid":'
