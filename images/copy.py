@@ -34,6 +34,7 @@ from portal.errors import ActionRefused
 from portal.jobs import JOB_KEY, Done, Kind, Skipped, Step, StepContext, StepFailed, Wait
 from portal.mirror.authorship import CREATED_BY_KEY
 from portal.models import Job, Project, Site
+from portal.texts import say, size
 
 # The cloud's hint of where a copy came from: "<site>:<image id>".
 COPIED_FROM_KEY = "portal_copied_from"
@@ -61,22 +62,16 @@ def carried_properties(properties: dict[str, str]) -> dict[str, str]:
     }
 
 
-def binary_size(count: int) -> str:
-    """ "1.2 GiB": the units Glance's sizes are in (filesizeformat says GB for GiB)."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
 def bytes_progress(sent: int, total: int | None) -> str:
-    """ "1.2 GiB of 4.0 GiB (30%)"."""
+    """ "Copying the data: 1.2 GiB of 4.0 GiB (30%)", stored for the reader's language."""
     if not total:
-        return f"{binary_size(sent)} copied"
-    percent = min(100, int(sent * 100 / total))
-    return f"{binary_size(sent)} of {binary_size(total)} ({percent}%)"
+        return say(gettext_noop("Copying the data: %(sent)s copied"), sent=size(sent))
+    return say(
+        gettext_noop("Copying the data: %(sent)s of %(total)s (%(percent)s%%)"),
+        sent=size(sent),
+        total=size(total),
+        percent=min(100, int(sent * 100 / total)),
+    )
 
 
 # --- who may copy what where ----------------------------------------------------------
@@ -221,7 +216,13 @@ def step_check(ctx: StepContext) -> Done:
         raise StepFailed(refused.message) from None
     source = cloud.image_get(ctx.params.source_site, image_id=ctx.params.source_image_id)
     if source.status != "active":
-        raise StepFailed(f"The image is {source.status} at {ctx.params.source_site}.")
+        raise StepFailed(
+            say(
+                gettext_noop("The image is %(status)s at %(site)s."),
+                status=source.status,
+                site=ctx.params.source_site,
+            )
+        )
     ctx.state.source = {
         "name": source.name, "size": source.size, "hash_algo": source.hash_algo,
         "hash_value": source.hash_value, "disk_format": source.disk_format,
@@ -229,7 +230,14 @@ def step_check(ctx: StepContext) -> Done:
         "min_ram": source.min_ram, "properties": carried_properties(dict(source.properties)),
         "tags": list(source.tags),
     }  # fmt: skip
-    return Done(f"{source.name}: {binary_size(source.size or 0)} at {image.site.display_name}")
+    return Done(
+        say(
+            gettext_noop("%(name)s: %(size)s at %(site)s"),
+            name=source.name,
+            size=size(source.size or 0),
+            site=image.site.display_name,
+        )
+    )
 
 
 def _own_images(ctx: StepContext) -> list[cloud.CloudImage]:
@@ -278,9 +286,15 @@ def step_create(ctx: StepContext) -> Done:
         for image in extra:
             _delete_quietly(ctx.site.name, image.id)
         ctx.state.target_image_id = ctx.target_image_id = keep.id
-        return Done(f"image {keep.id[:8]} at {ctx.site.display_name}")
+        return Done(_image_at(keep.id, ctx))
     image_id = _create_target(ctx)
-    return Done(f"image {image_id[:8]} at {ctx.site.display_name}")
+    return Done(_image_at(image_id, ctx))
+
+
+def _image_at(image_id: str, ctx: StepContext) -> str:
+    return say(
+        gettext_noop("image %(id)s at %(site)s"), id=image_id[:8], site=ctx.site.display_name
+    )
 
 
 def _matches_source(ctx: StepContext, image: cloud.CloudImage) -> bool:
@@ -320,7 +334,7 @@ def step_stream(ctx: StepContext) -> Done:
         last[0] = time.monotonic()
         # The row stays fresh while one run streams (its lease is renewed apart).
         Job.objects.filter(pk=ctx.job_id).update(
-            progress=f"Copying the data: {bytes_progress(sent, total)}",
+            progress=bytes_progress(sent, total),
             heartbeat_at=timezone.now(),
         )
 
@@ -330,35 +344,51 @@ def step_stream(ctx: StepContext) -> Done:
         target_image_id=ctx.state.target_image_id or "", on_progress=progress,
     )  # fmt: skip
     ctx.state.bytes_sent = sent
-    return Done(f"{binary_size(sent)} sent")
+    return Done(say(gettext_noop("%(size)s sent"), size=size(sent)))
 
 
 def step_verify(ctx: StepContext) -> Wait | Done:
     """The copy counts only when the target holds exactly the source's bytes."""
     target = cloud.image_get(ctx.site.name, image_id=ctx.state.target_image_id or "")
     if target.status == "saving":
-        return Wait(progress=f"{ctx.site.display_name} is storing the data", observed="saving")
+        storing = say(gettext_noop("%(site)s is storing the data"), site=ctx.site.display_name)
+        return Wait(progress=storing, observed="saving")
     source = ctx.state.source
     if target.status != "active":
-        raise StepFailed(f"The copy is {target.status} at {ctx.site.display_name}.")
+        raise StepFailed(
+            say(
+                gettext_noop("The copy is %(status)s at %(site)s."),
+                status=target.status,
+                site=ctx.site.display_name,
+            )
+        )
     # The target's hash is of what it stored; equal to the source's, the bytes are the
     # source's. Its size must be what this job sent (nothing lost on the way). The
     # source's recorded size is not compared: equal on Glance by the hash already,
     # and devcloud's seeded images record a plausible size but hold a short stand-in.
     if target.hash_value != source["hash_value"] or target.size != ctx.state.bytes_sent:
         raise StepFailed(
-            f"The copy's data differs from the original's (checksum mismatch: "
-            f"{target.size} bytes, {target.hash_algo} {target.hash_value[:16]}… at "
-            f"{ctx.site.display_name}; {ctx.state.bytes_sent} bytes sent, "
-            f"{source['hash_value'][:16]}… "
-            "at the source)."
+            say(
+                gettext_noop(
+                    "The copy's data differs from the original's (checksum mismatch: "
+                    "%(size)s bytes, %(algo)s %(hash)s… at %(site)s; %(sent)s bytes sent, "
+                    "%(source_hash)s… at the source)."
+                ),
+                size=target.size,
+                algo=target.hash_algo,
+                hash=target.hash_value[:16],
+                site=ctx.site.display_name,
+                sent=ctx.state.bytes_sent,
+                source_hash=source["hash_value"][:16],
+            )
         )
     row = image_refresh(ctx.site, openstack_id=target.id, made_for=ctx.project, made_by=ctx.actor)
     if row is not None:
         Image.objects.filter(pk=row.pk).update(
             copied_from_site=_source_site(ctx), copied_from_image_id=ctx.params.source_image_id
         )
-    return Done(f"checksum {target.hash_algo} matches", result={"image_id": target.id})
+    matches = say(gettext_noop("checksum %(algo)s matches"), algo=target.hash_algo)
+    return Done(matches, result={"image_id": target.id})
 
 
 # What runs once a copy succeeded that asked for a boot test: the boot-test job kind
@@ -383,7 +413,9 @@ def undo_delete_target(ctx: StepContext) -> Done | Skipped:
         Image.objects.filter(site=ctx.site, openstack_id=image_id).update(deleted_at=timezone.now())
     if not ids:
         return Skipped(gettext_noop("no image was made"))
-    return Done(f"deleted the half-made copy at {ctx.site.display_name}")
+    return Done(
+        say(gettext_noop("deleted the half-made copy at %(site)s"), site=ctx.site.display_name)
+    )
 
 
 UNDO_DELETE = Step("undo_delete", gettext_noop("Deleting the half-made copy"), undo_delete_target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from portal.mirror.rows import MirrorRow
 from portal.models import Job, Project, Site
@@ -134,10 +135,10 @@ class BootTest(models.Model):
     """
 
     class Outcome(models.TextChoices):
-        RUNNING = "running", "being tested"
-        VERIFIED = "verified", "boots"
-        FAILED = "failed", "does not boot"
-        SKIPPED = "skipped", "not tested"
+        RUNNING = "running", gettext_lazy("being tested")
+        VERIFIED = "verified", gettext_lazy("boots")
+        FAILED = "failed", gettext_lazy("does not boot")
+        SKIPPED = "skipped", gettext_lazy("not tested")
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
     openstack_id = models.CharField(max_length=64)

@@ -44,6 +44,7 @@ from portal.mirror.authorship import CREATED_BY_KEY
 from portal.mirror.freshness import site_watched
 from portal.models import SshKey
 from portal.ssh_keys import keypair_ensure
+from portal.texts import say, word
 
 # Servers created, or deleted, per task run: each is one or two HTTP calls, and a
 # run must end well inside the task's soft time limit even on a slow cloud.
@@ -96,14 +97,29 @@ def server_observed(server: Server) -> list:
     return [server.status, server.task_state, server.power_state, str(server.updated_at)]
 
 
+def went_to_error(fault_message: str) -> str:
+    """The error of a server that went to ERROR, with Nova's fault as Nova wrote it."""
+    if fault_message:
+        return say(gettext_noop("the instance went to ERROR: %(fault)s"), fault=fault_message)
+    return gettext_noop("the instance went to ERROR: no reason given")
+
+
 def server_wait(ctx: StepContext, server: Server, progress: str) -> Wait:
     """Wait for the server to change: the watcher wakes the job when it does."""
     watch = "server" if site_watched(ctx.site) else ""
     return Wait(progress=progress, observed=server_observed(server), watch=watch)
 
 
-def _busy(ctx: StepContext, server: Server) -> Wait:
-    return server_wait(ctx, server, f"waiting for {server.name} to finish {server.task_label}")
+def busy_wait(ctx: StepContext, server: Server) -> Wait:
+    return server_wait(
+        ctx,
+        server,
+        say(
+            gettext_noop("waiting for %(name)s to finish %(task)s"),
+            name=server.name,
+            task=word(server.task_label),
+        ),
+    )
 
 
 def _power(ctx: StepContext, *, call, target: str, transition: str, asked: str = "") -> Wait | None:
@@ -119,7 +135,7 @@ def _power(ctx: StepContext, *, call, target: str, transition: str, asked: str =
     if server.status == target or server.task_state == transition:
         return None
     if server.task_state:
-        return _busy(ctx, server)
+        return busy_wait(ctx, server)
     if server.locked:
         raise StepFailed(server.lock_refusal)
     if asked:
@@ -132,7 +148,7 @@ def _power(ctx: StepContext, *, call, target: str, transition: str, asked: str =
         if server.status == target or server.task_state == transition:
             return None
         if server.task_state:
-            return _busy(ctx, server)
+            return busy_wait(ctx, server)
         raise
     # Read back at once: until the mirror shows the transition, a later step would
     # take the old state for the outcome (e.g. SHUTOFF after a start: "it failed").
@@ -145,7 +161,7 @@ def _wait_for(ctx: StepContext, *, target: str, progress: str) -> Wait | None:
     if server.status == target and not server.task_state:
         return None
     if server.status == "ERROR":
-        raise StepFailed(f"the instance went to ERROR: {server.fault_message or 'no reason given'}")
+        raise StepFailed(went_to_error(server.fault_message))
     return server_wait(ctx, server, progress)
 
 
@@ -186,10 +202,18 @@ def step_wait_active(ctx: StepContext) -> Wait | None:
     state: PowerState = ctx.state
     server = server_of(ctx)
     if server.status == "SHUTOFF" and not server.task_state:
-        reason = server.fault_message or "the cloud gave no reason"
         attempts = state.start_attempts
         if attempts >= 2:
-            raise StepFailed(f"the cloud did not start the instance, twice ({reason})")
+            if server.fault_message:
+                raise StepFailed(
+                    say(
+                        gettext_noop("the cloud did not start the instance, twice (%(reason)s)"),
+                        reason=server.fault_message,
+                    )
+                )
+            raise StepFailed(
+                gettext_noop("the cloud did not start the instance, twice (it gave no reason)")
+            )
         state.start_attempts = attempts + 1
         step_start(ctx)
         return Wait(
@@ -287,7 +311,10 @@ def step_launch_remove_replaced(ctx: StepContext) -> Wait | Skipped | None:
         removed.append(item["id"])
         ctx.checkpoint()
     if todo[BATCH:]:
-        return Wait(progress=f"removed {len(removed)} of {len(replaced)}", more=True)
+        progress = say(
+            gettext_noop("removed %(done)s of %(total)s"), done=len(removed), total=len(replaced)
+        )
+        return Wait(progress=progress, more=True)
     return None
 
 
@@ -340,13 +367,24 @@ def _key_pair_ready(ctx: StepContext) -> str:
     key = SshKey.objects.filter(pk=params.ssh_key_pk).first()
     if key is None:
         raise StepFailed(
-            f"the SSH key “{params.ssh_key_name}” was deleted from its owner's profile after "
-            "the launch was asked for; launch again with another key (or none)"
+            say(
+                gettext_noop(
+                    "the SSH key “%(key)s” was deleted from its owner's profile after the "
+                    "launch was asked for; launch again with another key (or none)"
+                ),
+                key=params.ssh_key_name,
+            )
         )
     try:
         return keypair_ensure(site=ctx.site.name, key=key)
     except (cloud.BadRequest, cloud.Forbidden, cloud.Conflict) as exc:
-        raise StepFailed(f"the cloud refused the SSH key “{key.name}”: {exc.message}") from exc
+        raise StepFailed(
+            say(
+                gettext_noop("the cloud refused the SSH key “%(key)s”: %(message)s"),
+                key=key.name,
+                message=exc.message,
+            )
+        ) from exc
 
 
 def _launch_one(ctx: StepContext, index: int, name: str) -> bool:
@@ -421,11 +459,19 @@ def step_launch_create(ctx: StepContext) -> Wait | None:
         ctx.checkpoint()
     done = len(names) - len(todo[BATCH:]) - landing
     if todo[BATCH:]:
-        return Wait(progress=f"created {done} of {len(names)}", more=True)
+        progress = say(gettext_noop("created %(done)s of %(total)s"), done=done, total=len(names))
+        return Wait(progress=progress, more=True)
     if landing:
         return Wait(
-            progress=f"created {done} of {len(names)}; waiting for {landing} cut-off "
-            "request(s) the cloud may still carry out"
+            progress=say(
+                gettext_noop(
+                    "created %(done)s of %(total)s; waiting for %(landing)s cut-off "
+                    "request(s) the cloud may still carry out"
+                ),
+                done=done,
+                total=len(names),
+                landing=landing,
+            )
         )
     return None
 
@@ -489,7 +535,10 @@ def step_launch_wait(ctx: StepContext) -> Wait | None:
     if len(outcomes) < total:
         building = sorted(key for key in created if key not in outcomes)
         return Wait(
-            progress=f"{len(outcomes)} of {total} ready", observed=[len(outcomes), building]
+            progress=say(
+                gettext_noop("%(ready)s of %(total)s ready"), ready=len(outcomes), total=total
+            ),
+            observed=[len(outcomes), building],
         )
     reasked = state.reasked_at
     if reasked is not None:
@@ -517,12 +566,21 @@ def _launch_summary(ctx: StepContext) -> tuple[list[str], dict]:
         else:
             failed.append(f"{name} ({outcome.removeprefix('failed: ')})")
             failed_seats.append(index)
-    summary = f"{len(active)} active"
-    if failed:
-        summary += f", {len(failed)} failed: " + "; ".join(failed)
+    # The seats' reasons are the cloud's words (a fault message), shown as it wrote them.
+    summary = (
+        say(
+            gettext_noop("%(active)s active, %(failed)s failed: %(which)s."),
+            active=len(active),
+            failed=len(failed),
+            which="; ".join(failed),
+        )
+        if failed
+        else say(gettext_noop("%(active)s active."), active=len(active))
+    )
     result = {
-        "summary": summary + ".", "active": active, "failed": failed, "failed_seats": failed_seats
+        "summary": summary, "active": active, "failed": failed, "failed_seats": failed_seats
     }  # fmt: skip
+
     return active, result
 
 

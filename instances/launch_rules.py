@@ -19,6 +19,7 @@ from portal.access import projects_visible_to
 from portal.errors import ActionRefused
 from portal.models import Project, SshKey
 from portal.sites import network_refs, site_networks
+from portal.texts import render
 
 
 def fit_problems(*, image: Image, flavor: Flavor) -> list[str]:
@@ -178,7 +179,7 @@ def unbootable_check(*, image: Image, count: int, confirmed: bool) -> None:
                 "%(image)s did not boot in its last test (%(reason)s). Tick “Launch anyway” "
                 "to start %(count)s machines from it."
             )
-            % {"image": image.name, "reason": test.reason, "count": count},
+            % {"image": image.name, "reason": render(test.reason), "count": count},
             status=409,
         )
 

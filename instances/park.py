@@ -28,6 +28,7 @@ from images.models import Image
 from images.services import image_refresh
 from instances.jobs import (
     PowerState,
+    busy_wait,
     server_observed,
     server_of,
     server_wait,
@@ -35,6 +36,7 @@ from instances.jobs import (
     step_stop,
     step_wait_active,
     step_wait_shutoff,
+    went_to_error,
 )
 from instances.launch_rules import flavor_refusal, launch_networks
 from instances.models import Flavor, Server
@@ -59,6 +61,7 @@ from portal.mirror.freshness import site_watched
 from portal.models import Project
 from portal.sites import site_shelve_refusal
 from portal.ssh_keys import keypair_ensure, ssh_key_of_keypair
+from portal.texts import say, span, word
 
 # Nova's task states while it shelves (snapshot, upload, offload) and unshelves.
 SHELVE_TASKS = {
@@ -337,9 +340,11 @@ def step_shelve(ctx: StepContext) -> Wait | None:
     if server.is_parked or server.task_state in SHELVE_TASKS:
         if state.shelve_asked:
             return None
-        raise StepFailed(f"{server.name} is being parked by someone else.")
+        raise StepFailed(
+            say(gettext_noop("%(name)s is being parked by someone else."), name=server.name)
+        )
     if server.task_state:
-        return server_wait(ctx, server, f"waiting for {server.name} to finish {server.task_label}")
+        return busy_wait(ctx, server)
     if server.locked:
         raise StepFailed(server.lock_refusal)
     state.shelve_asked = True
@@ -350,7 +355,11 @@ def step_shelve(ctx: StepContext) -> Wait | None:
         )
     except cloud.Forbidden as exc:
         raise StepFailed(
-            f"{ctx.site.display_name} does not allow parking (shelving) machines: {exc.message}"
+            say(
+                gettext_noop("%(site)s does not allow parking (shelving) machines: %(message)s"),
+                site=ctx.site.display_name,
+                message=exc.message,
+            )
         ) from exc
     except cloud.Conflict:
         server = server_of(ctx, acted=True)
@@ -359,6 +368,30 @@ def step_shelve(ctx: StepContext) -> Wait | None:
         raise
     server_of(ctx, acted=True)
     return None
+
+
+def _not_shelved(server: Server) -> str:
+    """Nova gave up shelving: the server's status, and Nova's fault if it gave one."""
+    if server.fault_message:
+        return say(
+            gettext_noop("Nova did not shelve the instance; it is %(status)s (%(fault)s)"),
+            status=server.status,
+            fault=server.fault_message,
+        )
+    return say(
+        gettext_noop("Nova did not shelve the instance; it is %(status)s"), status=server.status
+    )
+
+
+def _nova_is(server: Server, otherwise: str) -> str:
+    """What Nova is doing to the server, as a progress line ("Nova is stopping")."""
+    return say(gettext_noop("Nova is %(task)s"), task=word(server.task_label or otherwise))
+
+
+def _new_server_error(fault_message: str) -> str:
+    if fault_message:
+        return say(gettext_noop("the new server went to ERROR: %(fault)s"), fault=fault_message)
+    return gettext_noop("the new server went to ERROR: no reason given")
 
 
 def _shelve_budget(server: Server) -> float:
@@ -372,18 +405,21 @@ def step_park_wait(ctx: StepContext) -> Wait | Done:
     state: ParkState = ctx.state
     server = server_of(ctx)
     if server.status == "ERROR":
-        raise StepFailed(f"the instance went to ERROR: {server.fault_message or 'no reason'}")
+        raise StepFailed(went_to_error(server.fault_message))
     if server.status != "SHELVED_OFFLOADED" or server.task_state:
         if not server.task_state and server.status not in ("SHELVED",):
-            reason = f" ({server.fault_message})" if server.fault_message else ""
-            raise StepFailed(f"Nova did not shelve the instance; it is {server.status}{reason}")
+            raise StepFailed(_not_shelved(server))
         budget = _shelve_budget(server)
         return Wait(
-            progress=f"Nova is {server.task_label or 'parking the instance'}",
+            progress=_nova_is(server, gettext_noop("parking the instance")),
             observed=server_observed(server),
             watch="server" if site_watched(ctx.site) else "",
             budget=budget,
-            over_budget=f"Nova was still {server.task_label} after {budget:g} s",
+            over_budget=say(
+                gettext_noop("Nova was still %(task)s after %(budget)s"),
+                task=word(server.task_label),
+                budget=span(budget),
+            ),
         )
     image = cloud.server_shelved_image(
         ctx.site.name, server_id=server.openstack_id, server_name=server.name,
@@ -394,15 +430,28 @@ def step_park_wait(ctx: StepContext) -> Wait | Done:
             gettext_noop("Nova offloaded the instance, but its shelved image is missing")
         )
     if image.status in ("killed", "deleted", "deactivated"):
-        raise StepFailed(f"the shelved image is {image.status}: the disk was not saved")
+        raise StepFailed(
+            say(
+                gettext_noop("the shelved image is %(status)s: the disk was not saved"),
+                status=image.status,
+            )
+        )
     if image.status != "active":
-        return Wait(progress=f"the shelved image is {image.status}", observed=[image.status])
+        progress = say(gettext_noop("the shelved image is %(status)s"), status=image.status)
+        return Wait(progress=progress, observed=[image.status])
     state.image_id = image.id
     # The saved disk shows among the project's snapshots at once (as the job's own).
     image_refresh(ctx.site, openstack_id=image.id, made_for=ctx.project, made_by=ctx.actor)
     if ctx.project is not None:
         project_quota_refresh(ctx.project)  # what the cloud counts now
-    summary = f"{server.name} is parked: it frees {frees_text(server)} on the site's hosts."
+    summary = say(
+        gettext_noop(
+            "%(name)s is parked: it frees %(vcpus)s vCPUs and %(ram)s GiB RAM on the site's hosts."
+        ),
+        name=server.name,
+        vcpus=server.flavor_vcpus,
+        ram=round(server.flavor_ram_mib / 1024, 2),
+    )
     result = {
         "summary": summary, "vcpus": server.flavor_vcpus, "ram_mib": server.flavor_ram_mib,
         "flavor": server.flavor_name, "image_id": image.id,
@@ -418,7 +467,11 @@ def undo_unshelve(ctx: StepContext) -> Wait | Skipped | None:
         return Skipped(gettext_noop("nothing was shelved"))
     server = server_of(ctx)
     if server.task_state:
-        return server_wait(ctx, server, f"waiting for Nova to finish {server.task_label}")
+        return server_wait(
+            ctx,
+            server,
+            say(gettext_noop("waiting for Nova to finish %(task)s"), task=word(server.task_label)),
+        )
     if server.is_parked:
         if not state.unshelve_asked:
             state.unshelve_asked = True
@@ -539,7 +592,7 @@ def step_unshelve(ctx: StepContext) -> Wait | Skipped | None:
     if server.task_state in UNSHELVE_TASKS or (server.status == "ACTIVE" and state.unshelve_asked):
         return None
     if server.task_state:
-        return server_wait(ctx, server, f"waiting for {server.name} to finish {server.task_label}")
+        return busy_wait(ctx, server)
     if server.locked:
         raise StepFailed(server.lock_refusal)
     state.unshelve_asked = True
@@ -550,8 +603,14 @@ def step_unshelve(ctx: StepContext) -> Wait | Skipped | None:
         )
     except cloud.Forbidden as exc:
         raise StepFailed(
-            f"the cloud refused to resume {server.name} ({exc.message}); resume it on "
-            "another flavor, or free some quota"
+            say(
+                gettext_noop(
+                    "the cloud refused to resume %(name)s (%(message)s); resume it on "
+                    "another flavor, or free some quota"
+                ),
+                name=server.name,
+                message=exc.message,
+            )
         ) from exc
     except cloud.Conflict:
         server = server_of(ctx, acted=True)
@@ -569,8 +628,8 @@ def step_resume_wait(ctx: StepContext) -> Wait | Skipped | None:
     if server.status == "ACTIVE" and not server.task_state:
         return None
     if server.status == "ERROR":
-        raise StepFailed(f"the instance went to ERROR: {server.fault_message or 'no reason'}")
-    return server_wait(ctx, server, f"Nova is {server.task_label or 'resuming the instance'}")
+        raise StepFailed(went_to_error(server.fault_message))
+    return server_wait(ctx, server, _nova_is(server, gettext_noop("resuming the instance")))
 
 
 def _project(ctx: StepContext) -> Project:
@@ -619,7 +678,9 @@ def step_reboot_on_flavor(ctx: StepContext) -> Skipped | None:
             key_name=_key_pair_kept(ctx, server),
         )  # fmt: skip
     except (cloud.BadRequest, cloud.Forbidden, cloud.Conflict) as exc:
-        raise StepFailed(f"the cloud refused the new server: {exc.message}") from exc
+        raise StepFailed(
+            say(gettext_noop("the cloud refused the new server: %(message)s"), message=exc.message)
+        ) from exc
     state.new_server_id = created.id
     ctx.authorship_record(created.id)
     server_refresh(ctx.site, openstack_id=created.id)
@@ -660,9 +721,10 @@ def step_new_server_wait(ctx: StepContext) -> Wait | Skipped | None:
     if new is None or new.is_deleted:
         raise StepFailed(gettext_noop("the new server vanished"))
     if new.status == "ERROR":
-        raise StepFailed(f"the new server went to ERROR: {new.fault_message or 'no reason'}")
+        raise StepFailed(_new_server_error(new.fault_message))
     if new.status != "ACTIVE" or new.task_state:
-        return Wait(progress=f"booting on {ctx.params.flavor_name}", observed=server_observed(new))
+        progress = say(gettext_noop("booting on %(flavor)s"), flavor=ctx.params.flavor_name)
+        return Wait(progress=progress, observed=server_observed(new))
     return None
 
 
@@ -688,16 +750,28 @@ def step_resume_done(ctx: StepContext) -> Done:
     _shelved_images_refresh(ctx, ctx.target_server_id)
     if not ctx.params.flavor_id:
         server = server_of(ctx, acted=True)
-        summary = f"{server.name} runs again, on {server.flavor_name}."
+        summary = say(
+            gettext_noop("%(name)s runs again, on %(flavor)s."),
+            name=server.name,
+            flavor=server.flavor_name,
+        )
         return Done(summary, result={"summary": summary, "server_id": server.openstack_id})
     new = Server.objects.filter(site=ctx.site, openstack_id=state.new_server_id).first()
-    ips = ", ".join(new.addresses) if new is not None and new.addresses else "new"
-    old = ", ".join(state.old_addresses or []) or "none"
-    name = new.name if new is not None else "the instance"
-    summary = (
-        f"{name} runs again, on {ctx.params.flavor_name}, as a new server: its IP changed "
-        f"from {old} to {ips}."
+    ips = (
+        ", ".join(new.addresses) if new is not None and new.addresses else word(gettext_noop("new"))
     )
+    old = ", ".join(state.old_addresses or []) or word(gettext_noop("none"))
+    summary = say(
+        gettext_noop(
+            "%(name)s runs again, on %(flavor)s, as a new server: its IP changed "
+            "from %(old)s to %(new)s."
+        ),
+        name=new.name if new is not None else word(gettext_noop("the instance")),
+        flavor=ctx.params.flavor_name,
+        old=old,
+        new=ips,
+    )
+
     result = {"summary": summary, "server_id": state.new_server_id, "new_server_pk": new.pk
               if new is not None else None}  # fmt: skip
     return Done(summary, result=result)

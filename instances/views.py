@@ -35,6 +35,7 @@ from portal.jobs import busy_pks, job_repeated
 from portal.models import Site
 from portal.selectors import job_get_for_user
 from portal.tables import PAGE_SIZES, page_records, page_size_from, table_configure
+from portal.texts import render as render_text
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -126,7 +127,7 @@ def _run_action(request, server_id: int, action: str):
     messages.success(
         request,
         gettext("%(step)s %(server)s: job #%(job)s started.")
-        % {"step": gettext(job.steps[0]["label"]), "server": server.name, "job": job.pk},
+        % {"step": render_text(job.steps[0]["label"]), "server": server.name, "job": job.pk},
     )
     return redirect_back(request, "instances:instance-detail", server_id=server.pk)
 

@@ -111,12 +111,12 @@ class Project(models.Model):
 
 class Membership(models.Model):
     class Role(models.TextChoices):
-        ADMIN = "admin", "Admin"
-        MEMBER = "member", "Member"
+        ADMIN = "admin", gettext_lazy("Admin")
+        MEMBER = "member", gettext_lazy("Member")
 
     class Source(models.TextChoices):
-        MANUAL = "manual", "Manual (admin)"
-        OIDC = "oidc", "Identity provider's claim"
+        MANUAL = "manual", gettext_lazy("Manual (admin)")
+        OIDC = "oidc", gettext_lazy("Identity provider's claim")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
@@ -176,12 +176,12 @@ class Job(models.Model):
     """
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
+        PENDING = "pending", gettext_lazy("Pending")
+        RUNNING = "running", gettext_lazy("Running")
         # A step failed; the undo steps are running. "failed" comes when they end.
-        CLEANING_UP = "cleaning_up", "Cleaning up"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+        CLEANING_UP = "cleaning_up", gettext_lazy("Cleaning up")
+        SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+        FAILED = "failed", gettext_lazy("Failed")
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED)
     ONE_PER_IMAGE_KINDS = ONE_PER_IMAGE_KINDS
@@ -206,7 +206,9 @@ class Job(models.Model):
     state = models.JSONField(default=dict, blank=True)
     steps = models.JSONField(default=list, blank=True)
     step_index = models.PositiveIntegerField(default=0)
-    progress = models.CharField(max_length=300, blank=True)
+    # What a worker stores to say (portal.texts.say: a msgid and its params as JSON,
+    # a server name among them): room for that, not only for the English words.
+    progress = models.CharField(max_length=1000, blank=True)
     error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

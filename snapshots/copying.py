@@ -3,9 +3,12 @@ job (images.copy, a layer below) calls this once it succeeded."""
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_noop
+
 from images.copy import BOOT_TEST_STARTERS
 from portal.errors import ActionRefused
 from portal.models import Job
+from portal.texts import say, text
 from snapshots.models import Snapshot
 from snapshots.services import snapshot_verify_request
 
@@ -15,12 +18,12 @@ def copy_boot_test_start(job: Job) -> str:
     image_id = job.result.get("image_id", "")
     copy = Snapshot.objects.filter(site=job.site, openstack_id=image_id).first()
     if copy is None:
-        return "not started: only a snapshot's copy is boot-tested"
+        return gettext_noop("not started: only a snapshot's copy is boot-tested")
     try:
         verify = snapshot_verify_request(snapshot=copy, actor=job.actor)
     except ActionRefused as refused:
-        return f"not started: {refused.message}"
-    return f"job #{verify.pk}"
+        return say(gettext_noop("not started: %(reason)s"), reason=text(refused.message))
+    return say(gettext_noop("job #%(id)s"), id=str(verify.pk))
 
 
 BOOT_TEST_STARTERS.append(copy_boot_test_start)

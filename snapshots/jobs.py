@@ -29,6 +29,7 @@ from images.models import Image
 from images.services import image_refresh
 from instances.jobs import (
     PowerState,
+    busy_wait,
     server_observed,
     server_of,
     server_wait,
@@ -58,6 +59,7 @@ from portal.mirror.authorship import CREATED_BY_KEY
 from portal.mirror.freshness import site_watched
 from portal.models import Job
 from portal.preferences import language_of
+from portal.texts import render, say, span, text, word
 from snapshots.services import SNAPSHOT_DELETE, snapshot_create_check
 from snapshots.verify import (
     BootTestState,
@@ -213,9 +215,7 @@ def step_snapshot(ctx: StepContext) -> Wait | None:
         # Glance listing by property): the marker is saved before the request.
         existing = _find_own_image(ctx) if state.snapshot_asked else None
         if existing is None and server.task_state:
-            return server_wait(
-                ctx, server, f"waiting for {server.name} to finish {server.task_label}"
-            )
+            return busy_wait(ctx, server)
         if existing is None:
             state.snapshot_asked = True
             if state.snapshot_asked_at is None:
@@ -255,10 +255,6 @@ def upload_budget(server: Server) -> float:
     return max(settings.JOB_UPLOAD_MIN_SECONDS, per_gb)
 
 
-def _span(seconds: float) -> str:
-    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
-
-
 def _uploading(ctx: StepContext, server: Server, progress: str, *, watch: str) -> Wait:
     """Nova is working on the snapshot: progress, though Glance shows none until the
     end. The wait is budgeted by the disk's size, not by a no-progress limit."""
@@ -268,9 +264,14 @@ def _uploading(ctx: StepContext, server: Server, progress: str, *, watch: str) -
         observed=_observed(_image_of(ctx), server),
         watch=watch,
         budget=budget,
-        over_budget=(
-            f"Nova was still {server.task_label} after {_span(budget)} (the limit for "
-            f"a {server.flavor_disk_gb} GB disk); the image is left to Nova"
+        over_budget=say(
+            gettext_noop(
+                "Nova was still %(task)s after %(budget)s (the limit for a %(disk)s GB disk); "
+                "the image is left to Nova"
+            ),
+            task=word(server.task_label),
+            budget=span(budget),
+            disk=server.flavor_disk_gb,
         ),
     )
 
@@ -289,33 +290,49 @@ def step_upload(ctx: StepContext) -> Wait | None:
     if server.task_state in SNAPSHOT_TASKS:
         if site_watched(ctx.site):
             # The job sleeps through Nova's changing tasks: a label true for all of them.
-            progress = "Nova is snapshotting the disk and uploading the image"
+            progress = gettext_noop("Nova is snapshotting the disk and uploading the image")
             return _uploading(ctx, server, progress, watch="server")
         image = _image_of(ctx)
         if image is not None and image.status == "active":
             return None  # Nova clears its task a moment later: the next step waits for that
         return _uploading(ctx, server, _upload_progress(server), watch="")
     if server.task_state:
-        return server_wait(ctx, server, f"waiting for {server.name} to finish {server.task_label}")
+        return busy_wait(ctx, server)
     image = _image_of(ctx, acted=True)
-    reason = f" ({server.fault_message})" if server.fault_message else ""
     if image is None or image.deleted_at is not None:
-        raise StepFailed(f"the cloud discarded the snapshot{reason}")
+        raise StepFailed(_with_fault(gettext_noop("the cloud discarded the snapshot"), server))
     if image.status == "active":
         return None
     if image.status in ("killed", "deactivated"):
-        raise StepFailed(f"the cloud could not save the snapshot (image {image.status}){reason}")
+        could_not = say(
+            gettext_noop("the cloud could not save the snapshot (image %(status)s)"),
+            status=image.status,
+        )
+        raise StepFailed(_with_fault(could_not, server))
     # Nova's task ended and the image is not complete: nothing will complete it.
-    raise StepFailed(
-        f"Nova finished its snapshot task, but the image is still {image.status}: "
-        f"the upload did not complete{reason}"
+    unfinished = say(
+        gettext_noop(
+            "Nova finished its snapshot task, but the image is still %(status)s: "
+            "the upload did not complete"
+        ),
+        status=image.status,
+    )
+    raise StepFailed(_with_fault(unfinished, server))
+
+
+def _with_fault(message: str, server: Server) -> str:
+    """`message`, and Nova's fault in brackets after it if Nova gave one."""
+    if not server.fault_message:
+        return message
+    return say(
+        gettext_noop("%(message)s (%(fault)s)"), message=text(message), fault=server.fault_message
     )
 
 
 def _upload_progress(server: Server) -> str:
     if server.task_state in ("image_snapshot_pending", "image_snapshot"):
-        return "Nova is snapshotting the disk"
-    return "uploading the image"
+        return gettext_noop("Nova is snapshotting the disk")
+    return gettext_noop("uploading the image")
 
 
 def step_settle(ctx: StepContext) -> Wait | None:
@@ -323,7 +340,11 @@ def step_settle(ctx: StepContext) -> Wait | None:
     active; acting on the server before that gets a 409."""
     server = server_of(ctx)
     if server.task_state:
-        return server_wait(ctx, server, f"waiting for Nova to finish {server.task_label}")
+        return server_wait(
+            ctx,
+            server,
+            say(gettext_noop("waiting for Nova to finish %(task)s"), task=word(server.task_label)),
+        )
     return None
 
 
@@ -370,7 +391,12 @@ def undo_image(ctx: StepContext) -> Done | Skipped:
     if server is not None and server.task_state in SNAPSHOT_TASKS:
         # Never delete an image Nova is still uploading: Nova deletes it itself if
         # the upload fails, and a finished one is a good snapshot.
-        return Skipped(f"Nova is still {server.task_label} the image: it is left to Nova")
+        return Skipped(
+            say(
+                gettext_noop("Nova is still %(task)s the image: it is left to Nova"),
+                task=word(server.task_label),
+            )
+        )
     with contextlib.suppress(cloud.NotFound):
         cloud.image_delete(ctx.site.name, image_id=image_id)
     image_refresh(ctx.site, openstack_id=image_id)
@@ -399,7 +425,11 @@ def undo_settle(ctx: StepContext) -> Wait | Skipped | None:
         return Skipped(gettext_noop("the instance no longer exists"))
     if server.task_state:
         return Wait(
-            progress=f"waiting for {server.name} to finish {server.task_label}",
+            progress=say(
+                gettext_noop("waiting for %(name)s to finish %(task)s"),
+                name=server.name,
+                task=word(server.task_label),
+            ),
             observed=server_observed(server),
         )
     return None
@@ -432,17 +462,24 @@ def undo_wait_active(ctx: StepContext) -> Wait | Skipped | Done:
     try:
         outcome = step_wait_active(ctx)
     except StepFailed as refused:
-        ctx.state.left_stopped = f"{server.name} is left STOPPED: {refused}."
+        ctx.state.left_stopped = say(
+            gettext_noop("%(name)s is left STOPPED: %(reason)s."),
+            name=server.name,
+            reason=text(str(refused)),
+        )
         raise
     return outcome or Done(gettext_noop("the instance runs again"))
 
 
 def _may_be_stopped_line(ctx: StepContext) -> str:
     server = Server.objects.filter(site=ctx.site, openstack_id=ctx.target_server_id).first()
-    name = server.name if server is not None else "The instance"
-    return (
-        f"{name} may be left STOPPED: {ctx.site.display_name} is not answering; "
-        "the portal starts it again as soon as it answers."
+    return say(
+        gettext_noop(
+            "%(name)s may be left STOPPED: %(site)s is not answering; "
+            "the portal starts it again as soon as it answers."
+        ),
+        name=server.name if server is not None else word(gettext_noop("The instance")),
+        site=ctx.site.display_name,
     )
 
 
@@ -489,10 +526,14 @@ def undo_report(ctx: StepContext) -> Done | Skipped:
     server = _undo_server(ctx)
     if server is None or server.status == "ACTIVE":
         return SKIPPED
-    ctx.state.left_stopped = (
-        f"{server.name} is left {server.status}: the portal could not start it again."
+    ctx.state.left_stopped = say(
+        gettext_noop("%(name)s is left %(status)s: the portal could not start it again."),
+        name=server.name,
+        status=server.status,
     )
-    return Done(f"{server.name} is left {server.status}")
+    return Done(
+        say(gettext_noop("%(name)s is left %(status)s"), name=server.name, status=server.status)
+    )
 
 
 def mail_language(user) -> str:
@@ -520,18 +561,20 @@ def _snapshot_mail(job: Job) -> tuple[str, str]:
             % name
         )
     else:
-        first_line = job.error.splitlines()[0] if job.error else gettext("failed")
+        error = render(job.error)
+        first_line = error.splitlines()[0] if error else gettext("failed")
         if job.state.get("left_stopped"):
             subject = gettext("Snapshot “%(name)s” failed and the instance is STOPPED") % name
         else:
             subject = gettext("Snapshot “%(name)s” failed") % name
         could_not = gettext("Your snapshot “%(name)s” could not be created.") % name
-        body = f"{first_line}\n\n{could_not}\n\n{job.error}\n"
-        done = undo_details(job)
+        body = f"{first_line}\n\n{could_not}\n\n{error}\n"
+        done = [render(detail) for detail in undo_details(job)]
         if done:
             body += "\n" + gettext("The portal %(what)s.") % {"what": "; ".join(done)}
     if job.result.get("boot_test"):
-        body += "\n\n" + gettext("Boot test: %(verdict)s") % {"verdict": job.result["boot_test"]}
+        verdict = render(job.result["boot_test"])
+        body += "\n\n" + gettext("Boot test: %(verdict)s") % {"verdict": verdict}
         body += "\n"
     return subject, body
 
@@ -619,7 +662,9 @@ def step_verify_check(ctx: StepContext) -> None:
     if image is None or image.deleted_at is not None:
         raise StepFailed(gettext_noop("the snapshot no longer exists"))
     if image.status != "active":
-        raise StepFailed(f"the snapshot is {image.status}, not active")
+        raise StepFailed(
+            say(gettext_noop("the snapshot is %(status)s, not active"), status=image.status)
+        )
     if not can_act_on(ctx.actor, project=ctx.project, created_by_id=image.created_by_id):
         raise StepFailed(gettext_noop("you may no longer act on this snapshot"))
     ctx.state.image_id = image.openstack_id

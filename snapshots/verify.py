@@ -52,6 +52,7 @@ from portal import cloud
 from portal.errors import ActionRefused
 from portal.jobs import JOB_KEY, SKIPPED, Done, Skipped, StepContext, Wait
 from portal.mirror.authorship import CREATED_BY_KEY
+from portal.texts import say, span, text, word
 
 # What a booted Linux prints when it is up (cloud-init's last line, or getty's
 # prompt), and what it prints when it is not.
@@ -76,10 +77,6 @@ BUDGET_MARGIN_SECONDS = 60.0
 
 def _tail(text: str) -> str:
     return "\n".join(text.rstrip().splitlines()[-TAIL_LINES:])
-
-
-def _span(seconds: float) -> str:
-    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
 
 
 def _now_text() -> str:
@@ -119,10 +116,23 @@ def boot_test_record(ctx: StepContext, outcome: str, **fields) -> BootTest:
     return test
 
 
+# BootTest.Outcome's labels as msgids: a worker stores words for the reader's language.
+VERDICT_LABELS = {
+    BootTest.Outcome.RUNNING: gettext_noop("being tested"),
+    BootTest.Outcome.VERIFIED: gettext_noop("boots"),
+    BootTest.Outcome.FAILED: gettext_noop("does not boot"),
+    BootTest.Outcome.SKIPPED: gettext_noop("not tested"),
+}
+
+
 def verdict_text(outcome: str, reason: str = "") -> str:
     """The verdict as the job page and the email say it after "Boot test: "."""
-    label = BootTest.Outcome(outcome).label  # boots, does not boot, not tested
-    return f"{label} — {reason}" if reason and outcome != BootTest.Outcome.VERIFIED else label
+    label = VERDICT_LABELS[BootTest.Outcome(outcome)]
+    if reason and outcome != BootTest.Outcome.VERIFIED:
+        return say(
+            gettext_noop("%(verdict)s — %(reason)s"), verdict=word(label), reason=text(reason)
+        )
+    return label
 
 
 def _not_tested(ctx: StepContext, reason: str, **fields) -> Skipped:
@@ -156,17 +166,20 @@ def step_verify_plan(ctx: StepContext) -> Done | Skipped:
     if not ctx.params.verify:
         return Skipped(gettext_noop("not asked to test that it boots"))
     if state.boot_test:
-        return Done(f"on {state.boot_test['flavor_name']}")
+        return Done(_on_flavor(state.boot_test["flavor_name"]))
     image = image_refresh(ctx.site, openstack_id=_image_id(ctx))
     if image is None or image.deleted_at is not None or image.status != "active":
-        return _not_tested(ctx, "the snapshot is not active")
+        return _not_tested(ctx, gettext_noop("the snapshot is not active"))
     flavor = smallest_flavor_for(image)
     if flavor is None:
-        return _not_tested(ctx, "no flavor of the site fits the snapshot")
+        return _not_tested(ctx, gettext_noop("no flavor of the site fits the snapshot"))
     project = project_quota_refresh(ctx.project)
     problem = quota_problem(project=project, flavor=flavor, count=1)
     if problem:
-        reason = f"no room in the project's quota for a test instance on {flavor.name}"
+        reason = say(
+            gettext_noop("no room in the project's quota for a test instance on %(flavor)s"),
+            flavor=flavor.name,
+        )
         return _not_tested(ctx, reason, flavor_name=flavor.name)
     state.boot_test = {
         "flavor_id": flavor.openstack_id,
@@ -174,7 +187,11 @@ def step_verify_plan(ctx: StepContext) -> Done | Skipped:
         "network_ids": boot_test_networks(project),
     }
     boot_test_record(ctx, BootTest.Outcome.RUNNING, flavor_name=flavor.name)
-    return Done(f"on {flavor.name}")
+    return Done(_on_flavor(flavor.name))
+
+
+def _on_flavor(flavor_name: str) -> str:
+    return say(gettext_noop("on %(flavor)s"), flavor=flavor_name)
 
 
 def _test_name(ctx: StepContext) -> str:
@@ -211,13 +228,19 @@ def _build_wait(test: dict, doing: str, observed=None) -> Wait | Done:
     request; a build slower than that tells nothing about the image."""
     limit = settings.JOB_BOOT_TEST_SECONDS
     if _seconds_since(test["requested_at"]) > limit:
-        reason = f"the test instance was not ACTIVE within {_span(limit)} ({doing})"
+        reason = say(
+            gettext_noop("the test instance was not ACTIVE within %(limit)s (%(doing)s)"),
+            limit=span(limit),
+            doing=text(doing),
+        )
         return _verdict(test, BootTest.Outcome.SKIPPED, reason)
     return Wait(
         progress=gettext_noop("booting the test instance"),
         observed=observed,
         budget=limit + BUDGET_MARGIN_SECONDS,
-        over_budget=f"the test instance was not ACTIVE within {_span(limit)}",
+        over_budget=say(
+            gettext_noop("the test instance was not ACTIVE within %(limit)s"), limit=span(limit)
+        ),
     )
 
 
@@ -237,7 +260,7 @@ def _create_once(ctx: StepContext, test: dict) -> str | Wait | Done:
         if mine:
             return mine[0].id  # any other is deleted by the cleanup
         if _seconds_since(test["cut_off_at"]) < _landing_seconds():
-            return _build_wait(test, "a cut-off request for it may still land")
+            return _build_wait(test, gettext_noop("a cut-off request for it may still land"))
     test["asked_at"] = _now_text()
     ctx.checkpoint()
     try:
@@ -252,7 +275,10 @@ def _create_once(ctx: StepContext, test: dict) -> str | Wait | Done:
         raise  # no answer: the request may have landed, the next run looks for it
     except cloud.CloudError as refused:  # 403 quota or policy, 400, 409: nothing made
         del test["asked_at"]
-        reason = f"the cloud refused to create a test instance: {refused.message}"
+        reason = say(
+            gettext_noop("the cloud refused to create a test instance: %(message)s"),
+            message=refused.message,
+        )
         return _verdict(test, BootTest.Outcome.SKIPPED, reason)
     del test["asked_at"]
     return made.id
@@ -274,9 +300,17 @@ def step_verify_boot(ctx: StepContext) -> Wait | Done | Skipped:
         ctx.checkpoint()
     server = server_refresh(ctx.site, openstack_id=test["server_id"])
     if server is None or server.is_deleted:
-        return _verdict(test, BootTest.Outcome.SKIPPED, "the test instance vanished while booting")
+        vanished = gettext_noop("the test instance vanished while booting")
+        return _verdict(test, BootTest.Outcome.SKIPPED, vanished)
     if server.status == "ERROR":
-        reason = f"the test instance went to ERROR: {server.fault_message or 'no reason given'}"
+        reason = (
+            say(
+                gettext_noop("the test instance went to ERROR: %(fault)s"),
+                fault=server.fault_message,
+            )
+            if server.fault_message
+            else gettext_noop("the test instance went to ERROR: no reason given")
+        )
         if IMAGE_REFUSED.search(server.fault_message):
             return _verdict(test, BootTest.Outcome.FAILED, reason)
         return _verdict(test, BootTest.Outcome.SKIPPED, reason)
@@ -297,7 +331,9 @@ def step_verify_console(ctx: StepContext) -> Wait | Done | Skipped:
         output = cloud.server_console_output(ctx.site.name, server_id=test["server_id"])
         test["console_answered"] = True
     except (cloud.BadRequest, cloud.Forbidden) as exc:
-        reason = f"the cloud offers no console log ({exc.message})"
+        reason = say(
+            gettext_noop("the cloud offers no console log (%(message)s)"), message=exc.message
+        )
         return _verdict(test, BootTest.Outcome.SKIPPED, reason)
     except (cloud.Conflict, cloud.NotFound) as exc:
         # No console yet (Nova answers 404 while the guest is not running, 409 before
@@ -305,7 +341,8 @@ def step_verify_console(ctx: StepContext) -> Wait | Done | Skipped:
         if isinstance(exc, cloud.NotFound):
             server = server_refresh(ctx.site, openstack_id=test["server_id"])
             if server is None or server.is_deleted:
-                return _verdict(test, BootTest.Outcome.SKIPPED, "the test instance vanished")
+                vanished = gettext_noop("the test instance vanished")
+                return _verdict(test, BootTest.Outcome.SKIPPED, vanished)
         test["console_problem"] = exc.message
         output = ""
     panic = PANIC.search(output)
@@ -317,30 +354,39 @@ def step_verify_console(ctx: StepContext) -> Wait | Done | Skipped:
         seconds = _seconds_since(test["booted_at"])
         return _verdict(
             test, BootTest.Outcome.VERIFIED, "", boot_seconds=seconds,
-            console_tail=_tail(output), detail=f"the system came up in {seconds:.0f} s",
+            console_tail=_tail(output),
+            detail=say(gettext_noop("the system came up in %(seconds)s s"), seconds=round(seconds)),
         )  # fmt: skip
     test["console_printed"] = test.get("console_printed") or bool(output.strip())
     limit = settings.JOB_BOOT_TEST_SECONDS
     if _seconds_since(test["active_at"]) > limit:
         if test["console_printed"]:  # it printed, so it would have shown a prompt
-            reason = f"no login prompt within {_span(limit)} of ACTIVE"
+            reason = say(
+                gettext_noop("no login prompt within %(limit)s of ACTIVE"), limit=span(limit)
+            )
             return _verdict(test, BootTest.Outcome.FAILED, reason, console_tail=_tail(output))
         if not test.get("console_answered"):
-            reason = (
-                f"the cloud showed no console log within {_span(limit)} of ACTIVE "
-                f"({test.get('console_problem', 'no answer')})"
+            reason = say(
+                gettext_noop(
+                    "the cloud showed no console log within %(limit)s of ACTIVE (%(problem)s)"
+                ),
+                limit=span(limit),
+                problem=test.get("console_problem") or word(gettext_noop("no answer")),
             )
         else:
-            reason = (
-                f"the serial console stayed empty for {_span(limit)} after ACTIVE "
-                "(the image may not write to ttyS0)"
+            reason = say(
+                gettext_noop(
+                    "the serial console stayed empty for %(limit)s after ACTIVE "
+                    "(the image may not write to ttyS0)"
+                ),
+                limit=span(limit),
             )
         return _verdict(test, BootTest.Outcome.SKIPPED, reason)
     return Wait(
         progress=gettext_noop("waiting for the test instance to come up"),
         observed=len(output),
         budget=limit + BUDGET_MARGIN_SECONDS,
-        over_budget=f"no verdict within {_span(limit)} of ACTIVE",
+        over_budget=say(gettext_noop("no verdict within %(limit)s of ACTIVE"), limit=span(limit)),
     )
 
 
@@ -377,13 +423,23 @@ def step_verify_cleanup(ctx: StepContext) -> Wait | Done | Skipped:
             )
     # No verdict yet: the job failed or was stopped before the test could tell.
     outcome = test.get("outcome") or BootTest.Outcome.SKIPPED
-    reason = test.get("reason") or ("" if test.get("outcome") else "the test was interrupted")
+    interrupted = gettext_noop("the test was interrupted")
+    reason = test.get("reason") or ("" if test.get("outcome") else interrupted)
     boot_test_record(
         ctx, outcome, reason=reason, flavor_name=test["flavor_name"],
         boot_seconds=test.get("boot_seconds"), console_tail=test.get("console_tail", ""),
     )  # fmt: skip
     verdict = verdict_text(outcome, reason)
     count = len(test["deleting"])
-    deleted = f"deleted {count} test instances" if count > 1 else "deleted the test instance"
-    detail = f"{deleted if count else 'no test instance was made'}; boot test: {verdict}"
+    if count > 1:
+        deleted = say(gettext_noop("deleted %(count)s test instances"), count=count)
+    elif count:
+        deleted = gettext_noop("deleted the test instance")
+    else:
+        deleted = gettext_noop("no test instance was made")
+    detail = say(
+        gettext_noop("%(deleted)s; boot test: %(verdict)s"),
+        deleted=text(deleted),
+        verdict=text(verdict),
+    )
     return Done(detail, result={"boot_test": verdict})

@@ -39,6 +39,7 @@ from portal.bulk.matching import (
     confirmed_at_of,
     delete_matching_in_batches,
     delete_pending,
+    delete_summary_text,
     matching_params,
     matching_plan,
     matching_summary,
@@ -57,9 +58,10 @@ from portal.jobs import (
     Wait,
 )
 from portal.models import Job, Project, Site
+from portal.texts import say, text, word
 
 # Why a row outside the actor's projects is skipped, whatever it is.
-OUTSIDE = "not in one of your projects"
+OUTSIDE = gettext_noop("not in one of your projects")
 
 
 @dataclass(frozen=True)
@@ -373,7 +375,11 @@ class BulkDelete:
                     "Params": delete_params(self.key),
                     "State": DeleteState,
                     "steps": (
-                        Step("delete", f"Deleting the {self.nouns}", self.step_delete),
+                        Step(
+                            "delete",
+                            say(gettext_noop("Deleting the %(things)s"), things=word(self.nouns)),
+                            self.step_delete,
+                        ),
                         Step("summary", gettext_noop("Summing up"), self.step_summary, acts=False),
                     ),
                     "title": classmethod(lambda cls, params: spec.title(params)),
@@ -435,14 +441,19 @@ def deletion_summary(*, items: list[dict], outcomes: dict, skipped_rows: list[di
     failed = [
         f"{names[i]} ({o.removeprefix('failed: ')})" for i, o in outcomes.items() if o != "deleted"
     ]
-    skipped = [f"{s['name']} ({s['reason']})" for s in skipped_rows]
-    parts = [f"Deleted {len(deleted)}"]
-    if skipped:
-        parts.append(f"skipped {len(skipped)}: " + "; ".join(skipped))
-    if failed:
-        parts.append(f"failed {len(failed)}: " + "; ".join(failed))
+    skipped = [
+        say(gettext_noop("%(name)s (%(reason)s)"), name=s["name"], reason=text(s["reason"]))
+        for s in skipped_rows
+    ]
+    summary = delete_summary_text(
+        deleted=len(deleted),
+        skipped=len(skipped),
+        skipped_which=skipped,
+        failed=len(failed),
+        failed_which="; ".join(failed),
+    )
     return {
-        "summary": ", ".join(parts) + ".",
+        "summary": summary,
         "deleted": deleted,
         "deleted_count": len(deleted),
         "failed": failed,
@@ -478,5 +489,6 @@ def delete_in_batches(
         checkpoint()
     if todo[batch:]:
         done = len(items) - len(todo[batch:])
-        return Wait(progress=f"deleted {done} of {len(items)}", more=True)
+        progress = say(gettext_noop("deleted %(done)s of %(total)s"), done=done, total=len(items))
+        return Wait(progress=progress, more=True)
     return None

@@ -53,7 +53,7 @@ from django.db.models import (
 )
 from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 
 from portal import cloud
 from portal.access import action_refusals
@@ -61,6 +61,7 @@ from portal.http import param_int
 from portal.jobs import Wait
 from portal.models import Job, Site
 from portal.tables import COUNT_EXACT_UP_TO
+from portal.texts import clock, listing, say, text
 
 # Rows a confirmation shows of "all matching": enough to recognise the selection.
 SAMPLE_SIZE = 20
@@ -113,7 +114,7 @@ def changed_since_refusals(confirmed_at: datetime | None) -> list[tuple[str, Q]]
     nothing can have changed since it, and the count would read every row)."""
     if confirmed_at is None:
         return []
-    reason = f"changed since you confirmed at {timezone.localtime(confirmed_at):%H:%M}"
+    reason = say(gettext_noop("changed since you confirmed at %(time)s"), time=clock(confirmed_at))
     return [(reason, Q(synced_at__gt=confirmed_at))]
 
 
@@ -242,7 +243,7 @@ def being_deleted_q(*, kind: str, key: str, pending, before: int | None = None) 
 
 def unreachable_refusals() -> list[tuple[str, Q]]:
     return [
-        (f"{site.display_name} is unreachable", Q(site_id=site.pk))
+        (say(gettext_noop("%(site)s is unreachable"), site=site.display_name), Q(site_id=site.pk))
         for site in Site.objects.filter(unreachable_since__isnull=False)
     ]
 
@@ -387,10 +388,15 @@ def delete_matching_in_batches(
         checkpoint()
     if len(rows) == batch:
         skipped = sum((state.skipped or {}).values())
-        progress = f"deleted {state.deleted or 0:,}"
         if skipped:
-            progress += f", skipped {skipped:,}"
-        return Wait(progress=progress + " so far", more=True)
+            progress = say(
+                gettext_noop("deleted %(deleted)s, skipped %(skipped)s so far"),
+                deleted=state.deleted or 0,
+                skipped=skipped,
+            )
+        else:
+            progress = say(gettext_noop("deleted %(deleted)s so far"), deleted=state.deleted or 0)
+        return Wait(progress=progress, more=True)
     return None
 
 
@@ -409,20 +415,29 @@ def matching_summary(state) -> dict:
     deleted = state.deleted or 0
     skipped = state.skipped or {}
     failed = state.failed or 0
-    parts = [f"Deleted {deleted:,}"]
     skipped_texts = []
     for reason, count in skipped.items():
         names = (state.skipped_names or {}).get(reason, [])
         more = ", …" if count > len(names) else ""
-        skipped_texts.append(f"{reason} ({count:,}: {', '.join(names)}{more})")
-    if skipped:
-        parts.append(f"skipped {sum(skipped.values()):,}: " + "; ".join(skipped_texts))
+        skipped_texts.append(
+            say(
+                gettext_noop("%(reason)s (%(count)s: %(names)s)"),
+                reason=text(reason),
+                count=count,
+                names=", ".join(names) + more,
+            )
+        )
     failed_names = (state.failed_names or {}).get("", [])
-    if failed:
-        more = "; …" if failed > len(failed_names) else ""
-        parts.append(f"failed {failed:,}: " + "; ".join(failed_names) + more)
+    more = "; …" if failed > len(failed_names) else ""
+    summary = delete_summary_text(
+        deleted=deleted,
+        skipped=sum(skipped.values()),
+        skipped_which=skipped_texts,
+        failed=failed,
+        failed_which="; ".join(failed_names) + more,
+    )
     return {
-        "summary": ", ".join(parts) + ".",
+        "summary": summary,
         "deleted": (state.deleted_names or {}).get("", []),
         "deleted_count": deleted,
         "failed": failed_names,
@@ -430,3 +445,25 @@ def matching_summary(state) -> dict:
         "skipped": skipped_texts,
         "skipped_count": sum(skipped.values()),
     }
+
+
+def delete_summary_text(
+    *, deleted: int, skipped: int, skipped_which: list[str], failed: int, failed_which: str
+) -> str:
+    """A delete job's summary, stored for the reader's language (portal.texts):
+    "Deleted 3, skipped 1: x (reason), failed 1: y (why)." `skipped_which`: stored
+    texts (a reason is a msgid); `failed_which`: names and the cloud's words."""
+    counts = {"deleted": deleted, "skipped": skipped, "failed": failed}
+    which = {"skipped_which": listing(skipped_which), "failed_which": failed_which}
+    if skipped and failed:
+        template = gettext_noop(
+            "Deleted %(deleted)s, skipped %(skipped)s: %(skipped_which)s, "
+            "failed %(failed)s: %(failed_which)s."
+        )
+    elif skipped:
+        template = gettext_noop("Deleted %(deleted)s, skipped %(skipped)s: %(skipped_which)s.")
+    elif failed:
+        template = gettext_noop("Deleted %(deleted)s, failed %(failed)s: %(failed_which)s.")
+    else:
+        template = gettext_noop("Deleted %(deleted)s.")
+    return say(template, **counts, **which)

@@ -26,6 +26,7 @@ from portal.bulk.matching import CONFIRMED_PARAM, confirmed_at_from, confirmed_p
 from portal.http import param_id
 from portal.jobs import job_repeated
 from portal.models import Job, Project
+from portal.texts import render as render_text
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -112,7 +113,7 @@ def bulk_delete_view(request, page: DeletePage, chosen: Chosen) -> HttpResponse:
     job, plan = spec.request(rows=chosen.rows, actor=request.user, idempotency_key=key)
     if job is None:
         context["plan"] = plan
-        reasons = "; ".join(f"{row.name} ({reason})" for row, reason in plan.skipped)
+        reasons = "; ".join(f"{row.name} ({render_text(reason)})" for row, reason in plan.skipped)
         messages.error(
             request, page.nothing_ticked.format(count=len(plan.skipped), reasons=reasons)
         )

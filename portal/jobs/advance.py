@@ -18,6 +18,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from portal import cloud
 from portal.jobs import sending
@@ -43,6 +44,7 @@ from portal.jobs.outages import (
     site_silent,
 )
 from portal.models import Job
+from portal.texts import say, span, text
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +170,7 @@ def _begin(job_id: int) -> _Run | None:
         context = kind.context(job)
     except BadJobData as exc:
         log.error("job %s cannot go on: %s", job.pk, exc)
-        job.error = f"This job cannot go on: {exc}."
+        job.error = say(gettext_noop("This job cannot go on: %(problem)s."), problem=str(exc))
         for record in job.steps[job.step_index :]:
             record["status"] = "not run"
         job.step_index = len(job.steps)
@@ -212,26 +214,31 @@ def _run_step(run: _Run, step: Step, record: dict) -> _Ran:
         # The run outlived its time: the site answers too slowly. Progress only
         # if the step recorded some (a batch that got half through).
         moved = run.state_text() != state_before
-        job.state["last_unavailable"] = "the site took too long to answer"
-        outcome = Wait(progress=f"{step.label} (the site answers slowly, retrying)", more=moved)
+        job.state["last_unavailable"] = gettext_noop("the site took too long to answer")
+        slow = gettext_noop("%(step)s (the site answers slowly, retrying)")
+        outcome = Wait(progress=say(slow, step=text(step.label)), more=moved)
         return _Ran(outcome=outcome, unavailable=not moved)
     except cloud.Unavailable as exc:
         # The site hiccuped, or does not answer at all: the same step again later.
         job.state["last_unavailable"] = exc.message
         if exc.silent and job.site_id:
             site_silent(job.site_id)
-        outcome = Wait(progress=f"{step.label} ({site_display_name(job)} not answering, retrying)")
+        unanswered = gettext_noop("%(step)s (%(site)s not answering, retrying)")
+        progress = say(unanswered, step=text(step.label), site=site_display_name(job))
+        outcome = Wait(progress=progress)
+
         return _Ran(outcome=outcome, unavailable=True)
     except (StepFailed, cloud.CloudError) as exc:
         site_answered(job, step_began)
         if isinstance(exc, StepFailed):
             job.result.update(exc.result)
         message = exc.message if isinstance(exc, cloud.CloudError) else str(exc)
-        return _Ran(failed=f"{step.label}: {message}")
+        return _Ran(failed=_step_says(step.label, message))
     except Exception as exc:  # a bug: record it on the job, never leave it running
         log.exception("job %s step %s crashed", job.pk, step.name)
         job.result["traceback"] = traceback.format_exc()
-        return _Ran(failed=f"{step.label}: internal error ({exc.__class__.__name__})")
+        internal = say(gettext_noop("internal error (%(name)s)"), name=exc.__class__.__name__)
+        return _Ran(failed=_step_says(step.label, internal))
     site_answered(job, step_began)
     return _Ran(outcome=outcome)
 
@@ -272,14 +279,11 @@ def _wait_kept(run: _Run, step: Step, record: dict, outcome: Wait) -> float | No
     if outcome.budget is not None:
         waited = (_now() - datetime.fromisoformat(record["started_at"])).total_seconds()
         if waited > outcome.budget:
-            _step_failed(job, run.kind, record, f"{step.label}: {outcome.over_budget}")
+            _step_failed(job, run.kind, record, _step_says(step.label, outcome.over_budget))
             return None
     elif stalled > settings.JOB_NO_PROGRESS_SECONDS:
-        message = f"{step.label}: the cloud showed no progress for "
-        message += _span(settings.JOB_NO_PROGRESS_SECONDS)
-        if job.state.get("last_unavailable"):
-            message += f" (last answer: {job.state['last_unavailable']})"
-        _step_failed(job, run.kind, record, message)
+        message = _no_progress(job, settings.JOB_NO_PROGRESS_SECONDS)
+        _step_failed(job, run.kind, record, _step_says(step.label, message))
         return None
     job.waits_for = outcome.watch
     if outcome.more:
@@ -294,10 +298,29 @@ def _wait_kept(run: _Run, step: Step, record: dict, outcome: Wait) -> float | No
     return _schedule(job, countdown, parked=bool(outcome.watch))
 
 
-def _span(seconds: float) -> str:
-    if seconds >= 7200:
-        return f"{seconds / 3600:g} h"
-    return f"{seconds / 60:g} min" if seconds >= 120 else f"{seconds:g} s"
+def _step_says(label: str, message: str) -> str:
+    """A failed step's line: its label, then what went wrong (both stored texts)."""
+    return say(gettext_noop("%(step)s: %(message)s"), step=text(label), message=text(message))
+
+
+def _no_progress(job: Job, limit: float, *, undo: bool = False) -> str:
+    """Why a wait gave up: no progress (an undo: no answer) for `limit` seconds,
+    with the site's last answer (an outage's message, as the gateway wrote it)."""
+    if undo:
+        message = say(
+            gettext_noop("%(site)s did not answer for %(limit)s"),
+            site=site_display_name(job),
+            limit=span(limit),
+        )
+    else:
+        message = say(gettext_noop("the cloud showed no progress for %(limit)s"), limit=span(limit))
+    if job.state.get("last_unavailable"):
+        return say(
+            gettext_noop("%(message)s (last answer: %(answer)s)"),
+            message=text(message),
+            answer=text(job.state["last_unavailable"]),
+        )
+    return message
 
 
 def _outage_wait(
@@ -317,14 +340,7 @@ def _outage_wait(
     since_progress = datetime.fromisoformat(record.get("progress_at") or record["started_at"])
     waited = (now - (began if undo else max(began, since_progress))).total_seconds()
     if waited > limit:
-        if undo:
-            message = (
-                f"{record['label']}: {site_display_name(job)} did not answer for {_span(limit)}"
-            )
-        else:
-            message = f"{record['label']}: the cloud showed no progress for {_span(limit)}"
-        if job.state.get("last_unavailable"):
-            message += f" (last answer: {job.state['last_unavailable']})"
+        message = _step_says(record["label"], _no_progress(job, limit, undo=undo))
         _step_failed(job, kind, record, message)
         return None
     job.state["outages"] = job.state.get("outages", 0) + 1

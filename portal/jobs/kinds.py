@@ -15,6 +15,7 @@ from typing import ClassVar, cast
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from portal.errors import ActionRefused
 from portal.jobs import sending
@@ -404,14 +405,24 @@ def jobs_create(*, kind: str, actor, targets: list[dict], idempotency_key: str =
         taken = _target_taken(kind, targets)
         if taken:
             # Two requests passed the checks at once; the database let one through.
-            raise ActionRefused(
-                f"Another portal job started on this {taken} a moment ago; "
-                "wait until it ends, then try again."
-            ) from None
+            raise ActionRefused(str(TAKEN_REFUSALS[taken])) from None
         raise
     sends = [(job.pk, job.wake, job.kind) for job in jobs]
     transaction.on_commit(lambda: sending.send_new(sends))
     return jobs
+
+
+# One whole sentence per target: German declines "this" by the noun's gender.
+TAKEN_REFUSALS = {
+    "instance": gettext_lazy(
+        "Another portal job started on this instance a moment ago; "
+        "wait until it ends, then try again."
+    ),
+    "snapshot": gettext_lazy(
+        "Another portal job started on this snapshot a moment ago; "
+        "wait until it ends, then try again."
+    ),
+}
 
 
 def _target_taken(kind: str, targets: list[dict]) -> str:

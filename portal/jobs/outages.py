@@ -20,11 +20,13 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from portal import cloud
 from portal.jobs import sending
 from portal.jobs.kinds import Wait
 from portal.models import Job, Site
+from portal.texts import clock, say
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +50,12 @@ def silence_wait(job: Job) -> Wait | None:
     # The site row came with the job (no query): as fresh as this run.
     if not job.site_id or job.site.silent_since is None:
         return None
-    since = timezone.localtime(job.site.silent_since)
     return Wait(
-        progress=f"{site_display_name(job)} has not answered since {since:%H:%M}; waiting for it"
+        progress=say(
+            gettext_noop("%(site)s has not answered since %(since)s; waiting for it"),
+            site=site_display_name(job),
+            since=clock(job.site.silent_since),
+        )
     )
 
 

@@ -7,6 +7,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from portal.jobs import job_kind_get
+from portal.texts import render
 
 register = template.Library()
 
@@ -57,6 +58,13 @@ def job_status_label(status: str) -> str:
 def step_status_label(status: str) -> str:
     """A job step's status in the reader's language ("done", "not run")."""
     return str(STEP_STATUS_LABELS.get(status, status))
+
+
+@register.filter
+def job_text(stored) -> str:
+    """A text a worker stored (progress, error line, step label or detail, summary)
+    in the reader's language; see portal.texts."""
+    return render(stored)
 
 
 @register.filter

@@ -89,7 +89,7 @@ def test_snapshot_with_restart_then_boot_from_it_in_german(
     expect(page.get_by_role("heading", name="Snapshots löschen")).to_be_visible()
     audit(page, "Löschbestätigung")
     page.get_by_role("button", name="1 Snapshot löschen").click()
-    expect(page.get_by_role("status").filter(has_text="Deleted 1.")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("status").filter(has_text="1 gelöscht.")).to_be_visible(timeout=60_000)
 
 
 def test_a_workshop_in_german(live_demo, live_server, page):
@@ -130,7 +130,7 @@ def test_a_workshop_in_german(live_demo, live_server, page):
     expect(
         page.get_by_text("Der Workshop wird abgebaut: Jede Maschine wird gelöscht.")
     ).to_be_visible()
-    expect(page.get_by_text("Deleted 2.")).to_be_visible(timeout=90_000)
+    expect(page.get_by_text("2 gelöscht.")).to_be_visible(timeout=90_000)
     assert not Server.objects.filter(name__startswith="kurs-de-", deleted_at__isnull=True).exists()
 
 

@@ -110,3 +110,37 @@ def step(ctx):
         '"waiting for %s" % ctx.name',
         '"the cloud said no"',
     ]
+
+
+def test_the_python_checker_finds_unmarked_choice_labels():
+    source = """
+class Job(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", gettext_lazy("Running")
+        ACTIVE = "active", "active"
+
+class Outcome(TextChoices):
+    FAILED = "failed", "does not boot"
+"""
+    assert [text for _line, text in python_unmarked(source)] == ['"Pending"', '"does not boot"']
+
+
+def test_the_python_checker_finds_worker_texts_with_values_left_unmarked():
+    """A worker's text with values is stored with portal.texts.say: its msgid must be
+    marked, and an f-string in a progress, a failure or a detail is still found."""
+    source = """
+def step(ctx, server, done, total):
+    if done < total:
+        return Wait(progress=f"created {done} of {total}")
+    if server.status == "ERROR":
+        raise StepFailed(say("the instance went to ERROR: %(fault)s", fault=server.fault))
+    Wait(progress=say(gettext_noop("%(ready)s of %(total)s ready"), ready=done, total=total))
+    Wait(progress=say(gettext_noop("Nova is %(task)s"), task=word("stopping")))
+    return Done(say(gettext_noop("on %(flavor)s"), flavor=server.flavor_name))
+"""
+    assert [text for _line, text in python_unmarked(source)] == [
+        'f"created {done} of {total}"',
+        '"the instance went to ERROR: %(fault)s"',
+        '"stopping"',
+    ]

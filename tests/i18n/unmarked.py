@@ -109,6 +109,9 @@ MESSAGE_CALLS = {
     "Done": ("detail",),
     "Wait": ("progress",),
     "Skipped": ("reason",),
+    # portal.texts: a text a worker stores, and a word inside one
+    "say": (),
+    "word": (),
 }
 MESSAGES_FUNCTIONS = {"info", "success", "warning", "error"}
 VISIBLE_KEYWORDS = {"label", "help_text", "verbose_name", "empty_label", "over_budget"}
@@ -192,6 +195,13 @@ def _visible_values(node: ast.AST) -> Iterator[ast.AST]:
         for key, value in zip(node.keys, node.values, strict=True):
             if isinstance(key, ast.Constant) and key.value in VISIBLE_ATTRIBUTE_KEYS:
                 yield value
+    elif _is_choices_class(node):
+        # class Status(models.TextChoices): PENDING = "pending", "Pending": the label.
+        for statement in node.body:  # type: ignore[attr-defined]
+            value = getattr(statement, "value", None)
+            pair = isinstance(value, ast.Tuple) and len(value.elts) == 2
+            if isinstance(statement, ast.Assign) and pair and not _same(*value.elts):
+                yield value.elts[1]
     elif _is_labels(node):
         # TASK_STATE_LABELS = {"powering-off": "stopping", ...}: the values are shown.
         yield from node.value.values  # type: ignore[attr-defined]
@@ -208,6 +218,17 @@ def _same(value: ast.AST, label: ast.AST) -> bool:
         isinstance(value, ast.Constant)
         and isinstance(label, ast.Constant)
         and (value.value == label.value)
+    )
+
+
+CHOICES_BASES = {"TextChoices", "IntegerChoices", "Choices"}
+
+
+def _is_choices_class(node: ast.AST) -> bool:
+    """A model's choices enum (its members' labels are shown: get_FOO_display)."""
+    return isinstance(node, ast.ClassDef) and any(
+        (base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")) in CHOICES_BASES
+        for base in node.bases
     )
 
 

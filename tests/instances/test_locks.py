@@ -13,6 +13,7 @@ from portal import cloud
 from portal.errors import ActionRefused
 from portal.jobs import job_advance, job_create
 from portal.models import Job
+from portal.texts import english
 from snapshots.services import snapshot_create_request
 from tests.conftest import sdk_connection
 
@@ -85,7 +86,7 @@ def test_a_job_recorded_before_the_lock_refuses_at_its_step(demo, locked_vm):
     job_advance(job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
-    assert "alpha-web-01 is locked (security incident 4711)" in job.error
+    assert "alpha-web-01 is locked (security incident 4711)" in english(job.error)
     shown = cloud.server_get(locked_vm.site.name, server_id=locked_vm.openstack_id)
     assert shown.status == "ACTIVE"
     assert shown.locked

@@ -14,6 +14,7 @@ from instances.services import server_refresh
 from portal import cloud
 from portal.jobs import job_advance
 from portal.models import Job
+from portal.texts import english
 from snapshots.services import snapshot_create_request
 
 SPEED = 100.0  # 50 GB at devcloud's 100 MB/s: 500 s of upload take 5 s
@@ -126,14 +127,18 @@ def test_an_upload_past_its_budget_fails_and_leaves_the_image_to_nova(
     assert time.monotonic() - started > 10  # the budget, not the 2 s no-progress limit
     assert (
         "Uploading the image: Nova was still uploading after 10 s (the limit for a 50 GB "
-        "disk); the image is left to Nova" in job.error
+        "disk); the image is left to Nova" in english(job.error)
     )
     undo = {s["name"]: s for s in job.steps if s["phase"] == "undo"}
-    assert undo["undo_image"]["detail"] == "Nova is still uploading the image: it is left to Nova"
+    assert (
+        english(undo["undo_image"]["detail"])
+        == "Nova is still uploading the image: it is left to Nova"
+    )
     # Never deleted while Nova uploads: the image is still there, still saving.
     image = cloud.image_get(site.name, image_id=job.state["image_id"])
     assert image.status == "saving"
     # Nova still works on the server, so it cannot be started: the first line says so.
     assert (
-        job.error.splitlines()[0] == "stalls is left SHUTOFF: the portal could not start it again."
+        english(job.error).splitlines()[0]
+        == "stalls is left SHUTOFF: the portal could not start it again."
     )

@@ -13,6 +13,7 @@ from operations.watch import site_watch_safely, sites_to_watch
 from portal import cloud
 from portal.jobs import job_create
 from portal.models import Job, Site
+from portal.texts import english
 from scripts.stack import child_env, start_worker, stop_process
 from tests import conftest
 from tests.conftest import _wait_for_worker, sending_to
@@ -79,7 +80,7 @@ def test_jobs_on_a_hung_site_wait_for_a_probe_instead_of_spinning(
             assert site.silent_since is not None
             # One call per probe (every 5 s), not four jobs each calling every few seconds.
             assert runs <= 8, runs
-            assert any("has not answered since" in job.progress for job in jobs)
+            assert any("has not answered since" in english(job.progress) for job in jobs)
         finally:
             stop_process(worker)
 

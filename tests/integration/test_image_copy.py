@@ -20,6 +20,7 @@ from images.services import image_refresh
 from portal import cloud
 from portal.jobs import JOB_KEY, job_key, jobs_recover_stuck
 from portal.models import Job, Project
+from portal.texts import english
 from tests.conftest import sdk_connection, wait_for_job
 from tests.integration.test_gateway import wait_until
 
@@ -187,7 +188,7 @@ def test_a_checksum_mismatch_fails_the_copy_and_leaves_nothing(live_demo, pair, 
     finally:
         pair["devcloud2"].set_faults({})
     assert job.status == Job.Status.FAILED
-    assert "checksum mismatch" in job.error
+    assert "checksum mismatch" in english(job.error)
     assert own_copies(job) == []
     named = [i for i in cloud.image_list("devcloud2") if i.name == "copy-corrupt"]
     assert [i.status for i in named if i.status not in ("deleted",)] == []
@@ -232,8 +233,8 @@ def test_a_copy_asked_to_be_boot_tested_starts_the_boot_test_of_the_copy(
     # Started once the copy has ended (Kind.on_finished), a moment after "succeeded".
     wait_until(lambda: "boot_test" in Job.objects.get(pk=job.pk).result, 10)
     job.refresh_from_db()
-    assert job.result["boot_test"].startswith("job #"), job.result
-    verify = Job.objects.get(pk=int(job.result["boot_test"].removeprefix("job #")))
+    assert english(job.result["boot_test"]).startswith("job #"), job.result
+    verify = Job.objects.get(pk=int(english(job.result["boot_test"]).removeprefix("job #")))
     assert verify.target_image_id == job.result["image_id"]
     assert verify.site.name == "devcloud2"
     verify = wait_for_job(verify, 120)

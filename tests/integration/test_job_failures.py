@@ -20,6 +20,7 @@ from instances.models import Flavor, Server
 from portal import cloud
 from portal.jobs import job_key, jobs_recover_stuck
 from portal.models import Job
+from portal.texts import english
 from snapshots.models import Snapshot
 from snapshots.services import snapshot_create_request, snapshot_delete_request
 from tests.conftest import sdk_connection, wait_for_job
@@ -55,7 +56,7 @@ def test_a_stop_the_cloud_refuses_fails_without_touching_the_instance(live_demo)
     finally:
         devcloud.set_faults({})
     assert job.status == Job.Status.FAILED
-    assert job.error.startswith("Stop requested:")
+    assert english(job.error).startswith("Stop requested:")
     # Only what ran is undone: no snapshot was asked for, so no image is looked for.
     assert "undo_image" not in steps_of(job)
     assert cloud_status(server.openstack_id) == "ACTIVE"
@@ -74,10 +75,10 @@ def test_a_snapshot_killed_during_upload_restarts_the_instance(live_demo):
     finally:
         devcloud.set_faults({})
     assert job.status == Job.Status.FAILED, job.steps
-    assert job.error.startswith("Uploading the image:")
+    assert english(job.error).startswith("Uploading the image:")
     undo = steps_of(job)
     assert undo["undo_start"]["status"] == "done"
-    assert undo["undo_wait_active"]["detail"] == "the instance runs again"
+    assert english(undo["undo_wait_active"]["detail"]) == "the instance runs again"
     assert cloud_status(server.openstack_id) == "ACTIVE"
     assert own_images(job) == []
 
@@ -98,13 +99,13 @@ def test_an_instance_left_stopped_is_said_in_the_first_line(live_demo):
     finally:
         devcloud.set_faults({})
     assert job.status == Job.Status.FAILED
-    first_line = job.error.splitlines()[0]
+    first_line = english(job.error).splitlines()[0]
     assert first_line == "fail-stuck is left SHUTOFF: the portal could not start it again."
     # Said by the last undo step, so the job was never recorded failed without it.
-    assert steps_of(job)["undo_report"]["detail"] == "fail-stuck is left SHUTOFF"
-    assert "Nova was still snapshotting after 6 s" in job.error
+    assert english(steps_of(job)["undo_report"]["detail"]) == "fail-stuck is left SHUTOFF"
+    assert "Nova was still snapshotting after 6 s" in english(job.error)
     # Nova still holds the image: the portal never deletes it under Nova's feet.
-    assert steps_of(job)["undo_image"]["detail"] == (
+    assert english(steps_of(job)["undo_image"]["detail"]) == (
         "Nova is still snapshotting the image: it is left to Nova"
     )
     mail = [m.read_text() for m in live_demo["worker"]["mail_dir"].glob("*.log")]
@@ -135,7 +136,7 @@ def test_a_hundred_seat_workshop_and_its_teardown_run_in_bounded_batches(live_de
     finally:
         devcloud.set_faults({})
     assert job.status == Job.Status.SUCCEEDED, job.error
-    assert job.result["summary"].startswith("98 active, 2 failed: ws100-teilnehmer-003")
+    assert english(job.result["summary"]).startswith("98 active, 2 failed: ws100-teilnehmer-003")
     assert job.result["failed_seats"] == [3, 7]
     log = live_demo["worker"]["log"].read_text()
     assert "SoftTimeLimitExceeded" not in log
@@ -145,8 +146,8 @@ def test_a_hundred_seat_workshop_and_its_teardown_run_in_bounded_batches(live_de
     retry = wait_for_job(launch_retry_request(job=job, actor=alice), timeout=90)
     assert retry.status == Job.Status.SUCCEEDED, retry.error
     assert retry.params["names"] == ["ws100-teilnehmer-003", "ws100-teilnehmer-007"]
-    assert retry.result["summary"] == "2 active."
-    assert steps_of(retry, "forward")["replace"]["detail"] == ""
+    assert english(retry.result["summary"]) == "2 active."
+    assert english(steps_of(retry, "forward")["replace"]["detail"]) == ""
     assert steps_of(retry, "forward")["replace"]["status"] == "done"
     assert Server.objects.filter(name__startswith="ws100-", status="ERROR",
                                  deleted_at__isnull=True).count() == 0  # fmt: skip
@@ -163,7 +164,7 @@ def test_a_hundred_seat_workshop_and_its_teardown_run_in_bounded_batches(live_de
     )  # fmt: skip
     delete = wait_for_job(delete, timeout=120)
     assert delete.status == Job.Status.SUCCEEDED, delete.error
-    assert delete.result["summary"] == "Deleted 100."
+    assert english(delete.result["summary"]) == "Deleted 100."
     assert steps_of(delete, "forward")["delete"]["runs"] >= 100 // BATCH  # not one long run
     assert not Server.objects.filter(name__startswith="ws100-", deleted_at__isnull=True).exists()
 
@@ -190,7 +191,7 @@ def test_failed_seats_can_have_their_machines_deleted(live_demo):
     with pytest.raises(ActionRefused):
         launch_failed_delete_request(job=job, actor=live_demo["users"]["bob"])
     delete = wait_for_job(launch_failed_delete_request(job=job, actor=alice))
-    assert delete.result["summary"] == "Deleted 1."
+    assert english(delete.result["summary"]) == "Deleted 1."
     assert Server.objects.get(name="wsdel-b").deleted_at is not None
     assert Server.objects.get(name="wsdel-a").status == "ACTIVE"
 
@@ -213,7 +214,7 @@ def test_a_two_hundred_snapshot_bulk_delete_runs_in_batches(live_demo):
     assert len(plan.deletable) == 200
     job = wait_for_job(job, timeout=120)
     assert job.status == Job.Status.SUCCEEDED, job.error
-    assert job.result["summary"] == "Deleted 200."
+    assert english(job.result["summary"]) == "Deleted 200."
     assert steps_of(job, "forward")["delete"]["runs"] >= 200 // 20  # 20 per run
     assert not Snapshot.objects.filter(name__startswith="bulk-", deleted_at__isnull=True).exists()
 
@@ -269,7 +270,7 @@ def test_a_crash_during_the_cleanup_resumes_the_cleanup(live_demo, crashable_wor
     job = wait_for_job(job, timeout=5)
     assert time.monotonic() - killed_at < 40
     assert job.status == Job.Status.FAILED
-    assert job.error.startswith("Uploading the image:")  # the old error, not a re-run
+    assert english(job.error).startswith("Uploading the image:")  # the old error, not a re-run
     forward = steps_of(job, "forward")
     assert forward["upload"]["status"] == "failed"
     assert [s["status"] for s in steps_of(job).values()][-1] in ("done", "skipped")
@@ -330,11 +331,11 @@ def test_a_start_the_cloud_keeps_refusing_keeps_the_snapshot_and_says_so_first(l
     finally:
         devcloud.set_faults({})
     assert job.status == Job.Status.FAILED
-    lines = job.error.splitlines()
+    lines = english(job.error).splitlines()
     assert lines[0].startswith("start-never is left STOPPED: the cloud did not start the instance")
     assert lines[1].startswith("Waiting for ACTIVE:")
     undo = steps_of(job)
-    assert undo["undo_image"]["detail"] == "the snapshot is complete and was kept"
+    assert english(undo["undo_image"]["detail"]) == "the snapshot is complete and was kept"
     snapshot = cloud.image_get("devcloud", image_id=job.state["image_id"])
     assert snapshot.status == "active"
     assert cloud_status(server.openstack_id) == "SHUTOFF"

@@ -15,6 +15,7 @@ from operations.sync import site_sync
 from portal import cloud
 from portal.jobs import job_create
 from portal.models import Job
+from portal.texts import english
 from tests.conftest import sdk_connection, wait_for_job
 
 pytestmark = pytest.mark.worker
@@ -68,7 +69,7 @@ def test_a_job_for_beta_on_the_gpu_flavor_fails_its_check_without_asking_nova(li
     )  # fmt: skip
     job = wait_for_job(job, timeout=60)
     assert job.status == Job.Status.FAILED
-    assert "Flavor de.NBI gpu is not available in project beta." in job.error
+    assert "Flavor de.NBI gpu is not available in project beta." in english(job.error)
     check = next(s for s in job.steps if s["name"] == "check")
     assert check["status"] == "failed"
     assert _creates(devcloud) == before
@@ -165,7 +166,7 @@ def test_a_job_whose_network_is_gone_fails_its_check_before_creating(live_demo, 
     before = _creates(devcloud)
     job = wait_for_job(instance_launch_request(actor=live_demo["users"]["carol"], plan=plan))
     assert job.status == Job.Status.FAILED
-    assert "Network lab is not available in project beta." in job.error
+    assert "Network lab is not available in project beta." in english(job.error)
     assert _creates(devcloud) == before
 
 

@@ -16,6 +16,7 @@ from instances.models import Flavor, Server
 from portal import cloud
 from portal.jobs import JOB_KEY, Wait, job_key, step_run_once
 from portal.models import Job
+from portal.texts import english
 from tests.conftest import wait_for_job
 
 pytestmark = pytest.mark.worker
@@ -49,7 +50,9 @@ def test_a_workshop_boots_from_a_snapshot_and_one_error_does_not_stop_the_rest(l
     finally:
         devcloud.set_faults({})
     assert job.status == Job.Status.SUCCEEDED, job.error
-    assert job.result["summary"] == "4 active, 1 failed: ws-cem (No valid host was found.)."
+    assert (
+        english(job.result["summary"]) == "4 active, 1 failed: ws-cem (No valid host was found.)."
+    )
 
     servers = {
         s.name: s for s in Server.objects.filter(name__startswith="ws-", deleted_at__isnull=True)

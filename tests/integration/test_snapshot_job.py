@@ -13,6 +13,7 @@ from instances.services import server_refresh
 from portal import cloud
 from portal.jobs import job_key, step_run_once
 from portal.models import Job
+from portal.texts import english
 from snapshots.models import Snapshot
 from snapshots.services import snapshot_create_request, snapshot_delete_request
 from tests.conftest import wait_for_job
@@ -142,10 +143,10 @@ def test_a_failure_midway_restarts_the_instance_and_removes_the_image(live_demo)
     finally:
         devcloud.set_faults({})
     assert job.status == Job.Status.FAILED
-    assert "could not save the snapshot" in job.error or "discarded" in job.error
+    assert "could not save the snapshot" in english(job.error) or "discarded" in english(job.error)
     undo = {s["name"]: s for s in job.steps if s["phase"] == "undo"}
     assert undo["undo_start"]["status"] == "done", job.steps
-    assert undo["undo_wait_active"]["detail"] == "the instance runs again", job.steps
+    assert english(undo["undo_wait_active"]["detail"]) == "the instance runs again", job.steps
     wait_until(
         lambda: cloud.server_get("devcloud", server_id=server.openstack_id).status == "ACTIVE"
     )
@@ -168,8 +169,8 @@ def test_bulk_delete_through_the_worker_reports_one_combined_result(live_demo):
     assert len(plan.skipped) == 2
     job = wait_for_job(job)
     assert job.status == Job.Status.SUCCEEDED
-    assert job.result["summary"].startswith("Deleted 1, skipped 2:")
-    assert "members may delete only snapshots they created" in job.result["summary"]
+    assert english(job.result["summary"]).startswith("Deleted 1, skipped 2:")
+    assert "members may delete only snapshots they created" in english(job.result["summary"])
     snaps[0].refresh_from_db()
     assert snaps[0].deleted_at is not None
     with pytest.raises(cloud.NotFound):

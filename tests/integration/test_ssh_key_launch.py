@@ -18,6 +18,7 @@ from instances.launch_rules import launch_check
 from instances.models import Flavor, Server
 from portal.models import Job, SshKey
 from portal.ssh_keys import ssh_key_add
+from portal.texts import english
 from tests.conftest import sdk_connection, wait_for_job
 from tests.ssh_keys import new_ed25519
 
@@ -170,7 +171,7 @@ def test_a_key_deleted_after_the_launch_was_asked_fails_the_check(live_demo):
         key.delete()
     job = wait_for_job(job, timeout=60)
     assert job.status == Job.Status.FAILED
-    assert "the SSH key “short-lived” was deleted from its owner's profile" in job.error
+    assert "the SSH key “short-lived” was deleted from its owner's profile" in english(job.error)
     assert not Server.objects.filter(name__startswith="late-del").exists()
 
 

@@ -21,6 +21,7 @@ from operations.sync import site_sync
 from portal import cloud
 from portal.errors import ActionRefused
 from portal.models import Job
+from portal.texts import english
 from snapshots.models import Snapshot
 from snapshots.services import (
     snapshot_create_many_request,
@@ -141,7 +142,7 @@ def test_boot_from_a_snapshot_as_a_workshop_of_three_with_csv_and_teardown(os_po
     assert [row[5] for row in table[1:]] == [f"https://{r.ip}:8787/" for r in rows]
     assert all(r.ip for r in rows)
     teardown = wait_for_job(workshop_teardown(workshop=workshop, actor=alice), JOB_TIMEOUT)
-    assert teardown.result["summary"] == "Deleted 3."
+    assert english(teardown.result["summary"]) == "Deleted 3."
     gone = {s.seat.server_openstack_id for s in rows}
     # Nova deletes asynchronously: the servers are `deleting` a moment, then gone.
     wait_until(lambda: not [s for s in cloud.server_list(SITE) if s.id in gone], 60)
@@ -279,7 +280,7 @@ def test_a_private_flavor_is_only_for_the_projects_on_its_list(os_portal):
     )  # fmt: skip
     job = wait_for_job(job, JOB_TIMEOUT)
     assert job.status == Job.Status.FAILED
-    assert "not available in project beta" in job.error
+    assert "not available in project beta" in english(job.error)
     assert not [s for s in cloud.server_list(SITE) if s.name == f"{os_portal['prefix']}-gpu"]
     # alpha may use it, on the real Nova too.
     alice = os_portal["users"]["alice"]

@@ -22,6 +22,7 @@ from portal.jobs import (
     job_kind_get,
 )
 from portal.models import Job
+from portal.texts import english
 from snapshots.models import Snapshot
 from tests.factories import make_image, make_server
 
@@ -108,7 +109,7 @@ def test_a_stored_state_that_does_not_fit_ends_the_job_with_a_clear_error(db, qu
     Job.objects.filter(pk=job.pk).update(state={"ran": [], "legacy_flag": True})
     job = _finish(job)
     assert job.status == Job.Status.FAILED
-    assert job.error == (
+    assert english(job.error) == (
         "This job cannot go on: its stored state do not fit the kind test.counting "
         "(unknown legacy_flag)."
     )
@@ -127,7 +128,7 @@ def test_only_the_steps_that_ran_are_undone_the_latest_first(db, quiet):
 
 def test_the_engine_writes_what_steps_return_and_the_kinds_headline_first(db, quiet):
     job = _finish(Counting.create(params=Counting.Params(label="sheep", fail_at="c")))
-    assert job.error == "c is stuck\nC: c said no"
+    assert english(job.error) == "c is stuck\nC: c said no"
     assert job.result == {"a": "ok", "undo_c": "ok", "undo_c2": "ok", "undo_a": "ok"}
 
 
@@ -203,7 +204,7 @@ def test_a_ticked_delete_stored_half_done_goes_on_to_the_end(db, quiet, people, 
     job = _finish(job)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert deleted == [servers[1].openstack_id, servers[2].openstack_id]
-    assert job.result["summary"] == "Deleted 3, skipped 1: db-1 (locked)."
+    assert english(job.result["summary"]) == "Deleted 3, skipped 1: db-1 (locked)."
     assert set(job.state) == {"outcomes"}  # the same keys, the retired one dropped
     assert [(s["name"], s["status"]) for s in job.steps] == [
         ("delete", "done"), ("summary", "done")
@@ -242,6 +243,6 @@ def test_an_all_matching_delete_stored_half_done_goes_on_from_its_cursor(
     job = _finish(job)
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert deleted == [old[1].openstack_id, old[2].openstack_id]
-    assert job.result["summary"] == "Deleted 3."
+    assert english(job.result["summary"]) == "Deleted 3."
     assert job.result["deleted"] == ["old-0", "old-1", "old-2"]
     assert job.state["cursor"] == old[2].pk

@@ -25,6 +25,7 @@ from portal.jobs import (
     sites_to_probe,
 )
 from portal.models import Job
+from portal.texts import english
 
 CALLS: list[str] = []
 
@@ -128,7 +129,7 @@ def test_jobs_on_a_site_that_gives_no_answer_wait_without_calling_until_a_probe_
         job_advance(job.pk, job.wake)
         job.refresh_from_db()
         assert job.status == Job.Status.RUNNING
-        assert "Bielefeld has not answered since" in job.progress
+        assert "Bielefeld has not answered since" in english(job.progress)
         assert job.waits_for == "site"  # parked: no timer in a worker
     assert CALLS == ["silent"]  # one call cost the timeout, not one per job and run
 
@@ -204,7 +205,7 @@ def test_an_undo_step_keeps_trying_through_an_outage_for_hours(
     job_advance(job.pk, job.wake)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
-    assert job.result["cleanup_problems"] == [
+    assert [english(p) for p in job.result["cleanup_problems"]] == [
         "Starting the instance again: Bielefeld did not answer for 0 s "
         "(last answer: devcloud is unreachable: read timed out)"
     ]

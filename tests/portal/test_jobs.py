@@ -20,6 +20,7 @@ from portal.jobs import (
     jobs_recover_stuck,
 )
 from portal.models import Job
+from portal.texts import english
 
 CALLS: list[str] = []
 
@@ -179,7 +180,7 @@ def test_a_failing_step_fails_the_job_and_runs_cleanup(
     assert job_advance(job.pk, job.wake) is None
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
-    assert job.error == "Exploding: the cloud said no"
+    assert english(job.error) == "Exploding: the cloud said no"
     assert job.steps[1]["status"] == "failed"
     assert CALLS == ["first", "cleanup"]
     # The undo step is on the plan, after the forward steps, and shows what ran.
@@ -195,7 +196,7 @@ def test_undo_steps_may_wait_and_a_crash_resumes_them_not_the_failed_step(
     assert job_advance(job.pk, job.wake) is not None  # the undo step waits
     job.refresh_from_db()
     assert job.status == Job.Status.CLEANING_UP
-    assert job.error == "Exploding: the cloud said no"
+    assert english(job.error) == "Exploding: the cloud said no"
     assert job.steps[1]["status"] == "not run"
     # A worker crashed here; the next delivery resumes the undo step, not "boom".
     CALLS.clear()
@@ -203,8 +204,12 @@ def test_undo_steps_may_wait_and_a_crash_resumes_them_not_the_failed_step(
     job.refresh_from_db()
     assert CALLS == ["undo-wait", "cleanup"]  # the failing undo step did not stop the last one
     assert job.status == Job.Status.FAILED
-    assert job.error == "Exploding: the cloud said no"  # never "succeeded" with an old error
-    assert job.result["cleanup_problems"] == ["Undo that fails: the cloud said no"]
+    assert (
+        english(job.error) == "Exploding: the cloud said no"
+    )  # never "succeeded" with an old error
+    assert [english(p) for p in job.result["cleanup_problems"]] == [
+        "Undo that fails: the cloud said no"
+    ]
 
 
 def test_an_unreachable_site_is_retried_until_the_step_times_out(

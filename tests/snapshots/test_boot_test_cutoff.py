@@ -19,6 +19,7 @@ from images.models import BootTest
 from portal import cloud
 from portal.jobs import JOB_KEY, job_advance, job_key
 from portal.models import Job
+from portal.texts import english
 from snapshots.models import Snapshot
 from snapshots.services import snapshot_verify_request
 
@@ -112,7 +113,9 @@ def test_a_cut_off_create_that_lands_after_the_job_asked_again_is_deleted(
     assert marked_servers(job) == []  # the late one too
     assert job.state["boot_test"]["server_id"] == made
     assert len(create.calls) == 2
-    assert boot_test_step(job, "verify_cleanup")["detail"].startswith("deleted 2 test instances")
+    assert english(boot_test_step(job, "verify_cleanup")["detail"]).startswith(
+        "deleted 2 test instances"
+    )
 
 
 def _made_by_member(create: CutOffCreate) -> str:
@@ -141,7 +144,9 @@ def test_a_boot_test_neither_adopts_nor_deletes_another_members_server_with_its_
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.state["boot_test"]["server_id"] == landed
     assert len(create.calls) == 1
-    assert boot_test_step(job, "verify_cleanup")["detail"].startswith("deleted the test instance")
+    assert english(boot_test_step(job, "verify_cleanup")["detail"]).startswith(
+        "deleted the test instance"
+    )
     assert _exists(stranger)
     assert not _exists(landed)
     cloud.server_delete("devcloud", server_id=stranger)

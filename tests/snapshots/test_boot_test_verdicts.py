@@ -13,6 +13,7 @@ from images.models import BootTest
 from portal import cloud
 from portal.jobs import job_advance, job_kind_get, step_run_once
 from portal.models import Job
+from portal.texts import english
 from snapshots.verify import step_verify_console
 
 EARLY_KERNEL = "[    0.000000] Linux version 5.15.0-97-generic (buildd@lcy02-amd64-033)\n"
@@ -64,7 +65,7 @@ def test_the_verdict_past_the_limit_says_what_the_console_showed(
     console_answers(monkeypatch, answer)
     step_run_once(step_verify_console, console_job)
     test = console_job.state["boot_test"]
-    assert (test["outcome"], test["reason"]) == (outcome, reason)
+    assert (test["outcome"], english(test["reason"])) == (outcome, reason)
     label = BootTest.Outcome(outcome).label
     assert label == {"skipped": "not tested", "failed": "does not boot"}[outcome]
 

@@ -14,6 +14,7 @@ from portal import cloud
 from portal.jobs import job_advance
 from portal.mirror.upsert import mirror_row_write
 from portal.models import Job, Membership
+from portal.texts import english
 from snapshots.models import Snapshot
 from tests.factories import make_image
 
@@ -152,7 +153,7 @@ def test_the_job_takes_the_filter_and_deletes_in_batches_what_the_member_may(
     assert set(glance.deleted) == bobs
     assert len(glance.deleted) == 5
     assert job.steps[0]["runs"] >= 3  # 51 rows, 2 per run: many runs, none unbounded
-    summary = job.result["summary"]
+    summary = english(job.result["summary"])
     assert summary.startswith("Deleted 5, skipped 46: ")
     assert "members may delete only snapshots they created (45: " in summary
     assert "protected in the cloud (1: keep-locked)" in summary
@@ -174,7 +175,8 @@ def test_rows_synced_after_the_confirmation_and_other_projects_stay(
     client.post(URL, carried)
     job = run_job(Job.objects.get())
     assert (
-        job.result["summary"] == "Deleted 50, skipped 1: protected in the cloud (1: keep-locked)."
+        english(job.result["summary"])
+        == "Deleted 50, skipped 1: protected in the cloud (1: keep-locked)."
     )
     assert late.openstack_id not in glance.deleted
     assert not {s.openstack_id for s in many["betas"]} & set(glance.deleted)
@@ -193,7 +195,7 @@ def test_permission_is_asked_again_at_each_batch(client, people, many, no_broker
     Membership.objects.filter(user=people["alice"]).update(role="member")
     job = run_job(Job.objects.get())
     assert glance.deleted == []
-    assert job.result["summary"].startswith(
+    assert english(job.result["summary"]).startswith(
         "Deleted 0, skipped 5: members may delete only snapshots they created (5: "
     )
 
@@ -217,7 +219,7 @@ def test_a_crash_mid_batch_resumes_without_doing_anything_twice(
     # The row in hand was deleted once by Glance, found gone on the re-run, counted once.
     assert len(glance.deleted) == len(set(glance.deleted)) == 50
     assert glance.attempts == 51  # the one in hand at the crash, asked twice
-    assert job.result["summary"].startswith("Deleted 50, skipped 1")
+    assert english(job.result["summary"]).startswith("Deleted 50, skipped 1")
     assert not Snapshot.objects.filter(name__startswith="keep-", project=people["alpha"],
                                        protected=False, deleted_at__isnull=True).exists()  # fmt: skip
 
@@ -238,7 +240,7 @@ def test_a_second_job_over_the_same_rows_skips_them_as_being_deleted(
     assert plan.will_delete == 0
     assert client.post(URL, {"all_matching": "1", "name": "keep-00"}).status_code == 409
     job = run_job(first)
-    assert job.result["summary"] == "Deleted 10."
+    assert english(job.result["summary"]) == "Deleted 10."
 
 
 def test_all_matching_with_nothing_matching_is_a_400(client, people, many):
@@ -274,7 +276,7 @@ def test_a_snapshot_that_starts_matching_after_the_confirmation_is_left_alone(
     job = run_job(Job.objects.get())
     assert set(glance.deleted) == {s.openstack_id for s in many["bobs"]}
     assert Snapshot.objects.get(pk=other.pk).deleted_at is None
-    assert job.result["summary"] == (
+    assert english(job.result["summary"]) == (
         "Deleted 5, skipped 1: "
         f"changed since you confirmed at {confirmed_hhmm(job)} (1: keep-bob-late)."
     )
@@ -292,7 +294,7 @@ def test_a_snapshot_changed_since_the_confirmation_is_skipped_with_the_reason(
     job = run_job(Job.objects.get())
     assert first.openstack_id not in glance.deleted
     assert len(glance.deleted) == 4
-    assert job.result["skipped"] == [
+    assert [english(s) for s in job.result["skipped"]] == [
         f"changed since you confirmed at {confirmed_hhmm(job)} (1: keep-bob-0-final)"
     ]
     assert job.status == Job.Status.SUCCEEDED

@@ -12,6 +12,7 @@ import pytest
 from portal import cloud
 from portal.jobs import Skipped, step_run_once
 from portal.models import Job
+from portal.texts import english
 from snapshots.jobs import SnapshotCreate, step_restart, step_stop_if_running
 from tests.factories import make_server
 
@@ -104,7 +105,7 @@ def test_a_cleanup_that_cannot_reach_the_site_says_first_the_instance_may_be_sto
     monkeypatch.setattr(cloud, "server_get", silent)
     with pytest.raises(cloud.Unavailable):
         step_run_once(undo["undo_settle"].run, job)
-    first, rest = job.error.split("\n", 1)
+    first, rest = english(job.error).split("\n", 1)
     assert first == (
         "workbench may be left STOPPED: Bielefeld is not answering; "
         "the portal starts it again as soon as it answers."

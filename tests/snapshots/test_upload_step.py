@@ -12,6 +12,7 @@ from django.utils import timezone
 from portal import cloud
 from portal.jobs import StepFailed, Wait, job_create, step_run_once
 from portal.models import Job
+from portal.texts import english
 from snapshots.jobs import step_upload, upload_budget
 from tests.factories import make_server
 
@@ -65,7 +66,7 @@ def test_while_nova_uploads_the_wait_is_budgeted_by_the_disk(upload_job, setting
     outcome = step_run_once(step_upload, job)
     assert isinstance(outcome, Wait)
     assert outcome.budget == 200 * 60  # a minute per GB of the 200 GB root disk
-    assert "Nova was still uploading after 200 min" in outcome.over_budget
+    assert "Nova was still uploading after 3.3 h" in english(outcome.over_budget)
     # A small disk still gets the floor.
     seen["server"] = dataclasses.replace(seen["server"], flavor_disk_gb=1)
     job.step_cache.pop("server")
@@ -77,7 +78,7 @@ def test_when_novas_task_ended_and_the_image_is_not_active_it_fails_at_once(uplo
     seen["server"] = dataclasses.replace(seen["server"], fault_message="Connection to glance lost")
     with pytest.raises(StepFailed) as failed:
         step_run_once(step_upload, job)
-    assert str(failed.value) == (
+    assert english(str(failed.value)) == (
         "Nova finished its snapshot task, but the image is still saving: the upload did not "
         "complete (Connection to glance lost)"
     )
@@ -119,4 +120,4 @@ def test_the_engine_fails_a_budgeted_wait_only_after_its_budget(people, settings
     job_advance(job.pk, job.wake)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
-    assert job.error == "Uploading: too long"
+    assert english(job.error) == "Uploading: too long"

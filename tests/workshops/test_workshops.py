@@ -13,6 +13,7 @@ from instances.launch_rules import launch_check
 from instances.models import Flavor
 from portal.errors import ActionRefused
 from portal.models import Job
+from portal.texts import english
 from tests.conftest import wait_for_job
 from tests.instances.test_instance_new import catalog  # noqa: F401  (fixture)
 from workshops.models import Workshop
@@ -62,7 +63,7 @@ def test_a_workshop_retries_its_failed_seat_adds_a_late_one_and_tears_down(live_
     with pytest.raises(ActionRefused):
         workshop_teardown(workshop=workshop, actor=bob)
     teardown = wait_for_job(workshop_teardown(workshop=workshop, actor=alice), 90)
-    assert teardown.result["summary"] == "Deleted 3."
+    assert english(teardown.result["summary"]) == "Deleted 3."
     assert [r.status for r in seat_rows(workshop)] == ["DELETED"] * 3
 
 
