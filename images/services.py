@@ -82,7 +82,8 @@ def images_store(
             fingerprints = {i: row_fingerprint(fields) for i, fields in rows.items()}
             writer.write(rows, fingerprints=fingerprints, deleted_ids=gone)
         written = writer.finish()
-    parked_wake(site, "image", ids)  # after the write: see portal.jobs.parking
+    if writer.moved:  # after the write, what it moved: see portal.jobs.parking
+        parked_wake(site, "image", writer.moved)
     return written
 
 
@@ -134,8 +135,10 @@ def image_refresh(
                 authors = authors_of(site, [openstack_id])  # see server_refresh
             projects = {image.owner: row.project_id}
             fields = image_fields(image, projects=projects, authors=authors)
+        before = image_wait_state(row.status, row.deleted_at)
         row = mirror_row_write(row, fields, observed_at=asked)
-        parked_wake(site, "image", [openstack_id])  # another job may wait on it
+        if image_wait_state(row.status, row.deleted_at) != before:
+            parked_wake(site, "image", [openstack_id])  # another job may wait on it
         return row
     if image is None:
         return None

@@ -89,7 +89,8 @@ def servers_store(
             fingerprints = {i: row_fingerprint(fields) for i, fields in rows.items()}
             writer.write(rows, fingerprints=fingerprints, deleted_ids=deleted)
         written = writer.finish()
-    parked_wake(site, "server", ids)  # after the write: see portal.jobs.parking
+    if writer.moved:  # after the write, what it moved: see portal.jobs.parking
+        parked_wake(site, "server", writer.moved)
     return written
 
 
@@ -136,8 +137,10 @@ def server_refresh(site: Site, *, openstack_id: str, row: Server | None = None) 
         if server is not None and not server.is_deleted:
             projects = {server.project_id: row.project_id}
             fields = server_fields(server, projects=projects, authors=authors)
+        before = server_wait_state(row.status, row.task_state, row.deleted_at)
         row = mirror_row_write(row, fields, observed_at=asked)
-        parked_wake(site, "server", [openstack_id])  # another job may wait on it
+        if server_wait_state(row.status, row.task_state, row.deleted_at) != before:
+            parked_wake(site, "server", [openstack_id])  # another job may wait on it
         return row
     if server is None:
         return None

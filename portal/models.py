@@ -266,6 +266,13 @@ class Job(models.Model):
                 name="job_one_unfinished_verify_per_image",
             ),
         ]
+        indexes = [
+            # The jobs parked on an object, or on any object of a site (every mirror
+            # write that moves one asks, portal.jobs.parking): a few rows among all the
+            # site's jobs, finished ones included, which the site index would scan.
+            models.Index(fields=["waits_for", "target_server_id"], name="job_parked_on_server"),
+            models.Index(fields=["waits_for", "target_image_id"], name="job_parked_on_image"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"

@@ -17,7 +17,8 @@ write is committed:
 
 - every writer of the mirror (servers_store, images_store, the targeted
   refreshes: the sync, the watcher, any job) calls `parked_wake` for what it
-  wrote, after writing;
+  moved, after writing (a writer that moved nothing has nothing to compare: the
+  state it found was compared by the writer, or the park, that made it);
 - a job that parks compares the mirror with what it parked on, after parking
   (`park_check`).
 
@@ -46,6 +47,9 @@ from portal.models import Job, Site
 
 # Parked on an object the mirror does not have (any more): any state differs.
 MISSING = "missing"
+# Written objects asked about by id, at most: a longer list costs more than asking
+# for every job parked on the site, and SQLite limits a statement's parameters.
+IDS_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,8 @@ def parked_wake(site: Site | int, waits_for: str, ids: Iterable[str] | None = No
         ids = list(ids)
         if not ids:
             return []
-        parked = parked.filter(**{f"{watched.target}__in": ids})
+        if len(ids) <= IDS_MAX:  # else (a full sync's thousands) every parked job: fewer
+            parked = parked.filter(**{f"{watched.target}__in": ids})
     seen = set(parked.values_list(watched.target, "parked_on"))
     if not seen:
         return []
