@@ -26,7 +26,7 @@ from django.utils import timezone
 from images.services import images_store
 from instances.services import servers_store
 from portal import cloud
-from portal.jobs import parked_wake, site_answers, site_silent
+from portal.jobs import UNFINISHED, parked_wake, site_answers, site_silent
 from portal.mirror.listing import newest_update
 from portal.models import Job, Site
 
@@ -42,7 +42,7 @@ def site_watch(site_id: int) -> dict | None:
     (another watcher holds the site, no job is waiting there, or the mirror has
     never been synced: the watcher only ever adds to a sync)."""
     # An idle site costs one read a second, no write.
-    if not Job.objects.filter(site_id=site_id).exclude(status__in=Job.FINISHED).exists():
+    if site_id not in _sites_busy():
         return None
     now = timezone.now()
     free = Q(watch_lease_until__isnull=True) | Q(watch_lease_until__lt=now)
@@ -119,12 +119,18 @@ def sites_to_watch() -> list[int]:
     (or backs off from). Each gets a task of its own, so a site that hangs costs
     its own task's time, never another site's round."""
     now = timezone.now()
-    busy = Job.objects.exclude(status__in=Job.FINISHED).values("site_id")
     free = Q(watch_lease_until__isnull=True) | Q(watch_lease_until__lt=now)
     # A silent site is left to the probe (portal.jobs.sites_to_probe): a listing there
     # would hold a worker for OPENSTACK_TIMEOUT each round.
-    watched = Site.objects.filter(free, pk__in=busy, silent_since__isnull=True)
+    watched = Site.objects.filter(free, pk__in=_sites_busy(), silent_since__isnull=True)
     return list(watched.values_list("pk", flat=True))
+
+
+def _sites_busy() -> set[int]:
+    """The sites with unfinished jobs, read through the status index (the site's own
+    index would read every job the site ever ran)."""
+    unfinished = Job.objects.filter(status__in=UNFINISHED).order_by()
+    return set(unfinished.values_list("site_id", flat=True).distinct())
 
 
 def site_watch_safely(site_id: int) -> None:

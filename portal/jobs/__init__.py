@@ -100,7 +100,7 @@ from portal.jobs.outages import (
     sites_to_probe,
 )
 from portal.jobs.parking import park_check, parked_wake, watched_register
-from portal.jobs.selectors import busy_pks, job_repeated
+from portal.jobs.selectors import UNFINISHED, busy_pks, job_repeated
 from portal.jobs.sending import ADVANCE_TASK
 from portal.jobs.sweep import jobs_recover_stuck, jobs_wake
 
@@ -108,6 +108,7 @@ __all__ = [
     "ADVANCE_TASK",
     "JOB_KEY",
     "SKIPPED",
+    "UNFINISHED",
     "BadJobData",
     "Done",
     "Kind",

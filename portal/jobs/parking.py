@@ -43,6 +43,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal.jobs import sending
+from portal.jobs.selectors import UNFINISHED
 from portal.models import Job, Site
 
 # Parked on an object the mirror does not have (any more): any state differs.
@@ -115,38 +116,43 @@ def parked_wake(site: Site | int, waits_for: str, ids: Iterable[str] | None = No
     if watched is None:
         return []
     site_id = site if isinstance(site, int) else site.pk
-    parked = _parked(site_id, waits_for)
+    parked = Job.objects.filter(waits_for=waits_for).order_by()
     if ids is not None:
         ids = list(ids)
         if not ids:
             return []
         if len(ids) <= IDS_MAX:  # else (a full sync's thousands) every parked job: fewer
             parked = parked.filter(**{f"{watched.target}__in": ids})
-    seen = set(parked.values_list(watched.target, "parked_on"))
+    # The site and status are compared here, not in SQL: SQLite would pick their
+    # indexes (every job the site ever ran, every running job) over the parked jobs'.
+    seen = [
+        (pk, target, state)
+        for pk, job_site, target, state, status in parked.values_list(
+            "pk", "site_id", watched.target, "parked_on", "status"
+        )
+        if job_site == site_id and state and status not in Job.FINISHED
+    ]
     if not seen:
         return []
-    now = watched.states(site_id, {target for target, _ in seen})
-    moved = defaultdict(set)
-    for target, state in seen:
+    now = watched.states(site_id, {target for _, target, _ in seen})
+    moved = defaultdict(list)
+    for pk, target, state in seen:
         current = now.get(target, MISSING)
         if current != state:
-            moved[current].add(target)
+            moved[current].append(pk)
     if not moved:
         return []
     # In SQL again, per state: a job that woke and parked anew meanwhile (on the
     # state now shown) is not matched, so no change wakes a job twice.
     matching = Q()
-    for current, targets in moved.items():
-        matching |= Q(**{f"{watched.target}__in": sorted(targets)}) & ~Q(parked_on=current)
-    return _wake(_parked(site_id, waits_for).filter(matching))
+    for current, pks in moved.items():
+        matching |= Q(pk__in=pks) & ~Q(parked_on=current)
+    return _wake(_parked(waits_for).filter(matching))
 
 
-def _parked(site_id: int, waits_for: str):
-    return (
-        Job.objects.filter(site_id=site_id, waits_for=waits_for)
-        .exclude(parked_on="")
-        .exclude(status__in=Job.FINISHED)
-    )
+def _parked(waits_for: str):
+    jobs = Job.objects.filter(waits_for=waits_for).exclude(parked_on="")
+    return jobs.filter(status__in=UNFINISHED).order_by()
 
 
 def _wake(jobs) -> list[int]:
