@@ -136,10 +136,10 @@ def image_refresh(
             projects = {image.owner: row.project_id}
             fields = image_fields(image, projects=projects, authors=authors)
         before = image_wait_state(row.status, row.deleted_at)
-        row = mirror_row_write(row, fields, observed_at=asked)
+        written = mirror_row_write(row, fields, observed_at=asked)
         if image_wait_state(row.status, row.deleted_at) != before:
             parked_wake(site, "image", [openstack_id])  # another job may wait on it
-        return row
+        return written
     if image is None:
         return None
     if row is None and made_for is not None and image.owner == made_for.openstack_id:

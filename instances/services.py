@@ -138,10 +138,10 @@ def server_refresh(site: Site, *, openstack_id: str, row: Server | None = None) 
             projects = {server.project_id: row.project_id}
             fields = server_fields(server, projects=projects, authors=authors)
         before = server_wait_state(row.status, row.task_state, row.deleted_at)
-        row = mirror_row_write(row, fields, observed_at=asked)
+        written = mirror_row_write(row, fields, observed_at=asked)
         if server_wait_state(row.status, row.task_state, row.deleted_at) != before:
             parked_wake(site, "server", [openstack_id])  # another job may wait on it
-        return row
+        return written
     if server is None:
         return None
     servers_store(site, [server], complete=False, observed_at=asked)

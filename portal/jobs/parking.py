@@ -39,6 +39,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
@@ -58,7 +59,7 @@ class Watched:
     """A kind of object jobs park on: its mirror model, the Job field naming it,
     and the state a wait compares (a function of `fields`' values)."""
 
-    model: type
+    model: type[models.Model]
     target: str
     fields: tuple[str, ...]
     state: Callable[..., str]
@@ -69,7 +70,7 @@ class Watched:
         return self.state(*(getattr(row, name) for name in self.fields))
 
     def states(self, site_id: int, ids: Iterable[str]) -> dict[str, str]:
-        rows = self.model.objects.filter(site_id=site_id, openstack_id__in=list(ids))
+        rows = self.model._default_manager.filter(site_id=site_id, openstack_id__in=list(ids))
         return {
             openstack_id: self.state(*values)
             for openstack_id, *values in rows.values_list("openstack_id", *self.fields)
