@@ -1,7 +1,8 @@
-"""Do 200 snapshot jobs at once take as long as one?
+"""Do 1,000 snapshot jobs at once take as long as one?
 
 Starts devcloud at a realistic speed (a job's cloud time is tens of seconds),
-Redis, and a real Celery worker (4 processes on this 2-core machine) that ticks (sends the periodic tasks),
+Redis, and a real Celery worker started as the README's production notes prescribe
+(WORKER_PROCESSES_PER_CORE processes per core) that ticks (sends the periodic tasks),
 which runs the per-site status watcher every second, on a throwaway database. Every instance gets the
 same 2 GB of used disk. Then, through the portal's services:
 
@@ -14,16 +15,21 @@ same 2 GB of used disk. Then, through the portal's services:
 Completion lag is how late the job record noticed the cloud had finished: the
 job's end minus the moment devcloud made the instance ACTIVE again (read from
 devcloud's own store, at microsecond precision). Prints the figures with their
-goals and the cloud calls per job; exits non-zero when a goal is missed.
+goals and the cloud calls per job. Whether a wake-up is lost depends on how the
+syncs fall, so one good run proves little: it runs --repeat times (3), each on a
+fresh devcloud and database, and the worst of the runs counts; exits non-zero
+when it misses a goal.
 
     make bench
-    .venv/bin/python bench/snapshot_jobs_bench.py --speed 2 --jobs 200
+    .venv/bin/python bench/snapshot_jobs_bench.py --speed 2 --jobs 1000 --repeat 3
+    .venv/bin/python bench/snapshot_jobs_bench.py --jobs 200 --repeat 1
     .venv/bin/python bench/snapshot_jobs_bench.py --no-watch   # the per-job polling, for comparison
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
 import statistics
@@ -37,25 +43,61 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-GOAL_RATIO = 1.2
+# Issue #25: 1,000 jobs within 1.3x one job's time; 200 (last round's figure) within 1.2x.
+GOAL_RATIO = {200: 1.2, 1000: 1.3}
 GOAL_LAG_MEDIAN = 1.0
 GOAL_LAG_P95 = 3.0
 GOAL_SUBMIT_SECONDS = 2.0
 DISK_BYTES = 2 * 1000**3
 
 
+# The README's production notes: a worker runs this many processes per core (jobs
+# wait on HTTP and the database, so more processes than cores keep the cores busy).
+WORKER_PROCESSES_PER_CORE = 2
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--speed", type=float, default=2.0)
-    parser.add_argument("--jobs", type=int, default=200)
-    # Jobs wait on HTTP and the database, so a worker runs more processes than cores
-    # (the README suggests -c 8 per machine); this machine has 2 cores.
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs; the worst counts")
+    parser.add_argument(
+        "--concurrency", type=int, default=WORKER_PROCESSES_PER_CORE * (os.cpu_count() or 1)
+    )
     parser.add_argument(
         "--no-watch", action="store_true", help="the periodic tasks without the status watcher"
     )
+    parser.add_argument("--figures", help=argparse.SUPPRESS)  # a run's figures, as JSON
     args = parser.parse_args()
+    if args.repeat > 1:
+        return worst_of_runs(args)
+    return one_run(args)
 
+
+def worst_of_runs(args) -> int:
+    """Each run in a process of its own (its own devcloud, Redis, worker and
+    database); then the worst figure of all runs against its goal."""
+    runs = []
+    for number in range(1, args.repeat + 1):
+        print(f"\nrun {number} of {args.repeat}", flush=True)
+        with tempfile.NamedTemporaryFile(suffix=".json") as figures:
+            command = [sys.executable, __file__, "--repeat", "1", "--figures", figures.name,
+                       "--speed", str(args.speed), "--jobs", str(args.jobs),
+                       "--concurrency", str(args.concurrency)]  # fmt: skip
+            if args.no_watch:
+                command.append("--no-watch")
+            subprocess.run(command, cwd=ROOT, check=False)
+            text = Path(figures.name).read_text()
+        if not text:
+            print(f"run {number} did not finish")
+            return 1
+        runs.append(json.loads(text))
+    worst = {label: max(run[label] for run in runs) for label in runs[0] if label != "engine"}
+    print(f"\nworst of {len(runs)} runs, {args.jobs} jobs, {runs[0]['engine']}:")
+    return goals_report(worst, args.jobs)
+
+
+def one_run(args) -> int:
     from devcloud.launcher import DevcloudProcess
     from scripts.stack import RedisProcess, child_env, start_worker, stop_process
 
@@ -221,12 +263,23 @@ def run(devcloud, data: Path, args, *, worker) -> int:
     print(f"  CPU while the {args.jobs} ran: worker (ticking) {cpu['worker']:.1f} s "
           f"({cpu['worker'] / args.jobs * 1000:.0f} ms per job, watcher included), "
           f"devcloud {cpu['devcloud']:.1f} s, of {2 * many:.0f} s on 2 cores")  # fmt: skip
+    figures = {"ratio": many / one, "lag_median": median, "lag_p95": p95,
+               "submit": submit_seconds}  # fmt: skip
+    if args.figures:
+        Path(args.figures).write_text(json.dumps({**figures, "engine": args.engine}))
+    return goals_report(figures, args.jobs)
+
+
+def goals_report(figures: dict[str, float], jobs: int) -> int:
+    """Print each figure with its goal; 1 when one is missed."""
+    ratio_goal = GOAL_RATIO.get(jobs, max(GOAL_RATIO.values()))
     rows = [
-        (f"{args.jobs} jobs / one job", many / one, GOAL_RATIO, f"{many / one:.2f}"),
-        ("completion lag, median", median, GOAL_LAG_MEDIAN, f"{median:.2f} s"),
-        ("completion lag, p95", p95, GOAL_LAG_P95, f"{p95:.2f} s"),
-        (f"submitting {args.jobs} at once", submit_seconds, GOAL_SUBMIT_SECONDS,
-         f"{submit_seconds:.2f} s"),
+        (f"{jobs} jobs / one job", figures["ratio"], ratio_goal, f"{figures['ratio']:.2f}"),
+        ("completion lag, median", figures["lag_median"], GOAL_LAG_MEDIAN,
+         f"{figures['lag_median']:.2f} s"),
+        ("completion lag, p95", figures["lag_p95"], GOAL_LAG_P95, f"{figures['lag_p95']:.2f} s"),
+        (f"submitting {jobs} at once", figures["submit"], GOAL_SUBMIT_SECONDS,
+         f"{figures['submit']:.2f} s"),
     ]  # fmt: skip
     missed = 0
     for label, value, goal, shown in rows:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from images.models import Image
 from portal import cloud
+from portal.jobs import parked_wake
 from portal.mirror.authorship import CREATED_BY_KEY, authors_of
 from portal.mirror.listing import WRITE_BATCH, NewestSeen, batched
 from portal.mirror.projects import project_ids
@@ -80,7 +81,22 @@ def images_store(
             }
             fingerprints = {i: row_fingerprint(fields) for i, fields in rows.items()}
             writer.write(rows, fingerprints=fingerprints, deleted_ids=gone)
-        return writer.finish()
+        written = writer.finish()
+    if writer.moved:  # after the write, what it moved: see portal.jobs.parking
+        parked_wake(site, "image", writer.moved)
+    return written
+
+
+# Glance statuses on the way to active (or to a failure): no job waits for these.
+IMAGE_IN_PROGRESS = frozenset({"queued", "saving", "uploading", "importing"})
+
+
+def image_wait_state(status: str, deleted_at) -> str:
+    """What a job waiting for its image waits to change (portal.jobs.parking): the
+    image became usable, failed or went; its way there (queued, saving) is progress."""
+    if deleted_at is not None:
+        return "deleted"
+    return "on its way" if status in IMAGE_IN_PROGRESS else status
 
 
 def images_sync(
@@ -119,7 +135,11 @@ def image_refresh(
                 authors = authors_of(site, [openstack_id])  # see server_refresh
             projects = {image.owner: row.project_id}
             fields = image_fields(image, projects=projects, authors=authors)
-        return mirror_row_write(row, fields, observed_at=asked)
+        before = image_wait_state(row.status, row.deleted_at)
+        written = mirror_row_write(row, fields, observed_at=asked)
+        if image_wait_state(row.status, row.deleted_at) != before:
+            parked_wake(site, "image", [openstack_id])  # another job may wait on it
+        return written
     if image is None:
         return None
     if row is None and made_for is not None and image.owner == made_for.openstack_id:

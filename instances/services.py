@@ -16,7 +16,7 @@ from portal import cloud
 from portal.access import can_act_on, can_see
 from portal.bulk.delete import BulkDelete, DeletePlan
 from portal.errors import ActionRefused
-from portal.jobs import busy_pks
+from portal.jobs import busy_pks, parked_wake
 from portal.mirror.authorship import CREATED_BY_KEY, authors_of
 from portal.mirror.listing import WRITE_BATCH, NewestSeen, batched
 from portal.mirror.projects import project_ids
@@ -88,7 +88,19 @@ def servers_store(
             }
             fingerprints = {i: row_fingerprint(fields) for i, fields in rows.items()}
             writer.write(rows, fingerprints=fingerprints, deleted_ids=deleted)
-        return writer.finish()
+        written = writer.finish()
+    if writer.moved:  # after the write, what it moved: see portal.jobs.parking
+        parked_wake(site, "server", writer.moved)
+    return written
+
+
+def server_wait_state(status: str, task_state: str, deleted_at) -> str:
+    """What a job waiting for its server waits to change (portal.jobs.parking): its
+    status, or Nova's task on it ending; one task giving way to the next
+    (image_snapshot, then image_uploading) is only progress."""
+    if deleted_at is not None:
+        return "deleted"
+    return f"{status} {'busy' if task_state else 'idle'}"
 
 
 def servers_sync(
@@ -125,7 +137,11 @@ def server_refresh(site: Site, *, openstack_id: str, row: Server | None = None) 
         if server is not None and not server.is_deleted:
             projects = {server.project_id: row.project_id}
             fields = server_fields(server, projects=projects, authors=authors)
-        return mirror_row_write(row, fields, observed_at=asked)
+        before = server_wait_state(row.status, row.task_state, row.deleted_at)
+        written = mirror_row_write(row, fields, observed_at=asked)
+        if server_wait_state(row.status, row.task_state, row.deleted_at) != before:
+            parked_wake(site, "server", [openstack_id])  # another job may wait on it
+        return written
     if server is None:
         return None
     servers_store(site, [server], complete=False, observed_at=asked)

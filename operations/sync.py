@@ -13,16 +13,13 @@ from django.conf import settings
 from django.db import connection, connections
 from django.utils import timezone
 
-from images.models import Image
 from images.services import images_sync
-from instances.models import Server
 from instances.services import flavors_sync, networks_sync, quotas_sync, servers_sync
 from portal import cloud
-from portal.jobs import jobs_wake
 from portal.mirror.listing import NewestSeen
 from portal.mirror.projects import projects_sync
 from portal.mirror.sqlite import planner_statistics_refresh
-from portal.models import Job, Site
+from portal.models import Site
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +43,6 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
         full = site.last_full_sync_at is None or started - site.last_full_sync_at >= interval
     incremental = not full and site.last_sync_at is not None
     servers_seen, images_seen = NewestSeen(), NewestSeen()
-    parked = _parked_states(site)
     try:
         flavors = flavors_sync(site)
         networks_sync(site)
@@ -82,52 +78,10 @@ def site_sync(site: Site, *, full: bool | None = None) -> dict:
             "clock_offset_seconds", "servers_seen_at", "images_seen_at",
         ]
     )  # fmt: skip
-    _wake_moved(site, parked)
+    # The stores woke the jobs parked on what they changed (portal.jobs.parking).
     if not incremental:
         planner_statistics_refresh()
     return {"full": not incremental, "flavors": flavors, "servers": servers, "images": images}
-
-
-def _parked_states(site: Site, keys=None) -> dict[tuple[str, str], tuple]:
-    """What the jobs parked on `site` wait for (their server or image), as the mirror
-    shows it now; or, with `keys`, those objects again."""
-    if keys is None:
-        parked = (
-            Job.objects.filter(site=site).exclude(status__in=Job.FINISHED).exclude(waits_for="")
-        )
-        keys = {
-            (kind, server_id if kind == "server" else image_id)
-            for kind, server_id, image_id in parked.values_list(
-                "waits_for", "target_server_id", "target_image_id"
-            )
-        }
-    servers = [oid for kind, oid in keys if kind == "server" and oid]
-    images = [oid for kind, oid in keys if kind == "image" and oid]
-    states = {}
-    rows = Server.objects.filter(site=site, openstack_id__in=servers)
-    for oid, *values in rows.values_list("openstack_id", "status", "task_state", "deleted_at"):
-        states[("server", oid)] = tuple(values)
-    rows = Image.objects.filter(site=site, openstack_id__in=images)
-    for oid, *values in rows.values_list("openstack_id", "status", "deleted_at"):
-        states[("image", oid)] = tuple(values)
-    return states
-
-
-def _wake_moved(site: Site, before: dict) -> None:
-    """Wake the parked jobs whose server or image this sync changed. The status
-    watcher wakes jobs when its listing differs from the mirror; a sync that wrote
-    the change first would leave it nothing to see, and the job asleep until its
-    fallback poll (JOB_WATCHED_POLL_SECONDS)."""
-    if not before:
-        return
-    after = _parked_states(site, keys=set(before))
-    moved = [key for key, state in before.items() if after.get(key) != state]
-    if moved:
-        jobs_wake(
-            site,
-            server_ids=[oid for kind, oid in moved if kind == "server"],
-            image_ids=[oid for kind, oid in moved if kind == "image"],
-        )
 
 
 def _later(a, b):

@@ -6,7 +6,8 @@ finished only at its next poll (seconds late, more as its backoff grows). With
 it, for each site that has unfinished jobs, one Nova listing of the servers
 changed since the last look (`changes-since`, which also reports deleted ones)
 and one Glance listing of the images updated since (`updated_at=gt:`) update
-the mirror, and exactly the jobs whose server or image changed are woken. While
+the mirror, and exactly the jobs whose server or image changed are woken (by the
+writes themselves, and the round's compare: see portal.jobs.parking). While
 its answers are fresh, jobs read their server from the mirror (no cloud call)
 and poll only as a fallback.
 
@@ -22,12 +23,10 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from images.models import Image
 from images.services import images_store
-from instances.models import Server
 from instances.services import servers_store
 from portal import cloud
-from portal.jobs import jobs_wake, site_answers, site_silent
+from portal.jobs import UNFINISHED, parked_wake, site_answers, site_silent
 from portal.mirror.listing import newest_update
 from portal.models import Job, Site
 
@@ -36,10 +35,6 @@ log = logging.getLogger(__name__)
 # One watcher per site at a time. Short, so a watcher killed mid-round holds up the
 # next for seconds only; renewed while a round runs (see watch_lease_renew).
 WATCH_LEASE = timedelta(seconds=5)
-# Jobs remembered to wake on the next round: bounded, the fallback poll covers the rest.
-PENDING_MAX = 1000
-# Glance statuses on the way to active (or to a failure): no job waits for these.
-IMAGE_IN_PROGRESS = {"queued", "saving", "uploading", "importing"}
 
 
 def site_watch(site_id: int) -> dict | None:
@@ -47,7 +42,7 @@ def site_watch(site_id: int) -> dict | None:
     (another watcher holds the site, no job is waiting there, or the mirror has
     never been synced: the watcher only ever adds to a sync)."""
     # An idle site costs one read a second, no write.
-    if not Job.objects.filter(site_id=site_id).exclude(status__in=Job.FINISHED).exists():
+    if site_id not in _sites_busy():
         return None
     now = timezone.now()
     free = Q(watch_lease_until__isnull=True) | Q(watch_lease_until__lt=now)
@@ -88,67 +83,28 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
         servers = cloud.server_list(site.name, changes_since=servers_since)
         images = cloud.image_list(site.name, updated_since=images_since)
     offset = cloud.clock_offset(site.name)
-    live_servers = Server.objects.filter(site=site, deleted_at__isnull=True)
-    live_images = Image.objects.filter(site=site, deleted_at__isnull=True)
-    # A server wakes its jobs when its status changes or Nova's task on it ends:
-    # every wait is for one of those (SHUTOFF, ACTIVE, idle); one task giving way to
-    # the next (image_snapshot, then image_uploading...) is only progress.
-    server_ids = _moved(
-        live_servers, {s.id: (s.status, not s.task_state) for s in servers}, idle=True
-    )
-    # An image wakes its job when it became usable or failed; its way there (queued,
-    # saving) is only progress, which the job's fallback poll records.
-    settled = [i for i in images if i.status not in IMAGE_IN_PROGRESS]
-    image_ids = _moved(live_images, {i.id: (i.status,) for i in settled})
-    # The jobs to wake are written down before the mirror moves: a worker killed
-    # between the two writes would otherwise leave a change in the mirror that no
-    # later round sees as one, and its jobs asleep until their fallback poll.
-    pending = list(site.watch_pending)
-    if server_ids or image_ids:
-        pending += _jobs_on(site, server_ids, image_ids)
-        Site.objects.filter(pk=site.pk).update(watch_pending=pending[:PENDING_MAX])
+    # Writing wakes the jobs parked on what changed (portal.jobs.parking); so does
+    # the round's own compare of every parked job with the mirror, which catches a
+    # writer (this round's, a sync's, a job's) killed between its write and its compare.
     servers_store(site, servers, complete=False, observed_at=asked)
     images_store(site, images, complete=False, observed_at=asked)
-    busy = jobs_wake(site, server_ids=server_ids, image_ids=image_ids, job_ids=pending)
+    woken = parked_wake(site, "server") + parked_wake(site, "image")
     Site.objects.filter(pk=site.pk).update(
-        watched_at=asked, watch_lease_until=None, watch_pending=busy[:PENDING_MAX],
+        watched_at=asked, watch_lease_until=None,
         clock_offset_seconds=site.clock_offset_seconds if offset is None else offset,
         servers_seen_at=_later(site.servers_seen_at, newest_update(servers)),
         images_seen_at=_later(site.images_seen_at, newest_update(images)),
     )  # fmt: skip
     log.debug(
-        "watched %s: %d servers and %d images listed, %d and %d moved, %d jobs held",
-        site.name, len(servers), len(images), len(server_ids), len(image_ids), len(busy),
+        "watched %s: %d servers and %d images listed, %d jobs woken by the round's compare",
+        site.name, len(servers), len(images), len(woken),
     )  # fmt: skip
-    return {"servers": server_ids, "images": image_ids, "busy": busy}
-
-
-def _jobs_on(site: Site, server_ids, image_ids) -> list[int]:
-    """The parked jobs of `site` that jobs_wake would wake for these servers or images."""
-    targets = Q(target_server_id__in=list(server_ids)) & ~Q(waits_for="image")
-    targets |= Q(target_image_id__in=list(image_ids)) & ~Q(waits_for="server")
-    parked = Job.objects.filter(site=site).exclude(status__in=Job.FINISHED).exclude(waits_for="")
-    return list(parked.filter(targets).values_list("pk", flat=True))
+    listed = {"servers": {s.id for s in servers}, "images": {i.id for i in images}}
+    return {**listed, "woken": woken}
 
 
 def _later(a, b):
     return b if a is None else a if b is None else max(a, b)
-
-
-def _moved(rows, listed: dict[str, tuple], *, idle: bool = False) -> set[str]:
-    """Ids among `listed` ({id: (status,)}, or with `idle` {id: (status, no task)})
-    whose values differ from the mirror's `rows`: the changes a waiting step may be
-    waiting for. A timestamp or upload progress alone wakes nobody; the fallback
-    poll sees those."""
-    if not listed:
-        return set()
-    fields = ("status", "task_state") if idle else ("status",)
-    found = rows.filter(openstack_id__in=list(listed)).values_list("openstack_id", *fields)
-    mirrored = {
-        openstack_id: (values[0], not values[1]) if idle else tuple(values)
-        for openstack_id, *values in found
-    }
-    return {i for i, seen in listed.items() if mirrored.get(i) != seen}
 
 
 def watch_lease_renew(site_id: int) -> None:
@@ -163,12 +119,18 @@ def sites_to_watch() -> list[int]:
     (or backs off from). Each gets a task of its own, so a site that hangs costs
     its own task's time, never another site's round."""
     now = timezone.now()
-    busy = Job.objects.exclude(status__in=Job.FINISHED).values("site_id")
     free = Q(watch_lease_until__isnull=True) | Q(watch_lease_until__lt=now)
     # A silent site is left to the probe (portal.jobs.sites_to_probe): a listing there
     # would hold a worker for OPENSTACK_TIMEOUT each round.
-    watched = Site.objects.filter(free, pk__in=busy, silent_since__isnull=True)
+    watched = Site.objects.filter(free, pk__in=_sites_busy(), silent_since__isnull=True)
     return list(watched.values_list("pk", flat=True))
+
+
+def _sites_busy() -> set[int]:
+    """The sites with unfinished jobs, read through the status index (the site's own
+    index would read every job the site ever ran)."""
+    unfinished = Job.objects.filter(status__in=UNFINISHED).order_by()
+    return set(unfinished.values_list("site_id", flat=True).distinct())
 
 
 def site_watch_safely(site_id: int) -> None:

@@ -32,8 +32,6 @@ class Site(models.Model):
     watched_at = models.DateTimeField(null=True, blank=True)
     # One watcher per site at a time holds the site until this moment.
     watch_lease_until = models.DateTimeField(null=True, blank=True)
-    # Jobs whose objects changed while a worker held them: woken on the next round.
-    watch_pending = models.JSONField(default=list, blank=True)
     # "Changed since" questions go in the cloud's clock, never the portal's: the
     # newest `updated_at` listed so far by Nova and by Glance (any listing: sync or
     # watch), and, for a cloud that lists nothing yet, the seconds its clock is ahead
@@ -232,6 +230,9 @@ class Job(models.Model):
     # What the waiting step waits for ("server", "image" or "" for anything): the
     # status watcher wakes the job only for a change of that object.
     waits_for = models.CharField(max_length=10, blank=True)
+    # The state of that object the parked job saw (portal.jobs.parking): it is woken
+    # when the mirror shows another.
+    parked_on = models.CharField(max_length=64, blank=True)
     # A random token in the marker this job puts on what it creates (see
     # portal.jobs.job_key): the pk alone repeats in another installation on the same
     # cloud, or here after a database restore, and would adopt a stranger's server.
@@ -266,6 +267,13 @@ class Job(models.Model):
                 & models.Q(status__in=["pending", "running", "cleaning_up"]),
                 name="job_one_unfinished_verify_per_image",
             ),
+        ]
+        indexes = [
+            # The jobs parked on an object, or on any object of a site (every mirror
+            # write that moves one asks, portal.jobs.parking): a few rows among all the
+            # site's jobs, finished ones included, which the site index would scan.
+            models.Index(fields=["waits_for", "target_server_id"], name="job_parked_on_server"),
+            models.Index(fields=["waits_for", "target_image_id"], name="job_parked_on_image"),
         ]
 
     def __str__(self) -> str:

@@ -70,7 +70,8 @@ died) is handed to a worker again by `jobs_recover_stuck` within seconds.
 The package, one concern per module, each importing only those listed before it:
 selectors (reads about jobs), markers (job_key, made_by_job), sending (the
 message that moves a job), kinds (the kind API and recording a job), outages
-(silent sites, leases), advance (job_advance), sweep (recovery, wake-ups).
+(silent sites, leases), parking (parked jobs and the changes that wake them),
+advance (job_advance), sweep (recovery, wake-ups).
 Import the engine from here: `from portal.jobs import Kind, Step, Wait`.
 """
 
@@ -98,7 +99,8 @@ from portal.jobs.outages import (
     site_silent,
     sites_to_probe,
 )
-from portal.jobs.selectors import busy_pks, job_repeated
+from portal.jobs.parking import park_check, parked_wake, watched_register
+from portal.jobs.selectors import UNFINISHED, busy_pks, job_repeated
 from portal.jobs.sending import ADVANCE_TASK
 from portal.jobs.sweep import jobs_recover_stuck, jobs_wake
 
@@ -106,6 +108,7 @@ __all__ = [
     "ADVANCE_TASK",
     "JOB_KEY",
     "SKIPPED",
+    "UNFINISHED",
     "BadJobData",
     "Done",
     "Kind",
@@ -125,10 +128,13 @@ __all__ = [
     "jobs_wake",
     "lease_kept",
     "made_by_job",
+    "park_check",
+    "parked_wake",
     "silence_watched",
     "site_answers",
     "site_silent",
     "sites_to_probe",
     "step_run_once",
     "undo_details",
+    "watched_register",
 ]

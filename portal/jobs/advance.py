@@ -43,6 +43,7 @@ from portal.jobs.outages import (
     site_display_name,
     site_silent,
 )
+from portal.jobs.parking import park_check, parked_on
 from portal.models import Job
 from portal.texts import say, span, text
 
@@ -286,6 +287,13 @@ def _wait_kept(run: _Run, step: Step, record: dict, outcome: Wait) -> float | No
         _step_failed(job, run.kind, record, _step_says(step.label, message))
         return None
     job.waits_for = outcome.watch
+    # What it parks on, as its step saw it (the row the step read): see parking.
+    job.parked_on = parked_on(
+        outcome.watch,
+        run.context.cache.get(outcome.watch),
+        site_id=job.site_id,
+        target=job.target_image_id if outcome.watch == "image" else job.target_server_id,
+    )
     if outcome.more:
         countdown = 0.0
     elif outcome.watch:
@@ -353,6 +361,7 @@ def _outage_wait(
     # Parked: the recovery sweep sends it when the backoff is over, and the first
     # answer from the site (a probe, a sync, the watcher) wakes it before that.
     job.waits_for = "site"
+    job.parked_on = ""
     job.polls += 1
     job.progress = outcome.progress or record["label"]
     return _schedule(job, countdown, parked=True)
@@ -375,6 +384,8 @@ def _schedule(job: Job, countdown: float, *, parked: bool = False) -> float:
     _release(job)
     if not parked:
         sending.send_for(job.kind, job.pk, job.wake, countdown)
+    elif park_check(job):  # the mirror moved before anyone could see it parked
+        return 0.0
     return countdown
 
 

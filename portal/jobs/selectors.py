@@ -8,6 +8,10 @@ from portal.models import Job
 
 log = logging.getLogger(__name__)
 
+# Unfinished, as a filter the status index serves (`exclude(status__in=FINISHED)`
+# cannot use it: every job ever run is read, each second, by the sweep and the watcher).
+UNFINISHED = tuple(status for status in Job.Status.values if status not in Job.FINISHED)
+
 
 def busy_pks(rows, *, target: str) -> set[int]:
     """Pks of those mirror rows (servers or images) an unfinished job acts on, in one query.

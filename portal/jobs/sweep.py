@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal.jobs import sending
+from portal.jobs.selectors import UNFINISHED
 from portal.models import Job, Site
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
         not_lately = Q(resent_at__isnull=True) | Q(resent_at__lt=now - timedelta(minutes=1))
         late |= Q(due_at__lt=long_overdue) & not_lately
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    stuck = Job.objects.exclude(status__in=Job.FINISHED).filter(late).filter(free)
+    stuck = Job.objects.filter(status__in=UNFINISHED).filter(late).filter(free).order_by()
     recovered = []
     for job_id, waits_for, kind in stuck.values_list("pk", "waits_for", "kind")[:500]:
         wake = uuid.uuid4().hex

@@ -124,6 +124,9 @@ class MirrorWriter:
         }
         self.seen: set[str] = set()
         self.deleted: set[str] = set()
+        # Ids of the rows this writer created, changed or marked deleted: the only
+        # ones whose waiting jobs it may have to wake (portal.jobs.parking).
+        self.moved: set[str] = set()
         self.result = UpsertResult()
         self._sqlite_settings = SqliteBulkSettings(connections[self.using])
         self._background: WriterThread | None = None
@@ -162,6 +165,7 @@ class MirrorWriter:
                 changed.append((openstack_id, fingerprint, fields))
         self.result.created += len(new)
         self.result.updated += len(changed)
+        self.moved.update(openstack_id for openstack_id, _, _ in (*new, *changed))
         self.seen.update(rows)
         self.deleted.update(set(deleted_ids) - newer)
         if not (new or changed):
@@ -196,7 +200,9 @@ class MirrorWriter:
         vanished = set(self.deleted)
         if self.complete:
             vanished |= set(existing) - self.seen
-        pks = [existing[i][0] for i in vanished if i in existing and existing[i][2] is None]
+        gone = [i for i in vanished if i in existing and existing[i][2] is None]
+        self.moved.update(gone)
+        pks = [existing[i][0] for i in gone]
         with transaction.atomic(using=self.using):
             for start in range(0, len(pks), CHUNK):
                 self.model.objects.filter(pk__in=pks[start : start + CHUNK]).update(

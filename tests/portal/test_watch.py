@@ -9,10 +9,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from instances.services import server_fields
+from images.services import image_wait_state
+from instances import jobs as instance_jobs
+from instances.services import server_fields, server_refresh, server_wait_state
 from operations.watch import site_watch
 from portal import cloud
-from portal.jobs import jobs_recover_stuck, jobs_wake
+from portal.jobs import job_advance, job_create, jobs_recover_stuck, jobs_wake
 from portal.mirror.freshness import site_watched
 from portal.mirror.upsert import mirror_upsert
 from portal.models import Job
@@ -66,7 +68,10 @@ def listed(monkeypatch):
 
 
 def waiting_job(people, server, **fields) -> Job:
+    """A job parked on `server` as it was (what the engine records when it parks)."""
+    seen = server_wait_state(server.status, server.task_state, server.deleted_at)
     defaults = dict(
+        parked_on=seen if fields.get("waits_for", "server") == "server" else "",
         kind="snapshot.create", status=Job.Status.RUNNING, actor=people["alice"],
         project=people["alpha"], site=people["alpha"].site, target_server_id=server.openstack_id,
         wake="old", due_at=timezone.now() + timedelta(seconds=15), waits_for="server",
@@ -93,7 +98,7 @@ def test_a_status_change_wakes_the_jobs_on_that_server_and_no_other(
 
     seen = site_watch(synced_site.pk)
 
-    assert seen["servers"] == {stopping.openstack_id}
+    assert seen["servers"] == {stopping.openstack_id}  # what it listed
     assert sent == [job.pk]
     job.refresh_from_db()
     bystander.refresh_from_db()
@@ -159,8 +164,6 @@ def test_a_woken_job_keeps_its_message_until_a_worker_gets_to_it(people, synced_
     job.refresh_from_db()
     assert sent == [job.pk]
     assert job.wake == first_wake
-    synced_site.refresh_from_db()
-    assert synced_site.watch_pending == []  # not held either: it has its message
 
 
 def test_a_job_a_worker_holds_is_woken_on_the_next_round(people, synced_site, listed, sent):
@@ -169,16 +172,12 @@ def test_a_job_a_worker_holds_is_woken_on_the_next_round(people, synced_site, li
     listed["servers"] = [cloud_server(server, status="SHUTOFF", task_state=None)]
 
     site_watch(synced_site.pk)
-    assert sent == []  # it may have read the old state: remembered, not lost
-    synced_site.refresh_from_db()
-    assert synced_site.watch_pending == [job.pk]
+    assert sent == []  # it may have read the old state: not lost (it is still parked on it)
 
     Job.objects.filter(pk=job.pk).update(lease_until=None)  # its worker let go
     listed["servers"] = []
     site_watch(synced_site.pk)
     assert sent == [job.pk]
-    synced_site.refresh_from_db()
-    assert synced_site.watch_pending == []
 
 
 def test_finished_jobs_are_never_woken_and_an_idle_site_is_not_asked(
@@ -261,7 +260,10 @@ def test_an_image_wakes_its_job_when_it_is_done_not_on_its_way(people, synced_si
 
     server = make_server(project=people["alpha"], status="SHUTOFF", task_state="image_uploading")
     image = make_image(site=synced_site, project=people["alpha"], snapshot=True, status="queued")
-    job = waiting_job(people, server, target_image_id=image.openstack_id, waits_for="image")
+    job = waiting_job(
+        people, server, target_image_id=image.openstack_id, waits_for="image",
+        parked_on=image_wait_state(image.status, None),
+    )  # fmt: skip
 
     def cloud_image(status):
         return cloud.CloudImage(
@@ -301,7 +303,7 @@ def test_a_round_killed_after_the_mirror_moved_still_wakes_its_jobs_next_round(
     def killed(*args, **kwargs):
         raise SystemExit("SIGKILL")
 
-    monkeypatch.setattr("operations.watch.jobs_wake", killed)
+    monkeypatch.setattr("instances.services.parked_wake", killed)
     with pytest.raises(SystemExit):
         site_watch(synced_site.pk)
     stopping.refresh_from_db()
@@ -321,3 +323,106 @@ def test_a_round_killed_after_the_mirror_moved_still_wakes_its_jobs_next_round(
     Site.objects.filter(pk=synced_site.pk).update(watch_lease_until=None)
     site_watch(synced_site.pk)
     assert sent == [job.pk]
+
+
+# No lost wake-ups, and no doubled ones: whichever writer moves a server in the
+# mirror (the watcher, a sync, a job's own refresh), in whatever order with a job
+# that parks, the parked job is woken once. Interleavings are made by running the
+# writer at the exact moment, inside the job's step.
+
+
+@pytest.fixture
+def watched(people):
+    """A site the watcher keeps current: jobs read their server from the mirror."""
+    site = people["alpha"].site
+    site.last_sync_at = site.watched_at = timezone.now() - timedelta(seconds=1)
+    site.save()
+    return site
+
+
+@pytest.fixture
+def stop_job(people, watched, monkeypatch):
+    """A stop job on an idle ACTIVE server; Nova takes the stop (powering-off)."""
+    server = make_server(project=people["alpha"], status="ACTIVE", task_state="")
+    nova = {"server": cloud_server(server, task_state="powering-off")}
+    monkeypatch.setattr(cloud, "server_stop", lambda site_name, server_id: None)
+    monkeypatch.setattr(cloud, "server_get", lambda site_name, server_id: nova["server"])
+    job = job_create(
+        kind="server.stop", actor=people["alice"], project=people["alpha"], site=watched,
+        target_server_id=server.openstack_id,
+    )  # fmt: skip
+    return {"job": job, "server": server, "nova": nova, "site": watched}
+
+
+def test_a_job_that_parks_just_after_the_mirror_moved_wakes_itself(
+    stop_job, listed, sent, monkeypatch
+):
+    """The job read "powering-off"; the watcher then writes SHUTOFF, while the job is
+    not parked yet (nobody to wake); then the job parks on what it read."""
+    job, server = stop_job["job"], stop_job["server"]
+    park = instance_jobs.server_wait
+
+    def watcher_writes_first(ctx, row, progress):
+        listed["servers"] = [cloud_server(server, status="SHUTOFF", task_state=None)]
+        site_watch(stop_job["site"].pk)
+        return park(ctx, row, progress)
+
+    monkeypatch.setattr(instance_jobs, "server_wait", watcher_writes_first)
+    job_advance(job.pk, job.wake)
+
+    assert sent == [job.pk]  # woken as it parked, not at its fallback poll
+    job.refresh_from_db()
+    assert job.waits_for == ""
+    listed["servers"] = []
+    monkeypatch.setattr(instance_jobs, "server_wait", park)
+    site_watch(stop_job["site"].pk)
+    assert sent == [job.pk]  # and once
+
+
+def test_a_refresh_by_another_job_wakes_the_job_parked_on_that_server(stop_job, listed, sent):
+    job, server = stop_job["job"], stop_job["server"]
+    job_advance(job.pk, job.wake)
+    job.refresh_from_db()
+    assert job.waits_for == "server"
+    assert sent == []  # parked: no message
+
+    # Another job (a bulk action on several instances) reads the server back from Nova.
+    stop_job["nova"]["server"] = cloud_server(server, status="SHUTOFF", task_state=None)
+    server_refresh(stop_job["site"], openstack_id=server.openstack_id)
+
+    assert sent == [job.pk]
+    site_watch(stop_job["site"].pk)  # the watcher's round: the mirror is current
+    assert sent == [job.pk]
+
+
+def test_a_change_a_held_job_read_already_does_not_wake_it_again(
+    stop_job, listed, sent, monkeypatch
+):
+    """The watcher writes a change while a worker holds the job, before its step reads
+    the mirror: the job parks on the new state, and no later round wakes it for the
+    change it has seen. The next change wakes it once."""
+    job, server = stop_job["job"], stop_job["server"]
+    read = instance_jobs.server_of
+    listed["servers"] = [cloud_server(server, task_state="powering-off")]  # a user's stop
+
+    def watcher_writes_before_the_read(ctx, **kwargs):
+        if listed["servers"]:
+            site_watch(stop_job["site"].pk)
+            listed["servers"] = []
+        return read(ctx, **kwargs)
+
+    monkeypatch.setattr(instance_jobs, "server_of", watcher_writes_before_the_read)
+    job_advance(job.pk, job.wake)
+    job.refresh_from_db()
+    assert job.waits_for == "server"  # waiting for SHUTOFF
+    assert sent == []
+
+    site_watch(stop_job["site"].pk)
+    assert sent == []  # it saw "powering-off" already: no message for it
+
+    shutoff = cloud_server(server, status="SHUTOFF", task_state=None)
+    listed["servers"] = [shutoff]
+    site_watch(stop_job["site"].pk)
+    site_watch(stop_job["site"].pk)  # the overlap lists it again
+    assert sent == [job.pk]
+    assert Job.objects.get(pk=job.pk).status == Job.Status.RUNNING
