@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("portal", "0016_oidc_identity_membership_source"),
+        ("portal", "0017_job_progress_holds_stored_texts"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
