@@ -317,14 +317,15 @@ def run(args, world, *, work, port, locust, engine, processes, web_command, work
     locust_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "DATABASE"))}
     locust_env["LOAD_BENCH_PLAN"] = str(plan)
     load_started = time.time()
-    subprocess.run(
-        [str(locust), "-f", str(LOCUSTFILE), "--headless", "--users", str(args.users),
-         "--spawn-rate", str(max(args.users / 4, 1)), "--run-time", f"{args.duration}s",
-         "--host", f"http://127.0.0.1:{port}", "--csv", str(work / "locust"),
-         "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "5"],
-        cwd=ROOT, env=locust_env, check=False, stdout=subprocess.DEVNULL,
-        stderr=open(work / "locust.log", "ab"),
-    )  # fmt: skip
+    with open(work / "locust.log", "ab") as locust_log:
+        subprocess.run(
+            [str(locust), "-f", str(LOCUSTFILE), "--headless", "--users", str(args.users),
+             "--spawn-rate", str(max(args.users / 4, 1)), "--run-time", f"{args.duration}s",
+             "--host", f"http://127.0.0.1:{port}", "--csv", str(work / "locust"),
+             "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "5"],
+            cwd=ROOT, env=locust_env, check=False, stdout=subprocess.DEVNULL,
+            stderr=locust_log,
+        )  # fmt: skip
     load_seconds = time.time() - load_started
     groups = process_groups(processes, database_name)  # backends may have come and gone
     at_end = group_figures(groups)

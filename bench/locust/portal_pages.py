@@ -13,7 +13,8 @@ import random
 
 from locust import HttpUser, constant_pacing, task
 
-PLAN = json.loads(open(os.environ["LOAD_BENCH_PLAN"]).read())
+with open(os.environ["LOAD_BENCH_PLAN"]) as _plan:
+    PLAN = json.load(_plan)
 _sessions = itertools.cycle(PLAN["sessions"])
 
 # The snapshot table as users narrow and order it (status, name, project filters;
