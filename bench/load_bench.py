@@ -366,6 +366,8 @@ def run(args, world, *, work, port, locust, engine, processes, web_command, work
         print(f"{name:<20} {start['processes']:>2}→{end['processes']:<2} {start['rss_mib']:8.0f} MiB"
               f" {end['rss_mib']:5.0f} MiB {cpu:14.1f}")  # fmt: skip
     print(f"  (the machine's 2 cores give {2 * load_seconds:.0f} CPU s during the load)")
+    web_cpu = at_end["gunicorn"]["cpu_s"] - at_start["gunicorn"]["cpu_s"]
+    print(f"  gunicorn CPU per request: {web_cpu / max(total['count'], 1) * 1000:.1f} ms")
 
     rows = [
         ("p95, all pages", total["p95"], GOAL_P95_MS, f"{total['p95']:.0f} ms"),
