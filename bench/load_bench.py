@@ -57,6 +57,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--speed", type=float, default=2.0)
     parser.add_argument("--snapshots", type=int, default=5000, help="snapshots in the mirror")
+    # The same mirror with and without jobs (--jobs 0), so the two runs compare.
+    parser.add_argument("--servers", type=int, default=440, help="instances in the mirror")
     args = parser.parse_args()
 
     locust = locust_ensure()
@@ -71,7 +73,7 @@ def main() -> int:
     # Enough ACTIVE servers for the jobs (populate makes ~70 % ACTIVE), and snapshots.
     subprocess.run(
         [sys.executable, "-m", "devcloud", "populate", "--data", str(data),
-         "--servers", str(max(args.jobs * 2 + 40, 100)), "--images", str(args.snapshots)],
+         "--servers", str(max(args.jobs * 2 + 40, args.servers)), "--images", str(args.snapshots)],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     redis = RedisProcess(work / "redis").start()
