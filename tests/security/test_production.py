@@ -83,8 +83,8 @@ def production(tmp_path):
     port = free_port()
     gunicorn = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "gunicorn") if (ROOT / ".venv").exists() else "gunicorn",
-         "config.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "-c", "config/gunicorn.conf.py", "config.wsgi", "-b", f"127.0.0.1:{port}"],
+        cwd=ROOT, env={**env, "WEB_CONCURRENCY": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     wait_for_port(port, timeout=30, process=gunicorn)
     yield {"manage": manage, "base": f"http://127.0.0.1:{port}"}
@@ -127,3 +127,37 @@ def test_the_production_settings_ignore_that_pytest_runs(tmp_path):
     assert _settings(env, "settings.DEBUG") == "False"
     without_key = {k: v for k, v in env.items() if k != "SECRET_KEY"}
     assert "SECRET_KEY must be set when DEBUG is off" in _settings(without_key, "1")
+
+
+def _gunicorn_settings(env: dict) -> dict[str, str]:
+    gunicorn = str(ROOT / ".venv" / "bin" / "gunicorn") if (ROOT / ".venv").exists() else "gunicorn"
+    result = subprocess.run(
+        [gunicorn, "-c", "config/gunicorn.conf.py", "--print-config", "config.wsgi"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition("=") for line in result.stdout.splitlines())
+    )
+
+
+def test_the_gunicorn_config_gives_threaded_workers_an_operator_can_resize(tmp_path):
+    """The README's web command: threads fill a page's wait for the database, and
+    WEB_CONCURRENCY / GUNICORN_THREADS size it for another machine."""
+    import os
+
+    env = _env(tmp_path)
+    env.pop("WEB_CONCURRENCY", None)
+    settings = _gunicorn_settings(env)
+    assert settings["worker_class"] == "gthread"
+    assert settings["workers"] == str(os.cpu_count())
+    assert int(settings["threads"]) > 1
+    assert settings["bind"] == "['127.0.0.1:8000']"
+    resized = _gunicorn_settings({**env, "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "8"})
+    assert (resized["workers"], resized["threads"]) == ("3", "8")
+
+
+def test_the_readme_starts_the_web_server_with_the_gunicorn_config():
+    notes = (ROOT / "README.md").read_text().split("## Production notes", 1)[1]
+    assert "`gunicorn -c config/gunicorn.conf.py config.wsgi`" in notes

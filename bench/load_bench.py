@@ -1,0 +1,431 @@
+"""Do the pages hold under load while 200 snapshot jobs run?
+
+Starts, on a throwaway database (PostgreSQL when DATABASE_URL names one, as the
+customer runs it): devcloud at a realistic speed (--speed 2), Redis, the Celery
+worker and gunicorn with the command lines README.md's production notes give
+(read from the README itself, so the bench runs what an operator runs; only the
+bind address is the bench's), DEBUG off, collectstatic done. The mirror is a sync
+of a devcloud with --servers instances and --snapshots snapshots; --users
+signed-in users are members of `alpha` (one in five its admin).
+
+Then 200 snapshot jobs are submitted through the portal's services (as "Snapshot
+selected" does) and, at once, locust (headless, in its own environment
+var/bench-venv, created on the first run: gevent never enters the portal's) runs
+--users users, each asking for a page every 2 s (`constant_pacing(2)`) for
+--duration seconds: the instance overview, instance detail pages, the snapshot
+table with filters and sorts, a project's snapshots, images, the job list and
+job pages (bench/locust/portal_pages.py).
+
+Prints p50/p95/p99 over all requests and per page, errors, requests per second,
+how many jobs finished and when, CPU seconds and RSS per process (start and end),
+each figure with its goal (and to `make bench`'s table, bench/figures.py); exits
+non-zero on a miss: p95 or p99 over the goal, an error, fewer than 90 % of the pages
+the users asked for answered, or a job unfinished when the load ends.
+
+    .venv/bin/python bench/load_bench.py                      # SQLite
+    DATABASE_URL=postgres://portal:portal@127.0.0.1:5432/portal_load .venv/bin/python bench/load_bench.py
+    .venv/bin/python bench/load_bench.py --jobs 0             # the pages alone, for comparison
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.figures import figure  # noqa: E402
+
+GOAL_P95_MS = 250
+GOAL_P99_MS = 500
+GOAL_ERRORS = 0
+BENCH_VENV = ROOT / "var" / "bench-venv"
+LOCUSTFILE = ROOT / "bench" / "locust" / "portal_pages.py"
+DISK_BYTES = 2 * 1000**3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--duration", type=int, default=120, help="seconds of load")
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--speed", type=float, default=2.0)
+    parser.add_argument("--snapshots", type=int, default=5000, help="snapshots in the mirror")
+    # The same mirror with and without jobs (--jobs 0), so the two runs compare.
+    parser.add_argument("--servers", type=int, default=440, help="instances in the mirror")
+    args = parser.parse_args()
+
+    locust = locust_ensure()
+    web_command, worker_command = production_commands()
+
+    from bench.throwaway_db import engine_name, throwaway_database
+    from devcloud.launcher import DevcloudProcess
+    from scripts.stack import RedisProcess, child_env, free_port, stop_process, wait_for_port
+
+    work = Path(tempfile.mkdtemp(prefix="load-bench-"))
+    data = work / "devcloud"
+    # Enough ACTIVE servers for the jobs (populate makes ~70 % ACTIVE), and snapshots.
+    subprocess.run(
+        [sys.executable, "-m", "devcloud", "populate", "--data", str(data),
+         "--servers", str(max(args.jobs * 2 + 40, args.servers)), "--images", str(args.snapshots)],
+        cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    redis = RedisProcess(work / "redis").start()
+    devcloud = DevcloudProcess(data, speed=args.speed).start()
+    worker = web = None
+    database = throwaway_database(work, "bench_load")
+    try:
+        database_url = database.__enter__()
+        engine = engine_name(database_url)
+        clouds_yaml = work / "clouds.yaml"
+        clouds_yaml.write_text(
+            "clouds:\n" + devcloud.clouds_yaml(name="devcloud", entries_only=True)
+        )
+        env = child_env(
+            DEBUG="0",
+            SECRET_KEY="bench-only-" + os.urandom(16).hex(),
+            ALLOWED_HOSTS="127.0.0.1",
+            PORTAL_TRUST_X_FORWARDED_PROTO="1",
+            DATABASE_URL=database_url,
+            REDIS_URL=redis.url,
+            OS_CLIENT_CONFIG_FILE=clouds_yaml,
+            PORTAL_SITES="devcloud=Bielefeld",
+            PORTAL_VAR_DIR=work,
+            STATIC_ROOT=work / "static",
+            LOG_LEVEL="WARNING",
+            EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+            DJANGO_SETTINGS_MODULE="config.settings",
+        )
+        for command in (["migrate", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"]):
+            subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True)
+        os.environ.update(env)
+        import django
+
+        django.setup()
+        started = time.perf_counter()
+        world = seed(args.users)
+        print(f"seeded and synced in {time.perf_counter() - started:.0f} s: {world['counts']}")
+        worker = start_logged(worker_command, env, work / "worker.log")
+        port = free_port()
+        web = start_logged(bind(web_command, port), env, work / "gunicorn.log")
+        wait_for_port(port, timeout=60, process=web)
+        return run(args, world, work=work, port=port, locust=locust, engine=engine,
+                   processes={"gunicorn": web, "celery": worker, "devcloud": devcloud,
+                              "redis": redis.process},
+                   web_command=web_command, worker_command=worker_command,
+                   devcloud=devcloud)  # fmt: skip
+    finally:
+        for process in (web, worker):
+            stop_process(process)
+        devcloud.stop()
+        redis.stop()
+        from django.db import connections
+
+        connections.close_all()
+        database.__exit__(None, None, None)
+
+
+def locust_ensure() -> Path:
+    """locust in the bench's own venv: gevent patches the standard library, and must
+    never be importable by the portal's processes."""
+    locust = BENCH_VENV / "bin" / "locust"
+    if not locust.exists():
+        subprocess.run(["python3", "-m", "venv", str(BENCH_VENV)], check=True)
+        subprocess.run([str(BENCH_VENV / "bin" / "pip"), "install", "-q", "locust"], check=True)
+    return locust
+
+
+def production_commands() -> tuple[list[str], list[str]]:
+    """The web and worker command lines of README.md's production notes."""
+    readme = (ROOT / "README.md").read_text()
+    notes = readme.split("## Production notes", 1)[1].split("\n## ", 1)[0]
+    spans = [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", notes, re.S)]
+    web = next(s for s in spans if "gunicorn" in s and "config.wsgi" in s)
+    worker = next(s for s in spans if "celery -A config worker" in s and "transfer" not in s)
+    return shlex.split(web), shlex.split(worker)
+
+
+def bind(command: list[str], port: int) -> list[str]:
+    """The README's gunicorn command on the bench's own port."""
+    command = list(command)
+    if "-b" in command:
+        command[command.index("-b") + 1] = f"127.0.0.1:{port}"
+    else:
+        command += ["-b", f"127.0.0.1:{port}"]
+    return command
+
+
+def start_logged(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    # The programs of the portal's own venv (gunicorn, celery), whatever PATH says.
+    bin_dir = Path(sys.executable).parent
+    env = {**env, "PATH": f"{bin_dir}:{env.get('PATH', '')}"}
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def seed(n_users: int) -> dict:
+    """The demo's users and projects and a full sync (operations.demo), then the
+    load's users: members of alpha, one in five its admin, each with a session."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from images.models import Image
+    from instances.models import Server
+    from operations.demo import demo_seed
+    from portal.models import Membership, Project
+
+    demo_seed()
+    alpha = Project.objects.get(name="alpha")
+    User = get_user_model()
+    sessions = []
+    servers = list(
+        Server.objects.filter(project=alpha, deleted_at__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for i in range(n_users):
+        user = User.objects.create_user(f"load-{i:03d}", f"load-{i:03d}@example.org")
+        role = Membership.Role.ADMIN if i % 5 == 0 else Membership.Role.MEMBER
+        Membership.objects.create(user=user, project=alpha, role=role)
+        client = Client()
+        client.force_login(user)
+        sessions.append({
+            "cookie": client.cookies["sessionid"].value,
+            "servers": servers[i % 20 :: 20][:10] or servers[:10],
+            "project": alpha.pk,
+        })  # fmt: skip
+    counts = {
+        "instances": Server.objects.filter(deleted_at__isnull=True).count(),
+        "snapshots": Image.objects.filter(is_snapshot=True, deleted_at__isnull=True).count(),
+        "images": Image.objects.filter(deleted_at__isnull=True).count(),
+        "users": User.objects.count(),
+    }
+    return {"alpha": alpha, "sessions": sessions, "counts": counts}
+
+
+def jobs_submit(n: int, devcloud) -> tuple[list, float]:
+    from django.contrib.auth import get_user_model
+
+    from instances.models import Server
+    from snapshots.services import snapshot_create_many_request
+
+    if not n:
+        return [], time.time()
+    alice = get_user_model().objects.get(username="alice")
+    servers = list(
+        Server.objects.select_related("site", "project")
+        .filter(
+            project__name="alpha",
+            status="ACTIVE",
+            deleted_at__isnull=True,
+            task_state="",
+            flavor_ram_mib__lte=256 * 1024,
+        )  # the RAM a snapshot may preserve
+        .order_by("-pk")[:n]
+    )
+    if len(servers) < n:
+        raise SystemExit(f"only {len(servers)} ACTIVE servers in alpha")
+    for server in servers:
+        devcloud.set_server(server.openstack_id, disk_used_bytes=DISK_BYTES)
+    started = time.time()
+    jobs, plan = snapshot_create_many_request(
+        servers=servers, actor=alice, pattern="bench-{instance}", restart=True
+    )
+    if len(jobs) != n:
+        raise SystemExit(f"{len(plan.skipped)} skipped, e.g. {plan.skipped[0].refusal}")
+    return jobs, started
+
+
+# --- processes: CPU and memory ------------------------------------------------------
+
+
+def process_groups(processes: dict, database_name: str) -> dict[str, list]:
+    """Each service's processes (a master and its workers/children); PostgreSQL's
+    backends serving the bench's database, when the database is local."""
+    import psutil
+
+    groups = {}
+    for name, popen in processes.items():
+        try:
+            root = psutil.Process(popen.pid)
+            groups[name] = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            groups[name] = []
+    backends = []
+    for each in psutil.process_iter(["name", "cmdline"]):
+        try:
+            line = " ".join(each.info["cmdline"] or [])
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            continue
+        if line.startswith("postgres:") and f" {database_name} " in f"{line} ":
+            backends.append(each)
+    if backends:
+        groups["postgres backends"] = backends
+    return groups
+
+
+def group_figures(groups: dict[str, list]) -> dict[str, dict]:
+    import psutil
+
+    figures = {}
+    for name, members in groups.items():
+        rss = cpu = 0.0
+        alive = 0
+        for each in members:
+            try:
+                rss += each.memory_info().rss
+                times = each.cpu_times()
+                cpu += times.user + times.system
+                alive += 1
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        figures[name] = {"rss_mib": rss / 2**20, "cpu_s": cpu, "processes": alive}
+    return figures
+
+
+# --- the run ------------------------------------------------------------------------
+
+
+def run(args, world, *, work, port, locust, engine, processes, web_command, worker_command,
+        devcloud) -> int:  # fmt: skip
+    from django.db import connection
+
+    from portal.models import Job
+
+    database_name = connection.settings_dict["NAME"]
+    # Every page once, so the run starts with warm processes (imports, templates).
+    import urllib.request
+
+    for path in ("/instances/", "/snapshots/", "/images/", "/jobs/"):
+        for _ in range(4):  # a few requests, so each gunicorn worker likely gets one
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path}",
+                headers={"Cookie": f"sessionid={world['sessions'][0]['cookie']}",
+                         "X-Forwarded-Proto": "https"},
+            )  # fmt: skip
+            urllib.request.urlopen(request, timeout=30).read()
+
+    groups = process_groups(processes, database_name)
+    at_start = group_figures(groups)
+    jobs, submitted = jobs_submit(args.jobs, devcloud)
+    plan = work / "plan.json"
+    plan.write_text(json.dumps({"sessions": world["sessions"], "jobs": [j.pk for j in jobs]}))
+    locust_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "DATABASE"))}
+    locust_env["LOAD_BENCH_PLAN"] = str(plan)
+    load_started = time.time()
+    with open(work / "locust.log", "ab") as locust_log:
+        subprocess.run(
+            [str(locust), "-f", str(LOCUSTFILE), "--headless", "--users", str(args.users),
+             "--spawn-rate", str(max(args.users / 4, 1)), "--run-time", f"{args.duration}s",
+             "--host", f"http://127.0.0.1:{port}", "--csv", str(work / "locust"),
+             "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "5"],
+            cwd=ROOT, env=locust_env, check=False, stdout=subprocess.DEVNULL,
+            stderr=locust_log,
+        )  # fmt: skip
+    load_seconds = time.time() - load_started
+    groups = process_groups(processes, database_name)  # backends may have come and gone
+    at_end = group_figures(groups)
+
+    finished = list(
+        Job.objects.filter(pk__in=[j.pk for j in jobs], status__in=Job.FINISHED).values_list(
+            "finished_at", "status"
+        )
+    )
+    stats = locust_stats(work / "locust_stats.csv")
+
+    print(f"\nload: {args.users} users, one page every 2 s each, {load_seconds:.0f} s, "
+          f"{args.jobs} snapshot jobs submitted at the start; {engine}; "
+          f"devcloud --speed {args.speed:g}; mirror {world['counts']}")  # fmt: skip
+    print(f"  web:    {' '.join(web_command)}")
+    print(f"  worker: {' '.join(worker_command)}")
+    print(
+        f"\n{'page':<34} {'requests':>8} {'errors':>6} {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6}  ms"
+    )
+    for name, row in stats.items():
+        print(f"{name:<34} {row['count']:8d} {row['failures']:6d} {row['p50']:6.0f} "
+              f"{row['p95']:6.0f} {row['p99']:6.0f} {row['max']:6.0f}")  # fmt: skip
+    total = stats["Aggregated"]
+    if args.jobs:
+        ends = sorted(f.timestamp() - submitted for f, _ in finished)
+        succeeded = sum(1 for _, status in finished if status == Job.Status.SUCCEEDED)
+        within = sum(1 for end in ends if end <= load_seconds)
+        print(f"\njobs: {len(finished)} of {args.jobs} finished ({succeeded} succeeded), "
+              f"{within} within the {load_seconds:.0f} s of load"
+              + (f"; first at {ends[0]:.0f} s, median {ends[len(ends) // 2]:.0f} s, "
+                 f"last at {ends[-1]:.0f} s after submission" if ends else ""))  # fmt: skip
+    print(
+        f"\n{'process':<20} {'count':>5} {'RSS start':>10} {'RSS end':>9} {'CPU s during load':>18}"
+    )
+    for name, end in at_end.items():
+        start = at_start.get(name, {"rss_mib": 0.0, "cpu_s": 0.0, "processes": 0})
+        cpu = end["cpu_s"] - start["cpu_s"] if name != "postgres backends" else end["cpu_s"]
+        print(f"{name:<20} {start['processes']:>2}→{end['processes']:<2} {start['rss_mib']:8.0f} MiB"
+              f" {end['rss_mib']:5.0f} MiB {cpu:14.1f}")  # fmt: skip
+    print(f"  (the machine's 2 cores give {2 * load_seconds:.0f} CPU s during the load)")
+    web_cpu = at_end["gunicorn"]["cpu_s"] - at_start["gunicorn"]["cpu_s"]
+    print(f"  gunicorn CPU per request: {web_cpu / max(total['count'], 1) * 1000:.1f} ms")
+
+    rows = [
+        ("p95, all pages", total["p95"], GOAL_P95_MS, f"{total['p95']:.0f} ms"),
+        ("p99, all pages", total["p99"], GOAL_P99_MS, f"{total['p99']:.0f} ms"),
+        ("errors", total["failures"], GOAL_ERRORS, f"{total['failures']}"),
+    ]
+    print(
+        f"\n  requests per second {total['rps']:.1f} (p50 {total['p50']:.0f} ms); "
+        f"slowest page p95: {max((r['p95'], n) for n, r in stats.items() if n != 'Aggregated')}"
+    )
+    missed = 0
+    for label, value, goal, shown in rows:
+        ok = value <= goal
+        missed += not ok
+        print(f"  {label:<22} {shown:>9}   goal ≤ {goal:g}  {'ok' if ok else 'MISSED'}")
+        figure(label, shown, goal=f"≤ {goal:g}", ok=ok)
+    # A server that cannot keep up answers fewer requests, not only slower ones.
+    # Asked: one page per user every 2 s of --duration, less the 4 s the users take
+    # to arrive (--spawn-rate users/4), on average 2 s each.
+    served = total["count"] / (args.users * (args.duration - 2) / 2)
+    ok = served >= 0.9
+    missed += not ok
+    print(
+        f"  {'pages served / asked':<22} {served:>9.0%}   goal ≥ 90 %  {'ok' if ok else 'MISSED'}"
+    )
+    figure("pages served / asked (one per user every 2 s)", f"{served:.0%}", goal="≥ 90 %", ok=ok)
+    if args.jobs:
+        ok = len(finished) == args.jobs
+        missed += not ok
+        figure(
+            "jobs finished during the load", f"{len(finished)} of {args.jobs}", goal="all", ok=ok
+        )
+    figure("gunicorn CPU per request", f"{web_cpu / max(total['count'], 1) * 1000:.1f} ms",
+           goal="(reported)", ok=True)  # fmt: skip
+    return 1 if missed else 0
+
+
+def locust_stats(path: Path) -> dict[str, dict]:
+    stats = {}
+    with open(path) as handle:
+        for row in csv.DictReader(handle):
+            stats[row["Name"]] = {
+                "count": int(row["Request Count"]),
+                "failures": int(row["Failure Count"]),
+                "p50": float(row["50%"] or 0),
+                "p95": float(row["95%"] or 0),
+                "p99": float(row["99%"] or 0),
+                "max": float(row["Max Response Time"] or 0),
+                "rps": float(row["Requests/s"] or 0),
+            }
+    return stats
+
+
+if __name__ == "__main__":
+    sys.exit(main())
