@@ -276,6 +276,8 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 # the portal always showed, German gets 05.12.2026 14:03.
 FORMAT_MODULE_PATH = ["config.formats"]
 LANGUAGE_COOKIE_SAMESITE = "Lax"
+# The switch's choice outlives the browser session (Django's default cookie ends with it).
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 TIME_ZONE = os.environ.get("TIME_ZONE", "Europe/Berlin")
 USE_I18N = True
 USE_TZ = True

@@ -38,10 +38,25 @@ def language_remembering_middleware(
     get_response: Callable[[HttpRequest], HttpResponse],
 ) -> Callable[[HttpRequest], HttpResponse]:
     """Remember a signed-in user's language (the switch's cookie, else the browser's):
-    one write when it changes, noted in the session so other requests write nothing."""
+    one write when it changes, noted in the session so other requests write nothing.
+
+    The language follows the user: on a browser without the switch's cookie (another
+    machine, a cleared browser) a signed-in user gets the language they last used the
+    portal in, not the browser's, and that browser keeps it from then on. Looked up
+    once per session (the sign-in itself, or the first request of an old session)."""
 
     def middleware(request: HttpRequest) -> HttpResponse:
+        remembered = _remembered_language(request)
+        if remembered is not None:  # LocaleMiddleware chose before it knew the user
+            translation.activate(remembered)
+            request.LANGUAGE_CODE = remembered
         response = get_response(request)
+        if remembered is None:
+            remembered = _remembered_language(request)  # the sign-in request itself
+        if remembered is not None:
+            _language_cookie_set(response, remembered)
+            request.session[LANGUAGE_SAVED_SESSION_KEY] = remembered
+            return response
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated or not hasattr(request, "session"):
             return response
@@ -52,3 +67,32 @@ def language_remembering_middleware(
         return response
 
     return middleware
+
+
+def _remembered_language(request: HttpRequest) -> str | None:
+    """The language a signed-in user last used, when this browser has no choice of its
+    own and this session has not settled one yet; else None (no query)."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or not hasattr(request, "session"):
+        return None
+    if settings.LANGUAGE_COOKIE_NAME in request.COOKIES:
+        return None
+    if LANGUAGE_SAVED_SESSION_KEY in request.session:
+        return None
+    saved = preference_get(user=user, key=LANGUAGE_KEY)
+    known = {code for code, _ in settings.LANGUAGES}
+    return saved if saved in known else None
+
+
+def _language_cookie_set(response: HttpResponse, language: str) -> None:
+    # As django.views.i18n.set_language sets it, so the switch and this agree.
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME,
+        language,
+        max_age=settings.LANGUAGE_COOKIE_AGE,
+        path=settings.LANGUAGE_COOKIE_PATH,
+        domain=settings.LANGUAGE_COOKIE_DOMAIN,
+        secure=settings.LANGUAGE_COOKIE_SECURE,
+        httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+        samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+    )
