@@ -151,6 +151,14 @@ class Server(MirrorRow):
             models.Index(
                 fields=["project", "created_at"], condition=LIVE_SERVER, name="server_live_project"
             ),
+            # The overview's other sorts (instances.tables), with the row id that
+            # breaks their ties: walked in order and stopped after a page.
+            models.Index(fields=["name", "id"], condition=LIVE_SERVER, name="server_live_name"),
+            models.Index(
+                fields=["flavor_ram_mib", "flavor_name", "id"],
+                condition=LIVE_SERVER,
+                name="server_live_flavor",
+            ),
             models.Index(
                 fields=["status", "-created_at", "name"],
                 condition=LIVE_SERVER,

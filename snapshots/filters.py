@@ -6,7 +6,15 @@ from django.db.models import Exists, OuterRef
 from django.utils.translation import gettext_lazy
 
 from images.models import BootTest
-from portal.filters import BoundedFilterSet, id_prefix_q, name_starts, quick_search, style_form
+from portal.filters import (
+    MAX_RELATED_IDS,
+    BoundedFilterSet,
+    few_matches_first,
+    id_prefix_q,
+    name_starts,
+    quick_search,
+    style_form,
+)
 from portal.models import Project, Site
 from snapshots.models import Snapshot
 
@@ -71,16 +79,31 @@ class SnapshotFilterSet(BoundedFilterSet):
             site=OuterRef("site"), openstack_id=OuterRef("openstack_id")
         )
         if value == "untested":
+            # Most snapshots are untested: walking the list's order finds a page soon.
             return queryset.exclude(Exists(tests.filter(outcome__in=("verified", "failed"))))
-        return queryset.filter(Exists(tests.filter(outcome=value)))
+        # The tested ones are few: read their ids first (as quick_search does), so
+        # the database looks those up instead of checking every snapshot for a test.
+        # Many of them: the check per row finds a page soon.
+        ids = list(
+            BootTest.objects.filter(outcome=value)
+            .order_by()
+            .values_list("openstack_id", flat=True)[: MAX_RELATED_IDS + 1]
+        )
+        if len(ids) > MAX_RELATED_IDS:
+            return queryset.filter(Exists(tests.filter(outcome=value)))
+        # (The test's own site is still checked: ids are unique per site only.)
+        return queryset.filter(openstack_id__in=ids).filter(Exists(tests.filter(outcome=value)))
 
     def filter_openstack_id(self, queryset, name, value):
         # People paste whole ids or the first characters of one.
-        return queryset.filter(id_prefix_q(value))
+        return few_matches_first(queryset, id_prefix_q(value))
 
     def filter_project_name(self, queryset, name, value):
-        # Projects are few: find them first, then their snapshots by the project index.
-        return queryset.filter(project__in=Project.objects.filter(name__icontains=value.strip()))
+        # Projects are few: find them first, in their own query, then their snapshots
+        # by the project index. As a subquery, SQLite could not tell it was small and
+        # sorted every snapshot (see quick_search).
+        projects = Project.objects.filter(name__icontains=value.strip()).order_by()
+        return queryset.filter(project__in=list(projects.values_list("pk", flat=True)))
 
     def filter_quick(self, queryset, name, value):
         return quick_search(queryset, value, contains=("project__name",))
