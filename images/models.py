@@ -118,6 +118,9 @@ class Image(MirrorRow):
                 name="image_snap_base",
             ),
             models.Index(fields=["name"], condition=LIVE_BASE, name="image_base_name"),
+            # The image page's site filter: the names of one site's base images,
+            # without reading that site's snapshots too.
+            models.Index(fields=["site", "name"], condition=LIVE_BASE, name="image_base_site"),
             # The few protected snapshots: a bulk delete's confirmation counts them
             # (they are skipped) without reading every snapshot. `deleted_at` leads
             # (live ones: IS NULL) so that SQLite has an equality to match; with the
