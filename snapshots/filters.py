@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy
 
 from images.models import BootTest
@@ -78,21 +78,22 @@ class SnapshotFilterSet(BoundedFilterSet):
         tests = BootTest.objects.filter(
             site=OuterRef("site"), openstack_id=OuterRef("openstack_id")
         )
-        if value == "untested":
-            # Most snapshots are untested: walking the list's order finds a page soon.
-            return queryset.exclude(Exists(tests.filter(outcome__in=("verified", "failed"))))
-        # The tested ones are few: read their ids first (as quick_search does), so
-        # the database looks those up instead of checking every snapshot for a test.
-        # Many of them: the check per row finds a page soon.
+        outcomes = ("verified", "failed") if value == "untested" else (value,)
+        # Tested snapshots are few: their ids are read first (as quick_search does),
+        # so the database looks those up, or leaves them out, instead of asking the
+        # test table once for every snapshot it walks (and counts). Many of them:
+        # the check per row.
         ids = list(
-            BootTest.objects.filter(outcome=value)
+            BootTest.objects.filter(outcome__in=outcomes)
             .order_by()
             .values_list("openstack_id", flat=True)[: MAX_RELATED_IDS + 1]
         )
         if len(ids) > MAX_RELATED_IDS:
-            return queryset.filter(Exists(tests.filter(outcome=value)))
+            tested = Exists(tests.filter(outcome__in=outcomes))
+            return queryset.exclude(tested) if value == "untested" else queryset.filter(tested)
         # (The test's own site is still checked: ids are unique per site only.)
-        return queryset.filter(openstack_id__in=ids).filter(Exists(tests.filter(outcome=value)))
+        tested = Q(openstack_id__in=ids) & Q(Exists(tests.filter(outcome__in=outcomes)))
+        return queryset.exclude(tested) if value == "untested" else queryset.filter(tested)
 
     def filter_openstack_id(self, queryset, name, value):
         # People paste whole ids or the first characters of one.
