@@ -15,8 +15,9 @@ its goal (≤ 2×, equal query counts) and exits non-zero when one misses.
 
 Each size runs in its own process (its own database: a SQLite file, or on
 PostgreSQL a database `<name>_bench_<size>` created and dropped by the bench).
-A page slower than --slow seconds on its warm-up is timed once, not --runs
-times, so a page that does not scale cannot make the bench run for an hour.
+A page slower than --slow seconds after its warm-up is timed once, not --runs
+times, so a page that does not scale cannot make the bench run for an hour (the
+first request of the process is slow once, whatever its page: never timed).
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def report(results: dict, engine: str) -> int:
     small, big = results["small"], results["big"]
     print(f"\npages on {engine}: median of runs, big mirror / small mirror; "
           f"goal ≤ {GOAL_RATIO:g}× and equal query counts")  # fmt: skip
-    print(f"{'page':<46} {'small ms':>9} {'big ms':>9} {'ratio':>7} {'queries':>9} {'KB big':>7}")
-    missed = []
+    print(f"{'page':<62} {'small ms':>9} {'big ms':>9} {'ratio':>7} {'queries':>9} "
+          f"{'rows':>9} {'KB big':>7}")  # fmt: skip
+    missed, unequal = [], []
     for label, s in small.items():
         b = big[label]
         ratio = b["ms"] / s["ms"]
@@ -99,12 +101,25 @@ def report(results: dict, engine: str) -> int:
             and s["queries"] == b["queries"]
             and b["status"] == s["status"] == 200
         )
+        # A table the small mirror cannot fill (a page of 100 of its 10 instances)
+        # shows less there: its ratio measures rows drawn, not the facility's size.
+        # Printed, with its query counts checked, but not judged by time.
+        rows_differ = s.get("rows") != b.get("rows")
+        if rows_differ:
+            ok = s["queries"] == b["queries"] and b["status"] == s["status"] == 200
+            unequal.append(label)
         if not ok:
             missed.append(label)
         queries = f"{s['queries']}/{b['queries']}"
-        print(f"{label:<46} {s['ms']:9.1f} {b['ms']:9.1f} {ratio:6.1f}× {queries:>9} "
-              f"{b['kb']:7.0f}  {'ok' if ok else 'MISSED'}")  # fmt: skip
-    print(f"\n{len(small) - len(missed)} of {len(small)} pages within the goal")
+        rows = "" if s.get("rows") is None else f"{s['rows']}/{b['rows']}"
+        verdict = "MISSED" if not ok else ("(rows differ)" if rows_differ else "ok")
+        print(f"{label:<62} {s['ms']:9.1f} {b['ms']:9.1f} {ratio:6.1f}× {queries:>9} "
+              f"{rows:>9} {b['kb']:7.0f}  {verdict}")  # fmt: skip
+    print(f"\n{len(small) - len(missed)} of {len(small)} pages within the goal "
+          f"({len(unequal)} of them show fewer rows in the small mirror: judged by query "
+          f"counts only)")  # fmt: skip
+    for label in missed:
+        print(f"missed: {label}")
     return 1 if missed else 0
 
 
@@ -126,7 +141,7 @@ def child(args) -> int:
         if args.only and args.only not in label:
             continue
         results[label] = measure(world[who], path, headers, runs=args.runs, slow=args.slow)
-        print(f"  {label:<46} {results[label]['ms']:9.1f} ms", file=sys.stderr, flush=True)
+        print(f"  {label:<62} {results[label]['ms']:9.1f} ms", file=sys.stderr, flush=True)
     print(json.dumps(results))
     return 0
 
@@ -222,40 +237,116 @@ def seed(n_servers: int, n_snapshots: int) -> dict:
 
     planner_statistics_refresh()
     alpha_server = Server.objects.filter(project=projects[0]).order_by("pk").first()
-    return {"alice": alice, "admin": admin, "alpha": projects[0], "server": alpha_server}
+    return {"alice": alice, "admin": admin, "alpha": projects[0], "server": alpha_server,
+            "site": sites[0]}  # fmt: skip
+
+
+# A sample value for every filter a table offers, chosen to match a few rows in
+# both sizes. A filter added to a FilterSet without one here stops the bench (a
+# KeyError), so every filter is benched.
+SNAPSHOT_FILTER_SAMPLES = {
+    "q": ["snap-alpha-00000", "*alpha-00000"],
+    "name": ["snap-alpha-00000", "*alpha-00000"],
+    "project_name": ["alpha"],
+    "openstack_id": ["00000000-0000-0001-0000-00000000000"],
+    "status": ["active"],
+    "site": ["<site>"],
+    "boot": ["verified", "failed", "untested"],
+}
+SERVER_FILTER_SAMPLES = {
+    "q": ["vm-0000", "00000000-0000-0000-0000-00000000000", "*m-0000"],
+    "status": ["SHUTOFF"],
+    "project": ["<alpha>"],
+    "site": ["<site>"],
+    "flavor": ["de.NBI 4"],
+}
+IMAGE_FILTER_SAMPLES = {"name": ["ubuntu-1"], "tag": ["base"], "site": ["<site>"]}
+
+
+def sorts_of(table_class) -> list[str]:
+    """Every `?sort=` the table's headers offer, both directions."""
+    names = [column.name for column in table_class([]).columns if column.orderable]
+    return [sort for name in names for sort in (name, f"-{name}")]
+
+
+def filters_of(filterset_class, samples: dict, world: dict) -> list[tuple[str, str]]:
+    """(label, query) for every filter of the FilterSet with each of its sample values."""
+    from urllib.parse import urlencode
+
+    stand_in = {"<site>": str(world["site"].pk), "<alpha>": str(world["alpha"].pk)}
+    out = []
+    for name in filterset_class.base_filters:
+        for value in samples[name]:
+            out.append((f"{name}={value}", urlencode({name: stand_in.get(value, value)})))
+    return out
 
 
 def page_list(world: dict) -> list[tuple[str, str, str, dict]]:
+    """Every page, every htmx partial, and every sort, filter and page size of each
+    table (read from the table and filter classes: a new column or filter is benched
+    without a change here), alone and as users combine them (a filter, then a sort)."""
+    from images.filters import ImageFilterSet
+    from instances.filters import ServerFilterSet
+    from instances.tables import ServerTable
+    from portal.tables import PAGE_SIZES
+    from snapshots.filters import SnapshotFilterSet
+    from snapshots.tables import SnapshotTable
+
     htmx = {"HTTP_HX_REQUEST": "true"}
     alpha = world["alpha"].pk
     server = world["server"].pk
+    snapshot_sorts = sorts_of(SnapshotTable)
+    server_sorts = sorts_of(ServerTable)
+    snapshot_filters = filters_of(SnapshotFilterSet, SNAPSHOT_FILTER_SAMPLES, world)
+    server_filters = filters_of(ServerFilterSet, SERVER_FILTER_SAMPLES, world)
+    image_filters = filters_of(ImageFilterSet, IMAGE_FILTER_SAMPLES, world)
     pages = []
     for who in ("alice", "admin"):
         pages += [
             (f"{who} /instances/", who, "/instances/?per_page=10", {}),
             (f"{who} /instances/ htmx", who, "/instances/?per_page=10", htmx),
-            (f"{who} /instances/?q=vm-0000", who, "/instances/?q=vm-0000", htmx),
-            (f"{who} /instances/?q=<id prefix>", who, "/instances/?q=00000000-0000-0000-0000-00000000000", htmx),
-            (f"{who} /instances/?status=SHUTOFF", who, "/instances/?status=SHUTOFF&filtered=1&per_page=10", htmx),
             (f"{who} /instances/<id>/", who, f"/instances/{server}/", {}),
             (f"{who} /instances/<id>/row/", who, f"/instances/{server}/row/", htmx),
             (f"{who} /instances/new/", who, f"/instances/new/?project={alpha}", {}),
             (f"{who} /instances/new/ htmx", who, f"/instances/new/?project={alpha}&tab=snapshots", htmx),
             (f"{who} /instances/new/?image_q=<name>", who, f"/instances/new/?project={alpha}&image_q=snap-alpha-00000", htmx),
+            (f"{who} /instances/new/?image_q=*<name>", who, f"/instances/new/?project={alpha}&image_q=*alpha-00000", htmx),
             (f"{who} /images/", who, "/images/", {}),
-            (f"{who} /images/ htmx", who, "/images/?name=ubuntu-1", htmx),
             (f"{who} /snapshots/", who, "/snapshots/?per_page=10", {}),
             (f"{who} /snapshots/ htmx", who, "/snapshots/?per_page=10", htmx),
-            (f"{who} /snapshots/?sort=name", who, "/snapshots/?per_page=10&sort=name", htmx),
-            (f"{who} /snapshots/?name=snap-alpha-00000", who, "/snapshots/?name=snap-alpha-00000", htmx),
-            (f"{who} /snapshots/?q=snap-alpha-00000", who, "/snapshots/?q=snap-alpha-00000", htmx),
-            (f"{who} /snapshots/?openstack_id=<prefix>", who, "/snapshots/?openstack_id=00000000-0000-0001-0000-00000000000", htmx),
-            (f"{who} /snapshots/?status=active", who, "/snapshots/?status=active&per_page=10", htmx),
             (f"{who} /snapshots/project/alpha/", who, f"/snapshots/project/{alpha}/?per_page=10", {}),
             (f"{who} delete select all matching (confirm)", who, "/snapshots/delete/?all_matching=1", {}),
             (f"{who} delete all matching ?name=snap-alpha", who, "/snapshots/delete/?all_matching=1&name=snap-alpha", {}),
             (f"{who} /jobs/", who, "/jobs/", {}),
         ]  # fmt: skip
+        for label, query in image_filters:
+            pages.append((f"{who} /images/?{label}", who, f"/images/?{query}", htmx))
+        for base, sorts, filters in (
+            ("/snapshots/", snapshot_sorts, snapshot_filters),
+            (f"/snapshots/project/{alpha}/", snapshot_sorts, snapshot_filters),
+            ("/instances/", server_sorts, server_filters),
+        ):
+            shown = base.replace(f"/{alpha}/", "/alpha/")
+            for size in PAGE_SIZES:
+                pages.append(
+                    (f"{who} {shown}?per_page={size}", who, f"{base}?per_page={size}", htmx)
+                )
+            for sort in sorts:
+                pages.append(
+                    (f"{who} {shown}?sort={sort}", who, f"{base}?per_page=10&sort={sort}", htmx)
+                )
+            for label, query in filters:
+                pages.append((f"{who} {shown}?{label}", who, f"{base}?{query}", htmx))
+                # What users do next: sort what they filtered (newest first, by name).
+                for sort in ("name", "-created_at"):
+                    pages.append(
+                        (
+                            f"{who} {shown}?{label}&sort={sort}",
+                            who,
+                            f"{base}?{query}&sort={sort}",
+                            htmx,
+                        )
+                    )
     return pages
 
 
@@ -270,23 +361,33 @@ def measure(user, path: str, headers: dict, *, runs: int, slow: float) -> dict:
     queries = 0
     response = None
     for run in range(runs + 1):
+        # The log keeps the last 9,000 queries; once full, a capture of it counts 0.
+        connection.queries_log.clear()
         with CaptureQueriesContext(connection) as captured:
             t0 = time.perf_counter()
             response = client.get(path, secure=True, **headers)  # as behind the TLS proxy
             seconds = time.perf_counter() - t0
         queries = len(captured.captured_queries)
         if run == 0:  # warm-up (templates, caches)
-            if seconds > slow:
-                times.append(seconds)
-                break
             continue
         times.append(seconds)
+        if seconds > slow:  # timed once: a page that does not scale must not take an hour
+            break
     return {
         "ms": statistics.median(times) * 1000,
         "queries": queries,
         "status": response.status_code,
         "kb": len(response.content) / 1024,
+        "rows": rows_shown(response),
     }
+
+
+def rows_shown(response) -> int | None:
+    """How many rows the page's table shows (None: no table body)."""
+    import re
+
+    body = re.search(rb"<tbody>(.*?)</tbody>", response.content, re.S)
+    return body.group(1).count(b"<tr") if body else None
 
 
 if __name__ == "__main__":

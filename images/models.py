@@ -79,12 +79,39 @@ class Image(MirrorRow):
                 name="image_openstack_id",
                 opclasses=["varchar_pattern_ops"],
             ),
-            models.Index(fields=["created_at"], condition=LIVE_SNAPSHOT, name="image_snap_created"),
+            # The snapshot table's sorts (snapshots.tables), each with the row id
+            # that breaks its ties, everyone's and one project's: walked in order
+            # and stopped after a page. (A member's list, `project IN (theirs)`,
+            # walks the first kind, filtered.)
             models.Index(
-                fields=["project", "created_at"], condition=LIVE_SNAPSHOT, name="image_snap_project"
+                fields=["created_at", "id"], condition=LIVE_SNAPSHOT, name="image_snap_created"
             ),
             models.Index(
-                fields=["project", "name_key"], condition=LIVE_SNAPSHOT, name="image_snap_name"
+                fields=["name_key", "id"], condition=LIVE_SNAPSHOT, name="image_snap_by_name"
+            ),
+            models.Index(
+                fields=["status", "id"], condition=LIVE_SNAPSHOT, name="image_snap_status"
+            ),
+            models.Index(fields=["size", "id"], condition=LIVE_SNAPSHOT, name="image_snap_size"),
+            models.Index(
+                fields=["project", "created_at", "id"],
+                condition=LIVE_SNAPSHOT,
+                name="image_snap_project",
+            ),
+            models.Index(
+                fields=["project", "name_key", "id"],
+                condition=LIVE_SNAPSHOT,
+                name="image_snap_name",
+            ),
+            models.Index(
+                fields=["project", "status", "id"],
+                condition=LIVE_SNAPSHOT,
+                name="image_snap_project_status",
+            ),
+            models.Index(
+                fields=["project", "size", "id"],
+                condition=LIVE_SNAPSHOT,
+                name="image_snap_project_size",
             ),
             models.Index(
                 fields=["base_image_openstack_id", "site", "project"],
@@ -92,7 +119,9 @@ class Image(MirrorRow):
                 name="image_snap_base",
             ),
             models.Index(fields=["name"], condition=LIVE_BASE, name="image_base_name"),
-            models.Index(fields=["name"], condition=LIVE_SNAPSHOT, name="image_snap_by_name"),
+            # The image page's site filter: the names of one site's base images,
+            # without reading that site's snapshots too.
+            models.Index(fields=["site", "name"], condition=LIVE_BASE, name="image_base_site"),
             # The few protected snapshots: a bulk delete's confirmation counts them
             # (they are skipped) without reading every snapshot. `deleted_at` leads
             # (live ones: IS NULL) so that SQLite has an equality to match; with the

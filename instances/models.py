@@ -149,7 +149,34 @@ class Server(MirrorRow):
                 fields=["created_at", "name"], condition=LIVE_SERVER, name="server_live_created"
             ),
             models.Index(
-                fields=["project", "created_at"], condition=LIVE_SERVER, name="server_live_project"
+                fields=["project", "created_at", "name"],
+                condition=LIVE_SERVER,
+                name="server_live_project",
+            ),
+            # The overview's other sorts (instances.tables), with the row id that
+            # breaks their ties, everyone's and one project's: walked in order and
+            # stopped after a page (a member's `project IN (theirs)` with one
+            # project walks the second kind).
+            models.Index(fields=["name", "id"], condition=LIVE_SERVER, name="server_live_name"),
+            models.Index(
+                fields=["project", "name", "id"],
+                condition=LIVE_SERVER,
+                name="server_live_project_name",
+            ),
+            models.Index(
+                fields=["project", "status", "-created_at", "name"],
+                condition=LIVE_SERVER,
+                name="server_live_project_status",
+            ),
+            models.Index(
+                fields=["project", "flavor_ram_mib", "flavor_name", "id"],
+                condition=LIVE_SERVER,
+                name="server_live_project_flavor",
+            ),
+            models.Index(
+                fields=["flavor_ram_mib", "flavor_name", "id"],
+                condition=LIVE_SERVER,
+                name="server_live_flavor",
             ),
             models.Index(
                 fields=["status", "-created_at", "name"],

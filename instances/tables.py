@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy
 
 from instances.models import Server
 from instances.selectors import server_allowed_actions
-from portal.tables import EMPTY_CELL, TimeColumn, cell_text, time_text
+from portal.tables import EMPTY_CELL, TimeColumn, UnsortedColumn, cell_text, time_text
 
 
 class ServerTable(tables.Table):
@@ -16,24 +16,40 @@ class ServerTable(tables.Table):
     a render call and a template per cell) cost 0.8 ms a row, 0.3 ms this way:
     a page of ten rows cost twice one of a single row."""
 
+    # Every sort a header offers is walked from an index of existing servers
+    # (instances.models.Server.Meta) and stopped after a page; the row id (or the
+    # index's own order) breaks ties, so rows keep their place from page to page.
     select = tables.CheckBoxColumn(accessor="pk", orderable=False)
-    name = tables.Column(verbose_name=gettext_lazy("Name"))
-    status = tables.Column(order_by=("status", "task_state"))
-    project = tables.Column(accessor="project__name", verbose_name=gettext_lazy("Project"))
-    site = tables.Column(accessor="site__display_name", verbose_name=gettext_lazy("Site"))
+    name = tables.Column(order_by=("name", "id"), verbose_name=gettext_lazy("Name"))
+    # Within a status, newest first (the order of the server_live_status index).
+    status = tables.Column(order_by=("status", "-created_at", "name"))
+    project = UnsortedColumn(
+        accessor="project__name",
+        verbose_name=gettext_lazy("Project"),
+        sort_note=gettext_lazy("Not sortable: filter by project instead."),
+    )
+    site = UnsortedColumn(
+        accessor="site__display_name",
+        verbose_name=gettext_lazy("Site"),
+        sort_note=gettext_lazy("Not sortable: filter by site instead."),
+    )
     flavor = tables.Column(
         accessor="flavor_name",
-        order_by=("flavor_ram_mib", "flavor_name"),
+        order_by=("flavor_ram_mib", "flavor_name", "id"),
         verbose_name=gettext_lazy("Flavor"),
     )
     image = tables.Column(
         accessor="image_openstack_id", orderable=False, verbose_name=gettext_lazy("Image")
     )
     addresses = tables.Column(verbose_name=gettext_lazy("IP addresses"), orderable=False)
-    created_by = tables.Column(
-        accessor="created_by__username", verbose_name=gettext_lazy("Created by")
+    created_by = UnsortedColumn(
+        accessor="created_by__username",
+        verbose_name=gettext_lazy("Created by"),
+        sort_note=gettext_lazy("Not sortable."),
     )
-    created_at = TimeColumn(verbose_name=gettext_lazy("Created at"))
+    created_at = TimeColumn(
+        order_by=("created_at", "name"), verbose_name=gettext_lazy("Created at")
+    )
     actions = tables.Column(empty_values=(), orderable=False, verbose_name=gettext_lazy("Actions"))
 
     class Meta:

@@ -30,6 +30,19 @@ def cell_text(value) -> str:
     return EMPTY_CELL if value is None or value == "" else value
 
 
+class UnsortedColumn(Column):
+    """A column whose header offers no sort, and says why (`sort_note`, shown as the
+    header's title and to screen readers). For values read through a join (a
+    project's or a user's name): no index orders the rows by them, so every view
+    would sort every row the user may see, a cost that grows with the facility.
+    A crafted `?sort=` for one is ignored, as for any column that is not orderable."""
+
+    def __init__(self, *args, sort_note="", **kwargs):
+        kwargs["orderable"] = False
+        super().__init__(*args, **kwargs)
+        self.sort_note = sort_note
+
+
 class TimeColumn(Column):
     """A date and time as "2026-11-28 09:15" in the portal's time zone. Formatted in
     Python: django-tables2's DateTimeColumn renders a template for every cell, a

@@ -2,11 +2,19 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy
 
 from images.models import BootTest
-from portal.filters import BoundedFilterSet, id_prefix_q, name_starts, quick_search, style_form
+from portal.filters import (
+    MAX_RELATED_IDS,
+    BoundedFilterSet,
+    few_matches_first,
+    id_prefix_q,
+    name_starts,
+    quick_search,
+    style_form,
+)
 from portal.models import Project, Site
 from snapshots.models import Snapshot
 
@@ -70,17 +78,33 @@ class SnapshotFilterSet(BoundedFilterSet):
         tests = BootTest.objects.filter(
             site=OuterRef("site"), openstack_id=OuterRef("openstack_id")
         )
-        if value == "untested":
-            return queryset.exclude(Exists(tests.filter(outcome__in=("verified", "failed"))))
-        return queryset.filter(Exists(tests.filter(outcome=value)))
+        outcomes = ("verified", "failed") if value == "untested" else (value,)
+        # Tested snapshots are few: their ids are read first (as quick_search does),
+        # so the database looks those up, or leaves them out, instead of asking the
+        # test table once for every snapshot it walks (and counts). Many of them:
+        # the check per row.
+        ids = list(
+            BootTest.objects.filter(outcome__in=outcomes)
+            .order_by()
+            .values_list("openstack_id", flat=True)[: MAX_RELATED_IDS + 1]
+        )
+        if len(ids) > MAX_RELATED_IDS:
+            tested = Exists(tests.filter(outcome__in=outcomes))
+            return queryset.exclude(tested) if value == "untested" else queryset.filter(tested)
+        # (The test's own site is still checked: ids are unique per site only.)
+        tested = Q(openstack_id__in=ids) & Q(Exists(tests.filter(outcome__in=outcomes)))
+        return queryset.exclude(tested) if value == "untested" else queryset.filter(tested)
 
     def filter_openstack_id(self, queryset, name, value):
         # People paste whole ids or the first characters of one.
-        return queryset.filter(id_prefix_q(value))
+        return few_matches_first(queryset, id_prefix_q(value))
 
     def filter_project_name(self, queryset, name, value):
-        # Projects are few: find them first, then their snapshots by the project index.
-        return queryset.filter(project__in=Project.objects.filter(name__icontains=value.strip()))
+        # Projects are few: find them first, in their own query, then their snapshots
+        # by the project index. As a subquery, SQLite could not tell it was small and
+        # sorted every snapshot (see quick_search).
+        projects = Project.objects.filter(name__icontains=value.strip()).order_by()
+        return queryset.filter(project__in=list(projects.values_list("pk", flat=True)))
 
     def filter_quick(self, queryset, name, value):
         return quick_search(queryset, value, contains=("project__name",))

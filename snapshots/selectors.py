@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from images.models import BootTest
-from portal.access import get_visible_or_404, in_visible_projects
+from portal.access import get_visible_or_404, projects_visible_to
 from portal.models import Job
 from snapshots.filters import SnapshotFilterSet
 from snapshots.models import Snapshot
@@ -18,7 +18,18 @@ def snapshot_list(*, user, project=None) -> QuerySet[Snapshot]:
     )
     if project is not None:
         snapshots = snapshots.filter(project=project)
-    return in_visible_projects(snapshots, user)
+    return in_my_projects(snapshots, user)
+
+
+def in_my_projects(queryset: QuerySet, user) -> QuerySet:
+    """`in_visible_projects`, with the user's projects read first and written into
+    the query as a list of ids. With the subquery inline, neither database knew how
+    many projects it named: SQLite walked the whole name index from the top and
+    tested each row (a member whose names sort last waited for 50,000 other
+    projects' snapshots); with `project IN (1)` it walks that project's own index."""
+    if user.is_superuser:
+        return queryset
+    return queryset.filter(project__in=list(projects_visible_to(user).values_list("pk", flat=True)))
 
 
 def snapshots_shown(*, user, data, project=None):

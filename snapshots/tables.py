@@ -5,7 +5,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.translation import gettext_lazy
 
-from portal.tables import EMPTY_CELL, TimeColumn, cell_text, time_text
+from portal.tables import EMPTY_CELL, TimeColumn, UnsortedColumn, cell_text, time_text
 from snapshots.models import Snapshot
 
 
@@ -14,20 +14,34 @@ class SnapshotTable(tables.Table):
     are `row_values` printed by snapshots/_snapshot_row.html, one template per
     row: django-tables2's per-cell rendering cost 1.1 ms a row (see ServerTable)."""
 
+    # Every sort a header offers is walked from an index of live snapshots
+    # (images.models.Image.Meta) and stopped after a page; the row id breaks ties,
+    # so rows of equal value keep their place from page to page.
     select = tables.CheckBoxColumn(accessor="pk", orderable=False)
-    name = tables.Column(verbose_name=gettext_lazy("Name"))
-    project = tables.Column(accessor="project__name", verbose_name=gettext_lazy("Project"))
-    status = tables.Column(verbose_name=gettext_lazy("Status"))
+    # By the case-folded name: "alpha" and "Alpha" side by side.
+    name = tables.Column(order_by=("name_key", "id"), verbose_name=gettext_lazy("Name"))
+    project = UnsortedColumn(
+        accessor="project__name",
+        verbose_name=gettext_lazy("Project"),
+        sort_note=gettext_lazy("Not sortable: filter by project name instead."),
+    )
+    status = tables.Column(order_by=("status", "id"), verbose_name=gettext_lazy("Status"))
     source = tables.Column(
         accessor="source_server_openstack_id",
         verbose_name=gettext_lazy("Source instance"),
         orderable=False,
     )
-    site = tables.Column(accessor="site__display_name", verbose_name=gettext_lazy("Site"))
-    size = tables.Column(verbose_name=gettext_lazy("Size"))
-    created_at = TimeColumn(verbose_name=gettext_lazy("Created at"))
-    created_by = tables.Column(
-        accessor="created_by__username", verbose_name=gettext_lazy("Created by")
+    site = UnsortedColumn(
+        accessor="site__display_name",
+        verbose_name=gettext_lazy("Site"),
+        sort_note=gettext_lazy("Not sortable: filter by site instead."),
+    )
+    size = tables.Column(order_by=("size", "id"), verbose_name=gettext_lazy("Size"))
+    created_at = TimeColumn(order_by=("created_at", "id"), verbose_name=gettext_lazy("Created at"))
+    created_by = UnsortedColumn(
+        accessor="created_by__username",
+        verbose_name=gettext_lazy("Created by"),
+        sort_note=gettext_lazy("Not sortable."),
     )
     openstack_id = tables.Column(verbose_name=gettext_lazy("OpenStack ID"), orderable=False)
     actions = tables.Column(empty_values=(), orderable=False, verbose_name=gettext_lazy("Actions"))
@@ -40,7 +54,7 @@ class SnapshotTable(tables.Table):
             "select", "name", "project", "status", "source", "site", "size", "created_at",
             "created_by", "openstack_id", "actions",
         )  # fmt: skip
-        order_by = ("-created_at",)
+        order_by = ("-created_at",)  # the created_at column's order: newest first, then by id
 
     def __init__(self, *args, project=None, **kwargs):
         super().__init__(*args, **kwargs)
