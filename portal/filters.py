@@ -59,9 +59,8 @@ def quick_search(queryset: QuerySet, value: str, *, contains: tuple[str, ...]) -
     if not term:
         return queryset
     # "*text": no id starts with "*", so the id term is left out.
-    wanted = name_q(value, model=queryset.model)
-    if not anywhere:
-        wanted |= id_prefix_q(value)
+    name = name_q(value, model=queryset.model)
+    wanted = name if anywhere else id_prefix_q(value) | name
     scan = name_scan_q(value) if anywhere else None
     for field_name in contains:
         relation, _, column = field_name.partition("__")
