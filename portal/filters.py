@@ -43,7 +43,7 @@ def quick_search(queryset: QuerySet, value: str, *, contains: tuple[str, ...]) -
     contains it), or whose `contains` fields contain it.
 
     Every term is answered by an index at any mirror size: the id and name by
-    prefix, and the `contains` fields (a project's name, a creator's username:
+    prefix ("*text": the name by its trigrams, portal.name_search), and the `contains` fields (a project's name, a creator's username:
     small tables) by first finding the few matching related rows, then their ids.
     Those ids are read first, in their own query, and written into the search as
     a list (no term at all when none match): with the subquery inline, neither
