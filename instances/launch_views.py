@@ -29,7 +29,7 @@ from instances.participants import MAX_COUNT, participants_from
 from instances.selectors import flavors_usable_by, source_servers_for
 from portal.access import projects_visible_to
 from portal.errors import ActionRefused
-from portal.filters import name_q
+from portal.filters import name_starts
 from portal.http import param_id, param_int, param_search
 from portal.jobs import job_repeated
 from portal.ssh_keys import ssh_keys_of
@@ -176,6 +176,12 @@ def _launch_submit(request, form):
     return job, None
 
 
+def _image_search(images, image_q: str):
+    # By name prefix ("*" in front: anywhere in the name), answered by an index;
+    # the chosen image stays visible even when the filter excludes it.
+    return name_starts(images, "image_q", image_q)
+
+
 def _launch_context(data, *, project, projects, form, refusal) -> dict:
     """What the page shows for the choices in `data`: flavors, images, preview, quota."""
     flavors = form.fields["flavor"].queryset
@@ -186,9 +192,6 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
     image = _choice(images, data, "image")
     networks = form.fields["network"].queryset
     shown_flavors = flavors.filter(name__icontains=flavor_q) if flavor_q else flavors
-    # By name prefix ("*" in front: anywhere in the name), answered by an index;
-    # the chosen image stays visible even when the filter excludes it.
-    searched = name_q(image_q) if image_q.lstrip("*") else Q()
     participants = participants_from(data.get("participants", ""))
     too_many = len(participants) > MAX_COUNT
     participants = participants[:MAX_COUNT]
@@ -198,12 +201,12 @@ def _launch_context(data, *, project, projects, form, refusal) -> dict:
         prefix=prefix or (image.name if image else ""), participants=participants, count=count
     )
     base_rows, more_base = _image_rows(
-        _launchable_base_images(project).filter(searched),
+        _image_search(_launchable_base_images(project), image_q),
         flavor=flavor,
         chosen=image if image is not None and not image.is_snapshot else None,
     )
     snapshot_rows, more_snapshots = _image_rows(
-        _launchable_snapshots(project).filter(searched),
+        _image_search(_launchable_snapshots(project), image_q),
         flavor=flavor,
         chosen=image if image is not None and image.is_snapshot else None,
         snapshots=True,

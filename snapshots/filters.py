@@ -44,7 +44,9 @@ class SnapshotFilterSet(BoundedFilterSet):
         method=name_starts,
         label=gettext_lazy("Name"),
         widget=forms.TextInput(
-            attrs={"placeholder": gettext_lazy("Start of the name; *text: anywhere")}
+            attrs={
+                "placeholder": gettext_lazy("Start of the name; *text (3+ characters): anywhere")
+            }
         ),
     )
     project_name = django_filters.CharFilter(
