@@ -86,8 +86,12 @@ def site_answered(job: Job, since: float) -> None:
 
 def site_answers(site_id: int) -> list[int]:
     """The site answered a call: end its silence, and run now the jobs waiting for it
-    to answer (see advance._outage_wait). Returns the jobs woken."""
-    if not Site.objects.filter(pk=site_id, silent_since__isnull=False).update(silent_since=None):
+    to answer (see advance._outage_wait). Returns the jobs woken.
+
+    Asked after every step that called the site: a read first, because an UPDATE
+    that matches nothing still takes SQLite's write lock, once per step."""
+    silent = Site.objects.filter(pk=site_id, silent_since__isnull=False)
+    if not silent.exists() or not silent.update(silent_since=None):
         return []
     log.warning("site %s answers again: its waiting jobs run now", site_id)
     waiting = Job.objects.filter(site_id=site_id, waits_for="site").exclude(status__in=Job.FINISHED)
