@@ -187,10 +187,10 @@ def _keeper_ensure() -> None:
 
 
 def _keeper_loop() -> None:
+    used = False  # the connection, since it was last closed
     while True:
         time.sleep(1.0)
         now = time.monotonic()
-        used = False
         for job_id, held in list(_held.items()):
             if now - held.since < 1.0:
                 continue  # a short run ends before it needs anything
@@ -204,6 +204,7 @@ def _keeper_loop() -> None:
             # Idle again: no connection left open for nothing (nor in the way of
             # dropping a test database).
             connection.close()
+            used = False
 
 
 def _lease_beat(job_id: int, held: _Held) -> None:
