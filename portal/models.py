@@ -239,6 +239,10 @@ class Job(models.Model):
     marker = models.CharField(max_length=16, blank=True)
     # When the recovery sweep last sent the job because its message seemed lost.
     resent_at = models.DateTimeField(null=True, blank=True)
+    # The casefolded name the job will give what it makes (a snapshot's): the name
+    # check asks the unfinished jobs of a site by this index, not by a JSON key of
+    # params, which no index serves and which 1,000 jobs made quadratic.
+    name_key = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -274,6 +278,7 @@ class Job(models.Model):
             # site's jobs, finished ones included, which the site index would scan.
             models.Index(fields=["waits_for", "target_server_id"], name="job_parked_on_server"),
             models.Index(fields=["waits_for", "target_image_id"], name="job_parked_on_image"),
+            models.Index(fields=["name_key", "site"], name="job_name_key"),
         ]
 
     def __str__(self) -> str:

@@ -189,12 +189,12 @@ def _names_taken(
         ).values_list("site_id", "owner_openstack_id", "name_key")
     )
     pending = Job.objects.filter(
-        kind="snapshot.create", site__in=sites, params__name_key__in=keys,
+        kind="snapshot.create", name_key__in=keys, site__in=sites,
         status__in=(Job.Status.PENDING, Job.Status.RUNNING),
     )  # fmt: skip
     if exclude_job_id is not None:
         pending = pending.exclude(pk=exclude_job_id)
-    in_jobs = set(pending.values_list("site_id", "project_id", "params__name_key"))
+    in_jobs = set(pending.values_list("site_id", "project_id", "name_key"))
     return {
         (server.pk, name)
         for server, name in wanted

@@ -386,6 +386,7 @@ def jobs_create(*, kind: str, actor, targets: list[dict], idempotency_key: str =
                 project=project,
                 site=site,
                 params=target.get("params") or {},
+                name_key=(target.get("params") or {}).get("name_key", "")[:255],
                 target_server_id=target.get("target_server_id", ""),
                 target_image_id=target.get("target_image_id", ""),
                 steps=[dict(record) for record in steps],

@@ -36,6 +36,8 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
     """
     now = timezone.now()
     overdue = now - timedelta(seconds=settings.JOB_RECOVER_AFTER_SECONDS)
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    backlog = backlog or _many_overdue(overdue, free)
     late = Q(waits_for__gt="", due_at__lt=now)
     if not backlog:
         late |= Q(due_at__lt=overdue) | Q(due_at__isnull=True, heartbeat_at__lt=overdue)
@@ -43,7 +45,6 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
         long_overdue = now - timedelta(seconds=settings.JOB_RECOVER_BACKLOG_SECONDS)
         not_lately = Q(resent_at__isnull=True) | Q(resent_at__lt=now - timedelta(minutes=1))
         late |= Q(due_at__lt=long_overdue) & not_lately
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     stuck = Job.objects.filter(status__in=UNFINISHED).filter(late).filter(free).order_by()
     recovered = []
     for job_id, waits_for, kind in stuck.values_list("pk", "waits_for", "kind")[:500]:
@@ -61,6 +62,20 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
     if recovered:
         log.warning("re-enqueued %d overdue job(s): %s", len(recovered), recovered)
     return recovered
+
+
+# More jobs than this overdue at once are a queue the workers have not reached, not
+# as many lost messages: a busy worker holds the countdown messages that came due in
+# its own memory, where the broker's queue length does not show them. Re-sending
+# them all moved each to the back of the queue (a fifth of the workers' time at
+# 1,000 jobs), so this counts as a backlog too.
+BACKLOG_JOBS = 20
+
+
+def _many_overdue(overdue, free) -> bool:
+    unparked = Job.objects.filter(status__in=UNFINISHED, waits_for="", due_at__lt=overdue)
+    late = unparked.filter(free).order_by().values_list("pk", flat=True)[: BACKLOG_JOBS + 1]
+    return len(late) > BACKLOG_JOBS
 
 
 def jobs_wake(site: Site, *, server_ids=(), image_ids=(), job_ids=()) -> list[int]:

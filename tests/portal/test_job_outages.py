@@ -276,3 +276,14 @@ def test_a_job_recorded_while_the_broker_is_down_is_sent_by_the_sweep(
     assert jobs_recover_stuck() == [job.pk]
     assert sent
     assert sent[0][0] == job.pk
+
+
+def test_an_answering_site_costs_no_write_when_it_was_not_silent(site):
+    """Asked after every step that called the site: a read, no UPDATE (an UPDATE
+    that matches nothing still takes SQLite's write lock)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert site_answers(site.pk) == []
+    assert not [q for q in queries if q["sql"].startswith("UPDATE")]

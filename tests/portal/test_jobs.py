@@ -302,3 +302,25 @@ def test_in_a_backlog_a_long_overdue_job_is_sent_again_once_a_minute_at_most(
     Job.objects.filter(pk=job.pk).update(due_at=overdue)  # still not run
     assert jobs_recover_stuck(backlog=True) == []  # not again within the minute
     assert len(scheduled) == 1
+
+
+def test_many_jobs_overdue_at_once_are_a_backlog_not_lost_messages(
+    db, scheduled, django_capture_on_commit_callbacks, settings
+):
+    """Workers hold the countdown messages that came due in their memory, where the
+    broker's queue length does not show them: re-sending every overdue job would only
+    move each to the back of the queue. A lost message is still recovered."""
+    from portal.jobs.sweep import BACKLOG_JOBS
+
+    jobs = [
+        _create("test.waits", django_capture_on_commit_callbacks) for _ in range(BACKLOG_JOBS + 1)
+    ]
+    late = timezone.now() - timedelta(seconds=settings.JOB_RECOVER_AFTER_SECONDS + 5)
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(due_at=late)
+    scheduled.clear()
+    assert jobs_recover_stuck(backlog=False) == []
+    assert scheduled == []
+    # Long overdue, one is a lost message: sent again (once a minute at most).
+    lost = timezone.now() - timedelta(seconds=settings.JOB_RECOVER_BACKLOG_SECONDS + 1)
+    Job.objects.filter(pk=jobs[0].pk).update(due_at=lost)
+    assert jobs_recover_stuck(backlog=False) == [jobs[0].pk]
