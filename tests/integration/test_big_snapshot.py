@@ -74,7 +74,7 @@ def test_a_long_silent_upload_completes(
         image_id=Image.objects.get(site=site, name="Ubuntu-22.04-LTS").openstack_id,
         metadata={"portal_user": "alice"},
     )  # fmt: skip
-    time.sleep(0.1)
+    active_at(site, made.id)
     fast_cloud.set_server(made.id, disk_used_bytes=50 * 1000**3)
     server = server_refresh(site, openstack_id=made.id)
     assert server.status == "ACTIVE"
@@ -112,7 +112,7 @@ def test_an_upload_past_its_budget_fails_and_leaves_the_image_to_nova(
         image_id=Image.objects.get(site=site, name="Ubuntu-22.04-LTS").openstack_id,
         metadata={"portal_user": "alice"},
     )  # fmt: skip
-    time.sleep(0.1)
+    active_at(site, made.id)
     fast_cloud.set_server(made.id, disk_used_bytes=50 * 1000**3)
     fast_cloud.set_faults(
         {"stuck_task": {"server_name": "^stalls$", "task_state": "image_uploading"}}
@@ -142,3 +142,15 @@ def test_an_upload_past_its_budget_fails_and_leaves_the_image_to_nova(
         english(job.error).splitlines()[0]
         == "stalls is left SHUTOFF: the portal could not start it again."
     )
+
+
+def active_at(site, server_id: str, within: float = 30.0) -> None:
+    """Wait until the fake cloud has booted the server (a tenth of a second when the
+    machine is idle; far longer under load, when a snapshot would meet "spawning")."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        server = cloud.server_get(site.name, server_id=server_id)
+        if server.status == "ACTIVE" and not server.task_state:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{server_id} not ACTIVE within {within:g} s")
