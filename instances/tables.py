@@ -125,7 +125,7 @@ def _snapshot_refusal(server) -> str:
     """Why a snapshot cannot be taken now, or "": the snapshot rules live in an app
     above this one, so they are asked by their template library's name, as the
     row template did (`{% load snapshot_rules %}`); no import points up."""
-    libraries = engines["django"].engine.template_libraries
+    libraries = engines["django"].engine.template_libraries  # type: ignore[attr-defined]
     return libraries["snapshot_rules"].filters["snapshot_refusal"](server)
 
 

@@ -173,6 +173,7 @@ class SnapshotRows:
                 name, reverse("images:image-copy", args=[snapshot.pk]), t["copy_note"],
                 t["copy_badge"],
             )  # fmt: skip
+        openstack_id: str
         if snapshot.openstack_id:
             openstack_id = format_html(
                 '<code class="small">{}</code> <button type="button" class="btn '
@@ -196,6 +197,7 @@ class SnapshotRows:
     def status(self, row: dict) -> SafeString:
         """snapshots/_row_status.html's cell: the status, a job's progress, the boot test."""
         snapshot, t, job, test = row["snapshot"], self.texts, row["job"], row["boot_test"]
+        html: str
         if row["deleting"]:
             html = format_html('<span class="badge text-bg-warning">{}</span>', t["deleting"])
         else:
