@@ -31,6 +31,7 @@ BENCHES = [
     "workshop_bench",
     "copy_bench",
     "pages_bench",
+    "page_cpu_bench",
     "snapshot_jobs_bench",
     "load_bench",
 ]

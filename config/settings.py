@@ -209,6 +209,8 @@ CONTENT_SECURITY_POLICY = {
 }
 
 ROOT_URLCONF = "config.urls"
+# Filter-form widgets drawn once per distinct state (portal/form_rendering.py).
+FORM_RENDERER = "portal.form_rendering.RememberingRenderer"
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [

@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -26,7 +27,7 @@ from instances.selectors import (
     servers_shown,
 )
 from instances.services import SERVER_DELETE, server_power_request
-from instances.tables import ServerTable
+from instances.tables import ServerRows, ServerTable
 from portal.access import projects_visible_to
 from portal.bulk.views import Chosen, DeletePage, bulk_delete_view, list_filters
 from portal.errors import ActionRefused
@@ -62,6 +63,7 @@ def instance_list(request):
     table.busy_ids = busy_pks(page_rows, target="server")
     context = {
         "table": table,
+        "rows_html": ServerRows(table, request).html(),
         "filter": filterset,
         "per_page": per_page,
         "page_sizes": PAGE_SIZES,
@@ -84,9 +86,8 @@ def instance_row(request, server_id: int):
     poll = param_int(
         request.GET, "poll", default=0, low=0, high=len(ROW_POLL_DELAYS) - 1, clamp=True
     )
-    context = {"row": table.row_values(server), "table": table, "poll": poll + 1,
-               "delay": ROW_POLL_DELAYS[poll]}  # fmt: skip
-    return render(request, "instances/_instance_row.html", context)
+    rows = ServerRows(table, request, poll=poll + 1, delay=ROW_POLL_DELAYS[poll])
+    return HttpResponse(rows.row(table.row_values(server)))
 
 
 @login_required

@@ -38,7 +38,7 @@ from snapshots.services import (
     snapshot_verify_request,
     snapshots_being_deleted,
 )
-from snapshots.tables import SnapshotTable
+from snapshots.tables import SnapshotRows, SnapshotTable
 
 # Ticked one by one, at most this many per request; more is "select all matching".
 MAX_SELECTED = 500
@@ -77,6 +77,7 @@ def _table_context(request, *, project=None) -> dict:
             job = None
     return {
         "table": table,
+        "rows_html": SnapshotRows(table, request).html(),
         "filter": filterset,
         "per_page": per_page,
         "page_sizes": PAGE_SIZES,
