@@ -161,3 +161,20 @@ def test_the_gunicorn_config_gives_threaded_workers_an_operator_can_resize(tmp_p
 def test_the_readme_starts_the_web_server_with_the_gunicorn_config():
     notes = (ROOT / "README.md").read_text().split("## Production notes", 1)[1]
     assert "`gunicorn -c config/gunicorn.conf.py config.wsgi`" in notes
+
+
+def test_the_readmes_worker_command_runs_as_written():
+    # bench/load_bench.py and operators copy it as it stands: a placeholder such as
+    # `-c N` made the bench's worker exit at once, and no job ran under the load.
+    import re
+    import shlex
+
+    notes = (ROOT / "README.md").read_text().split("## Production notes", 1)[1]
+    spans = [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", notes, re.S)]
+    workers = [s for s in spans if s.startswith("celery -A config worker")]
+    assert workers
+    for command in workers:
+        args = shlex.split(command)
+        for flag in ("-c", "--concurrency"):
+            if flag in args:
+                assert args[args.index(flag) + 1].isdigit(), command
