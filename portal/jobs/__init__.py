@@ -102,7 +102,7 @@ from portal.jobs.outages import (
 from portal.jobs.parking import park_check, parked_wake, watched_register
 from portal.jobs.selectors import UNFINISHED, busy_pks, job_repeated
 from portal.jobs.sending import ADVANCE_TASK
-from portal.jobs.sweep import jobs_recover_stuck, jobs_wake
+from portal.jobs.sweep import jobs_recover_stuck
 
 __all__ = [
     "ADVANCE_TASK",
@@ -125,7 +125,6 @@ __all__ = [
     "job_repeated",
     "jobs_create",
     "jobs_recover_stuck",
-    "jobs_wake",
     "lease_kept",
     "made_by_job",
     "park_check",

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from portal.jobs import sending
 from portal.jobs.selectors import UNFINISHED
-from portal.models import Job, Site
+from portal.models import Job
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
     for job_id, waits_for, kind in stuck.values_list("pk", "waits_for", "kind")[:500]:
         wake = uuid.uuid4().hex
         # Conditional on still being free and late: a worker that claimed it meanwhile wins.
-        # A parked job sent is parked no more (see jobs_wake).
+        # A parked job sent is parked no more (see portal.jobs.parking._wake).
         taken = Job.objects.filter(pk=job_id).filter(free).filter(late)
         resent = {} if waits_for else {"resent_at": now}
         if taken.update(
@@ -76,36 +76,3 @@ def _many_overdue(overdue, free) -> bool:
     unparked = Job.objects.filter(status__in=UNFINISHED, waits_for="", due_at__lt=overdue)
     late = unparked.filter(free).order_by().values_list("pk", flat=True)[: BACKLOG_JOBS + 1]
     return len(late) > BACKLOG_JOBS
-
-
-def jobs_wake(site: Site, *, server_ids=(), image_ids=(), job_ids=()) -> list[int]:
-    """Run now the unfinished jobs of `site` that act on these servers or images
-    (or are named): the status watcher saw them change. Returns the jobs a worker
-    holds at this moment: they may have read the old state, so wake them later.
-
-    One token for the whole batch: a token only has to differ from the job's
-    previous one, and a shared one lets one UPDATE wake them all.
-
-    Only parked jobs are woken, and a woken job is parked no more (`waits_for`
-    cleared): a job that has a message already (woken a moment ago, or polling)
-    runs anyway and reads the mirror then. Waking it again would only void its
-    message and send it to the back of the queue, and the recovery sweep would
-    send every parked job again each round until a worker got to it.
-    """
-    # A job waiting for its image is not woken by its server's changes, nor the reverse.
-    targets = Q(pk__in=list(job_ids))
-    if server_ids:
-        targets |= Q(target_server_id__in=list(server_ids)) & ~Q(waits_for="image")
-    if image_ids:
-        targets |= Q(target_image_id__in=list(image_ids)) & ~Q(waits_for="server")
-    if not (server_ids or image_ids or job_ids):
-        return []
-    now = timezone.now()
-    jobs = Job.objects.filter(site=site).exclude(status__in=Job.FINISHED).filter(targets)
-    wake = uuid.uuid4().hex
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    jobs.filter(free).exclude(waits_for="").update(wake=wake, due_at=now, waits_for="")
-    woken = list(Job.objects.filter(wake=wake).values_list("pk", "kind"))
-    for job_id, kind in woken:
-        sending.send_for(kind, job_id, wake, 0)
-    return list(jobs.exclude(free).values_list("pk", flat=True))

@@ -14,7 +14,7 @@ from instances import jobs as instance_jobs
 from instances.services import server_fields, server_refresh, server_wait_state
 from operations.watch import site_watch
 from portal import cloud
-from portal.jobs import job_advance, job_create, jobs_recover_stuck, jobs_wake
+from portal.jobs import job_advance, job_create, jobs_recover_stuck, parked_wake
 from portal.mirror.freshness import site_watched
 from portal.mirror.upsert import mirror_upsert
 from portal.models import Job
@@ -187,7 +187,7 @@ def test_finished_jobs_are_never_woken_and_an_idle_site_is_not_asked(
     waiting_job(people, server, status=Job.Status.SUCCEEDED)
     assert site_watch(synced_site.pk) is None
     assert listed["calls"] == 0  # no unfinished job on the site: no cloud call
-    assert jobs_wake(synced_site, server_ids={server.openstack_id}) == []
+    assert parked_wake(synced_site, "server", [server.openstack_id]) == []
     assert sent == []
 
 
