@@ -30,9 +30,14 @@ def preference_set(*, user, key: str, value) -> None:
 
 def language_of(user) -> str:
     """The language `user` last used the portal in, else the default (English)."""
-    saved = preference_get(user=user, key=LANGUAGE_KEY) if user is not None else None
-    known = {code for code, _ in settings.LANGUAGES}
-    return saved if saved in known else settings.LANGUAGE_CODE
+    saved = _saved_language(user) if user is not None else None
+    return saved or settings.LANGUAGE_CODE
+
+
+def _saved_language(user) -> str | None:
+    """The language remembered for `user`, if it is one the portal speaks."""
+    saved = preference_get(user=user, key=LANGUAGE_KEY)
+    return saved if saved in {code for code, _ in settings.LANGUAGES} else None
 
 
 def language_remembering_middleware(
@@ -80,9 +85,7 @@ def _remembered_language(request: HttpRequest) -> str | None:
         return None
     if LANGUAGE_SAVED_SESSION_KEY in request.session:
         return None
-    saved = preference_get(user=user, key=LANGUAGE_KEY)
-    known = {code for code, _ in settings.LANGUAGES}
-    return saved if saved in known else None
+    return _saved_language(user)
 
 
 def _language_cookie_set(response: HttpResponse, language: str) -> None:
