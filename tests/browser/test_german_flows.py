@@ -82,8 +82,10 @@ def test_snapshot_with_restart_then_boot_from_it_in_german(
     page.get_by_role("button", name="1 Instanz löschen").click()
     expect(page.get_by_text("erfolgreich").first).to_be_visible(timeout=60_000)
     page.get_by_role("link", name="Snapshots", exact=True).click()
+    expect(page.get_by_role("heading", name="Snapshots", exact=True)).to_be_visible()
     page.get_by_label("Name", exact=True).fill("de-")
-    expect(page.get_by_text("1 insgesamt")).to_be_visible()
+    # The filter answers by htmx; at the end of a full run it took longer than 5 s once.
+    expect(page.get_by_text("1 insgesamt")).to_be_visible(timeout=20_000)
     page.get_by_label("Alle auf dieser Seite auswählen").check()
     page.get_by_role("button", name="Ausgewählte löschen").click()
     expect(page.get_by_role("heading", name="Snapshots löschen")).to_be_visible()
