@@ -86,8 +86,11 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
     # Writing wakes the jobs parked on what changed (portal.jobs.parking); so does
     # the round's own compare of every parked job with the mirror, which catches a
     # writer (this round's, a sync's, a job's) killed between its write and its compare.
-    servers_store(site, servers, complete=False, observed_at=asked)
+    # Images first: a snapshot's image goes active before Nova clears the server's
+    # task, so the job the server's change wakes finds its image active in the
+    # mirror (and need not ask Glance).
     images_store(site, images, complete=False, observed_at=asked)
+    servers_store(site, servers, complete=False, observed_at=asked)
     woken = parked_wake(site, "server") + parked_wake(site, "image")
     Site.objects.filter(pk=site.pk).update(
         watched_at=asked, watch_lease_until=None,
