@@ -161,9 +161,7 @@ def _power(ctx: StepContext, *, call, target: str, transition: str, asked: str =
 def task_began(ctx: StepContext, server: Server, task_state: str) -> Server:
     """Nova accepted an action on the job's server: the mirror row (and what later
     steps of this run read) shows the task it set."""
-    noted = server_task_began(
-        ctx.site, server, task_state=task_state, answered_at=timezone.now()
-    )
+    noted = server_task_began(ctx.site, server, task_state=task_state, answered_at=timezone.now())
     noted.site = ctx.site
     if ctx.project is not None and noted.project_id == ctx.project.pk:
         noted.project = ctx.project
