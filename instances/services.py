@@ -159,16 +159,17 @@ def server_task_began(site: Site, row: Server, *, task_state: str, answered_at: 
 
     The row keeps every other field as it was, and loses its fingerprint: the next
     listing that shows the server writes all of it again. A row synced after
-    `answered_at` (a listing asked after the answer) holds newer news and wins."""
+    `answered_at` (a listing asked after the answer) holds newer news and wins.
+
+    For the job that acted on its own server only: no other job can be parked on
+    that server (one unfinished job per server, Job's job_one_unfinished_per_server),
+    so this writer has no one to wake (see portal.jobs.parking)."""
     current = Q(synced_at__isnull=True) | Q(synced_at__lte=answered_at)
     changes = {"task_state": task_state, "fingerprint": "", "synced_at": answered_at}
     if not Server.objects.filter(pk=row.pk).filter(current).update(**changes):
         return Server.objects.filter(pk=row.pk).first() or row
-    before = server_wait_state(row.status, row.task_state, row.deleted_at)
     for name, value in changes.items():
         setattr(row, name, value)
-    if server_wait_state(row.status, row.task_state, row.deleted_at) != before:
-        parked_wake(site, "server", [row.openstack_id])  # another job may wait on it
     return row
 
 
