@@ -43,6 +43,9 @@ def sent(monkeypatch):
     monkeypatch.setattr(
         "portal.jobs.sending.send", lambda job_id, wake, countdown: messages.append(job_id)
     )
+    monkeypatch.setattr(  # several jobs in one message: each job once
+        "portal.jobs.sending.send_many", lambda jobs: messages.extend(pk for pk, _ in jobs)
+    )
     return messages
 
 
