@@ -272,7 +272,9 @@ def _uploading(ctx: StepContext, server: Server, progress: str, *, watch: str) -
     budget = upload_budget(server)
     return Wait(
         progress=progress,
-        observed=_observed(_image_of(ctx), server),
+        # The image only as this run read it, if it did: a budgeted wait is judged
+        # by its age, and Glance shows nothing until the end anyway.
+        observed=_observed(ctx.cache.get("image"), server),
         watch=watch,
         budget=budget,
         over_budget=say(
