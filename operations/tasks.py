@@ -60,8 +60,8 @@ BATCH_START_SECONDS = 2.0
 @shared_task(
     name="portal.tasks.jobs_advance_task",
     ignore_result=True,
-    soft_time_limit=settings.JOB_TASK_SOFT_SECONDS + BATCH_START_SECONDS,
-    time_limit=settings.JOB_TASK_SOFT_SECONDS + BATCH_START_SECONDS + 5,
+    soft_time_limit=int(settings.JOB_TASK_SOFT_SECONDS + BATCH_START_SECONDS),
+    time_limit=int(settings.JOB_TASK_SOFT_SECONDS + BATCH_START_SECONDS) + 5,
 )
 def jobs_advance_task(jobs: list[list]) -> None:
     """job_advance_task for each job (id, wake), one after another."""
