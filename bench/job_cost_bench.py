@@ -140,6 +140,9 @@ def run(devcloud, *, watch: bool, speed: float, engine: str, show: bool = False)
     portal.jobs.sending.send = lambda job_id, wake, countdown: heapq.heappush(
         due, (time.monotonic() + countdown, job_id, wake)
     )
+    portal.jobs.sending.send_many = lambda jobs: [
+        heapq.heappush(due, (time.monotonic(), job_id, wake)) for job_id, wake in jobs
+    ]
 
     def log_lines() -> list[str]:
         with open(devcloud.access_log_path) as log:

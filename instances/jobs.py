@@ -26,6 +26,7 @@ from instances.services import (
     networks_sync,
     project_quota_refresh,
     server_refresh,
+    server_task_began,
     servers_store,
 )
 from portal import cloud
@@ -150,10 +151,22 @@ def _power(ctx: StepContext, *, call, target: str, transition: str, asked: str =
         if server.task_state:
             return busy_wait(ctx, server)
         raise
-    # Read back at once: until the mirror shows the transition, a later step would
-    # take the old state for the outcome (e.g. SHUTOFF after a start: "it failed").
-    server_of(ctx, acted=True)
+    # Until the mirror shows the transition, a later step would take the old state
+    # for the outcome (e.g. SHUTOFF after a start: "it failed"). Nova's 202 says what
+    # it is: the task this call set (see server_task_began), so no show call.
+    task_began(ctx, server, transition)
     return None
+
+
+def task_began(ctx: StepContext, server: Server, task_state: str) -> Server:
+    """Nova accepted an action on the job's server: the mirror row (and what later
+    steps of this run read) shows the task it set."""
+    noted = server_task_began(ctx.site, server, task_state=task_state, answered_at=timezone.now())
+    noted.site = ctx.site
+    if ctx.project is not None and noted.project_id == ctx.project.pk:
+        noted.project = ctx.project
+    ctx.cache["server"] = noted
+    return noted
 
 
 def _wait_for(ctx: StepContext, *, target: str, progress: str) -> Wait | None:

@@ -148,6 +148,31 @@ def server_refresh(site: Site, *, openstack_id: str, row: Server | None = None) 
     return Server.objects.filter(site=site, openstack_id=openstack_id).first()
 
 
+def server_task_began(site: Site, row: Server, *, task_state: str, answered_at: datetime) -> Server:
+    """Write the task Nova took on with an action it accepted, without asking again.
+
+    Nova's API sets the server's task_state (powering-off for os-stop, powering-on
+    for os-start, image_snapshot_pending for createImage) and saves it before it
+    answers 202 (compute.api, `instance.save(expected_task_state=[None])`), so at
+    `answered_at` the server was busy with that task, or already past it. A refresh
+    (a show call) would only repeat that, at a cloud call per action.
+
+    The row keeps every other field as it was, and loses its fingerprint: the next
+    listing that shows the server writes all of it again. A row synced after
+    `answered_at` (a listing asked after the answer) holds newer news and wins.
+
+    For the job that acted on its own server only: no other job can be parked on
+    that server (one unfinished job per server, Job's job_one_unfinished_per_server),
+    so this writer has no one to wake (see portal.jobs.parking)."""
+    current = Q(synced_at__isnull=True) | Q(synced_at__lte=answered_at)
+    changes = {"task_state": task_state, "fingerprint": "", "synced_at": answered_at}
+    if not Server.objects.filter(pk=row.pk).filter(current).update(**changes):
+        return Server.objects.filter(pk=row.pk).first() or row
+    for name, value in changes.items():
+        setattr(row, name, value)
+    return row
+
+
 def flavors_sync(site: Site) -> UpsertResult:
     flavors = cloud.flavor_list(site.name)
     rows = {

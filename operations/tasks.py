@@ -7,6 +7,7 @@ config/settings.py name them, and messages already queued carry those names."""
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -19,6 +20,7 @@ from portal.jobs import (
     job_advance,
     jobs_recover_stuck,
     lease_kept,
+    sending,
     silence_watched,
     site_answers,
     site_silent,
@@ -47,6 +49,28 @@ def job_advance_task(job_id: int, wake: str | None = None) -> None:
     except SoftTimeLimitExceeded:
         # Outside a step (while saving): the lease runs out and the sweep resumes the job.
         log.warning("job %s: advance interrupted by the soft time limit", job_id)
+
+
+# A batch (portal.jobs.sending.send_many) starts its jobs within this many seconds
+# and hands the rest on in a message of their own, so it never nears its time limit,
+# which is one advance's plus this.
+BATCH_START_SECONDS = 2.0
+
+
+@shared_task(
+    name="portal.tasks.jobs_advance_task",
+    ignore_result=True,
+    soft_time_limit=int(settings.JOB_TASK_SOFT_SECONDS + BATCH_START_SECONDS),
+    time_limit=int(settings.JOB_TASK_SOFT_SECONDS + BATCH_START_SECONDS) + 5,
+)
+def jobs_advance_task(jobs: list[list]) -> None:
+    """job_advance_task for each job (id, wake), one after another."""
+    began = time.monotonic()
+    for n, (job_id, wake) in enumerate(jobs):
+        if n and time.monotonic() - began > BATCH_START_SECONDS:
+            sending.send_batched([(job_id, wake) for job_id, wake in jobs[n:]])
+            return
+        job_advance_task(job_id, wake)
 
 
 @shared_task(name="portal.tasks.jobs_recover_stuck_task", ignore_result=True)

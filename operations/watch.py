@@ -83,17 +83,25 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
         servers = cloud.server_list(site.name, changes_since=servers_since)
         images = cloud.image_list(site.name, updated_since=images_since)
     offset = cloud.clock_offset(site.name)
+    # The round's start in the cloud's clock. A job that wrote a row after the round
+    # began (a task it set) holds newer news by the writers' rule, so what this
+    # listing saw of that object is not written; the next round must list it again,
+    # so it asks from no later than this round's start (minus the overlap).
+    began = site.cloud_time(asked) if offset is None else asked + timedelta(seconds=offset)
     # Writing wakes the jobs parked on what changed (portal.jobs.parking); so does
     # the round's own compare of every parked job with the mirror, which catches a
     # writer (this round's, a sync's, a job's) killed between its write and its compare.
-    servers_store(site, servers, complete=False, observed_at=asked)
+    # Images first: a snapshot's image goes active before Nova clears the server's
+    # task, so the job the server's change wakes finds its image active in the
+    # mirror (and need not ask Glance).
     images_store(site, images, complete=False, observed_at=asked)
+    servers_store(site, servers, complete=False, observed_at=asked)
     woken = parked_wake(site, "server") + parked_wake(site, "image")
     Site.objects.filter(pk=site.pk).update(
         watched_at=asked, watch_lease_until=None,
         clock_offset_seconds=site.clock_offset_seconds if offset is None else offset,
-        servers_seen_at=_later(site.servers_seen_at, newest_update(servers)),
-        images_seen_at=_later(site.images_seen_at, newest_update(images)),
+        servers_seen_at=_later(site.servers_seen_at, _until(newest_update(servers), began)),
+        images_seen_at=_later(site.images_seen_at, _until(newest_update(images), began)),
     )  # fmt: skip
     log.debug(
         "watched %s: %d servers and %d images listed, %d jobs woken by the round's compare",
@@ -105,6 +113,10 @@ def _look(site: Site, asked: timezone.datetime) -> dict | None:
 
 def _later(a, b):
     return b if a is None else a if b is None else max(a, b)
+
+
+def _until(newest, cap):
+    return None if newest is None else min(newest, cap)
 
 
 def watch_lease_renew(site_id: int) -> None:

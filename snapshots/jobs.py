@@ -37,6 +37,7 @@ from instances.jobs import (
     step_stop,
     step_wait_active,
     step_wait_shutoff,
+    task_began,
 )
 from instances.models import Server
 from instances.services import server_refresh
@@ -209,6 +210,7 @@ def step_snapshot(ctx: StepContext) -> Wait | None:
     """Ask Nova for the snapshot, once: a re-run after the request finds the image
     it asked for by its `portal_job` property. The next step waits for it."""
     state: SnapshotState = ctx.state
+    asked_now = False
     if state.image_id is None:
         server = server_of(ctx)
         # Only a run after one that may have asked looks for the image it made (a
@@ -232,6 +234,7 @@ def step_snapshot(ctx: StepContext) -> Wait | None:
                     name=ctx.params.name,
                     metadata=metadata,
                 )
+                asked_now = True
             except cloud.Conflict:
                 # A duplicate delivery of this step may have asked a moment ago.
                 existing = _find_own_image(ctx)
@@ -243,7 +246,15 @@ def step_snapshot(ctx: StepContext) -> Wait | None:
         state.image_id = image_id
         ctx.target_image_id = image_id
         ctx.authorship_record(image_id)
-    # The image row and the server's new task, as the next step's first reads.
+    if asked_now:
+        # The server's new task, as the next step's first read: Nova set it before
+        # it answered (see task_began). The image row comes with the watcher's next
+        # listing (attributed through the authorship recorded above); the upload
+        # step asks Glance itself unless the mirror shows the image active by then.
+        task_began(ctx, server_of(ctx), "image_snapshot_pending")
+        ctx.cache.pop("image", None)
+        return None
+    # A re-run that found its image: how far Nova got is asked, not assumed.
     _image_of(ctx, acted=True)
     server_of(ctx, acted=True)
     return None
@@ -261,7 +272,9 @@ def _uploading(ctx: StepContext, server: Server, progress: str, *, watch: str) -
     budget = upload_budget(server)
     return Wait(
         progress=progress,
-        observed=_observed(_image_of(ctx), server),
+        # The image only as this run read it, if it did: a budgeted wait is judged
+        # by its age, and Glance shows nothing until the end anyway.
+        observed=_observed(ctx.cache.get("image"), server),
         watch=watch,
         budget=budget,
         over_budget=say(
@@ -298,7 +311,11 @@ def step_upload(ctx: StepContext) -> Wait | None:
         return _uploading(ctx, server, _upload_progress(server), watch="")
     if server.task_state:
         return busy_wait(ctx, server)
-    image = _image_of(ctx, acted=True)
+    image = _image_of(ctx)
+    if image is None or image.deleted_at is not None or image.status != "active":
+        # Active in the mirror is final; anything else is asked of Glance: it lists
+        # no deleted images, so only asking tells of one the cloud discarded.
+        image = _image_of(ctx, acted=True)
     if image is None or image.deleted_at is not None:
         raise StepFailed(_with_fault(gettext_noop("the cloud discarded the snapshot"), server))
     if image.status == "active":

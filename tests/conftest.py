@@ -165,6 +165,7 @@ def sending_to(broker_url: str):
     from celery import Celery
 
     from portal.jobs import ADVANCE_TASK
+    from portal.jobs.sending import ADVANCE_MANY_TASK
 
     # Not the current app: the engine sends through `current_app`, which must stay ours.
     other = Celery("sending-to", broker=broker_url, set_as_current=False)
@@ -173,8 +174,14 @@ def sending_to(broker_url: str):
         routed = {"queue": queue} if queue else {}
         other.send_task(ADVANCE_TASK, args=(job_id, wake), countdown=countdown, **routed)
 
+    def send_many(jobs):
+        other.send_task(ADVANCE_MANY_TASK, args=([list(job) for job in jobs],))
+
     try:
-        with mock.patch("portal.jobs.sending.send", send):
+        with (
+            mock.patch("portal.jobs.sending.send", send),
+            mock.patch("portal.jobs.sending.send_many", send_many),
+        ):
             yield
     finally:
         other.close()

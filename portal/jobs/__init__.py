@@ -69,7 +69,7 @@ died) is handed to a worker again by `jobs_recover_stuck` within seconds.
 
 The package, one concern per module, each importing only those listed before it:
 selectors (reads about jobs), markers (job_key, made_by_job), sending (the
-message that moves a job), kinds (the kind API and recording a job), outages
+messages that move jobs, several to one when many go at once), kinds (the kind API and recording a job), outages
 (silent sites, leases), parking (parked jobs and the changes that wake them),
 advance (job_advance), sweep (recovery, wake-ups).
 Import the engine from here: `from portal.jobs import Kind, Step, Wait`.

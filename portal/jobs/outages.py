@@ -99,8 +99,7 @@ def site_answers(site_id: int) -> list[int]:
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     waiting.filter(free).update(wake=wake, due_at=now, waits_for="")
     woken = list(Job.objects.filter(wake=wake).values_list("pk", "kind"))
-    for job_id, kind in woken:
-        sending.send_for(kind, job_id, wake, 0)
+    sending.send_now([(kind, job_id, wake) for job_id, kind in woken])
     return [job_id for job_id, _ in woken]
 
 

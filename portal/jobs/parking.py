@@ -158,7 +158,8 @@ def _parked(waits_for: str):
 
 def _wake(jobs) -> list[int]:
     """Wake these jobs if still parked and free: one UPDATE, one token for the
-    batch (it only has to differ from each job's previous one), then a message each."""
+    batch (it only has to differ from each job's previous one), then the messages
+    (several jobs each: see sending.send_now)."""
     now = timezone.now()
     wake = uuid.uuid4().hex
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
@@ -169,6 +170,5 @@ def _wake(jobs) -> list[int]:
     ):
         return []
     woken = list(Job.objects.filter(wake=wake).values_list("pk", "kind"))
-    for job_id, kind in woken:
-        sending.send_for(kind, job_id, wake, 0)
+    sending.send_now([(kind, job_id, wake) for job_id, kind in woken])
     return [job_id for job_id, _ in woken]

@@ -46,7 +46,7 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
         not_lately = Q(resent_at__isnull=True) | Q(resent_at__lt=now - timedelta(minutes=1))
         late |= Q(due_at__lt=long_overdue) & not_lately
     stuck = Job.objects.filter(status__in=UNFINISHED).filter(late).filter(free).order_by()
-    recovered = []
+    recovered, sends = [], []
     for job_id, waits_for, kind in stuck.values_list("pk", "waits_for", "kind")[:500]:
         wake = uuid.uuid4().hex
         # Conditional on still being free and late: a worker that claimed it meanwhile wins.
@@ -56,9 +56,10 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
         if taken.update(
             wake=wake, lease_until=None, due_at=now, heartbeat_at=now, waits_for="", **resent
         ):
-            sending.send_for(kind, job_id, wake, 0)
+            sends.append((kind, job_id, wake))
             if not waits_for:  # a parked job's fallback poll is routine, not a recovery
                 recovered.append(job_id)
+    sending.send_now(sends)
     if recovered:
         log.warning("re-enqueued %d overdue job(s): %s", len(recovered), recovered)
     return recovered

@@ -86,9 +86,14 @@ def sent(monkeypatch):
     from config.celery import app
 
     messages = []
-    monkeypatch.setattr(
-        app, "send_task", lambda name, args, countdown=0: messages.append((args, countdown))
-    )
+
+    def send_task(name, args, countdown=0):
+        if name == "portal.tasks.jobs_advance_task":  # several jobs, advanced in turn
+            messages.extend((tuple(job), countdown) for job in args[0])
+        else:
+            messages.append((args, countdown))
+
+    monkeypatch.setattr(app, "send_task", send_task)
     CALLS.clear()
     return messages
 

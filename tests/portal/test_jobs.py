@@ -103,6 +103,9 @@ def scheduled(monkeypatch):
     from config.celery import app
 
     def send_task(name, args, countdown=0):
+        if name == "portal.tasks.jobs_advance_task":  # several jobs, advanced in turn
+            sent.extend({"args": tuple(job), "countdown": countdown} for job in args[0])
+            return
         assert name == "portal.tasks.job_advance_task"
         sent.append({"args": tuple(args), "countdown": countdown})
 

@@ -43,6 +43,9 @@ def sent(monkeypatch):
     monkeypatch.setattr(
         "portal.jobs.sending.send", lambda job_id, wake, countdown: messages.append(job_id)
     )
+    monkeypatch.setattr(  # several jobs in one message: each job once
+        "portal.jobs.sending.send_many", lambda jobs: messages.extend(pk for pk, _ in jobs)
+    )
     return messages
 
 
@@ -426,3 +429,44 @@ def test_a_change_a_held_job_read_already_does_not_wake_it_again(
     site_watch(stop_job["site"].pk)  # the overlap lists it again
     assert sent == [job.pk]
     assert Job.objects.get(pk=job.pk).status == Job.Status.RUNNING
+
+
+def test_a_change_a_jobs_write_hid_from_a_round_is_listed_again_next_round(
+    people, synced_site, listed, sent, monkeypatch
+):
+    """A job notes its stop's task after the round began; the round's listing, slow,
+    already shows the server stopped, but the job's row is newer by the writers' rule
+    and is kept. Servers listed later in that listing changed seconds after it: the
+    next round must still ask from before the hidden change, or the job parked on
+    its stop waits for its fallback poll."""
+    from instances.services import server_task_began
+
+    row = make_server(project=people["alpha"])
+    job = waiting_job(people, row, parked_on=server_wait_state("ACTIVE", "powering-off", None))
+    other = make_server(project=people["alpha"])
+    changes = {}
+
+    def server_list(site_name, *, changes_since=None, project_id=None):
+        listed["since"] = changes_since
+        if not changes:  # the first round: the job writes while the listing runs
+            server_task_began(synced_site, row, task_state="powering-off",
+                              answered_at=timezone.now())  # fmt: skip
+            changes[row.openstack_id] = timezone.now()
+            changes[other.openstack_id] = timezone.now() + timedelta(seconds=3)
+        stopped = cloud_server(row, status="SHUTOFF", power_state=4, vm_state="stopped",
+                               updated_at=changes[row.openstack_id])  # fmt: skip
+        moved = cloud_server(other, updated_at=changes[other.openstack_id])
+        return [
+            s for s in (stopped, moved) if changes_since is None or s.updated_at > changes_since
+        ]
+
+    monkeypatch.setattr(cloud, "server_list", server_list)
+    site_watch(synced_site.pk)
+    row.refresh_from_db()
+    assert row.task_state == "powering-off"  # the job's newer row was kept
+    assert sent == []
+    site_watch(synced_site.pk)
+    assert listed["since"] < changes[row.openstack_id]
+    row.refresh_from_db()
+    assert row.status == "SHUTOFF"
+    assert sent == [job.pk]

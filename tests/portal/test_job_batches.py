@@ -1,0 +1,95 @@
+"""Many jobs woken at once go to the workers several to a message: a message costs
+its sender, Redis and the worker's consumer about as much CPU as a short advance.
+The job row stays the truth: a batch that runs long hands the rest on, and a lost
+batch is recovered job by job by the sweep. The Celery boundary is mocked."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from instances.services import server_wait_state
+from operations import tasks
+from portal.jobs import jobs_recover_stuck, parked_wake, sending
+from portal.models import Job
+from tests.factories import make_server
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def messages(monkeypatch):
+    """Each message sent: its task name and its jobs' ids."""
+    sent = []
+
+    def send_task(name, args, **options):
+        jobs = args[0] if name == sending.ADVANCE_MANY_TASK else [args]
+        sent.append((name, [job_id for job_id, _ in jobs]))
+
+    monkeypatch.setattr("config.celery.app.send_task", send_task)
+    return sent
+
+
+def _parked(people, count: int) -> list[Job]:
+    """`count` jobs parked on their servers as they were; the servers stopped since."""
+    jobs = []
+    for _ in range(count):
+        server = make_server(project=people["alpha"])
+        jobs.append(
+            Job.objects.create(
+                kind="server.stop", status=Job.Status.RUNNING, actor=people["alice"],
+                project=people["alpha"], site=server.site, target_server_id=server.openstack_id,
+                waits_for="server", wake="old", due_at=timezone.now() + timedelta(seconds=30),
+                parked_on=server_wait_state("ACTIVE", "", None),
+            )
+        )  # fmt: skip
+        server.status = "SHUTOFF"
+        server.save()
+    return jobs
+
+
+def test_many_jobs_woken_at_once_go_ten_to_a_message_each_once(people, messages):
+    jobs = _parked(people, 25)
+    woken = parked_wake(people["alpha"].site, "server")
+    assert sorted(woken) == sorted(job.pk for job in jobs)
+    assert [name for name, _ in messages] == [sending.ADVANCE_MANY_TASK] * 3
+    assert sorted(len(ids) for _, ids in messages) == [8, 8, 9]
+    assert sorted(pk for _, ids in messages for pk in ids) == sorted(woken)
+
+
+def test_one_job_woken_alone_gets_a_message_of_its_own(people, messages):
+    (job,) = _parked(people, 1)
+    assert parked_wake(people["alpha"].site, "server") == [job.pk]
+    assert messages == [(sending.ADVANCE_TASK, [job.pk])]
+
+
+def test_a_batch_advances_each_job_with_its_own_token(monkeypatch, messages):
+    advanced = []
+    monkeypatch.setattr(
+        tasks, "job_advance_task", lambda job_id, wake: advanced.append((job_id, wake))
+    )
+    tasks.jobs_advance_task([[1, "a"], [2, "b"], [3, "c"]])
+    assert advanced == [(1, "a"), (2, "b"), (3, "c")]
+    assert messages == []
+
+
+def test_a_batch_that_runs_long_hands_the_rest_on(monkeypatch, messages):
+    clock = iter([0.0, 0.1, tasks.BATCH_START_SECONDS + 1])
+    monkeypatch.setattr(tasks.time, "monotonic", lambda: next(clock))
+    advanced = []
+    monkeypatch.setattr(tasks, "job_advance_task", lambda job_id, wake: advanced.append(job_id))
+    tasks.jobs_advance_task([[1, "a"], [2, "b"], [3, "c"], [4, "d"]])
+    assert advanced == [1, 2]
+    assert messages == [(sending.ADVANCE_MANY_TASK, [3, 4])]
+
+
+def test_the_jobs_of_a_lost_batch_are_sent_again_by_the_sweep(people, messages, settings):
+    jobs = _parked(people, 3)
+    parked_wake(people["alpha"].site, "server")
+    messages.clear()  # the batch never reached a worker
+    overdue = timezone.now() - timedelta(seconds=settings.JOB_RECOVER_AFTER_SECONDS + 1)
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(due_at=overdue)
+    assert sorted(jobs_recover_stuck()) == sorted(job.pk for job in jobs)
+    assert sorted(pk for _, ids in messages for pk in ids) == sorted(job.pk for job in jobs)
