@@ -404,8 +404,7 @@ def run(args, world, *, work, port, locust, engine, processes, web_command, work
         )
     figure("gunicorn CPU per request", f"{web_cpu / max(total['count'], 1) * 1000:.1f} ms",
            goal="(reported)", ok=True)  # fmt: skip
-    figure("gunicorn CPU per request, one at a time", f"{alone:.1f} ms", goal="(reported)",
-           ok=True)
+    figure("gunicorn CPU per request, one at a time", f"{alone:.1f} ms", goal="(reported)", ok=True)
     return 1 if missed else 0
 
 
