@@ -25,6 +25,7 @@ the users asked for answered, or a job unfinished when the load ends.
     .venv/bin/python bench/load_bench.py                      # SQLite
     DATABASE_URL=postgres://portal:portal@127.0.0.1:5432/portal_load .venv/bin/python bench/load_bench.py
     .venv/bin/python bench/load_bench.py --jobs 0             # the pages alone, for comparison
+    WEB_CONCURRENCY=2 GUNICORN_THREADS=8 .venv/bin/python bench/load_bench.py   # another set-up
 """
 
 from __future__ import annotations
@@ -63,10 +64,14 @@ def main() -> int:
     parser.add_argument("--snapshots", type=int, default=5000, help="snapshots in the mirror")
     # The same mirror with and without jobs (--jobs 0), so the two runs compare.
     parser.add_argument("--servers", type=int, default=440, help="instances in the mirror")
+    # A try of a lower CPU priority for the worker (as systemd's Nice= would set it).
+    parser.add_argument("--worker-nice", type=int, default=0, help="nice the worker by this")
     args = parser.parse_args()
 
     locust = locust_ensure()
     web_command, worker_command = production_commands()
+    if args.worker_nice:
+        worker_command = ["nice", "-n", str(args.worker_nice), *worker_command]
 
     from bench.throwaway_db import engine_name, throwaway_database
     from devcloud.launcher import DevcloudProcess
