@@ -25,6 +25,7 @@ the users asked for answered, or a job unfinished when the load ends.
     .venv/bin/python bench/load_bench.py                      # SQLite
     DATABASE_URL=postgres://portal:portal@127.0.0.1:5432/portal_load .venv/bin/python bench/load_bench.py
     .venv/bin/python bench/load_bench.py --jobs 0             # the pages alone, for comparison
+    WEB_CONCURRENCY=2 GUNICORN_THREADS=8 .venv/bin/python bench/load_bench.py   # another set-up
 """
 
 from __future__ import annotations
@@ -63,10 +64,14 @@ def main() -> int:
     parser.add_argument("--snapshots", type=int, default=5000, help="snapshots in the mirror")
     # The same mirror with and without jobs (--jobs 0), so the two runs compare.
     parser.add_argument("--servers", type=int, default=440, help="instances in the mirror")
+    # A try of a lower CPU priority for the worker (as systemd's Nice= would set it).
+    parser.add_argument("--worker-nice", type=int, default=0, help="nice the worker by this")
     args = parser.parse_args()
 
     locust = locust_ensure()
     web_command, worker_command = production_commands()
+    if args.worker_nice:
+        worker_command = ["nice", "-n", str(args.worker_nice), *worker_command]
 
     from bench.throwaway_db import engine_name, throwaway_database
     from devcloud.launcher import DevcloudProcess
@@ -304,16 +309,10 @@ def run(args, world, *, work, port, locust, engine, processes, web_command, work
 
     database_name = connection.settings_dict["NAME"]
     # Every page once, so the run starts with warm processes (imports, templates).
-    import urllib.request
-
     for path in ("/instances/", "/snapshots/", "/images/", "/jobs/"):
         for _ in range(4):  # a few requests, so each gunicorn worker likely gets one
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}{path}",
-                headers={"Cookie": f"sessionid={world['sessions'][0]['cookie']}",
-                         "X-Forwarded-Proto": "https"},
-            )  # fmt: skip
-            urllib.request.urlopen(request, timeout=30).read()
+            page_get(port, path, world["sessions"][0]["cookie"])
+    alone = cpu_per_request_alone(port, world, processes, database_name)
 
     groups = process_groups(processes, database_name)
     at_start = group_figures(groups)
@@ -373,7 +372,9 @@ def run(args, world, *, work, port, locust, engine, processes, web_command, work
               f" {end['rss_mib']:5.0f} MiB {cpu:14.1f}")  # fmt: skip
     print(f"  (the machine's 2 cores give {2 * load_seconds:.0f} CPU s during the load)")
     web_cpu = at_end["gunicorn"]["cpu_s"] - at_start["gunicorn"]["cpu_s"]
-    print(f"  gunicorn CPU per request: {web_cpu / max(total['count'], 1) * 1000:.1f} ms")
+    print(f"  gunicorn CPU per request: {web_cpu / max(total['count'], 1) * 1000:.1f} ms "
+          f"under load, {alone:.1f} ms one at a time before it (the same pages, "
+          f"before any job existed)")  # fmt: skip
 
     rows = [
         ("p95, all pages", total["p95"], GOAL_P95_MS, f"{total['p95']:.0f} ms"),
@@ -408,7 +409,42 @@ def run(args, world, *, work, port, locust, engine, processes, web_command, work
         )
     figure("gunicorn CPU per request", f"{web_cpu / max(total['count'], 1) * 1000:.1f} ms",
            goal="(reported)", ok=True)  # fmt: skip
+    figure("gunicorn CPU per request, one at a time", f"{alone:.1f} ms", goal="(reported)", ok=True)
     return 1 if missed else 0
+
+
+def page_get(port: int, path: str, cookie: str) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        headers={"Cookie": f"sessionid={cookie}", "X-Forwarded-Proto": "https"},
+    )
+    urllib.request.urlopen(request, timeout=30).read()
+
+
+def cpu_per_request_alone(port: int, world: dict, processes: dict, database_name: str) -> float:
+    """gunicorn's CPU per request for the users' mix asked one at a time, before the
+    load: what a request costs with no other request and no job beside it. Against the
+    same figure under load, the difference is what contention costs (threads waiting
+    for the GIL, cores shared with the worker and PostgreSQL)."""
+    session = world["sessions"][0]
+    paths = [
+        *["/instances/"] * 4,
+        *[f"/instances/{pk}/" for pk in session["servers"][:3]],
+        "/snapshots/", "/snapshots/?status=active&sort=-created_at",
+        "/snapshots/?name=snap&sort=name", "/snapshots/?project_name=alpha&sort=-size",
+        f"/snapshots/project/{session['project']}/", "/images/", "/images/",
+        "/jobs/", "/jobs/",
+    ]  # fmt: skip
+    rounds = 5
+    groups = process_groups({"gunicorn": processes["gunicorn"]}, database_name)
+    before = group_figures(groups)["gunicorn"]["cpu_s"]
+    for _ in range(rounds):
+        for path in paths:
+            page_get(port, path, session["cookie"])
+    spent = group_figures(groups)["gunicorn"]["cpu_s"] - before
+    return spent / (rounds * len(paths)) * 1000
 
 
 def locust_stats(path: Path) -> dict[str, dict]:

@@ -3,13 +3,20 @@
 every 2 s each, while 200 snapshot jobs run) on a 2-core machine that also runs the
 Celery worker and PostgreSQL.
 
-A page spends part of its time waiting for PostgreSQL; threads fill that wait with
-another request, so a few processes with threads keep the cores busy where sync
-workers would queue requests behind a worker that is only waiting. More processes
-than that only add memory and contend for the same two cores. Measured back to
-back (50 users, no jobs, 45 s, on a shared machine): 4 sync workers p50/p95/p99
-400/1,100/1,700 ms and 514 MiB; 2 processes x 4 threads 250/690/870 ms and 277 MiB,
-at the same 25 requests/s and CPU per request (27 / 26 ms).
+A page spends part of its time waiting for PostgreSQL (8-14 queries, each a round
+trip); threads fill that wait with another request, so a few processes with threads
+keep the cores busy where sync workers would queue requests behind a worker that is
+only waiting. More processes than one per core only add memory and take the cores
+from the worker: 4 processes x 4 threads let 44 of 200 jobs finish in the minute
+where 2 x 8 let 200 finish. One thread per process (4 x 1) queued requests behind
+the waits: p95 16 s against 4.5 s for 2 x 4 in the same sitting. Between 2 x 4 and
+2 x 8, run alternately in one sitting (a shared machine, load 4-16, so the latencies
+are only comparable pairwise): p95 5.9 s / 5.9 s with 4 threads against 1.7 s /
+3.0 s / 4.0 s with 8, at the same CPU per request one at a time (26-28 ms) and less
+under load (31-34 ms against 37-39). Hence a process per core and 8 threads each:
+the web then holds up to 2 x 8 PostgreSQL connections (CONN_MAX_AGE keeps them).
+Earlier, 4 sync workers against 2 x 4 (no jobs, 45 s): p50/p95/p99 400/1,100/1,700
+ms and 514 MiB against 250/690/870 ms and 277 MiB.
 """
 
 import multiprocessing
@@ -19,7 +26,7 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # WEB_CONCURRENCY (gunicorn's own variable, also read by platforms) overrides it.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # A worker is replaced after this many requests (jittered, so not all at once): a
 # slow leak in any library cannot grow a process for the life of a release.
 max_requests = 5000

@@ -51,20 +51,34 @@ class CatalogRow:
 COMPARED = (("checksum", "checksum"), ("min_disk", "min disk"), ("min_ram", "min RAM"))
 
 
+# The columns image_catalog reads; images/tables.py prints rows from them.
+CATALOG_FIELDS = (
+    "site_id", "openstack_id", "name", "status", "size", "min_disk", "min_ram", "checksum",
+    "tags", "properties", "copied_from_image_id",
+)  # fmt: skip
+
+
 def catalog_variant(image: Image) -> tuple:
     """What two sites' copies of an image must share to count as the same image."""
     return tuple(getattr(image, attr) for attr, _ in COMPARED)
 
 
-def image_catalog(*, user, images: QuerySet[Image]) -> list[CatalogRow]:
+def image_catalog(
+    *, user, images: QuerySet[Image], sites: list[Site] | None = None
+) -> list[CatalogRow]:
     """Rows of images matched by name across every site, with a cell per site.
 
     de.NBI promises the same images on every site; a cell says whether this
     site has the image, lacks it, or has a copy that differs from the most
-    common variant (checksum, min disk, min RAM).
+    common variant (checksum, min disk, min RAM). `sites`: every site, when the
+    caller has them already.
     """
-    sites = list(Site.objects.all())
+    sites = list(Site.objects.all()) if sites is None else sites
     by_name: dict[str, dict[int, Image]] = defaultdict(dict)
+    # Only what a row shows and compares: a thousand public images are a thousand
+    # model instances per view, and their dates, JSON and joined sites were a third
+    # of the page's CPU.
+    images = images.select_related(None).only(*CATALOG_FIELDS)
     for image in images.order_by("name", "site__display_name"):
         by_name[image.name].setdefault(image.site_id, image)
 

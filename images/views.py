@@ -9,6 +9,7 @@ from images.copy import image_copies, image_copy_request, image_copy_targets
 from images.filters import ImageFilterSet
 from images.models import Image
 from images.selectors import base_image_list, image_catalog
+from images.tables import CatalogRows
 from portal.access import in_visible_projects
 from portal.errors import ActionRefused
 from portal.http import param_id
@@ -21,10 +22,16 @@ from portal.models import Project, Site
 def image_list(request):
     images = base_image_list(user=request.user)
     filterset = ImageFilterSet(request.GET, queryset=images)
+    sites = list(Site.objects.all())
     rows = image_catalog(
-        user=request.user, images=filterset.qs if filterset.is_valid() else images.none()
+        user=request.user,
+        images=filterset.qs if filterset.is_valid() else images.none(),
+        sites=sites,
     )
-    context = {"rows": rows, "filter": filterset, "sites": Site.objects.all()}
+    context = {
+        "rows": rows, "rows_html": CatalogRows(rows, sites).html(), "filter": filterset,
+        "sites": sites,
+    }  # fmt: skip
     if request.htmx and not request.htmx.boosted:
         return render(request, "images/_image_table.html", context)
     return render(request, "images/image_list.html", context)

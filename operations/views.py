@@ -7,6 +7,7 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.launch_retry import launch_followups
+from operations.job_rows import JobRows
 from portal.errors import ActionRefused
 from portal.http import param_int, redirect_back
 from portal.selectors import job_get_for_user
@@ -27,8 +28,10 @@ from workshops.models import Workshop
 @login_required
 @require_GET
 def job_list(request):
-    jobs = jobs_for(user=request.user)[:100]
-    return render(request, "portal/job_list.html", {"jobs": jobs})
+    jobs = list(jobs_for(user=request.user)[:100])
+    return render(
+        request, "portal/job_list.html", {"jobs": jobs, "rows_html": JobRows(jobs).html()}
+    )
 
 
 @login_required

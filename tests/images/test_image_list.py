@@ -89,3 +89,31 @@ def test_it_requires_login_and_rejects_post(client, people, catalog):
     assert client.get(URL).status_code == 302
     client.force_login(people["bob"])
     assert client.post(URL).status_code == 405
+
+
+def test_it_prints_each_cell_as_the_row_template_did(client, people, catalog):
+    # Guard for images.tables.CatalogRows (the rows left the template for speed): the
+    # links, labels and escaping a reader and a screen reader get, per cell state.
+    copied = make_image(site=people["site"], name="<Fedora>", tags=["a&b"], min_ram=2048,
+                        copied_from_image_id="elsewhere")  # fmt: skip
+    client.force_login(people["bob"])
+    body = client.get(URL).content.decode()
+    copy_url = reverse("images:image-copy", args=[copied.pk])
+    assert "<td>&lt;Fedora&gt;</td>" in body
+    assert '<span class="badge text-bg-primary">a&amp;b</span> ' in body
+    assert "<td>20 GB / 2 GiB</td>" in body
+    assert (
+        f'<a class="badge text-bg-info text-decoration-none" href="{copy_url}" '
+        'title="copied by the portal: where it exists">copy</a> '
+        '<span class="badge text-bg-success" title="present">present</span>'
+    ) in body
+    two = Site.objects.get(name="devcloud2")
+    assert (
+        f'<span class="badge text-bg-danger">missing</span> <a class="small" '
+        f'href="{copy_url}?site={two.pk}" aria-label="copy here: &lt;Fedora&gt; to Heidelberg">'
+        "copy here</a>"
+    ) in body
+    assert (
+        '<span class="badge text-bg-warning" title="differs in checksum, min disk">'
+        "differs: checksum, min disk</span>"
+    ) in body

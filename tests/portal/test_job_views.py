@@ -57,3 +57,35 @@ def test_job_access(client, people):
     assert "gold" not in client.get(reverse("job-list")).content.decode()
     client.force_login(people["bob"])
     assert "gold" in client.get(reverse("job-list")).content.decode()
+
+
+def test_the_job_list_prints_each_row_as_its_template_did(client, people):
+    # Guard for operations.job_rows.JobRows (the rows left the template for speed).
+    from django.utils import formats, timezone
+
+    running = make_job(people, progress="uploading 40 %")
+    failed = make_job(people, status="failed", error="Stopping: <the> instance " + "x" * 90,
+                      finished_at=timezone.now())  # fmt: skip
+    make_job(people, project=None, actor=None, status="cleaning_up")
+    client.force_login(people["admin"])  # the one who sees a job without project or actor
+    body = client.get(reverse("job-list")).content.decode()
+
+    def when(value):
+        return formats.date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT")
+
+    url = reverse("job-detail", args=[running.pk])
+    assert (
+        f'<tr><td><a href="{url}">{running.pk}</a></td><td>Create snapshot “gold”</td>'
+        f"<td>{people['alpha']}</td>\n      <td>bob</td>"
+        '<td><span class="badge text-bg-info">uploading 40 %</span>\n</td>\n'
+        f"      <td>{when(running.created_at)}</td><td>—</td></tr>"
+    ) in body
+    assert (
+        '<span class="badge text-bg-danger">failed</span>\n <span class="small text-danger">'
+        "Stopping: &lt;the&gt; instance xxxxxxxx"
+    ) in body
+    assert f"<td>{when(failed.finished_at)}</td></tr>" in body
+    assert (
+        "<td>—</td>\n      <td>—</td>"
+        '<td><span class="badge text-bg-warning">cleaning up</span>\n</td>'
+    ) in body
