@@ -9,8 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from instances.launch_retry import launch_followups
 from portal.errors import ActionRefused
 from portal.http import param_int, redirect_back
-from portal.selectors import job_get_for_user
-from portal.selectors import job_list as jobs_for
+from portal.selectors import job_get_for_user, jobs_newest
 from portal.ssh_keys import (
     MAX_KEY_CHARS,
     MAX_NAME_CHARS,
@@ -27,7 +26,7 @@ from workshops.models import Workshop
 @login_required
 @require_GET
 def job_list(request):
-    jobs = jobs_for(user=request.user)[:100]
+    jobs = jobs_newest(user=request.user, limit=100)
     return render(request, "portal/job_list.html", {"jobs": jobs})
 
 
