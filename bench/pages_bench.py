@@ -231,6 +231,7 @@ def seed(n_servers: int, n_snapshots: int) -> dict:
             image_rows = []
     Image.objects.bulk_create(image_rows, batch_size=1000)
     jobs_seed(n_snapshots, servers=servers, alice=alice, admin=admin, projects=projects, now=now)
+    bob = small_project_seed(site=sites[0], base=bases[sites[0].pk][0], now=now)
     from django.db import connection
 
     if connection.vendor == "postgresql":
@@ -242,8 +243,50 @@ def seed(n_servers: int, n_snapshots: int) -> dict:
 
     planner_statistics_refresh()
     alpha_server = Server.objects.filter(project=projects[0]).order_by("pk").first()
-    return {"alice": alice, "admin": admin, "alpha": projects[0], "server": alpha_server,
-            "site": sites[0]}  # fmt: skip
+    return {"alice": alice, "admin": admin, "bob": bob, "alpha": projects[0],
+            "server": alpha_server, "site": sites[0]}  # fmt: skip
+
+
+def small_project_seed(*, site, base: str, now):
+    """bob, the one member of `omega`: a project of the same few rows in both sizes
+    (3 instances, 12 snapshots, 12 jobs), all older than everyone else's. What a
+    list walks for him must not grow with what the rest of the facility holds."""
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+
+    from images.models import Image
+    from instances.models import Server
+    from portal.models import Job, Membership, Project
+
+    bob = get_user_model().objects.create_user("bob", "bob@example.org", "x")
+    omega = Project.objects.create(site=site, openstack_id="p-omega", name="omega",
+                                   quota_instances=100, quota_cores=100, quota_ram_mib=1 << 20)  # fmt: skip
+    Membership.objects.create(user=bob, project=omega, role="member")
+    old = now - timedelta(days=800)
+    for i in range(3):
+        Server.objects.create(
+            site=site, openstack_id=f"omega-server-{i}", name=f"omega-vm-{i}",
+            name_key=f"omega-vm-{i}", project=omega, project_openstack_id="p-omega",
+            status="ACTIVE", flavor_name="de.NBI 4", flavor_vcpus=2, flavor_ram_mib=4096,
+            flavor_disk_gb=50, image_openstack_id=base, created_by=bob,
+            created_at=old - timedelta(minutes=i),
+        )  # fmt: skip
+    for i in range(12):
+        Image.objects.create(
+            site=site, openstack_id=f"omega-snap-{i}", name=f"omega-snap-{i:02d}",
+            name_key=f"omega-snap-{i:02d}", status="active", visibility="private",
+            project=omega, owner_openstack_id="p-omega", size=1 << 30, min_disk=20,
+            is_snapshot=True, source_server_openstack_id=f"omega-server-{i % 3}",
+            base_image_openstack_id=base, created_by=bob, created_at=old - timedelta(hours=i),
+        )  # fmt: skip
+        Job.objects.create(
+            kind="snapshot.create", status="succeeded", actor=bob, site=site,
+            project=None if i % 6 == 5 else omega, params={"name": f"omega-snap-{i:02d}"},
+            target_server_id=f"omega-server-{i % 3}", target_image_id=f"omega-snap-{i}",
+            created_at=old - timedelta(hours=i), finished_at=old - timedelta(hours=i),
+        )  # fmt: skip
+    return bob
 
 
 def jobs_seed(n_jobs: int, *, servers: list, alice, admin, projects: list, now) -> None:
@@ -341,6 +384,14 @@ def page_list(world: dict) -> list[tuple[str, str, str, dict]]:
     server_filters = filters_of(ServerFilterSet, SERVER_FILTER_SAMPLES, world)
     image_filters = filters_of(ImageFilterSet, IMAGE_FILTER_SAMPLES, world)
     pages = []
+    # bob, a member of a small project (small_project_seed): his lists, every sort.
+    pages.append(("bob /jobs/", "bob", "/jobs/", {}))
+    for base, sorts in (("/snapshots/", snapshot_sorts), ("/instances/", server_sorts)):
+        pages.append((f"bob {base}", "bob", f"{base}?per_page=10", {}))
+        for sort in sorts:
+            pages.append(
+                (f"bob {base}?sort={sort}", "bob", f"{base}?per_page=10&sort={sort}", htmx)
+            )
     for who in ("alice", "admin"):
         pages += [
             (f"{who} /instances/", who, "/instances/?per_page=10", {}),
