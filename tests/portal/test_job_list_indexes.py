@@ -133,3 +133,31 @@ def test_a_tables_running_jobs_are_read_from_the_unfinished_jobs(people, history
         kind="snapshot.delete", key="snapshots", pending=lambda job: Job.objects.none()
     )
     assert list(Image.objects.filter(deleting)) == [snapshot]
+
+
+postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL plans")
+
+
+def postgres_plan(sql: str) -> str:
+    with connection.cursor() as cursor:
+        # A tiny table: is an index usable at all, and does it yield the order?
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(f"EXPLAIN {sql}")
+        return " | ".join(row[0] for row in cursor.fetchall())
+
+
+@postgres_only
+def test_postgres_reads_the_job_lists_scopes_and_the_unfinished_jobs_from_indexes(people, history):
+    from portal.jobs import busy_pks
+    from snapshots.selectors import snapshot_jobs_for
+
+    scopes = job_queries(lambda: jobs_newest(user=people["alice"], limit=100))[:-1]
+    for sql in scopes:
+        found = postgres_plan(sql)
+        assert "job_project_newest" in found or "job_projectless_newest" in found, found
+        assert "Sort" not in found, found
+    unfinished = job_queries(lambda: busy_pks([history["server"]], target="server"))
+    unfinished += job_queries(lambda: snapshot_jobs_for([history["snapshot"]]))
+    for sql in unfinished:
+        assert "Seq Scan" not in postgres_plan(sql), sql
