@@ -10,8 +10,7 @@ from instances.launch_retry import launch_followups
 from operations.job_rows import JobRows
 from portal.errors import ActionRefused
 from portal.http import param_int, redirect_back
-from portal.selectors import job_get_for_user
-from portal.selectors import job_list as jobs_for
+from portal.selectors import job_get_for_user, jobs_newest
 from portal.ssh_keys import (
     MAX_KEY_CHARS,
     MAX_NAME_CHARS,
@@ -28,7 +27,7 @@ from workshops.models import Workshop
 @login_required
 @require_GET
 def job_list(request):
-    jobs = list(jobs_for(user=request.user)[:100])
+    jobs = jobs_newest(user=request.user, limit=100)
     return render(
         request, "portal/job_list.html", {"jobs": jobs, "rows_html": JobRows(jobs).html()}
     )

@@ -279,6 +279,24 @@ class Job(models.Model):
             models.Index(fields=["waits_for", "target_server_id"], name="job_parked_on_server"),
             models.Index(fields=["waits_for", "target_image_id"], name="job_parked_on_image"),
             models.Index(fields=["name_key", "site"], name="job_name_key"),
+            # The job list of a member (portal.selectors.jobs_newest): each project's
+            # newest jobs, and the member's own jobs without a project, walked newest
+            # first and stopped after a page, whatever the facility ran before.
+            models.Index(fields=["project", "created_at", "id"], name="job_project_newest"),
+            models.Index(
+                fields=["actor", "created_at", "id"],
+                condition=models.Q(project__isnull=True),
+                name="job_projectless_newest",
+            ),
+            # The unfinished jobs (a few among every job ever run), which every table
+            # page asks about its rows (portal.jobs.busy_pks, snapshots.selectors,
+            # portal.bulk): without it SQLite, whose statistics cannot tell that
+            # "running" is rare, read all 100,000 jobs of a big facility per page.
+            models.Index(
+                fields=["kind", "site"],
+                condition=models.Q(status__in=["pending", "running", "cleaning_up"]),
+                name="job_unfinished",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 
 from images.models import BootTest
 from portal.access import get_visible_or_404, projects_visible_to
+from portal.jobs.selectors import unfinished_q
 from portal.models import Job
 from snapshots.filters import SnapshotFilterSet
 from snapshots.models import Snapshot
@@ -74,7 +75,7 @@ def boot_tests_for(snapshots) -> dict[tuple[int, str], BootTest]:
 def snapshot_jobs_for(snapshots) -> dict[tuple[int | None, str], Job]:
     """The unfinished create job behind each snapshot still being made."""
     ids = {s.openstack_id for s in snapshots}
-    jobs = Job.objects.filter(kind="snapshot.create", target_image_id__in=ids).exclude(
-        status__in=Job.FINISHED
-    )
+    # The few unfinished jobs (their index), not every create job ever run.
+    jobs = Job.objects.filter(unfinished_q(), kind="snapshot.create", target_image_id__in=ids)
+    jobs = jobs.order_by()
     return {(j.site_id, j.target_image_id): j for j in jobs}

@@ -59,6 +59,7 @@ from portal import cloud
 from portal.access import action_refusals
 from portal.http import param_int
 from portal.jobs import Wait
+from portal.jobs.selectors import unfinished_q
 from portal.models import Job, Site
 from portal.tables import COUNT_EXACT_UP_TO
 from portal.texts import clock, listing, say, text
@@ -183,7 +184,8 @@ def busy_q(*, target: str, kinds: tuple[str, ...] = ()) -> Q | None:
     """Rows (servers or images, by `target`) an unfinished job acts on, as a filter;
     None when there are none. `kinds`: only jobs of these kinds."""
     field_name = f"target_{target}_id"
-    jobs = Job.objects.exclude(status__in=Job.FINISHED).exclude(**{field_name: ""})
+    # The unfinished jobs by their index; `exclude(status__in=FINISHED)` read every job ever run.
+    jobs = Job.objects.filter(unfinished_q()).exclude(**{field_name: ""}).order_by()
     if kinds:
         jobs = jobs.filter(kind__in=kinds)
     by_site: dict[int | None, set[str]] = {}
@@ -229,7 +231,7 @@ def being_deleted_q(*, kind: str, key: str, pending, before: int | None = None) 
     """The rows unfinished delete jobs of `kind` (older than the job `before`, a pk)
     will still delete, as a filter; None when no such job runs. A job lists its rows
     under params[key], or deletes all matching: `pending(job)` are the rows it has left."""
-    jobs = Job.objects.filter(kind=kind).exclude(status__in=Job.FINISHED)
+    jobs = Job.objects.filter(unfinished_q(), kind=kind).order_by()
     if before is not None:
         jobs = jobs.filter(pk__lt=before)
     unfinished = list(jobs)
