@@ -46,7 +46,9 @@ def test_out_of_band_create_stop_and_delete_show_after_a_sync(demo, full):
     site_sync(site, full=full)
     row = Server.objects.get(site=site, openstack_id=made.id)
     assert row.project == alpha
-    assert row.status == "BUILD"
+    # Whatever the listing said: devcloud boots it within seconds, so on a busy
+    # machine the sync may already find it ACTIVE.
+    assert row.status in {"BUILD", "ACTIVE"}
 
     wait_until(lambda: conn.compute.get_server(made.id).status == "ACTIVE")
     conn.compute.stop_server(made.id)
