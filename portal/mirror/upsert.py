@@ -185,9 +185,12 @@ class MirrorWriter:
         `row_fingerprint`s if the caller computed them already, and the ids
         the cloud reported deleted."""
         new, changed = [], []
-        existing, newer = self.existing, self.newer
+        existing, newer, seen = self.existing, self.newer, self.seen
         for openstack_id, fields in rows.items():
-            if openstack_id in newer:
+            # An object a listing showed twice (a page boundary moved under it) is
+            # written once, from its first batch: batches written side by side
+            # (WriterThread) never hold the same row.
+            if openstack_id in newer or openstack_id in seen:
                 continue
             fingerprint = fingerprints[openstack_id] if fingerprints else row_fingerprint(fields)
             current = existing.get(openstack_id)
@@ -208,8 +211,10 @@ class MirrorWriter:
         # work (SQLite's without the GIL, PostgreSQL's in its own process)
         # overlaps the building of the next batch. Inside a transaction (a job,
         # a test) another connection could not see its uncommitted rows.
-        if self._background is None and many and not connections[self.using].in_atomic_block:
-            self._background = WriterThread(self.using)
+        connection = connections[self.using]
+        if self._background is None and many and not connection.in_atomic_block:
+            threads = 2 if connection.vendor == "postgresql" else 1
+            self._background = WriterThread(self.using, threads=threads)
         rows_writer = RowWriter(
             self.model, site=self.site, now=self.now, rows=[*new, *changed], chunk_size=WRITE_CHUNK
         )
