@@ -76,7 +76,7 @@ class MirrorWriter:
                 writer.write(rows, fingerprints=..., deleted_ids=...)
             result = writer.finish()
 
-    What the mirror holds is read once, up front: ids, hashes and flags only
+    What the mirror holds is read once, at the first batch: ids, hashes and flags only
     (decoding JSON and timestamps of 100,000 rows would cost more than the
     whole comparison). Each batch writes only its new and changed rows, in a
     transaction of its own. `finish` marks the objects the cloud reported
