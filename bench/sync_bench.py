@@ -105,12 +105,23 @@ def run(work: Path, data: Path) -> int:
 
         missed = []
 
+        import psutil
+
+        portal_process, devcloud_process = psutil.Process(), psutil.Process(devcloud.pid)
+
+        def cpu_seconds(process) -> float:
+            times = process.cpu_times()
+            return times.user + times.system
+
         def timed(label: str, goal: float, **kwargs) -> float:
             site.refresh_from_db()
             before = requests_sent()
+            cpu_before = cpu_seconds(portal_process), cpu_seconds(devcloud_process)
             t0 = time.perf_counter()
             result = site_sync(site, **kwargs)
             seconds = time.perf_counter() - t0
+            portal_cpu = cpu_seconds(portal_process) - cpu_before[0]
+            devcloud_cpu = cpu_seconds(devcloud_process) - cpu_before[1]
             sent = requests_sent() - before
             servers, images = result["servers"], result["images"]
             ok = seconds <= goal
@@ -121,6 +132,10 @@ def run(work: Path, data: Path) -> int:
                   f"{sent:4d} requests  servers +{servers.created}/~{servers.updated}/"
                   f"-{servers.deleted}  images +{images.created}/~{images.updated}/"
                   f"-{images.deleted}")  # fmt: skip
+            # Where the time went: the portal's process (with SQLite's own work,
+            # not PostgreSQL's), devcloud answering, and the load of the machine.
+            print(f"{'':<32} CPU: portal {portal_cpu:5.2f} s, devcloud {devcloud_cpu:5.2f} s; "
+                  f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
             return seconds
 
         print(f"\nsync on {connection.vendor} (changes: +new/~changed/-gone)")

@@ -26,8 +26,26 @@ def throwaway_database(work: Path, suffix: str) -> Iterator[str]:
     try:
         yield f"{base}/{target}"
     finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+        _drop(url, target)
+
+
+def _drop(url: str, target: str) -> None:
+    """Drop `target`, waiting out an autovacuum worker on it: FORCE may not end a
+    superuser's process, and a bench that has just written 100,000 rows often
+    finds one there."""
+    import time
+
+    import psycopg
+
+    for attempt in range(30):
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if attempt == 29:
+                raise
+            time.sleep(1)
 
 
 def engine_name(url: str) -> str:

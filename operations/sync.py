@@ -5,8 +5,12 @@ It sits on top of the apps (it calls each one's sync), so nothing below imports 
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -29,6 +33,45 @@ OVERLAP = timedelta(seconds=60)
 
 
 def site_sync(site: Site, *, full: bool | None = None) -> dict:
+    """Bring the mirror of one site up to date (see _site_sync)."""
+    with _collector_paused():
+        return _site_sync(site, full=full)
+
+
+# How many syncs of this process have the cyclic garbage collector paused, and
+# whether it ran before the first of them.
+_pauses = {"count": 0, "was_enabled": False}
+_pauses_lock = threading.Lock()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a sync runs, as it was after.
+
+    A full sync builds a few million small objects (page bodies, typed cloud
+    objects, rows, hashes), none of them garbage until their batch is written,
+    and nearly none of them in a reference cycle. The collector walked all of
+    them again and again as they piled up: a third of a cold sync's CPU at
+    100,000 images and two fifths of a warm one's. Reference counting still
+    frees every batch as it goes; the few cycles a sync leaves are collected
+    after it. Counted, so overlapping syncs in one process (threads) leave the
+    collector as the first one found it.
+    """
+    with _pauses_lock:
+        if _pauses["count"] == 0:
+            _pauses["was_enabled"] = gc.isenabled()
+            gc.disable()
+        _pauses["count"] += 1
+    try:
+        yield
+    finally:
+        with _pauses_lock:
+            _pauses["count"] -= 1
+            if _pauses["count"] == 0 and _pauses["was_enabled"]:
+                gc.enable()
+
+
+def _site_sync(site: Site, *, full: bool | None) -> dict:
     """Bring the mirror of one site up to date.
 
     An incremental sync asks Nova for servers changed since the last one

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from functools import partial
 from operator import itemgetter
 
@@ -53,8 +54,26 @@ def _adapter(field: models.Field, connection) -> Callable | None:
             return None
         return lambda value: json.loads(json.dumps(value, cls=field.encoder))
     if internal == "DateTimeField":
-        return connection.ops.adapt_datetimefield_value if sqlite else None
+        return _sqlite_datetime(connection) if sqlite else None
     return partial(field.get_db_prep_save, connection=connection)
+
+
+def _sqlite_datetime(connection) -> Callable:
+    """SQLite's text form of a timestamp, as the ORM writes it: naive, in the
+    connection's zone. The gateway's timestamps are in UTC already, as is the
+    connection (USE_TZ), so for them that is the text without the zone; two of
+    each row's twenty values, Django's general path was a fifth of the time a
+    cold sync spent preparing rows."""
+    general = connection.ops.adapt_datetimefield_value
+    if connection.timezone is not UTC:
+        return general
+
+    def adapt(value):
+        if value.tzinfo is UTC:
+            return str(value.replace(tzinfo=None))
+        return general(value)
+
+    return adapt
 
 
 # PostgreSQL: the temporary table a chunk of rows is copied into before the merge.
@@ -91,7 +110,10 @@ class RowWriter:
         connection = connections[self.using]
         self.sqlite = connection.vendor == "sqlite"
         meta = model._meta
-        self.names = sorted({name for _, _, fields in rows for name in fields})
+        names: set[str] = set()
+        for _, _, fields in rows:
+            names.update(fields)  # in C: a listing's rows all have the same twenty
+        self.names = sorted(names)
         given = [meta.get_field(name) for name in self.names]
         fixed = {"site_id": site.pk, "deleted_at": None, "synced_at": now}
         taken = {"openstack_id", "fingerprint", *(f.attname for f in given)}

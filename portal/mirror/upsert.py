@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connections, models, router, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
 from portal.mirror.bulk_load import RowWriter
@@ -74,7 +76,7 @@ class MirrorWriter:
                 writer.write(rows, fingerprints=..., deleted_ids=...)
             result = writer.finish()
 
-    What the mirror holds is read once, up front: ids, hashes and flags only
+    What the mirror holds is read once, at the first batch: ids, hashes and flags only
     (decoding JSON and timestamps of 100,000 rows would cost more than the
     whole comparison). Each batch writes only its new and changed rows, in a
     transaction of its own. `finish` marks the objects the cloud reported
@@ -109,19 +111,10 @@ class MirrorWriter:
         scope = (queryset if queryset is not None else model.objects).filter(site=site)
         if ids is not None:
             scope = scope.filter(openstack_id__in=ids)
-        columns = ["pk", "openstack_id", "fingerprint", "deleted_at"]
-        # Ids whose rows were synced after `observed_at`: not written by us. Asked of
-        # the database (few rows: those a job or the watcher refreshed meanwhile), so
-        # a full sync of 100,000 rows decodes no timestamps.
-        self.newer: set[str] = set()
-        if observed_at is not None:
-            newer = scope.filter(synced_at__gt=observed_at).values_list("openstack_id", flat=True)
-            self.newer = set(newer)
-        found = [row for row in scope.values_list(*columns) if row[1] not in self.newer]
-        self.existing = {
-            openstack_id: (pk, fingerprint, deleted_at)
-            for pk, openstack_id, fingerprint, deleted_at in found
-        }
+        self._scope = scope
+        self._observed_at = observed_at
+        self._existing: dict[str, tuple] | None = None
+        self._newer: set[str] = set()
         self.seen: set[str] = set()
         self.deleted: set[str] = set()
         # Ids of the rows this writer created, changed or marked deleted: the only
@@ -130,6 +123,45 @@ class MirrorWriter:
         self.result = UpsertResult()
         self._sqlite_settings = SqliteBulkSettings(connections[self.using])
         self._background: WriterThread | None = None
+
+    @property
+    def existing(self) -> dict[str, tuple]:
+        """{openstack_id: (pk, fingerprint, deleted_at)} of the rows the mirror
+        holds, but those synced after `observed_at`: read at the first batch,
+        while the listing's next pages are already on their way (a warm sync
+        of 100,000 images spent a second on it before asking the cloud anything)."""
+        if self._existing is None:
+            self._existing = self._read_existing()
+        return self._existing
+
+    @property
+    def newer(self) -> set[str]:
+        """Ids whose rows were synced after `observed_at`: not ours to write."""
+        self.existing  # noqa: B018 (read together)
+        return self._newer
+
+    def _read_existing(self) -> dict[str, tuple]:
+        # Ids, hashes and flags only, as the driver gives them (a timestamp is
+        # only tested for None): one statement, no ORM row building for 100,000
+        # rows. The rows synced after `observed_at` (a job's refresh, the watcher)
+        # come flagged in the same read.
+        fields = ["pk", "openstack_id", "fingerprint", "deleted_at"]
+        rows = self._scope
+        if self._observed_at is not None:
+            later = Q(synced_at__gt=self._observed_at)
+            rows = rows.annotate(_newer=ExpressionWrapper(later, output_field=BooleanField()))
+            fields.append("_newer")
+        try:
+            sql, params = rows.values_list(*fields).query.sql_with_params()
+        except EmptyResultSet:  # `ids` is empty
+            return {}
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(sql, params)
+            found = cursor.fetchall()
+        if self._observed_at is None:
+            return {row[1]: (row[0], row[2], row[3]) for row in found}
+        self._newer = {row[1] for row in found if row[4]}
+        return {row[1]: (row[0], row[2], row[3]) for row in found if not row[4]}
 
     def __enter__(self) -> MirrorWriter:
         return self
@@ -153,9 +185,12 @@ class MirrorWriter:
         `row_fingerprint`s if the caller computed them already, and the ids
         the cloud reported deleted."""
         new, changed = [], []
-        existing, newer = self.existing, self.newer
+        existing, newer, seen = self.existing, self.newer, self.seen
         for openstack_id, fields in rows.items():
-            if openstack_id in newer:
+            # An object a listing showed twice (a page boundary moved under it) is
+            # written once, from its first batch: batches written side by side
+            # (WriterThread) never hold the same row.
+            if openstack_id in newer or openstack_id in seen:
                 continue
             fingerprint = fingerprints[openstack_id] if fingerprints else row_fingerprint(fields)
             current = existing.get(openstack_id)
@@ -176,8 +211,10 @@ class MirrorWriter:
         # work (SQLite's without the GIL, PostgreSQL's in its own process)
         # overlaps the building of the next batch. Inside a transaction (a job,
         # a test) another connection could not see its uncommitted rows.
-        if self._background is None and many and not connections[self.using].in_atomic_block:
-            self._background = WriterThread(self.using)
+        connection = connections[self.using]
+        if self._background is None and many and not connection.in_atomic_block:
+            threads = 2 if connection.vendor == "postgresql" else 1
+            self._background = WriterThread(self.using, threads=threads)
         rows_writer = RowWriter(
             self.model, site=self.site, now=self.now, rows=[*new, *changed], chunk_size=WRITE_CHUNK
         )

@@ -175,3 +175,23 @@ def test_a_fingerprint_ignores_the_order_of_keys():
     other = {"tags": ["t"], "properties": {"y": "2", "x": "1"}, "name": "a"}
     assert row_fingerprint(one) == row_fingerprint(other)
     assert row_fingerprint(one) != row_fingerprint({**one, "tags": ["u"]})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_object_a_listing_shows_twice_is_written_once(monkeypatch):
+    """A page boundary that moves while a listing is read can show an object on
+    two pages, so in two batches. The batches are written side by side (two
+    writer threads on PostgreSQL): the object is written once, from the batch
+    that listed it first, and counted once."""
+    from portal.mirror import upsert as mirror
+    from portal.models import Site
+
+    site = Site.objects.create(name="devcloud", display_name="Bielefeld")
+    monkeypatch.setattr(mirror, "WRITE_CHUNK", 2)  # every batch is "big": the writer threads
+    with mirror.MirrorWriter(Image, site=site, complete=True) as writer:
+        writer.write({"a": FIELDS, "b": FIELDS, "c": FIELDS})
+        writer.write({"c": {**FIELDS, "status": "active"}, "d": FIELDS, "e": FIELDS})
+        result = writer.finish()
+    assert (result.created, result.updated, result.deleted) == (5, 0, 0)
+    assert Image.objects.filter(site=site).count() == 5
+    assert Image.objects.get(openstack_id="c").status == "saving"
