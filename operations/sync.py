@@ -106,15 +106,20 @@ def _site_sync(site: Site, *, full: bool | None) -> dict:
     site.last_sync_at = started
     if not incremental:
         site.last_full_sync_at = started
-    # Fresh from the database: the watcher may have moved them meanwhile.
-    marks = Site.objects.filter(pk=site.pk).values("servers_seen_at", "images_seen_at").get()
-    site.servers_seen_at = _later(marks["servers_seen_at"], servers_seen.at)
-    site.images_seen_at = _later(marks["images_seen_at"], images_seen.at)
-    site.unreachable_since = None
-    site.last_error = ""
     offset = cloud.clock_offset(site.name)
     if offset is not None:
         site.clock_offset_seconds = offset
+    # The sync's start in the cloud's clock. A job that wrote a row after the sync
+    # began (a task Nova accepted) holds newer news than the listing, which then did
+    # not write that object; the next watcher round or sync must list it again, so
+    # the marks move no further than this start (as operations.watch does).
+    began = site.cloud_time(started)
+    # Fresh from the database: the watcher may have moved them meanwhile.
+    marks = Site.objects.filter(pk=site.pk).values("servers_seen_at", "images_seen_at").get()
+    site.servers_seen_at = _later(marks["servers_seen_at"], _until(servers_seen.at, began))
+    site.images_seen_at = _later(marks["images_seen_at"], _until(images_seen.at, began))
+    site.unreachable_since = None
+    site.last_error = ""
     site.save(
         update_fields=[
             "last_sync_at", "last_full_sync_at", "unreachable_since", "last_error",
@@ -129,6 +134,10 @@ def _site_sync(site: Site, *, full: bool | None) -> dict:
 
 def _later(a, b):
     return b if a is None else a if b is None else max(a, b)
+
+
+def _until(newest, cap):
+    return None if newest is None else min(newest, cap)
 
 
 def _servers_and_images_sync(site: Site, *, incremental: bool, seen: tuple) -> tuple:

@@ -470,3 +470,51 @@ def test_a_change_a_jobs_write_hid_from_a_round_is_listed_again_next_round(
     row.refresh_from_db()
     assert row.status == "SHUTOFF"
     assert sent == [job.pk]
+
+
+def test_a_change_a_jobs_write_hid_from_a_sync_is_listed_by_the_next_round(
+    people, synced_site, listed, sent, monkeypatch
+):
+    """The same race with a sync instead of a round: the job notes its stop's task
+    while the sync lists; the sync keeps the job's newer row, and a server listed
+    later changed seconds after. The watcher's next round must still ask from
+    before the hidden change, or the job waits for its fallback poll."""
+    from instances.services import server_task_began
+    from operations.sync import site_sync
+
+    monkeypatch.setattr(cloud, "flavor_list", lambda site_name: [])
+    monkeypatch.setattr(cloud, "network_list", lambda site_name, **kw: [])
+    row = make_server(project=people["alpha"])
+    job = waiting_job(people, row, parked_on=server_wait_state("ACTIVE", "powering-off", None))
+    other = make_server(project=people["alpha"])
+    changes = {}
+
+    def server_list(site_name, *, changes_since=None, project_id=None):
+        listed["since"] = changes_since
+        if not changes:  # the sync: the job writes while the listing runs
+            server_task_began(synced_site, row, task_state="powering-off",
+                              answered_at=timezone.now())  # fmt: skip
+            changes[row.openstack_id] = timezone.now()
+            changes[other.openstack_id] = timezone.now() + timedelta(seconds=3)
+        stopped = cloud_server(row, status="SHUTOFF", power_state=4, vm_state="stopped",
+                               updated_at=changes[row.openstack_id])  # fmt: skip
+        moved = cloud_server(other, updated_at=changes[other.openstack_id])
+        return [
+            s for s in (stopped, moved) if changes_since is None or s.updated_at > changes_since
+        ]
+
+    monkeypatch.setattr(cloud, "server_list", server_list)
+    monkeypatch.setattr(
+        cloud, "server_pages", lambda site_name, **asked: iter([server_list(site_name, **asked)])
+    )
+    monkeypatch.setattr(cloud, "image_pages", lambda site_name, **asked: iter([]))
+    site_sync(synced_site, full=False)
+    row.refresh_from_db()
+    assert row.task_state == "powering-off"  # the job's newer row was kept
+    assert sent == []
+    synced_site.refresh_from_db()
+    site_watch(synced_site.pk)
+    assert listed["since"] < changes[row.openstack_id]
+    row.refresh_from_db()
+    assert row.status == "SHUTOFF"
+    assert sent == [job.pk]
