@@ -431,26 +431,16 @@ def test_a_change_a_held_job_read_already_does_not_wake_it_again(
     assert Job.objects.get(pk=job.pk).status == Job.Status.RUNNING
 
 
-def test_a_change_a_jobs_write_hid_from_a_round_is_listed_again_next_round(
-    people, synced_site, listed, sent, monkeypatch
-):
-    """A job notes its stop's task after the round began; the round's listing, slow,
-    already shows the server stopped, but the job's row is newer by the writers' rule
-    and is kept. Servers listed later in that listing changed seconds after it: the
-    next round must still ask from before the hidden change, or the job parked on
-    its stop waits for its fallback poll."""
+def stop_listing_raced_by_a_job(site, row, other, listed, changes):
+    """A fake `server_list` whose first call is raced by a job: the job notes its
+    stop's task on `row` while the listing runs, the listing shows `row` stopped,
+    and `other` changed 3 s later. `changes` gets each server's change time."""
     from instances.services import server_task_began
-
-    row = make_server(project=people["alpha"])
-    job = waiting_job(people, row, parked_on=server_wait_state("ACTIVE", "powering-off", None))
-    other = make_server(project=people["alpha"])
-    changes = {}
 
     def server_list(site_name, *, changes_since=None, project_id=None):
         listed["since"] = changes_since
-        if not changes:  # the first round: the job writes while the listing runs
-            server_task_began(synced_site, row, task_state="powering-off",
-                              answered_at=timezone.now())  # fmt: skip
+        if not changes:  # the first listing: the job writes while it runs
+            server_task_began(site, row, task_state="powering-off", answered_at=timezone.now())
             changes[row.openstack_id] = timezone.now()
             changes[other.openstack_id] = timezone.now() + timedelta(seconds=3)
         stopped = cloud_server(row, status="SHUTOFF", power_state=4, vm_state="stopped",
@@ -459,6 +449,23 @@ def test_a_change_a_jobs_write_hid_from_a_round_is_listed_again_next_round(
         return [
             s for s in (stopped, moved) if changes_since is None or s.updated_at > changes_since
         ]
+
+    return server_list
+
+
+def test_a_change_a_jobs_write_hid_from_a_round_is_listed_again_next_round(
+    people, synced_site, listed, sent, monkeypatch
+):
+    """A job notes its stop's task after the round began; the round's listing, slow,
+    already shows the server stopped, but the job's row is newer by the writers' rule
+    and is kept. Servers listed later in that listing changed seconds after it: the
+    next round must still ask from before the hidden change, or the job parked on
+    its stop waits for its fallback poll."""
+    row = make_server(project=people["alpha"])
+    job = waiting_job(people, row, parked_on=server_wait_state("ACTIVE", "powering-off", None))
+    other = make_server(project=people["alpha"])
+    changes: dict = {}
+    server_list = stop_listing_raced_by_a_job(synced_site, row, other, listed, changes)
 
     monkeypatch.setattr(cloud, "server_list", server_list)
     site_watch(synced_site.pk)
@@ -479,7 +486,6 @@ def test_a_change_a_jobs_write_hid_from_a_sync_is_listed_by_the_next_round(
     while the sync lists; the sync keeps the job's newer row, and a server listed
     later changed seconds after. The watcher's next round must still ask from
     before the hidden change, or the job waits for its fallback poll."""
-    from instances.services import server_task_began
     from operations.sync import site_sync
 
     monkeypatch.setattr(cloud, "flavor_list", lambda site_name: [])
@@ -487,21 +493,8 @@ def test_a_change_a_jobs_write_hid_from_a_sync_is_listed_by_the_next_round(
     row = make_server(project=people["alpha"])
     job = waiting_job(people, row, parked_on=server_wait_state("ACTIVE", "powering-off", None))
     other = make_server(project=people["alpha"])
-    changes = {}
-
-    def server_list(site_name, *, changes_since=None, project_id=None):
-        listed["since"] = changes_since
-        if not changes:  # the sync: the job writes while the listing runs
-            server_task_began(synced_site, row, task_state="powering-off",
-                              answered_at=timezone.now())  # fmt: skip
-            changes[row.openstack_id] = timezone.now()
-            changes[other.openstack_id] = timezone.now() + timedelta(seconds=3)
-        stopped = cloud_server(row, status="SHUTOFF", power_state=4, vm_state="stopped",
-                               updated_at=changes[row.openstack_id])  # fmt: skip
-        moved = cloud_server(other, updated_at=changes[other.openstack_id])
-        return [
-            s for s in (stopped, moved) if changes_since is None or s.updated_at > changes_since
-        ]
+    changes: dict = {}
+    server_list = stop_listing_raced_by_a_job(synced_site, row, other, listed, changes)
 
     monkeypatch.setattr(cloud, "server_list", server_list)
     monkeypatch.setattr(
