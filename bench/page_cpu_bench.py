@@ -165,9 +165,13 @@ def jobs_seed(world: dict, n: int) -> list[int]:
     from instances.models import Server
     from portal.models import Job
 
-    # A job per instance: one unfinished job per server is all the portal allows.
+    # A job per instance: one unfinished job per server is all the portal allows, and
+    # the pages bench's seed already runs a few.
+    busy = Job.objects.exclude(status__in=Job.FINISHED).values("target_server_id")
     servers = list(
-        Server.objects.filter(project=world["alpha"]).values_list("openstack_id", flat=True)[:n]
+        Server.objects.filter(project=world["alpha"])
+        .exclude(openstack_id__in=busy)
+        .values_list("openstack_id", flat=True)[:n]
     )
 
     steps_done = [
