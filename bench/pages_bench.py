@@ -246,6 +246,7 @@ def seed(n_servers: int, n_snapshots: int) -> dict:
             is_snapshot=True, source_server_openstack_id=server_id,
             base_image_openstack_id=bases[site_id][i % BASE_IMAGES],
             properties={"image_type": "snapshot"}, created_at=now - timedelta(seconds=i * 30),
+            boot_outcome=boot_outcome_of(i),  # as images.services.boot_test_save leaves it
         ))  # fmt: skip
         if len(image_rows) == 5000:
             Image.objects.bulk_create(image_rows, batch_size=1000)
