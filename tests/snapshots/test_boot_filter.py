@@ -170,3 +170,40 @@ def test_the_migration_copies_each_recorded_outcome_onto_its_image():
     # SQLite rebuilt the table for the column: the name search's triggers are back.
     fresh = make_image(site=Site.objects.get(pk=here), snapshot=True, name="fresh-from-0013")
     assert list(Image.objects.filter(name_q("*from-0013", model=Image))) == [fresh]
+
+
+# --- A page's boot tests ---------------------------------------------------------
+
+
+def test_a_page_shows_each_snapshots_own_sites_test(people):
+    from snapshots.selectors import boot_tests_for
+
+    other = Site.objects.create(name="devcloud2", display_name="Heidelberg")
+    here = make_image(site=people["site"], project=people["alpha"], snapshot=True)
+    there = make_image(site=other, snapshot=True, openstack_id=here.openstack_id)
+    boot_test_save(site=other, openstack_id=here.openstack_id, outcome="failed")
+    tests = boot_tests_for([here, there])
+    assert list(tests) == [(other.pk, here.openstack_id)]
+    assert tests[(other.pk, here.openstack_id)].outcome == "failed"
+
+
+@postgres_only
+def test_postgres_reads_a_pages_boot_tests_by_site_and_id(people, tested):
+    """The (site, image id) index leads with the site: asked by image id alone,
+    PostgreSQL read every test (7-16 ms a page at 50,000 tests)."""
+    from django.test.utils import CaptureQueriesContext
+
+    from snapshots.selectors import boot_tests_for
+
+    page = list(Image.objects.filter(is_snapshot=True).order_by("pk")[:10])
+    with CaptureQueriesContext(connection) as captured:
+        tests = boot_tests_for(page)
+    assert {key[1] for key in tests} == {i.openstack_id for i in page if i.boot_outcome}
+    (sql,) = [q["sql"] for q in captured.captured_queries]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}")
+        found = [row[0] for row in cursor.fetchall()]
+    conditions = [line for line in found if "Index Cond" in line]
+    assert conditions, found
+    assert all("site_id" in line for line in conditions), found
