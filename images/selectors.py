@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 
-from images.models import LIVE_SNAPSHOT, Image
+from images.models import LIVE_SNAPSHOT, BootTest, Image
 from portal.access import in_visible_projects, projects_visible_to
 from portal.models import Site
 
@@ -22,6 +22,21 @@ def base_image_list(*, user) -> QuerySet[Image]:
     return images.filter(
         Q(visibility__in=("public", "community")) | Q(project__in=projects_visible_to(user))
     )
+
+
+def boot_tests_of(images) -> dict[tuple[int, str], BootTest]:
+    """{(site id, image id): the image's latest boot test} for a page of images, in
+    one query answered by the (site, image id) index. Asked by image id alone,
+    PostgreSQL (no skip scan) read every test the facility ever ran: 7-16 ms a
+    page at 50,000 tests."""
+    keys = {(image.site_id, image.openstack_id) for image in images}
+    if not keys:
+        return {}
+    tests = BootTest.objects.filter(
+        site_id__in={site for site, _ in keys}, openstack_id__in={id_ for _, id_ in keys}
+    )
+    # Sites × ids may pair an id with a site it is not from: those are left out.
+    return {key: t for t in tests if (key := (t.site_id, t.openstack_id)) in keys}
 
 
 @dataclass

@@ -8,7 +8,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from images.models import Image
+from images.models import BootTest, Image
 from portal import cloud
 from portal.jobs import parked_wake
 from portal.mirror.authorship import CREATED_BY_KEY, authors_of
@@ -156,3 +156,17 @@ def image_refresh(
             pass
     images_store(site, [image], complete=False, observed_at=asked)
     return Image.objects.filter(site=site, openstack_id=openstack_id).first()
+
+
+def boot_test_save(*, site: Site, openstack_id: str, outcome: str, **fields) -> BootTest:
+    """Record the outcome of the image's latest boot test (one row per image, the
+    latest test wins) and copy it onto the image's row, where the snapshot table's
+    `?boot=` filter reads it (Image.boot_outcome). Together, so the two never
+    disagree. An image the mirror does not hold yet gets no copy: the tests run on
+    images a job or a page has already read into the mirror."""
+    with transaction.atomic():
+        test, _ = BootTest.objects.update_or_create(
+            site=site, openstack_id=openstack_id, defaults={"outcome": outcome, **fields}
+        )
+        Image.objects.filter(site=site, openstack_id=openstack_id).update(boot_outcome=outcome)
+    return test

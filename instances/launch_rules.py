@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.utils.translation import gettext
 
 from images.models import BootTest, Image
+from images.selectors import boot_tests_of  # (launch_views reads it from here too)
 from instances.models import Flavor, Network
 from instances.naming import instance_names
 from instances.participants import MAX_COUNT
@@ -159,12 +160,6 @@ class LaunchPlan:
     network_ids: list[str] | None = None
     # The SSH key injected into each machine (None: launched without one).
     ssh_key: SshKey | None = None
-
-
-def boot_tests_of(images) -> dict[tuple[int, str], BootTest]:
-    """{(site id, image id): latest boot test} for the images given, in one query."""
-    ids = {image.openstack_id for image in images}
-    return {(t.site_id, t.openstack_id): t for t in BootTest.objects.filter(openstack_id__in=ids)}
 
 
 def unbootable_check(*, image: Image, count: int, confirmed: bool) -> None:

@@ -2,12 +2,10 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
-from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext_lazy
 
-from images.models import BootTest
+from images.models import boot_verdict_q
 from portal.filters import (
-    MAX_RELATED_IDS,
     BoundedFilterSet,
     few_matches_first,
     id_prefix_q,
@@ -77,25 +75,12 @@ class SnapshotFilterSet(BoundedFilterSet):
         style_form(self.form)
 
     def filter_boot(self, queryset, name, value):
-        tests = BootTest.objects.filter(
-            site=OuterRef("site"), openstack_id=OuterRef("openstack_id")
-        )
-        outcomes = ("verified", "failed") if value == "untested" else (value,)
-        # Tested snapshots are few: their ids are read first (as quick_search does),
-        # so the database looks those up, or leaves them out, instead of asking the
-        # test table once for every snapshot it walks (and counts). Many of them:
-        # the check per row.
-        ids = list(
-            BootTest.objects.filter(outcome__in=outcomes)
-            .order_by()
-            .values_list("openstack_id", flat=True)[: MAX_RELATED_IDS + 1]
-        )
-        if len(ids) > MAX_RELATED_IDS:
-            tested = Exists(tests.filter(outcome__in=outcomes))
-            return queryset.exclude(tested) if value == "untested" else queryset.filter(tested)
-        # (The test's own site is still checked: ids are unique per site only.)
-        tested = Q(openstack_id__in=ids) & Q(Exists(tests.filter(outcome__in=outcomes)))
-        return queryset.exclude(tested) if value == "untested" else queryset.filter(tested)
+        # The outcome is on the row (Image.boot_outcome): a verdict is walked from
+        # its image_boot_* index in the table's order and stopped after a page; "not
+        # verified" (most snapshots) is a test on the rows the sort index walks.
+        if value == "untested":
+            return queryset.exclude(boot_verdict_q())
+        return queryset.filter(boot_verdict_q(), boot_outcome=value)
 
     def filter_openstack_id(self, queryset, name, value):
         # People paste whole ids or the first characters of one.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from images.models import BootTest
+from images.selectors import boot_tests_of
 from portal.access import get_visible_or_404, projects_visible_to
 from portal.jobs.selectors import unfinished_q
 from portal.models import Job
@@ -67,9 +68,7 @@ def snapshot_get_for_user(user, snapshot_id: int) -> Snapshot:
 
 def boot_tests_for(snapshots) -> dict[tuple[int, str], BootTest]:
     """{(site id, image id): the snapshot's boot test} for a page of snapshots, one query."""
-    ids = {s.openstack_id for s in snapshots}
-    tests = BootTest.objects.filter(openstack_id__in=ids)
-    return {(t.site_id, t.openstack_id): t for t in tests}
+    return boot_tests_of(snapshots)
 
 
 def snapshot_jobs_for(snapshots) -> dict[tuple[int | None, str], Job]:

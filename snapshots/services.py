@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
 from images.services import image_refresh
-from instances.models import PARKED_STATUSES, Server
+from instances.models import Server, parked_q
 from instances.services import server_action_check
 from portal import cloud
 from portal.access import can_act_on
@@ -272,15 +272,12 @@ def _parked_disk() -> Q:
     """A parked machine's saved disk: the "<name>-shelved" image Nova made of a server
     that is shelved now. Deleting it would lose the machine (Nova unshelves from it)."""
     parked = Server.objects.filter(
-        site_id=OuterRef("site_id"), openstack_id=OuterRef("source_server_openstack_id"),
-        status__in=PARKED_STATUSES, deleted_at__isnull=True,
-    )  # fmt: skip
-    # Parked machines are few: the list of their ids lets the database look their
-    # disks up by the source-server index, where the check per snapshot alone read
-    # every snapshot a bulk delete's confirmation counts (8x at 100,000).
-    parked_ids = Server.objects.filter(status__in=PARKED_STATUSES, deleted_at__isnull=True).values(
-        "openstack_id"
+        parked_q(), site_id=OuterRef("site_id"), openstack_id=OuterRef("source_server_openstack_id")
     )
+    # Parked machines are few: the list of their ids (from their own index) lets
+    # the database look their disks up by the source-server index, where the check
+    # per snapshot alone read every snapshot a bulk delete's confirmation counts.
+    parked_ids = Server.objects.filter(parked_q()).values("openstack_id")
     return Q(source_server_openstack_id__in=parked_ids) & Q(
         Exists(parked), name__endswith="-shelved"
     )

@@ -42,7 +42,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from images.models import BootTest, Image
-from images.services import image_refresh
+from images.services import boot_test_save, image_refresh
 from instances.jobs import server_observed
 from instances.launch_rules import launch_networks, quota_problem
 from instances.models import Flavor
@@ -109,11 +109,10 @@ def _image_id(ctx: StepContext) -> str:
 
 def boot_test_record(ctx: StepContext, outcome: str, **fields) -> BootTest:
     """The snapshot's current verdict (one row per snapshot, the latest test wins)."""
-    test, _ = BootTest.objects.update_or_create(
-        site=ctx.site, openstack_id=_image_id(ctx),
-        defaults={"outcome": outcome, "job_id": ctx.job_id, "checked_at": timezone.now(), **fields},
+    return boot_test_save(
+        site=ctx.site, openstack_id=_image_id(ctx), outcome=outcome,
+        job_id=ctx.job_id, checked_at=timezone.now(), **fields,
     )  # fmt: skip
-    return test
 
 
 # BootTest.Outcome's labels as msgids: a worker stores words for the reader's language.

@@ -84,3 +84,33 @@ def test_a_broad_rule_is_still_counted_exactly_up_to_the_cap(client, people, mon
     plan = client.get(URL, {"all_matching": "1", "name": "snap"}).context["matching"]
     assert (plan.will_delete, dict(plan.skipped)) == (1, {"protected in the cloud": 4})
     assert MAX_RULE_IDS >= 1000  # the real bound: as far as the counts are exact
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite plans")
+def test_the_parked_machines_are_read_from_their_own_index(people):
+    """The parked-disk rule first lists the parked machines: from an index, not by
+    reading every server. With two statuses, each half of the servers, SQLite
+    reckoned that `status IN (?, ?)` matched them all and read all 10,000 (3x the
+    small mirror's time for each delete confirmation)."""
+    from images.models import Image
+    from portal.mirror.sqlite import planner_statistics_refresh
+    from snapshots.services import SNAPSHOT_DELETE
+
+    for n in range(60):
+        make_server(project=people["beta"], status="ACTIVE" if n % 2 else "SHUTOFF")
+    planner_statistics_refresh()
+    (rule,) = [rule for reason, rule in SNAPSHOT_DELETE.rules if reason == PARKED]
+    rows = Image.objects.filter(rule).order_by().values_list("name", flat=True)
+    sql, params = rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+        found = " | ".join(row[-1] for row in cursor.fetchall())
+    assert "SCAN U0" not in found, found
+    assert "SCAN instances_server" not in found, found
+    # The same disks as before: those named "-shelved" of a machine parked now.
+    parked = make_server(project=people["alpha"], name="p", status="SHELVED_OFFLOADED")
+    woken = make_server(project=people["alpha"], name="w", status="ACTIVE")
+    for server, name in ((parked, "p-shelved"), (parked, "p-later"), (woken, "w-shelved")):
+        make_image(site=people["site"], project=people["alpha"], snapshot=True, name=name,
+                   source_server_openstack_id=server.openstack_id)  # fmt: skip
+    assert list(rows) == ["p-shelved"]
