@@ -6,7 +6,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from django.core.cache import cache
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, TextField
+from django.db.models.functions import Cast
 
 from images.models import LIVE_SNAPSHOT, Image
 from portal.access import in_visible_projects, projects_visible_to
@@ -104,6 +105,19 @@ def image_catalog(
         snapshots = sum(counts.get((i.site_id, i.openstack_id), 0) for i in per_site.values())
         rows.append(CatalogRow(name, reference, cells, snapshots))
     return rows
+
+
+def image_catalog_version(*, user, images: QuerySet[Image]) -> tuple[frozenset, frozenset]:
+    """All that image_catalog's rows for `images` are made of, read without building
+    them: each image's id and the columns a row shows (JSON as its text, not decoded),
+    and the user's snapshot counts. Equal versions give equal rows, whichever writer
+    changed what (images/tables.py keys its printed catalog by it)."""
+    columns = [
+        Cast(name, TextField()) if name in ("tags", "properties") else name
+        for name in CATALOG_FIELDS
+    ]
+    rows = images.order_by().values_list("pk", *columns)
+    return frozenset(rows), frozenset(_snapshot_counts(user).items())
 
 
 # "Snapshots from it" counts every live snapshot of the user's projects (an index-only
