@@ -17,6 +17,16 @@ under load (31-34 ms against 37-39). Hence a process per core and 8 threads each
 the web then holds up to 2 x 8 PostgreSQL connections (CONN_MAX_AGE keeps them).
 Earlier, 4 sync workers against 2 x 4 (no jobs, 45 s): p50/p95/p99 400/1,100/1,700
 ms and 514 MiB against 250/690/870 ms and 277 MiB.
+
+Where a request's time goes under load (the load bench's breakdown, from timing hooks
+in these processes): inside gunicorn a request spends ~25 ms on the CPU but ~300 ms
+in all, most of it waiting in its ~11 queries (each round trip ends with the thread
+waiting for the GIL and a core again) and the rest waiting for the GIL between them;
+then up to a few hundred ms before a thread takes it. Python's GIL switch interval
+was tried at 0.5 ms (default 5 ms; `bench/load_bench.py --switch-interval 0.5`) in
+alternating runs on a busy machine: p95 940 / 1,700 ms at 5 ms against 1,300 / 1,200
+ms at 0.5 ms, with ~10 % more CPU per request and twice the wait between queries. Not
+kept: the default stands.
 """
 
 import multiprocessing
