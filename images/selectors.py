@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -107,17 +109,20 @@ def image_catalog(
     return rows
 
 
-def image_catalog_version(*, user, images: QuerySet[Image]) -> tuple[frozenset, frozenset]:
+def image_catalog_version(*, user, images: QuerySet[Image]) -> tuple[bytes, frozenset]:
     """All that image_catalog's rows for `images` are made of, read without building
-    them: each image's id and the columns a row shows (JSON as its text, not decoded),
-    and the user's snapshot counts. Equal versions give equal rows, whichever writer
-    changed what (images/tables.py keys its printed catalog by it)."""
+    them: a digest of each image's id and the columns a row shows (JSON as its text,
+    not decoded), and the user's snapshot counts. Equal versions give equal rows,
+    whichever writer changed what (images/tables.py keys its printed catalog by it)."""
     columns = [
         Cast(name, TextField()) if name in ("tags", "properties") else name
         for name in CATALOG_FIELDS
     ]
-    rows = images.order_by().values_list("pk", *columns)
-    return frozenset(rows), frozenset(_snapshot_counts(user).items())
+    rows = list(images.order_by("pk").values_list("pk", *columns))
+    # A digest, not the rows: a cache key holding a thousand rows' text weighed more
+    # than the page it stands for.
+    digest = hashlib.sha256(pickle.dumps(rows, protocol=5)).digest()
+    return digest, frozenset(_snapshot_counts(user).items())
 
 
 # "Snapshots from it" counts every live snapshot of the user's projects (an index-only

@@ -126,10 +126,12 @@ class RenderedCatalogs:
     (64–78 ms of CPU).
 
     Keyed by what decides the rows, read afresh on every view: the exact version of
-    the images this user may see through this filter (image_catalog_version: their
-    ids, so one user's rows are never another's, and fingerprints, so a change shows
-    on the next view), the user's snapshot counts, the sites and the language. A few
-    entries, least recently used out: each holds about a megabyte of HTML."""
+    the images this user may see through this filter (image_catalog_version: a digest
+    of their ids, so one user's rows are never another's, and of the columns a row
+    shows, so a change shows on the next view), the user's snapshot counts (so the
+    members of one set of projects share an entry), the sites and the language. A few
+    entries, least recently used out: each holds about 3 MB for a thousand images (the
+    rows, which the page's context carries, and their HTML)."""
 
     def __init__(self, size: int = 8):
         self.size = size
