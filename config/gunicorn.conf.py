@@ -27,6 +27,13 @@ was tried at 0.5 ms (default 5 ms; `bench/load_bench.py --switch-interval 0.5`) 
 alternating runs on a busy machine: p95 940 / 1,700 ms at 5 ms against 1,300 / 1,200
 ms at 0.5 ms, with ~10 % more CPU per request and twice the wait between queries. Not
 kept: the default stands.
+
+A kept-alive connection stays with the process that accepted it, and the bench's 50
+users often sit unevenly (1,053 / 289 requests per process in one run, 968 / 496 in
+another). Closing every 10th answer's connection, so clients reconnect to whichever
+process accepts first, was tried in alternating runs: the split stayed uneven (839 /
+581) and p95 did not improve (2,400 / 2,700 ms against 1,200 / 2,600 without); not
+kept.
 """
 
 import multiprocessing
