@@ -87,5 +87,5 @@ def choice_objects(field) -> list:
 
     choices = list(field.choices)
     # Django's own setter: django-filter's would wrap the list in its lazy iterator.
-    ChoiceField.choices.fset(field, choices)
+    vars(ChoiceField)["choices"].fset(field, choices)
     return [value.instance for value, _label in choices if value != ""]
