@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,8 @@ def main() -> int:
     parser.add_argument("--servers", type=int, default=440, help="instances in the mirror")
     # A try of a lower CPU priority for the worker (as systemd's Nice= would set it).
     parser.add_argument("--worker-nice", type=int, default=0, help="nice the worker by this")
+    # A try of another GIL switch interval in gunicorn's processes (Python's is 5 ms).
+    parser.add_argument("--switch-interval", type=float, default=0, help="ms, in gunicorn")
     args = parser.parse_args()
 
     locust = locust_ensure()
@@ -122,7 +125,8 @@ def main() -> int:
         print(f"seeded and synced in {time.perf_counter() - started:.0f} s: {world['counts']}")
         worker = start_logged(worker_command, env, work / "worker.log")
         port = free_port()
-        web = start_logged(bind(web_command, port), env, work / "gunicorn.log")
+        web_started = timed(bind(web_command, port), work, switch_ms=args.switch_interval)
+        web = start_logged(web_started, env, work / "gunicorn.log")
         wait_for_port(port, timeout=60, process=web)
         return run(args, world, work=work, port=port, locust=locust, engine=engine,
                    processes={"gunicorn": web, "celery": worker, "devcloud": devcloud,
@@ -168,6 +172,91 @@ def bind(command: list[str], port: int) -> list[str]:
     else:
         command += ["-b", f"127.0.0.1:{port}"]
     return command
+
+
+def timed(command: list[str], work: Path, *, switch_ms: float = 0) -> list[str]:
+    """The README's gunicorn command with the bench's timing hooks added to its
+    settings file (which stays in force): each request's wall time and its thread's
+    CPU inside gunicorn, keyed by the X-Request-Id locust sent, to set beside the
+    time locust saw. The hooks cost a few microseconds a request."""
+    command = list(command)
+    settings = ROOT / command[command.index("-c") + 1]
+    timed_settings = work / "gunicorn_timed.conf.py"
+    timed_settings.write_text(
+        f"exec(compile(open({str(settings)!r}).read(), {str(settings)!r}, 'exec'))\n"
+        f"LOAD_BENCH_TIMINGS = {str(work / 'gunicorn-timings')!r}\n"
+        + TIMING_HOOKS
+        + (SWITCH_INTERVAL_HOOK % (switch_ms / 1000) if switch_ms else "")
+    )
+    command[command.index("-c") + 1] = str(timed_settings)
+    return command
+
+
+TIMING_HOOKS = """
+import os as _os, threading as _threading, time as _time
+
+_bench_pre = globals().get("pre_request")
+_bench_post = globals().get("post_request")
+_bench_lock = _threading.Lock()
+_bench_out = {}
+
+
+# The time the request's queries kept its thread off the CPU: waiting for
+# PostgreSQL, then for the GIL to come back.
+class _BenchQueries:
+
+    def __init__(self):
+        self.count, self.seconds = 0, 0.0
+
+    def __call__(self, execute, sql, params, many, context):
+        started, cpu = _time.perf_counter(), _time.thread_time()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.count += 1
+            self.seconds += _time.perf_counter() - started - (_time.thread_time() - cpu)
+
+
+def pre_request(worker, req):
+    if _bench_pre:
+        _bench_pre(worker, req)
+    from django.db import connection
+
+    req.bench_queries = _BenchQueries()
+    connection.execute_wrappers.append(req.bench_queries)
+    req.bench_started = (_time.time(), _time.thread_time())
+
+
+def post_request(worker, req, environ, resp):
+    if _bench_post:
+        _bench_post(worker, req, environ, resp)
+    from django.db import connection
+
+    connection.execute_wrappers.remove(req.bench_queries)
+    started, cpu = req.bench_started
+    line = "%s,%d,%.6f,%.6f,%.6f,%d,%.6f\\n" % (
+        environ.get("HTTP_X_REQUEST_ID", ""), _os.getpid(), started, _time.time(),
+        _time.thread_time() - cpu, req.bench_queries.count, req.bench_queries.seconds)
+    with _bench_lock:
+        out = _bench_out.get("file")
+        if out is None:
+            out = _bench_out["file"] = open(
+                "%s.%d.csv" % (LOAD_BENCH_TIMINGS, _os.getpid()), "a", buffering=1)
+        out.write(line)
+"""
+
+
+SWITCH_INTERVAL_HOOK = """
+_bench_post_fork = globals().get("post_fork")
+
+
+def post_fork(server, worker):
+    import sys
+
+    if _bench_post_fork:
+        _bench_post_fork(server, worker)
+    sys.setswitchinterval(%r)
+"""
 
 
 def start_logged(command: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -321,16 +410,19 @@ def run(args, world, *, work, port, locust, engine, processes, web_command, work
     plan.write_text(json.dumps({"sessions": world["sessions"], "jobs": [j.pk for j in jobs]}))
     locust_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "DATABASE"))}
     locust_env["LOAD_BENCH_PLAN"] = str(plan)
+    locust_env["LOAD_BENCH_REQUESTS"] = str(work / "requests.csv")
     load_started = time.time()
     with open(work / "locust.log", "ab") as locust_log:
-        subprocess.run(
+        users = subprocess.Popen(
             [str(locust), "-f", str(LOCUSTFILE), "--headless", "--users", str(args.users),
              "--spawn-rate", str(max(args.users / 4, 1)), "--run-time", f"{args.duration}s",
              "--host", f"http://127.0.0.1:{port}", "--csv", str(work / "locust"),
              "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "5"],
-            cwd=ROOT, env=locust_env, check=False, stdout=subprocess.DEVNULL,
-            stderr=locust_log,
+            cwd=ROOT, env=locust_env, stdout=subprocess.DEVNULL, stderr=locust_log,
         )  # fmt: skip
+        # gunicorn's CPU once a second, to split it at the moment the last job finished;
+        # locust's own CPU, which shares the cores and whose lateness shows as latency.
+        samples = sample_while(users, process_groups(processes, database_name))
     load_seconds = time.time() - load_started
     groups = process_groups(processes, database_name)  # backends may have come and gone
     at_end = group_figures(groups)
@@ -345,7 +437,10 @@ def run(args, world, *, work, port, locust, engine, processes, web_command, work
     print(f"\nload: {args.users} users, one page every 2 s each, {load_seconds:.0f} s, "
           f"{args.jobs} snapshot jobs submitted at the start; {engine}; "
           f"devcloud --speed {args.speed:g}; mirror {world['counts']}")  # fmt: skip
-    print(f"  web:    {' '.join(web_command)}")
+    print(
+        f"  web:    {' '.join(web_command)}"
+        + (f" (switch interval {args.switch_interval:g} ms)" if args.switch_interval else "")
+    )
     print(f"  worker: {' '.join(worker_command)}")
     print(
         f"\n{'page':<34} {'requests':>8} {'errors':>6} {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6}  ms"
@@ -407,10 +502,119 @@ def run(args, world, *, work, port, locust, engine, processes, web_command, work
         figure(
             "jobs finished during the load", f"{len(finished)} of {args.jobs}", goal="all", ok=ok
         )
+    jobs_done = max((f.timestamp() for f, _ in finished), default=None)
+    if args.jobs and len(finished) < args.jobs:
+        jobs_done = None  # the jobs ran for the whole load
+    where_the_time_goes(work, samples, jobs_done=jobs_done, with_jobs=bool(args.jobs))
     figure("gunicorn CPU per request", f"{web_cpu / max(total['count'], 1) * 1000:.1f} ms",
            goal="(reported)", ok=True)  # fmt: skip
     figure("gunicorn CPU per request, one at a time", f"{alone:.1f} ms", goal="(reported)", ok=True)
     return 1 if missed else 0
+
+
+def sample_while(users: subprocess.Popen, groups: dict[str, list]) -> list[tuple]:
+    """(time, gunicorn CPU s, locust CPU s) once a second until locust ends."""
+    import psutil
+
+    locust = psutil.Process(users.pid)
+    samples = []
+    while True:
+        try:
+            times = locust.cpu_times()
+            locust_cpu = times.user + times.system + times.children_user + times.children_system
+        except psutil.NoSuchProcess:
+            locust_cpu = samples[-1][2] if samples else 0.0
+        samples.append((time.time(), group_figures(groups)["gunicorn"]["cpu_s"], locust_cpu))
+        try:
+            users.wait(timeout=1)
+            return samples
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def where_the_time_goes(work: Path, samples: list[tuple], *, jobs_done: float | None,
+                        with_jobs: bool) -> None:  # fmt: skip
+    """Locust's per-request times split at the moment the last job finished, with
+    gunicorn's CPU per request in each phase; then, for the same requests, where the
+    time went: before gunicorn's thread took the request (the listen and keep-alive
+    queue, a thread to take it), inside it (of which that thread's own CPU; the rest is
+    waiting for PostgreSQL or for the GIL), and after it had written the answer until
+    locust noted it (the transfer and locust's own loop)."""
+    with open(work / "requests.csv") as handle:
+        requests = [
+            {"id": r["id"], "page": r["page"], "start": float(r["start"]),
+             "ms": float(r["ms"]), "failed": r["failed"] == "1"}
+            for r in csv.DictReader(handle)
+        ]  # fmt: skip
+    server = {}
+    for path in work.glob("gunicorn-timings.*.csv"):
+        for line in path.read_text().splitlines():
+            request_id, pid, started, ended, cpu, queries, in_queries = line.split(",")
+            server[request_id] = (int(pid), float(started), float(ended), float(cpu),
+                                  int(queries), float(in_queries))  # fmt: skip
+    if not requests or not samples:
+        return
+
+    def web_cpu_at(moment: float) -> float:
+        before = [s for s in samples if s[0] <= moment] or samples[:1]
+        return before[-1][1]
+
+    first, last = samples[0][0], samples[-1][0]
+    phases = [("all", first, last + 60)]
+    if with_jobs:
+        end = jobs_done if jobs_done is not None else last
+        phases += [("while jobs run", first, end), ("after the jobs", end, last + 60)]
+    print(f"\n{'phase':<16} {'from':>5} {'to':>5} {'requests':>8} {'p50':>6} {'p95':>6} "
+          f"{'p99':>6}  ms   gunicorn CPU/request")  # fmt: skip
+    for label, start, end in phases:
+        times = [r["ms"] for r in requests if start <= r["start"] < end]
+        cpu = web_cpu_at(min(end, last)) - web_cpu_at(start)
+        print(f"{label:<16} {start - first:5.0f} {min(end, last) - first:5.0f} {len(times):8d} "
+              f"{percentile(times, .5):6.0f} {percentile(times, .95):6.0f} "
+              f"{percentile(times, .99):6.0f}       {cpu / max(len(times), 1) * 1000:6.1f} ms")  # fmt: skip
+    locust_cpu = samples[-1][2] - samples[0][2]
+    print(
+        f"  locust's own CPU: {locust_cpu:.1f} s in {last - first:.0f} s "
+        f"({locust_cpu / max(last - first, 1):.0%} of a core)"
+    )
+
+    keys = ("locust", "before", "inside", "cpu", "queries", "other", "count", "after")
+    parts: dict[str, list[float]] = {k: [] for k in keys}
+    per_pid: Counter = Counter()
+    for r in requests:
+        seen = server.get(r["id"])
+        if seen is None:
+            continue
+        pid, started, ended, cpu, queries, in_queries = seen
+        per_pid[pid] += 1
+        parts["locust"].append(r["ms"])
+        parts["before"].append((started - r["start"]) * 1000)
+        parts["inside"].append((ended - started) * 1000)
+        parts["cpu"].append(cpu * 1000)
+        parts["queries"].append(in_queries * 1000)
+        parts["other"].append((ended - started - cpu - in_queries) * 1000)
+        parts["count"].append(queries)
+        parts["after"].append(r["ms"] - (ended - r["start"]) * 1000)
+    print(f"\nwhere the time goes, {len(parts['locust'])} requests matched "
+          f"(ms; each column's own percentile)")  # fmt: skip
+    labels = {"locust": "locust's time", "before": "before gunicorn's thread took it",
+              "inside": "inside gunicorn", "cpu": "  of which the thread's CPU",
+              "queries": "  waiting in queries (PostgreSQL, GIL)",
+              "other": "  waiting elsewhere (GIL, a core)",
+              "count": "  queries (a count)", "after": "after gunicorn wrote it"}  # fmt: skip
+    print(f"  {'':<34} {'mean':>6} {'p50':>6} {'p95':>6} {'p99':>6}")
+    for key, values in parts.items():
+        mean = sum(values) / max(len(values), 1)
+        print(f"  {labels[key]:<34} {mean:6.1f} {percentile(values, .5):6.1f} "
+              f"{percentile(values, .95):6.1f} {percentile(values, .99):6.1f}")  # fmt: skip
+    print(f"  requests per gunicorn process: {sorted(per_pid.values(), reverse=True)}")
 
 
 def page_get(port: int, path: str, cookie: str) -> None:

@@ -20,6 +20,7 @@ a miss.
     .venv/bin/python bench/page_cpu_bench.py
     DATABASE_URL=postgres://portal:portal@127.0.0.1:5432/portal .venv/bin/python bench/page_cpu_bench.py
     .venv/bin/python bench/page_cpu_bench.py --profile "overview"   # cProfile one page
+    .venv/bin/python bench/page_cpu_bench.py --profile "alice overview,alice snapshots /"
 
 Goals: at 25 pages/s (50 users, one page every 2 s each) on a 2-core machine that
 also runs the jobs' worker and PostgreSQL, the load bench's p95 needs the web to
@@ -93,9 +94,12 @@ def measure_all(args, engine: str) -> int:
     world["jobs"] = jobs_seed(world, args.jobs)
     catalog_seed(world, args.catalog)
     pages = page_list(world)
-    if args.profile:
-        label, who, path, _weight = next(p for p in pages if args.profile in p[0])
-        return profile(world[who], path)
+    if args.profile:  # one label, or several separated by commas (one seeding for all)
+        for wanted in args.profile.split(","):
+            label, who, path, _weight = next(p for p in pages if wanted in p[0])
+            print(f"\n=== profile: {label}")
+            profile(world[who], path)
+        return 0
     print(f"CPU per page on {engine} ({args.servers:,} instances, {args.snapshots:,} "
           f"snapshots, {args.jobs} jobs): median of {args.runs}; goal ≤ {GOAL_MS:g} ms a page, "
           f"≤ {GOAL_MEAN_MS:g} ms for the load bench's mix, no query asked twice")  # fmt: skip
@@ -425,6 +429,14 @@ def profile(user, path: str) -> int:
     stats = pstats.Stats(profiler).sort_stats("cumulative")
     stats.print_stats(60)
     stats.sort_stats("tottime").print_stats(40)
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        client.get(path, secure=True)
+    print(f"the page's {len(captured.captured_queries)} queries:")
+    for query in captured.captured_queries:
+        print(f"  {query['time']}s  {query['sql'][:300]}")
     return 0
 
 

@@ -17,6 +17,23 @@ under load (31-34 ms against 37-39). Hence a process per core and 8 threads each
 the web then holds up to 2 x 8 PostgreSQL connections (CONN_MAX_AGE keeps them).
 Earlier, 4 sync workers against 2 x 4 (no jobs, 45 s): p50/p95/p99 400/1,100/1,700
 ms and 514 MiB against 250/690/870 ms and 277 MiB.
+
+Where a request's time goes under load (the load bench's breakdown, from timing hooks
+in these processes): inside gunicorn a request spends ~25 ms on the CPU but ~300 ms
+in all, most of it waiting in its ~11 queries (each round trip ends with the thread
+waiting for the GIL and a core again) and the rest waiting for the GIL between them;
+then up to a few hundred ms before a thread takes it. Python's GIL switch interval
+was tried at 0.5 ms (default 5 ms; `bench/load_bench.py --switch-interval 0.5`) in
+alternating runs on a busy machine: p95 940 / 1,700 ms at 5 ms against 1,300 / 1,200
+ms at 0.5 ms, with ~10 % more CPU per request and twice the wait between queries. Not
+kept: the default stands.
+
+A kept-alive connection stays with the process that accepted it, and the bench's 50
+users often sit unevenly (1,053 / 289 requests per process in one run, 968 / 496 in
+another). Closing every 10th answer's connection, so clients reconnect to whichever
+process accepts first, was tried in alternating runs: the split stayed uneven (839 /
+581) and p95 did not improve (2,400 / 2,700 ms against 1,200 / 2,600 without); not
+kept.
 """
 
 import multiprocessing
@@ -40,3 +57,17 @@ keepalive = 75
 # so a request busy for this long is stuck and its worker is better restarted.
 timeout = 30
 graceful_timeout = 30
+
+# A kept-alive connection stays with the process that accepted it. The load bench's
+# 50 users connect once, at the start, and one process often got most of them: 1,053
+# requests against 289 in one run, 968 / 496 in another, its threads all busy while
+# the other process idled. So every REQUESTS_PER_CONNECTION-th answer on a connection
+# says "Connection: close" (in the answer itself: the client never sends on a
+# connection the server is closing), and the client's next connection goes to
+# whichever process accepts it first, the one less busy. 0 keeps connections open.
+REQUESTS_PER_CONNECTION = int(os.environ.get("GUNICORN_REQUESTS_PER_CONNECTION", "10"))
+
+
+def pre_request(worker, req):
+    if REQUESTS_PER_CONNECTION and req.req_number % REQUESTS_PER_CONNECTION == 0:
+        req.must_close = True

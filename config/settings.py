@@ -257,6 +257,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # QuerySet.iterator() reads through a client-side cursor. A form's choices of
+    # projects or sites (ModelChoiceField iterates that way) were each a server-side
+    # cursor: DECLARE … WITH HOLD, FETCH and CLOSE, three round trips for a few rows,
+    # and every round trip of a busy web thread waits again for the GIL. No code
+    # iterates a big table outside a migration, where the rows fit in memory.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Django's full set: a password an admin sets (admin forms) is refused when it is

@@ -27,9 +27,10 @@ class ImageFilterSet(BoundedFilterSet):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        tags = sorted(
-            {tag for tags in self.queryset.values_list("tags", flat=True) for tag in tags}
-        )
+        # The distinct lists only: a site's thousand public images share a few dozen,
+        # and decoding each image's JSON was a third of the (shared) catalog's view.
+        lists = self.queryset.order_by().values_list("tags", flat=True).distinct()
+        tags = sorted({tag for tags in lists for tag in tags})
         self.filters["tag"].extra["choices"] = [(t, t) for t in tags]
         style_form(self.form)
 

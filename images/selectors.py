@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from django.core.cache import cache
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, TextField
+from django.db.models.functions import Cast
 
 from images.models import LIVE_SNAPSHOT, BootTest, Image
 from portal.access import in_visible_projects, projects_visible_to
@@ -119,6 +122,22 @@ def image_catalog(
         snapshots = sum(counts.get((i.site_id, i.openstack_id), 0) for i in per_site.values())
         rows.append(CatalogRow(name, reference, cells, snapshots))
     return rows
+
+
+def image_catalog_version(*, user, images: QuerySet[Image]) -> tuple[bytes, frozenset]:
+    """All that image_catalog's rows for `images` are made of, read without building
+    them: a digest of each image's id and the columns a row shows (JSON as its text,
+    not decoded), and the user's snapshot counts. Equal versions give equal rows,
+    whichever writer changed what (images/tables.py keys its printed catalog by it)."""
+    columns = [
+        Cast(name, TextField()) if name in ("tags", "properties") else name
+        for name in CATALOG_FIELDS
+    ]
+    rows = list(images.order_by("pk").values_list("pk", *columns))
+    # A digest, not the rows: a cache key holding a thousand rows' text weighed more
+    # than the page it stands for.
+    digest = hashlib.sha256(pickle.dumps(rows, protocol=5)).digest()
+    return digest, frozenset(_snapshot_counts(user).items())
 
 
 # "Snapshots from it" counts every live snapshot of the user's projects (an index-only

@@ -8,13 +8,14 @@ from django.views.decorators.http import require_GET, require_http_methods
 from images.copy import image_copies, image_copy_request, image_copy_targets
 from images.filters import ImageFilterSet
 from images.models import Image
-from images.selectors import base_image_list, image_catalog
-from images.tables import CatalogRows
+from images.selectors import base_image_list
+from images.tables import rendered_catalogs
 from portal.access import in_visible_projects
 from portal.errors import ActionRefused
+from portal.form_rendering import choice_objects
 from portal.http import param_id
 from portal.jobs import job_repeated
-from portal.models import Project, Site
+from portal.models import Project
 
 
 @login_required
@@ -22,15 +23,14 @@ from portal.models import Project, Site
 def image_list(request):
     images = base_image_list(user=request.user)
     filterset = ImageFilterSet(request.GET, queryset=images)
-    sites = list(Site.objects.all())
-    rows = image_catalog(
+    sites = choice_objects(filterset.form.fields["site"])
+    catalog = rendered_catalogs.get(
         user=request.user,
         images=filterset.qs if filterset.is_valid() else images.none(),
         sites=sites,
     )
     context = {
-        "rows": rows, "rows_html": CatalogRows(rows, sites).html(), "filter": filterset,
-        "sites": sites,
+        "rows": catalog.rows, "rows_html": catalog.html, "filter": filterset, "sites": sites,
     }  # fmt: skip
     if request.htmx and not request.htmx.boosted:
         return render(request, "images/_image_table.html", context)

@@ -77,3 +77,15 @@ def _plain(value):
     if isinstance(value, Promise | ModelChoiceIteratorValue | datetime | date | time | Decimal):
         return [type(value).__name__, str(value)]
     raise TypeError(type(value).__name__)
+
+
+def choice_objects(field) -> list:
+    """The objects a ModelChoiceField offers, read once: the field keeps them as its
+    choices, so drawing the form does not ask the database again for a list the page
+    also shows (the sites, as columns or sync times)."""
+    from django.forms import ChoiceField
+
+    choices = list(field.choices)
+    # Django's own setter: django-filter's would wrap the list in its lazy iterator.
+    vars(ChoiceField)["choices"].fset(field, choices)
+    return [value.instance for value, _label in choices if value != ""]

@@ -2,20 +2,47 @@
 every 2 s (`constant_pacing(2)`), the pages a project member browses while jobs
 run. Runs in the bench's own environment (var/bench-venv), never the portal's:
 it reads what to ask for from the JSON file in LOAD_BENCH_PLAN (session cookies,
-instance, project and job ids), written by the bench after seeding."""
+instance, project and job ids), written by the bench after seeding.
+
+Every request carries an X-Request-Id, and is written to LOAD_BENCH_REQUESTS (a CSV:
+id, page, when it was sent, locust's response time, bytes) when locust stops, so the
+bench can split the percentiles by phase and set each beside gunicorn's own time for
+the same request."""
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import os
 import random
 
-from locust import HttpUser, constant_pacing, task
+from locust import HttpUser, constant_pacing, events, task
 
 with open(os.environ["LOAD_BENCH_PLAN"]) as _plan:
     PLAN = json.load(_plan)
 _sessions = itertools.cycle(PLAN["sessions"])
+_request_ids = itertools.count(1)
+_requests: list[tuple] = []
+
+
+@events.request.add_listener
+def _record(request_type, name, response_time, response_length, response, context,
+            exception, start_time, **kwargs):  # fmt: skip
+    request_id = response.request.headers.get("X-Request-Id", "") if response is not None else ""
+    _requests.append((request_id, name, start_time, response_time, response_length,
+                      int(exception is not None)))  # fmt: skip
+
+
+@events.quitting.add_listener
+def _write(environment, **kwargs):
+    path = os.environ.get("LOAD_BENCH_REQUESTS")
+    if path:
+        with open(path, "w", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(["id", "page", "start", "ms", "bytes", "failed"])
+            writer.writerows(_requests)
+
 
 # The snapshot table as users narrow and order it (status, name, project filters;
 # newest first, by name, by size).
@@ -42,7 +69,8 @@ class PortalUser(HttpUser):
 
     def page(self, path: str, name: str) -> None:
         # A redirect (to the login page) or an error page is a failure, not a fast page.
-        with self.client.get(path, name=name, allow_redirects=False,
+        headers = {"X-Request-Id": str(next(_request_ids))}
+        with self.client.get(path, name=name, allow_redirects=False, headers=headers,
                              catch_response=True) as response:  # fmt: skip
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}")
