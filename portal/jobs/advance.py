@@ -205,7 +205,8 @@ def _run_step(run: _Run, step: Step, record: dict) -> _Ran:
     # portal") is saved before the next step that acts on the cloud; the rest
     # of the bookkeeping waits for the end of the run. A crash re-runs a step,
     # which is safe; it never forgets what a finished step did before an action.
-    if step.acts and run.state_text() != run.saved_state:
+    # A step that checkpoints before it acts saves all that itself.
+    if step.acts and not step.checkpoints and run.state_text() != run.saved_state:
         job.save()
         run.saved_state = _state_text(job)
     step_began, state_before = time.monotonic(), run.state_text()
