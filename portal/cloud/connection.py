@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import keystoneauth1.exceptions as ksa_exceptions
@@ -111,7 +112,7 @@ def _environment_read_once(conn: openstack.connection.Connection) -> None:
     if getattr(session, "portal_environment_read_once", False):
         return
     merge = session.merge_environment_settings
-    known: dict[tuple, dict] = {}
+    known: dict[tuple[object, ...], Any] = {}
 
     def merged(url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
         if proxies:
@@ -122,8 +123,8 @@ def _environment_read_once(conn: openstack.connection.Connection) -> None:
         found = known[key]
         return {**found, "proxies": dict(found["proxies"])}
 
-    session.merge_environment_settings = merged
-    session.portal_environment_read_once = True
+    session.merge_environment_settings = merged  # type: ignore[method-assign]
+    session.portal_environment_read_once = True  # type: ignore[attr-defined]
 
 
 def connections_reset() -> None:

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime
-from functools import cache
 from typing import ClassVar, cast
 
 from django.db import IntegrityError, transaction
@@ -235,9 +234,14 @@ def _stored(fields_of) -> dict:
     return stored
 
 
-@cache
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 class Kind:

@@ -86,13 +86,14 @@ def site_answered(job: Job, since: float) -> None:
     step was three of a snapshot job's queries. Another process that marked it
     silent during this quick step (its own call hung) is cleared by the probe,
     within JOB_SILENT_PROBE_SECONDS."""
-    if not job.site_id or not cloud.answered_since(job.site.name, since):
+    site = job.site
+    if site is None or not cloud.answered_since(site.name, since):
         return
     quick = time.monotonic() - since < settings.JOB_SILENT_AFTER_SECONDS
-    if job.site.silent_since is None and quick:
+    if site.silent_since is None and quick:
         return
-    job.site.silent_since = None
-    site_answers(job.site_id)
+    site.silent_since = None
+    site_answers(site.pk)
 
 
 def site_answers(site_id: int) -> list[int]:
