@@ -95,6 +95,15 @@ def test_the_jobs_of_a_lost_batch_are_sent_again_by_the_sweep(people, messages, 
     assert sorted(pk for _, ids in messages for pk in ids) == sorted(job.pk for job in jobs)
 
 
+def _stop_job(people, server) -> Job:
+    from portal.jobs import job_create
+
+    return job_create(
+        kind="server.stop", actor=people["alice"], project=people["alpha"], site=server.site,
+        target_server_id=server.openstack_id,
+    )  # fmt: skip
+
+
 def test_a_batch_reads_its_jobs_and_their_servers_once(people, messages, monkeypatch):
     """Each job of a batch still claims itself and runs as alone (here: asks Nova to
     stop its server, and parks); its row and its server's come from one read each."""
@@ -102,21 +111,16 @@ def test_a_batch_reads_its_jobs_and_their_servers_once(people, messages, monkeyp
     from django.test.utils import CaptureQueriesContext
 
     from portal import cloud
-    from portal.jobs import job_create
 
     site = people["alpha"].site
     site.watched_at = timezone.now()  # the watcher keeps the mirror current
     site.save()
     stopped = []
-    monkeypatch.setattr(cloud, "server_stop", lambda site_name, server_id: stopped.append(server_id))
+    monkeypatch.setattr(
+        cloud, "server_stop", lambda site_name, server_id: stopped.append(server_id)
+    )
     servers = [make_server(project=people["alpha"]) for _ in range(3)]
-    jobs = [
-        job_create(
-            kind="server.stop", actor=people["alice"], project=people["alpha"], site=site,
-            target_server_id=server.openstack_id,
-        )  # fmt: skip
-        for server in servers
-    ]
+    jobs = [_stop_job(people, server) for server in servers]
     messages.clear()
     with CaptureQueriesContext(connection) as queries:
         tasks.jobs_advance_task([[job.pk, job.wake] for job in jobs])
@@ -133,19 +137,8 @@ def test_a_batch_reads_its_jobs_and_their_servers_once(people, messages, monkeyp
 def test_a_batch_never_runs_a_job_on_a_row_older_than_its_claim(people, messages, monkeypatch):
     """A job woken again after the batch read it (a new token) is not run by the
     batch's old message: its claim fails, whatever the row the batch read."""
-    from portal.jobs import job_create
-
-    site = people["alpha"].site
-    server = make_server(project=people["alpha"])
-    job = job_create(
-        kind="server.stop", actor=people["alice"], project=people["alpha"], site=site,
-        target_server_id=server.openstack_id,
-    )  # fmt: skip
-    other = make_server(project=people["alpha"])
-    second = job_create(
-        kind="server.stop", actor=people["alice"], project=people["alpha"], site=site,
-        target_server_id=other.openstack_id,
-    )  # fmt: skip
+    job = _stop_job(people, make_server(project=people["alpha"]))
+    second = _stop_job(people, make_server(project=people["alpha"]))
     preload = tasks.jobs_preload
 
     def preload_then_wake(jobs):
@@ -161,4 +154,5 @@ def test_a_batch_never_runs_a_job_on_a_row_older_than_its_claim(people, messages
     Job.objects.filter(pk=second.pk).update(status=Job.Status.SUCCEEDED)
     tasks.jobs_advance_task([[job.pk, job.wake], [second.pk, second.wake]])
     job.refresh_from_db()
-    assert job.status == Job.Status.PENDING and job.wake == "newer"
+    assert job.status == Job.Status.PENDING
+    assert job.wake == "newer"
