@@ -328,3 +328,24 @@ def test_a_long_step_that_got_an_answer_ends_the_silence_marked_meanwhile(site, 
     site_answered(job, began)
     site.refresh_from_db()
     assert site.silent_since is None
+
+
+def test_an_overdue_job_sent_again_keeps_its_place_in_the_queue(
+    site, sent, django_capture_on_commit_callbacks, settings
+):
+    """Under load a job's message waits behind many: the sweep's copy carries the same
+    token, so the message already queued still runs the job (it is not sent to the
+    back), and the copy that comes second does nothing."""
+    from portal.jobs import jobs_recover_stuck
+
+    job = _job("test.three_steps", site, django_capture_on_commit_callbacks)
+    queued = job.wake
+    settings.JOB_RECOVER_AFTER_SECONDS = 0
+    Job.objects.filter(pk=job.pk).update(due_at=timezone.now() - timedelta(seconds=1))
+    assert jobs_recover_stuck() == [job.pk]
+    assert job_advance(job.pk, queued) is None  # the queued message ran it to the end
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert CALLS == ["quick", "quick", "quick"]
+    assert job_advance(job.pk, queued) is None  # the copy: nothing to do
+    assert CALLS == ["quick", "quick", "quick"]
