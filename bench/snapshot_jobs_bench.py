@@ -252,6 +252,7 @@ def run(devcloud, data: Path, args, *, worker) -> int:
         "devcloud": cpu_seconds(devcloud.pid) - cpu_before["devcloud"],
     }
 
+    print_path(one_job, many_jobs)
     lags.sort()
     p95 = lags[min(len(lags) - 1, int(0.95 * len(lags)))]
     median = statistics.median(lags)
@@ -271,6 +272,56 @@ def run(devcloud, data: Path, args, *, worker) -> int:
     if args.figures:
         Path(args.figures).write_text(json.dumps({**figures, "engine": args.engine}))
     return goals_report(figures, args.jobs)
+
+
+# A job's path, as its row recorded it: each gap ends at the named moment. The
+# first run's gaps show the queue at submission; a wait's gap is the cloud's time
+# plus the watcher's round, the wake-up message and a free worker process.
+PATH = (
+    ("first run began", "created", ("check", "started_at")),
+    ("stop sent", ("check", "started_at"), ("stop", "finished_at")),
+    ("seen SHUTOFF", ("stop", "finished_at"), ("wait_stopped", "finished_at")),
+    ("snapshot sent", ("wait_stopped", "finished_at"), ("snapshot", "finished_at")),
+    ("upload seen done", ("snapshot", "finished_at"), ("settle", "finished_at")),
+    ("start sent", ("settle", "finished_at"), ("restart", "finished_at")),
+    ("seen ACTIVE", ("restart", "finished_at"), ("wait_restarted", "finished_at")),
+    ("job ended", ("wait_restarted", "finished_at"), "finished"),
+)
+
+
+def _moments(job) -> dict:
+    """The moments of PATH for one job (seconds since the epoch)."""
+    seen = {"created": job.created_at.timestamp(), "finished": job.finished_at.timestamp()}
+    for record in job.steps:
+        for end in ("started_at", "finished_at"):
+            if record.get(end):
+                seen[(record["name"], end)] = datetime.fromisoformat(record[end]).timestamp()
+    return seen
+
+
+def print_path(one_job: list, many_jobs: list) -> None:
+    """Where the time goes on the way: each gap of one job's path alone, against the
+    median and p95 of that gap over the many jobs, and the last job to end, with the
+    moment (since submission) each gap ended."""
+    from portal.models import Job
+
+    one = _moments(Job.objects.get(pk=one_job[0].pk))
+    many = [_moments(job) for job in Job.objects.filter(pk__in=[job.pk for job in many_jobs])]
+    start = min(moments["created"] for moments in many)
+    last = max(many, key=lambda moments: moments["finished"])
+    print("  path of a job (s): gap            alone   median    p95   last job (ended at)")
+    for label, begin, end in PATH:
+        gaps = sorted(m[end] - m[begin] for m in many if begin in m and end in m)
+        if not gaps or begin not in one or end not in one:
+            continue
+        p95 = gaps[min(len(gaps) - 1, int(0.95 * len(gaps)))]
+        tail = f"{last[end] - last[begin]:6.2f} ({last[end] - start:5.1f})" if end in last else ""
+        print(f"    {label:<28} {one[end] - one[begin]:6.2f} {statistics.median(gaps):8.2f} "
+              f"{p95:6.2f}   {tail}")  # fmt: skip
+    sent = sorted(m[("stop", "finished_at")] - start for m in many if ("stop", "finished_at") in m)
+    if sent:
+        print(f"    stops sent: half by {statistics.median(sent):.1f} s, "
+              f"the last at {sent[-1]:.1f} s after submission")  # fmt: skip
 
 
 def goals_report(figures: dict[str, float], jobs: int) -> int:

@@ -93,6 +93,30 @@ def server_of(ctx: StepContext, *, acted: bool = False) -> Server:
     return server
 
 
+def servers_read_ahead(jobs: list) -> None:
+    """server_of's first read for a batch of jobs (see portal.jobs.jobs_preload), in
+    one query: each job's server row at a site the watcher keeps current (elsewhere
+    server_of asks the cloud, and nothing is read ahead)."""
+    wanted = [job for job in jobs if job.target_server_id and site_watched(job.site)]
+    if not wanted:
+        return
+    rows = Server.objects.filter(
+        site_id__in={job.site_id for job in wanted},
+        openstack_id__in={job.target_server_id for job in wanted},
+    )
+    found: dict[tuple[int, str], Server] = {}
+    for row in rows:  # in the model's order: the row server_of's first() would pick
+        found.setdefault((row.site_id, row.openstack_id), row)
+    for job in wanted:
+        server = found.get((job.site_id, job.target_server_id))
+        if server is None:
+            continue  # server_of reads it again, and fails the step if it is gone
+        server.site = job.site
+        if job.project is not None and server.project_id == job.project.pk:
+            server.project = job.project
+        job.__dict__.setdefault("batch_reads", {})["server"] = server
+
+
 def server_observed(server: Server) -> list:
     """What a waiting step watches for progress."""
     return [server.status, server.task_state, server.power_state, str(server.updated_at)]

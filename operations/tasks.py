@@ -18,6 +18,7 @@ from operations.watch import site_watch_safely, sites_to_watch, watch_lease_rene
 from portal import cloud
 from portal.jobs import (
     job_advance,
+    jobs_preload,
     jobs_recover_stuck,
     lease_kept,
     sending,
@@ -43,9 +44,13 @@ log = logging.getLogger(__name__)
     time_limit=settings.JOB_TASK_SOFT_SECONDS + 5,
 )
 def job_advance_task(job_id: int, wake: str | None = None) -> None:
+    _advance(job_id, wake)
+
+
+def _advance(job_id: int, wake: str | None, preloaded=None) -> None:
     try:
         with lease_kept(job_id):
-            job_advance(job_id, wake)
+            job_advance(job_id, wake, preloaded)
     except SoftTimeLimitExceeded:
         # Outside a step (while saving): the lease runs out and the sweep resumes the job.
         log.warning("job %s: advance interrupted by the soft time limit", job_id)
@@ -64,13 +69,15 @@ BATCH_START_SECONDS = 2.0
     time_limit=int(settings.JOB_TASK_SOFT_SECONDS + BATCH_START_SECONDS) + 5,
 )
 def jobs_advance_task(jobs: list[list]) -> None:
-    """job_advance_task for each job (id, wake), one after another."""
+    """job_advance_task for each job (id, wake), one after another; the jobs' rows,
+    and what their steps read first, are read for all of them at once."""
     began = time.monotonic()
+    preloaded = jobs_preload([(job_id, wake) for job_id, wake in jobs])
     for n, (job_id, wake) in enumerate(jobs):
         if n and time.monotonic() - began > BATCH_START_SECONDS:
             sending.send_batched([(job_id, wake) for job_id, wake in jobs[n:]])
             return
-        job_advance_task(job_id, wake)
+        _advance(job_id, wake, preloaded.get(job_id))
 
 
 @shared_task(name="portal.tasks.jobs_recover_stuck_task", ignore_result=True)

@@ -608,6 +608,8 @@ class SnapshotCreate(Kind):
             "stop",
             gettext_noop("Stop requested"),
             step_stop_if_running,
+            # It acts only through _power, which saves the state before the request.
+            checkpoints=True,
             undo=(
                 Step(
                     "undo_settle",

@@ -13,6 +13,8 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
 
 import keystoneauth1.exceptions as ksa_exceptions
 import openstack
@@ -79,6 +81,8 @@ def connection_for(site: str, *, project_id: str = "") -> openstack.connection.C
         conn = base.connect_as(project_id=project_id) if project_id else base
         _answers_noted(base, site)
         _answers_noted(conn, site)
+        _environment_read_once(base)
+        _environment_read_once(conn)
     with _lock:
         _connections.setdefault((site, "", timeout), base)
         return _connections.setdefault(key, conn)
@@ -96,6 +100,31 @@ def _answers_noted(conn: openstack.connection.Connection, site: str) -> None:
         # The tag that finds this site's hook again on the next call.
         noted.site = site  # type: ignore[attr-defined]
         hooks.append(noted)
+
+
+def _environment_read_once(conn: openstack.connection.Connection) -> None:
+    """requests reads the proxy variables from the environment, and matches the URL
+    against no_proxy, on every call (Session.merge_environment_settings): a sixth of
+    the worker's CPU in a cloud call. A process's environment does not change while
+    it runs, so that is looked up once per scheme and host (and verify/cert, which
+    pick REQUESTS_CA_BUNDLE). A call with proxies of its own is merged as before."""
+    session = conn.session.session
+    if getattr(session, "portal_environment_read_once", False):
+        return
+    merge = session.merge_environment_settings
+    known: dict[tuple[object, ...], Any] = {}
+
+    def merged(url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        if proxies:
+            return merge(url, proxies, stream, verify, cert)
+        key = (*urlsplit(url)[:2], stream, str(verify), str(cert))
+        if key not in known:
+            known[key] = merge(url, proxies, stream, verify, cert)
+        found = known[key]
+        return {**found, "proxies": dict(found["proxies"])}
+
+    session.merge_environment_settings = merged  # type: ignore[method-assign]
+    session.portal_environment_read_once = True  # type: ignore[attr-defined]
 
 
 def connections_reset() -> None:

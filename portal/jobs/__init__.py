@@ -75,7 +75,7 @@ advance (job_advance), sweep (recovery, wake-ups).
 Import the engine from here: `from portal.jobs import Kind, Step, Wait`.
 """
 
-from portal.jobs.advance import job_advance, undo_details
+from portal.jobs.advance import batch_reads_register, job_advance, jobs_preload, undo_details
 from portal.jobs.kinds import (
     SKIPPED,
     BadJobData,
@@ -117,6 +117,7 @@ __all__ = [
     "StepContext",
     "StepFailed",
     "Wait",
+    "batch_reads_register",
     "busy_pks",
     "job_advance",
     "job_create",
@@ -124,6 +125,7 @@ __all__ = [
     "job_kind_get",
     "job_repeated",
     "jobs_create",
+    "jobs_preload",
     "jobs_recover_stuck",
     "lease_kept",
     "made_by_job",

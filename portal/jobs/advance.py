@@ -11,6 +11,7 @@ import logging
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -58,10 +59,11 @@ def _stamp(moment) -> str:
     return moment.isoformat()
 
 
-def _claim(job_id: int, wake: str | None) -> bool:
+def _claim(job_id: int, wake: str | None) -> datetime | None:
     """Hold the job, if it is unfinished, free, and `wake` is its current token: a
     message overtaken by a newer schedule (the watcher woke the job since) or a
-    duplicate costs this one UPDATE that matches nothing."""
+    duplicate costs this one UPDATE that matches nothing. Returns the moment it was
+    claimed (None: not claimed)."""
     now = _now()
     jobs = Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED)
     if wake is not None:
@@ -69,7 +71,34 @@ def _claim(job_id: int, wake: str | None) -> bool:
     claimed = jobs.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now)).update(
         lease_until=now + LEASE, heartbeat_at=now
     )
-    return claimed == 1
+    return now if claimed == 1 else None
+
+
+# Reads that a batch of jobs shares (see jobs_preload), registered by the apps (the
+# engine knows no mirror model): each puts what a job's steps read first into the
+# job's `batch_reads` (its run's step cache), for the jobs it knows.
+BATCH_READS: list[Callable[[list[Job]], None]] = []
+
+
+def batch_reads_register(read: Callable[[list[Job]], None]) -> None:
+    BATCH_READS.append(read)
+
+
+def jobs_preload(jobs: list[tuple[int, str | None]]) -> dict[int, Job]:
+    """The rows of a batch of jobs (id, wake), with what their steps read first, in
+    one query each instead of one per job. Only a row whose wake token is the
+    message's: every write to a job that no worker holds gives it a new token (a
+    wake-up, the sweep), so a claim with that token proves the row unchanged since
+    (see job_advance). Reads of the mirror may be as old as the batch (seconds): a
+    job parks on what it read, and parking compares that with the mirror's now."""
+    wanted = {job_id: wake for job_id, wake in jobs if wake}
+    if len(wanted) < 2:
+        return {}
+    rows = Job.objects.select_related("site", "actor", "project").filter(pk__in=list(wanted))
+    found = [row for row in rows if row.wake == wanted[row.pk]]
+    for read in BATCH_READS:
+        read(found)
+    return {row.pk: row for row in found}
 
 
 def _backoff(polls: int) -> float:
@@ -128,16 +157,20 @@ class _Ran:
     unavailable: bool | str = False
 
 
-def job_advance(job_id: int, wake: str | None = None) -> float | None:
+def job_advance(job_id: int, wake: str | None = None, preloaded: Job | None = None) -> float | None:
     """Run the job's steps until one waits or the job ends.
 
     Returns the countdown after which to call again, or None when there is
     nothing more to do for this message (job ended, stale message, or another
-    worker holds the job).
+    worker holds the job). `preloaded`: the row as jobs_preload read it, used when
+    the claim (by the same wake token) proves it unchanged.
     """
-    if not _claim(job_id, wake):
+    claimed_at = _claim(job_id, wake)
+    if claimed_at is None:
         return None
-    run = _begin(job_id)
+    if preloaded is not None and (wake is None or preloaded.wake != wake):
+        preloaded = None
+    run = _begin(job_id, preloaded, claimed_at)
     if run is None:
         return None
     job = run.job
@@ -158,11 +191,15 @@ def job_advance(job_id: int, wake: str | None = None) -> float | None:
     return _end(job, run.kind, ended)
 
 
-def _begin(job_id: int) -> _Run | None:
+def _begin(job_id: int, preloaded: Job | None, claimed_at: datetime) -> _Run | None:
     """Load the claimed job and what its steps see. A job whose stored params or
     state do not fit its kind ends failed with that said (None): its steps, and its
     undo, could only trip over it."""
-    job = Job.objects.select_related("site", "actor", "project").get(pk=job_id)
+    if preloaded is not None:
+        job = preloaded
+        job.lease_until, job.heartbeat_at = claimed_at + LEASE, claimed_at  # as claimed
+    else:
+        job = Job.objects.select_related("site", "actor", "project").get(pk=job_id)
     kind = job_kind_get(job.kind)
     if job.status == Job.Status.PENDING:
         job.status = Job.Status.RUNNING
@@ -177,6 +214,7 @@ def _begin(job_id: int) -> _Run | None:
         job.step_index = len(job.steps)
         _end(job, kind, Job.Status.FAILED)
         return None
+    context.cache.update(job.__dict__.pop("batch_reads", {}))
     run = _Run(job=job, kind=kind, context=context)
     run.saved_state = run.state_text()
     return run
@@ -205,7 +243,8 @@ def _run_step(run: _Run, step: Step, record: dict) -> _Ran:
     # portal") is saved before the next step that acts on the cloud; the rest
     # of the bookkeeping waits for the end of the run. A crash re-runs a step,
     # which is safe; it never forgets what a finished step did before an action.
-    if step.acts and run.state_text() != run.saved_state:
+    # A step that checkpoints before it acts saves all that itself.
+    if step.acts and not step.checkpoints and run.state_text() != run.saved_state:
         job.save()
         run.saved_state = _state_text(job)
     step_began, state_before = time.monotonic(), run.state_text()

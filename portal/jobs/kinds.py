@@ -91,6 +91,10 @@ class Step:
     # False for a step that only reads (waits, summaries): it changes nothing in the
     # cloud, so what earlier steps recorded need not be saved before it runs.
     acts: bool = True
+    # True for an acting step that saves the state itself (ctx.checkpoint()) before
+    # it acts: the checkpoint saves what earlier steps of the run recorded too, so
+    # the engine need not save the job before running it (one write less).
+    checkpoints: bool = False
     # What puts back what this step did, when it or a later step fails: one step,
     # or several in order (a compensation may wait, e.g. start, then wait for ACTIVE).
     undo: Step | tuple[Step, ...] = ()
@@ -207,11 +211,37 @@ def context_kept(job: Job, context: StepContext) -> None:
     job.target_image_id = context.target_image_id
 
 
+# Values a state keeps as they are: asdict's deep copy of them is the same value.
+_PLAIN = (str, int, float, bool)
+
+
 def _stored(fields_of) -> dict:
     """Params or state as the job row keeps them. A field left None is left out, as
     before they were typed: queries on the JSON field ask for a key's presence (a
-    launch's `retry_of`), and pages for a key (`"image_id" in job.state`)."""
-    return {key: value for key, value in asdict(fields_of).items() if value is not None}
+    launch's `retry_of`), and pages for a key (`"image_id" in job.state`).
+
+    Asked several times in every run (the engine compares states to know what to
+    save): a state of plain values is read field by field; asdict, which copies
+    deeply, only for one holding lists, dicts or dataclasses."""
+    stored = {}
+    for name in _field_names(type(fields_of)):
+        value = getattr(fields_of, name)
+        if value is None:
+            continue
+        if not isinstance(value, _PLAIN):
+            return {key: value for key, value in asdict(fields_of).items() if value is not None}
+        stored[name] = value
+    return stored
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 class Kind:

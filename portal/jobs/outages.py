@@ -78,10 +78,22 @@ def sites_to_probe() -> list[int]:
 
 
 def site_answered(job: Job, since: float) -> None:
-    """The step's calls got answers: the site is not silent (if it was)."""
-    if job.site_id and cloud.answered_since(job.site.name, since):
-        job.site.silent_since = None
-        site_answers(job.site_id)
+    """The step's calls got answers: the site is not silent (if it was).
+
+    The site row came with the job. When it showed no silence and the step took
+    less than JOB_SILENT_AFTER_SECONDS, this process cannot have marked the site
+    silent meanwhile (see _silence_check), so nothing is asked: a read per acting
+    step was three of a snapshot job's queries. Another process that marked it
+    silent during this quick step (its own call hung) is cleared by the probe,
+    within JOB_SILENT_PROBE_SECONDS."""
+    site = job.site
+    if site is None or not cloud.answered_since(site.name, since):
+        return
+    quick = time.monotonic() - since < settings.JOB_SILENT_AFTER_SECONDS
+    if site.silent_since is None and quick:
+        return
+    site.silent_since = None
+    site_answers(site.pk)
 
 
 def site_answers(site_id: int) -> list[int]:

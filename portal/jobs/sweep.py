@@ -23,8 +23,8 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
     """Send a message to the unfinished jobs no worker holds whose next run is due
     and has none: parked jobs whose fallback poll is due (see advance._schedule), and jobs
     overdue by JOB_RECOVER_AFTER_SECONDS (their worker died, or Redis lost the
-    message). Safe: steps are idempotent, and the new wake token makes any late copy
-    of the old message a no-op.
+    message). Safe: steps are idempotent, and of two messages with the job's token
+    only the first runs it (its run gives the job a new token, or ends it).
 
     `backlog`: workers have messages waiting. An overdue job is then most likely
     one of them, and re-sending would only move it to the back of the queue: only
@@ -47,8 +47,16 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
         late |= Q(due_at__lt=long_overdue) & not_lately
     stuck = Job.objects.filter(status__in=UNFINISHED).filter(late).filter(free).order_by()
     recovered, sends = [], []
-    for job_id, waits_for, kind in stuck.values_list("pk", "waits_for", "kind")[:500]:
-        wake = uuid.uuid4().hex
+    for job_id, waits_for, kind, token in stuck.values_list("pk", "waits_for", "kind", "wake")[
+        :500
+    ]:
+        # A parked job has no message: it gets a fresh token, as any wake-up does. An
+        # overdue one may still have its message in the queue (behind a backlog) or in
+        # a worker: the copy carries the same token, so whichever comes first runs the
+        # job and the other is dropped (a run ends with a new token, or the job's end).
+        # A new token voided the queued message and sent the job to the back: under
+        # load, hundreds of jobs at a time, each again a minute later.
+        wake = token if token and not waits_for else uuid.uuid4().hex
         # Conditional on still being free and late: a worker that claimed it meanwhile wins.
         # A parked job sent is parked no more (see portal.jobs.parking._wake).
         taken = Job.objects.filter(pk=job_id).filter(free).filter(late)

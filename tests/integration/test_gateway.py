@@ -210,3 +210,22 @@ def test_an_unreachable_site_fails_a_paged_listing_with_the_portals_error(
         list(cloud.image_pages("nowhere"))
     with pytest.raises(cloud.Unavailable):
         next(iter(cloud.server_pages("nowhere")))
+
+
+def test_the_environments_proxy_settings_still_apply_to_every_call(clouds, monkeypatch):
+    """The environment is read once per process and host: a proxy it names is used
+    (here a closed port: the call cannot get through), and no_proxy still exempts."""
+    from portal.cloud.connection import connections_reset
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    connections_reset()
+    assert cloud.server_list("devcloud")
+    assert cloud.server_list("devcloud")  # the second call from what was read once
+    monkeypatch.delenv("NO_PROXY")
+    connections_reset()
+    with pytest.raises(cloud.Unavailable):
+        cloud.server_list("devcloud")
+    with pytest.raises(cloud.Unavailable):
+        cloud.server_list("devcloud")
+    connections_reset()

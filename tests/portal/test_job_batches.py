@@ -68,7 +68,7 @@ def test_one_job_woken_alone_gets_a_message_of_its_own(people, messages):
 def test_a_batch_advances_each_job_with_its_own_token(monkeypatch, messages):
     advanced = []
     monkeypatch.setattr(
-        tasks, "job_advance_task", lambda job_id, wake: advanced.append((job_id, wake))
+        tasks, "_advance", lambda job_id, wake, preloaded: advanced.append((job_id, wake))
     )
     tasks.jobs_advance_task([[1, "a"], [2, "b"], [3, "c"]])
     assert advanced == [(1, "a"), (2, "b"), (3, "c")]
@@ -79,7 +79,7 @@ def test_a_batch_that_runs_long_hands_the_rest_on(monkeypatch, messages):
     clock = iter([0.0, 0.1, tasks.BATCH_START_SECONDS + 1])
     monkeypatch.setattr(tasks.time, "monotonic", lambda: next(clock))
     advanced = []
-    monkeypatch.setattr(tasks, "job_advance_task", lambda job_id, wake: advanced.append(job_id))
+    monkeypatch.setattr(tasks, "_advance", lambda job_id, wake, preloaded: advanced.append(job_id))
     tasks.jobs_advance_task([[1, "a"], [2, "b"], [3, "c"], [4, "d"]])
     assert advanced == [1, 2]
     assert messages == [(sending.ADVANCE_MANY_TASK, [3, 4])]
@@ -93,3 +93,66 @@ def test_the_jobs_of_a_lost_batch_are_sent_again_by_the_sweep(people, messages, 
     Job.objects.filter(pk__in=[job.pk for job in jobs]).update(due_at=overdue)
     assert sorted(jobs_recover_stuck()) == sorted(job.pk for job in jobs)
     assert sorted(pk for _, ids in messages for pk in ids) == sorted(job.pk for job in jobs)
+
+
+def _stop_job(people, server) -> Job:
+    from portal.jobs import job_create
+
+    return job_create(
+        kind="server.stop", actor=people["alice"], project=people["alpha"], site=server.site,
+        target_server_id=server.openstack_id,
+    )  # fmt: skip
+
+
+def test_a_batch_reads_its_jobs_and_their_servers_once(people, messages, monkeypatch):
+    """Each job of a batch still claims itself and runs as alone (here: asks Nova to
+    stop its server, and parks); its row and its server's come from one read each."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from portal import cloud
+
+    site = people["alpha"].site
+    site.watched_at = timezone.now()  # the watcher keeps the mirror current
+    site.save()
+    stopped = []
+    monkeypatch.setattr(
+        cloud, "server_stop", lambda site_name, server_id: stopped.append(server_id)
+    )
+    servers = [make_server(project=people["alpha"]) for _ in range(3)]
+    jobs = [_stop_job(people, server) for server in servers]
+    messages.clear()
+    with CaptureQueriesContext(connection) as queries:
+        tasks.jobs_advance_task([[job.pk, job.wake] for job in jobs])
+    assert sorted(stopped) == sorted(server.openstack_id for server in servers)
+    for job in jobs:
+        job.refresh_from_db()
+        assert job.waits_for == "server"  # stop asked: waiting for SHUTOFF
+        assert job.lease_until is None
+    reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
+    assert len([sql for sql in reads if 'FROM "portal_job"' in sql]) == 1
+    assert len([sql for sql in reads if 'FROM "instances_server"' in sql]) == 1 + 3  # + parking
+
+
+def test_a_batch_never_runs_a_job_on_a_row_older_than_its_claim(people, messages, monkeypatch):
+    """A job woken again after the batch read it (a new token) is not run by the
+    batch's old message: its claim fails, whatever the row the batch read."""
+    job = _stop_job(people, make_server(project=people["alpha"]))
+    second = _stop_job(people, make_server(project=people["alpha"]))
+    preload = tasks.jobs_preload
+
+    def preload_then_wake(jobs):
+        rows = preload(jobs)
+        Job.objects.filter(pk=job.pk).update(wake="newer")
+        return rows
+
+    monkeypatch.setattr(tasks, "jobs_preload", preload_then_wake)
+    from portal import cloud
+
+    monkeypatch.setattr(cloud, "server_stop", lambda *a, **k: pytest.fail("ran on a stale row"))
+    monkeypatch.setattr(cloud, "server_get", lambda *a, **k: pytest.fail("ran on a stale row"))
+    Job.objects.filter(pk=second.pk).update(status=Job.Status.SUCCEEDED)
+    tasks.jobs_advance_task([[job.pk, job.wake], [second.pk, second.wake]])
+    job.refresh_from_db()
+    assert job.status == Job.Status.PENDING
+    assert job.wake == "newer"

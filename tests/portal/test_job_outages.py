@@ -292,3 +292,60 @@ def test_an_answering_site_costs_no_write_when_it_was_not_silent(site):
     with CaptureQueriesContext(connection) as queries:
         assert site_answers(site.pk) == []
     assert not [q for q in queries if q["sql"].startswith("UPDATE")]
+
+
+def test_a_quick_step_at_a_site_that_was_answering_asks_nothing_about_silence(site):
+    """The site row came with the job: a step that got its answers quickly costs no
+    read of the site (it was three queries of every snapshot job)."""
+    import time
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from portal.cloud.util import answer_note
+    from portal.jobs.outages import site_answered
+
+    job = Job(site=site)
+    began = time.monotonic()
+    answer_note(site.name)
+    with CaptureQueriesContext(connection) as queries:
+        site_answered(job, began)
+    assert len(queries) == 0
+
+
+def test_a_long_step_that_got_an_answer_ends_the_silence_marked_meanwhile(site, settings):
+    """A call that went unanswered long enough for the site to be marked silent while
+    the step ran (by this worker's lease keeper), then answered, clears the mark."""
+    import time
+
+    from portal.cloud.util import answer_note
+    from portal.jobs.outages import site_answered
+
+    job = Job(site=site)
+    began = time.monotonic() - settings.JOB_SILENT_AFTER_SECONDS - 1
+    site.__class__.objects.filter(pk=site.pk).update(silent_since=timezone.now())
+    answer_note(site.name)
+    site_answered(job, began)
+    site.refresh_from_db()
+    assert site.silent_since is None
+
+
+def test_an_overdue_job_sent_again_keeps_its_place_in_the_queue(
+    site, sent, django_capture_on_commit_callbacks, settings
+):
+    """Under load a job's message waits behind many: the sweep's copy carries the same
+    token, so the message already queued still runs the job (it is not sent to the
+    back), and the copy that comes second does nothing."""
+    from portal.jobs import jobs_recover_stuck
+
+    job = _job("test.three_steps", site, django_capture_on_commit_callbacks)
+    queued = job.wake
+    settings.JOB_RECOVER_AFTER_SECONDS = 0
+    Job.objects.filter(pk=job.pk).update(due_at=timezone.now() - timedelta(seconds=1))
+    assert jobs_recover_stuck() == [job.pk]
+    assert job_advance(job.pk, queued) is None  # the queued message ran it to the end
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert CALLS == ["quick", "quick", "quick"]
+    assert job_advance(job.pk, queued) is None  # the copy: nothing to do
+    assert CALLS == ["quick", "quick", "quick"]

@@ -96,3 +96,31 @@ def test_a_listing_asked_before_nova_answered_leaves_the_task_in_place(people):
     assert Server.objects.get(pk=row.pk).task_state == "powering-off"
     servers_store(row.site, [stale], complete=False, observed_at=answered + timedelta(seconds=1))
     assert Server.objects.get(pk=row.pk).task_state == ""
+
+
+def test_the_first_run_saves_the_job_once_before_it_stops_the_server(people, asked, monkeypatch):
+    """What the check recorded (the server was ACTIVE) is saved with the stop's own
+    checkpoint, just before the request: not in a write of its own first."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from portal.jobs import job_advance
+
+    row = make_server(project=people["alpha"])
+    job = _job(people, row)
+    job.save()
+    at_the_stop = {}
+
+    def stop(site, server_id):
+        saved = Job.objects.get(pk=job.pk).state
+        at_the_stop["state"] = saved
+        at_the_stop["writes"] = [
+            q["sql"] for q in queries if q["sql"].startswith('UPDATE "portal_job"')
+        ]
+
+    monkeypatch.setattr(cloud, "server_stop", stop)
+    with CaptureQueriesContext(connection) as queries:
+        job_advance(job.pk, job.wake)
+    assert at_the_stop["state"]["prior_status"] == "ACTIVE"
+    assert at_the_stop["state"]["stop_asked"] is True
+    assert len(at_the_stop["writes"]) == 2  # the claim, the checkpoint
