@@ -29,11 +29,16 @@ ms at 0.5 ms, with ~10 % more CPU per request and twice the wait between queries
 kept: the default stands.
 
 A kept-alive connection stays with the process that accepted it, and the bench's 50
-users often sit unevenly (1,053 / 289 requests per process in one run, 968 / 496 in
-another). Closing every 10th answer's connection, so clients reconnect to whichever
-process accepts first, was tried in alternating runs: the split stayed uneven (839 /
-581) and p95 did not improve (2,400 / 2,700 ms against 1,200 / 2,600 without); not
-kept.
+users often sat unevenly (1,053 / 289 requests per process in one run, 968 / 496 in
+another), one process's threads all busy while the other idled. Closing every 10th
+answer's connection alone did not even it out: the processes share one listening
+socket, and whichever accepts first takes the reconnect (839 / 581; p95 2,400 / 2,700
+ms against 1,200 / 2,600 without, busy machine). With `reuse_port` each process
+listens on its own socket and the kernel spreads new connections over them by a hash
+of the client's address and port, so every reconnect lands on a process at random.
+Both together, in alternating 40 s runs without jobs (busy machine, load 4-8): p95 /
+p99 540 / 610 and 500 / 610 ms against 660 / 880 and 600 / 840 ms with the reconnects
+alone.
 """
 
 import multiprocessing
@@ -58,13 +63,15 @@ keepalive = 75
 timeout = 30
 graceful_timeout = 30
 
-# A kept-alive connection stays with the process that accepted it. The load bench's
-# 50 users connect once, at the start, and one process often got most of them: 1,053
-# requests against 289 in one run, 968 / 496 in another, its threads all busy while
-# the other process idled. So every REQUESTS_PER_CONNECTION-th answer on a connection
-# says "Connection: close" (in the answer itself: the client never sends on a
-# connection the server is closing), and the client's next connection goes to
-# whichever process accepts it first, the one less busy. 0 keeps connections open.
+# A kept-alive connection stays with the process that accepted it (see above): every
+# REQUESTS_PER_CONNECTION-th answer on a connection says "Connection: close" (in the
+# answer itself, so the client never sends on a connection the server is closing),
+# and with reuse_port the kernel hands the client's next connection to a process
+# chosen by its new port's hash. 0 keeps connections open. A process that is
+# replaced (max_requests) drops the connections still queued on its own socket
+# unless the kernel moves them: README's production notes set
+# net.ipv4.tcp_migrate_req = 1 (Linux 5.14 and later).
+reuse_port = True
 REQUESTS_PER_CONNECTION = int(os.environ.get("GUNICORN_REQUESTS_PER_CONNECTION", "10"))
 
 
