@@ -3,12 +3,12 @@
 """The outcome of each snapshot's last boot test on its row (Image.boot_outcome),
 filled from the boot tests recorded so far, and the indexes the `?boot=` filter
 walks in each of the snapshot table's sorts. And on PostgreSQL, a smaller
-pending list for the name search's GIN index (below)."""
+pending list for the name search's GIN index (portal.name_search)."""
 
 from django.db import migrations, models
 from django.db.models import Exists, OuterRef, Subquery
 
-from portal.name_search import sqlite_name_search_sql
+from portal.name_search import name_search_pending_list, sqlite_name_search_sql
 
 
 def name_search_triggers(apps, schema_editor):
@@ -28,29 +28,12 @@ def fill(apps, schema_editor):
     Image.objects.filter(Exists(tests)).update(boot_outcome=Subquery(tests.values("outcome")))
 
 
-# PostgreSQL: the name search's GIN index (portal.name_search) queues new entries
-# in a pending list that every "*text" search reads through, until a vacuum
-# merges it. At its default limit (4 MB, 250 pages after a sync of 100,000 rows)
-# that was 4 of a search's 5 ms at 100,000 snapshots; at 256 kB it is a few
-# pages, and a sync's writes cost ~12 % more in the index (measured: 1.49 s
-# against 1.33 s for 100,000 rows).
-PENDING_LIST_LIMIT_KB = 256
-
-
 def pending_list_limit(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(
-            "ALTER INDEX images_image_name_trgm "
-            f"SET (gin_pending_list_limit = {PENDING_LIST_LIMIT_KB})",
-            params=None,
-        )
+    name_search_pending_list(schema_editor, "images_image", bounded=True)
 
 
 def pending_list_default(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(
-            "ALTER INDEX images_image_name_trgm RESET (gin_pending_list_limit)", params=None
-        )
+    name_search_pending_list(schema_editor, "images_image", bounded=False)
 
 
 class Migration(migrations.Migration):

@@ -2,28 +2,19 @@
 
 """The few parked servers, in an index of their own: a bulk delete of snapshots
 reads them first (instances.models.parked_q). And on PostgreSQL, a smaller
-pending list for the name search's GIN index (see images 0013)."""
+pending list for the name search's GIN index (portal.name_search)."""
 
 from django.db import migrations, models
 
-# The name search index's pending list, bounded as images 0013 bounds the images' one.
-PENDING_LIST_LIMIT_KB = 256
+from portal.name_search import name_search_pending_list
 
 
 def pending_list_limit(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(
-            "ALTER INDEX instances_server_name_trgm "
-            f"SET (gin_pending_list_limit = {PENDING_LIST_LIMIT_KB})",
-            params=None,
-        )
+    name_search_pending_list(schema_editor, "instances_server", bounded=True)
 
 
 def pending_list_default(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(
-            "ALTER INDEX instances_server_name_trgm RESET (gin_pending_list_limit)", params=None
-        )
+    name_search_pending_list(schema_editor, "instances_server", bounded=False)
 
 
 class Migration(migrations.Migration):
