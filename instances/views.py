@@ -209,7 +209,7 @@ def launch_failed_delete(request, job_id: int):
 # The overview's bulk delete (portal.bulk.views): the job page follows the job.
 DELETE_PAGE = DeletePage(
     spec=SERVER_DELETE,
-    consequence=gettext_lazy("Their disks go with them; this cannot be undone. Snapshots stay."),
+    consequence=gettext_lazy("Disks are deleted too; this cannot be undone. Snapshots stay."),
     nothing_ticked=gettext_lazy("Nothing to delete: every chosen instance is skipped."),
     nothing_matching=gettext_lazy("Nothing to delete: every matching instance is skipped."),
     started_ticked=gettext_lazy("Deleting {count} instance(s): job #{job}."),

@@ -192,7 +192,7 @@ def snapshot_name_check(request, server_id: int):
 # The list's bulk delete (portal.bulk.views): back to the list, whose banner follows the job.
 DELETE_PAGE = DeletePage(
     spec=SNAPSHOT_DELETE,
-    consequence=gettext_lazy("They are deleted from the cloud; this cannot be undone."),
+    consequence=gettext_lazy("Deleting from the cloud cannot be undone."),
     nothing_ticked=gettext_lazy("Nothing deleted: skipped {count}: {reasons}."),
     nothing_matching=gettext_lazy("Nothing deleted: every matching snapshot is skipped."),
 )

@@ -46,7 +46,7 @@ class DeletePage:
     back to shows the job)."""
 
     spec: BulkDelete
-    consequence: StrOrPromise  # after "3 instances will be deleted."
+    consequence: StrOrPromise  # after "3 instances will be deleted.": for one or many
     nothing_ticked: StrOrPromise  # every ticked row is skipped
     nothing_matching: StrOrPromise  # every matching row is skipped
     started_ticked: StrOrPromise = ""

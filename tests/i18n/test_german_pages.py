@@ -112,3 +112,21 @@ def test_the_park_jobs_title_is_german_on_a_german_page():
     with translation.override("de"):
         assert ServerPark.title(ParkParams()) == "Instanz parken"
         assert ServerPark.title(ParkParams(verify=True)).startswith("Instanz parken (und")
+
+
+def test_a_delete_confirmation_says_wird_for_one_snapshot_and_werden_for_more(client, people):
+    """German conjugates the verb: one sentence for any count read "1 Snapshot werden
+    gelöscht", and the consequence said "they" of a single snapshot."""
+    snaps = [
+        make_image(site=people["site"], project=people["alpha"], snapshot=True, name=f"keep-{i}")
+        for i in range(3)
+    ]
+    client.force_login(people["alice"])  # alpha's admin may delete any of them
+    url = reverse("snapshots:snapshot-delete")
+    one = client.get(url, {"selected": [snaps[0].pk]}, headers=GERMAN).content.decode()
+    assert "1 Snapshot wird gelöscht." in one
+    assert "Das Löschen in der Cloud lässt sich nicht rückgängig machen." in one
+    three = client.get(url, {"selected": [s.pk for s in snaps]}, headers=GERMAN).content.decode()
+    assert "3 Snapshots werden gelöscht." in three
+    english = client.get(url, {"selected": [snaps[0].pk]}).content.decode()
+    assert "1 snapshot will be deleted. Deleting from the cloud cannot be undone." in english
