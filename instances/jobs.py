@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext, gettext_noop, ngettext
 
 from images.models import Image
 from instances.launch_rules import launch_check
@@ -659,7 +659,10 @@ class InstancesLaunch(Kind):
 
     @classmethod
     def title(cls, params: LaunchParams) -> str:
-        return gettext("Launch %(count)s instance(s)") % {"count": len(params.names)}
+        count = len(params.names)
+        return ngettext("Launch %(count)s instance", "Launch %(count)s instances", count) % {
+            "count": count
+        }
 
 
 # --- Delete ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods
 
 from images.models import LIVE_BASE, LIVE_SNAPSHOT, Image
@@ -170,7 +170,11 @@ def _launch_submit(request, form):
     job = instance_launch_request(actor=request.user, plan=plan, idempotency_key=key)
     messages.success(
         request,
-        gettext("Launching %(count)s instance(s): job #%(job)s.")
+        ngettext(
+            "Launching %(count)s instance: job #%(job)s.",
+            "Launching %(count)s instances: job #%(job)s.",
+            len(plan.names),
+        )
         % {"count": len(plan.names), "job": job.pk},
     )
     return job, None

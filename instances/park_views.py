@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from instances.models import Flavor
@@ -149,9 +149,17 @@ def instance_park_many(request, action: str):
         )
         return render(request, template, context, status=409)
     done = (
-        gettext("Park %(count)s instance(s): one job each.")
+        ngettext(
+            "Parking %(count)s instance: one job.",
+            "Parking %(count)s instances: one job each.",
+            len(jobs),
+        )
         if action == "park"
-        else gettext("Resume %(count)s instance(s): one job each.")
+        else ngettext(
+            "Resuming %(count)s instance: one job.",
+            "Resuming %(count)s instances: one job each.",
+            len(jobs),
+        )
     )
     messages.success(request, done % {"count": len(jobs)})
     return redirect_back(request, "instances:instance-list")

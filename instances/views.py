@@ -8,7 +8,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.launch_retry import (
@@ -212,7 +212,11 @@ DELETE_PAGE = DeletePage(
     consequence=gettext_lazy("Disks are deleted too; this cannot be undone. Snapshots stay."),
     nothing_ticked=gettext_lazy("Nothing to delete: every chosen instance is skipped."),
     nothing_matching=gettext_lazy("Nothing to delete: every matching instance is skipped."),
-    started_ticked=gettext_lazy("Deleting {count} instance(s): job #{job}."),
+    started_ticked=ngettext_lazy(
+        "Deleting %(count)s instance: job #%(job)s.",
+        "Deleting %(count)s instances: job #%(job)s.",
+        "count",
+    ),
     started_matching=gettext_lazy("Deleting the matching instances: job #{job}."),
 )
 

@@ -6,7 +6,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.selectors import server_get_for_user, servers_chosen, source_servers_for
@@ -325,9 +325,12 @@ def snapshot_create_many(request):
     )
     messages.success(
         request,
-        gettext(
-            "Snapshotting %(count)s instance(s): %(jobs)s. Each row shows its progress; "
-            "a snapshot that fails is emailed to you."
+        ngettext(
+            "Snapshotting %(count)s instance: %(jobs)s. Its row shows the progress; "
+            "a snapshot that fails is emailed to you.",
+            "Snapshotting %(count)s instances: %(jobs)s. Each row shows its progress; "
+            "a snapshot that fails is emailed to you.",
+            len(jobs),
         )
         % {"count": len(jobs), "jobs": numbers},
     )

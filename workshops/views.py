@@ -3,7 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest, PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.launch_retry import AlreadyRetried
@@ -166,7 +166,11 @@ def workshop_retry_view(request, workshop_id: int):
             numbers = ", ".join(f"#{job.pk}" for job in jobs)
             messages.success(
                 request,
-                gettext("Launching %(count)s seat(s) again: job %(jobs)s.")
+                ngettext(
+                    "Launching %(count)s seat again: job %(jobs)s.",
+                    "Launching %(count)s seats again: job %(jobs)s.",
+                    count,
+                )
                 % {"count": count, "jobs": numbers},
             )
             return redirect("workshops:workshop-detail", workshop_id=workshop.pk)
@@ -193,7 +197,8 @@ def workshop_add_view(request, workshop_id: int):
         lambda w, key: workshop_add(
             workshop=w, actor=request.user, participants=participants, idempotency_key=key
         ),
-        gettext("Adding %(count)s participant(s).") % {"count": len(participants)},
+        ngettext("Adding %(count)s participant.", "Adding %(count)s participants.", len(participants))
+        % {"count": len(participants)},
     )  # fmt: skip
 
 

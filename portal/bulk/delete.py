@@ -355,9 +355,11 @@ class BulkDelete:
     def title(self, params) -> str:
         if params.matching is not None:
             return matching_title(params, self.nouns)
-        return gettext("Delete %(count)s %(noun)s(s)") % {
-            "count": len(params.listed),
-            "noun": gettext(self.noun),
+        count = len(params.listed)
+        # The noun carries the number ("1 instance", "3 instances"), in every language.
+        return gettext("Delete %(count)s %(things)s") % {
+            "count": count,
+            "things": gettext(self.noun if count == 1 else self.nouns),
         }
 
     def job_kind(self) -> type[Kind]:

@@ -49,6 +49,8 @@ class DeletePage:
     consequence: StrOrPromise  # after "3 instances will be deleted.": for one or many
     nothing_ticked: StrOrPromise  # every ticked row is skipped
     nothing_matching: StrOrPromise  # every matching row is skipped
+    # `%`-formatted with count and job: an ngettext_lazy keyed on "count" says it
+    # for one or many ("Deleting 1 instance", "Deleting 3 instances").
     started_ticked: StrOrPromise = ""
     started_matching: StrOrPromise = ""
 
@@ -120,7 +122,7 @@ def bulk_delete_view(request, page: DeletePage, chosen: Chosen) -> HttpResponse:
         return render(request, TEMPLATE, context, status=409)
     if page.started_ticked:
         messages.success(
-            request, str(page.started_ticked).format(count=len(plan.deletable), job=job.pk)
+            request, page.started_ticked % {"count": len(plan.deletable), "job": job.pk}
         )
     return redirect(chosen.job_url(job))
 

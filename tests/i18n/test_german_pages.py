@@ -130,3 +130,49 @@ def test_a_delete_confirmation_says_wird_for_one_snapshot_and_werden_for_more(cl
     assert "3 Snapshots werden gelöscht." in three
     english = client.get(url, {"selected": [snaps[0].pk]}).content.decode()
     assert "1 snapshot will be deleted. Deleting from the cloud cannot be undone." in english
+
+
+def _job_titles(client, headers=None) -> str:
+    body = client.get(reverse("job-list"), headers=headers or {}).content.decode()
+    return " ".join(body.split())  # the titles as one line each, whatever the template's layout
+
+
+def test_job_titles_say_one_instance_and_three_instances(client, people):
+    """Titles were "Launch 1 instance(s)" and "Delete 1 snapshot(s)" (German
+    "1 Instanz(en) starten", "3 × Snapshot löschen")."""
+    made = dict(actor=people["alice"], project=people["alpha"], site=people["site"])
+    Job.objects.create(kind="instances.launch", params={"names": ["ws-1"]}, **made)
+    Job.objects.create(kind="instances.launch", params={"names": ["a", "b", "c"]}, **made)
+    Job.objects.create(kind="snapshot.delete", params={"images": ["i-1"]}, **made)
+    Job.objects.create(kind="instances.delete", params={"servers": ["s-1", "s-2", "s-3"]}, **made)
+    client.force_login(people["alice"])
+    english = _job_titles(client)
+    for title in ("Launch 1 instance<", "Launch 3 instances<", "Delete 1 snapshot<",
+                  "Delete 3 instances<"):  # fmt: skip
+        assert title in english.replace(" <", "<"), title
+    german = _job_titles(client, GERMAN).replace(" <", "<")
+    for title in ("1 Instanz starten<", "3 Instanzen starten<", "1 Snapshot löschen<",
+                  "3 Instanzen löschen<"):  # fmt: skip
+        assert title in german, title
+
+
+def test_a_started_snapshot_batch_says_instance_for_one_and_instances_for_more(
+    client, people, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr("config.celery.app.send_task", lambda *a, **k: None)
+    alpha = people["alpha"]
+    servers = [make_server(project=alpha, name=f"ws-{n}") for n in range(3)]
+    client.force_login(people["alice"])
+    url = reverse("snapshots:snapshot-create-many")
+
+    def started(chosen, key, headers=None) -> str:
+        data = {"selected": [s.pk for s in chosen], "idempotency_key": key}
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(url, data, headers=headers or {}, follow=True)
+        return " ".join(response.content.decode().split())
+
+    one = started(servers[:1], "k1", GERMAN)
+    assert "Snapshot von 1 Instanz: Auftrag #" in one
+    assert "Ihre Zeile zeigt den Fortschritt" in one
+    two = started(servers[1:], "k2")
+    assert "Snapshotting 2 instances: jobs #" in two
