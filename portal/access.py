@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db.models import Model, Q, QuerySet
+from django.db.models import F, Model, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from portal.models import Membership, Project
@@ -24,6 +24,20 @@ def projects_visible_to(user: User) -> QuerySet[Project]:
     if user.is_superuser:
         return Project.objects.all()
     return Project.objects.filter(memberships__user=user).distinct()
+
+
+def projects_visible_list(user: User) -> list[Project]:
+    """`projects_visible_to` read once, as a list (by name), for a page that needs the
+    projects more than once: their ids, their sites, the filter's choices. A member's
+    roles come in the same query and are kept for `project_role`, which the page's
+    rows ask next (one query for all four where there were four)."""
+    if user.is_superuser:
+        return list(Project.objects.all())
+    projects = list(
+        Project.objects.filter(memberships__user=user).annotate(portal_role=F("memberships__role"))
+    )  # one membership per user and project (membership_unique): no duplicates
+    user._portal_project_roles = {p.pk: p.portal_role for p in projects}  # type: ignore[attr-defined]
+    return projects
 
 
 def in_visible_projects(queryset: QuerySet[Row], user: User) -> QuerySet[Row]:
