@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db.models import F, Model, Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from portal.models import Membership, Project
@@ -33,11 +33,12 @@ def projects_visible_list(user: User) -> list[Project]:
     rows ask next (one query for all four where there were four)."""
     if user.is_superuser:
         return list(Project.objects.all())
-    projects = list(
-        Project.objects.filter(memberships__user=user).annotate(portal_role=F("memberships__role"))
-    )  # one membership per user and project (membership_unique): no duplicates
-    user._portal_project_roles = {p.pk: p.portal_role for p in projects}  # type: ignore[attr-defined]
-    return projects
+    # One membership per user and project (membership_unique): no duplicates. By name,
+    # as Project's own ordering lists them.
+    memberships = Membership.objects.filter(user=user).select_related("project")
+    memberships = memberships.order_by("project__name")
+    user._portal_project_roles = {m.project_id: m.role for m in memberships}  # type: ignore[attr-defined]
+    return [membership.project for membership in memberships]
 
 
 def in_visible_projects(queryset: QuerySet[Row], user: User) -> QuerySet[Row]:
