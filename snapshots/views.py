@@ -88,7 +88,8 @@ def _table_context(request, *, project=None) -> dict:
         "remember_page_size": "snapshots",
         "project": project,
         "job": job,
-        "has_any": snapshots.exists(),
+        # Rows on the page answer it; only an empty page asks the database.
+        "has_any": bool(page_rows) or snapshots.exists(),
         "busy": bool(table.jobs or table.deleting),
         "filter_query": request.GET.urlencode(),
     }

@@ -75,3 +75,18 @@ def test_the_overview_offers_and_shows_only_the_users_projects(client, seen):
     assert client.get("/instances/", {"project": seen["beta"].pk}).status_code == 200
     rows = client.get("/instances/", {"project": seen["beta"].pk}).content.decode()
     assert "carol" not in rows
+
+
+def test_a_snapshot_table_with_rows_does_not_ask_whether_there_are_any(client, seen):
+    reads = reads_of(client, "/snapshots/", "images_image")
+    assert not [sql for sql in reads if sql.startswith('SELECT 1 AS "a"')]
+
+
+def test_the_empty_snapshot_table_still_tells_none_from_none_matching(client, seen):
+    """Guard: "No snapshots yet" for a user without any, not for a filter that
+    matches none of theirs."""
+    assert "No snapshots yet" not in client.get("/snapshots/").content.decode()
+    none_matching = client.get("/snapshots/", {"name": "no-such-snapshot"}).content.decode()
+    assert "No snapshots yet" not in none_matching
+    client.force_login(seen["carol"])
+    assert "No snapshots yet" in client.get("/snapshots/").content.decode()
