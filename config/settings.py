@@ -264,6 +264,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # and every round trip of a busy web thread waits again for the GIL. No code
     # iterates a big table outside a migration, where the rows fit in memory.
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    # Django's backend with a health check that asks the socket, not the server, when
+    # the connection has nothing to read: one round trip less per request and per task
+    # (config/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -12,7 +12,7 @@ from images.selectors import base_image_list
 from images.tables import rendered_catalogs
 from portal.access import in_visible_projects
 from portal.errors import ActionRefused
-from portal.form_rendering import choice_objects
+from portal.form_rendering import site_choices
 from portal.http import param_id
 from portal.jobs import job_repeated
 from portal.models import Project
@@ -23,7 +23,7 @@ from portal.models import Project
 def image_list(request):
     images = base_image_list(user=request.user)
     filterset = ImageFilterSet(request.GET, queryset=images)
-    sites = choice_objects(filterset.form.fields["site"])
+    sites = site_choices(request, filterset.form.fields["site"])
     catalog = rendered_catalogs.get(
         user=request.user,
         images=filterset.qs if filterset.is_valid() else images.none(),

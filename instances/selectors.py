@@ -12,6 +12,7 @@ from portal.access import (
     get_visible_or_404,
     projects_visible_to,
 )
+from portal.form_rendering import choices_prime
 from portal.http import param_ids
 from portal.jobs import busy_pks
 from portal.models import Job, Project
@@ -34,13 +35,17 @@ def flavors_usable_by(project: Project) -> QuerySet[Flavor]:
     return live.filter(Q(is_public=True) | Q(pk__in=shared))
 
 
-def flavor_names_for(*, user) -> list[str]:
+def flavor_names_for(*, user, projects: list[Project] | None = None) -> list[str]:
     """Names of the flavors usable in some project the user sees (every live
-    flavor for a superuser): the instance list's flavor choices."""
+    flavor for a superuser): the instance list's flavor choices. `projects`: the
+    user's projects, when the page has read them already."""
     flavors = Flavor.objects.filter(deleted_at__isnull=True).order_by()
     if user.is_superuser:
         return sorted(set(flavors.values_list("name", flat=True)))
-    mine = set(projects_visible_to(user).values_list("site_id", "openstack_id"))
+    if projects is None:
+        mine = set(projects_visible_to(user).values_list("site_id", "openstack_id"))
+    else:
+        mine = {(project.site_id, project.openstack_id) for project in projects}
     sites = {site_id for site_id, _ in mine}
     names = set()
     rows = flavors.filter(site_id__in=sites).values_list(
@@ -60,24 +65,36 @@ def networks_usable_by(project: Project) -> QuerySet[Network]:
     ).filter(Q(shared=True) | Q(project_openstack_id=project.openstack_id))
 
 
-def server_list(*, user) -> QuerySet[Server]:
-    """Servers of the user's projects (all of them for a superuser)."""
+def server_list(*, user, projects: list[Project] | None = None) -> QuerySet[Server]:
+    """Servers of the user's projects (all of them for a superuser). `projects`: the
+    user's projects, when the page has read them already."""
     servers = Server.objects.select_related("project", "site", "created_by")
     if user.is_superuser:
         return servers
     # The user's projects as a list of ids, not a subquery: see snapshots.selectors
     # in_my_projects (the same for the overview's per-project indexes).
-    return servers.filter(project__in=list(projects_visible_to(user).values_list("pk", flat=True)))
+    if projects is None:
+        ids = list(projects_visible_to(user).values_list("pk", flat=True))
+    else:
+        ids = [project.pk for project in projects]
+    return servers.filter(project__in=ids)
 
 
-def servers_shown(*, user, data, projects):
+def servers_shown(*, user, data, projects, visible: list[Project] | None = None):
     """The rows the overview shows for these filters: the one definition the table,
     its count, "select all matching" and the delete confirmation all use.
+    `visible`: `projects` read already as a list (portal.access.projects_visible_list),
+    used for the rows, the flavor choices and the project choices alike.
     Returns (filterset, rows)."""
-    servers = server_list(user=user)
+    servers = server_list(user=user, projects=visible)
     filterset = ServerFilterSet(
-        data, queryset=servers, projects=projects, flavors=flavor_names_for(user=user)
+        data,
+        queryset=servers,
+        projects=projects,
+        flavors=flavor_names_for(user=user, projects=visible),
     )
+    if visible is not None:
+        choices_prime(filterset.form.fields["project"], visible)
     return filterset, (filterset.qs if filterset.is_valid() else servers.none())
 
 

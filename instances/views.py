@@ -28,10 +28,10 @@ from instances.selectors import (
 )
 from instances.services import SERVER_DELETE, server_power_request
 from instances.tables import ServerRows, ServerTable
-from portal.access import projects_visible_to
+from portal.access import projects_visible_list, projects_visible_to
 from portal.bulk.views import Chosen, DeletePage, bulk_delete_view, list_filters
 from portal.errors import ActionRefused
-from portal.form_rendering import choice_objects
+from portal.form_rendering import site_choices
 from portal.http import next_url, param_int, redirect_back
 from portal.jobs import busy_pks, job_repeated
 from portal.selectors import job_get_for_user
@@ -52,8 +52,12 @@ ROW_POLL_DELAYS = (2, 3, 5, 8, 13, 20, 30)
 @login_required
 @require_GET
 def instance_list(request):
+    # The user's projects (with their roles, for the rows' actions), read once.
     filterset, rows = servers_shown(
-        user=request.user, data=request.GET, projects=projects_visible_to(request.user)
+        user=request.user,
+        data=request.GET,
+        projects=projects_visible_to(request.user),
+        visible=projects_visible_list(request.user),
     )
     per_page = page_size_from(request)
     table = ServerTable(rows, user=request.user, next_url=request.get_full_path())
@@ -72,7 +76,7 @@ def instance_list(request):
     if request.htmx and not request.htmx.boosted:
         return render(request, "instances/_instance_table.html", context)
     # Every site's sync time: the sites the filter offers, read once for both.
-    context["sites"] = choice_objects(filterset.form.fields["site"])
+    context["sites"] = site_choices(request, filterset.form.fields["site"])
     return render(request, "instances/instance_list.html", context)
 
 

@@ -26,6 +26,21 @@ def projects_visible_to(user: User) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user).distinct()
 
 
+def projects_visible_list(user: User) -> list[Project]:
+    """`projects_visible_to` read once, as a list (by name), for a page that needs the
+    projects more than once: their ids, their sites, the filter's choices. A member's
+    roles come in the same query and are kept for `project_role`, which the page's
+    rows ask next (one query for all four where there were four)."""
+    if user.is_superuser:
+        return list(Project.objects.all())
+    # One membership per user and project (membership_unique): no duplicates. By name,
+    # as Project's own ordering lists them.
+    memberships = Membership.objects.filter(user=user).select_related("project")
+    memberships = memberships.order_by("project__name")
+    user._portal_project_roles = {m.project_id: m.role for m in memberships}  # type: ignore[attr-defined]
+    return [membership.project for membership in memberships]
+
+
 def in_visible_projects(queryset: QuerySet[Row], user: User) -> QuerySet[Row]:
     """The rows of `queryset` (anything with a `project`) in the user's projects;
     all of them for a superuser. Every list of servers, images or snapshots goes

@@ -85,7 +85,33 @@ def choice_objects(field) -> list:
     also shows (the sites, as columns or sync times)."""
     from django.forms import ChoiceField
 
-    choices = list(field.choices)
+    # iter(): list() of the iterator itself would ask its len() first, a COUNT query.
+    choices = list(iter(field.choices))
     # Django's own setter: django-filter's would wrap the list in its lazy iterator.
     vars(ChoiceField)["choices"].fset(field, choices)
     return [value.instance for value, _label in choices if value != ""]
+
+
+# Where a page keeps every site it read (site_choices), for the notice of unreachable
+# sites on every page (operations.context_processors): one read of the sites, not two.
+ALL_SITES_ATTRIBUTE = "portal_all_sites"
+
+
+def site_choices(request, field) -> list:
+    """`choice_objects` of a filter's site field; when the field offers every site,
+    the list is kept on the request for the unreachable-sites notice."""
+    sites = choice_objects(field)
+    if not field.queryset.query.has_filters():
+        setattr(request, ALL_SITES_ATTRIBUTE, sites)
+    return sites
+
+
+def choices_prime(field, objects) -> None:
+    """Give a ModelChoiceField the choices it would read from its queryset, made from
+    `objects` the page has read already (the same rows, in the same order: the
+    caller's promise). Validation still asks the queryset for a submitted value."""
+    from django.forms import ChoiceField
+
+    iterator = field.iterator(field)
+    empty = [("", field.empty_label)] if field.empty_label is not None else []
+    vars(ChoiceField)["choices"].fset(field, empty + [iterator.choice(obj) for obj in objects])

@@ -14,6 +14,26 @@ from portal.templatetags.portal_tags import idempotency_input
 from portal.texts import render as job_text
 from snapshots.models import Snapshot
 
+# An id no row has, that cannot be part of the rest of a URL by chance.
+_STAND_IN_ID = 987654321987
+
+
+def id_urls(name: str, kwarg: str | None = None):
+    """`reverse(name)` for many ids, as a function of the id: reversed once, with a
+    stand-in id the row's id then replaces. A row links to up to four such pages, and
+    each reverse() walks the resolver's candidates with their regexes: ~8 % of a
+    snapshot page's CPU for 25 rows."""
+    url = (
+        reverse(name, kwargs={kwarg: _STAND_IN_ID}) if kwarg else reverse(name, args=[_STAND_IN_ID])
+    )
+    parts = url.split(str(_STAND_IN_ID))
+    if len(parts) != 2:  # not where we can tell it apart: reverse each time
+        if kwarg:
+            return lambda pk: reverse(name, kwargs={kwarg: pk})
+        return lambda pk: reverse(name, args=[pk])
+    head, tail = parts
+    return lambda pk: f"{head}{int(pk)}{tail}"
+
 
 class SnapshotTable(tables.Table):
     """The snapshot lists. Its columns give the headers and the sorting; the rows
@@ -71,6 +91,8 @@ class SnapshotTable(tables.Table):
         self.jobs: dict = {}
         self.deleting: set[int] = set()
         self.boot_tests: dict = {}
+        self.project_url = id_urls("snapshots:snapshot-project-list", "project_id")
+        self.server_url = id_urls("instances:instance-detail", "server_id")
 
     def page_rows(self) -> list[dict]:
         """`row_values` of every row on the current page."""
@@ -82,12 +104,11 @@ class SnapshotTable(tables.Table):
         key = (snapshot.site_id, snapshot.openstack_id)
         project_url = source_url = None
         if snapshot.project_id:
-            kwargs = {"project_id": snapshot.project_id}
-            project_url = reverse("snapshots:snapshot-project-list", kwargs=kwargs)
+            project_url = self.project_url(snapshot.project_id)
         server = self.source_servers.get((snapshot.site_id, snapshot.source_server_openstack_id))
         if server is not None:
             source = server.name
-            source_url = reverse("instances:instance-detail", kwargs={"server_id": server.pk})
+            source_url = self.server_url(server.pk)
         else:
             source = cell_text(snapshot.source_server_openstack_id[:8])
         return {
@@ -134,6 +155,8 @@ class SnapshotRows:
             "delete": reverse("snapshots:snapshot-delete"),
             "new": reverse("instances:instance-new"),
         }
+        self.copy_url = id_urls("images:image-copy")
+        self.verify_url = id_urls("snapshots:snapshot-verify")
         self.texts = {
             name: escape(text)
             for name, text in {
@@ -170,7 +193,7 @@ class SnapshotRows:
         if snapshot.copied_from_image_id:
             name = format_html(
                 '{} <a class="badge text-bg-info text-decoration-none" href="{}" title="{}">{}</a>',
-                name, reverse("images:image-copy", args=[snapshot.pk]), t["copy_note"],
+                name, self.copy_url(snapshot.pk), t["copy_note"],
                 t["copy_badge"],
             )  # fmt: skip
         openstack_id: str
@@ -253,9 +276,9 @@ class SnapshotRows:
                 'type="submit" aria-label="{}">{}</button></form>',
                 self.urls["new"], snapshot.project_id, snapshot.pk,
                 _said(said["launch"], snapshot=snapshot.name), t["launch"],
-                reverse("images:image-copy", args=[snapshot.pk]),
+                self.copy_url(snapshot.pk),
                 _said(said["copy_site"], image=snapshot.name), t["copy_site"],
-                reverse("snapshots:snapshot-verify", args=[snapshot.pk]), self.csrf,
+                self.verify_url(snapshot.pk), self.csrf,
                 idempotency_input(), self.next_path,
                 _said(said["verify"], snapshot=snapshot.name), t["verify"],
             )  # fmt: skip

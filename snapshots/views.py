@@ -13,6 +13,7 @@ from instances.selectors import server_get_for_user, servers_chosen, source_serv
 from portal.access import get_project_for_user
 from portal.bulk.views import Chosen, DeletePage, bulk_delete_view, list_filters
 from portal.errors import ActionRefused
+from portal.form_rendering import site_choices
 from portal.http import next_url, param_id, param_ids, redirect_back
 from portal.jobs import job_repeated
 from portal.selectors import job_get_for_user
@@ -60,6 +61,8 @@ def _list_url(project, query: str = "") -> str:
 
 def _table_context(request, *, project=None) -> dict:
     snapshots, filterset, rows = _shown(request.user, request.GET, project)
+    # The filter's sites, read once for the form and the unreachable-sites notice.
+    site_choices(request, filterset.form.fields["site"])
     per_page = page_size_from(request, remember="snapshots")
     table = SnapshotTable(rows, project=project)
     table_configure(request, table, per_page=per_page)
@@ -85,7 +88,8 @@ def _table_context(request, *, project=None) -> dict:
         "remember_page_size": "snapshots",
         "project": project,
         "job": job,
-        "has_any": snapshots.exists(),
+        # Rows on the page answer it; only an empty page asks the database.
+        "has_any": bool(page_rows) or snapshots.exists(),
         "busy": bool(table.jobs or table.deleting),
         "filter_query": request.GET.urlencode(),
     }
