@@ -30,10 +30,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if connection.closed or connection.broken:
             return False
         if connection.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+            # poll(), not select(): select() refuses descriptors past 1023, which a
+            # process with many connections and files open reaches.
+            socket_events = select.poll()
             try:
-                readable, _, _ = select.select([connection.fileno()], [], [], 0)
+                socket_events.register(connection.fileno(), select.POLLIN)
+                waiting = socket_events.poll(0)
             except (OSError, ValueError):
-                return False
-            if not readable:
+                waiting = [None]  # ask the server, as Django does
+            if not waiting:
                 return True
         return super().is_usable()

@@ -86,3 +86,34 @@ def test_a_request_after_the_server_ended_the_connection_gets_a_new_one(client, 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != pid
+
+
+def test_a_connection_past_descriptor_1023_is_still_checked_without_a_round_trip():
+    """select() refuses a descriptor past 1023 (FD_SETSIZE): a check built on it would
+    drop and reopen the connection before every request of a busy process."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("this process may not open 1,200 files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    spare = []
+    try:
+        while not spare or spare[-1] < 1100:
+            spare.append(os.dup(0))
+        connection.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 'the request before'")
+        assert connection.connection.fileno() > 1023
+        pid = connection.connection.info.backend_pid
+        connection.close_if_unusable_or_obsolete()
+        with connection.cursor():
+            pass
+        assert connection.connection.info.backend_pid == pid
+        assert last_query_of(pid) == "SELECT 'the request before'"
+    finally:
+        connection.close()
+        for descriptor in spare:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
