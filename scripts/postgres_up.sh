@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start Debian's PostgreSQL (installing it if missing) and make sure the role
-# `portal` (password `portal`, may create the test database) exists.
+# `portal` (password `portal`, may create the test database) and its database exist.
 # Used by .ci/run; run it once as root on a developer machine too, then
 #   DATABASE_URL=postgres://portal:portal@127.0.0.1:5432/portal make test-postgres
 set -euo pipefail
@@ -21,4 +21,10 @@ exists=$(su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname='porta
 if [ "$exists" != "1" ]; then
   su postgres -c "psql -qc \"CREATE ROLE portal LOGIN CREATEDB PASSWORD 'portal'\""
 fi
-echo "PostgreSQL $version is up; role portal ready"
+# The database the README's DATABASE_URL and `make bench` name (the benches make their
+# throwaway databases next to it), owned by the role so its migrations may create pg_trgm.
+exists=$(su postgres -c "psql -tAc \"SELECT 1 FROM pg_database WHERE datname='portal'\"")
+if [ "$exists" != "1" ]; then
+  su postgres -c "createdb -O portal portal"
+fi
+echo "PostgreSQL $version is up; role and database portal ready"
