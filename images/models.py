@@ -140,36 +140,24 @@ class Image(MirrorRow):
             # The snapshot table's sorts (snapshots.tables), each with the row id
             # that breaks its ties, everyone's and one project's: walked in order
             # and stopped after a page. (A member's list, `project IN (theirs)`,
-            # walks the first kind, filtered.)
-            models.Index(
-                fields=["created_at", "id"], condition=LIVE_SNAPSHOT, name="image_snap_created"
-            ),
-            models.Index(
-                fields=["name_key", "id"], condition=LIVE_SNAPSHOT, name="image_snap_by_name"
-            ),
-            models.Index(
-                fields=["status", "id"], condition=LIVE_SNAPSHOT, name="image_snap_status"
-            ),
-            models.Index(fields=["size", "id"], condition=LIVE_SNAPSHOT, name="image_snap_size"),
-            models.Index(
-                fields=["project", "created_at", "id"],
-                condition=LIVE_SNAPSHOT,
-                name="image_snap_project",
-            ),
-            models.Index(
-                fields=["project", "name_key", "id"],
-                condition=LIVE_SNAPSHOT,
-                name="image_snap_name",
-            ),
-            models.Index(
-                fields=["project", "status", "id"],
-                condition=LIVE_SNAPSHOT,
-                name="image_snap_project_status",
-            ),
-            models.Index(
-                fields=["project", "size", "id"],
-                condition=LIVE_SNAPSHOT,
-                name="image_snap_project_size",
+            # walks the first kind, filtered.) Each carries the boot outcome
+            # (PostgreSQL: INCLUDE; SQLite ignores it) so that `?boot=untested`,
+            # a test on the rows a sort walks, counts its first 1,001 from the
+            # index alone: it read ~1,800 table rows for it at 100,000 snapshots.
+            *(
+                models.Index(
+                    fields=fields, condition=LIVE_SNAPSHOT, name=name, include=["boot_outcome"]
+                )
+                for name, fields in (
+                    ("image_snap_created", ["created_at", "id"]),
+                    ("image_snap_by_name", ["name_key", "id"]),
+                    ("image_snap_status", ["status", "id"]),
+                    ("image_snap_size", ["size", "id"]),
+                    ("image_snap_project", ["project", "created_at", "id"]),
+                    ("image_snap_name", ["project", "name_key", "id"]),
+                    ("image_snap_project_status", ["project", "status", "id"]),
+                    ("image_snap_project_size", ["project", "size", "id"]),
+                )
             ),
             models.Index(
                 fields=["base_image_openstack_id", "site", "project"],
