@@ -131,12 +131,14 @@ def test_postgres_walks_a_verdict_from_its_index_in_every_sort(people, tested):
 def test_postgres_counts_not_verified_from_the_sort_index_alone(people, tested):
     """The "not verified" filter tests the rows each sort walks, and the page's count
     walks up to 1,001 of them: the sort indexes carry the outcome (INCLUDE), so the
-    count reads no table rows (before, ~1,800 of them at 100,000 snapshots)."""
-    for user in (people["admin"], people["alice"]):
-        for sort, rows in table_orders(shown(user, "untested")):
-            found = postgres_plan(rows.values("pk")[:1001])
-            assert "Index Only Scan" in found, (user, sort, found)
-            assert "image_snap_" in found, (user, sort, found)
+    count reads no table rows (before, ~1,800 of them at 100,000 snapshots).
+    The facility's list: a member's may walk either its project's index or
+    everyone's filtered by project, as the statistics say, and only the first
+    of those is read without the table."""
+    for sort, rows in table_orders(shown(people["admin"], "untested")):
+        found = postgres_plan(rows.values("pk")[:1001])
+        assert "Index Only Scan" in found, (sort, found)
+        assert "image_snap_" in found, (sort, found)
 
 
 # --- The migration ---------------------------------------------------------------
