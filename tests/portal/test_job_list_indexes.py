@@ -17,14 +17,9 @@ from portal.mirror.sqlite import planner_statistics_refresh
 from portal.models import Job
 from portal.selectors import jobs_newest
 from tests.factories import make_image, make_server
+from tests.plans import postgres_plan, sqlite_plan
 
 sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite plans")
-
-
-def sqlite_plan(sql: str) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN QUERY PLAN {sql}")
-        return " | ".join(row[-1] for row in cursor.fetchall())
 
 
 def job_queries(call) -> list[str]:
@@ -136,15 +131,6 @@ def test_a_tables_running_jobs_are_read_from_the_unfinished_jobs(people, history
 
 
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL plans")
-
-
-def postgres_plan(sql: str) -> str:
-    with connection.cursor() as cursor:
-        # A tiny table: is an index usable at all, and does it yield the order?
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("SET LOCAL enable_sort = off")
-        cursor.execute(f"EXPLAIN {sql}")
-        return " | ".join(row[0] for row in cursor.fetchall())
 
 
 @postgres_only

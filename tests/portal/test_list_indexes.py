@@ -13,15 +13,9 @@ from portal.filters import id_prefix_q, name_q
 from portal.mirror.sqlite import planner_statistics_refresh
 from snapshots.selectors import snapshot_list
 from tests.factories import make_image, make_server
+from tests.plans import sqlite_plan
 
 pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite plans")
-
-
-def plan(queryset) -> str:
-    sql, params = queryset.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
-        return " | ".join(row[-1] for row in cursor.fetchall())
 
 
 @pytest.fixture
@@ -38,21 +32,21 @@ def mirror(people):
 
 def test_snapshot_list_walks_the_partial_index_newest_first(people, mirror):
     rows = snapshot_list(user=people["admin"]).order_by("-created_at")[:25]
-    assert "image_snap_created" in plan(rows)
-    assert "TEMP B-TREE" not in plan(rows)
+    assert "image_snap_created" in sqlite_plan(rows)
+    assert "TEMP B-TREE" not in sqlite_plan(rows)
 
 
 def test_a_project_snapshot_list_walks_its_project_index(people, mirror):
     rows = snapshot_list(user=people["alice"], project=people["alpha"]).order_by("-created_at")
-    assert "image_snap_project" in plan(rows[:25])
+    assert "image_snap_project" in sqlite_plan(rows[:25])
 
 
 def test_name_and_id_filters_are_prefix_searches_on_an_index(people, mirror):
     by_name = Image.objects.filter(name_q("S-1", model=Image))
-    assert "name_key" in plan(by_name)
-    assert "SCAN images_image" not in plan(by_name)
+    assert "name_key" in sqlite_plan(by_name)
+    assert "SCAN images_image" not in sqlite_plan(by_name)
     by_id = Image.objects.filter(id_prefix_q("ABCDEF"))
-    assert "image_openstack_id" in plan(by_id)
+    assert "image_openstack_id" in sqlite_plan(by_id)
     assert set(Image.objects.filter(name_q("S-1", model=Image)).values_list("name", flat=True)) == {
         "s-1",
         *(f"s-{n}" for n in range(10, 20)),
@@ -63,15 +57,15 @@ def test_name_and_id_filters_are_prefix_searches_on_an_index(people, mirror):
 
 def test_image_names_look_ids_up_in_the_id_index(people, mirror):
     rows = Image.objects.filter(openstack_id__in=["a", "b"]).order_by()
-    assert "image_openstack_id" in plan(rows)
+    assert "image_openstack_id" in sqlite_plan(rows)
     assert image_names_for([mirror]) == {}
 
 
 def test_the_overview_walks_the_live_servers_index(people, mirror):
     rows = Server.objects.filter(deleted_at__isnull=True).order_by("-created_at", "name")[:25]
     # Either created_at index: rows come in date order, never all sorted first.
-    assert "created" in plan(rows)
-    assert "TEMP B-TREE FOR ORDER BY" not in plan(rows)
+    assert "created" in sqlite_plan(rows)
+    assert "TEMP B-TREE FOR ORDER BY" not in sqlite_plan(rows)
 
 
 def test_the_quick_search_looks_names_and_ids_up_in_their_indexes(people, mirror):
@@ -93,15 +87,13 @@ def test_the_quick_search_looks_names_and_ids_up_in_their_indexes(people, mirror
         with CaptureQueriesContext(connection) as captured:
             rows = search(user, "s-1")  # the matching ids are read here, first
         (first,) = [q["sql"] for q in captured.captured_queries if "images_image" in q["sql"]]
-        with connection.cursor() as cursor:
-            cursor.execute(f"EXPLAIN QUERY PLAN {first}")
-            found = " | ".join(row[-1] for row in cursor.fetchall())
+        found = sqlite_plan(first)
         assert "MULTI-INDEX OR" in found, found
         assert "openstack_id>?" in found
         assert "name_key>?" in found
         assert "SCAN images_image" not in found
         # ...then the page asks for those rows by id.
-        found = plan(rows)
+        found = sqlite_plan(rows)
         assert "INTEGER PRIMARY KEY" in found, found
         assert "SCAN images_image" not in found
     assert {s.name for s in search(people["alice"], "S-2")} == {"s-2", "s-20", "s-21", "s-22",
@@ -122,7 +114,7 @@ def test_a_status_filter_walks_the_status_index_in_the_overviews_order(people, m
             user=user, data=QueryDict("status=SHUTOFF&filtered=1"),
             projects=projects_visible_to(user),
         )  # fmt: skip
-        found = plan(rows.order_by("-created_at", "name")[:10])
+        found = sqlite_plan(rows.order_by("-created_at", "name")[:10])
         # The status index, or (a member's one project) that project's index.
         assert "server_live_status" in found or "server_live_project" in found, found
         assert "TEMP B-TREE" not in found, found
@@ -145,7 +137,7 @@ def test_every_sort_the_snapshot_table_offers_is_walked_from_an_index(people, mi
 
     for user in (people["admin"], people["alice"]):
         for sort, rows in table_orders(SnapshotTable, snapshot_list(user=user)):
-            found = plan(rows[:25])
+            found = sqlite_plan(rows[:25])
             assert "TEMP B-TREE" not in found, (user, sort, found)
 
 
@@ -159,5 +151,5 @@ def test_every_sort_the_overview_offers_is_walked_from_an_index(people, mirror):
     for user in (people["admin"], people["alice"]):
         _, shown = servers_shown(user=user, data=QueryDict(""), projects=projects_visible_to(user))
         for sort, rows in table_orders(ServerTable, shown):
-            found = plan(rows[:25])
+            found = sqlite_plan(rows[:25])
             assert "TEMP B-TREE" not in found, (user, sort, found)

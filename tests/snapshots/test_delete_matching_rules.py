@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from portal.bulk.matching import MAX_RULE_IDS
 from tests.factories import make_image, make_server
+from tests.plans import sqlite_plan
 
 URL = reverse("snapshots:snapshot-delete")
 PARKED = "the saved disk of a parked machine: resume or delete the machine"
@@ -101,10 +102,7 @@ def test_the_parked_machines_are_read_from_their_own_index(people):
     planner_statistics_refresh()
     (rule,) = [rule for reason, rule in SNAPSHOT_DELETE.rules if reason == PARKED]
     rows = Image.objects.filter(rule).order_by().values_list("name", flat=True)
-    sql, params = rows.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
-        found = " | ".join(row[-1] for row in cursor.fetchall())
+    found = sqlite_plan(rows)
     assert "SCAN U0" not in found, found
     assert "SCAN instances_server" not in found, found
     # The same disks as before: those named "-shelved" of a machine parked now.

@@ -18,6 +18,7 @@ from snapshots.services import (
     snapshot_name_taken,
 )
 from tests.factories import make_server
+from tests.plans import sqlite_plan
 
 
 def test_a_job_records_its_casefolded_name_in_the_column(
@@ -78,7 +79,4 @@ def test_the_check_asks_the_name_index_not_every_pending_job(
     with CaptureQueriesContext(connection) as queries:
         snapshot_name_taken(server=servers[0], name="new name")
     (job_query,) = [q["sql"] for q in queries if '"portal_job"' in q["sql"]]
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN QUERY PLAN {job_query}")
-        plan = " | ".join(row[-1] for row in cursor.fetchall())
-    assert "job_name_key" in plan
+    assert "job_name_key" in sqlite_plan(job_query)
