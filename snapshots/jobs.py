@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.utils import timezone, translation
 from django.utils.translation import gettext, gettext_noop
@@ -61,7 +62,12 @@ from portal.mirror.freshness import site_watched
 from portal.models import Job
 from portal.preferences import language_of
 from portal.texts import render, say, span, text, word
-from snapshots.services import SNAPSHOT_DELETE, snapshot_create_check
+from snapshots.forms import clean_snapshot_name
+from snapshots.services import (
+    SNAPSHOT_DELETE,
+    snapshot_create_check,
+    snapshot_names_taken_by_jobs,
+)
 from snapshots.verify import (
     BootTestState,
     step_verify_boot,
@@ -135,13 +141,39 @@ def step_check(ctx: StepContext) -> None:
     server = server_of(ctx)
     try:
         snapshot_create_check(
-            server=server, actor=ctx.actor, name=ctx.params.name, exclude_job_id=ctx.job_id
+            server=server,
+            actor=ctx.actor,
+            name=ctx.params.name,
+            exclude_job_id=ctx.job_id,
+            name_taken=ctx.cache.get("name_taken"),
         )
     except ActionRefused as refused:
         raise StepFailed(refused.message) from refused
     if ctx.state.prior_status is None:
         ctx.state.prior_status = server.status
     return None
+
+
+def names_read_ahead(jobs: list[Job]) -> None:
+    """step_check's name rule for a batch's snapshot jobs at their check (see
+    portal.jobs.jobs_preload): two queries for all of them, not two each. Only for
+    a job whose server the batch read ahead (servers_read_ahead, registered first);
+    any other asks in its step, as alone."""
+    checking = []
+    for job in jobs:
+        server = job.__dict__.get("batch_reads", {}).get("server")
+        if job.kind != SnapshotCreate.name or job.step_index != 0 or server is None:
+            continue
+        try:
+            name = clean_snapshot_name(job.params.get("name", ""))
+        except ValidationError:
+            continue  # the step refuses it, with the form's message
+        checking.append((job, server, name))
+    if not checking:
+        return
+    taken = snapshot_names_taken_by_jobs([(server, name, job.pk) for job, server, name in checking])
+    for (job, _, _), is_taken in zip(checking, taken, strict=True):
+        job.__dict__["batch_reads"]["name_taken"] = is_taken
 
 
 def step_stop_if_running(ctx: StepContext) -> Skipped | None:

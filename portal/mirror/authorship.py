@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.db.models.constants import OnConflict
+
 from portal.mirror.rows import CHUNK
 from portal.models import Authorship, Site
 
@@ -17,10 +19,14 @@ CREATED_BY_KEY = "portal_user"
 def authorship_record(*, site: Site, openstack_id: str, user, job=None) -> None:
     """Record that `user` made the object through the portal (first record wins:
     a re-run step, or a later change of cloud metadata, never moves it)."""
-    Authorship.objects.bulk_create(
-        [Authorship(site=site, openstack_id=openstack_id, user=user, job=job)],
-        ignore_conflicts=True,
-    )
+    row = Authorship(site=site, openstack_id=openstack_id, user=user, job=job)
+    # The INSERT … ON CONFLICT DO NOTHING that bulk_create(ignore_conflicts=True)
+    # makes, without the transaction bulk_create opens around it: one statement is
+    # atomic by itself, and on SQLite that transaction is a BEGIN IMMEDIATE of its
+    # own (the write lock taken one statement early), in every snapshot job's run.
+    fields = [f for f in Authorship._meta.concrete_fields if not f.primary_key]
+    insert = Authorship.objects.all()._insert  # type: ignore[attr-defined]  # save()'s own path
+    insert([row], fields=fields, on_conflict=OnConflict.IGNORE)
 
 
 def authors_of(site: Site, openstack_ids: Iterable[str] | None = None) -> dict[str, int]:

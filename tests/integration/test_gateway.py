@@ -229,3 +229,28 @@ def test_the_environments_proxy_settings_still_apply_to_every_call(clouds, monke
     with pytest.raises(cloud.Unavailable):
         cloud.server_list("devcloud")
     connections_reset()
+
+
+def test_a_calls_endpoint_is_looked_up_in_the_catalog_once_per_token(clouds, monkeypatch):
+    """The service catalog comes with the token: hot calls (a job's stop, its
+    snapshot request) do not search it again on every call, and a new token (here
+    invalidated, as when it expires) is searched again."""
+    from portal.cloud.connection import connection_for
+
+    server = cloud.server_list("devcloud")[0]
+    auth = connection_for("devcloud").session.auth
+    lookups = []
+    search = auth.get_endpoint
+
+    def counted(*args, **kwargs):
+        lookups.append(kwargs.get("service_type"))
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(auth, "get_endpoint", counted)
+    for _ in range(3):
+        assert cloud.server_get("devcloud", server_id=server.id).id == server.id
+    assert lookups == []  # the listing above looked it up for this token
+    auth.invalidate()
+    assert cloud.server_get("devcloud", server_id=server.id).id == server.id
+    assert cloud.server_get("devcloud", server_id=server.id).id == server.id
+    assert lookups == ["compute"]
