@@ -35,9 +35,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
             socket_events = select.poll()
             try:
                 socket_events.register(connection.fileno(), select.POLLIN)
-                waiting = socket_events.poll(0)
+                quiet = not socket_events.poll(0)
             except (OSError, ValueError):
-                waiting = [None]  # ask the server, as Django does
-            if not waiting:
+                quiet = False  # ask the server, as Django does
+            if quiet:
                 return True
         return super().is_usable()
