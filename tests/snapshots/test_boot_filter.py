@@ -80,6 +80,12 @@ def tested(people):
                 outcome = "failed" if n % 8 == 0 else "verified"
                 boot_test_save(site=site, openstack_id=image.openstack_id, outcome=outcome)
     planner_statistics_refresh()
+    if connection.vendor == "postgresql":
+        # The planner's statistics of these rows, not of whatever rows autovacuum saw
+        # while earlier tests ran (the plans then depended on the tests run before).
+        # ANALYZE in the test's transaction: rolled back with it.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE images_image, images_boottest")
 
 
 def shown(user, boot: str, project=None):
@@ -118,13 +124,20 @@ def test_not_verified_is_a_test_on_the_rows_each_sort_walks(people, tested):
 
 @postgres_only
 def test_postgres_walks_a_verdict_from_its_index_in_every_sort(people, tested):
+    """Every sort yields its page from an index, never sorting the matches nor reading
+    the tests. A rare verdict (failed: 10 of 80 snapshots) comes from its own
+    partial index; for a common one (verified: 30 of 80) the planner, knowing the
+    rows, may as well walk the sort's index and skip the rest, which at 100,000 costs
+    the same (bench/pages_bench.py)."""
     for user, project in ((people["admin"], None), (people["alice"], None),
                           (people["admin"], people["alpha"])):  # fmt: skip
         for boot in ("verified", "failed"):
             for sort, rows in table_orders(shown(user, boot, project)):
                 found = postgres_plan(rows[:10])
-                assert "image_boot_" in found, (user, project, boot, sort, found)
+                index = "image_boot_" if boot == "failed" else "image_"
+                assert f"using {index}" in found, (user, project, boot, sort, found)
                 assert "Sort" not in found, (user, project, boot, sort, found)
+                assert "images_boottest" not in found, (user, project, boot, sort, found)
 
 
 @postgres_only
