@@ -11,7 +11,7 @@ signed-in users are members of `alpha` (one in five its admin).
 Then 200 snapshot jobs are submitted through the portal's services (as "Snapshot
 selected" does) and, at once, locust (headless, in its own environment
 var/bench-venv, created on the first run: gevent never enters the portal's) runs
---users users, each asking for a page every 2 s (`constant_pacing(2)`) for
+--users users, each asking for a page every 2 s (from a moment of its own) for
 --duration seconds: the instance overview, instance detail pages, the snapshot
 table with filters and sorts, a project's snapshots, images, the job list and
 job pages (bench/locust/portal_pages.py).
@@ -422,7 +422,7 @@ def run(args, world, *, work, port, locust, engine, processes, web_command, work
         )  # fmt: skip
         # gunicorn's CPU once a second, to split it at the moment the last job finished;
         # locust's own CPU, which shares the cores and whose lateness shows as latency.
-        samples = sample_while(users, process_groups(processes, database_name))
+        samples = sample_while(users, processes, database_name)
     load_seconds = time.time() - load_started
     groups = process_groups(processes, database_name)  # backends may have come and gone
     at_end = group_figures(groups)
@@ -512,19 +512,35 @@ def run(args, world, *, work, port, locust, engine, processes, web_command, work
     return 1 if missed else 0
 
 
-def sample_while(users: subprocess.Popen, groups: dict[str, list]) -> list[tuple]:
-    """(time, gunicorn CPU s, locust CPU s) once a second until locust ends."""
+def sample_while(users: subprocess.Popen, processes: dict, database_name: str) -> list[tuple]:
+    """(time, gunicorn CPU s, locust CPU s, the whole stack's CPU s) once a second
+    until locust ends. The stack is every service's processes, PostgreSQL's backends
+    (looked up again each second: they come and go) and locust, each process's CPU
+    counted from when it was first seen, so the last figure shows how busy the
+    cores were in each phase (a page waits for a core when they are all busy)."""
     import psutil
 
     locust = psutil.Process(users.pid)
     samples = []
+    first_seen: dict[int, float] = {}
+    last_seen: dict[int, float] = {}
     while True:
         try:
             times = locust.cpu_times()
             locust_cpu = times.user + times.system + times.children_user + times.children_system
         except psutil.NoSuchProcess:
             locust_cpu = samples[-1][2] if samples else 0.0
-        samples.append((time.time(), group_figures(groups)["gunicorn"]["cpu_s"], locust_cpu))
+        groups = process_groups(processes, database_name)
+        for each in (member for members in groups.values() for member in members):
+            try:
+                times = each.cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            first_seen.setdefault(each.pid, times.user + times.system)
+            last_seen[each.pid] = times.user + times.system
+        stack = sum(last_seen[pid] - first_seen[pid] for pid in last_seen) + locust_cpu
+        gunicorn = group_figures({"gunicorn": groups.get("gunicorn", [])})["gunicorn"]["cpu_s"]
+        samples.append((time.time(), gunicorn, locust_cpu, stack))
         try:
             users.wait(timeout=1)
             return samples
@@ -537,6 +553,22 @@ def percentile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def arrivals_bunching(requests: list[dict], window: float = 0.1) -> str:
+    """How bunched the users' requests came: the most that began within any `window`
+    seconds, against the average. Independent users asking every 2 s each come
+    spread out; users in step come in bursts that queue for the cores."""
+    starts = sorted(r["start"] for r in requests)
+    if len(starts) < 2:
+        return "too few requests"
+    most, low = 0, 0
+    for high, moment in enumerate(starts):
+        while moment - starts[low] > window:
+            low += 1
+        most = max(most, high - low + 1)
+    average = len(starts) / max(starts[-1] - starts[0], 1e-9) * window
+    return f"at most {most} began within any {window:g} s ({average:.1f} on average)"
 
 
 def where_the_time_goes(work: Path, samples: list[tuple], *, jobs_done: float | None,
@@ -562,9 +594,11 @@ def where_the_time_goes(work: Path, samples: list[tuple], *, jobs_done: float | 
     if not requests or not samples:
         return
 
-    def web_cpu_at(moment: float) -> float:
+    def cpu_at(moment: float, column: int = 1) -> float:
         before = [s for s in samples if s[0] <= moment] or samples[:1]
-        return before[-1][1]
+        return before[-1][column]
+
+    cores = os.cpu_count() or 1
 
     first, last = samples[0][0], samples[-1][0]
     phases = [("all", first, last + 60)]
@@ -572,18 +606,22 @@ def where_the_time_goes(work: Path, samples: list[tuple], *, jobs_done: float | 
         end = jobs_done if jobs_done is not None else last
         phases += [("while jobs run", first, end), ("after the jobs", end, last + 60)]
     print(f"\n{'phase':<16} {'from':>5} {'to':>5} {'requests':>8} {'p50':>6} {'p95':>6} "
-          f"{'p99':>6}  ms   gunicorn CPU/request")  # fmt: skip
+          f"{'p99':>6}  ms   gunicorn CPU/request   cores busy")  # fmt: skip
     for label, start, end in phases:
         times = [r["ms"] for r in requests if start <= r["start"] < end]
-        cpu = web_cpu_at(min(end, last)) - web_cpu_at(start)
+        cpu = cpu_at(min(end, last)) - cpu_at(start)
+        stack = cpu_at(min(end, last), 3) - cpu_at(start, 3)
+        busy = stack / max(cores * (min(end, last) - start), 1e-9)
         print(f"{label:<16} {start - first:5.0f} {min(end, last) - first:5.0f} {len(times):8d} "
               f"{percentile(times, .5):6.0f} {percentile(times, .95):6.0f} "
-              f"{percentile(times, .99):6.0f}       {cpu / max(len(times), 1) * 1000:6.1f} ms")  # fmt: skip
+              f"{percentile(times, .99):6.0f}       {cpu / max(len(times), 1) * 1000:6.1f} ms"
+              f"   {busy:9.0%}")  # fmt: skip
     locust_cpu = samples[-1][2] - samples[0][2]
     print(
         f"  locust's own CPU: {locust_cpu:.1f} s in {last - first:.0f} s "
         f"({locust_cpu / max(last - first, 1):.0%} of a core)"
     )
+    print(f"  arrivals: {arrivals_bunching(requests)}")
 
     keys = ("locust", "before", "inside", "cpu", "queries", "other", "count", "after")
     parts: dict[str, list[float]] = {k: [] for k in keys}
