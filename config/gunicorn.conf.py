@@ -3,30 +3,50 @@
 every 2 s each, while 200 snapshot jobs run) on a 2-core machine that also runs the
 Celery worker and PostgreSQL.
 
-A page spends part of its time waiting for PostgreSQL (8-14 queries, each a round
-trip); threads fill that wait with another request, so a few processes with threads
-keep the cores busy where sync workers would queue requests behind a worker that is
-only waiting. More processes than one per core only add memory and take the cores
-from the worker: 4 processes x 4 threads let 44 of 200 jobs finish in the minute
-where 2 x 8 let 200 finish. One thread per process (4 x 1) queued requests behind
-the waits: p95 16 s against 4.5 s for 2 x 4 in the same sitting. Between 2 x 4 and
-2 x 8, run alternately in one sitting (a shared machine, load 4-16, so the latencies
-are only comparable pairwise): p95 5.9 s / 5.9 s with 4 threads against 1.7 s /
-3.0 s / 4.0 s with 8, at the same CPU per request one at a time (26-28 ms) and less
-under load (31-34 ms against 37-39). Hence a process per core and 8 threads each:
-the web then holds up to 2 x 8 PostgreSQL connections (CONN_MAX_AGE keeps them).
-Earlier, 4 sync workers against 2 x 4 (no jobs, 45 s): p50/p95/p99 400/1,100/1,700
-ms and 514 MiB against 250/690/870 ms and 277 MiB.
+Two processes per core, two threads each (4 x 2 on 2 cores). A page's ~9 queries
+each hand back to a thread that must take the GIL again, and while another thread
+of the same process renders a page it waits a switch interval (5 ms), often
+several. Under the load below a page waited 26-29 ms in its queries with 8 threads
+a process and 14-17 ms with 2 (PostgreSQL answers each in ~0.5 ms), at the same
+~27-28 ms of CPU; when requests came in bursts, ~140 ms against ~50 ms. One thread a process (8 x 1) queues
+requests behind a busy process instead (a kept-alive connection stays with its
+process). Two threads let a process take a second request while the first waits,
+at little GIL cost.
+
+Measured on a quiet 2-core machine in one sitting (2026-12-06) with
+bench/load_bench.py (50 users, one page every 2 s each, 200 snapshot jobs at the
+start, 120 s; the worker, PostgreSQL, devcloud and locust on the same cores),
+alternating; p50 / p95 / p99 in ms:
+- 2 x 8: 53/215/583, 46/222/517 (pages while the jobs ran: p99 858, 975)
+- 4 x 2: 47/175/404, 43/143/339 (p99 649, 530)
+4 x 2 holds up to 8 PostgreSQL connections (CONN_MAX_AGE keeps them) and ~530 MiB
+of RSS against ~300 MiB for 2 x 8.
+
+The same sitting, before the bench's users were spread over the 2 s (they asked in
+two bursts of ~24 every 2 s; see bench/locust/portal_pages.py), so these compare
+only among themselves:
+- no jobs, 60 s: 2 x 8 250/490/590, 211/390/521, 229/406/465; 4 x 4 190/325/404,
+  223/375/432, 231/404/490; 4 x 2 176/321/387, 197/361/442; 8 x 1 165/302/354,
+  178/333/385; 6 x 2 206/362/416; 8 x 2 216/372/432; gunicorn's sync workers (no
+  keep-alive, a free process accepts; 6, 8, 10 processes) 212/378/423,
+  216/368/463, 235/399/496.
+- 200 jobs, 120 s: 2 x 8 301/598/778, 254/630/1,221; 4 x 2 231/420/549,
+  256/450/631, 188/439/581; 8 x 1 238/447/556, 320/667/1,117.
+Every set-up finished all 200 jobs 21-26 s after they were submitted. An earlier
+sitting chose 2 x 8 on a machine shared with other benches (load 4-16), where 4 x 4
+let 44 of 200 jobs finish in a minute and 4 x 1 queued requests for seconds;
+neither held on a quiet machine. Earlier still, 4 sync workers against 2 x 4 (no
+jobs, 45 s): p50/p95/p99 400/1,100/1,700 ms against 250/690/870 ms.
 
 Where a request's time goes under load (the load bench's breakdown, from timing hooks
-in these processes): inside gunicorn a request spends ~25 ms on the CPU but ~300 ms
-in all, most of it waiting in its ~11 queries (each round trip ends with the thread
-waiting for the GIL and a core again) and the rest waiting for the GIL between them;
-then up to a few hundred ms before a thread takes it. Python's GIL switch interval
-was tried at 0.5 ms (default 5 ms; `bench/load_bench.py --switch-interval 0.5`) in
-alternating runs on a busy machine: p95 940 / 1,700 ms at 5 ms against 1,300 / 1,200
-ms at 0.5 ms, with ~10 % more CPU per request and twice the wait between queries. Not
-kept: the default stands.
+in these processes; the runs above, means): with 2 x 8, 67-71 ms inside gunicorn,
+26-29 ms of it waiting in its ~9 queries; with 4 x 2, 50-55 ms inside, 14-17 ms in
+queries; 6-9 ms before a thread took it in both. Python's GIL switch
+interval was tried at 0.5 ms (default 5 ms; `bench/load_bench.py --switch-interval`)
+in alternating runs on a busy machine: p95 940 / 1,700 ms at 5 ms against 1,300 /
+1,200 ms at 0.5 ms, with ~10 % more CPU per request; and at 1 ms on a quiet one (2 x
+8, no jobs, users in bursts): 333/627/755 ms against 250/490/590 and 211/390/521 at 5 ms. Not kept:
+the default stands, and fewer threads a process do what it was meant to.
 
 A kept-alive connection stays with the process that accepted it, and the bench's 50
 users often sat unevenly (1,053 / 289 requests per process in one run, 968 / 496 in
@@ -46,9 +66,9 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # WEB_CONCURRENCY (gunicorn's own variable, also read by platforms) overrides it.
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+workers = int(os.environ.get("WEB_CONCURRENCY", 2 * multiprocessing.cpu_count()))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+threads = int(os.environ.get("GUNICORN_THREADS", "2"))
 # A worker is replaced after this many requests (jittered, so not all at once): a
 # slow leak in any library cannot grow a process for the life of a release.
 max_requests = 5000

@@ -143,16 +143,19 @@ def _gunicorn_settings(env: dict) -> dict[str, str]:
 
 
 def test_the_gunicorn_config_gives_threaded_workers_an_operator_can_resize(tmp_path):
-    """The README's web command: threads fill a page's wait for the database, and
-    WEB_CONCURRENCY / GUNICORN_THREADS size it for another machine."""
+    """The README's web command: two processes per core, two threads each (a second
+    thread takes a request while the first waits for the database; more threads a
+    process wait for its GIL), and WEB_CONCURRENCY / GUNICORN_THREADS size it for
+    another machine."""
     import os
 
     env = _env(tmp_path)
     env.pop("WEB_CONCURRENCY", None)
+    env.pop("GUNICORN_THREADS", None)
     settings = _gunicorn_settings(env)
     assert settings["worker_class"] == "gthread"
-    assert settings["workers"] == str(os.cpu_count())
-    assert int(settings["threads"]) > 1
+    assert settings["workers"] == str(2 * os.cpu_count())
+    assert settings["threads"] == "2"
     assert settings["bind"] == "['127.0.0.1:8000']"
     resized = _gunicorn_settings({**env, "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "2"})
     assert (resized["workers"], resized["threads"]) == ("3", "2")
