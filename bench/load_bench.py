@@ -421,7 +421,8 @@ def run(args, world, *, work, port, locust, engine, processes, web_command, work
             cwd=ROOT, env=locust_env, stdout=subprocess.DEVNULL, stderr=locust_log,
         )  # fmt: skip
         # gunicorn's CPU once a second, to split it at the moment the last job finished;
-        # locust's own CPU, which shares the cores and whose lateness shows as latency.
+        # locust's own CPU, which shares the cores and whose lateness shows as latency;
+        # the whole stack's, to show how busy the cores were in each phase.
         samples = sample_while(users, processes, database_name)
     load_seconds = time.time() - load_started
     groups = process_groups(processes, database_name)  # backends may have come and gone

@@ -1,12 +1,14 @@
 """Locust users for bench/load_bench.py: each signed-in user asks for one page
-every 2 s (`paced`), the pages a project member browses while jobs run. Each user
-begins at a random moment of its first 2 s: locust starts users in groups (12 at
-once at the bench's spawn rate of 12.5 a second), and locust's `constant_pacing`
-counts from the moment a user was made, so a group stayed in step for the whole
-run: about half the users asked within the same ~0.1 s, twice every 2 s, which
-independent users do not. Runs in the bench's own environment (var/bench-venv), never the portal's:
-it reads what to ask for from the JSON file in LOAD_BENCH_PLAN (session cookies,
-instance, project and job ids), written by the bench after seeding.
+every 2 s (`paced`), the pages a project member browses while jobs run. Runs in
+the bench's own environment (var/bench-venv), never the portal's: it reads what to
+ask for from the JSON file in LOAD_BENCH_PLAN (session cookies, instance, project
+and job ids), written by the bench after seeding.
+
+Each user begins at a random moment of its first 2 s. locust starts users in
+groups (12 at once at the bench's spawn rate of 12.5 a second), and locust's
+`constant_pacing` counts from the moment a user was made, so a group stayed in
+step for the whole run: about half the users asked within the same ~0.1 s, twice
+every 2 s, which independent users do not.
 
 Every request carries an X-Request-Id, and is written to LOAD_BENCH_REQUESTS (a CSV:
 id, page, when it was sent, locust's response time, bytes) when locust stops, so the
