@@ -4,14 +4,14 @@ every 2 s each, while 200 snapshot jobs run) on a 2-core machine that also runs 
 Celery worker and PostgreSQL.
 
 Two processes per core, two threads each (4 x 2 on 2 cores). A page's ~9 queries
-each hand back to a thread that must take the GIL again, and while another thread
-of the same process renders a page it waits a switch interval (5 ms), often
-several. Under the load below a page waited 26-29 ms in its queries with 8 threads
-a process and 14-17 ms with 2 (PostgreSQL answers each in ~0.5 ms), at the same
-~27-28 ms of CPU; when requests came in bursts, ~140 ms against ~50 ms. One thread a process (8 x 1) queues
-requests behind a busy process instead (a kept-alive connection stays with its
-process). Two threads let a process take a second request while the first waits,
-at little GIL cost.
+each hand back to a thread that must take the GIL again, and while another thread of
+the same process renders a page it waits a switch interval (5 ms), often several.
+Under the load below a page waited 26-29 ms in its queries with 8 threads a process
+and 14-17 ms with 2 (PostgreSQL answers each in ~0.5 ms), at the same ~27-28 ms of
+CPU; when requests came in bursts, ~140 ms against ~50 ms. One thread a process
+(8 x 1) queues requests behind a busy process instead (a kept-alive connection stays
+with its process). Two threads let a process take a second request while the first
+waits, at little GIL cost.
 
 Measured on a quiet 2-core machine in one sitting (2026-12-06) with
 bench/load_bench.py (50 users, one page every 2 s each, 200 snapshot jobs at the
@@ -32,21 +32,22 @@ only among themselves:
   216/368/463, 235/399/496.
 - 200 jobs, 120 s: 2 x 8 301/598/778, 254/630/1,221; 4 x 2 231/420/549,
   256/450/631, 188/439/581; 8 x 1 238/447/556, 320/667/1,117.
-Every set-up finished all 200 jobs 21-26 s after they were submitted. An earlier
+Every set-up finished all 200 jobs 22-26 s after they were submitted. An earlier
 sitting chose 2 x 8 on a machine shared with other benches (load 4-16), where 4 x 4
 let 44 of 200 jobs finish in a minute and 4 x 1 queued requests for seconds;
 neither held on a quiet machine. Earlier still, 4 sync workers against 2 x 4 (no
 jobs, 45 s): p50/p95/p99 400/1,100/1,700 ms against 250/690/870 ms.
 
-Where a request's time goes under load (the load bench's breakdown, from timing hooks
-in these processes; the runs above, means): with 2 x 8, 67-71 ms inside gunicorn,
-26-29 ms of it waiting in its ~9 queries; with 4 x 2, 50-55 ms inside, 14-17 ms in
-queries; 6-9 ms before a thread took it in both. Python's GIL switch
+Where a request's time goes under load (the load bench's breakdown, from timing
+hooks in these processes; the runs above, means): with 2 x 8, 67-71 ms inside
+gunicorn, 26-29 ms of it waiting in its ~9 queries; with 4 x 2, 50-55 ms inside,
+14-17 ms in queries; 6-9 ms before a thread took it in both. Python's GIL switch
 interval was tried at 0.5 ms (default 5 ms; `bench/load_bench.py --switch-interval`)
 in alternating runs on a busy machine: p95 940 / 1,700 ms at 5 ms against 1,300 /
 1,200 ms at 0.5 ms, with ~10 % more CPU per request; and at 1 ms on a quiet one (2 x
-8, no jobs, users in bursts): 333/627/755 ms against 250/490/590 and 211/390/521 at 5 ms. Not kept:
-the default stands, and fewer threads a process do what it was meant to.
+8, no jobs, users in bursts): 333/627/755 ms against 250/490/590 and 211/390/521 at
+5 ms. Not kept: the default stands, and fewer threads a process do what it was meant
+to.
 
 A kept-alive connection stays with the process that accepted it, and the bench's 50
 users often sat unevenly (1,053 / 289 requests per process in one run, 968 / 496 in

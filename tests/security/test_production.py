@@ -157,8 +157,8 @@ def test_the_gunicorn_config_gives_threaded_workers_an_operator_can_resize(tmp_p
     assert settings["workers"] == str(2 * os.cpu_count())
     assert settings["threads"] == "2"
     assert settings["bind"] == "['127.0.0.1:8000']"
-    resized = _gunicorn_settings({**env, "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "2"})
-    assert (resized["workers"], resized["threads"]) == ("3", "2")
+    resized = _gunicorn_settings({**env, "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "4"})
+    assert (resized["workers"], resized["threads"]) == ("3", "4")
 
 
 def test_the_readme_starts_the_web_server_with_the_gunicorn_config():
