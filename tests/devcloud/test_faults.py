@@ -123,7 +123,10 @@ def test_a_hung_path_times_the_client_out_while_other_paths_answer(fresh_cloud):
         assert time.monotonic() < deadline, "no 499 line for the hung request"
         time.sleep(0.05)
     held_ms = float(_access_lines(cloud, "GET /compute/v2.1/servers/detail 499 ")[0].split()[4])
-    assert held_ms >= 3000
+    # Held until the client gave up at 3 s: devcloud's clock starts when the request
+    # has arrived, after the client's has, so it may read a fraction of a ms less
+    # (CI saw 2999.7). An answered request would be held for no time at all.
+    assert held_ms >= 2900, held_ms
     cloud.set_faults({})  # lifted at run time
     assert api.get("/compute/v2.1/servers/detail").status_code == 200
 
