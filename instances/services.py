@@ -12,7 +12,7 @@ from django.utils.translation import gettext, gettext_noop, pgettext_lazy
 
 from instances.models import Flavor, Network, Server
 from instances.selectors import servers_matching
-from portal import cloud
+from portal import cloud, prepared
 from portal.access import can_act_on, can_see
 from portal.bulk.delete import BulkDelete, DeletePlan
 from portal.errors import ActionRefused
@@ -164,12 +164,23 @@ def server_task_began(site: Site, row: Server, *, task_state: str, answered_at: 
     For the job that acted on its own server only: no other job can be parked on
     that server (one unfinished job per server, Job's job_one_unfinished_per_server),
     so this writer has no one to wake (see portal.jobs.parking)."""
-    current = Q(synced_at__isnull=True) | Q(synced_at__lte=answered_at)
-    changes = {"task_state": task_state, "fingerprint": "", "synced_at": answered_at}
-    if not Server.objects.filter(pk=row.pk).filter(current).update(**changes):
+
+    def build(quote):
+        column = {name: quote(Server._meta.get_field(name).column)
+                  for name in ("id", "task_state", "fingerprint", "synced_at")}  # fmt: skip
+        return (
+            f"UPDATE {quote(Server._meta.db_table)} SET {column['task_state']} = %s, "
+            f"{column['fingerprint']} = %s, {column['synced_at']} = %s "
+            f"WHERE {column['id']} = %s "
+            f"AND ({column['synced_at']} IS NULL OR {column['synced_at']} <= %s)"
+        )
+
+    # Its SQL built once (see portal.prepared): every action of every job writes it.
+    answered = prepared.db_value(Server, "synced_at", answered_at)
+    sql = prepared.built("server_task_began", build)
+    if not prepared.run(sql, [task_state, "", answered, row.pk, answered]):
         return Server.objects.filter(pk=row.pk).first() or row
-    for name, value in changes.items():
-        setattr(row, name, value)
+    row.task_state, row.fingerprint, row.synced_at = task_state, "", answered_at
     return row
 
 

@@ -17,11 +17,10 @@ from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
-from portal import cloud
+from portal import cloud, prepared
 from portal.jobs import sending
 from portal.jobs.kinds import (
     BadJobData,
@@ -63,14 +62,30 @@ def _claim(job_id: int, wake: str | None) -> datetime | None:
     """Hold the job, if it is unfinished, free, and `wake` is its current token: a
     message overtaken by a newer schedule (the watcher woke the job since) or a
     duplicate costs this one UPDATE that matches nothing. Returns the moment it was
-    claimed (None: not claimed)."""
+    claimed (None: not claimed). Its SQL is built once (see portal.prepared): every
+    run of every job starts here."""
     now = _now()
-    jobs = Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED)
-    if wake is not None:
-        jobs = jobs.filter(wake=wake)
-    claimed = jobs.filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now)).update(
-        lease_until=now + LEASE, heartbeat_at=now
-    )
+
+    def build(quote):
+        column = {name: quote(Job._meta.get_field(name).column) for name in
+                  ("id", "lease_until", "heartbeat_at", "status", "wake")}  # fmt: skip
+        finished = ", ".join(["%s"] * len(Job.FINISHED))
+        sql = (
+            f"UPDATE {quote(Job._meta.db_table)} SET {column['lease_until']} = %s, "
+            f"{column['heartbeat_at']} = %s WHERE {column['id']} = %s "
+            f"AND {column['status']} NOT IN ({finished}) "
+            f"AND ({column['lease_until']} IS NULL OR {column['lease_until']} < %s)"
+        )
+        return sql, sql + f" AND {column['wake']} = %s"
+
+    any_wake, this_wake = prepared.built("job_claim", build)
+    stamp = prepared.db_value(Job, "lease_until", now)
+    finished = [str(status) for status in Job.FINISHED]
+    params = [prepared.db_value(Job, "lease_until", now + LEASE), stamp, job_id, *finished, stamp]
+    if wake is None:
+        claimed = prepared.run(any_wake, params)
+    else:
+        claimed = prepared.run(this_wake, [*params, wake])
     return now if claimed == 1 else None
 
 
@@ -435,9 +450,10 @@ def _schedule(job: Job, countdown: float, *, parked: bool = False) -> float:
 
 
 def _release(job: Job) -> None:
+    """Save the whole row (its SQL built once, see portal.prepared), free."""
     job.lease_until = None
     job.heartbeat_at = _now()
-    job.save()
+    prepared.row_update(job)
 
 
 def _step_failed(job: Job, kind, record: dict, message: str) -> None:

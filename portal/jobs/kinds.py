@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
+from portal import prepared
 from portal.errors import ActionRefused
 from portal.jobs import sending
 from portal.jobs.markers import job_key, made_by_job
@@ -180,7 +181,7 @@ class StepContext:
         """Save the state now: what a step records before an action (it asked for
         an image) must survive a crash during that action."""
         context_kept(self._job, self)
-        self._job.save(update_fields=["state"])
+        prepared.row_update(self._job, ["state"])
 
 
 def step_run_once(run: Callable, job: Job):

@@ -1,0 +1,78 @@
+"""One-row statements the job engine runs thousands of times a minute, with their
+SQL built once per process.
+
+Django builds and compiles a query's SQL on every call: for the claim of a job (a
+one-row UPDATE by primary key) that is ~0.35 ms of CPU, seven times what the
+database takes to run it. A snapshot job runs about twenty such statements, and at
+1,000 jobs at once the worker's two cores spent a third of their time on it.
+
+Here the SQL of each statement is written once (table and column names from the
+model's `_meta`, quoted by the connection) and kept per database vendor; values
+are converted by the fields exactly as the ORM converts them (`pre_save`, then
+`get_db_prep_save` for what is written, `get_db_prep_value` for what is
+compared). Statements run on Django's connection cursor, so they join the
+caller's transaction and count in `assertNumQueries`. No signals are sent: no
+model saved here has receivers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.db import connection, models
+
+# (key, vendor) -> what the builder made from the model's _meta.
+_built: dict[tuple[Any, str], Any] = {}
+
+
+def built(key: Any, build: Callable[[Callable[[str], str]], Any]) -> Any:
+    """What `build(quote)` returns for `key` on this database, built on first use."""
+    found = _built.get((key, connection.vendor))
+    if found is None:
+        found = _built[(key, connection.vendor)] = build(connection.ops.quote_name)
+    return found
+
+
+def run(sql: str, params: Sequence[Any]) -> int:
+    """Execute one statement; the rows it changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def fetch(sql: str, params: Sequence[Any]) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def db_value(model: type[models.Model], name: str, value: Any) -> Any:
+    """`value` as a comparison with the field `name` sends it (a lookup's right side)."""
+    return model._meta.get_field(name).get_db_prep_value(value, connection, prepared=False)
+
+
+def row_update(obj: models.Model, fields: Sequence[str] | None = None) -> int:
+    """`obj.save(update_fields=fields)` (every field but the key when None) for a
+    row that exists: one UPDATE by primary key. Returns the rows changed (0: the
+    row is gone)."""
+    model = type(obj)
+
+    def build(quote):
+        meta = model._meta
+        names = set(fields) if fields is not None else None
+        columns = [
+            field
+            for field in meta.concrete_fields
+            if not field.primary_key and (names is None or field.name in names)
+        ]
+        if names is not None and len(columns) != len(names):
+            raise ValueError(f"not all of {sorted(names)} are fields of {meta.label}")
+        assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
+        sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+        return sql, columns
+
+    sql, columns = built(("row_update", model, tuple(fields or ())), build)
+    params = [field.get_db_prep_save(field.pre_save(obj, False), connection) for field in columns]
+    params.append(obj.pk)
+    return run(sql, params)
