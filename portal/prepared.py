@@ -49,7 +49,9 @@ def fetch(sql: str, params: Sequence[Any]) -> list[tuple]:
 
 def db_value(model: type[models.Model], name: str, value: Any) -> Any:
     """`value` as a comparison with the field `name` sends it (a lookup's right side)."""
-    return model._meta.get_field(name).get_db_prep_value(value, connection, prepared=False)
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field)  # a column, not a relation's reverse side
+    return field.get_db_prep_value(value, connection, prepared=False)
 
 
 def row_update(obj: models.Model, fields: Sequence[str] | None = None) -> int:
