@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db import connection, models
+from django.db.models.constants import OnConflict
 
 # (key, vendor) -> what the builder made from the model's _meta.
 _built: dict[tuple[Any, str], Any] = {}
@@ -78,3 +79,29 @@ def row_update(obj: models.Model, fields: Sequence[str] | None = None) -> int:
     params = [field.get_db_prep_save(field.pre_save(obj, False), connection) for field in columns]
     params.append(obj.pk)
     return run(sql, params)
+
+
+def row_insert_unless_present(obj: models.Model) -> int:
+    """`bulk_create([obj], ignore_conflicts=True)` for one row, without the
+    transaction bulk_create opens around it (one statement is atomic by itself,
+    and on SQLite that transaction is a BEGIN IMMEDIATE of its own): the
+    database's own "insert, or nothing if a unique constraint has the row".
+    Returns the rows inserted (0: one was there). The key is not read back."""
+    model = type(obj)
+
+    def build(quote):
+        meta = model._meta
+        columns = [field for field in meta.concrete_fields if not field.primary_key]
+        ops = connection.ops
+        suffix = ops.on_conflict_suffix_sql(columns, OnConflict.IGNORE, None, None)
+        sql = (
+            f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {quote(meta.db_table)} "
+            f"({', '.join(quote(field.column) for field in columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))}) {suffix}"
+        )
+        return sql.rstrip(), columns
+
+    sql, columns = built(("row_insert_unless_present", model), build)
+    return run(
+        sql, [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in columns]
+    )

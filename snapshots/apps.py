@@ -9,3 +9,4 @@ class SnapshotsConfig(AppConfig):
         from snapshots import copying, jobs, park  # noqa: F401  (registers the job kinds, the copy's boot test)
 
         batch_reads_register(jobs.names_read_ahead)
+        batch_reads_register(jobs.images_read_ahead)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models.constants import OnConflict
-
+from portal import prepared
 from portal.mirror.rows import CHUNK
 from portal.models import Authorship, Site
 
@@ -20,13 +19,7 @@ def authorship_record(*, site: Site, openstack_id: str, user, job=None) -> None:
     """Record that `user` made the object through the portal (first record wins:
     a re-run step, or a later change of cloud metadata, never moves it)."""
     row = Authorship(site=site, openstack_id=openstack_id, user=user, job=job)
-    # The INSERT … ON CONFLICT DO NOTHING that bulk_create(ignore_conflicts=True)
-    # makes, without the transaction bulk_create opens around it: one statement is
-    # atomic by itself, and on SQLite that transaction is a BEGIN IMMEDIATE of its
-    # own (the write lock taken one statement early), in every snapshot job's run.
-    fields = [f for f in Authorship._meta.concrete_fields if not f.primary_key]
-    insert = Authorship.objects.all()._insert  # type: ignore[attr-defined]  # save()'s own path
-    insert([row], fields=fields, on_conflict=OnConflict.IGNORE)
+    prepared.row_insert_unless_present(row)
 
 
 def authors_of(site: Site, openstack_ids: Iterable[str] | None = None) -> dict[str, int]:

@@ -156,3 +156,45 @@ def test_a_batch_never_runs_a_job_on_a_row_older_than_its_claim(people, messages
     job.refresh_from_db()
     assert job.status == Job.Status.PENDING
     assert job.wake == "newer"
+
+
+def test_a_batch_reads_the_images_its_snapshot_jobs_wait_for_once(people, messages):
+    """Snapshot jobs woken when Nova's task on their servers ended (at the upload
+    step) read their images from the mirror in one query for the batch, and each
+    goes on as alone: the image is active, so past the upload."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from portal.jobs import job_create
+    from tests.factories import make_image
+
+    site = people["alpha"].site
+    site.watched_at = timezone.now()  # the watcher keeps the mirror current
+    site.save()
+    jobs = []
+    for n in range(3):
+        server = make_server(project=people["alpha"], status="SHUTOFF", task_state="")
+        image = make_image(site=site, project=people["alpha"], snapshot=True, status="active")
+        job = job_create(
+            kind="snapshot.create", actor=people["alice"], project=people["alpha"], site=site,
+            target_server_id=server.openstack_id, params={"name": f"snap-{n}"},
+        )  # fmt: skip
+        upload = next(i for i, step in enumerate(job.steps) if step["name"] == "upload")
+        for step in job.steps[:upload]:
+            step.update(status="done", started_at=job.created_at.isoformat(),
+                        finished_at=job.created_at.isoformat())  # fmt: skip
+        job.step_index, job.status = upload, Job.Status.RUNNING
+        job.state = {"image_id": image.openstack_id, "prior_status": "SHUTOFF"}
+        job.target_image_id = image.openstack_id
+        job.save()
+        jobs.append(job)
+    messages.clear()
+    with CaptureQueriesContext(connection) as queries:
+        tasks.jobs_advance_task([[job.pk, job.wake] for job in jobs])
+    image_reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")
+                   and 'FROM "images_image"' in q["sql"]]  # fmt: skip
+    assert len(image_reads) == 1
+    for job in jobs:
+        job.refresh_from_db()
+        assert job.status == Job.Status.SUCCEEDED, job.error  # not asked to restart
+        assert [step["status"] for step in job.steps if step["name"] == "upload"] == ["done"]

@@ -107,3 +107,17 @@ def test_a_task_an_action_began_is_written_unless_a_newer_listing_was(people):
     type(server).objects.filter(pk=server.pk).update(task_state="", synced_at=later)
     kept = server_task_began(server.site, row, task_state="powering-on", answered_at=answered)
     assert (kept.task_state, kept.synced_at) == ("", later)
+
+
+def test_a_row_inserted_unless_present_keeps_the_first(people):
+    from portal.models import Authorship
+
+    site, alice, bob = people["site"], people["alice"], people["bob"]
+    first = Authorship(site=site, openstack_id="i-1", user=alice)
+    assert prepared.row_insert_unless_present(first) == 1
+    assert (
+        prepared.row_insert_unless_present(Authorship(site=site, openstack_id="i-1", user=bob)) == 0
+    )
+    row = Authorship.objects.get(site=site, openstack_id="i-1")
+    assert row.user_id == alice.pk
+    assert row.created_at == first.created_at
