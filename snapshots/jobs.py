@@ -186,7 +186,8 @@ def images_read_ahead(jobs: list[Job]) -> None:
         if job.kind != SnapshotCreate.name or job.step_index >= len(job.steps):
             continue
         image_id = job.state.get("image_id")
-        if job.steps[job.step_index]["name"] == "upload" and image_id and site_watched(job.site):
+        at_upload = job.steps[job.step_index]["name"] == "upload"
+        if at_upload and image_id and job.site is not None and site_watched(job.site):
             wanted.append((job, image_id))
     if not wanted:
         return
@@ -194,7 +195,7 @@ def images_read_ahead(jobs: list[Job]) -> None:
         site_id__in={job.site_id for job, _ in wanted},
         openstack_id__in={image_id for _, image_id in wanted},
     )
-    found: dict[tuple[int, str], Image] = {}
+    found: dict[tuple[int | None, str], Image] = {}
     for row in rows:  # in the model's order: the row _image_of's first() would pick
         found.setdefault((row.site_id, row.openstack_id), row)
     for job, image_id in wanted:
