@@ -121,3 +121,16 @@ def test_a_row_inserted_unless_present_keeps_the_first(people):
     row = Authorship.objects.get(site=site, openstack_id="i-1")
     assert row.user_id == alice.pk
     assert row.created_at == first.created_at
+
+
+def test_the_models_written_through_prepared_statements_have_no_save_signals():
+    """The prepared statements send no pre_save or post_save: a receiver added to one
+    of these models would silently miss the engine's writes, so this says so first."""
+    from django.db.models import signals
+
+    from instances.models import Server
+    from portal.models import Authorship
+
+    for model in (Job, Server, Authorship):
+        for signal in (signals.pre_save, signals.post_save):
+            assert not signal.has_listeners(model), f"{signal} has receivers for {model.__name__}"
