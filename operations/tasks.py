@@ -21,6 +21,7 @@ from portal.jobs import (
     jobs_preload,
     jobs_recover_stuck,
     lease_kept,
+    park_checks_batched,
     sending,
     silence_watched,
     site_answers,
@@ -73,11 +74,12 @@ def jobs_advance_task(jobs: list[list]) -> None:
     and what their steps read first, are read for all of them at once."""
     began = time.monotonic()
     preloaded = jobs_preload([(job_id, wake) for job_id, wake in jobs])
-    for n, (job_id, wake) in enumerate(jobs):
-        if n and time.monotonic() - began > BATCH_START_SECONDS:
-            sending.send_batched([(job_id, wake) for job_id, wake in jobs[n:]])
-            return
-        _advance(job_id, wake, preloaded.get(job_id))
+    with park_checks_batched():
+        for n, (job_id, wake) in enumerate(jobs):
+            if n and time.monotonic() - began > BATCH_START_SECONDS:
+                sending.send_batched([(job_id, wake) for job_id, wake in jobs[n:]])
+                return
+            _advance(job_id, wake, preloaded.get(job_id))
 
 
 @shared_task(name="portal.tasks.jobs_recover_stuck_task", ignore_result=True)

@@ -99,7 +99,7 @@ from portal.jobs.outages import (
     site_silent,
     sites_to_probe,
 )
-from portal.jobs.parking import park_check, parked_wake, watched_register
+from portal.jobs.parking import park_check, park_checks_batched, parked_wake, watched_register
 from portal.jobs.selectors import UNFINISHED, busy_pks, job_repeated
 from portal.jobs.sending import ADVANCE_TASK
 from portal.jobs.sweep import jobs_recover_stuck
@@ -130,6 +130,7 @@ __all__ = [
     "lease_kept",
     "made_by_job",
     "park_check",
+    "park_checks_batched",
     "parked_wake",
     "silence_watched",
     "site_answers",

@@ -449,11 +449,27 @@ def _schedule(job: Job, countdown: float, *, parked: bool = False) -> float:
     return countdown
 
 
+# What no run changes: set when the job was recorded, or by others while no worker
+# holds the job (the sweep's resent_at). A release leaves them as they are: on
+# SQLite an UPDATE rewrites the index entries of every column it sets, and these
+# carry eight of the row's indexes; and a row read ahead for a batch must not
+# write back a resent_at older than the sweep's.
+_KEPT_BY_RUNS = frozenset({
+    "kind", "actor", "project", "site", "target_server_id", "params", "created_at",
+    "idempotency_key", "marker", "resent_at", "name_key",
+})  # fmt: skip
+_RELEASED_FIELDS = [
+    field.name
+    for field in Job._meta.concrete_fields
+    if not field.primary_key and field.name not in _KEPT_BY_RUNS
+]
+
+
 def _release(job: Job) -> None:
-    """Save the whole row (its SQL built once, see portal.prepared), free."""
+    """Save what a run changes (its SQL built once, see portal.prepared), free."""
     job.lease_until = None
     job.heartbeat_at = _now()
-    prepared.row_update(job)
+    prepared.row_update(job, _RELEASED_FIELDS)
 
 
 def _step_failed(job: Job, kind, record: dict, message: str) -> None:

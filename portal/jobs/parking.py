@@ -34,9 +34,11 @@ The engine knows no mirror model: the apps register theirs (`watched_register`).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from django.db import connection, models
@@ -132,16 +134,50 @@ def parked_on(waits_for: str, row, *, site_id: int | None, target: str) -> str:
 
 def park_check(job: Job) -> bool:
     """Called by a job that has just parked (the row saved): wake it now if the
-    mirror moved past what it parked on before anyone could see it parked."""
+    mirror moved past what it parked on before anyone could see it parked. Inside
+    park_checks_batched, noted and done at the batch's end, for all at once."""
     watched = WATCHED.get(job.waits_for)
     target = getattr(job, watched.target) if watched else ""
     if watched is None or not job.parked_on or not target or job.site_id is None:
+        return False
+    pending = getattr(_batch, "pending", None)
+    if pending is not None:
+        pending.append((job.pk, job.waits_for, job.site_id, target, job.parked_on))
         return False
     now = watched.state_now(job.site_id, target)
     if now == job.parked_on:
         return False
     jobs = Job.objects.filter(pk=job.pk, waits_for=job.waits_for, parked_on=job.parked_on)
     return bool(_wake(jobs))
+
+
+_batch = threading.local()
+
+
+@contextlib.contextmanager
+def park_checks_batched() -> Iterator[None]:
+    """The park checks of the jobs a batch parks, made once the batch is done: one
+    read of the mirror per site and kind of object, not one per job. Still after
+    each job's park was committed, so the protocol holds (a wake-up the check finds
+    comes up to the batch's few seconds later); a batch killed before its end
+    leaves them to the watcher round's compare of every parked job."""
+    _batch.pending = []
+    try:
+        yield
+    finally:
+        pending, _batch.pending = _batch.pending, None
+        _park_checks(pending)
+
+
+def _park_checks(pending: list[tuple[int, str, int, str, str]]) -> None:
+    groups: dict[tuple[str, int], list[tuple[int, str, str]]] = defaultdict(list)
+    for pk, waits_for, site_id, target, state in pending:
+        groups[(waits_for, site_id)].append((pk, target, state))
+    for (waits_for, site_id), parked in groups.items():
+        now = WATCHED[waits_for].states(site_id, {target for _, target, _ in parked})
+        for pk, target, state in parked:
+            if now.get(target, MISSING) != state:
+                _wake(Job.objects.filter(pk=pk, waits_for=waits_for, parked_on=state))
 
 
 def parked_wake(site: Site | int, waits_for: str, ids: Iterable[str] | None = None) -> list[int]:

@@ -131,7 +131,8 @@ def test_a_batch_reads_its_jobs_and_their_servers_once(people, messages, monkeyp
         assert job.lease_until is None
     reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
     assert len([sql for sql in reads if 'FROM "portal_job"' in sql]) == 1
-    assert len([sql for sql in reads if 'FROM "instances_server"' in sql]) == 1 + 3  # + parking
+    # + the park checks of the batch's jobs, one read at its end
+    assert len([sql for sql in reads if 'FROM "instances_server"' in sql]) == 1 + 1
 
 
 def test_a_batch_never_runs_a_job_on_a_row_older_than_its_claim(people, messages, monkeypatch):
@@ -198,3 +199,62 @@ def test_a_batch_reads_the_images_its_snapshot_jobs_wait_for_once(people, messag
         job.refresh_from_db()
         assert job.status == Job.Status.SUCCEEDED, job.error  # not asked to restart
         assert [step["status"] for step in job.steps if step["name"] == "upload"] == ["done"]
+
+
+def test_a_release_writes_back_nothing_a_run_does_not_change(people, messages, monkeypatch):
+    """The sweep may mark a free job resent (keeping its token) after a batch read
+    its row: the batch's run of it must not write the older value back. Nor does a
+    run rewrite what only the job's recording sets (its params)."""
+    from portal import cloud
+    from portal.jobs import advance
+
+    assert {field.name for field in Job._meta.concrete_fields} >= advance._KEPT_BY_RUNS
+    site = people["alpha"].site
+    site.watched_at = timezone.now()  # the watcher keeps the mirror current
+    site.save()
+    monkeypatch.setattr(cloud, "server_stop", lambda site_name, server_id: None)
+    job = _stop_job(people, make_server(project=people["alpha"]))
+    second = _stop_job(people, make_server(project=people["alpha"]))
+    preload = tasks.jobs_preload
+    resent = timezone.now()
+
+    def preload_then_sweep(jobs):
+        rows = preload(jobs)
+        Job.objects.filter(pk=job.pk).update(resent_at=resent, params={"changed": "elsewhere"})
+        return rows
+
+    monkeypatch.setattr(tasks, "jobs_preload", preload_then_sweep)
+    tasks.jobs_advance_task([[job.pk, job.wake], [second.pk, second.wake]])
+    job.refresh_from_db()
+    assert job.waits_for == "server"  # it ran: stop asked, waiting for SHUTOFF
+    assert job.resent_at == resent
+    assert job.params == {"changed": "elsewhere"}
+
+
+def test_jobs_a_batch_parks_on_a_state_already_gone_are_woken_once_at_its_end(
+    people, messages, monkeypatch
+):
+    """The batch's park checks come at its end, still after each park was saved:
+    a job whose server the mirror shows moved on before anyone could see the job
+    parked (here: stopped already, written by a sync that found no one parked) is
+    woken then, with one message, not left for the fallback poll."""
+    from instances.models import Server
+    from portal import cloud
+
+    site = people["alpha"].site
+    site.watched_at = timezone.now()
+    site.save()
+
+    def stop_seen_by_a_sync(site_name, server_id):
+        Server.objects.filter(openstack_id=server_id).update(status="SHUTOFF")
+
+    monkeypatch.setattr(cloud, "server_stop", stop_seen_by_a_sync)
+    jobs = [_stop_job(people, make_server(project=people["alpha"])) for _ in range(3)]
+    messages.clear()
+    tasks.jobs_advance_task([[job.pk, job.wake] for job in jobs])
+    for job in jobs:
+        job.refresh_from_db()
+        assert job.waits_for == ""  # woken: not parked any more
+        assert job.lease_until is None
+    woken = sorted(pk for _, pks in messages for pk in pks)
+    assert woken == sorted(job.pk for job in jobs)  # one message each
