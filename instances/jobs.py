@@ -43,6 +43,7 @@ from portal.jobs import (
 )
 from portal.mirror.authorship import CREATED_BY_KEY
 from portal.mirror.freshness import site_watched
+from portal.mirror.rows import rows_by_object
 from portal.models import SshKey
 from portal.ssh_keys import keypair_ensure
 from portal.texts import say, word
@@ -100,13 +101,8 @@ def servers_read_ahead(jobs: list) -> None:
     wanted = [job for job in jobs if job.target_server_id and site_watched(job.site)]
     if not wanted:
         return
-    rows = Server.objects.filter(
-        site_id__in={job.site_id for job in wanted},
-        openstack_id__in={job.target_server_id for job in wanted},
-    )
-    found: dict[tuple[int, str], Server] = {}
-    for row in rows:  # in the model's order: the row server_of's first() would pick
-        found.setdefault((row.site_id, row.openstack_id), row)
+    # In the model's order: the row server_of's first() would pick.
+    found = rows_by_object(Server, [(job.site_id, job.target_server_id) for job in wanted])
     for job in wanted:
         server = found.get((job.site_id, job.target_server_id))
         if server is None:

@@ -59,6 +59,7 @@ from portal.jobs import (
 )
 from portal.mirror.authorship import CREATED_BY_KEY
 from portal.mirror.freshness import site_watched
+from portal.mirror.rows import rows_by_object
 from portal.models import Job
 from portal.preferences import language_of
 from portal.texts import render, say, span, text, word
@@ -191,13 +192,8 @@ def images_read_ahead(jobs: list[Job]) -> None:
             wanted.append((job, image_id))
     if not wanted:
         return
-    rows = Image.objects.filter(
-        site_id__in={job.site_id for job, _ in wanted},
-        openstack_id__in={image_id for _, image_id in wanted},
-    )
-    found: dict[tuple[int | None, str], Image] = {}
-    for row in rows:  # in the model's order: the row _image_of's first() would pick
-        found.setdefault((row.site_id, row.openstack_id), row)
+    # In the model's order: the row _image_of's first() would pick.
+    found = rows_by_object(Image, [(job.site_id, image_id) for job, image_id in wanted])
     for job, image_id in wanted:
         image = found.get((job.site_id, image_id))
         if image is not None:  # else _image_of reads it again, and tells it is gone

@@ -38,3 +38,19 @@ def row_fingerprint(fields: dict) -> str:
     which a full sync pays for every one of 100,000 rows."""
     text = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha1(text, usedforsecurity=False).hexdigest()
+
+
+def rows_by_object(model: type[MirrorRow], objects: list[tuple[int | None, str]]) -> dict:
+    """{(site id, OpenStack id): row} for these objects, in one query (the read-aheads
+    of a batch of jobs). Where a pair has several rows, the first in the model's
+    order, as `.filter(...).first()` would pick it."""
+    if not objects:
+        return {}
+    rows = model._default_manager.filter(
+        site_id__in={site_id for site_id, _ in objects},
+        openstack_id__in={openstack_id for _, openstack_id in objects},
+    )
+    found: dict[tuple[int | None, str], MirrorRow] = {}
+    for row in rows:
+        found.setdefault((row.site_id, row.openstack_id), row)
+    return found
