@@ -18,8 +18,10 @@ from operations.watch import site_watch_safely, sites_to_watch, watch_lease_rene
 from portal import cloud
 from portal.jobs import (
     job_advance,
+    jobs_claim,
     jobs_preload,
     jobs_recover_stuck,
+    jobs_unclaim,
     lease_kept,
     park_checks_batched,
     sending,
@@ -48,10 +50,10 @@ def job_advance_task(job_id: int, wake: str | None = None) -> None:
     _advance(job_id, wake)
 
 
-def _advance(job_id: int, wake: str | None, preloaded=None) -> None:
+def _advance(job_id: int, wake: str | None, preloaded=None, claimed_at=None) -> None:
     try:
         with lease_kept(job_id):
-            job_advance(job_id, wake, preloaded)
+            job_advance(job_id, wake, preloaded, claimed_at)
     except SoftTimeLimitExceeded:
         # Outside a step (while saving): the lease runs out and the sweep resumes the job.
         log.warning("job %s: advance interrupted by the soft time limit", job_id)
@@ -71,15 +73,25 @@ BATCH_START_SECONDS = 2.0
 )
 def jobs_advance_task(jobs: list[list]) -> None:
     """job_advance_task for each job (id, wake), one after another; the jobs' rows,
-    and what their steps read first, are read for all of them at once."""
+    and what their steps read first, are read for all of them at once, and the jobs
+    are claimed at once, after that read (a claim with the token the row was read
+    with proves the row unchanged). A job whose claim fails is not run, as alone."""
     began = time.monotonic()
     preloaded = jobs_preload([(job_id, wake) for job_id, wake in jobs])
+    claimed_at, claimed = jobs_claim([(job_id, wake) for job_id, wake in jobs if wake])
     with park_checks_batched():
         for n, (job_id, wake) in enumerate(jobs):
             if n and time.monotonic() - began > BATCH_START_SECONDS:
-                sending.send_batched([(job_id, wake) for job_id, wake in jobs[n:]])
+                rest = [
+                    (job_id, wake) for job_id, wake in jobs[n:] if not wake or job_id in claimed
+                ]
+                jobs_unclaim([job_id for job_id, _ in rest if job_id in claimed], claimed_at)
+                sending.send_batched(rest)
                 return
-            _advance(job_id, wake, preloaded.get(job_id))
+            if not wake:  # claims itself, as a job alone
+                _advance(job_id, wake, preloaded.get(job_id))
+            elif job_id in claimed:
+                _advance(job_id, wake, preloaded.get(job_id), claimed_at)
 
 
 @shared_task(name="portal.tasks.jobs_recover_stuck_task", ignore_result=True)

@@ -75,7 +75,14 @@ advance (job_advance), sweep (recovery, wake-ups).
 Import the engine from here: `from portal.jobs import Kind, Step, Wait`.
 """
 
-from portal.jobs.advance import batch_reads_register, job_advance, jobs_preload, undo_details
+from portal.jobs.advance import (
+    batch_reads_register,
+    job_advance,
+    jobs_claim,
+    jobs_preload,
+    jobs_unclaim,
+    undo_details,
+)
 from portal.jobs.kinds import (
     SKIPPED,
     BadJobData,
@@ -124,9 +131,11 @@ __all__ = [
     "job_key",
     "job_kind_get",
     "job_repeated",
+    "jobs_claim",
     "jobs_create",
     "jobs_preload",
     "jobs_recover_stuck",
+    "jobs_unclaim",
     "lease_kept",
     "made_by_job",
     "park_check",

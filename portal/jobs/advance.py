@@ -89,6 +89,46 @@ def _claim(job_id: int, wake: str | None) -> datetime | None:
     return now if claimed == 1 else None
 
 
+def jobs_claim(jobs: list[tuple[int, str]]) -> tuple[datetime, set[int]]:
+    """`_claim` for a batch's jobs (id, wake) at once: one UPDATE, not one per job
+    (at 1,000 jobs the claims were a quarter of the engine's statements). Each job is
+    held only with its own token, exactly as `_claim` holds it. Returns the moment
+    and the ids claimed; a job the batch does not start in time must be let go
+    (jobs_unclaim) before it is handed on."""
+    now = _now()
+    if not jobs:
+        return now, set()
+
+    def build(quote):
+        column = {name: quote(Job._meta.get_field(name).column) for name in
+                  ("id", "lease_until", "heartbeat_at", "status", "wake")}  # fmt: skip
+        finished = ", ".join(["%s"] * len(Job.FINISHED))
+        pairs = ", ".join(["(%s, %s)"] * len(jobs))
+        return (
+            f"UPDATE {quote(Job._meta.db_table)} SET {column['lease_until']} = %s, "
+            f"{column['heartbeat_at']} = %s WHERE ({column['id']}, {column['wake']}) IN ({pairs}) "
+            f"AND {column['status']} NOT IN ({finished}) "
+            f"AND ({column['lease_until']} IS NULL OR {column['lease_until']} < %s) "
+            f"RETURNING {column['id']}"
+        )
+
+    sql = prepared.built(("jobs_claim", len(jobs)), build)
+    stamp = prepared.db_value(Job, "lease_until", now)
+    params = [prepared.db_value(Job, "lease_until", now + LEASE), stamp]
+    params += [value for job_id, wake in jobs for value in (job_id, wake)]
+    params += [*(str(status) for status in Job.FINISHED), stamp]
+    return now, {row[0] for row in prepared.fetch(sql, params)}
+
+
+def jobs_unclaim(job_ids: list[int], claimed_at: datetime) -> None:
+    """Let go of jobs that `jobs_claim` held at `claimed_at` and no run started, so
+    that the message they are handed on in can claim them. A job whose lease has
+    run out and was taken since is not touched: only the lease of that claim goes."""
+    if not job_ids:
+        return
+    Job.objects.filter(pk__in=job_ids, lease_until=claimed_at + LEASE).update(lease_until=None)
+
+
 # Reads that a batch of jobs shares (see jobs_preload), registered by the apps (the
 # engine knows no mirror model): each puts what a job's steps read first into the
 # job's `batch_reads` (its run's step cache), for the jobs it knows.
@@ -178,15 +218,22 @@ class _Ran:
     unavailable: bool | str = False
 
 
-def job_advance(job_id: int, wake: str | None = None, preloaded: Job | None = None) -> float | None:
+def job_advance(
+    job_id: int,
+    wake: str | None = None,
+    preloaded: Job | None = None,
+    claimed_at: datetime | None = None,
+) -> float | None:
     """Run the job's steps until one waits or the job ends.
 
     Returns the countdown after which to call again, or None when there is
     nothing more to do for this message (job ended, stale message, or another
     worker holds the job). `preloaded`: the row as jobs_preload read it, used when
-    the claim (by the same wake token) proves it unchanged.
+    the claim (by the same wake token) proves it unchanged. `claimed_at`: the job
+    is held already, by its batch's claim (jobs_claim) at that moment.
     """
-    claimed_at = _claim(job_id, wake)
+    if claimed_at is None:
+        claimed_at = _claim(job_id, wake)
     if claimed_at is None:
         return None
     if preloaded is not None and (wake is None or preloaded.wake != wake):

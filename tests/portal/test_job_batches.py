@@ -5,6 +5,7 @@ batch is recovered job by job by the sweep. The Celery boundary is mocked."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -65,24 +66,89 @@ def test_one_job_woken_alone_gets_a_message_of_its_own(people, messages):
     assert messages == [(sending.ADVANCE_TASK, [job.pk])]
 
 
-def test_a_batch_advances_each_job_with_its_own_token(monkeypatch, messages):
+def _free_jobs(people, count: int) -> list[Job]:
+    """`count` jobs due now, each with a token of its own, that no worker holds."""
+    return [
+        Job.objects.create(
+            kind="server.stop", status=Job.Status.RUNNING, actor=people["alice"],
+            project=people["alpha"], site=people["alpha"].site,
+            target_server_id=f"server-{n}", wake=f"token-{n}", due_at=timezone.now(),
+        )
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def test_a_batch_advances_each_job_it_holds_with_its_own_token(people, monkeypatch, messages):
+    """One UPDATE claims the batch: a job is run only if it was free and its token
+    is the message's; a job held by another worker, a finished one, or one woken
+    again since (a new token) is left alone, as its own claim would leave it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    free, held, finished, rewoken = _free_jobs(people, 4)
+    Job.objects.filter(pk=held.pk).update(lease_until=timezone.now() + timedelta(seconds=5))
+    Job.objects.filter(pk=finished.pk).update(status=Job.Status.SUCCEEDED)
     advanced = []
-    monkeypatch.setattr(
-        tasks, "_advance", lambda job_id, wake, preloaded: advanced.append((job_id, wake))
-    )
-    tasks.jobs_advance_task([[1, "a"], [2, "b"], [3, "c"]])
-    assert advanced == [(1, "a"), (2, "b"), (3, "c")]
+
+    def advance(job_id, wake, preloaded=None, claimed_at=None):
+        row = Job.objects.get(pk=job_id)
+        assert row.lease_until is not None
+        assert row.lease_until > timezone.now()
+        advanced.append((job_id, wake, claimed_at is not None))
+
+    monkeypatch.setattr(tasks, "_advance", advance)
+    batch = [[job.pk, job.wake] for job in (free, held, finished, rewoken)]
+    batch[3][1] = "an-older-token"
+    with CaptureQueriesContext(connection) as queries:
+        tasks.jobs_advance_task(batch)
+    assert advanced == [(free.pk, free.wake, True)]
+    claims = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "portal_job"')]
+    assert len(claims) == 1
     assert messages == []
 
 
-def test_a_batch_that_runs_long_hands_the_rest_on(monkeypatch, messages):
-    clock = iter([0.0, 0.1, tasks.BATCH_START_SECONDS + 1])
+def test_a_batch_that_runs_long_lets_go_of_the_rest_and_hands_it_on(people, monkeypatch, messages):
+    """Jobs the batch held but did not start are freed before they are handed on,
+    so the next message claims them at once (not after their lease ran out); a job
+    whose claim failed is not handed on."""
+    jobs = _free_jobs(people, 5)
+    Job.objects.filter(pk=jobs[3].pk).update(lease_until=timezone.now() + timedelta(seconds=5))
+    clock = itertools.chain([0.0, 0.1, tasks.BATCH_START_SECONDS + 1], itertools.repeat(0.0))
     monkeypatch.setattr(tasks.time, "monotonic", lambda: next(clock))
     advanced = []
-    monkeypatch.setattr(tasks, "_advance", lambda job_id, wake, preloaded: advanced.append(job_id))
-    tasks.jobs_advance_task([[1, "a"], [2, "b"], [3, "c"], [4, "d"]])
-    assert advanced == [1, 2]
-    assert messages == [(sending.ADVANCE_MANY_TASK, [3, 4])]
+    monkeypatch.setattr(
+        tasks,
+        "_advance",
+        lambda job_id, wake, preloaded=None, claimed_at=None: advanced.append(job_id),
+    )
+    tasks.jobs_advance_task([[job.pk, job.wake] for job in jobs])
+    assert advanced == [jobs[0].pk, jobs[1].pk]
+    assert messages == [(sending.ADVANCE_MANY_TASK, [jobs[2].pk, jobs[4].pk])]
+    assert Job.objects.get(pk=jobs[2].pk).lease_until is None
+    assert Job.objects.get(pk=jobs[4].pk).lease_until is None
+    assert Job.objects.get(pk=jobs[3].pk).lease_until is not None  # another worker's
+    # The handed-on message claims them.
+    advanced.clear()
+    tasks.jobs_advance_task([[jobs[2].pk, jobs[2].wake], [jobs[4].pk, jobs[4].wake]])
+    assert advanced == [jobs[2].pk, jobs[4].pk]
+
+
+def test_jobs_a_lost_batch_held_are_sent_again_once_their_lease_ran_out(
+    people, monkeypatch, messages, settings
+):
+    """A batch killed after its claim: the jobs it held are handed on by the sweep
+    once their lease has run out, as for any killed run."""
+    jobs = _free_jobs(people, 3)
+    monkeypatch.setattr(tasks, "_advance", lambda *args: (_ for _ in ()).throw(SystemExit))
+    with pytest.raises(SystemExit):
+        tasks.jobs_advance_task([[job.pk, job.wake] for job in jobs])
+    messages.clear()
+    assert jobs_recover_stuck() == []  # still held
+    overdue = timezone.now() - timedelta(seconds=settings.JOB_RECOVER_AFTER_SECONDS + 1)
+    Job.objects.filter(pk__in=[job.pk for job in jobs]).update(
+        lease_until=timezone.now() - timedelta(seconds=1), due_at=overdue
+    )
+    assert sorted(jobs_recover_stuck()) == sorted(job.pk for job in jobs)
 
 
 def test_the_jobs_of_a_lost_batch_are_sent_again_by_the_sweep(people, messages, settings):
