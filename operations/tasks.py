@@ -82,15 +82,19 @@ def jobs_advance_task(jobs: list[list]) -> None:
     with park_checks_batched():
         for n, (job_id, wake) in enumerate(jobs):
             if n and time.monotonic() - began > BATCH_START_SECONDS:
+                # The jobs not started yet: let go of the held ones, hand them on.
                 rest = [
                     (job_id, wake) for job_id, wake in jobs[n:] if not wake or job_id in claimed
                 ]
-                jobs_unclaim([job_id for job_id, _ in rest if job_id in claimed], claimed_at)
+                rest = list(dict.fromkeys(map(tuple, rest)))  # a job listed twice, once
+                jobs_unclaim(sorted(claimed), claimed_at)
                 sending.send_batched(rest)
                 return
             if not wake:  # claims itself, as a job alone
                 _advance(job_id, wake, preloaded.get(job_id))
             elif job_id in claimed:
+                # The claim is good for one run: a job listed twice runs once.
+                claimed.discard(job_id)
                 _advance(job_id, wake, preloaded.get(job_id), claimed_at)
 
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
@@ -58,13 +59,13 @@ def _stamp(moment) -> str:
     return moment.isoformat()
 
 
-def _claim(job_id: int, wake: str | None) -> datetime | None:
+def _claim(job_id: int, wake: str | None, now: datetime | None = None) -> datetime | None:
     """Hold the job, if it is unfinished, free, and `wake` is its current token: a
     message overtaken by a newer schedule (the watcher woke the job since) or a
     duplicate costs this one UPDATE that matches nothing. Returns the moment it was
     claimed (None: not claimed). Its SQL is built once (see portal.prepared): every
     run of every job starts here."""
-    now = _now()
+    now = now or _now()
 
     def build(quote):
         column = {name: quote(Job._meta.get_field(name).column) for name in
@@ -98,6 +99,10 @@ def jobs_claim(jobs: list[tuple[int, str]]) -> tuple[datetime, set[int]]:
     now = _now()
     if not jobs:
         return now, set()
+    if not connection.features.can_return_columns_from_insert:
+        # SQLite before 3.35 has no RETURNING (PostgreSQL and Debian 12's SQLite do):
+        # one claim per job, with the same outcome.
+        return now, {job_id for job_id, wake in jobs if _claim(job_id, wake, now) is not None}
 
     def build(quote):
         column = {name: quote(Job._meta.get_field(name).column) for name in

@@ -107,6 +107,38 @@ def test_a_batch_advances_each_job_it_holds_with_its_own_token(people, monkeypat
     assert messages == []
 
 
+def test_a_job_listed_twice_in_a_batch_runs_once(people, monkeypatch, messages):
+    (job,) = _free_jobs(people, 1)
+    advanced = []
+    monkeypatch.setattr(
+        tasks,
+        "_advance",
+        lambda job_id, wake, preloaded=None, claimed_at=None: advanced.append(job_id),
+    )
+    tasks.jobs_advance_task([[job.pk, job.wake], [job.pk, job.wake]])
+    assert advanced == [job.pk]
+
+
+def test_without_returning_a_batch_claims_each_job_with_the_same_outcome(
+    people, monkeypatch, messages
+):
+    """SQLite before 3.35 has no RETURNING: each job is claimed by its own UPDATE."""
+    from django.db import connection
+
+    free, held = _free_jobs(people, 2)
+    Job.objects.filter(pk=held.pk).update(lease_until=timezone.now() + timedelta(seconds=5))
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
+    advanced = []
+    monkeypatch.setattr(
+        tasks,
+        "_advance",
+        lambda job_id, wake, preloaded=None, claimed_at=None: advanced.append(job_id),
+    )
+    tasks.jobs_advance_task([[free.pk, free.wake], [held.pk, held.wake]])
+    assert advanced == [free.pk]
+    assert Job.objects.get(pk=free.pk).lease_until is not None
+
+
 def test_a_batch_that_runs_long_lets_go_of_the_rest_and_hands_it_on(people, monkeypatch, messages):
     """Jobs the batch held but did not start are freed before they are handed on,
     so the next message claims them at once (not after their lease ran out); a job
