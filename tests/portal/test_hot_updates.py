@@ -15,6 +15,7 @@ from django.db import connection
 
 from instances.models import Server
 from portal.models import Job
+from portal.prepared import PAGE_FILL_PERCENT
 
 pytestmark = [
     pytest.mark.django_db,
@@ -45,7 +46,7 @@ def _indexed_columns(table: str) -> set[str]:
 
 @pytest.mark.parametrize("model", [Job, Server])
 def test_the_tables_jobs_write_most_keep_room_on_each_page(model):
-    assert _fillfactor(model._meta.db_table) == 70
+    assert _fillfactor(model._meta.db_table) == PAGE_FILL_PERCENT < 100
 
 
 def test_a_claim_and_a_checkpoint_change_no_indexed_column_of_a_job():

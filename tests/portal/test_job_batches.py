@@ -33,6 +33,16 @@ def messages(monkeypatch):
     return sent
 
 
+@pytest.fixture
+def advanced(monkeypatch):
+    """The ids of the jobs a batch ran, in order (the runs themselves mocked)."""
+    ran = []
+    monkeypatch.setattr(
+        tasks, "_advance", lambda job_id, wake, preloaded=None, claimed_at=None: ran.append(job_id)
+    )
+    return ran
+
+
 def _parked(people, count: int) -> list[Job]:
     """`count` jobs parked on their servers as they were; the servers stopped since."""
     jobs = []
@@ -107,20 +117,14 @@ def test_a_batch_advances_each_job_it_holds_with_its_own_token(people, monkeypat
     assert messages == []
 
 
-def test_a_job_listed_twice_in_a_batch_runs_once(people, monkeypatch, messages):
+def test_a_job_listed_twice_in_a_batch_runs_once(people, monkeypatch, messages, advanced):
     (job,) = _free_jobs(people, 1)
-    advanced = []
-    monkeypatch.setattr(
-        tasks,
-        "_advance",
-        lambda job_id, wake, preloaded=None, claimed_at=None: advanced.append(job_id),
-    )
     tasks.jobs_advance_task([[job.pk, job.wake], [job.pk, job.wake]])
     assert advanced == [job.pk]
 
 
 def test_without_returning_a_batch_claims_each_job_with_the_same_outcome(
-    people, monkeypatch, messages
+    people, monkeypatch, messages, advanced
 ):
     """SQLite before 3.35 has no RETURNING: each job is claimed by its own UPDATE."""
     from django.db import connection
@@ -128,18 +132,14 @@ def test_without_returning_a_batch_claims_each_job_with_the_same_outcome(
     free, held = _free_jobs(people, 2)
     Job.objects.filter(pk=held.pk).update(lease_until=timezone.now() + timedelta(seconds=5))
     monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
-    advanced = []
-    monkeypatch.setattr(
-        tasks,
-        "_advance",
-        lambda job_id, wake, preloaded=None, claimed_at=None: advanced.append(job_id),
-    )
     tasks.jobs_advance_task([[free.pk, free.wake], [held.pk, held.wake]])
     assert advanced == [free.pk]
     assert Job.objects.get(pk=free.pk).lease_until is not None
 
 
-def test_a_batch_that_runs_long_lets_go_of_the_rest_and_hands_it_on(people, monkeypatch, messages):
+def test_a_batch_that_runs_long_lets_go_of_the_rest_and_hands_it_on(
+    people, monkeypatch, messages, advanced
+):
     """Jobs the batch held but did not start are freed before they are handed on,
     so the next message claims them at once (not after their lease ran out); a job
     whose claim failed is not handed on."""
@@ -147,12 +147,6 @@ def test_a_batch_that_runs_long_lets_go_of_the_rest_and_hands_it_on(people, monk
     Job.objects.filter(pk=jobs[3].pk).update(lease_until=timezone.now() + timedelta(seconds=5))
     clock = itertools.chain([0.0, 0.1, tasks.BATCH_START_SECONDS + 1], itertools.repeat(0.0))
     monkeypatch.setattr(tasks.time, "monotonic", lambda: next(clock))
-    advanced = []
-    monkeypatch.setattr(
-        tasks,
-        "_advance",
-        lambda job_id, wake, preloaded=None, claimed_at=None: advanced.append(job_id),
-    )
     tasks.jobs_advance_task([[job.pk, job.wake] for job in jobs])
     assert advanced == [jobs[0].pk, jobs[1].pk]
     assert messages == [(sending.ADVANCE_MANY_TASK, [jobs[2].pk, jobs[4].pk])]
