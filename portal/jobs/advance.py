@@ -108,10 +108,14 @@ def jobs_claim(jobs: list[tuple[int, str]]) -> tuple[datetime, set[int]]:
         column = {name: quote(Job._meta.get_field(name).column) for name in
                   ("id", "lease_until", "heartbeat_at", "status", "wake")}  # fmt: skip
         finished = ", ".join(["%s"] * len(Job.FINISHED))
+        ids = ", ".join(["%s"] * len(jobs))
         pairs = ", ".join(["(%s, %s)"] * len(jobs))
+        # The ids alone first: SQLite finds rows by a list of row values only by
+        # reading the whole table (every job the portal ever ran).
         return (
             f"UPDATE {quote(Job._meta.db_table)} SET {column['lease_until']} = %s, "
-            f"{column['heartbeat_at']} = %s WHERE ({column['id']}, {column['wake']}) IN ({pairs}) "
+            f"{column['heartbeat_at']} = %s WHERE {column['id']} IN ({ids}) "
+            f"AND ({column['id']}, {column['wake']}) IN ({pairs}) "
             f"AND {column['status']} NOT IN ({finished}) "
             f"AND ({column['lease_until']} IS NULL OR {column['lease_until']} < %s) "
             f"RETURNING {column['id']}"
@@ -120,6 +124,7 @@ def jobs_claim(jobs: list[tuple[int, str]]) -> tuple[datetime, set[int]]:
     sql = prepared.built(("jobs_claim", len(jobs)), build)
     stamp = prepared.db_value(Job, "lease_until", now)
     params = [prepared.db_value(Job, "lease_until", now + LEASE), stamp]
+    params += [job_id for job_id, _ in jobs]
     params += [value for job_id, wake in jobs for value in (job_id, wake)]
     params += [*(str(status) for status in Job.FINISHED), stamp]
     return now, {row[0] for row in prepared.fetch(sql, params)}

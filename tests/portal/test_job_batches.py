@@ -350,3 +350,32 @@ def test_jobs_a_batch_parks_on_a_state_already_gone_are_woken_once_at_its_end(
         assert job.lease_until is None
     woken = sorted(pk for _, pks in messages for pk in pks)
     assert woken == sorted(job.pk for job in jobs)  # one message each
+
+
+def test_a_batch_claim_finds_its_rows_by_their_keys_not_by_reading_every_job(people):
+    """The job table holds every job the portal ever ran: a batch's claim must look
+    up its few rows by primary key, on both databases."""
+    from django.db import connection
+
+    from portal import prepared
+    from portal.jobs import jobs_claim
+
+    jobs = _free_jobs(people, 3)
+    jobs_claim([(job.pk, job.wake) for job in jobs])
+    sql = prepared.built(("jobs_claim", len(jobs)), None)  # as the claim built it
+    params = [
+        None, None, *[job.pk for job in jobs], *[v for job in jobs for v in (job.pk, job.wake)],
+        *[str(status) for status in Job.FINISHED], None,
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+            plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+            assert "USING INTEGER PRIMARY KEY" in plan
+            assert "SCAN portal_job" not in plan
+        else:
+            cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table: can it, at all
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = " ".join(row[0] for row in cursor.fetchall())
+            assert "portal_job_pkey" in plan
+            assert "Seq Scan" not in plan
