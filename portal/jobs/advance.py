@@ -59,6 +59,27 @@ def _stamp(moment) -> str:
     return moment.isoformat()
 
 
+def _claim_sql(quote, rows: Callable[[dict[str, str]], str]) -> str:
+    """The claim's UPDATE for the job rows `rows(columns)` selects: a lease and a
+    heartbeat, on the rows still unfinished and free. Its parameters, in order: see
+    _claim_params."""
+    names = ("id", "lease_until", "heartbeat_at", "status", "wake")
+    column = {f.name: quote(f.column) for f in Job._meta.concrete_fields if f.name in names}
+    finished = ", ".join(["%s"] * len(Job.FINISHED))
+    return (
+        f"UPDATE {quote(Job._meta.db_table)} SET {column['lease_until']} = %s, "
+        f"{column['heartbeat_at']} = %s WHERE {rows(column)} "
+        f"AND {column['status']} NOT IN ({finished}) "
+        f"AND ({column['lease_until']} IS NULL OR {column['lease_until']} < %s)"
+    )
+
+
+def _claim_params(now: datetime, rows: list) -> list:
+    stamp = prepared.db_value(Job, "lease_until", now)
+    finished = [str(status) for status in Job.FINISHED]
+    return [prepared.db_value(Job, "lease_until", now + LEASE), stamp, *rows, *finished, stamp]
+
+
 def _claim(job_id: int, wake: str | None, now: datetime | None = None) -> datetime | None:
     """Hold the job, if it is unfinished, free, and `wake` is its current token: a
     message overtaken by a newer schedule (the watcher woke the job since) or a
@@ -68,25 +89,16 @@ def _claim(job_id: int, wake: str | None, now: datetime | None = None) -> dateti
     now = now or _now()
 
     def build(quote):
-        column = {name: quote(Job._meta.get_field(name).column) for name in
-                  ("id", "lease_until", "heartbeat_at", "status", "wake")}  # fmt: skip
-        finished = ", ".join(["%s"] * len(Job.FINISHED))
-        sql = (
-            f"UPDATE {quote(Job._meta.db_table)} SET {column['lease_until']} = %s, "
-            f"{column['heartbeat_at']} = %s WHERE {column['id']} = %s "
-            f"AND {column['status']} NOT IN ({finished}) "
-            f"AND ({column['lease_until']} IS NULL OR {column['lease_until']} < %s)"
+        return (
+            _claim_sql(quote, lambda column: f"{column['id']} = %s"),
+            _claim_sql(quote, lambda column: f"{column['id']} = %s AND {column['wake']} = %s"),
         )
-        return sql, sql + f" AND {column['wake']} = %s"
 
     any_wake, this_wake = prepared.built("job_claim", build)
-    stamp = prepared.db_value(Job, "lease_until", now)
-    finished = [str(status) for status in Job.FINISHED]
-    params = [prepared.db_value(Job, "lease_until", now + LEASE), stamp, job_id, *finished, stamp]
     if wake is None:
-        claimed = prepared.run(any_wake, params)
+        claimed = prepared.run(any_wake, _claim_params(now, [job_id]))
     else:
-        claimed = prepared.run(this_wake, [*params, wake])
+        claimed = prepared.run(this_wake, _claim_params(now, [job_id, wake]))
     return now if claimed == 1 else None
 
 
@@ -105,29 +117,22 @@ def jobs_claim(jobs: list[tuple[int, str]]) -> tuple[datetime, set[int]]:
         return now, {job_id for job_id, wake in jobs if _claim(job_id, wake, now) is not None}
 
     def build(quote):
-        column = {name: quote(Job._meta.get_field(name).column) for name in
-                  ("id", "lease_until", "heartbeat_at", "status", "wake")}  # fmt: skip
-        finished = ", ".join(["%s"] * len(Job.FINISHED))
         ids = ", ".join(["%s"] * len(jobs))
         pairs = ", ".join(["(%s, %s)"] * len(jobs))
         # The ids alone first: SQLite finds rows by a list of row values only by
         # reading the whole table (every job the portal ever ran).
-        return (
-            f"UPDATE {quote(Job._meta.db_table)} SET {column['lease_until']} = %s, "
-            f"{column['heartbeat_at']} = %s WHERE {column['id']} IN ({ids}) "
-            f"AND ({column['id']}, {column['wake']}) IN ({pairs}) "
-            f"AND {column['status']} NOT IN ({finished}) "
-            f"AND ({column['lease_until']} IS NULL OR {column['lease_until']} < %s) "
-            f"RETURNING {column['id']}"
+        rows = _claim_sql(
+            quote,
+            lambda column: (
+                f"{column['id']} IN ({ids}) AND ({column['id']}, {column['wake']}) IN ({pairs})"
+            ),
         )
+        return f"{rows} RETURNING {quote(Job._meta.pk.column)}"
 
     sql = prepared.built(("jobs_claim", len(jobs)), build)
-    stamp = prepared.db_value(Job, "lease_until", now)
-    params = [prepared.db_value(Job, "lease_until", now + LEASE), stamp]
-    params += [job_id for job_id, _ in jobs]
-    params += [value for job_id, wake in jobs for value in (job_id, wake)]
-    params += [*(str(status) for status in Job.FINISHED), stamp]
-    return now, {row[0] for row in prepared.fetch(sql, params)}
+    ids = [job_id for job_id, _ in jobs]
+    pairs = [value for job_id, wake in jobs for value in (job_id, wake)]
+    return now, {row[0] for row in prepared.fetch(sql, _claim_params(now, [*ids, *pairs]))}
 
 
 def jobs_unclaim(job_ids: list[int], claimed_at: datetime) -> None:
