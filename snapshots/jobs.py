@@ -192,7 +192,6 @@ def images_read_ahead(jobs: list[Job]) -> None:
             wanted.append((job, image_id))
     if not wanted:
         return
-    # In the model's order: the row _image_of's first() would pick.
     found = rows_by_object(Image, [(job.site_id, image_id) for job, image_id in wanted])
     for job, image_id in wanted:
         image = found.get((job.site_id, image_id))

@@ -207,14 +207,14 @@ def snapshot_names_taken_by_jobs(wanted: list[tuple[Server, str, int | None]]) -
     keys = {name.casefold() for _, name, _ in wanted}
     sites = {server.site_id for server, _, _ in wanted}
     in_mirror = set(
-        Snapshot.objects.filter(
-            site__in=sites, deleted_at__isnull=True, name_key__in=keys
-        ).values_list("site_id", "owner_openstack_id", "name_key")
+        Snapshot.objects.filter(site__in=sites, deleted_at__isnull=True, name_key__in=keys)
+        .order_by()
+        .values_list("site_id", "owner_openstack_id", "name_key")
     )
     pending = Job.objects.filter(
         kind="snapshot.create", name_key__in=keys, site__in=sites,
         status__in=(Job.Status.PENDING, Job.Status.RUNNING),
-    )  # fmt: skip
+    ).order_by()  # fmt: skip
     in_jobs: dict[tuple[int, int | None, str], set[int]] = {}
     for pk, site_id, project_id, key in pending.values_list(
         "pk", "site_id", "project_id", "name_key"

@@ -165,6 +165,7 @@ def jobs_preload(jobs: list[tuple[int, str | None]]) -> dict[int, Job]:
     if len(wanted) < 2:
         return {}
     rows = Job.objects.select_related("site", "actor", "project").filter(pk__in=list(wanted))
+    rows = rows.order_by()  # by id below: the model's order would only cost a sort
     found = [row for row in rows if row.wake == wanted[row.pk]]
     # One user object per actor, as in a request: what the steps read about their
     # actor once per object (its project roles, see portal.access) is read once.

@@ -146,7 +146,7 @@ class MirrorWriter:
         # rows. The rows synced after `observed_at` (a job's refresh, the watcher)
         # come flagged in the same read.
         fields = ["pk", "openstack_id", "fingerprint", "deleted_at"]
-        rows = self._scope
+        rows = self._scope.order_by()  # a dict: the model's order would sort every row
         if self._observed_at is not None:
             later = Q(synced_at__gt=self._observed_at)
             rows = rows.annotate(_newer=ExpressionWrapper(later, output_field=BooleanField()))
