@@ -23,7 +23,7 @@ non-zero on a miss: p95 or p99 over the goal, an error, fewer than 90 % of the p
 the users asked for answered, or a job unfinished when the load ends.
 
     .venv/bin/python bench/load_bench.py                      # SQLite
-    DATABASE_URL=postgres://portal:portal@127.0.0.1:5432/portal_load .venv/bin/python bench/load_bench.py
+    DATABASE_URL=postgres://portal:portal@127.0.0.1:5432/portal .venv/bin/python bench/load_bench.py
     .venv/bin/python bench/load_bench.py --jobs 0             # the pages alone, for comparison
     WEB_CONCURRENCY=2 GUNICORN_THREADS=8 .venv/bin/python bench/load_bench.py   # another set-up
 """
