@@ -83,7 +83,8 @@ def _mirror_tables() -> list[str]:
 def tables_without_statistics_analyze(tables: list[str]) -> list[str]:
     """PostgreSQL: ANALYZE those of `tables` (in the current schema) the planner has
     no statistics for; returns them. An empty table gets none from ANALYZE either,
-    and costs next to nothing to look at again."""
+    and costs next to nothing to look at again. SKIP_LOCKED: a table autovacuum is
+    working on gets its statistics from it, and the sync does not wait."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT name FROM unnest(%s::text[]) AS name WHERE NOT EXISTS ("
@@ -93,5 +94,5 @@ def tables_without_statistics_analyze(tables: list[str]) -> list[str]:
         )
         missing = [name for (name,) in cursor.fetchall()]
         for name in missing:
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(name)}")
+            cursor.execute(f"ANALYZE (SKIP_LOCKED) {connection.ops.quote_name(name)}")
     return missing
