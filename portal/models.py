@@ -217,8 +217,12 @@ class Job(models.Model):
     # A worker holds the job until this time; a duplicate delivery backs off.
     lease_until = models.DateTimeField(null=True, blank=True)
     # When the next message for this job is due; the recovery sweep looks for
-    # unfinished jobs overdue by more than JOB_RECOVER_AFTER_SECONDS.
-    due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # unfinished jobs overdue by more than JOB_RECOVER_AFTER_SECONDS. Not indexed, nor
+    # is `waits_for`: every release and every wake-up sets them, and on PostgreSQL a
+    # write that changes an indexed column adds an entry to each of the table's
+    # indexes (see 0022). Who asks by them asks among the unfinished jobs (the
+    # `job_unfinished` and status indexes), a few among every job ever run.
+    due_at = models.DateTimeField(null=True, blank=True)
     polls = models.PositiveIntegerField(default=0)
     # The key the form that started the job carried: a repeated POST (a double
     # click, a resubmitted page) finds this job instead of starting a second one.
@@ -273,11 +277,6 @@ class Job(models.Model):
             ),
         ]
         indexes = [
-            # The jobs parked on an object, or on any object of a site (every mirror
-            # write that moves one asks, portal.jobs.parking): a few rows among all the
-            # site's jobs, finished ones included, which the site index would scan.
-            models.Index(fields=["waits_for", "target_server_id"], name="job_parked_on_server"),
-            models.Index(fields=["waits_for", "target_image_id"], name="job_parked_on_image"),
             models.Index(fields=["name_key", "site"], name="job_name_key"),
             # The job list of a member (portal.selectors.jobs_newest): each project's
             # newest jobs, and the member's own jobs without a project, walked newest

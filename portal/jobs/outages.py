@@ -27,6 +27,7 @@ from django.utils.translation import gettext_noop
 from portal import cloud
 from portal.jobs import sending
 from portal.jobs.kinds import Wait
+from portal.jobs.selectors import unfinished_q
 from portal.models import Job, Site
 from portal.texts import clock, say
 
@@ -106,11 +107,17 @@ def site_answers(site_id: int) -> list[int]:
     if not silent.exists() or not silent.update(silent_since=None):
         return []
     log.warning("site %s answers again: its waiting jobs run now", site_id)
-    waiting = Job.objects.filter(site_id=site_id, waits_for="site").exclude(status__in=Job.FINISHED)
+    # Found among the unfinished jobs, by their index, the site compared here: neither
+    # `waits_for` nor the token has an index (see Job.due_at), and the site's would
+    # read every job the site ever ran.
+    unfinished = Job.objects.filter(unfinished_q(), waits_for="site").order_by()
+    pks = [pk for pk, job_site in unfinished.values_list("pk", "site_id") if job_site == site_id]
+    if not pks:
+        return []
     now, wake = timezone.now(), uuid.uuid4().hex
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    waiting.filter(free).update(wake=wake, due_at=now, waits_for="")
-    woken = list(Job.objects.filter(wake=wake).values_list("pk", "kind"))
+    unfinished.filter(free, pk__in=pks).update(wake=wake, due_at=now, waits_for="")
+    woken = list(Job.objects.filter(pk__in=pks, wake=wake).order_by().values_list("pk", "kind"))
     sending.send_now([(kind, job_id, wake) for job_id, kind in woken])
     return [job_id for job_id, _ in woken]
 

@@ -47,7 +47,7 @@ from django.utils import timezone
 
 from portal import prepared
 from portal.jobs import sending
-from portal.jobs.selectors import UNFINISHED
+from portal.jobs.selectors import UNFINISHED, unfinished_q
 from portal.models import Job, Site
 
 # Parked on an object the mirror does not have (any more): any state differs.
@@ -149,7 +149,7 @@ def park_check(job: Job) -> bool:
     if now == job.parked_on:
         return False
     jobs = Job.objects.filter(pk=job.pk, waits_for=job.waits_for, parked_on=job.parked_on)
-    return bool(_wake(jobs))
+    return bool(_wake(jobs, [job.pk]))
 
 
 _batch = threading.local()
@@ -178,7 +178,7 @@ def _park_checks(pending: list[tuple[int, str, int, str, str]]) -> None:
         now = WATCHED[waits_for].states(site_id, {target for _, target, _ in parked})
         for pk, target, state in parked:
             if now.get(target, MISSING) != state:
-                _wake(Job.objects.filter(pk=pk, waits_for=waits_for, parked_on=state))
+                _wake(Job.objects.filter(pk=pk, waits_for=waits_for, parked_on=state), [pk])
 
 
 def parked_wake(site: Site | int, waits_for: str, ids: Iterable[str] | None = None) -> list[int]:
@@ -193,10 +193,15 @@ def parked_wake(site: Site | int, waits_for: str, ids: Iterable[str] | None = No
         ids = list(ids)
         if not ids:
             return []
-        if len(ids) <= IDS_MAX:  # else (a full sync's thousands) every parked job: fewer
-            parked = parked.filter(**{f"{watched.target}__in": ids})
-    # The site and status are compared here, not in SQL: SQLite would pick their
-    # indexes (every job the site ever ran, every running job) over the parked jobs'.
+    if ids is not None and len(ids) <= IDS_MAX:
+        # The jobs on these objects, by the object's index (their history included).
+        parked = parked.filter(**{f"{watched.target}__in": ids})
+    else:
+        # Every parked job (a watcher round's compare, a full sync's thousands): among
+        # the unfinished jobs, by their index. `waits_for` has none (see Job.due_at).
+        parked = parked.filter(unfinished_q())
+    # The site is compared here, not in SQL: SQLite would pick its index (every job
+    # the site ever ran) over the object's or the unfinished jobs'.
     seen = [
         (pk, target, state)
         for pk, job_site, target, state, status in parked.values_list(
@@ -219,7 +224,7 @@ def parked_wake(site: Site | int, waits_for: str, ids: Iterable[str] | None = No
     matching = Q()
     for current, pks in moved.items():
         matching |= Q(pk__in=pks) & ~Q(parked_on=current)
-    return _wake(_parked(waits_for).filter(matching))
+    return _wake(_parked(waits_for).filter(matching), [pk for pks in moved.values() for pk in pks])
 
 
 def _parked(waits_for: str):
@@ -227,10 +232,11 @@ def _parked(waits_for: str):
     return jobs.filter(status__in=UNFINISHED).order_by()
 
 
-def _wake(jobs) -> list[int]:
-    """Wake these jobs if still parked and free: one UPDATE, one token for the
-    batch (it only has to differ from each job's previous one), then the messages
-    (several jobs each: see sending.send_now)."""
+def _wake(jobs, pks: list[int]) -> list[int]:
+    """Wake these jobs (among `pks`) if still parked and free: one UPDATE, one
+    token for the batch (it only has to differ from each job's previous one), then
+    the messages (several jobs each: see sending.send_now). The woken are read back
+    by their ids: the token has no index."""
     now = timezone.now()
     wake = uuid.uuid4().hex
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
@@ -240,6 +246,6 @@ def _wake(jobs) -> list[int]:
         .update(wake=wake, due_at=now, waits_for="", parked_on="")
     ):
         return []
-    woken = list(Job.objects.filter(wake=wake).values_list("pk", "kind"))
+    woken = list(Job.objects.filter(pk__in=pks, wake=wake).order_by().values_list("pk", "kind"))
     sending.send_now([(kind, job_id, wake) for job_id, kind in woken])
     return [job_id for job_id, _ in woken]

@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal.jobs import sending
-from portal.jobs.selectors import UNFINISHED
+from portal.jobs.selectors import unfinished_q
 from portal.models import Job
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
         long_overdue = now - timedelta(seconds=settings.JOB_RECOVER_BACKLOG_SECONDS)
         not_lately = Q(resent_at__isnull=True) | Q(resent_at__lt=now - timedelta(minutes=1))
         late |= Q(due_at__lt=long_overdue) & not_lately
-    stuck = Job.objects.filter(status__in=UNFINISHED).filter(late).filter(free).order_by()
+    stuck = Job.objects.filter(unfinished_q()).filter(late).filter(free).order_by()
     recovered, sends = [], []
     for job_id, waits_for, kind, token in stuck.values_list("pk", "waits_for", "kind", "wake")[
         :500
@@ -82,6 +82,6 @@ BACKLOG_JOBS = 20
 
 
 def _many_overdue(overdue, free) -> bool:
-    unparked = Job.objects.filter(status__in=UNFINISHED, waits_for="", due_at__lt=overdue)
+    unparked = Job.objects.filter(unfinished_q(), waits_for="", due_at__lt=overdue)
     late = unparked.filter(free).order_by().values_list("pk", flat=True)[: BACKLOG_JOBS + 1]
     return len(late) > BACKLOG_JOBS
