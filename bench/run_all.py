@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHES = [
     "sync_bench",
     "job_cost_bench",
+    "job_history_bench",
     "workshop_bench",
     "copy_bench",
     "pages_bench",
