@@ -7,7 +7,8 @@ schedule and for every change the mirror shows:
   the site has unfinished jobs);
 - the wake-up of the jobs parked on one object (every mirror write that moves it),
   and the read-back of the jobs it woke;
-- the recovery sweep (every few seconds).
+- the recovery sweep (every few seconds);
+- the watcher's choice of the sites with unfinished jobs (every second).
 
 Each is timed (median of 9) with 10 jobs parked on their servers, next to 100 and
 then 100,000 finished jobs, on a throwaway database with its statistics; goal: the
@@ -78,6 +79,7 @@ def run(small: int, big: int, engine: str) -> int:
     from bench.figures import figure
     from instances.models import Server
     from instances.services import server_wait_state
+    from operations.watch import sites_to_watch
     from portal.jobs import jobs_recover_stuck, parked_wake, sending
     from portal.models import Job, Project, Site
 
@@ -141,6 +143,7 @@ def run(small: int, big: int, engine: str) -> int:
             site, "server", [servers[0].openstack_id]
         ),
         "recovery sweep": jobs_recover_stuck,
+        "watcher's choice of the sites to look at": sites_to_watch,
     }
     measured: dict[int, dict[str, float]] = {}
     for total in (small, big):
