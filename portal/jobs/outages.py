@@ -12,7 +12,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,8 +24,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from portal import cloud
-from portal.jobs import sending
 from portal.jobs.kinds import Wait
+from portal.jobs.parking import jobs_wake
 from portal.jobs.selectors import unfinished_q
 from portal.models import Job, Site
 from portal.texts import clock, say
@@ -114,12 +113,7 @@ def site_answers(site_id: int) -> list[int]:
     pks = [pk for pk, job_site in unfinished.values_list("pk", "site_id") if job_site == site_id]
     if not pks:
         return []
-    now, wake = timezone.now(), uuid.uuid4().hex
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    unfinished.filter(free, pk__in=pks).update(wake=wake, due_at=now, waits_for="")
-    woken = list(Job.objects.filter(pk__in=pks, wake=wake).order_by().values_list("pk", "kind"))
-    sending.send_now([(kind, job_id, wake) for job_id, kind in woken])
-    return [job_id for job_id, _ in woken]
+    return jobs_wake(unfinished, pks)
 
 
 def site_silent(site_id: int) -> None:

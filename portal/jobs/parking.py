@@ -148,8 +148,9 @@ def park_check(job: Job) -> bool:
     now = watched.state_now(job.site_id, target)
     if now == job.parked_on:
         return False
-    jobs = Job.objects.filter(pk=job.pk, waits_for=job.waits_for, parked_on=job.parked_on)
-    return bool(_wake(jobs, [job.pk]))
+    return bool(
+        jobs_wake(Job.objects.filter(waits_for=job.waits_for, parked_on=job.parked_on), [job.pk])
+    )
 
 
 _batch = threading.local()
@@ -178,7 +179,7 @@ def _park_checks(pending: list[tuple[int, str, int, str, str]]) -> None:
         now = WATCHED[waits_for].states(site_id, {target for _, target, _ in parked})
         for pk, target, state in parked:
             if now.get(target, MISSING) != state:
-                _wake(Job.objects.filter(pk=pk, waits_for=waits_for, parked_on=state), [pk])
+                jobs_wake(Job.objects.filter(waits_for=waits_for, parked_on=state), [pk])
 
 
 def parked_wake(site: Site | int, waits_for: str, ids: Iterable[str] | None = None) -> list[int]:
@@ -224,7 +225,9 @@ def parked_wake(site: Site | int, waits_for: str, ids: Iterable[str] | None = No
     matching = Q()
     for current, pks in moved.items():
         matching |= Q(pk__in=pks) & ~Q(parked_on=current)
-    return _wake(_parked(waits_for).filter(matching), [pk for pks in moved.values() for pk in pks])
+    return jobs_wake(
+        _parked(waits_for).filter(matching), [pk for pks in moved.values() for pk in pks]
+    )
 
 
 def _parked(waits_for: str):
@@ -232,16 +235,16 @@ def _parked(waits_for: str):
     return jobs.filter(status__in=UNFINISHED).order_by()
 
 
-def _wake(jobs, pks: list[int]) -> list[int]:
-    """Wake these jobs (among `pks`) if still parked and free: one UPDATE, one
-    token for the batch (it only has to differ from each job's previous one), then
-    the messages (several jobs each: see sending.send_now). The woken are read back
-    by their ids: the token has no index."""
+def jobs_wake(jobs, pks: list[int]) -> list[int]:
+    """Wake those of `jobs` with these ids that still wait (parked, or on their site)
+    and are free: one UPDATE, one token for the batch (it only has to differ from
+    each job's previous one), then the messages (several jobs each: see
+    sending.send_now). The woken are read back by their ids: the token has no index."""
     now = timezone.now()
     wake = uuid.uuid4().hex
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     if (
-        not jobs.filter(free)
+        not jobs.filter(free, pk__in=pks)
         .exclude(waits_for="")
         .update(wake=wake, due_at=now, waits_for="", parked_on="")
     ):

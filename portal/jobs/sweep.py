@@ -58,7 +58,7 @@ def jobs_recover_stuck(*, backlog: bool = False) -> list[int]:
         # load, hundreds of jobs at a time, each again a minute later.
         wake = token if token and not waits_for else uuid.uuid4().hex
         # Conditional on still being free and late: a worker that claimed it meanwhile wins.
-        # A parked job sent is parked no more (see portal.jobs.parking._wake).
+        # A parked job sent is parked no more (see portal.jobs.parking.jobs_wake).
         taken = Job.objects.filter(pk=job_id).filter(free).filter(late)
         resent = {} if waits_for else {"resent_at": now}
         if taken.update(

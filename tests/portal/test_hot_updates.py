@@ -1,8 +1,9 @@
 """On PostgreSQL, the job table and the server mirror keep room on each page
 (portal 0021, instances 0015), so that a job's claim, its checkpoint, its release,
 its wake-ups (portal 0022) and the task an action began, which change no indexed
-column, are written as "HOT" updates that touch none of the tables' indexes. At 1,000 jobs at once every index entry written
-is database CPU taken from the workers on the same cores.
+column, are written as "HOT" updates that touch none of the tables' indexes. At
+1,000 jobs at once every index entry written is database CPU taken from the workers
+on the same cores.
 
 Whether an update is HOT also depends on the server pruning old row versions, which
 any open snapshot in the database (an autovacuum's analyze) holds up: so what is
