@@ -192,9 +192,9 @@ def cpu_split(pid: int) -> tuple[float, float]:
 
 
 def database_server_cpu_seconds() -> float:
-    """CPU time so far of the PostgreSQL server's processes (its backends, WAL writer
-    and the rest; on SQLite the database works inside the worker, and this is 0).
-    The bench runs alone on the machine, so the server's work is the bench's."""
+    """CPU time so far of the PostgreSQL server's processes: its backends, its WAL
+    writer and the rest (a bench runs alone on the machine, so what they do is the
+    bench's). On SQLite the database works inside the worker: not asked."""
     import psutil
 
     total = 0.0
@@ -272,8 +272,9 @@ def run(devcloud, data: Path, args, *, worker) -> int:
     one_calls = requests_sent() - before
 
     before = requests_sent()
+    on_server = args.engine == "PostgreSQL"  # SQLite's work is in the worker's CPU
     cpu_before = {"worker": cpu_seconds(worker.pid), "devcloud": cpu_seconds(devcloud.pid),
-                  "database": database_server_cpu_seconds()}  # fmt: skip
+                  "database": database_server_cpu_seconds() if on_server else 0.0}  # fmt: skip
     parent_before = cpu_split(worker.pid)[0]
     started = time.time()
     # As a user snapshots many machines: ticked on the overview, "Snapshot selected".
@@ -289,14 +290,10 @@ def run(devcloud, data: Path, args, *, worker) -> int:
     cpu = {
         "worker": cpu_seconds(worker.pid) - cpu_before["worker"],
         "devcloud": cpu_seconds(devcloud.pid) - cpu_before["devcloud"],
-        "database": database_server_cpu_seconds() - cpu_before["database"],
+        "database": database_server_cpu_seconds() - cpu_before["database"] if on_server else 0.0,
     }
     parent_cpu = cpu_split(worker.pid)[0] - parent_before
-    server_cpu = ""
-    if args.engine == "PostgreSQL":
-        server_cpu = f"PostgreSQL's server {cpu['database']:.1f} s, "
-    else:  # SQLite works inside the worker: its CPU is the worker's
-        del cpu["database"]
+    server_cpu = f"PostgreSQL's server {cpu['database']:.1f} s, " if on_server else ""
 
     print_path(one_job, many_jobs)
     lags.sort()
@@ -314,8 +311,8 @@ def run(devcloud, data: Path, args, *, worker) -> int:
           f"({cpu['worker'] / args.jobs * 1000:.0f} ms per job, watcher included; "
           f"{parent_cpu:.1f} s of it in the worker's main process), "
           f"devcloud {cpu['devcloud']:.1f} s, {server_cpu}of {2 * many:.0f} s on 2 cores")  # fmt: skip
-    # What the figure follows: the machine's CPU per job (the worker, the database
-    # server and the cloud share the two cores, see the README's production notes).
+    # What the ratio follows: the CPU per job of everything that shares the two cores
+    # (see the README's production notes).
     machine_ms = sum(cpu.values()) / args.jobs * 1000
     print(f"  CPU per job, all of them together: {machine_ms:.0f} ms")
     figures = {"ratio": many / one, "lag_median": median, "lag_p95": p95,
